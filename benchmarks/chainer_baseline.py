@@ -1,0 +1,175 @@
+"""Time the article's training epoch with Chainer 7.8.1 on the CPU (reference numbers).
+
+Chainer is never a dependency of the project; run this with the side venv described
+in ``/work/shared/SEED-NOTES.md``::
+
+    /tmp/chainer/bin/python benchmarks/chainer_baseline.py --cell nstep --layers 1
+
+Setup, as in the article: Fibonacci numbers mod 5 (2000 points, computed exactly and
+then reduced), the first 90% for training, every window of 31 points a sample (input
+the first 30, target the same shifted by one), Adam with defaults, batch 100, windows
+reshuffled every epoch. The model is an LSTM of ``--hidden`` units, then a Linear
+layer applied to the outputs of all steps of all sequences at once; the loss is one
+mean squared error over them.
+
+``--cell nstep`` uses ``links.NStepLSTM(layers, 1, hidden, dropout)`` on a list of
+sequences. ``--cell step`` stacks ``layers`` ``links.LSTM`` links driven one time step
+per call (state reset per batch), with the same dropout on the input of every layer
+but the first. Each epoch (forward, backward and update of every batch) is timed with
+``time.perf_counter``; one JSON object is printed on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy as np
+from chainer import initializers, optimizers
+
+
+def fibonacci_mod(total: int, mod: int) -> np.ndarray:
+    """First ``total`` Fibonacci numbers (F0 = 0, F1 = 1), exact, then taken mod ``mod``."""
+    values = []
+    a, b = 0, 1
+    for _ in range(total):
+        values.append(a % mod)
+        a, b = b, a + b
+    return np.array(values, dtype=np.float32)
+
+
+def make_windows(series: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of ``size + 1`` points: inputs (n, size, 1) and targets shifted by one."""
+    n = len(series) - size
+    idx = np.arange(n)[:, None] + np.arange(size + 1)[None, :]
+    w = series[idx][:, :, None]
+    return w[:, :-1], w[:, 1:]
+
+
+class NStepModel(chainer.Chain):
+    """NStepLSTM over a list of sequences, then Linear on every step of every sequence."""
+
+    def __init__(self, n_layers: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        with self.init_scope():
+            self.lstm = L.NStepLSTM(n_layers, 1, hidden, dropout)
+            self.out = L.Linear(hidden, 1, initialW=initializers.Normal(0.01))
+
+    def forward(self, x: np.ndarray) -> chainer.Variable:
+        """Map a batch (B, T, 1) to outputs (B * T, 1), sequence-major."""
+        _, _, ys = self.lstm(None, None, list(x))
+        return self.out(F.concat(ys, axis=0))
+
+
+class StepModel(chainer.Chain):
+    """Stacked links.LSTM driven one time step per call, then Linear on every step."""
+
+    def __init__(self, n_layers: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = dropout
+        with self.init_scope():
+            self.lstms = chainer.ChainList(
+                *[L.LSTM(1 if k == 0 else hidden, hidden) for k in range(n_layers)]
+            )
+            self.out = L.Linear(hidden, 1, initialW=initializers.Normal(0.01))
+
+    def forward(self, x: np.ndarray) -> chainer.Variable:
+        """Map a batch (B, T, 1) to outputs (B * T, 1), sequence-major."""
+        for lstm in self.lstms:
+            lstm.reset_state()
+        steps = []
+        for t in range(x.shape[1]):
+            h = x[:, t]
+            for k, lstm in enumerate(self.lstms):
+                if k > 0:
+                    h = F.dropout(h, self.dropout)
+                h = lstm(h)
+            steps.append(h)
+        h = F.stack(steps, axis=1)  # (B, T, hidden)
+        return self.out(F.reshape(h, (-1, h.shape[2])))
+
+
+def run_epoch(
+    model: chainer.Chain,
+    optimizer: chainer.Optimizer,
+    x: np.ndarray,
+    t: np.ndarray,
+    batch_size: int,
+    rng: np.random.RandomState,
+) -> tuple[float, int]:
+    """Train one epoch over reshuffled windows; return (mean loss per window, batches)."""
+    order = rng.permutation(len(x))
+    total = 0.0
+    n_batches = 0
+    for start in range(0, len(x), batch_size):
+        batch = order[start : start + batch_size]
+        y = model(x[batch])
+        loss = F.mean_squared_error(y, t[batch].reshape(-1, 1))
+        model.cleargrads()
+        loss.backward()
+        optimizer.update()
+        total += float(loss.array) * len(batch)
+        n_batches += 1
+    return total / len(x), n_batches
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; defaults are the article's setup."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cell", choices=("nstep", "step"), default="nstep")
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs")
+    p.add_argument("--warmup", type=int, default=1, help="untimed epochs first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--sequence-size", type=int, default=30)
+    p.add_argument("--total-size", type=int, default=2000)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--split-rate", type=float, default=0.9)
+    p.add_argument("--modulo", type=int, default=5)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train with the given flags and print the timings as one JSON object."""
+    args = parse_args(argv)
+    np.random.seed(args.seed)  # Chainer's initializers and CPU dropout draw from here
+    rng = np.random.RandomState(args.seed)
+    chainer.config.train = True
+
+    series = fibonacci_mod(args.total_size, args.modulo)
+    x, t = make_windows(series[: int(args.total_size * args.split_rate)], args.sequence_size)
+    model_cls = NStepModel if args.cell == "nstep" else StepModel
+    model = model_cls(args.layers, args.hidden, args.dropout)
+    optimizer = optimizers.Adam()
+    optimizer.setup(model)
+
+    seconds = []
+    loss, n_batches = float("nan"), 0
+    for epoch in range(args.warmup + args.repeats):
+        start = time.perf_counter()
+        loss, n_batches = run_epoch(model, optimizer, x, t, args.batch_size, rng)
+        elapsed = time.perf_counter() - start
+        if epoch >= args.warmup:
+            seconds.append(round(elapsed, 4))
+
+    result = {
+        "framework": "chainer",
+        "chainer_version": chainer.__version__,
+        "cell": args.cell,
+        "n_layers": args.layers,
+        "warmup": args.warmup,
+        "seconds_per_epoch": seconds,
+        "batches_per_epoch": n_batches,
+        "final_train_loss": loss,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
