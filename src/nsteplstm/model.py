@@ -1,0 +1,353 @@
+"""The sequence models: NStepLSTM and its relatives (Chainer's *links* side).
+
+Modules hold parameters and, for the stateful ones, the carried state; the math
+is in :mod:`nsteplstm.functional`, the batch bookkeeping in :mod:`nsteplstm.packing`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import InputError
+from .functional import lstm_cell, n_step_lstm
+from .packing import PackedLayout
+
+CELLS = ("nstep", "step")
+
+
+def _describe(t: Any) -> str:
+    if isinstance(t, Tensor):
+        return f"tensor of shape {tuple(t.shape)}, {t.dtype}, on {t.device}"
+    return type(t).__name__
+
+
+def _check_positive(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_dropout(dropout: float) -> None:
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, (int, float))
+        or not (0.0 <= dropout < 1.0)
+    ):
+        raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
+
+def _check_like(name: str, t: Tensor, weight: Tensor) -> None:
+    if t.dtype != weight.dtype or t.device != weight.device:
+        raise InputError(
+            f"{name} must be {weight.dtype} on {weight.device} like the module's weights, "
+            f"got {t.dtype} on {t.device}"
+        )
+
+
+def check_sequences(xs: Sequence[Tensor], in_size: int, weight: Tensor) -> PackedLayout:
+    """Raise :class:`InputError` unless ``xs`` is a non-empty list or tuple of tensors
+    ``(L_i >= 1, in_size)`` of ``weight``'s dtype and device; return the batch's layout.
+    """
+    if not isinstance(xs, (list, tuple)) or len(xs) == 0:
+        got = "an empty one" if isinstance(xs, (list, tuple)) else _describe(xs)
+        raise InputError(
+            f"xs must be a non-empty list or tuple of tensors (L_i, {in_size}), got {got}"
+        )
+    for i, x in enumerate(xs):
+        if not isinstance(x, Tensor):
+            raise InputError(f"xs[{i}] must be a tensor, got {_describe(x)}")
+        if x.dim() != 2 or x.shape[1] != in_size or x.shape[0] < 1:
+            raise InputError(f"xs[{i}] must have shape (L >= 1, {in_size}), got {tuple(x.shape)}")
+        _check_like(f"xs[{i}]", x, weight)
+    return PackedLayout([x.shape[0] for x in xs], weight.device)
+
+
+class NStepLSTM(nn.Module):
+    """A stack of ``n_layers`` LSTM layers over a batch of variable-length sequences.
+
+    ``hy, cy, ys = lstm(hx, cx, xs)``, as ``chainer.links.NStepLSTM``:
+
+    - ``xs``: list or tuple of B float tensors, ``xs[i]`` ``(L_i, in_size)``, any
+      lengths ``L_i >= 1`` in any order.
+    - ``hx``, ``cx``: ``None`` (zeros) or ``(n_layers * D, B, out_size)``; row b
+      belongs to ``xs[b]``. D = 2 for :class:`NStepBiLSTM`, else 1.
+    - ``ys``: tuple of B tensors ``(L_i, D * out_size)``, the last layer's hidden states.
+    - ``hy``, ``cy``: ``(n_layers * D, B, out_size)``, each sequence's state after its
+      own last step.
+
+    The math of each layer is in :mod:`nsteplstm.functional`. Dropout of ratio
+    ``dropout`` acts on the input of every layer but the first, in training mode.
+    Parameters are those of ``torch.nn.LSTM`` (``lstm.weight_ih_l0`` ...), gates
+    ordered (i, f, a, o).
+    """
+
+    bidirectional = False
+
+    def __init__(self, n_layers: int, in_size: int, out_size: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_positive(n_layers=n_layers, in_size=in_size, out_size=out_size)
+        _check_dropout(dropout)
+        self.n_layers, self.in_size, self.out_size = n_layers, in_size, out_size
+        self.dropout = float(dropout)
+        self.n_directions = 2 if self.bidirectional else 1
+        # Only a parameter container: the call goes through functional.n_step_lstm.
+        self.lstm = nn.LSTM(in_size, out_size, n_layers, bidirectional=self.bidirectional)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_layers={self.n_layers}, in_size={self.in_size}, out_size={self.out_size}, "
+            f"dropout={self.dropout}"
+        )
+
+    @property
+    def weights(self) -> list[Tensor]:
+        """The flat weight list ``[w_ih, w_hh, b_ih, b_hh]`` per layer and direction."""
+        return self.lstm._flat_weights
+
+    def forward(
+        self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor]
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        layout = self.check_inputs(hx, cx, xs)
+        data = layout.pack(xs)  # (N, in_size)
+        out, hy, cy = self.forward_packed(data, layout, hx, cx)
+        return hy, cy, layout.unpack(out)
+
+    def forward_packed(
+        self, data: Tensor, layout: PackedLayout, hx: Tensor | None = None, cx: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The same call on packed data ``(N, in_size)``: returns packed ``(N, D * out_size)``,
+        then ``hy``, ``cy`` in the batch's order. Inputs are not checked here.
+        """
+        shape = (self.n_layers * self.n_directions, layout.batch, self.out_size)
+        hx = data.new_zeros(shape) if hx is None else layout.sort_states(hx)
+        cx = data.new_zeros(shape) if cx is None else layout.sort_states(cx)
+        out, hy, cy = n_step_lstm(
+            data,
+            layout,
+            hx,
+            cx,
+            self.weights,
+            self.n_layers,
+            self.dropout,
+            self.training,
+            self.bidirectional,
+        )
+        return out, layout.unsort_states(hy), layout.unsort_states(cy)
+
+    def check_inputs(
+        self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor]
+    ) -> PackedLayout:
+        """Raise :class:`InputError` unless the arguments fit; return the batch's layout."""
+        weight = self.lstm.weight_ih_l0
+        layout = check_sequences(xs, self.in_size, weight)
+        shape = (self.n_layers * self.n_directions, layout.batch, self.out_size)
+        for name, state in (("hx", hx), ("cx", cx)):
+            if state is None:
+                continue
+            if not isinstance(state, Tensor) or tuple(state.shape) != shape:
+                raise InputError(
+                    f"{name} must be None or a tensor of shape {shape}, got {_describe(state)}"
+                )
+            _check_like(name, state, weight)
+        return layout
+
+
+class NStepBiLSTM(NStepLSTM):
+    """Bidirectional :class:`NStepLSTM` (``chainer.links.NStepBiLSTM``).
+
+    ``hx``/``cx``/``hy``/``cy`` are ``(2 * n_layers, B, out_size)``, forward and
+    backward interleaved per layer (row ``2 l`` forward, ``2 l + 1`` backward);
+    ``ys[i]`` is ``(L_i, 2 * out_size)``, forward features first. The backward
+    direction reads each sequence from its own last step.
+    """
+
+    bidirectional = True
+
+
+class StatefulNStepLSTM(nn.Module):
+    """The article's wrapper: an :class:`NStepLSTM` that carries ``hy``/``cy`` between calls.
+
+    ``ys = st(xs)`` continues every sequence of the batch from where the previous
+    call left it. The batch size must stay the same until :meth:`reset_state`.
+    The state moves with ``.to(device)``; :meth:`detach_state` cuts the graph
+    (truncated back-propagation through time).
+    """
+
+    h: Tensor | None
+    c: Tensor | None
+
+    def __init__(self, n_layers: int, in_size: int, out_size: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.lstm = NStepLSTM(n_layers, in_size, out_size, dropout)
+        self.register_buffer("h", None, persistent=False)
+        self.register_buffer("c", None, persistent=False)
+
+    def reset_state(self) -> None:
+        self.h = self.c = None
+
+    def detach_state(self) -> None:
+        if self.h is not None:
+            self.h, self.c = self.h.detach(), self.c.detach()
+
+    def forward(self, xs: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        if self.h is not None and isinstance(xs, (list, tuple)) and len(xs) != self.h.shape[1]:
+            raise InputError(
+                f"batch of {len(xs)} sequences, but the carried state is for "
+                f"{self.h.shape[1]}: call reset_state() first"
+            )
+        self.h, self.c, ys = self.lstm(self.h, self.c, xs)
+        return ys
+
+
+class StepLSTM(nn.Module):
+    """One LSTM step per call, with carried state: ``chainer.links.LSTM``'s counterpart.
+
+    ``h = cell(x)`` with ``x`` ``(B_t, in_size)`` returns the new hidden state
+    ``(B_t, out_size)``. When ``B_t`` is smaller than the carried state's batch, only
+    the first ``B_t`` rows advance and the others keep their state; when larger, the
+    new rows start from zeros (Chainer's rule). Parameters as ``torch.nn.LSTMCell``:
+    ``weight_ih`` ``(4H, I)``, ``weight_hh`` ``(4H, H)``, ``bias_ih``, ``bias_hh``,
+    gates (i, f, a, o); math in :func:`nsteplstm.functional.lstm_cell`.
+    """
+
+    h: Tensor | None
+    c: Tensor | None
+
+    def __init__(self, in_size: int, out_size: int) -> None:
+        super().__init__()
+        _check_positive(in_size=in_size, out_size=out_size)
+        self.in_size, self.out_size = in_size, out_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * out_size, in_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * out_size, out_size))
+        self.bias_ih = nn.Parameter(torch.empty(4 * out_size))
+        self.bias_hh = nn.Parameter(torch.empty(4 * out_size))
+        bound = 1.0 / math.sqrt(out_size)  # torch.nn.LSTM's initialisation
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+        self.register_buffer("h", None, persistent=False)
+        self.register_buffer("c", None, persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"in_size={self.in_size}, out_size={self.out_size}"
+
+    def reset_state(self) -> None:
+        self.h = self.c = None
+
+    def detach_state(self) -> None:
+        if self.h is not None:
+            self.h, self.c = self.h.detach(), self.c.detach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_size:
+            raise InputError(f"x must have shape (B, {self.in_size}), got {_describe(x)}")
+        rows = x.shape[0]
+        if self.h is None:
+            h = c = x.new_zeros(rows, self.out_size)
+        else:
+            carried = self.h.shape[0]
+            h, c = self.h[:rows], self.c[:rows]
+            if rows > carried:
+                pad = x.new_zeros(rows - carried, self.out_size)
+                h, c = torch.cat([h, pad]), torch.cat([c, pad])
+        h, c = lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if self.h is not None and rows < self.h.shape[0]:
+            self.h = torch.cat([h, self.h[rows:]])  # (carried, H)
+            self.c = torch.cat([c, self.c[rows:]])
+        else:
+            self.h, self.c = h, c
+        return h
+
+
+class StepLSTMStack(nn.Module):
+    """``n_layers`` :class:`StepLSTM` cells driven one time step at a time.
+
+    The article's baseline: the same math as :class:`NStepLSTM` (without its
+    inter-layer dropout, when ``dropout`` is 0), so the same weights give the same
+    outputs. Works on the packed layout: at step t the first ``batch_sizes[t]``
+    sorted sequences advance, which is :class:`StepLSTM`'s shrinking-batch rule.
+    """
+
+    def __init__(self, n_layers: int, in_size: int, out_size: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_positive(n_layers=n_layers)
+        _check_dropout(dropout)
+        self.n_layers, self.in_size, self.out_size = n_layers, in_size, out_size
+        self.dropout = float(dropout)
+        sizes = [in_size] + [out_size] * (n_layers - 1)
+        self.cells = nn.ModuleList(StepLSTM(size, out_size) for size in sizes)
+
+    def forward_packed(self, data: Tensor, layout: PackedLayout) -> Tensor:
+        """Packed ``(N, in_size)`` -> packed ``(N, out_size)``, from zero states."""
+        for cell in self.cells:
+            cell.reset_state()
+        outs, start = [], 0
+        for rows in layout.batch_sizes.tolist():
+            x = data[start : start + rows]  # (B_t, in_size)
+            for layer, cell in enumerate(self.cells):
+                if layer > 0 and self.dropout > 0 and self.training:
+                    x = nn.functional.dropout(x, self.dropout, training=True)
+                x = cell(x)  # (B_t, H)
+            outs.append(x)
+            start += rows
+        for cell in self.cells:
+            cell.reset_state()
+        return torch.cat(outs)
+
+
+class Forecaster(nn.Module):
+    """The article's model: an LSTM stack, then a Linear head on every time step.
+
+    ``ys = model(xs)``: ``xs`` list of ``(L_i, n_in)`` -> tuple of ``(L_i, n_out)``.
+    Every call starts from zero states. ``cell="nstep"`` runs :class:`NStepLSTM`,
+    ``cell="step"`` a :class:`StepLSTMStack` (one step per call, the article's
+    baseline). The head's weights start from Normal(0, 0.01), its bias from zeros.
+    """
+
+    def __init__(
+        self,
+        n_layers: int = 1,
+        n_in: int = 1,
+        n_hidden: int = 200,
+        n_out: int = 1,
+        dropout: float = 0.3,
+        cell: str = "nstep",
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise InputError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        _check_positive(n_layers=n_layers, n_in=n_in, n_hidden=n_hidden, n_out=n_out)
+        self._config = dict(
+            n_layers=n_layers,
+            n_in=n_in,
+            n_hidden=n_hidden,
+            n_out=n_out,
+            dropout=float(dropout),
+            cell=cell,
+        )
+        stack = NStepLSTM if cell == "nstep" else StepLSTMStack
+        self.lstm = stack(n_layers, n_in, n_hidden, dropout)
+        self.head = nn.Linear(n_hidden, n_out)
+        nn.init.normal_(self.head.weight, 0.0, 0.01)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, as a dict."""
+        return dict(self._config)
+
+    def forward(self, xs: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        layout = check_sequences(xs, self.config["n_in"], self.head.weight)
+        return layout.unpack(self.forward_packed(layout.pack(xs), layout))
+
+    def forward_packed(self, data: Tensor, layout: PackedLayout) -> Tensor:
+        """Packed inputs ``(N, n_in)`` -> packed outputs ``(N, n_out)``."""
+        if isinstance(self.lstm, NStepLSTM):
+            hidden, _, _ = self.lstm.forward_packed(data, layout)  # (N, H)
+        else:
+            hidden = self.lstm.forward_packed(data, layout)  # (N, H)
+        return self.head(hidden)  # (N, n_out)

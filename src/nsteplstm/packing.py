@@ -1,0 +1,160 @@
+"""The packed layout of a batch of variable-length sequences.
+
+A batch of B sequences with lengths ``L_i`` is held as one 2-D tensor ``data`` of
+shape ``(N, F)``, ``N = sum(L_i)``, in time-major order over the sequences sorted
+by decreasing length: first step 0 of every sequence, then step 1 of every
+sequence still running, and so on. This is PyTorch's ``PackedSequence.data``
+order, so ``batch_sizes`` here is ``PackedSequence.batch_sizes``.
+
+Sorted by length, the sequences running at step ``t`` are always a prefix of the
+batch, so every maximal run of steps with the same batch size (a *segment*) is
+a dense ``(steps, rows, F)`` block of ``data``: a contiguous view, no copy. The
+CPU LSTM runs one fused kernel call per segment and never touches padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Steps ``[t0, t1)`` in which the first ``rows`` sorted sequences run.
+
+    ``start`` and ``stop`` are the rows of packed ``data`` the segment covers;
+    ``ending`` is how many of its sequences end at ``t1`` (the last rows).
+    """
+
+    t0: int
+    t1: int
+    rows: int
+    start: int
+    stop: int
+    ending: int
+
+
+class PackedLayout:
+    """Index bookkeeping for one batch of lengths; built once, used for every layer.
+
+    Args:
+        lengths: the length of each sequence, in the batch's own order; all >= 1.
+        device: where the index tensors live (the device of the data).
+    """
+
+    def __init__(self, lengths: Sequence[int], device: torch.device | str = "cpu") -> None:
+        self.lengths = [int(n) for n in lengths]
+        self.batch = len(self.lengths)
+        order = sorted(range(self.batch), key=lambda i: -self.lengths[i])  # stable
+        self.sorted_lengths = [self.lengths[i] for i in order]
+        self.max_length = self.sorted_lengths[0]
+        self.n_rows = sum(self.lengths)
+        self.is_dense = self.sorted_lengths[-1] == self.max_length
+        self._identity = order == list(range(self.batch))
+        self.device = torch.device(device)
+
+        sizes, t, rows, running = [], 0, 0, self.batch
+        self.segments: list[Segment] = []
+        for length in sorted(set(self.sorted_lengths)):
+            ending = sum(1 for n in self.sorted_lengths if n == length)
+            self.segments.append(
+                Segment(t, length, running, rows, rows + running * (length - t), ending)
+            )
+            sizes += [running] * (length - t)
+            rows += running * (length - t)
+            t, running = length, running - ending
+        # PackedSequence wants batch_sizes as a CPU int64 tensor.
+        self.batch_sizes = torch.tensor(sizes, dtype=torch.int64)
+
+        if self._identity:
+            self.sorted_indices = self.unsorted_indices = None
+        else:
+            self.sorted_indices = torch.tensor(order, dtype=torch.int64, device=self.device)
+            self.unsorted_indices = torch.empty_like(self.sorted_indices)
+            self.unsorted_indices[self.sorted_indices] = torch.arange(
+                self.batch, device=self.device
+            )
+        self._seq_to_packed: torch.Tensor | None = None
+        self._packed_to_seq: torch.Tensor | None = None
+        self._reversed: torch.Tensor | None = None
+
+    @classmethod
+    def dense(cls, length: int, batch: int, device: torch.device | str = "cpu") -> PackedLayout:
+        """The layout of ``batch`` sequences all of ``length`` steps."""
+        return cls([length] * batch, device)
+
+    def _grid(self, reverse: bool) -> torch.Tensor:
+        """Packed row of step t (or of step L-1-t when reverse) of sorted sequence j, masked.
+
+        Returns the rows for the valid (j, t) pairs, sequence by sequence in sorted
+        order, each in time order: shape (N,).
+        """
+        offsets = torch.cumsum(self.batch_sizes, 0) - self.batch_sizes  # (T,) first row of step t
+        lengths = torch.tensor(self.sorted_lengths, dtype=torch.int64)  # (B,)
+        steps = torch.arange(self.max_length)  # (T,)
+        valid = steps[None, :] < lengths[:, None]  # (B, T)
+        if reverse:
+            steps = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0)  # (B, T)
+        else:
+            steps = steps.expand(self.batch, -1)
+        rows = offsets[steps] + torch.arange(self.batch)[:, None]  # (B, T)
+        return rows[valid]
+
+    @property
+    def seq_to_packed(self) -> torch.Tensor:
+        """(N,) packed row of every step, sequence by sequence in the batch's own order."""
+        if self._seq_to_packed is None:
+            rows = self._grid(reverse=False)
+            # Regroup sequence blocks from sorted order to the batch's own order.
+            blocks = rows.split(self.sorted_lengths)
+            if not self._identity:
+                rank = self.unsorted_indices.tolist()
+                blocks = [blocks[rank[i]] for i in range(self.batch)]
+            self._seq_to_packed = torch.cat(blocks).to(self.device)
+        return self._seq_to_packed
+
+    @property
+    def packed_to_seq(self) -> torch.Tensor:
+        """(N,) the inverse of ``seq_to_packed``: the row of ``cat(xs)`` at each packed row."""
+        if self._packed_to_seq is None:
+            index = self.seq_to_packed
+            inverse = torch.empty_like(index)
+            inverse[index] = torch.arange(self.n_rows, device=self.device)
+            self._packed_to_seq = inverse
+        return self._packed_to_seq
+
+    @property
+    def reversed_rows(self) -> torch.Tensor:
+        """(N,) for each packed row, the packed row of the same sequence's mirrored step.
+
+        ``data[reversed_rows]`` is the packed data of every sequence reversed in time.
+        """
+        if self._reversed is None:
+            forward = self._grid(reverse=False)
+            backward = self._grid(reverse=True)
+            index = torch.empty(self.n_rows, dtype=torch.int64)
+            index[forward] = backward
+            self._reversed = index.to(self.device)
+        return self._reversed
+
+    def pack(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """List of B tensors ``(L_i, F)`` -> packed ``(N, F)``."""
+        if self.is_dense:
+            return torch.stack(tuple(xs), dim=1).flatten(0, 1)  # (T, B, F) -> (N, F)
+        return torch.cat(tuple(xs)).index_select(0, self.packed_to_seq)
+
+    def unpack(self, data: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Packed ``(N, H)`` -> tuple of B tensors ``(L_i, H)`` in the batch's own order."""
+        if self.is_dense:
+            return data.view(self.max_length, self.batch, -1).unbind(1)
+        return data.index_select(0, self.seq_to_packed).split(self.lengths)
+
+    def sort_states(self, state: torch.Tensor) -> torch.Tensor:
+        """(layers, B, H) in the batch's order -> in sorted order."""
+        return state if self._identity else state.index_select(1, self.sorted_indices)
+
+    def unsort_states(self, state: torch.Tensor) -> torch.Tensor:
+        """(layers, B, H) in sorted order -> in the batch's order."""
+        return state if self._identity else state.index_select(1, self.unsorted_indices)
