@@ -1,0 +1,464 @@
+"""Run settings: defaults from the article, a TOML file, command-line flags.
+
+Precedence is defaults < TOML < flags. Every mistake raises `InputError` with one
+line that names the source, the key, the value and what is allowed.
+
+`n_in` / `n_out` follow the data when they are not given: "adding" -> (2, 1),
+"csv:PATH" with `csv_columns` -> (len(csv_columns), len(csv_columns)), otherwise
+the defaults (1, 1). When they are given they must agree with the data where
+that is checkable here (fibonacci/sine: 1 and 1; adding: 2 and 1; csv with
+`csv_columns`: the number of columns); for csv without `csv_columns` the loader
+checks them against the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nsteplstm.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+FORMAT_VERSION = 1
+BUILTIN_DATA = ("fibonacci", "sine", "adding")
+
+# Value kinds: how a field is type-checked and parsed from a command-line string.
+_KINDS: dict[str, str] = {
+    "n_layers": "int",
+    "dropout": "float",
+    "value": "int",
+    "total_size": "int",
+    "split_rate": "float",
+    "sequence_size": "int",
+    "epochs": "int",
+    "batch_size": "int",
+    "n_in": "int",
+    "n_hidden": "int",
+    "n_out": "int",
+    "device": "device",
+    "seed": "int",
+    "cell": "str",
+    "lr": "float",
+    "data": "str",
+    "period": "float",
+    "noise": "float",
+    "min_length": "int?",
+    "csv_columns": "columns?",
+    "csv_header": "bool?",
+    "csv_series_id": "id?",
+    "scale": "str",
+    "adding_samples": "int",
+    "grad_clip": "float",
+    "keep_best": "bool",
+    "checkpoint_every": "int",
+    "format_version": "int",
+}
+
+CONFIG_HELP: dict[str, str] = {
+    "n_layers": "number of stacked LSTM layers",
+    "dropout": "dropout ratio on the input of every layer but the first, in [0, 1)",
+    "value": "modulus of the Fibonacci series (data=fibonacci)",
+    "total_size": "number of points of the built-in series (fibonacci, sine)",
+    "split_rate": "fraction of each series (or of the adding samples) used for training, in (0, 1)",
+    "sequence_size": "window length in time steps (inputs; targets are shifted by one)",
+    "epochs": "number of training epochs",
+    "batch_size": "windows per mini-batch",
+    "n_in": "input features per time step (derived from the data when not given)",
+    "n_hidden": "LSTM hidden units per layer",
+    "n_out": "output features per time step (derived from the data when not given)",
+    "device": "auto, cpu, cuda, cuda:K, or the article's -1 (CPU) / K >= 0 (GPU K)",
+    "seed": "random seed for data, weights and shuffling",
+    "cell": "nstep (whole sequences per call) or step (one time step per call)",
+    "lr": "Adam learning rate",
+    "data": "fibonacci, sine, adding or csv:PATH",
+    "period": "period of the sine series in time steps (data=sine)",
+    "noise": "standard deviation of Gaussian noise added to the sine series (data=sine)",
+    "min_length": "variable-length training windows: lengths uniform in [min_length, "
+    "sequence_size] (default: all full length)",
+    "csv_columns": "CSV columns to use, by header name or 0-based index (default: all)",
+    "csv_header": "whether the CSV has a header row (default: auto-detect)",
+    "csv_series_id": "CSV column (name or index) that splits the rows into several series",
+    "scale": "standard (mean 0, std 1 fitted on the training split) or none; CSV only",
+    "adding_samples": "number of samples of the adding problem (data=adding)",
+    "grad_clip": "clip the gradient norm to this value; 0 disables",
+    "keep_best": "restore the weights of the best validation epoch at the end",
+    "checkpoint_every": "write a checkpoint every this many epochs",
+    "format_version": "version of the config format (only 1 exists)",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings of a run; defaults are the article's experiment.
+
+    `csv_columns` is stored as a tuple (a list is accepted on input). `device` is
+    stored normalized: "auto", "cpu", "cuda" or "cuda:K" (-1 -> "cpu", K -> "cuda:K").
+    """
+
+    n_layers: int = 1
+    dropout: float = 0.3
+    value: int = 5
+    total_size: int = 2000
+    split_rate: float = 0.9
+    sequence_size: int = 30
+    epochs: int = 60
+    batch_size: int = 100
+    n_in: int = 1
+    n_hidden: int = 200
+    n_out: int = 1
+    device: str = "auto"
+    seed: int = 0
+    cell: str = "nstep"
+    lr: float = 1e-3
+    data: str = "fibonacci"
+    period: float = 20.0
+    noise: float = 0.0
+    min_length: int | None = None
+    csv_columns: tuple[str | int, ...] | None = None
+    csv_header: bool | None = None
+    csv_series_id: str | int | None = None
+    scale: str = "standard"
+    adding_samples: int = 10000
+    grad_clip: float = 1.0
+    keep_best: bool = True
+    checkpoint_every: int = 1
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str) -> Config:
+        """Validate the settings in `d` (missing keys keep their defaults).
+
+        `source` names where `d` came from (a file path, "command line") in errors.
+        """
+        if not isinstance(d, Mapping):
+            raise InputError(
+                f"config {source}: expected a table of settings, got {type(d).__name__}"
+            )
+        return _build(d, {key: source for key in d}, source)
+
+    @classmethod
+    def merged(
+        cls,
+        toml_dict: Mapping[str, Any] | None,
+        overrides: Mapping[str, Any],
+        toml_source: str = "TOML file",
+        overrides_source: str = "command line",
+    ) -> Config:
+        """Defaults < `toml_dict` < `overrides`; an override whose value is None is not given."""
+        values: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        if toml_dict is not None:
+            if not isinstance(toml_dict, Mapping):
+                raise InputError(
+                    f"config {toml_source}: expected a table of settings, "
+                    f"got {type(toml_dict).__name__}"
+                )
+            values.update(toml_dict)
+            origin.update({key: toml_source for key in toml_dict})
+        for key, value in overrides.items():
+            if value is not None:
+                values[key] = value
+                origin[key] = overrides_source
+        return _build(values, origin, toml_source if toml_dict is not None else overrides_source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as JSON-able values (None stays None, csv_columns a list)."""
+        d = dataclasses.asdict(self)
+        if self.csv_columns is not None:
+            d["csv_columns"] = list(self.csv_columns)
+        return d
+
+    def to_json(self) -> str:
+        """`to_dict()` as indented JSON text (config.json)."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> Config:
+        """Parse and validate JSON text written by `to_json`."""
+        try:
+            d = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise InputError(f"config {source}: not valid JSON ({_one_line(e)})") from None
+        return cls.from_dict(d, source)
+
+
+@dataclass(frozen=True)
+class FieldHelp:
+    """One config field for the CLI: `--{name with dashes}` flag, kind, default, help."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def fields_help() -> list[FieldHelp]:
+    """Every Config field in declaration order, with its kind, default and one-line help.
+
+    kind is one of: int, float, bool, str, device, int? (int or None), bool?,
+    columns? (list of names/indices or None), id? (name/index or None).
+    """
+    return [
+        FieldHelp(f.name, _KINDS[f.name], f.default, CONFIG_HELP[f.name])
+        for f in dataclasses.fields(Config)
+    ]
+
+
+def parse_cli_value(key: str, text: str) -> Any:
+    """Convert the command-line string of field `key` to its type (checked later by Config)."""
+    kind = _KINDS.get(key)
+    if kind is None:
+        raise InputError(f"command line: unknown setting '{key}' (known: {', '.join(_KINDS)})")
+    flag = "--" + key.replace("_", "-")
+    token = text.strip()
+    if kind in ("int", "int?"):
+        if re.fullmatch(r"[+-]?\d+", token):
+            return int(token)
+        raise InputError(f"command line: {flag} {text!r} is not an integer")
+    if kind == "float":
+        try:
+            return float(token)
+        except ValueError:
+            raise InputError(f"command line: {flag} {text!r} is not a number") from None
+    if kind in ("bool", "bool?"):
+        lowered = token.lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise InputError(f"command line: {flag} {text!r} is not a boolean (true or false)")
+    if kind == "columns?":
+        return [_name_or_index(part.strip()) for part in text.split(",")]
+    if kind == "id?":
+        return _name_or_index(token)
+    return text
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file into a dict; every problem with the file raises InputError."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"config {path}: file not found") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise InputError(
+            f"config {path}: cannot read ({getattr(e, 'strerror', None) or e})"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"config {path}: not UTF-8 text TOML (invalid byte at offset {e.start})"
+        ) from None
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"config {path}: invalid TOML: {_one_line(e)}") from None
+    except RecursionError:
+        raise InputError(f"config {path}: invalid TOML: nested too deeply") from None
+    if not isinstance(d, dict):  # pragma: no cover - tomllib always returns a table
+        raise InputError(f"config {path}: expected a table of settings")
+    return d
+
+
+def _name_or_index(token: str) -> str | int:
+    return int(token) if re.fullmatch(r"\d+", token) else token
+
+
+def _one_line(x: object) -> str:
+    return " ".join(str(x).split())
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "str": "a string",
+    "device": "a string or an integer",
+    "int?": "an integer",
+    "bool?": "a boolean",
+    "columns?": "a list of column names (strings) or 0-based indices (integers)",
+    "id?": "a column name (string) or 0-based index (integer)",
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_type(kind: str, v: Any) -> Any | None:
+    """Return `v` converted to the field's type, or None when it has the wrong type."""
+    if kind in ("int", "int?"):
+        return v if _is_int(v) else None
+    if kind == "float":
+        if isinstance(v, float):
+            return v
+        if _is_int(v):
+            return float(v) if abs(v) < 2**1000 else math.inf  # later rejected as not finite
+        return None
+    if kind in ("bool", "bool?"):
+        return v if isinstance(v, bool) else None
+    if kind == "str":
+        return v if isinstance(v, str) else None
+    if kind in ("device", "id?"):
+        return v if isinstance(v, str) or _is_int(v) else None
+    if kind == "columns?":
+        if isinstance(v, (list, tuple)) and all(isinstance(c, str) or _is_int(c) for c in v):
+            return tuple(v)
+        return None
+    raise AssertionError(kind)
+
+
+def _normalize_device(v: str | int) -> str | None:
+    token = v.strip().lower() if isinstance(v, str) else str(v)
+    if token in ("auto", "cpu", "cuda"):
+        return token
+    if re.fullmatch(r"cuda:\d+", token):
+        return f"cuda:{int(token[5:])}"
+    if re.fullmatch(r"[+-]?\d+", token):
+        k = int(token)
+        if k == -1:
+            return "cpu"
+        if k >= 0:
+            return f"cuda:{k}"
+    return None
+
+
+def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source: str) -> Config:
+    """Type-check, range-check and cross-check `values` over the defaults."""
+
+    def fail(key: str, what: str) -> InputError:
+        return InputError(f"config {origin.get(key, default_source)}: {what}")
+
+    known = [f.name for f in dataclasses.fields(Config)]
+    for key in values:
+        if not isinstance(key, str) or key not in _KINDS:
+            raise InputError(
+                f"config {origin.get(key, default_source)}: unknown key {_show(key)} "
+                f"(known: {', '.join(known)})"
+            )
+
+    v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
+    for key, raw in values.items():
+        kind = _KINDS[key]
+        if raw is None and kind.endswith("?"):
+            v[key] = None
+            continue
+        converted = _check_type(kind, raw)
+        if converted is None:
+            raise fail(
+                key,
+                f"{key} = {_show(raw)} has type {type(raw).__name__}, expected {_TYPE_NAMES[kind]}",
+            )
+        v[key] = converted
+
+    def check(key: str, ok: bool, allowed: str) -> None:
+        if not ok:
+            raise fail(key, f"{key} = {_show(v[key])} is out of range (allowed: {allowed})")
+
+    for key in ("dropout", "split_rate", "lr", "period", "noise", "grad_clip"):
+        check(key, math.isfinite(v[key]), "a finite number")
+    for key in (
+        "n_layers",
+        "value",
+        "total_size",
+        "sequence_size",
+        "epochs",
+        "batch_size",
+        "n_in",
+        "n_hidden",
+        "n_out",
+        "adding_samples",
+        "checkpoint_every",
+    ):
+        check(key, v[key] >= 1, ">= 1")
+    check("dropout", 0.0 <= v["dropout"] < 1.0, "0 <= dropout < 1")
+    check("split_rate", 0.0 < v["split_rate"] < 1.0, "0 < split_rate < 1")
+    check("lr", v["lr"] > 0.0, "> 0")
+    check("period", v["period"] > 0.0, "> 0")
+    check("noise", v["noise"] >= 0.0, ">= 0")
+    check("grad_clip", v["grad_clip"] >= 0.0, ">= 0 (0 disables clipping)")
+    check("seed", 0 <= v["seed"] < 2**63, "0 <= seed < 2**63")
+    check("cell", v["cell"] in ("nstep", "step"), "nstep, step")
+    check("scale", v["scale"] in ("standard", "none"), "standard, none")
+    check("format_version", v["format_version"] == FORMAT_VERSION, str(FORMAT_VERSION))
+
+    device = _normalize_device(v["device"])
+    check("device", device is not None, "auto, cpu, cuda, cuda:K, -1 (CPU), K >= 0 (GPU K)")
+    v["device"] = device
+
+    data = v["data"]
+    is_csv = data.startswith("csv:") and data[4:].strip() != ""
+    check("data", data in BUILTIN_DATA or is_csv, "fibonacci, sine, adding, csv:PATH")
+
+    columns = v["csv_columns"]
+    if columns is not None:
+        check("csv_columns", len(columns) >= 1, "a non-empty list")
+        check(
+            "csv_columns",
+            all(isinstance(c, str) or c >= 0 for c in columns),
+            "column names or indices >= 0",
+        )
+    if _is_int(v["csv_series_id"]):
+        check("csv_series_id", v["csv_series_id"] >= 0, "a column name or an index >= 0")
+
+    min_length = v["min_length"]
+    if min_length is not None:
+        lowest = 2 if data == "adding" else 1
+        check(
+            "min_length",
+            lowest <= min_length <= v["sequence_size"],
+            f"{lowest} <= min_length <= sequence_size = {v['sequence_size']}",
+        )
+
+    if data in BUILTIN_DATA or columns is not None:
+        n_in, n_out = {"adding": (2, 1)}.get(data, (1, 1))
+        if is_csv:
+            n_in = n_out = len(columns)
+        for key, expected in (("n_in", n_in), ("n_out", n_out)):
+            if key not in values:
+                v[key] = expected
+            check(key, v[key] == expected, f"{expected} for data = {_show(data)}")
+
+    if data == "adding":
+        check("sequence_size", v["sequence_size"] >= 2, ">= 2 for data = 'adding'")
+        n_train = math.floor(v["split_rate"] * v["adding_samples"])
+        if not 1 <= n_train < v["adding_samples"]:
+            raise fail(
+                "split_rate",
+                f"split_rate = {v['split_rate']} of adding_samples = {v['adding_samples']} "
+                f"leaves {n_train} training and {v['adding_samples'] - n_train} validation "
+                "samples (need at least 1 each)",
+            )
+    elif data in BUILTIN_DATA:
+        n_train = math.floor(v["split_rate"] * v["total_size"])
+        n_val = v["total_size"] - n_train
+        window = v["sequence_size"] + 1
+        if n_train < window or n_val < window:
+            raise fail(
+                "split_rate",
+                f"split_rate = {v['split_rate']} of total_size = {v['total_size']} gives "
+                f"{n_train} training and {n_val} validation points; each part needs at least "
+                f"sequence_size + 1 = {window}",
+            )
+    return Config(**v)

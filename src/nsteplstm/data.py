@@ -1,0 +1,462 @@
+"""Data: built-in series, the adding problem, CSV files, scaling, windows and splits.
+
+A data source gives a list of 2-D float32 series `(T_k, n_features)`. Training
+samples are windows of `sequence_size + 1` consecutive points: inputs are the
+first `sequence_size` points, targets the same window shifted by one step.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from nsteplstm.config import Config
+from nsteplstm.errors import InputError
+
+
+def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
+    """The Fibonacci numbers F0=0, F1=1, ... modulo `value`, exactly; float32 (total_size,)."""
+    if total_size < 1 or value < 1:
+        raise InputError(
+            f"fibonacci_mod: total_size = {total_size} and value = {value} must be >= 1"
+        )
+    out = np.empty(total_size, dtype=np.float32)
+    a, b = 0, 1 % value
+    for i in range(total_size):
+        out[i] = a
+        a, b = b, (a + b) % value
+    return out
+
+
+def sine(total_size: int, period: float = 20.0, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    """sin(2 pi t / period) for t = 0..total_size-1 (period in time steps), plus Gaussian
+    noise of standard deviation `noise`; float32 (total_size,)."""
+    t = np.arange(total_size, dtype=np.float64)
+    y = np.sin(2.0 * np.pi * t / period)
+    if noise > 0:
+        y = y + noise * np.random.default_rng(seed).standard_normal(total_size)
+    return y.astype(np.float32)
+
+
+def adding_problem(
+    n_samples: int, seq_len: int, seed: int = 0, min_length: int | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The adding problem (a long-range memory task).
+
+    Each sample is a float32 array (L, 2): channel 0 holds values uniform in [0, 1),
+    channel 1 a mask with exactly two ones, one in the first half (index < L // 2)
+    and one in the second half of the sample's own length. The target is the sum
+    of the two marked values; targets are float32 (n_samples,).
+
+    L = seq_len for every sample, or uniform in [min_length, seq_len] when
+    min_length is given (min_length >= 2). Always answering 1.0 gives a mean
+    squared error of Var(U1 + U2) = 1/6 ~= 0.167, the baseline to beat.
+    """
+    lowest = seq_len if min_length is None else min_length
+    if n_samples < 1 or not 2 <= lowest <= seq_len:
+        raise InputError(
+            f"adding_problem: n_samples = {n_samples}, seq_len = {seq_len}, "
+            f"min_length = {min_length}; need n_samples >= 1 and 2 <= min_length <= seq_len"
+        )
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(lowest, seq_len + 1, size=n_samples)
+    values = rng.random((n_samples, seq_len), dtype=np.float32)
+    half = lengths // 2
+    first = rng.integers(0, half)
+    second = rng.integers(half, lengths)
+    rows = np.arange(n_samples)
+    mask = np.zeros((n_samples, seq_len), dtype=np.float32)
+    mask[rows, first] = 1.0
+    mask[rows, second] = 1.0
+    both = np.stack([values, mask], axis=-1)
+    inputs = [both[k, : lengths[k]].copy() for k in range(n_samples)]
+    targets = (values[rows, first] + values[rows, second]).astype(np.float32)
+    return inputs, targets
+
+
+def random_lengths(
+    n: int, min_length: int, max_length: int, rng: np.random.Generator
+) -> np.ndarray:
+    """n int64 lengths uniform in [min_length, max_length] (for variable-length windows:
+    the training loop cuts window i to its first lengths[i] steps)."""
+    if not 1 <= min_length <= max_length:
+        raise InputError(
+            f"random_lengths: min_length = {min_length}, max_length = {max_length}; "
+            "need 1 <= min_length <= max_length"
+        )
+    return rng.integers(min_length, max_length + 1, size=n, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _show(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _resolve_column(
+    col: str | int, names: list[str] | None, n_cols: int, path: str, key: str
+) -> int:
+    """0-based index of `col` (a header name or an index)."""
+    available = (
+        ", ".join(_show(n) for n in names) if names is not None else f"indices 0..{n_cols - 1}"
+    )
+    if isinstance(col, bool) or not isinstance(col, (int, str)):
+        raise InputError(f"{path}: {key} {col!r} must be a column name or a 0-based index")
+    if isinstance(col, int):
+        if 0 <= col < n_cols:
+            return col
+        raise InputError(
+            f"{path}: {key} index {col} is not present (the file has {n_cols} columns: {available})"
+        )
+    if names is None:
+        raise InputError(
+            f"{path}: {key} {_show(col)} given by name but the file has no header "
+            f"(use 0-based indices 0..{n_cols - 1})"
+        )
+    matches = [i for i, n in enumerate(names) if n == col.strip()]
+    if not matches:
+        raise InputError(f"{path}: {key} {_show(col)} not present (available: {available})")
+    if len(matches) > 1:
+        raise InputError(
+            f"{path}: {key} {_show(col)} names several columns ({matches}); use an index"
+        )
+    return matches[0]
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
+    """Non-blank rows of a CSV file with their 1-based line numbers."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise InputError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text CSV (invalid byte at offset {e.start})") from None
+    if "\x00" in text:
+        raise InputError(f"{path}: not UTF-8 text CSV (contains NUL bytes)")
+    rows: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    line = 1
+    try:
+        for row in reader:
+            cells = [c.strip() for c in row]
+            if any(cells):
+                rows.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as e:
+        raise InputError(f"{path}: line {reader.line_num}: malformed CSV ({e})") from None
+    return rows
+
+
+def read_csv(
+    path: str | Path,
+    columns: Sequence[str | int] | None = None,
+    header: bool | None = None,
+    series_id: str | int | None = None,
+) -> list[np.ndarray]:
+    """Read numeric columns of a CSV file as float32 series (T_k, n_columns).
+
+    header None detects one: a first row with any non-numeric cell is a header.
+    columns are header names or 0-based indices (default: every column but the
+    series id). With series_id, the rows are grouped by that column's text into
+    one series per id, in order of first appearance (each keeps its row order);
+    without it the file is one series. Blank lines are skipped. Every problem
+    with the file raises InputError naming the file, line, column and value.
+    """
+    rows = _read_rows(path)
+    if not rows:
+        raise InputError(f"{path}: empty file (no rows)")
+    first_line, first = rows[0]
+    if header is None:
+        header = not all(_is_number(c) for c in first)
+    names = first if header else None
+    body = rows[1:] if header else rows
+    n_cols = len(first)
+    if not body:
+        raise InputError(f"{path}: no data rows after the header (line {first_line})")
+
+    id_index = None
+    if series_id is not None:
+        id_index = _resolve_column(series_id, names, n_cols, str(path), "series_id column")
+    if columns is None:
+        use = [i for i in range(n_cols) if i != id_index]
+        if not use:
+            raise InputError(f"{path}: no data columns besides the series_id column")
+    else:
+        if len(columns) == 0:
+            raise InputError(f"{path}: columns is empty (give at least one column)")
+        use = [_resolve_column(c, names, n_cols, str(path), "column") for c in columns]
+        if id_index is not None and id_index in use:
+            raise InputError(f"{path}: column {id_index} is both a data column and the series_id")
+
+    def col_name(i: int) -> str:
+        return _show(names[i]) if names is not None else str(i)
+
+    groups: dict[str, list[list[float]]] = {}
+    for line, cells in body:
+        if len(cells) != n_cols:
+            raise InputError(
+                f"{path}: line {line} has {len(cells)} cells, expected {n_cols} "
+                f"(as in line {first_line})"
+            )
+        values = []
+        for i in use:
+            try:
+                x = float(cells[i])
+            except ValueError:
+                raise InputError(
+                    f"{path}: line {line}, column {col_name(i)}: {_show(cells[i])} is not a "
+                    "number (expected a finite decimal number)"
+                ) from None
+            if not abs(x) <= _FLOAT32_MAX:
+                raise InputError(
+                    f"{path}: line {line}, column {col_name(i)}: {_show(cells[i])} is not "
+                    "finite in float32 (expected a finite number below 3.4e38 in magnitude)"
+                )
+            values.append(x)
+        key = cells[id_index] if id_index is not None else ""
+        groups.setdefault(key, []).append(values)
+    return [np.asarray(g, dtype=np.float32).reshape(len(g), len(use)) for g in groups.values()]
+
+
+# ----------------------------------------------------------------------- scaling
+
+
+@dataclass
+class Scaler:
+    """Per-feature standardization x' = (x - mean) / std; mean, std float32 (F,)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, train_arrays: Sequence[np.ndarray]) -> Scaler:
+        """Fit on arrays (T_k, F) stacked along time; a feature with std 0 gets std 1."""
+        if not train_arrays:
+            raise InputError("Scaler.fit: no training data to fit the scaling on")
+        stacked = np.concatenate([np.asarray(a, dtype=np.float64) for a in train_arrays], axis=0)
+        mean = stacked.mean(axis=0)
+        std = stacked.std(axis=0)
+        std[~(std > 0)] = 1.0
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    def transform(self, a: np.ndarray) -> np.ndarray:
+        """Scale `a` (..., F) to float32."""
+        return ((np.asarray(a, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, a: np.ndarray) -> np.ndarray:
+        """Undo `transform` on `a` (..., F), float32."""
+        return (np.asarray(a, dtype=np.float32) * self.std + self.mean).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """{"mean": [...], "std": [...]} (JSON-able)."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "scaler") -> Scaler:
+        """Inverse of `to_dict`; bad content raises InputError naming `source`."""
+        if not isinstance(d, dict) or set(d) != {"mean", "std"}:
+            raise InputError(f"{source}: scaler must be a table with keys 'mean' and 'std'")
+        arrays = []
+        for key in ("mean", "std"):
+            values = d[key]
+            if not isinstance(values, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                for x in values
+            ):
+                raise InputError(f"{source}: scaler {key} must be a list of finite numbers")
+            arrays.append(np.asarray(values, dtype=np.float32))
+        mean, std = arrays
+        if mean.shape != std.shape or mean.size == 0 or not np.all(std > 0):
+            raise InputError(
+                f"{source}: scaler mean and std must have the same non-zero length and std > 0"
+            )
+        return cls(mean, std)
+
+
+# ------------------------------------------------------------ windows and splits
+
+
+def make_windows(series: np.ndarray, sequence_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """All windows of sequence_size + 1 consecutive points of `series` (T, F).
+
+    Returns inputs and targets, each float32 (N, sequence_size, F) with
+    N = T - sequence_size; targets[n, t] = series[n + t + 1] = inputs[n, t + 1].
+    """
+    if series.ndim != 2:
+        raise ValueError(f"make_windows: series must be 2-D (T, F), got shape {series.shape}")
+    if sequence_size < 1:
+        raise InputError(f"make_windows: sequence_size = {sequence_size} must be >= 1")
+    t = series.shape[0]
+    if t < sequence_size + 1:
+        raise InputError(
+            f"series of {t} points is shorter than one window of {sequence_size + 1} points "
+            f"(sequence_size = {sequence_size})"
+        )
+    windows = sliding_window_view(series, sequence_size + 1, axis=0)  # (N, F, S+1)
+    windows = windows.transpose(0, 2, 1)
+    inputs = np.ascontiguousarray(windows[:, :-1], dtype=np.float32)
+    targets = np.ascontiguousarray(windows[:, 1:], dtype=np.float32)
+    return inputs, targets
+
+
+def split_series(
+    series_list: Sequence[np.ndarray], split_rate: float, sequence_size: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Split each series (T, F) in time: its first floor(split_rate * T) points train,
+    the rest validate, so training and validation windows never share a point.
+
+    Only parts long enough for one window (sequence_size + 1 points) are returned;
+    InputError when no training or no validation window remains.
+    """
+    train: list[np.ndarray] = []
+    val: list[np.ndarray] = []
+    for s in series_list:
+        n_train = math.floor(split_rate * len(s))
+        for part, out in ((s[:n_train], train), (s[n_train:], val)):
+            if len(part) >= sequence_size + 1:
+                out.append(part)
+    if not train or not val:
+        lengths = [len(s) for s in series_list]
+        shown = str(lengths) if len(lengths) <= 5 else f"{lengths[:5]} ... ({len(lengths)} series)"
+        missing = "training" if not train else "validation"
+        raise InputError(
+            f"split_rate = {split_rate} leaves no {missing} window: series of {shown} points, "
+            f"each part needs at least sequence_size + 1 = {sequence_size + 1} points"
+        )
+    return train, val
+
+
+# ------------------------------------------------------------------- datasets
+
+
+@dataclass
+class Dataset:
+    """Windows of a series data source (fibonacci, sine, csv).
+
+    train_x, train_y, val_x, val_y: float32 (N, sequence_size, F), targets = inputs
+    shifted by one step. series: the full series (T_k, F), scaled like the windows,
+    for closed-loop forecasting. scaler: the scaling applied (None when unscaled);
+    `scaler.inverse` returns to data units. integer_valued: every raw value is an
+    integer (fibonacci always), so forecasts may be rounded. kind: "fibonacci",
+    "sine" or "csv".
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    series: list[np.ndarray]
+    scaler: Scaler | None
+    integer_valued: bool
+    kind: str
+
+    @property
+    def n_features(self) -> int:
+        return self.train_x.shape[2]
+
+
+@dataclass
+class AddingDataset:
+    """The adding problem, split by split_rate (first samples train, the rest validate).
+
+    train_x, val_x: lists of float32 (L_k, 2) inputs, lengths may differ
+    (min_length); train_y, val_y: float32 (N,) targets, one per sequence (the
+    model's output at each sequence's last step is compared with it).
+    """
+
+    train_x: list[np.ndarray]
+    train_y: np.ndarray
+    val_x: list[np.ndarray]
+    val_y: np.ndarray
+    kind: str = "adding"
+
+
+def _windows(parts: list[np.ndarray], sequence_size: int) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [make_windows(p, sequence_size) for p in parts]
+    return (
+        np.concatenate([x for x, _ in pairs], axis=0),
+        np.concatenate([y for _, y in pairs], axis=0),
+    )
+
+
+def load_dataset(config: Config) -> Dataset:
+    """Build the windows of config.data ("fibonacci", "sine" or "csv:PATH").
+
+    Built-in series are not scaled; CSV data is standardized (config.scale =
+    "standard") with a Scaler fitted on the training parts only. For "adding"
+    use `load_adding`.
+    """
+    s = config.sequence_size
+    if config.data == "adding":
+        raise ValueError("load_dataset: data = 'adding' has no series; use load_adding")
+    if config.data == "fibonacci":
+        raw = [fibonacci_mod(config.total_size, config.value).reshape(-1, 1)]
+        integer_valued = True
+    elif config.data == "sine":
+        raw = [sine(config.total_size, config.period, config.noise, config.seed).reshape(-1, 1)]
+        integer_valued = False
+    elif config.data.startswith("csv:"):
+        path = config.data[4:]
+        raw = read_csv(path, config.csv_columns, config.csv_header, config.csv_series_id)
+        n_features = raw[0].shape[1]
+        if (config.n_in, config.n_out) != (n_features, n_features):
+            raise InputError(
+                f"{path}: the data has {n_features} columns but n_in = {config.n_in} and "
+                f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns"
+            )
+        integer_valued = all(bool(np.all(a == np.round(a))) for a in raw)
+    else:
+        raise InputError(
+            f"config: data = {config.data!r} is not one of fibonacci, sine, adding, csv:PATH"
+        )
+    train_parts, val_parts = split_series(raw, config.split_rate, s)
+    scaler = None
+    if config.data.startswith("csv:") and config.scale == "standard":
+        scaler = Scaler.fit(train_parts)
+        train_parts = [scaler.transform(p) for p in train_parts]
+        val_parts = [scaler.transform(p) for p in val_parts]
+        raw = [scaler.transform(a) for a in raw]
+    train_x, train_y = _windows(train_parts, s)
+    val_x, val_y = _windows(val_parts, s)
+    kind = "csv" if config.data.startswith("csv:") else config.data
+    return Dataset(train_x, train_y, val_x, val_y, raw, scaler, integer_valued, kind)
+
+
+def load_adding(config: Config) -> AddingDataset:
+    """config.adding_samples samples of length config.sequence_size (or uniform in
+    [config.min_length, config.sequence_size]), seeded by config.seed; the first
+    floor(split_rate * adding_samples) train, the rest validate."""
+    inputs, targets = adding_problem(
+        config.adding_samples, config.sequence_size, config.seed, config.min_length
+    )
+    n_train = math.floor(config.split_rate * config.adding_samples)
+    if not 1 <= n_train < config.adding_samples:
+        raise InputError(
+            f"split_rate = {config.split_rate} of adding_samples = {config.adding_samples} "
+            "leaves no training or no validation sample"
+        )
+    return AddingDataset(inputs[:n_train], targets[:n_train], inputs[n_train:], targets[n_train:])

@@ -1,0 +1,291 @@
+"""Tests of nsteplstm.config: defaults, validation, TOML, precedence, JSON, help."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nsteplstm.config import CONFIG_HELP, Config, fields_help, load_toml, parse_cli_value
+from nsteplstm.errors import InputError
+
+ARTICLE = {
+    "n_layers": 1,
+    "dropout": 0.3,
+    "value": 5,
+    "total_size": 2000,
+    "split_rate": 0.9,
+    "sequence_size": 30,
+    "epochs": 60,
+    "batch_size": 100,
+    "n_in": 1,
+    "n_hidden": 200,
+    "n_out": 1,
+}
+
+
+def test_defaults_are_the_articles() -> None:
+    cfg = Config()
+    for key, value in ARTICLE.items():
+        assert getattr(cfg, key) == value, key
+    assert cfg.data == "fibonacci" and cfg.cell == "nstep" and cfg.device == "auto"
+    assert cfg.lr == 1e-3 and cfg.seed == 0 and cfg.min_length is None
+    assert cfg.scale == "standard" and cfg.grad_clip == 1.0 and cfg.keep_best
+    assert cfg.adding_samples == 10000 and cfg.checkpoint_every == 1 and cfg.format_version == 1
+    assert Config.from_dict({}, "t") == cfg
+
+
+def test_help_covers_every_field() -> None:
+    names = [f.name for f in dataclasses.fields(Config)]
+    assert list(CONFIG_HELP) == names
+    helps = fields_help()
+    assert [h.name for h in helps] == names
+    n_layers = helps[0]
+    assert n_layers.flag == "--n-layers" and n_layers.default == 1 and n_layers.kind == "int"
+    assert all(h.help and "\n" not in h.help for h in helps)
+
+
+def test_json_round_trip() -> None:
+    cfg = Config.from_dict(
+        {"data": "csv:x.csv", "csv_columns": ["a", 2], "csv_header": True, "min_length": 4}, "t"
+    )
+    text = cfg.to_json()
+    assert json.loads(text)["csv_columns"] == ["a", 2]
+    assert Config.from_json(text, "config.json") == cfg
+    assert Config.from_json(Config().to_json(), "c") == Config()
+    with pytest.raises(InputError, match=r"config run/config.json: not valid JSON"):
+        Config.from_json("{", "run/config.json")
+
+
+def test_int_accepted_for_float_bool_not_int() -> None:
+    cfg = Config.from_dict({"lr": 1, "dropout": 0}, "t")
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.dropout == 0.0
+    with pytest.raises(
+        InputError, match=r"config t: n_layers = True has type bool, expected an int"
+    ):
+        Config.from_dict({"n_layers": True}, "t")
+    with pytest.raises(InputError, match=r"lr = False has type bool, expected a number"):
+        Config.from_dict({"lr": False}, "t")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("n_layers", 2.0, "n_layers = 2.0 has type float, expected an integer"),
+        ("epochs", "60", "epochs = '60' has type str, expected an integer"),
+        ("keep_best", 1, "keep_best = 1 has type int, expected a boolean"),
+        ("data", 3, "data = 3 has type int, expected a string"),
+        ("csv_columns", "a", "csv_columns = 'a' has type str, expected a list"),
+        ("csv_columns", [1.5], "csv_columns = [1.5] has type list, expected a list"),
+        ("min_length", 3.0, "min_length = 3.0 has type float, expected an integer"),
+        ("device", 1.0, "device = 1.0 has type float, expected a string or an integer"),
+        ("seed", None, "seed = None has type NoneType, expected an integer"),
+    ],
+)
+def test_wrong_type(key: str, value: Any, expected: str) -> None:
+    with pytest.raises(InputError) as e:
+        Config.from_dict({key: value}, "my.toml")
+    assert str(e.value).startswith("config my.toml: ")
+    assert expected in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"dropout": 1.0}, "dropout = 1.0 is out of range (allowed: 0 <= dropout < 1)"),
+        ({"dropout": -0.1}, "dropout = -0.1 is out of range"),
+        ({"n_hidden": 0}, "n_hidden = 0 is out of range (allowed: >= 1)"),
+        ({"batch_size": -5}, "batch_size = -5 is out of range (allowed: >= 1)"),
+        ({"sequence_size": 0}, "sequence_size = 0 is out of range"),
+        ({"split_rate": 1.0}, "split_rate = 1.0 is out of range (allowed: 0 < split_rate < 1)"),
+        ({"split_rate": 0}, "split_rate = 0.0 is out of range"),
+        ({"lr": 0.0}, "lr = 0.0 is out of range (allowed: > 0)"),
+        ({"lr": float("nan")}, "lr = nan is out of range (allowed: a finite number)"),
+        ({"cell": "gru"}, "cell = 'gru' is out of range (allowed: nstep, step)"),
+        ({"scale": "minmax"}, "scale = 'minmax' is out of range (allowed: standard, none)"),
+        ({"data": "mnist"}, "data = 'mnist' is out of range (allowed: fibonacci, sine, adding"),
+        ({"data": "csv:"}, "data = 'csv:' is out of range"),
+        ({"min_length": 31}, "min_length = 31 is out of range (allowed: 1 <= min_length <= seq"),
+        ({"min_length": 0}, "min_length = 0 is out of range"),
+        ({"data": "adding", "min_length": 1}, "allowed: 2 <= min_length <= sequence_size = 30"),
+        ({"device": "tpu"}, "device = 'tpu' is out of range (allowed: auto, cpu, cuda"),
+        ({"device": -2}, "device = -2 is out of range"),
+        ({"format_version": 2}, "format_version = 2 is out of range (allowed: 1)"),
+        ({"n_in": 3}, "n_in = 3 is out of range (allowed: 1 for data = 'fibonacci')"),
+        ({"data": "adding", "n_in": 1}, "n_in = 1 is out of range (allowed: 2 for data = 'add"),
+        ({"data": "sine", "n_out": 2}, "n_out = 2 is out of range (allowed: 1 for data = 'sine')"),
+        ({"data": "csv:a.csv", "csv_columns": ["a", "b"], "n_in": 1}, "n_in = 1 is out of range"),
+        ({"csv_columns": []}, "csv_columns = () is out of range (allowed: a non-empty list)"),
+        ({"csv_columns": [-1]}, "csv_columns = (-1,) is out of range"),
+        ({"grad_clip": -1}, "grad_clip = -1.0 is out of range (allowed: >= 0"),
+        ({"seed": -1}, "seed = -1 is out of range"),
+        ({"split_rate": 0.99}, "split_rate = 0.99 of total_size = 2000 gives 1980 training and"),
+        ({"total_size": 50}, "split_rate = 0.9 of total_size = 50 gives 45 training and 5 val"),
+        (
+            {"data": "adding", "adding_samples": 5, "split_rate": 0.1},
+            "split_rate = 0.1 of adding_samples = 5 leaves 0 training and 5 validation",
+        ),
+        ({"data": "adding", "adding_samples": 1}, "leaves 0 training and 1 validation"),
+    ],
+)
+def test_out_of_range(values: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InputError) as e:
+        Config.from_dict(values, "c.toml")
+    msg = str(e.value)
+    assert msg.startswith("config c.toml: ") and "\n" not in msg
+    assert expected in msg
+
+
+def test_adding_samples_5_is_fine_when_split_allows() -> None:
+    cfg = Config.from_dict({"data": "adding", "adding_samples": 5, "split_rate": 0.5}, "t")
+    assert cfg.adding_samples == 5
+
+
+def test_unknown_key_lists_known() -> None:
+    with pytest.raises(InputError) as e:
+        Config.from_dict({"foo": 1}, "run.toml")
+    msg = str(e.value)
+    assert msg.startswith("config run.toml: unknown key 'foo' (known: n_layers, dropout, ")
+    assert "format_version)" in msg
+    with pytest.raises(InputError, match="expected a table of settings, got list"):
+        Config.from_dict([1, 2], "x")  # type: ignore[arg-type]
+
+
+def test_device_forms() -> None:
+    for given_value, stored in [
+        (-1, "cpu"),
+        ("-1", "cpu"),
+        (0, "cuda:0"),
+        ("1", "cuda:1"),
+        ("CUDA:2", "cuda:2"),
+        ("cpu", "cpu"),
+        ("cuda", "cuda"),
+        ("auto", "auto"),
+    ]:
+        assert Config.from_dict({"device": given_value}, "t").device == stored
+
+
+def test_n_in_n_out_derived_from_data() -> None:
+    adding = Config.from_dict({"data": "adding"}, "t")
+    assert (adding.n_in, adding.n_out) == (2, 1)
+    csv = Config.from_dict({"data": "csv:d.csv", "csv_columns": ["a", "b", 3]}, "t")
+    assert (csv.n_in, csv.n_out) == (3, 3)
+    free = Config.from_dict({"data": "csv:d.csv", "n_in": 4, "n_out": 4}, "t")
+    assert (free.n_in, free.n_out) == (4, 4)
+    assert Config.from_dict({"data": "adding", "n_in": 2, "n_out": 1}, "t") == adding
+
+
+def test_load_toml_and_precedence(tmp_path: Path) -> None:
+    p = tmp_path / "run.toml"
+    p.write_text('n_layers = 3\ndropout = 0.4\ndata = "sine"\nperiod = 12.5\n', encoding="utf-8")
+    d = load_toml(p)
+    assert d == {"n_layers": 3, "dropout": 0.4, "data": "sine", "period": 12.5}
+    cfg = Config.merged(d, {"n_layers": 2, "epochs": None, "seed": 7}, toml_source=str(p))
+    assert cfg.n_layers == 2 and cfg.dropout == 0.4 and cfg.period == 12.5
+    assert cfg.epochs == 60 and cfg.seed == 7 and cfg.data == "sine"
+    assert Config.merged(None, {"epochs": 3}).epochs == 3
+    assert Config.merged(None, {}) == Config()
+
+
+def test_merged_error_names_the_source(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"^config run.toml: dropout = 2.0 is out of range"):
+        Config.merged({"dropout": 2.0}, {}, toml_source="run.toml")
+    with pytest.raises(InputError, match=r"^config command line: dropout = 2.0 is out of range"):
+        Config.merged({"dropout": 0.5}, {"dropout": 2.0}, toml_source="run.toml")
+    with pytest.raises(InputError, match=r"^config command line: unknown key 'bogus'"):
+        Config.merged({}, {"bogus": 1}, toml_source="run.toml")
+    # a flag can repair what the TOML alone would break
+    cfg = Config.merged({"min_length": 40}, {"sequence_size": 50}, toml_source="run.toml")
+    assert cfg.min_length == 40
+
+
+def test_load_toml_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"config .*missing.toml: file not found"):
+        load_toml(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("n_layers = 2\nepochs = = 3\n", encoding="utf-8")
+    with pytest.raises(InputError) as e:
+        load_toml(bad)
+    msg = str(e.value)
+    assert "bad.toml: invalid TOML" in msg and "line 2" in msg and "\n" not in msg
+    bad.write_bytes(b"a = '\xff'\n")
+    with pytest.raises(InputError, match="not UTF-8 text TOML"):
+        load_toml(bad)
+    with pytest.raises(InputError, match="cannot read"):
+        load_toml(tmp_path)
+    bad.write_text("[section]\nn_layers = 2\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad.toml: unknown key 'section' \(known: n_layers"):
+        Config.from_dict(load_toml(bad), str(bad))
+    bad.write_text("[dropout]\nx = 2\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"dropout = \{'x': 2\} has type dict, expected a num"):
+        Config.from_dict(load_toml(bad), str(bad))
+
+
+def test_parse_cli_value() -> None:
+    assert parse_cli_value("n_layers", "3") == 3
+    assert parse_cli_value("dropout", "0.5") == 0.5
+    assert parse_cli_value("keep_best", "false") is False
+    assert parse_cli_value("csv_header", "yes") is True
+    assert parse_cli_value("csv_columns", "a, 2,b") == ["a", 2, "b"]
+    assert parse_cli_value("csv_series_id", "0") == 0
+    assert parse_cli_value("device", "-1") == "-1"
+    assert Config.merged(None, {"device": parse_cli_value("device", "-1")}).device == "cpu"
+    with pytest.raises(InputError, match=r"command line: --n-layers 'two' is not an integer"):
+        parse_cli_value("n_layers", "two")
+    with pytest.raises(InputError, match=r"--lr 'fast' is not a number"):
+        parse_cli_value("lr", "fast")
+    with pytest.raises(InputError, match=r"--keep-best 'maybe' is not a boolean"):
+        parse_cli_value("keep_best", "maybe")
+    with pytest.raises(InputError, match=r"unknown setting 'bogus'"):
+        parse_cli_value("bogus", "1")
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(alphabet='abnlr_=[]{}".,0123456789\n -#', max_size=120).map(str.encode),
+        st.sampled_from(list(CONFIG_HELP)).flatmap(
+            lambda k: st.tuples(
+                st.just(k),
+                st.sampled_from(["1", "-1", "0.5", "true", '"x"', "[1]", "nan", "1e999"]),
+            ).map(lambda kv: f"{kv[0]} = {kv[1]}\n".encode())
+        ),
+    )
+)
+def test_any_toml_bytes_give_input_error_or_config(tmp_path: Path, content: bytes) -> None:
+    p = tmp_path / "fuzz.toml"
+    p.write_bytes(content)
+    try:
+        cfg = Config.from_dict(load_toml(p), str(p))
+    except InputError as e:
+        assert "\n" not in str(e)
+        return
+    assert isinstance(cfg, Config)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from([*CONFIG_HELP, "other"]), json_values, max_size=6))
+def test_any_dict_gives_input_error_or_config(d: dict[str, Any]) -> None:
+    try:
+        cfg = Config.from_dict(d, "fuzz")
+    except InputError as e:
+        assert "\n" not in str(e)
+        return
+    assert Config.from_json(cfg.to_json(), "again") == cfg

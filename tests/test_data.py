@@ -1,0 +1,374 @@
+"""Tests of nsteplstm.data: series, adding problem, CSV reading, scaling, windows, splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nsteplstm.config import Config
+from nsteplstm.data import (
+    Scaler,
+    adding_problem,
+    fibonacci_mod,
+    load_adding,
+    load_dataset,
+    make_windows,
+    random_lengths,
+    read_csv,
+    sine,
+    split_series,
+)
+from nsteplstm.errors import InputError
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "d.csv") -> Path:
+    p = tmp_path / name
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text, encoding="utf-8")
+    return p
+
+
+# ------------------------------------------------------------------ built-ins
+
+
+def test_fibonacci_exact_against_big_integers() -> None:
+    fib = [0, 1]
+    while len(fib) < 5000:
+        fib.append(fib[-1] + fib[-2])
+    for value in (5, 7, 1000):
+        got = fibonacci_mod(5000, value)
+        assert got.dtype == np.float32 and got.shape == (5000,)
+        assert got.tolist() == [float(f % value) for f in fib]
+
+
+def test_fibonacci_mod5_has_period_20() -> None:
+    f = fibonacci_mod(2000, 5)
+    assert f[:20].tolist() == [0, 1, 1, 2, 3, 0, 3, 3, 1, 4, 0, 4, 4, 3, 2, 0, 2, 2, 4, 1]
+    assert np.array_equal(f[20:], f[:-20])
+    assert fibonacci_mod(3, 1).tolist() == [0, 0, 0]
+
+
+def test_fibonacci_bad_arguments() -> None:
+    with pytest.raises(InputError, match="value = 0"):
+        fibonacci_mod(10, 0)
+
+
+def test_sine() -> None:
+    s = sine(100, period=20.0)
+    assert s.dtype == np.float32 and s.shape == (100,)
+    np.testing.assert_allclose(s[5], 1.0, atol=1e-6)
+    np.testing.assert_allclose(s[:80], s[20:], atol=1e-5)
+    noisy = sine(1000, period=20.0, noise=0.5, seed=1)
+    assert np.array_equal(noisy, sine(1000, period=20.0, noise=0.5, seed=1))
+    assert 0.4 < float(np.std(noisy - sine(1000, period=20.0))) < 0.6
+
+
+# ------------------------------------------------------------- adding problem
+
+
+def test_adding_problem_masks_and_targets() -> None:
+    xs, ys = adding_problem(500, 20, seed=3)
+    assert ys.shape == (500,) and ys.dtype == np.float32
+    for x, y in zip(xs, ys, strict=True):
+        assert x.shape == (20, 2) and x.dtype == np.float32
+        mask = x[:, 1]
+        assert set(np.unique(mask).tolist()) == {0.0, 1.0}
+        marked = np.flatnonzero(mask)
+        assert len(marked) == 2 and marked[0] < 10 <= marked[1]
+        assert np.all((x[:, 0] >= 0) & (x[:, 0] < 1))
+        assert y == np.float32(x[marked[0], 0] + x[marked[1], 0])
+
+
+def test_adding_problem_variable_lengths() -> None:
+    xs, ys = adding_problem(400, 30, seed=0, min_length=2)
+    lengths = np.array([len(x) for x in xs])
+    assert lengths.min() >= 2 and lengths.max() <= 30 and len(set(lengths.tolist())) > 20
+    for x, y in zip(xs, ys, strict=True):
+        marked = np.flatnonzero(x[:, 1])
+        half = len(x) // 2
+        assert len(marked) == 2 and marked[0] < half <= marked[1] < len(x)
+        assert y == np.float32(x[marked, 0].sum())
+
+
+def test_adding_problem_baseline_mse() -> None:
+    _, ys = adding_problem(10000, 30, seed=0)
+    assert abs(float(np.mean((ys - 1.0) ** 2)) - 1 / 6) < 0.01
+
+
+def test_adding_problem_bad_arguments() -> None:
+    with pytest.raises(InputError, match="min_length = 1"):
+        adding_problem(10, 30, min_length=1)
+    with pytest.raises(InputError, match="min_length = 40"):
+        adding_problem(10, 30, min_length=40)
+
+
+def test_load_adding_split() -> None:
+    cfg = Config.from_dict({"data": "adding", "adding_samples": 100, "min_length": 5}, "t")
+    ds = load_adding(cfg)
+    assert len(ds.train_x) == 90 and ds.train_y.shape == (90,)
+    assert len(ds.val_x) == 10 and ds.val_y.shape == (10,)
+    assert all(5 <= len(x) <= 30 and x.shape[1] == 2 for x in ds.train_x + ds.val_x)
+    with pytest.raises(ValueError, match="load_adding"):
+        load_dataset(cfg)
+
+
+def test_random_lengths() -> None:
+    lengths = random_lengths(1000, 3, 7, np.random.default_rng(0))
+    assert lengths.dtype == np.int64 and lengths.shape == (1000,)
+    assert set(lengths.tolist()) == {3, 4, 5, 6, 7}
+    with pytest.raises(InputError, match="min_length = 8, max_length = 7"):
+        random_lengths(3, 8, 7, np.random.default_rng(0))
+
+
+# ------------------------------------------------------------ windows, split
+
+
+def test_make_windows_shape_content_shift() -> None:
+    series = np.arange(20, dtype=np.float32).reshape(10, 2)
+    x, y = make_windows(series, 3)
+    assert x.shape == y.shape == (7, 3, 2) and x.dtype == y.dtype == np.float32
+    for n in range(7):
+        assert np.array_equal(x[n], series[n : n + 3])
+        assert np.array_equal(y[n], series[n + 1 : n + 4])
+    assert np.array_equal(x[:, 1:], y[:, :-1])
+    x[0, 0, 0] = 99.0  # a copy, not a view of the series
+    assert series[0, 0] == 0.0
+
+
+def test_make_windows_too_short() -> None:
+    with pytest.raises(InputError, match="series of 4 points is shorter than one window of 5"):
+        make_windows(np.zeros((4, 1), dtype=np.float32), 4)
+    x, _ = make_windows(np.zeros((5, 1), dtype=np.float32), 4)
+    assert x.shape == (1, 4, 1)
+
+
+def test_split_series_disjoint_and_time_ordered() -> None:
+    s = np.arange(100, dtype=np.float32).reshape(100, 1)
+    train, val = split_series([s], 0.9, 5)
+    assert len(train) == len(val) == 1
+    assert np.array_equal(train[0][:, 0], np.arange(90)) and np.array_equal(
+        val[0][:, 0], 90 + np.arange(10)
+    )
+    tx, ty = make_windows(train[0], 5)
+    vx, vy = make_windows(val[0], 5)
+    train_points = set(tx.ravel()) | set(ty.ravel())
+    val_points = set(vx.ravel()) | set(vy.ravel())
+    assert not train_points & val_points
+
+
+def test_split_series_errors_and_short_parts() -> None:
+    s = np.zeros((100, 1), dtype=np.float32)
+    with pytest.raises(InputError, match=r"split_rate = 0.95 leaves no validation window.*\[100\]"):
+        split_series([s], 0.95, 5)
+    with pytest.raises(InputError, match=r"split_rate = 0.05 leaves no training window.*6 points"):
+        split_series([s], 0.05, 5)
+    train, val = split_series([s, s[:12]], 0.5, 5)
+    assert [len(p) for p in train] == [50, 6] and [len(p) for p in val] == [50, 6]
+    train, val = split_series([s, s[:8]], 0.5, 5)  # the short series' parts are dropped
+    assert [len(p) for p in train] == [50] and [len(p) for p in val] == [50]
+
+
+def test_load_dataset_fibonacci_article_shapes() -> None:
+    ds = load_dataset(Config())
+    assert ds.kind == "fibonacci" and ds.integer_valued and ds.scaler is None
+    assert ds.train_x.shape == (1800 - 30, 30, 1) and ds.val_x.shape == (200 - 30, 30, 1)
+    assert ds.train_x.dtype == np.float32 and ds.n_features == 1
+    assert np.array_equal(ds.series[0][:, 0], fibonacci_mod(2000, 5))
+    assert np.array_equal(ds.val_x[0, :, 0], fibonacci_mod(2000, 5)[1800:1830])
+
+
+def test_load_dataset_sine() -> None:
+    ds = load_dataset(Config.from_dict({"data": "sine", "total_size": 500}, "t"))
+    assert ds.kind == "sine" and not ds.integer_valued and ds.scaler is None
+    assert ds.train_x.shape == (450 - 30, 30, 1)
+
+
+# ----------------------------------------------------------------------- CSV
+
+
+def test_read_csv_header_auto_and_columns(tmp_path: Path) -> None:
+    p = write(tmp_path, "t,a,b\n0,1.5,10\n1,2.5,20\n\n2,3.5,30\n")
+    (all_cols,) = read_csv(p)
+    assert all_cols.dtype == np.float32
+    assert all_cols.tolist() == [[0, 1.5, 10], [1, 2.5, 20], [2, 3.5, 30]]
+    (by_name,) = read_csv(p, columns=["b", "a"])
+    assert by_name.tolist() == [[10, 1.5], [20, 2.5], [30, 3.5]]
+    (by_index,) = read_csv(p, columns=[2])
+    assert by_index.tolist() == [[10], [20], [30]]
+
+
+def test_read_csv_no_header(tmp_path: Path) -> None:
+    p = write(tmp_path, "1,2\n3,4\n")
+    (a,) = read_csv(p)
+    assert a.tolist() == [[1, 2], [3, 4]]
+    (b,) = read_csv(p, header=True)
+    assert b.tolist() == [[3, 4]]
+    with pytest.raises(InputError, match=r"column 'x' given by name but the file has no header"):
+        read_csv(p, columns=["x"])
+
+
+def test_read_csv_series_id(tmp_path: Path) -> None:
+    p = write(tmp_path, "id,v\nb,1\nb,2\na,3\nb,4\na,5\nc,6\n")
+    series = read_csv(p, series_id="id")
+    assert [s.tolist() for s in series] == [[[1], [2], [4]], [[3], [5]], [[6]]]
+    assert [s.tolist() for s in read_csv(p, series_id=0, columns=[1])] == [
+        [[1], [2], [4]],
+        [[3], [5]],
+        [[6]],
+    ]
+    with pytest.raises(InputError, match="both a data column and the series_id"):
+        read_csv(p, series_id="id", columns=["id", "v"])
+
+
+def test_read_csv_missing_and_empty(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(InputError, match=r"nope\.csv: file not found"):
+        read_csv(missing)
+    with pytest.raises(InputError, match=r"d\.csv: empty file"):
+        read_csv(write(tmp_path, ""))
+    with pytest.raises(InputError, match=r"empty file"):
+        read_csv(write(tmp_path, "\n\n  \n"))
+    with pytest.raises(InputError, match=r"no data rows after the header"):
+        read_csv(write(tmp_path, "a,b\n"))
+    with pytest.raises(InputError, match="cannot read"):
+        read_csv(tmp_path)
+
+
+def test_read_csv_missing_column_lists_available(tmp_path: Path) -> None:
+    p = write(tmp_path, "a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"d\.csv: column 'c' not present \(available: 'a', 'b'\)"):
+        read_csv(p, columns=["c"])
+    with pytest.raises(InputError, match=r"column index 5 is not present.*2 columns: 'a', 'b'"):
+        read_csv(p, columns=[5])
+    with pytest.raises(InputError, match=r"series_id column 'id' not present"):
+        read_csv(p, series_id="id")
+
+
+def test_read_csv_non_numeric_names_line_and_column(tmp_path: Path) -> None:
+    p = write(tmp_path, "a,b\n1,2\n3,oops\n")
+    with pytest.raises(InputError) as e:
+        read_csv(p)
+    msg = str(e.value)
+    assert "d.csv" in msg and "line 3" in msg and "column 'b'" in msg and "'oops'" in msg
+    assert "\n" not in msg
+    p = write(tmp_path, "1,2\n3,\n")
+    with pytest.raises(InputError, match=r"line 2, column 1: '' is not a number"):
+        read_csv(p)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", "1e39"])
+def test_read_csv_non_finite(tmp_path: Path, bad: str) -> None:
+    p = write(tmp_path, f"a,b\n1,2\n\n{bad},3\n")
+    with pytest.raises(InputError, match=rf"line 4, column 'a': '{bad}' is not finite"):
+        read_csv(p)
+
+
+def test_read_csv_not_utf8_ragged_and_malformed(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not UTF-8 text CSV"):
+        read_csv(write(tmp_path, b"a,b\n1,\xff\xfe\n"))
+    with pytest.raises(InputError, match="not UTF-8 text CSV"):
+        read_csv(write(tmp_path, b"\x00\x01\x02"))
+    with pytest.raises(InputError, match=r"line 3 has 3 cells, expected 2"):
+        read_csv(write(tmp_path, "a,b\n1,2\n3,4,5\n"))
+    with pytest.raises(InputError, match="malformed CSV"):
+        read_csv(write(tmp_path, 'a,b\n1,"2\r3\n'))
+    (bom,) = read_csv(write(tmp_path, b"\xef\xbb\xbfa,b\r\n1,2\r\n"), columns=["a"])
+    assert bom.tolist() == [[1]]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    content=st.one_of(
+        st.binary(max_size=200),
+        st.text(alphabet='0123456789,.-e\n\r "abnif\x00', max_size=200).map(str.encode),
+    ),
+    header=st.sampled_from([None, True, False]),
+    series_id=st.sampled_from([None, 0, "a"]),
+)
+def test_read_csv_any_bytes_gives_input_error_or_arrays(
+    tmp_path: Path, content: bytes, header: bool | None, series_id: str | int | None
+) -> None:
+    p = write(tmp_path, content, "fuzz.csv")
+    try:
+        result = read_csv(p, header=header, series_id=series_id)
+    except InputError as e:
+        assert "\n" not in str(e)
+        return
+    assert result and all(a.dtype == np.float32 and a.ndim == 2 for a in result)
+    assert all(np.isfinite(a).all() for a in result)
+
+
+def test_load_dataset_csv_scaled_on_train_split(tmp_path: Path) -> None:
+    rows = "\n".join(f"{k % 3},{2 * t}" for k in range(3) for t in range(40))
+    p = write(tmp_path, "id,v\n" + rows + "\n")
+    cfg = Config.from_dict(
+        {"data": f"csv:{p}", "csv_series_id": "id", "sequence_size": 5, "split_rate": 0.5}, "t"
+    )
+    ds = load_dataset(cfg)
+    assert ds.kind == "csv" and ds.integer_valued and ds.n_features == 1
+    assert len(ds.series) == 3 and ds.series[0].shape == (40, 1)
+    assert ds.train_x.shape == (3 * (20 - 5), 5, 1) and ds.val_x.shape == (3 * 15, 5, 1)
+    train_raw = np.arange(20, dtype=np.float32) * 2
+    np.testing.assert_allclose(ds.scaler.mean, [train_raw.mean()], rtol=1e-6)
+    np.testing.assert_allclose(ds.scaler.std, [train_raw.std()], rtol=1e-6)
+    np.testing.assert_allclose(ds.scaler.inverse(ds.series[0])[:, 0], 2 * np.arange(40), atol=1e-4)
+    unscaled = load_dataset(dataclasses.replace(cfg, scale="none"))
+    assert unscaled.scaler is None and unscaled.series[0][-1, 0] == 78.0
+
+
+def test_load_dataset_csv_column_count_must_match_n_in(tmp_path: Path) -> None:
+    p = write(tmp_path, "a,b\n" + "\n".join(f"{t}.5,{t}" for t in range(50)) + "\n")
+    with pytest.raises(InputError, match=r"2 columns but n_in = 1 and n_out = 1; set both to 2"):
+        load_dataset(Config.from_dict({"data": f"csv:{p}", "sequence_size": 3}, "t"))
+    ds = load_dataset(
+        Config.from_dict({"data": f"csv:{p}", "n_in": 2, "n_out": 2, "sequence_size": 3}, "t")
+    )
+    assert ds.n_features == 2 and not ds.integer_valued
+    ds = load_dataset(
+        Config.from_dict({"data": f"csv:{p}", "csv_columns": ["b"], "sequence_size": 3}, "t")
+    )
+    assert ds.n_features == 1 and ds.integer_valued
+
+
+# ----------------------------------------------------------------------- Scaler
+
+
+def test_scaler_round_trip_and_constant_feature() -> None:
+    rng = np.random.default_rng(0)
+    a = np.stack([rng.normal(5, 3, 200), np.full(200, 7.0)], axis=1).astype(np.float32)
+    sc = Scaler.fit([a[:150], a[150:]])
+    z = sc.transform(a)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z[:, 0].mean(), 0, atol=1e-5)
+    np.testing.assert_allclose(z[:, 0].std(), 1, atol=1e-5)
+    assert sc.std[1] == 1.0 and np.all(z[:, 1] == 0)
+    np.testing.assert_allclose(sc.inverse(z), a, atol=1e-5)
+    back = Scaler.from_dict(json.loads(json.dumps(sc.to_dict())))
+    assert np.array_equal(back.mean, sc.mean) and np.array_equal(back.std, sc.std)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [],
+        {"mean": [1.0]},
+        {"mean": [1.0], "std": [0.0]},
+        {"mean": ["x"], "std": [1.0]},
+        {"mean": [1.0, 2.0], "std": [1.0]},
+        {"mean": [math.nan], "std": [1.0]},
+    ],
+)
+def test_scaler_from_dict_errors(bad: object) -> None:
+    with pytest.raises(InputError, match="run.json: scaler"):
+        Scaler.from_dict(bad, "run.json")
