@@ -24,6 +24,7 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
     """
     if isinstance(spec, torch.device):
         spec = str(spec)
+    given = spec
     if spec is None or spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(spec, bool):
@@ -44,7 +45,7 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
     k = int(index or 0)
     if k >= count:
         have = f"{count} CUDA device(s)" if count else "no CUDA device"
-        raise InputError(f"device {spec!r} was asked for, but this machine has {have}")
+        raise InputError(f"device {given!r} was asked for, but this machine has {have}")
     return torch.device(f"cuda:{k}")
 
 

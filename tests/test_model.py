@@ -1,0 +1,346 @@
+"""The core models: NStepLSTM, NStepBiLSTM, StatefulNStepLSTM, StepLSTM, Forecaster."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nsteplstm as nl
+
+LENGTHS = [5, 2, 7, 3, 7, 1]  # unsorted, with a tie and a length-1 sequence
+TOL = dict(atol=1e-5, rtol=0)
+
+
+def make_xs(lengths, in_size=3, dtype=torch.float32, requires_grad=False):
+    return [torch.randn(n, in_size, dtype=dtype, requires_grad=requires_grad) for n in lengths]
+
+
+def make_states(module, batch, dtype=torch.float32):
+    shape = (module.n_layers * module.n_directions, batch, module.out_size)
+    return torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+@pytest.mark.parametrize("given_state", [False, True])
+def test_batch_equals_each_sequence_alone(cls, n_layers, given_state):
+    torch.manual_seed(n_layers)
+    lstm = cls(n_layers, 3, 4, dropout=0.5).eval()  # dropout must not act in eval mode
+    xs = make_xs(LENGTHS)
+    hx, cx = make_states(lstm, len(xs)) if given_state else (None, None)
+    hy, cy, ys = lstm(hx, cx, xs)
+    d = lstm.n_directions
+    assert hy.shape == cy.shape == (n_layers * d, len(xs), 4)
+    assert [tuple(y.shape) for y in ys] == [(n, 4 * d) for n in LENGTHS]
+    for i, x in enumerate(xs):
+        one = (hx[:, i : i + 1], cx[:, i : i + 1]) if given_state else (None, None)
+        h1, c1, (y1,) = lstm(*one, [x])
+        torch.testing.assert_close(ys[i], y1, **TOL)
+        torch.testing.assert_close(hy[:, i], h1[:, 0], **TOL)
+        torch.testing.assert_close(cy[:, i], c1[:, 0], **TOL)
+
+
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_equals_torch_lstm_on_equal_lengths(n_layers):
+    torch.manual_seed(0)
+    lstm = nl.NStepLSTM(n_layers, 3, 4).eval()
+    reference = torch.nn.LSTM(3, 4, n_layers).eval()
+    reference.load_state_dict(lstm.lstm.state_dict())
+    x = torch.randn(6, 5, 3)  # (T, B, I)
+    hy, cy, ys = lstm(None, None, list(x.unbind(1)))
+    y_ref, (h_ref, c_ref) = reference(x)
+    torch.testing.assert_close(torch.stack(ys, 1), y_ref, **TOL)
+    torch.testing.assert_close(hy, h_ref, **TOL)
+    torch.testing.assert_close(cy, c_ref, **TOL)
+
+
+def copy_to_step_stack(nstep: nl.NStepLSTM, stack: nl.StepLSTMStack) -> None:
+    with torch.no_grad():
+        for k, cell in enumerate(stack.cells):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(getattr(nstep.lstm, f"{name}_l{k}"))
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_nstep_equals_step_cells_with_same_weights(n_layers):
+    torch.manual_seed(1)
+    nstep = nl.Forecaster(n_layers, 3, 8, 2, dropout=0.0, cell="nstep").eval()
+    step = nl.Forecaster(n_layers, 3, 8, 2, dropout=0.0, cell="step").eval()
+    copy_to_step_stack(nstep.lstm, step.lstm)
+    step.head.load_state_dict(nstep.head.state_dict())
+    xs = make_xs(LENGTHS)
+    for a, b in zip(nstep(xs), step(xs), strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_bilstm_backward_half_is_nstep_on_reversed_sequences():
+    torch.manual_seed(2)
+    bi = nl.NStepBiLSTM(1, 3, 4).eval()
+    uni = nl.NStepLSTM(1, 3, 4).eval()
+    reverse = {k: v for k, v in bi.lstm.state_dict().items() if k.endswith("_reverse")}
+    uni.lstm.load_state_dict({k.replace("_reverse", ""): v for k, v in reverse.items()})
+    xs = make_xs(LENGTHS)
+    hy, _, ys = bi(None, None, xs)
+    uni_hy, _, ys_rev = uni(None, None, [x.flip(0) for x in xs])
+    for y, y_rev in zip(ys, ys_rev, strict=True):
+        torch.testing.assert_close(y[:, 4:], y_rev.flip(0), **TOL)
+    torch.testing.assert_close(hy[1], uni_hy[0], **TOL)
+
+
+def test_stacked_bilstm_equals_single_layers_chained():
+    torch.manual_seed(12)
+    bi = nl.NStepBiLSTM(2, 3, 4).eval()
+    first, second = nl.NStepBiLSTM(1, 3, 4).eval(), nl.NStepBiLSTM(1, 8, 4).eval()
+    state = bi.lstm.state_dict()
+    for k, layer in enumerate((first, second)):
+        layer.lstm.load_state_dict(
+            {n.replace(f"_l{k}", "_l0"): v for n, v in state.items() if f"_l{k}" in n}
+        )
+    xs = make_xs(LENGTHS)
+    hx, cx = make_states(bi, len(xs))
+    hy, cy, ys = bi(hx, cx, xs)
+    h0, c0, mid = first(hx[:2], cx[:2], xs)
+    h1, c1, out = second(hx[2:], cx[2:], list(mid))
+    torch.testing.assert_close(hy, torch.cat([h0, h1]), **TOL)
+    torch.testing.assert_close(cy, torch.cat([c0, c1]), **TOL)
+    for a, b in zip(ys, out, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_gradcheck_float64_variable_lengths():
+    torch.manual_seed(3)
+    lstm = nl.NStepLSTM(2, 2, 3).double().eval()
+    xs = make_xs([3, 1, 4], in_size=2, dtype=torch.float64, requires_grad=True)
+    hx, cx = (s.requires_grad_() for s in make_states(lstm, 3, dtype=torch.float64))
+    params = list(lstm.parameters())
+
+    def f(*args):
+        *xs_, hx_, cx_ = args[: len(xs) + 2]
+        hy, cy, ys = lstm(hx_, cx_, list(xs_))
+        return (hy, cy, *ys)
+
+    assert torch.autograd.gradcheck(f, (*xs, hx, cx), eps=1e-6, atol=1e-5)
+    # And through the weights, with a scalar loss.
+    hy, cy, ys = lstm(hx, cx, xs)
+    loss = sum(y.sum() for y in ys) + hy.sum() + cy.sum()
+    grads = torch.autograd.grad(loss, params)
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_gradients_reach_inputs_states_and_weights():
+    torch.manual_seed(4)
+    lstm = nl.NStepBiLSTM(2, 3, 4)
+    xs = make_xs(LENGTHS, requires_grad=True)
+    hx, cx = (s.requires_grad_() for s in make_states(lstm, len(xs)))
+    hy, cy, ys = lstm(hx, cx, xs)
+    (sum(y.square().sum() for y in ys) + hy.sum() + cy.sum()).backward()
+    for t in [*xs, hx, cx, *lstm.parameters()]:
+        assert t.grad is not None and t.grad.abs().sum() > 0
+
+
+def run_once(seed):
+    nl.seed_everything(seed)
+    model = nl.Forecaster(2, 3, 16, 1, dropout=0.3)  # train mode: dropout draws from the seed
+    xs = make_xs(LENGTHS)
+    loss = sum(y.square().sum() for y in model(xs))
+    loss.backward()
+    return [y.detach() for y in model(xs)], [p.grad.clone() for p in model.parameters()]
+
+
+def test_same_seed_gives_bit_identical_outputs_and_gradients():
+    (ys_a, g_a), (ys_b, g_b) = run_once(7), run_once(7)
+    assert all(torch.equal(a, b) for a, b in zip(ys_a, ys_b, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(g_a, g_b, strict=True))
+    ys_c, _ = run_once(8)
+    assert not all(torch.equal(a, c) for a, c in zip(ys_a, ys_c, strict=True))
+
+
+def test_dropout_acts_in_training_only_and_not_on_first_layer_input():
+    torch.manual_seed(5)
+    xs = make_xs([4, 4])
+    one = nl.NStepLSTM(1, 3, 4, dropout=0.9).train()
+    # One layer: nothing to drop (only the first layer's input, which is never dropped).
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(one(None, None, xs)[2], one(None, None, xs)[2], strict=True)
+    )
+    two = nl.NStepLSTM(2, 3, 4, dropout=0.9).train()
+    assert not torch.equal(two(None, None, xs)[2][0], two(None, None, xs)[2][0])
+    two.eval()
+    assert torch.equal(two(None, None, xs)[2][0], two(None, None, xs)[2][0])
+
+
+def test_stateful_two_calls_equal_one_call_over_concatenation():
+    torch.manual_seed(6)
+    st_ = nl.StatefulNStepLSTM(2, 3, 4).eval()
+    first, second = make_xs([3, 5, 2]), make_xs([4, 1, 6])
+    ys1 = st_(first)
+    ys2 = st_(second)
+    _, _, whole = st_.lstm(None, None, [torch.cat(p) for p in zip(first, second, strict=True)])
+    for a, b, w in zip(ys1, ys2, whole, strict=True):
+        torch.testing.assert_close(torch.cat([a, b]), w, **TOL)
+
+
+def test_stateful_batch_change_needs_reset_and_detach_cuts_graph():
+    st_ = nl.StatefulNStepLSTM(1, 3, 4)
+    st_(make_xs([2, 3]))
+    with pytest.raises(ValueError, match="batch of 3 sequences, but the carried state is for 2"):
+        st_(make_xs([2, 3, 4]))
+    st_.detach_state()
+    assert st_.h.grad_fn is None and st_.c.grad_fn is None
+    st_.reset_state()
+    assert len(st_(make_xs([2, 3, 4]))) == 3
+    assert "h" not in st_.state_dict()  # state is not saved with the weights
+
+
+def test_step_lstm_shrinking_and_growing_batch():
+    torch.manual_seed(7)
+    cell = nl.StepLSTM(3, 4)
+    reference = torch.nn.LSTMCell(3, 4)
+    reference.load_state_dict(cell.state_dict())
+    x0, x1, x2 = torch.randn(3, 3), torch.randn(2, 3), torch.randn(4, 3)
+    h0 = cell(x0)
+    rh0, rc0 = reference(x0)
+    torch.testing.assert_close(h0, rh0, **TOL)
+    h1 = cell(x1)  # only the first two rows advance
+    rh1, rc1 = reference(x1, (rh0[:2], rc0[:2]))
+    torch.testing.assert_close(h1, rh1, **TOL)
+    torch.testing.assert_close(cell.h[2], rh0[2], **TOL)  # the third row kept its state
+    torch.testing.assert_close(cell.c[2], rc0[2], **TOL)
+    h2 = cell(x2)  # a fourth row appears and starts from zeros
+    state_h = torch.cat([rh1, rh0[2:], torch.zeros(1, 4)])
+    state_c = torch.cat([rc1, rc0[2:], torch.zeros(1, 4)])
+    rh2, _ = reference(x2, (state_h, state_c))
+    torch.testing.assert_close(h2, rh2, **TOL)
+    cell.reset_state()
+    torch.testing.assert_close(cell(x0), rh0, **TOL)
+
+
+def test_forecaster_config_head_init_and_stateless_calls():
+    torch.manual_seed(8)
+    model = nl.Forecaster(n_layers=2, n_in=1, n_hidden=200, n_out=1, dropout=0.3, cell="nstep")
+    assert model.config == dict(
+        n_layers=2, n_in=1, n_hidden=200, n_out=1, dropout=0.3, cell="nstep"
+    )
+    assert abs(model.head.weight.std().item() - 0.01) < 0.003
+    assert torch.equal(model.head.bias, torch.zeros(1))
+    model.eval()
+    xs = make_xs([5, 3], in_size=1)
+    first, second = model(xs), model(xs)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    assert [tuple(y.shape) for y in first] == [(5, 1), (3, 1)]
+
+
+def test_module_moves_with_to():
+    st_ = nl.StatefulNStepLSTM(1, 3, 4)
+    st_(make_xs([2, 2]))
+    st_.to(torch.float64)
+    assert st_.h.dtype == torch.float64 and st_.lstm.lstm.weight_ih_l0.dtype == torch.float64
+
+
+BAD_CALLS = [
+    ("empty xs", lambda m: m(None, None, []), "non-empty list or tuple"),
+    ("not a list", lambda m: m(None, None, torch.zeros(2, 3)), "non-empty list or tuple"),
+    ("zero length", lambda m: m(None, None, [torch.zeros(0, 3)]), r"xs\[0\] must have shape"),
+    ("feature size", lambda m: m(None, None, [torch.zeros(2, 5)]), r"\(L >= 1, 3\), got \(2, 5\)"),
+    ("1-D input", lambda m: m(None, None, [torch.zeros(3)]), r"got \(3,\)"),
+    ("not a tensor", lambda m: m(None, None, [[1.0, 2.0, 3.0]]), "must be a tensor, got list"),
+    ("dtype", lambda m: m(None, None, [torch.zeros(2, 3, dtype=torch.float64)]), "torch.float64"),
+    (
+        "hx shape",
+        lambda m: m(torch.zeros(1, 1, 4), None, [torch.zeros(2, 3)]),
+        r"hx must be None or a tensor of shape \(2, 1, 4\), got tensor of shape \(1, 1, 4\)",
+    ),
+    (
+        "cx dtype",
+        lambda m: m(None, torch.zeros(2, 1, 4).double(), [torch.zeros(2, 3)]),
+        "cx must be torch.float32",
+    ),
+]
+
+
+@pytest.mark.parametrize("name,call,message", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_bad_arguments_raise_value_error_saying_expected_and_got(name, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(nl.NStepLSTM(2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ((0, 3, 4), "n_layers must be an integer >= 1, got 0"),
+        ((1, 3, 4, 1.0), r"dropout must be a number in \[0, 1\), got 1.0"),
+        ((1, 3.5, 4), "in_size must be an integer >= 1, got 3.5"),
+    ],
+)
+def test_bad_constructor_arguments(args, message):
+    with pytest.raises(nl.InputError, match=message):
+        nl.NStepLSTM(*args)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lengths=st.lists(st.integers(-1, 4), min_size=0, max_size=4),
+    in_size=st.integers(0, 4),
+    hx_shape=st.one_of(
+        st.none(), st.tuples(st.integers(0, 3), st.integers(0, 5), st.integers(0, 5))
+    ),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.int64]),
+)
+def test_argument_checking_never_crashes_otherwise(lengths, in_size, hx_shape, dtype):
+    lstm = nl.NStepLSTM(2, 3, 4)
+    xs = [
+        torch.zeros(max(n, 0), in_size, dtype=dtype) if n >= 0 else torch.zeros(2) for n in lengths
+    ]
+    hx = None if hx_shape is None else torch.zeros(hx_shape)
+    try:
+        hy, _, ys = lstm(hx, None, xs)
+    except nl.InputError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert len(ys) == len(xs) and hy.shape == (2, len(xs), 4)
+
+
+def test_resolve_device():
+    assert nl.resolve_device(-1) == torch.device("cpu")
+    assert nl.resolve_device("-1") == torch.device("cpu")
+    assert nl.resolve_device("cpu") == torch.device("cpu")
+    expected_auto = "cuda" if torch.cuda.is_available() else "cpu"
+    assert nl.resolve_device("auto").type == expected_auto
+    with pytest.raises(ValueError, match="is not a device"):
+        nl.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        for spec in (0, "cuda", "cuda:1"):
+            with pytest.raises(ValueError, match=rf"device '?{spec}'? was asked for.*no CUDA"):
+                nl.resolve_device(spec)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@cuda
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+def test_cuda_matches_cpu(cls):
+    torch.manual_seed(9)
+    lstm = cls(2, 3, 4).eval()
+    xs = make_xs(LENGTHS)
+    hx, cx = make_states(lstm, len(xs))
+    hy, cy, ys = lstm(hx, cx, xs)
+    gpu = cls(2, 3, 4).eval().to("cuda")
+    gpu.load_state_dict(lstm.state_dict())
+    g_hy, g_cy, g_ys = gpu(hx.cuda(), cx.cuda(), [x.cuda() for x in xs])
+    torch.testing.assert_close(g_hy.cpu(), hy, atol=1e-4, rtol=0)
+    torch.testing.assert_close(g_cy.cpu(), cy, atol=1e-4, rtol=0)
+    for a, b in zip(g_ys, ys, strict=True):
+        torch.testing.assert_close(a.cpu(), b, atol=1e-4, rtol=0)
+
+
+@cuda
+def test_cuda_stateful_state_moves_and_mixed_devices_rejected():
+    st_ = nl.StatefulNStepLSTM(1, 3, 4).to("cuda")
+    st_([x.cuda() for x in make_xs([2, 3])])
+    assert st_.h.is_cuda
+    st_.to("cpu")
+    assert not st_.h.is_cuda
+    with pytest.raises(ValueError, match="on cpu"):
+        st_.lstm(None, None, [torch.zeros(2, 3, device="cuda")])
