@@ -1,0 +1,108 @@
+"""Forward+backward time of NStepLSTM on variable-length batches, against torch.nn.LSTM.
+
+Three ways to run the same batch of B sequences (lengths drawn from [min, max]):
+
+- ``nstep``:  ``nsteplstm.NStepLSTM`` (exact outputs and final states per sequence);
+- ``packed``: ``torch.nn.LSTM`` on a ``PackedSequence`` (exact, PyTorch's own way);
+- ``padded``: ``torch.nn.LSTM`` on the zero-padded ``(T_max, B, I)`` tensor — the
+  floor to beat: its final states are wrong for every shorter sequence, and it
+  computes every step of padding.
+
+plus the equal-length case: NStepLSTM on B sequences of one length against
+``torch.nn.LSTM`` on the same dense tensor. The three contenders of a case run
+interleaved, round after round, and each one's median is reported with the ratios.
+Prints one JSON object.
+
+    python benchmarks/variable_lengths.py [--layers 1 3] [--rounds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch.nn.utils.rnn import pack_sequence
+
+import nsteplstm as nl
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def race(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Median seconds of each contender, run interleaved after two warm-up rounds."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for r in range(rounds + 2):
+        for name, fn in contenders.items():
+            t = timed(fn)
+            if r >= 2:
+                times[name].append(t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: int) -> dict:
+    ours = nl.NStepLSTM(n_layers, in_size, hidden)
+    ref = torch.nn.LSTM(in_size, hidden, n_layers)
+    ref.load_state_dict(ours.lstm.state_dict())
+    xs = [torch.randn(n, in_size, requires_grad=True) for n in lengths]
+    padded = torch.nn.utils.rnn.pad_sequence(xs).detach().requires_grad_()  # (T_max, B, I)
+    dense = len(set(lengths)) == 1
+
+    def run_ours() -> None:
+        hy, cy, ys = ours(None, None, xs)
+        (torch.cat(ys).sum() + hy.sum() + cy.sum()).backward()
+
+    def run_packed() -> None:
+        out, (hy, cy) = ref(pack_sequence(xs, enforce_sorted=False))
+        (out.data.sum() + hy.sum() + cy.sum()).backward()
+
+    def run_padded() -> None:
+        out, (hy, cy) = ref(padded)
+        (out.sum() + hy.sum() + cy.sum()).backward()
+
+    contenders = {"nstep": run_ours, "padded": run_padded}
+    if not dense:
+        contenders["packed"] = run_packed
+    medians = race(contenders, rounds)
+    return {
+        "n_layers": n_layers,
+        "batch": len(lengths),
+        "lengths": f"{min(lengths)}..{max(lengths)}",
+        "real_steps_share": sum(lengths) / (len(lengths) * max(lengths)),
+        "seconds": medians,
+        "ratio_to_padded": {k: v / medians["padded"] for k, v in medians.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--hidden", type=int, default=200)
+    parser.add_argument("--in-size", type=int, default=1)
+    parser.add_argument("--min-length", type=int, default=10)
+    parser.add_argument("--max-length", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    lengths = torch.randint(args.min_length, args.max_length + 1, (args.batch,)).tolist()
+    results = []
+    for n_layers in args.layers:
+        results.append(case(n_layers, lengths, args.in_size, args.hidden, args.rounds))
+        same = [30] * args.batch
+        results.append(case(n_layers, same, args.in_size, args.hidden, args.rounds))
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
