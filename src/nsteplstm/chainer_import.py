@@ -1,0 +1,453 @@
+"""Load checkpoints written by ``chainer.serializers.save_npz`` into our modules.
+
+Supported layouts (keys as Chainer writes them; ``N`` hidden size, ``I`` input size):
+
+- bare ``links.NStepLSTM`` / ``links.NStepBiLSTM``: ``{k}/w0..w7`` and ``{k}/b0..b7``
+  for every link index ``k`` (``k = 2 * layer + direction`` when bidirectional);
+  ``w0..w3`` are ``(N, I_layer)``, ``w4..w7`` ``(N, N)``, biases ``(N,)``
+  -> :class:`~nsteplstm.model.NStepLSTM` / :class:`~nsteplstm.model.NStepBiLSTM`.
+- bare ``links.LSTM``: ``upward/W`` ``(4N, I)``, ``upward/b`` ``(4N,)``, ``lateral/W``
+  ``(4N, N)`` -> :class:`~nsteplstm.model.StepLSTM`.
+- the article's chain: one of the two above under ``l1/`` and a ``links.Linear``
+  under ``l2/`` (``l2/W`` ``(n_out, N)``, ``l2/b`` ``(n_out,)``, optional)
+  -> :class:`~nsteplstm.model.Forecaster` (cell ``"nstep"`` or ``"step"``).
+- any other file: pass ``prefix``, the path of the sub-chain that holds the LSTM
+  link (e.g. ``"encoder/lstm/"``); only the keys under it are read.
+
+Gate layouts. NStepLSTM: input gate i = w0/w4, forget f = w1/w5, cell input
+a = w2/w6, output o = w3/w7 (what Chainer runs, not its docstring), both biases
+added; ours stack the gates (i, f, a, o). links.LSTM interleaves the gates per unit
+in the 4N axis as (a, i, f, o) (row ``unit * 4 + gate``) and has no lateral bias.
+
+Nothing is loaded partially: every key is mapped and every shape checked before
+``load_state_dict(strict=True)``; any problem is one :class:`InputError` line.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import Config
+from .errors import InputError
+from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
+from .runs import (
+    MODEL_FILE,
+    output_path,
+    prepare_run_dir,
+    save_model,
+    write_config,
+    write_history,
+    write_metrics,
+)
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file; an empty one
+NPY_MAGIC = b"\x93NUMPY"
+ARTICLE_DROPOUT = 0.3
+_NSTEP_KEY = re.compile(r"(\d+)/([wb][0-7])")
+_LSTM_KEYS = ("upward/W", "upward/b", "lateral/W")
+_MAX_LISTED = 12
+
+Arrays = dict[str, np.ndarray]
+Shapes = dict[str, tuple[int, ...]]
+
+
+# ------------------------------------------------------------------------- reading
+
+
+def read_npz(path: str | Path, prefix: str = "") -> Arrays:
+    """The arrays of the ``.npz`` file at ``path`` whose names start with ``prefix``
+    (full names as keys), read with ``allow_pickle=False``. Other members are not
+    read at all, so a Trainer snapshot's bookkeeping (integers, pickled objects) does
+    not get in the way of the model inside it.
+
+    Raises:
+        InputError: missing or unreadable file, not an npz archive, a truncated or
+            corrupt archive, a member that is not a plain numeric array (pickled
+            objects, raw bytes).
+    """
+    where = f"Chainer checkpoint {path}"
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+    except FileNotFoundError:
+        raise InputError(f"{where}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{where}: is a directory, not a file") from None
+    except OSError as e:
+        raise InputError(f"{where}: cannot read ({e.strerror or type(e).__name__})") from None
+    if magic.startswith(NPY_MAGIC):
+        raise InputError(f"{where}: a single .npy array, not an .npz archive of named arrays")
+    if not magic.startswith(ZIP_MAGIC):
+        raise InputError(
+            f"{where}: not an .npz archive (no zip header); expected a file written by "
+            "chainer.serializers.save_npz"
+        )
+    arrays: Arrays = {}
+    key = None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for key in (k for k in npz.files if k.startswith(prefix)):
+                value = npz[key]
+                if not isinstance(value, np.ndarray):
+                    raise InputError(f"{where}: member {key!r} is not a .npy array")
+                arrays[key] = value
+    except InputError:
+        raise
+    except Exception as e:  # zipfile, zlib, EOF, struct, memory: all mean a broken file
+        member = f"array {key!r}" if key is not None else "archive"
+        if isinstance(e, ValueError) and "allow_pickle" in str(e):
+            raise InputError(
+                f"{where}: {member} holds pickled Python objects; refusing to load it"
+            ) from None
+        raise InputError(
+            f"{where}: truncated or corrupt file at {member} ({type(e).__name__}: {_one_line(e)})"
+        ) from None
+    if not arrays:
+        under = f" under prefix {prefix!r}" if prefix else ""
+        raise InputError(f"{where}: the archive holds no arrays{under}")
+    for key, value in arrays.items():
+        if value.dtype.kind != "f":
+            raise InputError(
+                f"{where}: array {key!r} has dtype {value.dtype}, expected floating point"
+            )
+    return arrays
+
+
+# ------------------------------------------------------------------------- loading
+
+
+def load_chainer_npz(
+    path: str | Path,
+    prefix: str | None = None,
+    *,
+    bidirectional: bool | None = None,
+    dropout: float = ARTICLE_DROPOUT,
+) -> nn.Module:
+    """Build the module that a ``chainer.serializers.save_npz`` file describes, in eval mode.
+
+    Args:
+        path: the ``.npz`` file.
+        prefix: the sub-chain holding the LSTM link (``"l1/"``, ``"encoder/lstm"``;
+            a missing trailing ``/`` is added). Only keys under it are read, and the
+            bare LSTM module is returned. ``None``: the whole file is a bare LSTM link
+            or the article's ``l1``/``l2`` chain.
+        bidirectional: force how NStep keys are read. ``None`` infers it from the
+            shapes; the one ambiguous case (two link indices ``0/``, ``1/`` and
+            ``in_size == out_size``: a 1-layer NStepBiLSTM and a 2-layer NStepLSTM
+            have identical keys and shapes) is read as the 2-layer NStepLSTM, with a
+            warning.
+        dropout: dropout ratio of the built NStep model (the file cannot tell it;
+            default the article's 0.3). It acts in training mode only.
+
+    Returns:
+        :class:`NStepLSTM`, :class:`NStepBiLSTM`, :class:`StepLSTM` or
+        :class:`Forecaster` with the file's weights, in eval mode, float32 on the CPU.
+
+    Raises:
+        InputError: unreadable file, keys it cannot map (all listed), missing keys,
+            or shapes that do not fit (key, shape found, shape expected).
+    """
+    where = f"Chainer checkpoint {path}"
+    if prefix is not None:
+        p = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        sub = {k[len(p) :]: v for k, v in read_npz(path, p).items()}
+        model, state = _lstm_link(sub, f"{where} (prefix {p!r})", p, bidirectional, dropout)
+    else:
+        arrays = read_npz(path)
+        if any(k.startswith(("l1/", "l2/")) for k in arrays):
+            model, state = _article_chain(arrays, where, bidirectional, dropout)
+        else:
+            model, state = _lstm_link(arrays, where, "", bidirectional, dropout)
+    _load_exact(model, state)
+    return model.eval()
+
+
+def _lstm_link(
+    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The bare LSTM link in ``arrays`` (keys relative to ``prefix``): module and state."""
+    if any(k in arrays for k in _LSTM_KEYS):
+        return _step_lstm(arrays, where, prefix)
+    if any(_NSTEP_KEY.fullmatch(k) for k in arrays):
+        return _nstep_lstm(arrays, where, prefix, bidirectional, dropout)
+    hint = _prefix_hint(arrays, prefix)
+    raise InputError(
+        f"{where}: no Chainer LSTM link found: expected keys 0/w0..0/b7 (NStepLSTM) or "
+        f"upward/W, upward/b, lateral/W (LSTM); cannot map keys {_list(arrays, prefix)}{hint}"
+    )
+
+
+def _nstep_lstm(
+    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
+) -> tuple[NStepLSTM, dict[str, torch.Tensor]]:
+    """``links.NStep(Bi)LSTM`` keys -> :class:`NStepLSTM` / :class:`NStepBiLSTM` and state."""
+    w0 = arrays.get("0/w0")
+    if w0 is None or w0.ndim != 2:
+        got = "missing" if w0 is None else f"shape {w0.shape}"
+        raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
+    n_hidden, n_in = w0.shape
+    indices = {int(m.group(1)) for k in arrays if (m := _NSTEP_KEY.fullmatch(k))}
+    n_links = max(indices) + 1
+    if bidirectional is None:
+        bidirectional = _infer_bidirectional(arrays, n_links, n_in, n_hidden, where)
+    n_dirs = 2 if bidirectional else 1
+    if n_links % n_dirs:
+        raise InputError(
+            f"{where}: {n_links} link indices cannot be a bidirectional stack (needs an even count)"
+        )
+    n_layers = n_links // n_dirs
+
+    expected: Shapes = {}
+    for k in range(n_links):
+        layer_in = n_in if k < n_dirs else n_dirs * n_hidden
+        for j in range(4):
+            expected[f"{k}/w{j}"] = (n_hidden, layer_in)
+            expected[f"{k}/w{j + 4}"] = (n_hidden, n_hidden)
+        for j in range(8):
+            expected[f"{k}/b{j}"] = (n_hidden,)
+    _check(arrays, expected, where, prefix)
+
+    def cat(k: int, name: str, first: int) -> torch.Tensor:
+        return _tensor(np.concatenate([arrays[f"{k}/{name}{j}"] for j in range(first, first + 4)]))
+
+    state = {}
+    for k in range(n_links):
+        layer, direction = divmod(k, n_dirs)
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        state[f"lstm.weight_ih{suffix}"] = cat(k, "w", 0)  # (4N, I_layer), gates i, f, a, o
+        state[f"lstm.weight_hh{suffix}"] = cat(k, "w", 4)  # (4N, N)
+        state[f"lstm.bias_ih{suffix}"] = cat(k, "b", 0)  # (4N,)
+        state[f"lstm.bias_hh{suffix}"] = cat(k, "b", 4)  # (4N,)
+    cls = NStepBiLSTM if bidirectional else NStepLSTM
+    return cls(n_layers, n_in, n_hidden, dropout), state
+
+
+def _infer_bidirectional(
+    arrays: Arrays, n_links: int, n_in: int, n_hidden: int, where: str
+) -> bool:
+    """Bidirectional or not, from the input-side shapes ``w0`` of the link indices.
+
+    Unidirectional: layer ``k >= 1`` reads ``(N, N)``. Bidirectional: indices 0 and 1
+    read ``(N, I)``, indices ``>= 2`` read ``(N, 2N)``. An odd count is unidirectional.
+    """
+    if n_links % 2:
+        return False
+
+    def shape(k: int) -> tuple[int, ...] | None:
+        w = arrays.get(f"{k}/w0")
+        return None if w is None else w.shape
+
+    if n_links >= 4:
+        return shape(2) == (n_hidden, 2 * n_hidden)
+    if n_in != n_hidden:
+        return shape(1) == (n_hidden, n_in)
+    warnings.warn(
+        f"{where}: two link indices with in_size == out_size == {n_in} fit both a 2-layer "
+        "NStepLSTM and a 1-layer NStepBiLSTM; reading a 2-layer NStepLSTM "
+        "(pass bidirectional=True for the other)",
+        stacklevel=5,
+    )
+    return False
+
+
+def _step_lstm(arrays: Arrays, where: str, prefix: str) -> tuple[StepLSTM, dict[str, torch.Tensor]]:
+    """``links.LSTM`` keys -> :class:`StepLSTM` and its state (gates de-interleaved)."""
+    upward = arrays.get("upward/W")
+    if upward is None or upward.ndim != 2 or upward.shape[0] % 4:
+        got = "missing" if upward is None else f"shape {upward.shape}"
+        raise InputError(
+            f"{where}: {prefix}upward/W must be 2-D (4 * out_size, in_size), got {got}"
+        )
+    n_in, n_hidden = upward.shape[1], upward.shape[0] // 4
+    expected: Shapes = {
+        "upward/W": (4 * n_hidden, n_in),
+        "upward/b": (4 * n_hidden,),
+        "lateral/W": (4 * n_hidden, n_hidden),
+    }
+    _check(arrays, expected, where, prefix)
+    state = {
+        "weight_ih": _tensor(_deinterleave(arrays["upward/W"])),  # (4N, I)
+        "weight_hh": _tensor(_deinterleave(arrays["lateral/W"])),  # (4N, N)
+        "bias_ih": _tensor(_deinterleave(arrays["upward/b"])),  # (4N,)
+        "bias_hh": torch.zeros(4 * n_hidden),  # links.LSTM has no lateral bias
+    }
+    return StepLSTM(n_in, n_hidden), state
+
+
+def _deinterleave(w: np.ndarray) -> np.ndarray:
+    """Rows ``unit * 4 + gate`` with gates (a, i, f, o) -> gate-major blocks (i, f, a, o).
+
+    ``w``: ``(4N, ...)`` -> ``(4N, ...)``.
+    """
+    n = w.shape[0] // 4
+    per_unit = w.reshape(n, 4, *w.shape[1:])  # (N, 4, ...), gates a, i, f, o
+    return np.concatenate([per_unit[:, g] for g in (1, 2, 0, 3)])  # (4N, ...)
+
+
+def _article_chain(
+    arrays: Arrays, where: str, bidirectional: bool | None, dropout: float
+) -> tuple[Forecaster, dict[str, torch.Tensor]]:
+    """The article's ``MyNet``: LSTM link under ``l1/``, ``links.Linear`` under ``l2/``."""
+    head_keys = {"l2/W", "l2/b"}
+    unknown = [k for k in arrays if not k.startswith("l1/") and k not in head_keys]
+    if unknown:
+        raise InputError(
+            f"{where}: cannot map keys {_list(unknown)} (the article's chain holds only "
+            "l1/... and l2/W, l2/b; pass prefix= to read only the LSTM link)"
+        )
+    if "l2/W" not in arrays:
+        raise InputError(f"{where}: missing key 'l2/W' of the Linear layer under l2/")
+    lstm_arrays = {k[3:]: v for k, v in arrays.items() if k.startswith("l1/")}
+    if not lstm_arrays:
+        raise InputError(f"{where}: missing the LSTM link under l1/")
+    lstm, lstm_state = _lstm_link(lstm_arrays, where, "l1/", bidirectional, dropout)
+    if isinstance(lstm, NStepBiLSTM):
+        raise InputError(
+            f"{where}: l1/ holds an NStepBiLSTM, which the article's Forecaster does not "
+            "have; load the LSTM alone with prefix='l1/'"
+        )
+    if isinstance(lstm, NStepLSTM):
+        n_layers, n_in, n_hidden, cell = lstm.n_layers, lstm.in_size, lstm.out_size, "nstep"
+        state = {f"lstm.{k}": v for k, v in lstm_state.items()}
+    else:
+        n_layers, n_in, n_hidden, cell = 1, lstm.in_size, lstm.out_size, "step"
+        state = {f"lstm.cells.0.{k}": v for k, v in lstm_state.items()}
+    head = arrays["l2/W"]
+    if head.ndim != 2:
+        raise InputError(f"{where}: l2/W must be 2-D (n_out, {n_hidden}), got shape {head.shape}")
+    n_out = head.shape[0]
+    expected: Shapes = {"W": (n_out, n_hidden), "b": (n_out,)}
+    head_arrays = {k[3:]: v for k, v in arrays.items() if k in head_keys}
+    _check(head_arrays, {k: s for k, s in expected.items() if k in head_arrays}, where, "l2/")
+    state["head.weight"] = _tensor(head)  # (n_out, N)
+    b = head_arrays.get("b")
+    state["head.bias"] = torch.zeros(n_out) if b is None else _tensor(b)  # nobias=True: zeros
+    model = Forecaster(n_layers, n_in, n_hidden, n_out, dropout, cell)
+    return model, state
+
+
+# ------------------------------------------------------------------------- run dir
+
+
+def import_chainer_run(
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    sequence_size: int = 30,
+    force: bool = False,
+    **config_overrides: Any,
+) -> Path:
+    """Turn the article's chain checkpoint (``l1`` LSTM + ``l2`` Linear) into a run directory.
+
+    The architecture (``n_layers``, ``n_in``, ``n_hidden``, ``n_out``, ``cell``) comes
+    from the file; what it cannot tell comes from ``sequence_size`` and
+    ``config_overrides`` (any :class:`~nsteplstm.config.Config` field; ``None`` values
+    count as not given) over the article's defaults. ``scale`` is ``"none"``: a Chainer
+    model carries no scaler. The directory gets ``config.json``, ``model.safetensors``,
+    an empty ``history.csv`` and ``metrics.json`` naming the source, all written by
+    :mod:`nsteplstm.runs`, so ``nsteplstm forecast`` reads it like a trained run.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        InputError: unreadable or non-chain checkpoint, non-finite weights, an
+            override that contradicts the checkpoint, an invalid config, a non-empty
+            ``out_dir`` without ``force``.
+    """
+    overrides = {k: v for k, v in config_overrides.items() if v is not None}
+    dropout = overrides.get("dropout", ARTICLE_DROPOUT)
+    model = load_chainer_npz(path, dropout=dropout if _is_ratio(dropout) else ARTICLE_DROPOUT)
+    if not isinstance(model, Forecaster):
+        raise InputError(
+            f"Chainer checkpoint {path}: holds a bare {type(model).__name__}, not the "
+            "article's chain (an LSTM link under l1/ and a Linear under l2/)"
+        )
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise InputError(f"Chainer checkpoint {path}: holds NaN or infinite weights")
+    found = {k: v for k, v in model.config.items() if k != "dropout"}
+    for key, value in found.items():
+        if key in overrides and overrides[key] != value:
+            raise InputError(
+                f"Chainer checkpoint {path}: has {key} = {value!r}, but {overrides[key]!r} "
+                "was asked for"
+            )
+    if overrides.get("scale", "none") != "none":
+        raise InputError("import-chainer: scale must be 'none' (a Chainer model has no scaler)")
+    settings = {"sequence_size": sequence_size, "scale": "none", **overrides, **found}
+    config = Config.merged(None, settings, overrides_source=f"import of {path}")
+
+    run_dir = prepare_run_dir(out_dir, force)
+    write_config(run_dir, config, model.config, None)
+    save_model(output_path(run_dir, MODEL_FILE), model)
+    write_history(run_dir, [])
+    write_metrics(run_dir, {"imported_from": str(Path(path).resolve())})
+    return run_dir
+
+
+def _is_ratio(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < 1
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _check(arrays: Mapping[str, np.ndarray], expected: Shapes, where: str, prefix: str) -> None:
+    """Raise :class:`InputError` unless ``arrays`` has exactly the ``expected`` keys and shapes."""
+    unknown = [k for k in arrays if k not in expected]
+    if unknown:
+        raise InputError(f"{where}: cannot map keys {_list(unknown, prefix)}")
+    missing = [k for k in expected if k not in arrays]
+    if missing:
+        raise InputError(f"{where}: missing keys {_list(missing, prefix)}")
+    wrong = [
+        f"{prefix}{k} has shape {tuple(arrays[k].shape)}, expected {shape}"
+        for k, shape in expected.items()
+        if tuple(arrays[k].shape) != shape
+    ]
+    if wrong:
+        raise InputError(f"{where}: {'; '.join(wrong[:_MAX_LISTED])}")
+
+
+def _load_exact(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``load_state_dict(strict=True)`` after asserting the mapping covers every shape."""
+    own = model.state_dict()
+    assert state.keys() == own.keys(), (sorted(state), sorted(own))
+    for key, value in state.items():
+        assert value.shape == own[key].shape, (key, value.shape, own[key].shape)
+    model.load_state_dict(state, strict=True)
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def _prefix_hint(arrays: Mapping[str, Any], prefix: str) -> str:
+    """A ``; pass prefix=...`` hint naming sub-chains that look like LSTM links."""
+    found = sorted(
+        {
+            prefix + k[: -len(tail)]
+            for k in arrays
+            for tail in ("0/w0", "upward/W")
+            if k.endswith("/" + tail)
+        }
+    )
+    return f"; an LSTM link seems to be under prefix {found[0]!r}: pass prefix=" if found else ""
+
+
+def _list(keys: Any, prefix: str = "") -> str:
+    names = sorted(prefix + k for k in keys)
+    more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+    return ", ".join(repr(n) for n in names[:_MAX_LISTED]) + more
+
+
+def _one_line(x: object) -> str:
+    return " ".join(str(x).split())

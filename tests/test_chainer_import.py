@@ -1,0 +1,360 @@
+"""Chainer checkpoint import: parity with Chainer 7.8.1's outputs, and clean errors.
+
+The reference outputs come from ``tests/fixtures/make_chainer_fixtures.py`` (run once
+with real Chainer); these tests need no Chainer.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nsteplstm
+from nsteplstm import runs
+from nsteplstm.chainer_import import import_chainer_run, load_chainer_npz
+from nsteplstm.errors import InputError
+from nsteplstm.forecast import forecast
+from nsteplstm.model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+ATOL = 1e-5
+
+
+def fixture(name: str) -> Path:
+    return FIXTURES / f"{name}.npz"
+
+
+def io(name: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"{name}_io.npz", allow_pickle=False) as f:
+        return dict(f)
+
+
+def assert_close(actual: torch.Tensor, expected: np.ndarray) -> None:
+    assert tuple(actual.shape) == expected.shape
+    np.testing.assert_allclose(actual.detach().numpy(), expected, rtol=0, atol=ATOL)
+
+
+# ------------------------------------------------------------------------- parity
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "n_layers"),
+    [
+        ("nstep_l1", NStepLSTM, 1),
+        ("nstep_l2", NStepLSTM, 2),
+        ("nstep_l3", NStepLSTM, 3),
+        ("nstepbi_l1", NStepBiLSTM, 1),
+        ("nstepbi_l2", NStepBiLSTM, 2),
+    ],
+)
+@pytest.mark.parametrize("case", ["zero", "given"])
+def test_nstep_matches_chainer(name: str, cls: type, n_layers: int, case: str) -> None:
+    model = load_chainer_npz(fixture(name))
+    assert type(model) is cls and not model.training
+    assert (model.n_layers, model.in_size, model.out_size) == (n_layers, 3, 4)
+    ref = io(name)
+    xs = [torch.from_numpy(ref[f"x{j}"]) for j in range(len(ref["lengths"]))]
+    assert [len(x) for x in xs] == [5, 2, 7, 3]  # variable lengths, unsorted
+    hx = cx = None
+    if case == "given":
+        hx, cx = torch.from_numpy(ref["hx"]), torch.from_numpy(ref["cx"])
+    with torch.no_grad():
+        hy, cy, ys = model(hx, cx, xs)
+    assert_close(hy, ref[f"{case}_hy"])
+    assert_close(cy, ref[f"{case}_cy"])
+    for j, y in enumerate(ys):
+        assert_close(y, ref[f"{case}_y{j}"])
+
+
+def test_lstm_link_matches_chainer_with_shrinking_batch() -> None:
+    cell = load_chainer_npz(fixture("lstm_step"))
+    assert type(cell) is StepLSTM and (cell.in_size, cell.out_size) == (3, 4)
+    ref = io("lstm_step")
+    with torch.no_grad():
+        for t, batch in enumerate((3, 3, 2, 1)):
+            x = torch.from_numpy(ref[f"x{t}"])
+            assert len(x) == batch
+            assert_close(cell(x), ref[f"y{t}"])
+            assert_close(cell.h, ref[f"h{t}"])  # the full state, rows beyond the batch too
+            assert_close(cell.c, ref[f"c{t}"])
+
+
+def test_article_nstep_checkpoint_matches_chainer() -> None:
+    model = load_chainer_npz(fixture("article_nstep"))
+    assert isinstance(model, Forecaster) and not model.training
+    assert model.config == dict(
+        n_layers=1, n_in=1, n_hidden=200, n_out=1, dropout=0.3, cell="nstep"
+    )
+    ref = io("article_nstep")
+    xs = [torch.from_numpy(ref[f"x{j}"]) for j in range(3)]
+    with torch.no_grad():
+        ys = model(xs)
+        hy, cy, _ = model.lstm(None, None, xs)
+    for j, y in enumerate(ys):
+        assert_close(y, ref[f"y{j}"])
+    assert_close(hy, ref["hy"])
+    assert_close(cy, ref["cy"])
+
+
+def test_article_step_checkpoint_matches_chainer() -> None:
+    model = load_chainer_npz(fixture("article_step"), dropout=0.0)
+    assert isinstance(model, Forecaster)
+    assert model.config["cell"] == "step" and model.config["n_hidden"] == 200
+    ref = io("article_step")
+    with torch.no_grad():
+        ys = model(list(torch.from_numpy(ref["x"])))
+    assert_close(torch.stack(ys), ref["y"])
+
+
+def test_prefix_reads_the_sub_chain() -> None:
+    lstm = load_chainer_npz(fixture("article_nstep"), prefix="l1")
+    assert type(lstm) is NStepLSTM and lstm.out_size == 200
+    step = load_chainer_npz(fixture("article_step"), prefix="l1/")
+    assert type(step) is StepLSTM and step.out_size == 200
+
+
+def test_nested_prefix(tmp_path: Path) -> None:
+    with np.load(fixture("nstep_l2")) as f:
+        arrays = {f"encoder/lstm/{k}": v for k, v in f.items()}
+    arrays["encoder/embed/W"] = np.zeros((5, 3), np.float32)
+    path = tmp_path / "nested.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(InputError, match=r"prefix 'encoder/lstm/'"):
+        load_chainer_npz(path)  # the hint names the sub-chain
+    model = load_chainer_npz(path, prefix="encoder/lstm/")
+    assert type(model) is NStepLSTM and model.n_layers == 2
+
+
+def test_trainer_snapshot_with_prefix(tmp_path: Path) -> None:
+    """Only the keys under the prefix are read: bookkeeping arrays elsewhere do not matter."""
+    with np.load(fixture("article_nstep")) as f:
+        arrays = {f"updater/model:main/predictor/{k}": v for k, v in f.items()}
+    arrays["updater/iteration"] = np.array(1000)
+    arrays["updater/iterator:main/order"] = np.array(None, dtype=object)
+    path = tmp_path / "snapshot.npz"
+    np.savez(path, **arrays)
+    assert "pickled" in one_line_error(path)
+    model = load_chainer_npz(path, prefix="updater/model:main/predictor/l1")
+    assert type(model) is NStepLSTM and model.out_size == 200
+
+
+def test_ambiguous_bidirectionality_reads_unidirectional_unless_forced(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {f"{k}/{p}{j}": rng.random((4, 4) if p == "w" else (4,), np.float32)
+              for k in (0, 1) for p in "wb" for j in range(8)}  # fmt: skip
+    path = tmp_path / "square.npz"
+    np.savez(path, **arrays)
+    with pytest.warns(UserWarning, match="bidirectional=True"):
+        uni = load_chainer_npz(path)
+    assert type(uni) is NStepLSTM and uni.n_layers == 2
+    bi = load_chainer_npz(path, bidirectional=True)
+    assert type(bi) is NStepBiLSTM and bi.n_layers == 1
+
+
+def test_forcing_the_wrong_direction_is_a_shape_error() -> None:
+    with pytest.raises(InputError, match=r"1/w0 has shape \(4, 3\), expected \(4, 4\)"):
+        load_chainer_npz(fixture("nstepbi_l1"), bidirectional=False)
+
+
+# ------------------------------------------------------------------------- errors
+
+
+def rewrite(tmp_path: Path, name: str, **changes: np.ndarray | None) -> Path:
+    """A copy of fixture ``name`` with keys replaced, added, or removed (value None)."""
+    with np.load(fixture(name)) as f:
+        arrays = dict(f)
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    path = tmp_path / "changed.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def one_line_error(path: Path, **kwargs: object) -> str:
+    with pytest.raises(InputError) as info:
+        load_chainer_npz(path, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_unknown_key_is_listed(tmp_path: Path) -> None:
+    path = rewrite(tmp_path, "nstep_l1", **{"0/extra": np.zeros(4, np.float32)})
+    assert "'0/extra'" in one_line_error(path)
+    path = rewrite(tmp_path, "article_nstep", **{"l3/W": np.zeros(4, np.float32)})
+    assert "'l3/W'" in one_line_error(path)
+    path = rewrite(tmp_path, "lstm_step", **{"lateral/b": np.zeros(16, np.float32)})
+    assert "'lateral/b'" in one_line_error(path)
+
+
+def test_missing_key_is_named(tmp_path: Path) -> None:
+    path = rewrite(tmp_path, "nstep_l2", **{"1/b5": None})
+    assert "missing keys '1/b5'" in one_line_error(path)
+
+
+def test_wrong_shape_names_key_and_shapes(tmp_path: Path) -> None:
+    path = rewrite(tmp_path, "nstep_l2", **{"1/w6": np.zeros((4, 5), np.float32)})
+    assert "1/w6 has shape (4, 5), expected (4, 4)" in one_line_error(path)
+    path = rewrite(tmp_path, "article_nstep", **{"l2/W": np.zeros((1, 100), np.float32)})
+    assert "l2/W has shape (1, 100), expected (1, 200)" in one_line_error(path)
+    path = rewrite(tmp_path, "article_step", **{"l1/lateral/W": np.zeros((800, 3), np.float32)})
+    assert "l1/lateral/W has shape (800, 3), expected (800, 200)" in one_line_error(path)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    data = fixture("article_nstep").read_bytes()
+    path = tmp_path / "half.npz"
+    path.write_bytes(data[: len(data) // 2])
+    assert "truncated or corrupt file" in one_line_error(path)
+
+
+def test_random_bytes_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "random.npz"
+    path.write_bytes(np.random.default_rng(0).bytes(1000))
+    assert "not an .npz archive" in one_line_error(path)
+    assert "file not found" in one_line_error(tmp_path / "nope.npz")
+    assert "directory" in one_line_error(tmp_path)
+
+
+def test_object_array_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "objects.npz"
+    np.savez(path, **{"0/w0": np.array([{"evil": 1}, None], dtype=object)})
+    assert "pickled Python objects" in one_line_error(path)
+
+
+def test_npy_and_non_array_members_are_refused(tmp_path: Path) -> None:
+    npy = tmp_path / "single.npz"
+    with npy.open("wb") as f:
+        np.save(f, np.zeros(3, np.float32))
+    assert "single .npy array" in one_line_error(npy)
+    odd = tmp_path / "odd.npz"
+    shutil.copy(fixture("lstm_step"), odd)
+    with zipfile.ZipFile(odd, "a") as z:
+        z.writestr("notes.txt", "hello")
+    assert "'notes.txt' is not a .npy array" in one_line_error(odd)
+    ints = rewrite(tmp_path, "lstm_step", **{"upward/b": np.zeros(16, np.int64)})
+    assert "expected floating point" in one_line_error(ints)
+
+
+def test_nothing_to_load(tmp_path: Path) -> None:
+    path = rewrite(tmp_path, "nstep_l1", **{"0/w0": None})
+    assert "0/w0 must be 2-D" in one_line_error(path)
+    with pytest.raises(InputError, match="no arrays under prefix 'l9/'"):
+        load_chainer_npz(fixture("article_nstep"), prefix="l9")
+
+
+def test_bidirectional_article_chain_is_refused(tmp_path: Path) -> None:
+    with np.load(fixture("nstepbi_l1")) as f:
+        arrays = {f"l1/{k}": v for k, v in f.items()}
+    arrays["l2/W"] = np.zeros((1, 8), np.float32)
+    np.savez(tmp_path / "bi.npz", **arrays)
+    assert "prefix='l1/'" in one_line_error(tmp_path / "bi.npz")
+    assert type(load_chainer_npz(tmp_path / "bi.npz", prefix="l1/")) is NStepBiLSTM
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(max_size=600), zip_header=st.booleans())
+def test_arbitrary_bytes_give_input_error_only(
+    tmp_path: Path, data: bytes, zip_header: bool
+) -> None:
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes((b"PK\x03\x04" if zip_header else b"") + data)
+    try:
+        load_chainer_npz(path)
+    except InputError as e:
+        assert "\n" not in str(e)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cut=st.integers(min_value=0, max_value=2000), flip=st.integers(min_value=0, max_value=2000))
+def test_damaged_fixture_gives_input_error_only(tmp_path: Path, cut: int, flip: int) -> None:
+    data = bytearray(fixture("nstep_l1").read_bytes())
+    data[flip % len(data)] ^= 0xFF
+    path = tmp_path / "damaged.npz"
+    path.write_bytes(bytes(data[: len(data) - cut]))
+    try:
+        load_chainer_npz(path)
+    except InputError as e:
+        assert "\n" not in str(e)
+
+
+# ------------------------------------------------------------------------- run dir
+
+
+def test_import_run_is_a_loadable_run(tmp_path: Path) -> None:
+    out = import_chainer_run(fixture("article_nstep"), tmp_path / "run", sequence_size=25)
+    run = runs.load_run(out)
+    assert run.config.sequence_size == 25 and run.config.n_hidden == 200
+    assert run.config.cell == "nstep" and run.scaler is None and run.history == []
+    assert run.metrics["imported_from"] == str(fixture("article_nstep"))
+    ref = io("article_nstep")
+    with torch.no_grad():
+        ys = run.model([torch.from_numpy(ref[f"x{j}"]) for j in range(3)])
+    for j, y in enumerate(ys):
+        assert_close(y, ref[f"y{j}"])
+    series = np.asarray(ref["x0"], np.float32)
+    out_points = forecast(run.model, series, [0], sequence_size=25, horizon=3)
+    assert out_points.shape == (1, 3, 1)
+
+
+def test_import_run_step_cell_and_overrides(tmp_path: Path) -> None:
+    out = import_chainer_run(
+        fixture("article_step"), tmp_path / "run", epochs=5, dropout=0.5, n_layers=None
+    )
+    config, model_config, _ = runs.read_config(out)
+    assert (config.cell, config.epochs, config.dropout, config.sequence_size) == (
+        "step",
+        5,
+        0.5,
+        30,
+    )
+    assert model_config["cell"] == "step" and model_config["dropout"] == 0.5
+
+
+def test_import_run_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="has n_hidden = 200, but 100"):
+        import_chainer_run(fixture("article_nstep"), tmp_path / "a", n_hidden=100)
+    with pytest.raises(InputError, match="bare NStepLSTM"):
+        import_chainer_run(fixture("nstep_l1"), tmp_path / "b")
+    with pytest.raises(InputError, match="scale must be 'none'"):
+        import_chainer_run(fixture("article_nstep"), tmp_path / "c", scale="standard")
+    nan = rewrite(tmp_path, "article_nstep", **{"l2/b": np.array([np.nan], np.float32)})
+    with pytest.raises(InputError, match="NaN"):
+        import_chainer_run(nan, tmp_path / "e")
+    nan.unlink()
+    assert not any(tmp_path.iterdir())  # nothing written on a failure
+    out = import_chainer_run(fixture("article_nstep"), tmp_path / "d")
+    with pytest.raises(InputError, match="not empty"):
+        import_chainer_run(fixture("article_nstep"), out)
+    assert import_chainer_run(fixture("article_step"), out, force=True) == out
+    assert runs.load_run(out).config.cell == "step"
+
+
+# ------------------------------------------------------------------------- docs
+
+
+def test_migration_doc_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "docs" / "chainer-migration.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks, "docs/chainer-migration.md has no python code block"
+    if not hasattr(nsteplstm, "load_chainer_npz"):
+        pytest.skip("nsteplstm/__init__.py does not export load_chainer_npz yet")
+    monkeypatch.chdir(ROOT)
+    for block in blocks:
+        exec(compile(block, "docs/chainer-migration.md", "exec"), {"__name__": "__doc__"})
