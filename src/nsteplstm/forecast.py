@@ -1,0 +1,260 @@
+"""Closed-loop forecasting, as in the article, and its metrics.
+
+From ``sequence_size`` true points the model predicts the next point, the
+prediction is appended to the input, and so on for ``horizon`` points. Many
+start points run as one batch. Two modes:
+
+- ``window``: every step runs the model on the last ``sequence_size`` values
+  from a zero state, exactly the condition it was trained in:
+  O(horizon x sequence_size) LSTM steps, one fused call per forecast step.
+- ``stream``: the start window is fed once, then one LSTM step per new point
+  carrying the state: O(sequence_size + horizon) LSTM steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import InputError
+from .functional import lstm_cell
+from .model import Forecaster, NStepLSTM
+from .packing import PackedLayout
+
+MODES = ("window", "stream")
+
+
+def forecast(
+    model: Forecaster,
+    series: np.ndarray,
+    starts: Sequence[int],
+    sequence_size: int,
+    horizon: int | None = None,
+    mode: str = "window",
+) -> np.ndarray:
+    """Closed-loop forecasts from several start points, run as one batch.
+
+    Args:
+        model: a :class:`Forecaster` with ``n_out == n_in`` (its outputs are fed back).
+        series: float array ``(T, F)`` (or ``(T,)`` for F = 1), F = the model's ``n_in``.
+        starts: first index of each start window; each in ``[0, T - sequence_size]``.
+            The window ``series[s : s + sequence_size]`` is the true input; the
+            forecast covers indices ``s + sequence_size ...`` and may run past T.
+        sequence_size: length S of the start window (and, in ``window`` mode, of
+            every input the model sees).
+        horizon: number of points to predict, >= 1; default ``4 * sequence_size``.
+        mode: ``"window"`` or ``"stream"`` (see the module docstring).
+
+    Returns:
+        float32 array ``(len(starts), horizon, F)``: ``out[i, k]`` predicts
+        ``series[starts[i] + sequence_size + k]``.
+
+    The model runs in eval mode (restored afterwards) under ``torch.inference_mode()``
+    on its own device. Raises :class:`InputError` for arguments out of range.
+    """
+    horizon = 4 * sequence_size if horizon is None else horizon
+    x = _check(model, series, starts, sequence_size, horizon, mode)  # (T, F)
+    weight = model.head.weight
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            data = torch.as_tensor(x).to(device=weight.device, dtype=weight.dtype)  # (T, F)
+            first = torch.as_tensor(list(starts), device=weight.device)  # (B,)
+            rows = first[None, :] + torch.arange(sequence_size, device=weight.device)[:, None]
+            windows = data[rows]  # (S, B, F), time-major
+            run = _window if mode == "window" else _stream
+            out = run(model, windows, horizon)  # (horizon, B, F)
+    finally:
+        model.train(was_training)
+    return out.transpose(0, 1).float().cpu().numpy()
+
+
+def _window(model: Forecaster, windows: Tensor, horizon: int) -> Tensor:
+    """Window mode: ``windows`` ``(S, B, F)`` -> predictions ``(horizon, B, F)``."""
+    size, batch, features = windows.shape
+    layout = PackedLayout.dense(size, batch, windows.device)
+    buf = windows.new_empty(size + horizon, batch, features)  # true window, then predictions
+    buf[:size] = windows
+    for k in range(horizon):
+        data = buf[k : k + size].reshape(size * batch, features)  # a view: buf is time-major
+        if isinstance(model.lstm, NStepLSTM):
+            hidden, _, _ = model.lstm.forward_packed(data, layout)  # (S * B, H)
+        else:
+            hidden = model.lstm.forward_packed(data, layout)
+        buf[size + k] = model.head(hidden[-batch:])  # last step of every sequence: (B, F)
+    return buf[size:]
+
+
+def _stream(model: Forecaster, windows: Tensor, horizon: int) -> Tensor:
+    """Stream mode: ``windows`` ``(S, B, F)`` -> predictions ``(horizon, B, F)``."""
+    size, batch, features = windows.shape
+    preds = windows.new_empty(horizon, batch, features)
+    lstm = model.lstm
+    if isinstance(lstm, NStepLSTM):
+        # One fused pass over the start windows, then one step per point with the
+        # same weights (torch.lstm_cell: one fused LSTM step per layer).
+        layout = PackedLayout.dense(size, batch, windows.device)
+        _, hy, cy = lstm.forward_packed(windows.reshape(size * batch, features), layout)
+        h, c = list(hy.unbind(0)), list(cy.unbind(0))  # per layer (B, H)
+        w = lstm.weights
+        preds[0] = model.head(h[-1])
+        for k in range(1, horizon):
+            x = preds[k - 1]  # (B, F)
+            for layer in range(lstm.n_layers):
+                h[layer], c[layer] = lstm_cell(x, h[layer], c[layer], *w[4 * layer : 4 * layer + 4])
+                x = h[layer]
+            preds[k] = model.head(x)
+        return preds
+
+    # cell="step": drive the stateful StepLSTM cells, one time step per call.
+    cells = lstm.cells
+    for cell in cells:
+        cell.reset_state()
+    try:
+        for k in range(size + horizon - 1):
+            x = windows[k] if k < size else preds[k - size]  # (B, F)
+            for cell in cells:
+                x = cell(x)
+            if k >= size - 1:
+                preds[k - size + 1] = model.head(x)
+    finally:
+        for cell in cells:
+            cell.reset_state()
+    return preds
+
+
+def _check(
+    model: Forecaster,
+    series: np.ndarray,
+    starts: Sequence[int],
+    sequence_size: int,
+    horizon: int,
+    mode: str,
+) -> np.ndarray:
+    """Validate the arguments of :func:`forecast`; return the series as ``(T, F)`` float32."""
+    if not isinstance(model, Forecaster):
+        raise InputError(f"model must be a Forecaster, got {type(model).__name__}")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    n_in, n_out = model.config["n_in"], model.config["n_out"]
+    if n_out != n_in:
+        raise InputError(
+            f"closed-loop forecasting feeds outputs back as inputs: n_out = {n_out} "
+            f"must equal n_in = {n_in}"
+        )
+    x = np.asarray(series, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise InputError(
+            f"series must have shape (T, {n_in}) for a model with n_in = {n_in}, "
+            f"got {tuple(np.shape(series))}"
+        )
+    length = x.shape[0]
+    for name, value in (("sequence_size", sequence_size), ("horizon", horizon)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    if sequence_size > length:
+        raise InputError(
+            f"sequence_size = {sequence_size} is longer than the series ({length} points)"
+        )
+    if isinstance(starts, (str, bytes)) or not isinstance(starts, Sequence) or len(starts) == 0:
+        raise InputError(f"starts must be a non-empty sequence of integers, got {starts!r}")
+    last = length - sequence_size
+    for s in starts:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= last:
+            raise InputError(
+                f"start {s!r} out of range: a start window of {sequence_size} points in a "
+                f"series of {length} must start in [0, {last}]"
+            )
+        window = x[s : s + sequence_size]
+        if not np.isfinite(window).all():
+            raise InputError(f"the start window at {s} holds NaN or infinite values")
+    return x
+
+
+def forecast_truth(
+    series: np.ndarray, starts: Sequence[int], sequence_size: int, horizon: int
+) -> np.ndarray:
+    """The true values a forecast predicts: float32 ``(len(starts), horizon, F)``.
+
+    ``out[i, k] = series[starts[i] + sequence_size + k]``, NaN past the end of the series.
+    """
+    x = np.asarray(series, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    out = np.full((len(starts), horizon, x.shape[1]), np.nan, dtype=np.float32)
+    for i, s in enumerate(starts):
+        part = x[s + sequence_size : s + sequence_size + horizon]
+        out[i, : len(part)] = part
+    return out
+
+
+def forecast_series(
+    series: np.ndarray, starts: Sequence[int], sequence_size: int, pred: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start windows and forecasts on one time axis, for CSV rows and plots.
+
+    Args:
+        series: ``(T, F)`` or ``(T,)``; starts and sequence_size as given to :func:`forecast`.
+        pred: its result ``(len(starts), horizon, F)``.
+
+    Returns:
+        ``(t, truth, prediction)``: ``t`` int64 ``(P, S + horizon)``, the series index
+        of every point (P starts, S = sequence_size); ``truth`` float32
+        ``(P, S + horizon, F)``, NaN past the series end; ``prediction`` the same
+        shape, NaN over the start window.
+    """
+    n, horizon, features = pred.shape
+    first = np.asarray(starts, dtype=np.int64)[:, None]  # (P, 1)
+    t = first + np.arange(sequence_size + horizon)  # (P, S + horizon)
+    x = np.asarray(series, dtype=np.float32).reshape(len(series), -1)  # (T, F)
+    window = x[first + np.arange(sequence_size)]  # (P, S, F)
+    truth = np.concatenate([window, forecast_truth(x, starts, sequence_size, horizon)], axis=1)
+    gap = np.full((n, sequence_size, features), np.nan, dtype=np.float32)
+    return t, truth, np.concatenate([gap, pred.astype(np.float32)], axis=1)
+
+
+def is_integer_valued(series: np.ndarray) -> bool:
+    """True when every finite value of ``series`` is a whole number (e.g. Fibonacci mod 5)."""
+    x = np.asarray(series, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return bool(x.size) and bool(np.all(x == np.rint(x)))
+
+
+def forecast_metrics(pred: np.ndarray, truth: np.ndarray, integer_valued: bool) -> dict[str, Any]:
+    """Error of a forecast against the truth, over the values where the truth exists.
+
+    Args:
+        pred: predictions, any shape, e.g. ``(n_starts, horizon, F)``.
+        truth: the same shape; NaN marks values with no truth (past the series end),
+            as :func:`forecast_truth` gives.
+        integer_valued: whether the series holds whole numbers only.
+
+    Returns:
+        ``{"points", "rmse", "mae", "round_accuracy"}``: the number of compared
+        values, root mean squared and mean absolute error (in the series' units),
+        and the share of predictions that round to the truth (None unless
+        ``integer_valued``). Errors are None when no value has a truth.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    if p.shape != t.shape:
+        raise InputError(f"pred and truth must have the same shape, got {p.shape} and {t.shape}")
+    known = np.isfinite(t)
+    p, t = p[known], t[known]
+    points = int(t.size)
+    if points == 0:
+        return {"points": 0, "rmse": None, "mae": None, "round_accuracy": None}
+    err = p - t
+    return {
+        "points": points,
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "round_accuracy": float(np.mean(np.rint(p) == t)) if integer_valued else None,
+    }

@@ -1,0 +1,239 @@
+"""The article's figures as PNG files: forecast vs truth, losses per epoch, run overlays.
+
+Headless and free of global state: every figure is a :class:`matplotlib.figure.Figure`
+rendered by the Agg canvas, never through ``pyplot``. Each ``*_figure`` function
+builds and returns the figure (for tests and reuse); each ``plot_*`` function writes
+it to ``path`` atomically (a temporary file in the same directory, then
+``os.replace``), so no half-written image ever exists at ``path``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .errors import InputError
+
+METRICS = ("val_loss", "train_loss", "both")
+_LABELS = {"train_loss": "train", "val_loss": "validation"}
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Render ``fig`` to the PNG file ``path`` atomically; return the path.
+
+    The directory must exist. Only ``path`` itself is written (replaced if present).
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _panels(values: Any, name: str) -> np.ndarray:
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise InputError(
+            f"{name} must have shape (n,) or (panels, n) with n >= 1, got {np.shape(values)}"
+        )
+    return a
+
+
+def forecast_figure(
+    t: np.ndarray,
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    start_window: tuple[int, int] | Sequence[tuple[int, int]],
+    title: str,
+) -> Figure:
+    """Forecast vs truth, one subplot per start (panel).
+
+    Args:
+        t: time steps ``(n,)`` shared by every panel, or ``(P, n)``.
+        truth: true values ``(n,)`` or ``(P, n)``; NaN where unknown (past the series end).
+        prediction: predictions, same shape; NaN where there is none (the start window).
+        start_window: ``(first, stop)`` in units of ``t``, the true input points
+            ``first .. stop - 1``, shaded; one tuple for all panels or one per panel.
+        title: the figure's title.
+
+    Truth is a dotted red line with dots, the prediction a solid black line.
+    """
+    truth_p, pred_p = _panels(truth, "truth"), _panels(prediction, "prediction")
+    if truth_p.shape != pred_p.shape:
+        raise InputError(
+            f"truth and prediction must have the same shape, got {np.shape(truth)} "
+            f"and {np.shape(prediction)}"
+        )
+    n_panels, n = truth_p.shape
+    t_p = _panels(t, "t")
+    if t_p.shape[1] != n or t_p.shape[0] not in (1, n_panels):
+        raise InputError(f"t must have shape ({n},) or {truth_p.shape}, got {np.shape(t)}")
+    t_p = np.broadcast_to(t_p, truth_p.shape)
+    windows = (
+        [tuple(start_window)] * n_panels
+        if np.ndim(start_window) == 1
+        else [tuple(w) for w in start_window]
+    )
+    if len(windows) != n_panels or any(len(w) != 2 for w in windows):
+        raise InputError(
+            f"start_window must be one (first, stop) pair or {n_panels}, got {start_window!r}"
+        )
+
+    fig = Figure(figsize=(10, 1.0 + 2.4 * n_panels), layout="constrained")
+    axes = fig.subplots(n_panels, 1, squeeze=False)[:, 0]
+    for ax, ti, yi, pi, (first, stop) in zip(axes, t_p, truth_p, pred_p, windows, strict=True):
+        ax.axvspan(first - 0.5, stop - 0.5, color="0.85", zorder=0, label="start window")
+        # Truth on top, so a matching prediction does not hide it.
+        ax.plot(ti, pi, "-", color="black", linewidth=1.3, label="prediction", zorder=2)
+        ax.plot(
+            ti,
+            yi,
+            ":",
+            color="red",
+            marker=".",
+            markersize=5,
+            linewidth=1.4,
+            label="truth",
+            zorder=3,
+        )
+        ax.set_xlim(ti[0] - 0.5, ti[-1] + 0.5)
+        ax.set_ylabel("value")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("t (time step)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    order = [labels.index(name) for name in ("truth", "prediction", "start window")]
+    axes[0].legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        frameon=False,
+    )
+    fig.suptitle(title)
+    return fig
+
+
+def plot_forecast(
+    path: str | os.PathLike[str],
+    t: np.ndarray,
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    start_window: tuple[int, int] | Sequence[tuple[int, int]],
+    title: str,
+) -> Path:
+    """Write :func:`forecast_figure` to the PNG ``path`` (atomically); return the path."""
+    return save_png(forecast_figure(t, truth, prediction, start_window, title), path)
+
+
+def _column(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    """``history[i][key]`` as floats, NaN where missing or None."""
+    values = [row.get(key) for row in history]
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _epochs(history: Sequence[Mapping[str, Any]], name: str) -> np.ndarray:
+    if len(history) == 0:
+        raise InputError(f"{name} is empty: no epochs to plot")
+    epochs = _column(history, "epoch")
+    return np.arange(1, len(history) + 1) if np.isnan(epochs).any() else epochs
+
+
+class _PlainLogFormatter(ticker.LogFormatter):
+    """Matplotlib's choice of which log ticks to label, written as plain numbers."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _log_axes(ax: Any, ylabel: str) -> None:
+    ax.set_yscale("log")
+    # Plain numbers (0.4, 3, 0.01) rather than 4x10^-1; minor ticks labelled on short ranges.
+    ax.yaxis.set_major_formatter(_PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+
+
+def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
+    """Train and validation loss per epoch, log y axis.
+
+    ``history``: one dict per epoch with ``train_loss`` and ``val_loss`` (mean squared
+    error) and optionally ``epoch`` (1-based; default: the row number).
+    """
+    epochs = _epochs(history, "history")
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(epochs, _column(history, "train_loss"), "-", color="tab:blue", label="train")
+    ax.plot(epochs, _column(history, "val_loss"), "-", color="tab:orange", label="validation")
+    _log_axes(ax, "loss (MSE)")
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def plot_losses(
+    path: str | os.PathLike[str], history: Sequence[Mapping[str, Any]], title: str
+) -> Path:
+    """Write :func:`losses_figure` to the PNG ``path`` (atomically); return the path."""
+    return save_png(losses_figure(history, title), path)
+
+
+def overlay_figure(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str, metric: str = "val_loss"
+) -> Figure:
+    """Several runs' loss curves overlaid, one color per run, log y axis.
+
+    ``runs`` maps a label (e.g. ``"dropout 0.3"``) to that run's history (as in
+    :func:`losses_figure`). ``metric``: ``"val_loss"``, ``"train_loss"`` or ``"both"``
+    (train dashed, validation solid, same color per run).
+    """
+    if metric not in METRICS:
+        raise InputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if len(runs) == 0:
+        raise InputError("runs is empty: nothing to overlay")
+    keys = ("train_loss", "val_loss") if metric == "both" else (metric,)
+    styles = {"train_loss": "--", "val_loss": "-"}
+    fig = Figure(figsize=(8.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (label, history) in enumerate(runs.items()):
+        epochs = _epochs(history, f"the history of run {label!r}")
+        for key in keys:
+            name = f"{label} ({_LABELS[key]})" if metric == "both" else label
+            ax.plot(epochs, _column(history, key), styles[key], color=f"C{i % 10}", label=name)
+    what = "loss" if metric == "both" else f"{_LABELS[metric]} loss"
+    _log_axes(ax, f"{what} (MSE)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
+    ax.set_title(title)
+    return fig
+
+
+def plot_overlay(
+    path: str | os.PathLike[str],
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    title: str,
+    metric: str = "val_loss",
+) -> Path:
+    """Write :func:`overlay_figure` to the PNG ``path`` (atomically); return the path."""
+    return save_png(overlay_figure(runs, title, metric), path)

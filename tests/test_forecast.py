@@ -1,0 +1,196 @@
+"""Closed-loop forecasting: both modes against plain step-by-step references, and metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nsteplstm.errors import InputError
+from nsteplstm.forecast import (
+    forecast,
+    forecast_metrics,
+    forecast_series,
+    forecast_truth,
+    is_integer_valued,
+)
+from nsteplstm.model import Forecaster
+
+S = 6
+
+
+def make_model(n_layers: int = 2, n_in: int = 1, cell: str = "nstep", seed: int = 0) -> Forecaster:
+    torch.manual_seed(seed)
+    model = Forecaster(n_layers, n_in, 16, n_in, dropout=0.3, cell=cell)
+    with torch.no_grad():
+        model.head.weight.normal_(0.0, 0.3)  # visible feedback: errors would compound
+        model.head.bias.fill_(0.1)
+    return model
+
+
+def make_series(length: int = 40, features: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, size=(length, features)).astype(np.float32)
+
+
+def window_reference(model: Forecaster, series: np.ndarray, start: int, horizon: int) -> np.ndarray:
+    """A plain loop: model([last S values]) from zero state, keep the last output."""
+    model.eval()
+    values = [torch.from_numpy(v) for v in series[start : start + S]]  # each (F,)
+    out = []
+    with torch.no_grad():
+        for _ in range(horizon):
+            (y,) = model([torch.stack(values[-S:])])  # (S, F)
+            values.append(y[-1])
+            out.append(y[-1].numpy())
+    return np.stack(out)  # (horizon, F)
+
+
+@pytest.mark.parametrize("features", [1, 2])
+@pytest.mark.parametrize("cell", ["nstep", "step"])
+def test_window_mode_equals_plain_loop(cell: str, features: int) -> None:
+    model = make_model(n_in=features, cell=cell)
+    series = make_series(features=features)
+    out = forecast(model, series, [3], S, horizon=9, mode="window")
+    assert out.shape == (1, 9, features) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], window_reference(model, series, 3, 9), atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["nstep", "step"])
+def test_stream_mode_equals_one_pass_over_its_own_predictions(cell: str) -> None:
+    model = make_model(cell=cell)
+    series = make_series()
+    horizon = 12
+    pred = forecast(model, series, [5], S, horizon=horizon, mode="stream")[0]  # (H, 1)
+    # One sequence: the true window, then the predictions fed back (the last is never input).
+    seq = np.concatenate([series[5 : 5 + S], pred[:-1]])  # (S + H - 1, 1)
+    model.eval()
+    with torch.no_grad():
+        (y,) = model([torch.from_numpy(seq)])
+    np.testing.assert_allclose(pred, y[S - 1 :].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["nstep", "step"])
+def test_first_point_is_the_same_in_both_modes(cell: str) -> None:
+    model = make_model(cell=cell)
+    series = make_series()
+    window = forecast(model, series, [0, 7, 20], S, horizon=5, mode="window")
+    stream = forecast(model, series, [0, 7, 20], S, horizon=5, mode="stream")
+    np.testing.assert_allclose(window[:, 0], stream[:, 0], atol=1e-6)
+    assert not np.allclose(window[:, 1:], stream[:, 1:])  # the modes differ afterwards
+
+
+@pytest.mark.parametrize("mode", ["window", "stream"])
+def test_batch_of_starts_equals_each_start_alone(mode: str) -> None:
+    model = make_model()
+    series = make_series()
+    starts = [0, 11, 11, 34]  # a repeat, and the last valid start (runs past the end)
+    batch = forecast(model, series, starts, S, horizon=8, mode=mode)
+    for i, s in enumerate(starts):
+        alone = forecast(model, series, [s], S, horizon=8, mode=mode)[0]
+        np.testing.assert_allclose(batch[i], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["window", "stream"])
+def test_step_cells_give_the_same_forecast_as_nstep(mode: str) -> None:
+    nstep, step = make_model(cell="nstep"), make_model(cell="step", seed=1)
+    with torch.no_grad():
+        for k, cell in enumerate(step.lstm.cells):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(getattr(nstep.lstm.lstm, f"{name}_l{k}"))
+        step.head.load_state_dict(nstep.head.state_dict())
+    series = make_series()
+    a = forecast(nstep, series, [0, 9], S, horizon=10, mode=mode)
+    b = forecast(step, series, [0, 9], S, horizon=10, mode=mode)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_default_horizon_mode_and_training_flag_restored() -> None:
+    model = make_model()
+    model.train()
+    out = forecast(model, make_series(), [0], S)
+    assert out.shape == (1, 4 * S, 1)
+    assert model.training
+    # Dropout is off while forecasting: repeated calls agree.
+    np.testing.assert_array_equal(out, forecast(model, make_series(), [0], S))
+
+
+def test_one_dimensional_series_is_one_feature() -> None:
+    model = make_model()
+    series = make_series()
+    np.testing.assert_array_equal(
+        forecast(model, series[:, 0], [2], S, 4), forecast(model, series, [2], S, 4)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(starts=[35]), r"start 35 out of range: .* must start in \[0, 34\]"),
+        (dict(starts=[-1]), r"start -1 out of range"),
+        (dict(starts=[]), r"starts must be a non-empty sequence"),
+        (dict(horizon=0), r"horizon must be an integer >= 1, got 0"),
+        (dict(sequence_size=0), r"sequence_size must be an integer >= 1, got 0"),
+        (dict(sequence_size=41), r"sequence_size = 41 is longer than the series \(40 points\)"),
+        (dict(mode="loop"), r"mode must be one of window, stream, got 'loop'"),
+        (
+            dict(series=np.zeros((40, 2), np.float32)),
+            r"series must have shape \(T, 1\) .* \(40, 2\)",
+        ),
+        (dict(series=np.full((40, 1), np.nan, np.float32)), r"start window at 0 holds NaN"),
+    ],
+)
+def test_errors(kwargs: dict, message: str) -> None:
+    args = dict(model=make_model(), series=make_series(), starts=[0], sequence_size=S, horizon=3)
+    args.update(kwargs)
+    with pytest.raises(InputError, match=message) as info:
+        forecast(**args)
+    assert "\n" not in str(info.value)
+
+
+def test_model_must_feed_back_its_outputs() -> None:
+    model = Forecaster(1, 2, 8, 1)
+    with pytest.raises(InputError, match="n_out = 1 must equal n_in = 2"):
+        forecast(model, make_series(features=2), [0], S, 3)
+
+
+def test_truth_past_the_end_is_nan() -> None:
+    series = np.arange(10, dtype=np.float32)
+    truth = forecast_truth(series, [0, 5], 3, 4)
+    assert truth.shape == (2, 4, 1)
+    np.testing.assert_array_equal(truth[0, :, 0], [3, 4, 5, 6])
+    np.testing.assert_array_equal(truth[1, :2, 0], [8, 9])
+    assert np.isnan(truth[1, 2:]).all()
+
+
+def test_forecast_series_puts_windows_and_forecasts_on_one_axis() -> None:
+    series = np.arange(10, dtype=np.float32)
+    pred = np.array([[[30.0], [40.0]], [[80.0], [90.0]]], dtype=np.float32)  # (2, 2, 1)
+    t, truth, prediction = forecast_series(series, [0, 6], 3, pred)
+    np.testing.assert_array_equal(t, [[0, 1, 2, 3, 4], [6, 7, 8, 9, 10]])
+    np.testing.assert_array_equal(truth[0, :, 0], [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(truth[1, :4, 0], [6, 7, 8, 9])
+    assert np.isnan(truth[1, 4, 0])
+    assert np.isnan(prediction[:, :3]).all()
+    np.testing.assert_array_equal(prediction[:, 3:], pred)
+
+
+def test_metrics() -> None:
+    truth = np.array([[1.0, 2.0, 3.0, np.nan]])
+    pred = np.array([[1.2, 2.6, 1.0, 7.0]])
+    m = forecast_metrics(pred, truth, integer_valued=True)
+    assert m["points"] == 3
+    assert m["rmse"] == pytest.approx(np.sqrt((0.04 + 0.36 + 4.0) / 3))
+    assert m["mae"] == pytest.approx((0.2 + 0.6 + 2.0) / 3)
+    assert m["round_accuracy"] == pytest.approx(1 / 3)
+    assert forecast_metrics(pred, truth, integer_valued=False)["round_accuracy"] is None
+    empty = forecast_metrics(pred[:, 3:], truth[:, 3:], integer_valued=True)
+    assert empty == {"points": 0, "rmse": None, "mae": None, "round_accuracy": None}
+    with pytest.raises(InputError, match="same shape"):
+        forecast_metrics(pred, truth[:, :2], integer_valued=True)
+
+
+def test_is_integer_valued() -> None:
+    assert is_integer_valued(np.array([0.0, 4.0, np.nan, 2.0]))
+    assert not is_integer_valued(np.array([0.0, 0.5]))
+    assert not is_integer_valued(np.array([np.nan]))

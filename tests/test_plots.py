@@ -1,0 +1,188 @@
+"""Plots: the figures' artists, valid PNG files, atomic writes and input errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+
+from nsteplstm import plots
+from nsteplstm.errors import InputError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def history(scale: float = 1.0, epochs: int = 5) -> list[dict]:
+    return [
+        dict(epoch=e, train_loss=scale / e, val_loss=2 * scale / e, seconds=0.1)
+        for e in range(1, epochs + 1)
+    ]
+
+
+def forecast_data(panels: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = np.arange(20)
+    truth = np.tile(np.sin(t / 3.0), (panels, 1))
+    truth[:, -3:] = np.nan  # past the series end
+    pred = truth + 0.1
+    pred[:, :5] = np.nan  # the start window
+    return t, truth, pred
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    assert len(data) > 10_000
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+
+
+def lines(ax) -> dict:
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_forecast_figure_styles() -> None:
+    t, truth, pred = forecast_data()
+    fig = plots.forecast_figure(t, truth[0], pred[0], (0, 5), "My title")
+    (ax,) = fig.axes
+    by_label = lines(ax)
+    assert by_label["truth"].get_linestyle() == ":"
+    assert to_rgba(by_label["truth"].get_color()) == to_rgba("red")
+    assert by_label["prediction"].get_linestyle() == "-"
+    assert to_rgba(by_label["prediction"].get_color()) == to_rgba("black")
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["truth", "prediction", "start window"]
+    (span,) = [p for p in ax.patches if p.get_label() == "start window"]
+    x0, x1 = span.get_x(), span.get_x() + span.get_width()
+    assert (x0, x1) == (-0.5, 4.5)  # covers points 0..4
+    assert fig.get_suptitle() == "My title"
+    assert ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_forecast_figure_one_panel_per_start() -> None:
+    t, truth, pred = forecast_data(panels=3)
+    t = np.stack([t, t + 100, t + 200])
+    fig = plots.forecast_figure(t, truth, pred, [(0, 5), (100, 105), (200, 205)], "x")
+    assert len(fig.axes) == 3
+    assert fig.axes[2].get_xlim()[0] == pytest.approx(199.5)
+    assert fig.axes[0].get_legend() is not None
+    # One window for every panel, and t shared by every panel.
+    assert len(plots.forecast_figure(t[0], truth, pred, (0, 5), "x").axes) == 3
+
+
+def test_plot_forecast_writes_png(tmp_path: Path) -> None:
+    t, truth, pred = forecast_data()
+    path = plots.plot_forecast(tmp_path / "f.png", t, truth[0], pred[0], (0, 5), "title")
+    assert path == tmp_path / "f.png"
+    assert_png(path)
+
+
+def test_losses_figure() -> None:
+    fig = plots.losses_figure(history(), "Loss")
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "epoch"
+    by_label = lines(ax)
+    assert set(by_label) == {"train", "validation"}
+    np.testing.assert_allclose(by_label["validation"].get_ydata(), [2 / e for e in range(1, 6)])
+    np.testing.assert_array_equal(by_label["train"].get_xdata(), [1, 2, 3, 4, 5])
+    assert ax.get_title() == "Loss"
+
+
+def test_losses_without_epoch_column_or_validation() -> None:
+    rows = [dict(train_loss=1.0, val_loss=None), dict(train_loss=0.5, val_loss=None)]
+    ax = plots.losses_figure(rows, "x").axes[0]
+    np.testing.assert_array_equal(lines(ax)["train"].get_xdata(), [1, 2])
+    assert np.isnan(lines(ax)["validation"].get_ydata()).all()
+
+
+def test_plot_losses_writes_png(tmp_path: Path) -> None:
+    assert_png(plots.plot_losses(tmp_path / "l.png", history(), "title"))
+
+
+def test_overlay_figure_labels_and_styles() -> None:
+    runs = {f"dropout {d}": history(d) for d in (0.3, 0.4, 0.5)}
+    ax = plots.overlay_figure(runs, "Dropout").axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(runs)
+    colors = {to_rgba(line.get_color()) for line in ax.get_lines()}
+    assert len(colors) == 3
+    assert "validation" in ax.get_ylabel()
+
+    ax = plots.overlay_figure(runs, "Dropout", metric="both").axes[0]
+    by_label = lines(ax)
+    assert len(by_label) == 6
+    assert by_label["dropout 0.4 (train)"].get_linestyle() == "--"
+    assert by_label["dropout 0.4 (validation)"].get_linestyle() == "-"
+    assert (
+        by_label["dropout 0.4 (train)"].get_color()
+        == by_label["dropout 0.4 (validation)"].get_color()
+    )
+
+    ax = plots.overlay_figure(runs, "Dropout", metric="train_loss").axes[0]
+    np.testing.assert_allclose(
+        lines(ax)["dropout 0.5"].get_ydata(), history(0.5)[0]["train_loss"] / np.arange(1, 6)
+    )
+
+
+def test_plot_overlay_writes_png(tmp_path: Path) -> None:
+    runs = {"1 layer": history(1), "2 layers": history(2)}
+    assert_png(plots.plot_overlay(tmp_path / "o.png", runs, "Layers", metric="both"))
+
+
+def test_overwrite_is_atomic_and_only_touches_path(tmp_path: Path) -> None:
+    other = tmp_path / "keep.txt"
+    other.write_text("untouched")
+    path = tmp_path / "f.png"
+    path.write_bytes(b"old")
+    plots.plot_losses(path, history(), "t")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert other.read_text() == "untouched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "keep.txt"]
+
+
+def test_failed_render_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fig = plots.losses_figure(history(), "t")
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        plots.save_png(fig, tmp_path / "f.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda p: plots.plot_losses(p / "no" / "f.png", history(), "t"), "does not exist"),
+        (lambda p: plots.plot_losses(p / "f.png", [], "t"), "history is empty"),
+        (lambda p: plots.plot_overlay(p / "f.png", {}, "t"), "runs is empty"),
+        (
+            lambda p: plots.plot_overlay(p / "f.png", {"a": history()}, "t", metric="acc"),
+            "metric must be one of val_loss, train_loss, both, got 'acc'",
+        ),
+        (
+            lambda p: plots.plot_forecast(
+                p / "f.png", np.arange(3), [1, 2, 3], [1, 2], (0, 1), "t"
+            ),
+            "same shape",
+        ),
+        (
+            lambda p: plots.plot_forecast(
+                p / "f.png", np.arange(4), [1, 2, 3], [1, 2, 3], (0, 1), "t"
+            ),
+            r"t must have shape \(3,\)",
+        ),
+        (
+            lambda p: plots.plot_forecast(
+                p / "f.png", np.arange(3), [[1, 2, 3]] * 2, [[1, 2, 3]] * 2, [(0, 1)] * 3, "t"
+            ),
+            "start_window must be one",
+        ),
+    ],
+)
+def test_errors(tmp_path: Path, call, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        call(tmp_path)
+    assert list(tmp_path.iterdir()) == []
