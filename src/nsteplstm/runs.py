@@ -1,0 +1,490 @@
+"""The run directory: every file a training run writes and every way to read it back.
+
+A run directory holds:
+
+- ``config.json``: ``{"format_version": 1, "config": Config.to_dict(), "model":
+  Forecaster.config, "scaler": Scaler.to_dict() or null}``; written first.
+- ``model.safetensors``: the final weights (``Forecaster.state_dict()`` keys), float32.
+- ``history.csv``: ``epoch,train_loss,val_loss,seconds``, one row per finished epoch
+  (losses are mean squared errors in the data's (scaled) units, seconds wall time).
+- ``metrics.json``: final numbers of the run; others add keys (``forecast.<mode>``)
+  with :func:`update_metrics`.
+- ``checkpoint.json`` + the ``checkpoint-*.safetensors`` file it names: the state to
+  resume training from (see :func:`save_checkpoint`).
+
+Every file is written with :func:`atomic_write` and named with :func:`output_path`.
+Weights are read only from safetensors, metadata only from JSON: nothing here can
+run code from a file. Every problem with a file is a one-line :class:`InputError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from safetensors import SafetensorError
+
+from .config import Config
+from .data import Scaler
+from .errors import InputError
+from .model import Forecaster
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.json"
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "seconds")
+SLOW_CHECKPOINT_ENV = "NSTEPLSTM_TEST_SLOW_CHECKPOINT"
+_CHECKPOINT_WEIGHTS = re.compile(r"checkpoint-[0-9]+(-[0-9]+)?\.safetensors")
+
+
+# ------------------------------------------------------------------ writing files
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new.
+
+    A temporary file in the same directory is written, flushed and fsynced, then
+    renamed over ``path`` (``os.replace``), and the directory is fsynced.
+    """
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def output_path(run_dir: str | Path, name: str) -> Path:
+    """``run_dir / name`` for a plain file name; InputError when ``name`` could escape
+    ``run_dir`` (empty, ``.``/``..``, absolute, or containing a path separator)."""
+    bad = (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or os.path.isabs(name)
+    )
+    if bad:
+        raise InputError(
+            f"file name {name!r} is not a plain file name inside the run directory {run_dir}"
+        )
+    return Path(run_dir) / name
+
+
+def prepare_run_dir(path: str | Path, force: bool) -> Path:
+    """Create the run directory ``path`` (and parents), or accept an empty one.
+
+    An existing non-empty directory is refused unless ``force``; with ``force`` the
+    artefacts of an earlier run (model, history, metrics, checkpoints) are removed so
+    nothing stale survives, other files are left alone.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"run directory {path} exists and is not a directory; pick another --out")
+    if path.is_dir() and any(path.iterdir()):
+        if not force:
+            raise InputError(
+                f"run directory {path} exists and is not empty; pass --force to overwrite "
+                "it or pick another --out"
+            )
+        for name in (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, CHECKPOINT_FILE):
+            (path / name).unlink(missing_ok=True)
+        for stale in path.glob("checkpoint-*.safetensors"):
+            stale.unlink(missing_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create run directory {path}: {e.strerror or e}") from None
+    return path
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, allow_nan=False) + "\n"
+
+
+# ------------------------------------------------------------------ reading files
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} is missing") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: {what} is a directory, expected a file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+
+
+def _read_json(path: Path, what: str) -> Any:
+    raw = _read_bytes(path, what)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        msg = " ".join(str(e).split())
+        raise InputError(f"{path}: {what} is not valid JSON ({msg})") from None
+
+
+def _check_run_dir(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise InputError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir} is not a run directory (not a directory)")
+    return run_dir
+
+
+def _read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    raw = _read_bytes(path, what)
+    try:
+        return safetensors.torch.load(raw)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        msg = " ".join(str(e).split())
+        raise InputError(
+            f"{path}: {what} is truncated or corrupted (not a readable safetensors file: {msg})"
+        ) from None
+
+
+def _check_tensors(
+    tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, what: str
+) -> None:
+    """InputError unless ``tensors`` has exactly ``expected``'s keys, shapes and dtypes."""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
+        raise InputError(
+            f"{path}: {what} does not match the architecture in {CONFIG_FILE} ({'; '.join(parts)})"
+        )
+    for key, ref in expected.items():
+        t = tensors[key]
+        if tuple(t.shape) != tuple(ref.shape) or t.dtype != ref.dtype:
+            raise InputError(
+                f"{path}: {what} tensor {key} has shape {tuple(t.shape)} {t.dtype}, "
+                f"expected {tuple(ref.shape)} {ref.dtype}"
+            )
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise InputError(f"{path}: {what} tensor {key} contains NaN or infinite values")
+
+
+def _tensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return safetensors.torch.save(cpu, metadata=metadata)
+
+
+# ------------------------------------------------------------------ config.json
+
+
+def write_config(
+    run_dir: str | Path, config: Config, model_config: dict[str, Any], scaler: Scaler | None
+) -> None:
+    """Write ``config.json`` (see the module docstring)."""
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "model": model_config,
+        "scaler": None if scaler is None else scaler.to_dict(),
+    }
+    atomic_write(output_path(run_dir, CONFIG_FILE), _dumps(doc))
+
+
+def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | None]:
+    """Read ``config.json``: the run's Config, the model's constructor arguments, the scaler."""
+    run_dir = _check_run_dir(run_dir)
+    path = output_path(run_dir, CONFIG_FILE)
+    doc = _read_json(path, CONFIG_FILE)
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object with format_version, config, model")
+    version = doc.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"{path}: format_version must be an integer >= 1, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise InputError(
+            f"{path}: format_version {version} was written by a newer nsteplstm; "
+            f"this version reads format_version {FORMAT_VERSION} (upgrade nsteplstm)"
+        )
+    for key in ("config", "model"):
+        if not isinstance(doc.get(key), dict):
+            raise InputError(f"{path}: '{key}' must be a JSON object")
+    config = Config.from_dict(doc["config"], str(path))
+    scaler = None
+    if doc.get("scaler") is not None:
+        scaler = Scaler.from_dict(doc["scaler"], f"{path}")
+    return config, dict(doc["model"]), scaler
+
+
+def build_model(model_config: dict[str, Any], source: str | Path) -> Forecaster:
+    """A fresh :class:`Forecaster` from its ``config`` dict; InputError naming ``source``."""
+    try:
+        return Forecaster(**model_config)
+    except (InputError, TypeError, ValueError) as e:
+        msg = " ".join(str(e).split())
+        raise InputError(f"{source}: 'model' is not a valid architecture ({msg})") from None
+
+
+# ------------------------------------------------------------------ model weights
+
+
+def save_model(path: str | Path, model: Forecaster) -> None:
+    """Write the model's weights to ``path`` as safetensors (contiguous CPU tensors).
+
+    The architecture lives in ``config.json`` (``"model"``); a copy is kept in the
+    file's metadata for people inspecting it.
+    """
+    meta = {"format_version": str(FORMAT_VERSION), "model": json.dumps(model.config)}
+    atomic_write(path, _tensors_bytes(model.state_dict(), meta))
+
+
+def load_model(run_dir: str | Path, file: str = MODEL_FILE) -> Forecaster:
+    """The trained model of ``run_dir`` on the CPU in eval mode.
+
+    The architecture comes from ``config.json``; the weights from ``file`` must have
+    exactly its tensor names, shapes and dtypes, and finite values.
+    """
+    _, model_config, _ = read_config(run_dir)
+    model = build_model(model_config, Path(run_dir) / CONFIG_FILE)
+    path = output_path(run_dir, file)
+    tensors = _read_tensors(path, file)
+    _check_tensors(tensors, model.state_dict(), path, file)
+    model.load_state_dict(tensors, strict=True)
+    return model.eval()
+
+
+# ------------------------------------------------------------------ history, metrics
+
+
+def write_history(run_dir: str | Path, history: list[dict[str, Any]]) -> None:
+    """Write ``history.csv`` (floats in full precision: they read back bit for bit)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(HISTORY_FIELDS)
+    for row in history:
+        writer.writerow([int(row["epoch"])] + [repr(float(row[k])) for k in HISTORY_FIELDS[1:]])
+    atomic_write(output_path(run_dir, HISTORY_FILE), buf.getvalue())
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Rows of ``history.csv`` as dicts (epoch int, the rest float)."""
+    path = output_path(_check_run_dir(run_dir), HISTORY_FILE)
+    try:
+        text = _read_bytes(path, HISTORY_FILE).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: {HISTORY_FILE} is not UTF-8 text") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or tuple(rows[0]) != HISTORY_FIELDS:
+        raise InputError(f"{path}: the header must be {','.join(HISTORY_FIELDS)}")
+    history = []
+    for line, row in enumerate(rows[1:], start=2):
+        try:
+            if len(row) != len(HISTORY_FIELDS):
+                raise ValueError
+            entry: dict[str, Any] = {"epoch": int(row[0])}
+            entry.update({k: float(v) for k, v in zip(HISTORY_FIELDS[1:], row[1:], strict=True)})
+        except ValueError:
+            raise InputError(
+                f"{path}: line {line} must hold an epoch and three numbers, got {row!r}"
+            ) from None
+        history.append(entry)
+    return history
+
+
+def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> None:
+    """Write ``metrics.json``."""
+    atomic_write(output_path(run_dir, METRICS_FILE), _dumps(metrics))
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """``metrics.json`` as a dict."""
+    path = output_path(_check_run_dir(run_dir), METRICS_FILE)
+    doc = _read_json(path, METRICS_FILE)
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: {METRICS_FILE} must hold a JSON object")
+    return doc
+
+
+def update_metrics(run_dir: str | Path, key: str, value: Any) -> dict[str, Any]:
+    """Set ``key`` in ``metrics.json`` and write it back atomically; return all metrics.
+
+    A dotted key (``"forecast.window"``) names a nested entry, created as needed.
+    ``value`` must be JSON-able (non-finite floats are not).
+    """
+    metrics = read_metrics(run_dir)
+    *parents, leaf = key.split(".")
+    node = metrics
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[leaf] = value
+    write_metrics(run_dir, metrics)
+    return metrics
+
+
+# ------------------------------------------------------------------ a finished run
+
+
+@dataclass
+class Run:
+    """A finished training run, read back from its directory."""
+
+    path: Path
+    config: Config
+    model: Forecaster
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    scaler: Scaler | None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a finished run: config, model (CPU, eval mode), history, metrics, scaler.
+
+    A run whose training did not finish (no ``model.safetensors``) is an InputError
+    that says how to resume it.
+    """
+    run_dir = _check_run_dir(run_dir)
+    config, _, scaler = read_config(run_dir)
+    if not (run_dir / MODEL_FILE).exists():
+        hint = (
+            f"; resume it with: nsteplstm train --resume {run_dir}"
+            if (run_dir / CHECKPOINT_FILE).exists()
+            else ""
+        )
+        raise InputError(f"{run_dir / MODEL_FILE}: missing, the training did not finish{hint}")
+    model = load_model(run_dir)
+    return Run(run_dir, config, model, read_history(run_dir), read_metrics(run_dir), scaler)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+@dataclass
+class Checkpoint:
+    """Training state between two batches.
+
+    ``tensors``: ``model.<name>`` (weights), ``optim.<i>.<name>`` (Adam state of the
+    i-th parameter: ``step``, ``exp_avg``, ``exp_avg_sq``) and ``best.<name>`` (the
+    best-validation weights, when kept). ``state``: JSON-able bookkeeping: ``epoch``
+    (finished epochs), ``batch`` (batches done of the next epoch), random generator
+    states, history, best epoch; see :mod:`nsteplstm.train`.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    state: dict[str, Any]
+    name: str = ""  # the weights file it was read from
+
+
+def checkpoint_weights_name(epoch: int, batch: int) -> str:
+    """``checkpoint-<epoch>.safetensors`` after ``epoch`` finished epochs, or
+    ``checkpoint-<epoch>-<batch>.safetensors`` when ``batch`` batches of the next are done."""
+    return (
+        f"checkpoint-{epoch}.safetensors"
+        if batch == 0
+        else f"checkpoint-{epoch}-{batch}.safetensors"
+    )
+
+
+def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> None:
+    """Write the weights file, then ``checkpoint.json`` naming it, then delete older weights.
+
+    Each write is atomic and the JSON is written last, so at any instant
+    ``checkpoint.json`` names a complete weights file: a crash leaves the previous
+    checkpoint or the new one. The environment variable ``NSTEPLSTM_TEST_SLOW_CHECKPOINT``
+    (seconds) sleeps between the two writes, for tests that kill us there.
+    """
+    state = checkpoint.state
+    name = checkpoint_weights_name(int(state["epoch"]), int(state["batch"]))
+    weights = output_path(run_dir, name)
+    atomic_write(weights, _tensors_bytes(checkpoint.tensors, {"format_version": "1"}))
+    delay = os.environ.get(SLOW_CHECKPOINT_ENV)
+    if delay:
+        time.sleep(float(delay))
+    doc = {"format_version": FORMAT_VERSION, "weights": name, **state}
+    atomic_write(output_path(run_dir, CHECKPOINT_FILE), _dumps(doc))
+    for old in Path(run_dir).glob("checkpoint-*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(run_dir: str | Path) -> Checkpoint | None:
+    """The checkpoint of ``run_dir``, or None when it has none (training never
+    reached one). The tensors are not checked against a model here: see
+    :func:`check_checkpoint_tensors`."""
+    run_dir = _check_run_dir(run_dir)
+    path = output_path(run_dir, CHECKPOINT_FILE)
+    if not path.exists():
+        return None
+    doc = _read_json(path, CHECKPOINT_FILE)
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: {CHECKPOINT_FILE} must hold a JSON object")
+    version = doc.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"{path}: format_version must be an integer >= 1, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise InputError(
+            f"{path}: format_version {version} was written by a newer nsteplstm; "
+            f"this version reads format_version {FORMAT_VERSION} (upgrade nsteplstm)"
+        )
+    name = doc.get("weights")
+    if not isinstance(name, str) or not _CHECKPOINT_WEIGHTS.fullmatch(name):
+        raise InputError(f"{path}: 'weights' must name a checkpoint-*.safetensors file")
+    for key in ("epoch", "batch"):
+        v = doc.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"{path}: '{key}' must be an integer >= 0, got {v!r}")
+    tensors = _read_tensors(output_path(run_dir, name), name)
+    state = {k: v for k, v in doc.items() if k not in ("format_version", "weights")}
+    return Checkpoint(tensors, state, name)
+
+
+def check_checkpoint_tensors(
+    run_dir: str | Path, checkpoint: Checkpoint, expected: dict[str, torch.Tensor]
+) -> None:
+    """InputError unless the checkpoint's tensors are exactly ``expected``'s names,
+    shapes and dtypes (and finite)."""
+    name = checkpoint.name or CHECKPOINT_FILE
+    _check_tensors(checkpoint.tensors, expected, Path(run_dir) / name, name)
+
+
+def is_finite_number(x: Any) -> bool:
+    """True for an int or float (not bool) that is finite."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

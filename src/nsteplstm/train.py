@@ -1,0 +1,786 @@
+"""Training: Adam on one mean squared error per batch, checkpoints, resume, signals.
+
+:func:`train` is the whole run (data, model, epochs, run directory). Its building
+blocks are public for benchmarks and notebooks: :func:`prepare_data` (tensors on the
+device, once per run), :func:`make_optimizer`, :func:`train_epoch`, :func:`evaluate`.
+
+Batches are windows ``(S, B, F)`` taken time-major from tensors converted once, fed
+to :meth:`Forecaster.forward_packed` as one packed batch: a dense layout when every
+sequence has S steps, otherwise variable lengths, sorted by decreasing length,
+without padding. Series data (fibonacci, sine, csv) is sequence-to-sequence: the
+loss is the mean squared error over every step of every sequence. The adding
+problem is sequence-to-one: the loss is on each sequence's last output only.
+
+Determinism: :func:`seed_everything` seeds torch (weights, dropout) and a
+``numpy.random.default_rng(config.seed)`` draws each epoch's permutation (and the
+window lengths with ``min_length``), so on the CPU a seed gives the same history
+bit for bit, and a resumed run ends exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import resource
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import runs
+from .config import Config
+from .data import AddingDataset, Dataset, load_adding, load_dataset, random_lengths
+from .device import resolve_device, seed_everything
+from .errors import InputError
+from .model import Forecaster
+from .packing import PackedLayout
+
+EVAL_ROWS = 65536  # packed rows per evaluation batch (memory ~ rows * 4 * n_hidden floats)
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal after writing a checkpoint; ``exit_code`` is 128 + signum."""
+
+    def __init__(self, signum: int, run_dir: str | Path | None = None) -> None:
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        self.run_dir = run_dir
+        name = signal.Signals(self.signum).name
+        where = f"; resume with: {resume_command(run_dir)}" if run_dir is not None else ""
+        super().__init__(f"training interrupted by {name}{where}")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite at ``epoch`` (1-based), ``batch`` (1-based, or
+    ``"validation"``); the last good checkpoint is kept. The CLI exits with code 1."""
+
+    def __init__(self, epoch: int, batch: int | str, value: float, n_batches: int = 0) -> None:
+        self.epoch, self.batch, self.value = epoch, batch, value
+        where = f"batch {batch} of {n_batches}" if isinstance(batch, int) else str(batch)
+        super().__init__(
+            f"non-finite loss ({value}) at epoch {epoch}, {where}; the last good checkpoint "
+            "is kept (try a lower --lr or a --grad-clip > 0)"
+        )
+
+
+def resume_command(run_dir: str | Path | None) -> str:
+    """The command line that resumes the run in ``run_dir``."""
+    return f"nsteplstm train --resume {shlex.quote(str(run_dir))}"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: per-epoch history rows, final metrics, run directory."""
+
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    path: Path
+
+
+# ---------------------------------------------------------------- data as tensors
+
+
+@dataclass
+class Split:
+    """One split as tensors on the training device.
+
+    x: inputs, time-major ``(S, N, F_in)``. y: targets ``(S, N, F_out)`` (series) or
+    ``(N, F_out)`` (sequence-to-one). lengths: int64 ``(N,)`` sequence lengths
+    (sequence ``n`` is ``x[:lengths[n], n]``), or None when all are S.
+    """
+
+    x: Tensor
+    y: Tensor
+    lengths: np.ndarray | None
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[1]
+
+
+@dataclass
+class TrainData:
+    """A dataset converted once for training: see :func:`prepare_data`.
+
+    last_only: sequence-to-one (adding problem): the loss is on each sequence's last
+    step. min_length: training windows get random lengths in [min_length, S] each
+    epoch (series data only; the adding problem's lengths are part of its data).
+    """
+
+    train: Split
+    val: Split
+    last_only: bool
+    min_length: int | None
+    device: torch.device
+    _layouts: dict[tuple[int, int], tuple[PackedLayout, Tensor]] = field(default_factory=dict)
+
+    def dense_layout(self, steps: int, batch: int) -> tuple[PackedLayout, Tensor]:
+        """Cached dense layout of ``batch`` sequences of ``steps`` steps, and the packed
+        rows ``(batch,)`` of their last steps."""
+        key = (steps, batch)
+        if key not in self._layouts:
+            layout = PackedLayout.dense(steps, batch, self.device)
+            last = torch.arange((steps - 1) * batch, steps * batch, device=self.device)
+            self._layouts[key] = (layout, last)
+        return self._layouts[key]
+
+    def batch(
+        self, split: Split, index: np.ndarray, lengths: np.ndarray | None
+    ) -> tuple[Tensor, Tensor, PackedLayout]:
+        """Packed inputs ``(N, F_in)``, targets ``(N, F_out)`` (or ``(B, F_out)`` when
+        last_only) and the layout of the windows ``index`` (cut to ``lengths[index]``).
+
+        The predictions to compare with the targets are ``forward_packed`` rows
+        (all of them, or the last step of each sequence when last_only).
+        """
+        steps = split.x.shape[0]
+        if lengths is not None:
+            lengths = lengths[index]
+            if bool((lengths == steps).all()):
+                lengths = None
+        if lengths is None:
+            idx = torch.from_numpy(index).to(self.device)
+            layout, last = self.dense_layout(steps, len(index))
+            x = split.x.index_select(1, idx).view(steps * len(index), -1)  # (S*B, F_in)
+            if self.last_only:
+                return x, split.y.index_select(0, idx), layout
+            return x, split.y.index_select(1, idx).view(steps * len(index), -1), layout
+        order = np.argsort(-lengths, kind="stable")  # decreasing length: layout in sorted order
+        index, lengths = index[order], lengths[order]
+        longest = int(lengths[0])
+        valid = np.arange(longest)[:, None] < lengths[None, :]  # (T, B), packed order
+        rows = torch.from_numpy(np.flatnonzero(valid)).to(self.device)
+        idx = torch.from_numpy(index).to(self.device)
+        layout = PackedLayout(lengths.tolist(), self.device)
+        x = split.x[:longest].index_select(1, idx).flatten(0, 1).index_select(0, rows)
+        if self.last_only:
+            return x, split.y.index_select(0, idx), layout
+        y = split.y[:longest].index_select(1, idx).flatten(0, 1).index_select(0, rows)
+        return x, y, layout
+
+    def last_rows(self, layout: PackedLayout) -> Tensor:
+        """Packed rows ``(B,)`` of each sequence's last step, for a layout made by
+        :meth:`batch` (sorted by decreasing length)."""
+        if layout.is_dense:
+            return self.dense_layout(layout.max_length, layout.batch)[1]
+        sizes = layout.batch_sizes  # (T,) sequences running at each step
+        first = torch.cumsum(sizes, 0) - sizes  # (T,) packed row of each step's first sequence
+        ends = torch.tensor(layout.sorted_lengths, dtype=torch.int64) - 1  # (B,)
+        return (first[ends] + torch.arange(layout.batch)).to(self.device)
+
+
+def _time_major(a: np.ndarray, device: torch.device) -> Tensor:
+    """float32 (N, S, F) numpy -> contiguous (S, N, F) tensor on ``device``."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    return t.to(device).transpose(0, 1).contiguous()
+
+
+def _adding_split(xs: list[np.ndarray], y: np.ndarray, device: torch.device) -> Split:
+    lengths = np.array([len(x) for x in xs], dtype=np.int64)
+    steps, features = int(lengths.max()), xs[0].shape[1]
+    padded = np.zeros((len(xs), steps, features), dtype=np.float32)  # tail never read
+    for n, x in enumerate(xs):
+        padded[n, : len(x)] = x
+    target = torch.from_numpy(np.asarray(y, dtype=np.float32).reshape(len(xs), -1)).to(device)
+    same = bool((lengths == steps).all())
+    return Split(_time_major(padded, device), target, None if same else lengths)
+
+
+def prepare_data(
+    dataset: Dataset | AddingDataset, config: Config, device: torch.device | str = "cpu"
+) -> TrainData:
+    """Convert a dataset to tensors on ``device`` once, for :func:`train_epoch` and
+    :func:`evaluate` (which accept the raw dataset too, converting on every call)."""
+    device = torch.device(device)
+    if isinstance(dataset, AddingDataset):
+        train = _adding_split(dataset.train_x, dataset.train_y, device)
+        val = _adding_split(dataset.val_x, dataset.val_y, device)
+        return TrainData(train, val, True, None, device)
+    train = Split(_time_major(dataset.train_x, device), _time_major(dataset.train_y, device), None)
+    val = Split(_time_major(dataset.val_x, device), _time_major(dataset.val_y, device), None)
+    return TrainData(train, val, False, config.min_length, device)
+
+
+def _as_data(
+    dataset: Dataset | AddingDataset | TrainData, config: Config, model: torch.nn.Module
+) -> TrainData:
+    if isinstance(dataset, TrainData):
+        return dataset
+    return prepare_data(dataset, config, next(model.parameters()).device)
+
+
+def load_data(config: Config) -> Dataset | AddingDataset:
+    """The dataset ``config.data`` names (the adding problem or a series)."""
+    return load_adding(config) if config.data == "adding" else load_dataset(config)
+
+
+# ---------------------------------------------------------------- epochs
+
+
+def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Adam:
+    """Adam with learning rate ``config.lr`` and torch's defaults otherwise.
+
+    The default single-tensor implementation: with the model's six parameter
+    tensors, ``foreach`` / ``fused`` were not faster on the CPU (measured).
+    """
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+@dataclass
+class _Plan:
+    """One epoch's order of training windows and (optionally) their lengths."""
+
+    order: np.ndarray  # (N,) int64 window indices
+    lengths: np.ndarray | None  # (N,) per window id, or None (all full length)
+    batch_size: int
+
+    @property
+    def n_batches(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def index(self, b: int) -> np.ndarray:
+        return self.order[b * self.batch_size : (b + 1) * self.batch_size]
+
+
+def _plan(data: TrainData, config: Config, rng: np.random.Generator) -> _Plan:
+    """Draw the epoch's permutation, then (with min_length) the window lengths."""
+    n = data.train.size
+    order = rng.permutation(n)
+    lengths = data.train.lengths
+    if data.min_length is not None and not data.last_only:
+        lengths = random_lengths(n, data.min_length, data.train.x.shape[0], rng)
+    return _Plan(order, lengths, config.batch_size)
+
+
+class _Totals:
+    """Running sums of an epoch: loss * elements and elements."""
+
+    def __init__(self, loss_sum: float = 0.0, count: int = 0) -> None:
+        self.loss_sum, self.count = loss_sum, count
+
+    @property
+    def mean(self) -> float:
+        return self.loss_sum / self.count if self.count else math.nan
+
+
+def _run_batches(
+    model: Forecaster,
+    optimizer: torch.optim.Optimizer,
+    data: TrainData,
+    config: Config,
+    plan: _Plan,
+    epoch: int,
+    start: int,
+    totals: _Totals,
+    stop: Callable[[], bool] | None = None,
+    report: Callable[[int, int, float], None] | None = None,
+) -> int:
+    """Train on batches ``start..`` of ``plan``; return how many batches are done
+    (all, unless ``stop()`` turned true after one). Raises NonFiniteLoss."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_batches = plan.n_batches
+    for b in range(start, n_batches):
+        x, y, layout = data.batch(data.train, plan.index(b), plan.lengths)
+        out = model.forward_packed(x, layout)  # (N, n_out)
+        if data.last_only:
+            out = out.index_select(0, data.last_rows(layout))  # (B, n_out)
+        loss = F.mse_loss(out, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(epoch, b + 1, value, n_batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        totals.loss_sum += value * y.numel()
+        totals.count += y.numel()
+        if report is not None:
+            report(b + 1, n_batches, totals.mean)
+        if stop is not None and stop() and b + 1 < n_batches:
+            return b + 1
+    return n_batches
+
+
+def train_epoch(
+    model: Forecaster,
+    optimizer: torch.optim.Optimizer,
+    dataset: Dataset | AddingDataset | TrainData,
+    config: Config,
+    rng: np.random.Generator,
+    *,
+    epoch: int = 1,
+) -> float:
+    """One pass over the training windows in an order drawn from ``rng``.
+
+    Returns the mean squared error of the epoch: every batch's loss weighted by its
+    number of target elements (so the mean over all elements seen). ``epoch`` only
+    names the epoch in a :class:`NonFiniteLoss`. Pass :func:`prepare_data`'s result
+    to avoid converting the dataset on every call.
+    """
+    data = _as_data(dataset, config, model)
+    totals = _Totals()
+    _run_batches(model, optimizer, data, config, _plan(data, config, rng), epoch, 0, totals)
+    return totals.mean
+
+
+def evaluate(
+    model: Forecaster, dataset: Dataset | AddingDataset | TrainData, config: Config
+) -> float:
+    """Mean squared error over the whole validation split, in eval mode (no dropout),
+    without gradients, in batches of about ``EVAL_ROWS`` packed rows."""
+    data = _as_data(dataset, config, model)
+    split = data.val
+    chunk = max(1, EVAL_ROWS // split.x.shape[0])
+    was_training = model.training
+    model.eval()
+    sse = torch.zeros((), dtype=torch.float64, device=data.device)
+    count = 0
+    try:
+        with torch.inference_mode():
+            for start in range(0, split.size, chunk):
+                index = np.arange(start, min(start + chunk, split.size))
+                x, y, layout = data.batch(split, index, split.lengths)
+                out = model.forward_packed(x, layout)
+                if data.last_only:
+                    out = out.index_select(0, data.last_rows(layout))
+                sse += torch.sum((out - y).double() ** 2)
+                count += y.numel()
+    finally:
+        model.train(was_training)
+    return float(sse.item() / count)
+
+
+# ---------------------------------------------------------------- progress
+
+
+class Progress(Protocol):
+    """What :func:`train` reports to: one call per batch and one per epoch."""
+
+    def batch(self, epoch: int, epochs: int, batch: int, n_batches: int, loss: float) -> None: ...
+
+    def epoch(self, epoch: int, epochs: int, train_loss: float, val_loss: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal stream (epoch, batch, running loss)."""
+
+    def __init__(self, stream: Any = None, width: int = 24, interval: float = 0.1) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.width, self.interval = width, interval
+        self._last = 0.0
+        self._open = False
+
+    def _write(self, text: str) -> None:
+        self.stream.write("\r" + text + "\x1b[K")
+        self.stream.flush()
+        self._open = True
+
+    def batch(self, epoch: int, epochs: int, batch: int, n_batches: int, loss: float) -> None:
+        now = time.monotonic()
+        if batch < n_batches and now - self._last < self.interval:
+            return
+        self._last = now
+        filled = self.width * batch // n_batches
+        bar = "#" * filled + "." * (self.width - filled)
+        self._write(f"epoch {epoch}/{epochs} [{bar}] batch {batch}/{n_batches} loss {loss:.4g}")
+
+    def epoch(self, epoch: int, epochs: int, train_loss: float, val_loss: float) -> None:
+        self._write(f"epoch {epoch}/{epochs} train loss {train_loss:.4g} val loss {val_loss:.4g}")
+        self.stream.write("\n")
+        self._open = False
+
+    def close(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
+
+
+class _NoProgress:
+    def batch(self, epoch: int, epochs: int, batch: int, n_batches: int, loss: float) -> None:
+        pass
+
+    def epoch(self, epoch: int, epochs: int, train_loss: float, val_loss: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- signals
+
+
+class _StopFlag:
+    """Set by the signal handler; a second signal abandons at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.signum: int | None = None
+        self.run_dir = run_dir
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise Interrupted(signum, self.run_dir)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signal_guard(run_dir: Path) -> Iterator[_StopFlag]:
+    """SIGINT/SIGTERM set a stop flag while inside; the previous handlers come back after."""
+    flag = _StopFlag(run_dir)
+    previous: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, flag.handle)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------- checkpoint state
+
+
+@dataclass
+class _State:
+    """Everything besides tensors that a resumed run needs, JSON-able."""
+
+    epoch: int = 0  # finished epochs
+    batch: int = 0  # batches done of epoch + 1
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    epoch_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float | None = None
+    peak_rss_mib_epoch1: float | None = None
+    epoch_rng: dict[str, Any] | None = None  # the shuffle generator at the epoch's start
+
+
+def _peak_rss_mib() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _rng_states(device: torch.device) -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    states: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy_global": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist(),
+        "cuda": None,
+    }
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device).tolist()
+    return states
+
+
+def _restore_rngs(states: Any, device: torch.device, source: Path) -> None:
+    try:
+        version, internal, gauss = states["python"]
+        random.setstate((version, tuple(internal), gauss))
+        name, keys, pos, has_gauss, cached = states["numpy_global"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+        if device.type == "cuda" and states.get("cuda") is not None:
+            torch.cuda.set_rng_state(torch.tensor(states["cuda"], dtype=torch.uint8), device)
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError):
+        raise InputError(f"{source}: the random generator states are malformed") from None
+
+
+def _checkpoint(
+    model: Forecaster,
+    optimizer: torch.optim.Optimizer,
+    state: _State,
+    best: dict[str, Tensor] | None,
+    device: torch.device,
+) -> runs.Checkpoint:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if best is not None:
+        tensors.update({f"best.{k}": v for k, v in best.items()})
+    for i, param_state in optimizer.state_dict()["state"].items():
+        tensors.update({f"optim.{i}.{k}": v for k, v in param_state.items()})
+    doc = {
+        "epoch": state.epoch,
+        "batch": state.batch,
+        "loss_sum": state.loss_sum,
+        "loss_count": state.loss_count,
+        "epoch_seconds": state.epoch_seconds,
+        "history": state.history,
+        "best_epoch": state.best_epoch,
+        "best_val_loss": state.best_val_loss,
+        "peak_rss_mib_epoch1": state.peak_rss_mib_epoch1,
+        "rng": {**_rng_states(device), "shuffle": state.epoch_rng},
+    }
+    return runs.Checkpoint(tensors, doc)
+
+
+def _expected_tensors(
+    model: Forecaster, optimizer: torch.optim.Optimizer, with_best: bool, with_optim: bool
+) -> dict[str, Tensor]:
+    weights = {k: v.cpu() for k, v in model.state_dict().items()}
+    expected = {f"model.{k}": v for k, v in weights.items()}
+    if with_best:
+        expected.update({f"best.{k}": v for k, v in weights.items()})
+    if with_optim:
+        for i, p in enumerate(optimizer.param_groups[0]["params"]):
+            expected[f"optim.{i}.step"] = torch.zeros((), dtype=torch.float32)
+            expected[f"optim.{i}.exp_avg"] = p.detach().cpu()
+            expected[f"optim.{i}.exp_avg_sq"] = p.detach().cpu()
+    return expected
+
+
+def _restore(
+    run_dir: Path,
+    ckpt: runs.Checkpoint,
+    model: Forecaster,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    config: Config,
+    device: torch.device,
+) -> tuple[_State, dict[str, Tensor] | None]:
+    """Load a checkpoint into model, optimizer and generators; return state and best weights."""
+    source = run_dir / runs.CHECKPOINT_FILE
+    d = ckpt.state
+    try:
+        state = _State(
+            epoch=int(d["epoch"]),
+            batch=int(d["batch"]),
+            loss_sum=float(d["loss_sum"]),
+            loss_count=int(d["loss_count"]),
+            epoch_seconds=float(d["epoch_seconds"]),
+            history=[dict(row) for row in d["history"]],
+            best_epoch=int(d["best_epoch"]),
+            best_val_loss=None if d["best_val_loss"] is None else float(d["best_val_loss"]),
+            peak_rss_mib_epoch1=d.get("peak_rss_mib_epoch1"),
+            epoch_rng=d["rng"]["shuffle"],
+        )
+        for row in state.history:
+            if set(row) != set(runs.HISTORY_FIELDS):
+                raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{source}: malformed checkpoint (bad or missing entries)") from None
+    if state.epoch > config.epochs or len(state.history) != state.epoch:
+        raise InputError(
+            f"{source}: checkpoint at epoch {state.epoch} with {len(state.history)} history "
+            f"rows does not fit a run of {config.epochs} epochs"
+        )
+    with_best = config.keep_best and state.best_epoch > 0
+    with_optim = any(k.startswith("optim.") for k in ckpt.tensors)
+    runs.check_checkpoint_tensors(
+        run_dir, ckpt, _expected_tensors(model, optimizer, with_best, with_optim)
+    )
+    t = ckpt.tensors
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    best = {k[5:]: v.to(device) for k, v in t.items() if k.startswith("best.")} or None
+    opt = optimizer.state_dict()
+    if with_optim:
+        opt["state"] = {
+            i: {name: t[f"optim.{i}.{name}"] for name in ("step", "exp_avg", "exp_avg_sq")}
+            for i in range(len(opt["param_groups"][0]["params"]))
+        }
+        optimizer.load_state_dict(opt)
+    _restore_rngs(d["rng"], device, source)
+    if state.epoch_rng is not None:
+        try:
+            rng.bit_generator.state = state.epoch_rng
+        except (TypeError, ValueError, KeyError):
+            raise InputError(f"{source}: the shuffle generator state is malformed") from None
+    return state, best
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _resume_config(saved: Config, given: Config | None, run_dir: Path) -> Config:
+    """The saved config; a given one must match it (the device may differ)."""
+    if given is None:
+        return saved
+    a, b = saved.to_dict(), given.to_dict()
+    differ = [k for k in a if k != "device" and a[k] != b[k]]
+    if differ:
+        shown = ", ".join(f"{k} (run: {a[k]!r}, given: {b[k]!r})" for k in differ[:3])
+        raise InputError(
+            f"{run_dir}: --resume continues the run with its own settings; these differ: {shown}"
+        )
+    return saved if a["device"] == b["device"] else given
+
+
+def _final_metrics(
+    config: Config,
+    state: _State,
+    dataset: Dataset | AddingDataset,
+    final_val: float,
+) -> dict[str, Any]:
+    last = state.history[-1]
+    seconds = sum(row["seconds"] for row in state.history)
+    metrics: dict[str, Any] = {
+        "epochs": len(state.history),
+        "train_loss": last["train_loss"],
+        "val_loss": final_val,
+        "last_val_loss": last["val_loss"],
+        "best_epoch": state.best_epoch,
+        "best_val_loss": state.best_val_loss,
+        "kept_weights": "best" if config.keep_best else "last",
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / len(state.history),
+        "peak_rss_mib_epoch1": state.peak_rss_mib_epoch1,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+    if isinstance(dataset, AddingDataset):
+        metrics["test_mse"] = final_val
+        metrics["baseline_mse"] = float(np.mean((dataset.val_y.astype(np.float64) - 1.0) ** 2))
+    return metrics
+
+
+def train(
+    config: Config | None,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    quiet: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train a :class:`Forecaster` as ``config`` says and write the run directory.
+
+    Writes ``config.json`` first, a checkpoint every ``config.checkpoint_every``
+    epochs (and at the last), then ``model.safetensors``, ``history.csv`` and
+    ``metrics.json``. With ``config.keep_best`` the weights of the epoch with the
+    lowest validation loss are the ones kept. ``resume`` continues ``out_dir`` from
+    its checkpoint (``config`` may be None: the run's own is used) and ends with the
+    weights and history of an uninterrupted run. ``progress`` receives per-batch and
+    per-epoch reports; by default a bar on stderr when it is a terminal and not ``quiet``.
+
+    Raises:
+        InputError: a bad run directory, data or checkpoint.
+        Interrupted: SIGINT/SIGTERM arrived; a checkpoint was written first.
+        NonFiniteLoss: the loss became NaN/inf; the last good checkpoint is kept.
+    """
+    out = Path(out_dir)
+    checkpoint = None
+    if resume:
+        saved, saved_model, _ = runs.read_config(out)
+        config = _resume_config(saved, config, out)
+        checkpoint = runs.load_checkpoint(out)
+    elif config is None:
+        raise InputError("train: a config is needed unless resuming")
+    else:
+        out = runs.prepare_run_dir(out, force)
+    if progress is None:
+        progress = ProgressBar() if not quiet and sys.stderr.isatty() else _NoProgress()
+
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    dataset = load_data(config)
+    model = Forecaster(
+        config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout, config.cell
+    ).to(device)
+    if not resume:
+        scaler = getattr(dataset, "scaler", None)
+        runs.write_config(out, config, model.config, scaler)
+    elif saved_model != model.config:
+        raise InputError(f"{out / runs.CONFIG_FILE}: 'model' does not match its 'config'")
+    optimizer = make_optimizer(model, config)
+    rng = np.random.default_rng(config.seed)
+    data = prepare_data(dataset, config, device)
+    state, best = _State(), None
+    if checkpoint is not None:
+        state, best = _restore(out, checkpoint, model, optimizer, rng, config, device)
+    position = (state.epoch, state.batch) if checkpoint is not None else None
+
+    def save() -> None:
+        nonlocal position
+        if position != (state.epoch, state.batch):
+            runs.save_checkpoint(out, _checkpoint(model, optimizer, state, best, device))
+            runs.write_history(out, state.history)
+            position = (state.epoch, state.batch)
+
+    try:
+        with _signal_guard(out) as stop:
+            for epoch in range(state.epoch + 1, config.epochs + 1):
+                started, base_seconds = time.perf_counter(), state.epoch_seconds
+                if state.batch == 0:
+                    state.epoch_rng = rng.bit_generator.state
+                else:  # mid-epoch resume: draw this epoch's plan again
+                    rng.bit_generator.state = state.epoch_rng
+                plan = _plan(data, config, rng)
+                totals = _Totals(state.loss_sum, state.loss_count)
+
+                def report(b: int, n: int, loss: float, epoch: int = epoch) -> None:
+                    progress.batch(epoch, config.epochs, b, n, loss)
+
+                done = _run_batches(
+                    model, optimizer, data, config, plan, epoch, state.batch, totals, stop, report
+                )
+                state.loss_sum, state.loss_count = totals.loss_sum, totals.count
+                state.epoch_seconds = base_seconds + time.perf_counter() - started
+                if done < plan.n_batches:
+                    state.batch = done
+                    save()
+                    raise Interrupted(stop.signum or signal.SIGINT, out)
+                val = evaluate(model, data, config)
+                if not math.isfinite(val):
+                    raise NonFiniteLoss(epoch, "validation", val)
+                state.epoch_seconds = base_seconds + time.perf_counter() - started
+                row = {
+                    "epoch": epoch,
+                    "train_loss": totals.mean,
+                    "val_loss": val,
+                    "seconds": state.epoch_seconds,
+                }
+                state.history.append(row)
+                if state.best_val_loss is None or val < state.best_val_loss:
+                    state.best_epoch, state.best_val_loss = epoch, val
+                    if config.keep_best:
+                        best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state.epoch, state.batch = epoch, 0
+                state.epoch_rng = rng.bit_generator.state  # where the next epoch starts
+                state.loss_sum, state.loss_count, state.epoch_seconds = 0.0, 0, 0.0
+                if state.peak_rss_mib_epoch1 is None:
+                    state.peak_rss_mib_epoch1 = _peak_rss_mib()
+                progress.epoch(epoch, config.epochs, row["train_loss"], val)
+                if epoch % config.checkpoint_every == 0 or epoch == config.epochs or stop():
+                    save()
+                if stop():
+                    raise Interrupted(stop.signum or signal.SIGINT, out)
+    except Interrupted as e:
+        progress.close()
+        print(f"nsteplstm: {e}", file=sys.stderr)
+        raise
+    except BaseException:
+        progress.close()
+        raise
+    progress.close()
+
+    if not state.history:  # a resumed run that had already finished has its history
+        raise InputError(f"{out}: nothing to train (epochs = {config.epochs})")
+    if config.keep_best and best is not None:
+        model.load_state_dict(best)
+    final_val = state.best_val_loss if config.keep_best else state.history[-1]["val_loss"]
+    runs.save_model(runs.output_path(out, runs.MODEL_FILE), model)
+    runs.write_history(out, state.history)
+    metrics = _final_metrics(config, state, dataset, float(final_val))
+    runs.write_metrics(out, metrics)
+    return TrainResult([dict(row) for row in state.history], metrics, out)

@@ -1,0 +1,318 @@
+"""Interrupted training for real: SIGKILL / SIGTERM a training subprocess, resume it,
+and compare with an uninterrupted run bit for bit; broken checkpoints and bad losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, save
+
+from nsteplstm import runs
+from nsteplstm.config import Config
+from nsteplstm.errors import InputError
+from nsteplstm.train import Interrupted, NonFiniteLoss, train
+
+# Two layers (dropout draws from torch's generator) and random window lengths (drawn
+# from the shuffle generator): every generator state must survive the interruption.
+SETTINGS = {
+    "n_hidden": 8,
+    "n_layers": 2,
+    "total_size": 300,
+    "sequence_size": 10,
+    "min_length": 4,
+    "batch_size": 50,
+    "epochs": 6,
+    "checkpoint_every": 1,
+    "device": "cpu",
+}
+N_BATCHES = 6  # 260 training windows in batches of 50
+
+# Trains SETTINGS in RUN (or resumes it); with KILL_AT = [epoch, batch] it sends
+# itself signal SIG right after that batch: a real signal at a known point.
+RUNNER = """
+import json, os, sys
+from nsteplstm.config import Config
+from nsteplstm.train import Interrupted, train
+
+run, mode, settings, kill_at, sig = sys.argv[1:6]
+kill_at, sig = tuple(json.loads(kill_at)), int(sig)
+
+class Hook:
+    def batch(self, epoch, epochs, batch, n_batches, loss):
+        if (epoch, batch) == kill_at:
+            os.kill(os.getpid(), sig)
+    def epoch(self, *args):
+        pass
+    def close(self):
+        pass
+
+config = None if mode == "resume" else Config.from_dict(json.loads(settings), "test")
+try:
+    train(config, run, resume=mode == "resume", progress=Hook())
+except Interrupted as e:
+    sys.exit(e.exit_code)
+"""
+
+
+def env(**extra: str) -> dict[str, str]:
+    """Subprocess environment: one thread (as the in-process reference), the source tree."""
+    e = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    e["PYTHONPATH"] = src + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def start(run: Path, mode: str = "new", kill_at: tuple[int, int] = (0, 0), sig: int = 9, **kw: Any):
+    args = [sys.executable, "-c", RUNNER, str(run), mode, json.dumps(SETTINGS)]
+    args += [json.dumps(list(kill_at)), str(sig)]
+    return subprocess.Popen(
+        args, env=env(**kw), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def resume(run: Path) -> None:
+    code, err = finish(start(run, "resume"))
+    assert code == 0, err
+
+
+def without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The same thread count as the subprocesses (and fast on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An uninterrupted run, in this process with one thread like the subprocesses."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = tmp_path_factory.mktemp("reference") / "run"
+        train(Config.from_dict(SETTINGS, "test"), run, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    yield run
+
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    a, b = load_file(run / runs.MODEL_FILE), load_file(reference / runs.MODEL_FILE)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert without_seconds(runs.read_history(run)) == without_seconds(runs.read_history(reference))
+    ma, mb = runs.read_metrics(run), runs.read_metrics(reference)
+    assert (ma["best_epoch"], ma["val_loss"]) == (mb["best_epoch"], mb["val_loss"])
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-6.safetensors"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume(tmp_path: Path, reference: Path) -> None:
+    run = tmp_path / "run"
+    code, err = finish(start(run, kill_at=(3, 2), sig=signal.SIGKILL))
+    assert code == -signal.SIGKILL, err
+    ckpt = runs.load_checkpoint(run)
+    assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (2, 0)
+    assert not (run / runs.MODEL_FILE).exists()
+    resume(run)
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_checkpoint_write_then_resume(tmp_path: Path, reference: Path) -> None:
+    run = tmp_path / "run"
+    proc = start(run, NSTEPLSTM_TEST_SLOW_CHECKPOINT="0.5")
+    deadline = time.monotonic() + 60
+    # The weights of epoch 2's checkpoint are written; its JSON is not (the hook sleeps).
+    while not (run / "checkpoint-2.safetensors").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    finish(proc)
+    assert json.loads((run / runs.CHECKPOINT_FILE).read_text())["weights"] == (
+        "checkpoint-1.safetensors"
+    )
+    resume(run)
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_sigterm_writes_checkpoint_and_exits_143(tmp_path: Path, reference: Path) -> None:
+    run = tmp_path / "run"
+    code, err = finish(start(run, kill_at=(4, 3), sig=signal.SIGTERM))
+    assert code == 143
+    assert f"nsteplstm train --resume {run}" in err
+    assert "Traceback" not in err
+    ckpt = runs.load_checkpoint(run)
+    assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (3, 3)
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-3-3.safetensors"]
+    assert not list(run.glob(".*.tmp"))
+    resume(run)
+    assert_same_run(run, reference)
+
+
+def test_resume_of_a_finished_run_is_a_no_op(tmp_path: Path, reference: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    result = train(None, run, resume=True, quiet=True)
+    assert result.metrics["epochs"] == 6
+    assert_same_run(run, reference)
+
+
+def test_non_finite_loss_names_epoch_and_batch(tmp_path: Path) -> None:
+    config = Config.from_dict({**SETTINGS, "lr": 1e30, "min_length": None}, "test")
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1, batch \d+ of 6") as info:
+        train(config, tmp_path / "run", quiet=True)
+    assert info.value.epoch == 1
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data trick: the training windows turn to inf after epoch 2's checkpoint."""
+    from nsteplstm import train as train_module
+
+    real = train_module.prepare_data
+
+    def poisoned(dataset: Any, config: Config, device: Any = "cpu") -> Any:
+        data = real(dataset, config, device)
+        original = data.batch
+        calls = {"n": 0}
+
+        def batch(split: Any, index: Any, lengths: Any) -> Any:
+            x, y, layout = original(split, index, lengths)
+            if split is data.train:
+                calls["n"] += 1
+                if calls["n"] == 2 * N_BATCHES + 4:  # epoch 3, batch 4
+                    y = y * float("inf")
+            return x, y, layout
+
+        data.batch = batch
+        return data
+
+    monkeypatch.setattr(train_module, "prepare_data", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLoss, match="epoch 3, batch 4 of 6"):
+        train(Config.from_dict(SETTINGS, "test"), run, quiet=True)
+    ckpt = runs.load_checkpoint(run)
+    assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (2, 0)
+    assert not (run / runs.MODEL_FILE).exists()
+
+
+@pytest.fixture
+def interrupted(tmp_path: Path) -> Path:
+    """A run interrupted (in-process) after epoch 2, with its checkpoint."""
+
+    class Stop:
+        def batch(self, epoch: int, epochs: int, batch: int, n_batches: int, loss: float) -> None:
+            if (epoch, batch) == (2, n_batches):
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def epoch(self, *args: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    run = tmp_path / "run"
+    with pytest.raises(Interrupted) as info:
+        train(Config.from_dict(SETTINGS, "test"), run, progress=Stop())
+    assert info.value.exit_code == 130
+    ckpt = runs.load_checkpoint(run)
+    assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (2, 0)
+    return run
+
+
+def test_sigint_at_the_end_of_an_epoch_then_resume(interrupted: Path, reference: Path) -> None:
+    train(None, interrupted, resume=True, quiet=True)
+    assert_same_run(interrupted, reference)
+
+
+def test_truncated_checkpoint(interrupted: Path) -> None:
+    path = interrupted / "checkpoint-2.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match="checkpoint-2.safetensors.*truncated or corrupted"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
+def test_corrupted_checkpoint_values(interrupted: Path) -> None:
+    path = interrupted / "checkpoint-2.safetensors"
+    tensors = load_file(path)
+    tensors["model.head.weight"] = torch.zeros(3, 3)
+    runs.atomic_write(path, save(tensors))
+    with pytest.raises(InputError, match=r"model.head.weight has shape \(3, 3\)"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
+def test_checkpoint_json_garbage(interrupted: Path) -> None:
+    (interrupted / runs.CHECKPOINT_FILE).write_text('{"format_version": 1, "weights": ')
+    with pytest.raises(InputError, match="checkpoint.json is not valid JSON"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
+def test_checkpoint_bad_rng_state(interrupted: Path) -> None:
+    path = interrupted / runs.CHECKPOINT_FILE
+    doc = json.loads(path.read_text())
+    doc["rng"]["torch"] = [1, 2, 3]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="random generator states are malformed"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
+def test_missing_checkpoint_weights(interrupted: Path) -> None:
+    (interrupted / "checkpoint-2.safetensors").unlink()
+    with pytest.raises(InputError, match="checkpoint-2.safetensors is missing"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
+def test_newer_checkpoint_format(interrupted: Path) -> None:
+    path = interrupted / runs.CHECKPOINT_FILE
+    doc = json.loads(path.read_text())
+    doc["format_version"] = 99
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="format_version 99 was written by a newer"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
+def test_newer_config_format(interrupted: Path) -> None:
+    path = interrupted / runs.CONFIG_FILE
+    doc = json.loads(path.read_text())
+    doc["format_version"] = 2
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="format_version 2 was written by a newer"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
+def test_resume_needs_a_run(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        train(None, tmp_path / "nope", resume=True, quiet=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="config.json is missing"):
+        train(None, tmp_path / "empty", resume=True, quiet=True)
+
+
+def test_resume_refuses_other_settings(interrupted: Path) -> None:
+    other = Config.from_dict({**SETTINGS, "n_hidden": 9}, "test")
+    with pytest.raises(InputError, match="n_hidden"):
+        train(other, interrupted, resume=True, quiet=True)

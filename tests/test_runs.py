@@ -1,0 +1,253 @@
+"""Tests of nsteplstm.runs: atomic writes, safe names, run directories, safe loading."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nsteplstm import runs
+from nsteplstm.config import Config
+from nsteplstm.data import Scaler
+from nsteplstm.errors import InputError
+from nsteplstm.model import Forecaster
+
+
+def make_run(path: Path, n_hidden: int = 4, cell: str = "nstep") -> Forecaster:
+    """A run directory holding config.json and model.safetensors of a fresh model."""
+    torch.manual_seed(0)
+    model = Forecaster(1, 1, n_hidden, 1, 0.0, cell)
+    config = Config.from_dict({"n_hidden": n_hidden, "cell": cell}, "test")
+    path.mkdir(parents=True, exist_ok=True)
+    runs.write_config(path, config, model.config, None)
+    runs.save_model(path / runs.MODEL_FILE, model)
+    return model
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    runs.atomic_write(target, "old")
+    runs.atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "a.txt"
+    runs.atomic_write(target, "old")
+
+    def broken(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError):
+        runs.atomic_write(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "x\x00"])
+def test_output_path_refuses_escaping_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(InputError, match="not a plain file name"):
+        runs.output_path(tmp_path, name)
+
+
+def test_output_path_accepts_plain_names(tmp_path: Path) -> None:
+    assert runs.output_path(tmp_path, "forecast-window.csv") == tmp_path / "forecast-window.csv"
+
+
+def test_prepare_run_dir(tmp_path: Path) -> None:
+    run = runs.prepare_run_dir(tmp_path / "new" / "run", force=False)
+    assert run.is_dir()
+    assert runs.prepare_run_dir(run, force=False) == run  # empty: fine
+    (run / "notes.txt").write_text("mine")
+    (run / "checkpoint-3.safetensors").write_bytes(b"stale")
+    (run / runs.CHECKPOINT_FILE).write_text("{}")
+    with pytest.raises(InputError, match="--force"):
+        runs.prepare_run_dir(run, force=False)
+    runs.prepare_run_dir(run, force=True)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    file = tmp_path / "file"
+    file.write_text("x")
+    with pytest.raises(InputError, match="not a directory"):
+        runs.prepare_run_dir(file, force=True)
+
+
+def test_model_round_trip(tmp_path: Path) -> None:
+    model = make_run(tmp_path)
+    loaded = runs.load_model(tmp_path)
+    assert not loaded.training
+    assert loaded.config == model.config
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    doc = json.loads((tmp_path / runs.CONFIG_FILE).read_text())
+    assert doc["format_version"] == 1 and doc["model"] == model.config
+    assert doc["scaler"] is None and doc["config"]["n_hidden"] == 4
+
+
+def test_scaler_round_trip(tmp_path: Path) -> None:
+    scaler = Scaler(np.array([1.5], np.float32), np.array([2.0], np.float32))
+    runs.write_config(tmp_path, Config(), {"n_hidden": 3}, scaler)
+    _, model_config, back = runs.read_config(tmp_path)
+    assert model_config == {"n_hidden": 3}
+    assert back is not None and back.mean.tolist() == [1.5] and back.std.tolist() == [2.0]
+
+
+def test_load_model_truncated(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    path = tmp_path / runs.MODEL_FILE
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(InputError, match="model.safetensors.*truncated or corrupted"):
+        runs.load_model(tmp_path)
+
+
+def test_load_model_garbage(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    (tmp_path / runs.MODEL_FILE).write_bytes(b"\x80\x04garbage pickle?")
+    with pytest.raises(InputError, match="truncated or corrupted"):
+        runs.load_model(tmp_path)
+
+
+def test_load_model_wrong_shape(tmp_path: Path) -> None:
+    make_run(tmp_path, n_hidden=4)
+    other = Forecaster(1, 1, 5, 1, 0.0)
+    runs.save_model(tmp_path / runs.MODEL_FILE, other)
+    with pytest.raises(InputError, match=r"has shape \(20, 1\).*expected \(16, 1\)"):
+        runs.load_model(tmp_path)
+
+
+def test_load_model_wrong_architecture(tmp_path: Path) -> None:
+    make_run(tmp_path, cell="nstep")
+    runs.save_model(tmp_path / runs.MODEL_FILE, Forecaster(1, 1, 4, 1, 0.0, "step"))
+    with pytest.raises(InputError, match="does not match the architecture"):
+        runs.load_model(tmp_path)
+
+
+def test_load_model_non_finite_weights(tmp_path: Path) -> None:
+    model = make_run(tmp_path)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    runs.save_model(tmp_path / runs.MODEL_FILE, model)
+    with pytest.raises(InputError, match="NaN"):
+        runs.load_model(tmp_path)
+
+
+def test_missing_files_and_dirs(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        runs.load_model(tmp_path / "nope")
+    with pytest.raises(InputError, match="config.json is missing"):
+        runs.load_model(tmp_path)
+    make_run(tmp_path)
+    (tmp_path / runs.MODEL_FILE).unlink()
+    with pytest.raises(InputError, match="model.safetensors is missing"):
+        runs.load_model(tmp_path)
+    with pytest.raises(InputError, match="training did not finish"):
+        runs.load_run(tmp_path)
+
+
+def test_newer_format_version(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    path = tmp_path / runs.CONFIG_FILE
+    doc = json.loads(path.read_text())
+    doc["format_version"] = 2
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="format_version 2 was written by a newer nsteplstm"):
+        runs.load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"format_version": 1, "config": {}, "model": 3}', "'model' must be a JSON object"),
+        ('{"format_version": 1, "config": {"epochs": 0}, "model": {}}', "epochs"),
+        ('{"format_version": 1, "config": {}, "model": {"n_hidden": -1}}', "not a valid arch"),
+        ('{"format_version": "1", "config": {}, "model": {}}', "format_version must be"),
+    ],
+)
+def test_bad_config_json(tmp_path: Path, text: str, message: str) -> None:
+    make_run(tmp_path)
+    (tmp_path / runs.CONFIG_FILE).write_text(text)
+    with pytest.raises(InputError, match=message):
+        runs.load_model(tmp_path)
+
+
+def test_history_round_trip_is_exact(tmp_path: Path) -> None:
+    history = [
+        {"epoch": 1, "train_loss": 0.1 + 0.2, "val_loss": 1 / 3, "seconds": 1e-7},
+        {"epoch": 2, "train_loss": 5.973849039811355, "val_loss": 2.0, "seconds": 3.0},
+    ]
+    runs.write_history(tmp_path, history)
+    assert (tmp_path / runs.HISTORY_FILE).read_text().splitlines()[0] == (
+        "epoch,train_loss,val_loss,seconds"
+    )
+    assert runs.read_history(tmp_path) == history
+    (tmp_path / runs.HISTORY_FILE).write_text("epoch,train_loss,val_loss,seconds\n1,x,2,3\n")
+    with pytest.raises(InputError, match="line 2"):
+        runs.read_history(tmp_path)
+
+
+def test_update_metrics(tmp_path: Path) -> None:
+    runs.write_metrics(tmp_path, {"val_loss": 0.5})
+    runs.update_metrics(tmp_path, "forecast.window", {"rmse": 0.1})
+    runs.update_metrics(tmp_path, "forecast.stream", {"rmse": 0.2})
+    assert runs.read_metrics(tmp_path) == {
+        "val_loss": 0.5,
+        "forecast": {"window": {"rmse": 0.1}, "stream": {"rmse": 0.2}},
+    }
+
+
+def test_load_run(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    runs.write_history(tmp_path, [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0, "seconds": 0}])
+    runs.write_metrics(tmp_path, {"val_loss": 2.0})
+    run = runs.load_run(tmp_path)
+    assert run.path == tmp_path and run.config.n_hidden == 4 and run.scaler is None
+    assert run.history[0]["val_loss"] == 2.0 and run.metrics == {"val_loss": 2.0}
+
+
+def checkpoint(epoch: int, batch: int = 0) -> runs.Checkpoint:
+    tensors = {"model.w": torch.full((2, 3), float(epoch)), "optim.0.step": torch.tensor(3.0)}
+    return runs.Checkpoint(tensors, {"epoch": epoch, "batch": batch, "history": []})
+
+
+def test_checkpoint_pairs_json_with_one_weights_file(tmp_path: Path) -> None:
+    runs.save_checkpoint(tmp_path, checkpoint(1))
+    runs.save_checkpoint(tmp_path, checkpoint(2, 5))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint-2-5.safetensors", "checkpoint.json"]
+    back = runs.load_checkpoint(tmp_path)
+    assert back is not None and back.name == "checkpoint-2-5.safetensors"
+    assert back.state == {"epoch": 2, "batch": 5, "history": []}
+    assert torch.equal(back.tensors["model.w"], torch.full((2, 3), 2.0))
+    assert back.tensors["optim.0.step"].shape == ()
+
+
+def test_no_checkpoint_is_none(tmp_path: Path) -> None:
+    assert runs.load_checkpoint(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"weights": "../model.safetensors"}, "'weights' must name"),
+        ({"weights": "checkpoint-9.safetensors"}, "checkpoint-9.safetensors is missing"),
+        ({"format_version": 7}, "format_version 7 was written by a newer"),
+        ({"epoch": -1}, "'epoch' must be an integer"),
+    ],
+)
+def test_bad_checkpoint_json(tmp_path: Path, change: dict, message: str) -> None:
+    runs.save_checkpoint(tmp_path, checkpoint(1))
+    path = tmp_path / runs.CHECKPOINT_FILE
+    doc = json.loads(path.read_text())
+    doc.update(change)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=message):
+        runs.load_checkpoint(tmp_path)

@@ -1,0 +1,185 @@
+"""Tests of nsteplstm.train: determinism, learning, variable lengths, the adding problem."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nsteplstm import runs
+from nsteplstm.config import Config
+from nsteplstm.data import load_adding, load_dataset
+from nsteplstm.errors import InputError
+from nsteplstm.model import Forecaster
+from nsteplstm.train import (
+    ProgressBar,
+    evaluate,
+    make_optimizer,
+    prepare_data,
+    train,
+    train_epoch,
+)
+
+TINY = {"n_hidden": 8, "total_size": 300, "sequence_size": 10, "epochs": 3, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models: one thread is fastest and immune to a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**changes: Any) -> Config:
+    return Config.from_dict({**TINY, **changes}, "test")
+
+
+def without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def test_same_seed_same_history_bit_for_bit(tmp_path: Path) -> None:
+    config = tiny(n_layers=2, min_length=4)  # dropout and random lengths in play
+    a = train(config, tmp_path / "a", quiet=True)
+    b = train(config, tmp_path / "b", quiet=True)
+    assert without_seconds(a.history) == without_seconds(b.history)
+    wa, wb = runs.load_model(a.path).state_dict(), runs.load_model(b.path).state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = train(dataclasses.replace(config, seed=1), tmp_path / "c", quiet=True)
+    assert without_seconds(c.history) != without_seconds(a.history)
+
+
+def test_run_directory_files(tmp_path: Path) -> None:
+    result = train(tiny(), tmp_path / "run", quiet=True)
+    names = {p.name for p in result.path.iterdir()}
+    assert {"config.json", "model.safetensors", "history.csv", "metrics.json"} <= names
+    assert "checkpoint.json" in names
+    assert runs.read_history(result.path) == result.history
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    metrics = runs.read_metrics(result.path)
+    assert metrics == result.metrics
+    assert metrics["epochs"] == 3 and metrics["peak_rss_mib"] > 0
+    best = min(result.history, key=lambda row: row["val_loss"])
+    assert metrics["best_epoch"] == best["epoch"] and metrics["val_loss"] == best["val_loss"]
+    # The saved weights are the best epoch's: evaluating them gives its validation loss.
+    run = runs.load_run(result.path)
+    data = load_dataset(run.config)
+    assert evaluate(run.model, data, run.config) == pytest.approx(best["val_loss"], rel=1e-6)
+
+
+def test_loss_goes_down(tmp_path: Path) -> None:
+    config = tiny(data="sine", n_hidden=16, lr=1e-2, epochs=6, dropout=0.0)
+    history = train(config, tmp_path / "run", quiet=True).history
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert history[-1]["val_loss"] < 0.5 * history[0]["val_loss"]
+
+
+def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    train(tiny(epochs=1), tmp_path / "run", quiet=True)
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(InputError, match="--force"):
+        train(tiny(epochs=1, seed=3), tmp_path / "run", quiet=True)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    train(tiny(epochs=1, seed=3), tmp_path / "run", quiet=True, force=True)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() != before
+
+
+def test_signal_handlers_restored(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    train(tiny(epochs=1), tmp_path / "run", quiet=True)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_variable_length_batches_are_packed_without_padding() -> None:
+    config = tiny(min_length=3)
+    data = prepare_data(load_dataset(config), config)
+    index = np.array([5, 0, 7, 2])
+    lengths = np.zeros(data.train.size, dtype=np.int64)
+    lengths[index] = [3, 10, 6, 6]
+    x, y, layout = data.batch(data.train, index, lengths)
+    assert layout.lengths == [10, 6, 6, 3]  # sorted by decreasing length, stable
+    ds = load_dataset(config)
+    order = [0, 7, 2, 5]
+    xs = [torch.from_numpy(ds.train_x[i, : lengths[i]]) for i in order]
+    ys = [torch.from_numpy(ds.train_y[i, : lengths[i]]) for i in order]
+    assert x.shape == (25, 1)
+    assert torch.equal(x, layout.pack(xs)) and torch.equal(y, layout.pack(ys))
+
+
+def test_variable_length_training(tmp_path: Path) -> None:
+    result = train(tiny(min_length=2, epochs=2), tmp_path / "run", quiet=True)
+    assert all(np.isfinite(row["train_loss"]) for row in result.history)
+
+
+def test_adding_loss_is_on_the_last_step_only() -> None:
+    config = tiny(data="adding", adding_samples=60, sequence_size=8, min_length=3)
+    dataset = load_adding(config)
+    torch.manual_seed(0)
+    model = Forecaster(1, 2, 8, 1, 0.0)
+    expected = 0.0
+    with torch.no_grad():
+        ys = model([torch.from_numpy(x) for x in dataset.val_x])
+        for out, target in zip(ys, dataset.val_y, strict=True):
+            expected += (float(out[-1, 0]) - float(target)) ** 2
+    expected /= len(dataset.val_y)
+    assert evaluate(model, dataset, config) == pytest.approx(expected, rel=1e-5)
+
+    data = prepare_data(dataset, config)
+    index = np.arange(6)
+    x, y, layout = data.batch(data.train, index, data.train.lengths)
+    assert y.shape == (6, 1)
+    rows = data.last_rows(layout)
+    expected_rows = [
+        layout.seq_to_packed[sum(layout.lengths[:i]) + layout.lengths[i] - 1].item()
+        for i in range(6)
+    ]
+    assert rows.tolist() == expected_rows
+
+
+def test_adding_training_reports_baseline(tmp_path: Path) -> None:
+    config = tiny(data="adding", adding_samples=200, sequence_size=8, min_length=4, epochs=2)
+    result = train(config, tmp_path / "run", quiet=True)
+    assert result.metrics["baseline_mse"] == pytest.approx(1 / 6, abs=0.06)
+    assert result.metrics["test_mse"] == result.metrics["val_loss"]
+
+
+def test_building_blocks() -> None:
+    config = tiny(lr=0.005)
+    dataset = load_dataset(config)
+    torch.manual_seed(0)
+    model = Forecaster(1, 1, 8, 1, 0.3)
+    optimizer = make_optimizer(model, config)
+    assert optimizer.param_groups[0]["lr"] == 0.005
+    data = prepare_data(dataset, config)
+    first = train_epoch(model, optimizer, data, config, np.random.default_rng(0))
+    second = train_epoch(model, optimizer, dataset, config, np.random.default_rng(1))
+    assert np.isfinite(first) and second < first
+    assert model.training
+    assert evaluate(model, data, config) == evaluate(model, dataset, config)
+    assert model.training  # evaluate restores the mode
+
+
+def test_grad_clip_changes_the_run(tmp_path: Path) -> None:
+    config = tiny(lr=0.05, epochs=1)
+    clipped = train(dataclasses.replace(config, grad_clip=0.01), tmp_path / "a", quiet=True)
+    free = train(dataclasses.replace(config, grad_clip=0.0), tmp_path / "b", quiet=True)
+    assert clipped.history[0]["train_loss"] != free.history[0]["train_loss"]
+
+
+def test_progress_bar_output() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream, width=4, interval=0.0)
+    bar.batch(1, 2, 1, 2, 0.5)
+    bar.epoch(1, 2, 0.5, 0.25)
+    text = stream.getvalue()
+    assert "epoch 1/2 [##..] batch 1/2 loss 0.5" in text
+    assert "train loss 0.5 val loss 0.25\x1b[K\n" in text
