@@ -194,3 +194,79 @@ def test_is_integer_valued() -> None:
     assert is_integer_valued(np.array([0.0, 4.0, np.nan, 2.0]))
     assert not is_integer_valued(np.array([0.0, 0.5]))
     assert not is_integer_valued(np.array([np.nan]))
+
+
+# ------------------------------------------------------------------ forecast_run
+
+
+def make_run(tmp_path, data: str = "fibonacci", name: str = "run"):
+    runs = pytest.importorskip("nsteplstm.runs")
+    from nsteplstm.config import Config
+    from nsteplstm.data import load_dataset
+
+    config = Config(data=data, total_size=80, sequence_size=S, n_hidden=8, epochs=1)
+    model = Forecaster(1, 1, 8, 1, dropout=0.0)
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    runs.write_config(run_dir, config, model.config, load_dataset(config).scaler)
+    runs.save_model(run_dir / runs.MODEL_FILE, model)
+    history = [dict(epoch=1, train_loss=1.0, val_loss=2.0, seconds=0.1)]
+    runs.write_history(run_dir, history)
+    runs.write_metrics(run_dir, {"train_loss": 1.0, "val_loss": 2.0})
+    return run_dir, model
+
+
+@pytest.mark.parametrize("mode", ["window", "stream"])
+def test_forecast_run_writes_csv_png_and_metrics(tmp_path, mode: str) -> None:
+    import csv
+    import json
+
+    from nsteplstm.data import fibonacci_mod
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, model = make_run(tmp_path)
+    result = forecast_run(run_dir, mode=mode, horizon=80, start=4)  # runs past the end (80)
+    assert set(result) == {"points", "rmse", "mae", "round_accuracy", "seconds"}
+    assert result["points"] == 80 - 4 - S
+    assert 0 <= result["round_accuracy"] <= 1
+
+    series = fibonacci_mod(80, 5)
+    pred = forecast(model, series, [4], S, 80, mode)[0, :, 0]
+    rows = list(csv.reader((run_dir / f"forecast-{mode}.csv").open()))
+    assert rows[0] == ["t", "truth", "prediction"]
+    assert len(rows) == 1 + S + 80
+    assert rows[1] == ["4", "3.0", ""]  # start window: truth only
+    assert int(rows[1 + S][0]) == 4 + S and float(rows[1 + S][2]) == pytest.approx(pred[0])
+    assert rows[-1][1] == ""  # past the series end: prediction only
+
+    assert (run_dir / f"forecast-{mode}.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["forecast"][mode] == result
+    assert metrics["val_loss"] == 2.0  # the run's own metrics are kept
+
+
+def test_forecast_run_undoes_the_scaling(tmp_path) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    values = 1000 + 50 * np.sin(np.arange(80) / 3.0)
+    path = tmp_path / "data.csv"
+    path.write_text("value\n" + "\n".join(f"{v:.3f}" for v in values) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}")
+    result = forecast_run(run_dir, mode="stream", horizon=5)
+    assert result["round_accuracy"] is None  # not integer-valued
+    lines = (run_dir / "forecast-stream.csv").read_text().splitlines()
+    assert float(lines[1].split(",")[1]) == pytest.approx(values[0], abs=1e-3)
+    assert float(lines[S + 1].split(",")[2]) > 500  # data units, not standardized ones
+
+
+def test_forecast_run_errors(tmp_path) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    with pytest.raises(InputError, match=r"start 75 out of range: .* \[0, 74\]"):
+        forecast_run(run_dir, start=75)
+    with pytest.raises(InputError, match="mode must be one of"):
+        forecast_run(run_dir, mode="x")
+    with pytest.raises(InputError, match="does not exist"):
+        forecast_run(tmp_path / "missing")
+    assert not (run_dir / "forecast-window.csv").exists()

@@ -13,6 +13,11 @@ start points run as one batch. Two modes:
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -258,3 +263,87 @@ def forecast_metrics(pred: np.ndarray, truth: np.ndarray, integer_valued: bool) 
         "mae": float(np.mean(np.abs(err))),
         "round_accuracy": float(np.mean(np.rint(p) == t)) if integer_valued else None,
     }
+
+
+def forecast_run(
+    run_dir: str | os.PathLike[str],
+    mode: str = "window",
+    horizon: int | None = None,
+    start: int = 0,
+) -> dict[str, Any]:
+    """Forecast a trained run closed loop and record it: the ``nsteplstm forecast`` command.
+
+    Loads the run (model on the CPU: one start point is a batch of one, where the
+    CPU beats a GPU's per-step launches), rebuilds its series from ``config.json``
+    (the first series for a CSV split by series id), forecasts ``horizon`` points
+    (default ``4 * sequence_size``) from the start window at ``start``, and writes
+    into ``run_dir``:
+
+    - ``forecast-<mode>.csv``: ``t,truth,prediction`` (``t`` counts from the series
+      start; a cell is empty where there is no truth or no prediction), in data
+      units (scaling undone); ``truth_k``/``prediction_k`` columns for F > 1.
+    - ``forecast-<mode>.png``: truth vs prediction, one panel per feature.
+    - ``metrics.json`` key ``forecast.<mode>``: the returned dict.
+
+    Returns ``{points, rmse, mae, round_accuracy, seconds}`` (see
+    :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself).
+    """
+    from . import runs  # the run-directory layer is only needed here
+    from .data import load_dataset
+    from .plots import plot_forecast
+
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    run = runs.load_run(run_dir)
+    if run.config.data == "adding":
+        raise InputError(
+            f"{run.path}: the adding problem is sequence-to-one; there is no series to forecast"
+        )
+    size = run.config.sequence_size
+    horizon = 4 * size if horizon is None else horizon
+    dataset = load_dataset(run.config)
+    series = dataset.series[0]  # (T, F), scaled like the training data
+    began = time.perf_counter()
+    pred = forecast(run.model, series, [start], size, horizon, mode)  # (1, horizon, F)
+    seconds = time.perf_counter() - began
+    if dataset.scaler is not None:
+        series, pred = dataset.scaler.inverse(series), dataset.scaler.inverse(pred)
+    truth = forecast_truth(series, [start], size, horizon)
+    metrics = forecast_metrics(pred, truth, dataset.integer_valued)
+    metrics = {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
+    metrics["seconds"] = seconds
+
+    t, truth_all, pred_all = forecast_series(series, [start], size, pred)  # (1, n), (1, n, F)
+    runs.atomic_write(
+        runs.output_path(run.path, f"forecast-{mode}.csv"),
+        _forecast_csv(t[0], truth_all[0], pred_all[0]),
+    )
+    layers = run.config.n_layers
+    plot_forecast(
+        runs.output_path(run.path, f"forecast-{mode}.png"),
+        t[0],
+        truth_all[0].T,  # (F, n): one panel per feature
+        pred_all[0].T,
+        (start, start + size),
+        f"{run.path.name}: closed-loop forecast, {mode} mode "
+        f"({layers} layer{'s' * (layers > 1)}, {horizon} points from t = {start})",
+    )
+    runs.update_metrics(run.path, f"forecast.{mode}", metrics)
+    return metrics
+
+
+def _forecast_csv(t: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> str:
+    """CSV text: ``t`` ``(n,)``, ``truth`` and ``pred`` ``(n, F)``; NaN as an empty cell."""
+    features = truth.shape[1]
+    names = (
+        ["truth", "prediction"]
+        if features == 1
+        else [f"{kind}_{k}" for kind in ("truth", "prediction") for k in range(features)]
+    )
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["t", *names])
+    for i in range(len(t)):
+        cells = [repr(float(v)) if np.isfinite(v) else "" for v in (*truth[i], *pred[i])]
+        writer.writerow([int(t[i]), *cells])
+    return buf.getvalue()

@@ -237,3 +237,29 @@ def plot_overlay(
 ) -> Path:
     """Write :func:`overlay_figure` to the PNG ``path`` (atomically); return the path."""
     return save_png(overlay_figure(runs, title, metric), path)
+
+
+def plot_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    labels: Sequence[str] | None = None,
+    metric: str = "both",
+    title: str = "Loss per epoch",
+) -> Path:
+    """Overlay the loss curves of trained runs (``nsteplstm plot``); return ``out``.
+
+    Each run's ``history.csv`` is read; ``labels`` (one per run) default to the run
+    directories' names, or their full paths when names repeat.
+    """
+    from .runs import read_history  # the run-directory layer is only needed here
+
+    dirs = [Path(d) for d in run_dirs]
+    if labels is None:
+        names = [d.name for d in dirs]
+        labels = names if len(set(names)) == len(names) else [str(d) for d in dirs]
+    if len(labels) != len(dirs):
+        raise InputError(f"got {len(labels)} labels for {len(dirs)} runs: give one label per run")
+    if len(set(labels)) != len(labels):
+        raise InputError(f"labels must differ from each other, got {list(labels)}")
+    runs = {label: read_history(d) for label, d in zip(labels, dirs, strict=True)}
+    return plot_overlay(out, runs, title, metric)
