@@ -19,6 +19,15 @@ from nsteplstm.model import Forecaster
 S = 6
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is fastest, and immune to a busy machine's thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_model(n_layers: int = 2, n_in: int = 1, cell: str = "nstep", seed: int = 0) -> Forecaster:
     torch.manual_seed(seed)
     model = Forecaster(n_layers, n_in, 16, n_in, dropout=0.3, cell=cell)
