@@ -230,8 +230,10 @@ def load_data(config: Config) -> Dataset | AddingDataset:
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Adam:
     """Adam with learning rate ``config.lr`` and torch's defaults otherwise.
 
-    The default single-tensor implementation: with the model's six parameter
-    tensors, ``foreach`` / ``fused`` were not faster on the CPU (measured).
+    The default single-tensor implementation. Measured on the CPU with the
+    article's model (six parameter tensors): ``foreach`` gives identical results
+    but no measurable gain (the step is well under 1% of a batch), ``fused`` does
+    not give bit-identical results, so neither is used.
     """
     return torch.optim.Adam(model.parameters(), lr=config.lr)
 
