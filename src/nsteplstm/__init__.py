@@ -4,6 +4,7 @@ Chainer's ``links.NStepLSTM`` rebuilt, with the workflow around it: data,
 training, closed-loop forecasting, plots, benchmarks and Chainer checkpoint import.
 """
 
+from .chainer_import import import_chainer_run, load_chainer_npz
 from .device import resolve_device, seed_everything
 from .errors import InputError
 from .model import (
@@ -28,6 +29,8 @@ __all__ = [
     "StepLSTM",
     "StepLSTMStack",
     "__version__",
+    "import_chainer_run",
+    "load_chainer_npz",
     "resolve_device",
     "seed_everything",
 ]

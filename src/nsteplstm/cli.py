@@ -1,0 +1,268 @@
+"""The ``nsteplstm`` command: parses arguments and calls the library, nothing more.
+
+Every mistake a user can cause ends in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .config import Config, fields_help, load_toml, parse_cli_value
+from .errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (defaults: the article's experiment)")
+    for field in fields_help():
+        if field.name == "format_version":
+            continue
+        default = "none" if field.default is None else field.default
+        group.add_argument(
+            field.flag,
+            dest=f"cfg_{field.name}",
+            metavar=field.kind.rstrip("?").upper(),
+            help=f"{field.help} (default: {default})",
+        )
+
+
+def _config_from(args: argparse.Namespace) -> Config | None:
+    """Defaults < --config TOML < flags; None when nothing was given (for --resume)."""
+    flags = {
+        key[4:]: parse_cli_value(key[4:], value)
+        for key, value in vars(args).items()
+        if key.startswith("cfg_") and value is not None
+    }
+    toml = load_toml(args.config) if args.config else None
+    if args.resume and toml is None and not flags:
+        return None
+    source = str(args.config) if args.config else "TOML file"
+    return Config.merged(toml, flags, toml_source=source)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    if args.resume is None and args.out is None:
+        raise InputError("train: --out RUN is required (or --resume RUN to continue a run)")
+    if args.resume is not None and args.out is not None:
+        raise InputError("train: give either --out RUN or --resume RUN, not both")
+    config = _config_from(args)
+    result = train(
+        config,
+        args.resume or args.out,
+        force=args.force,
+        resume=args.resume is not None,
+        quiet=args.quiet,
+    )
+    m = result.metrics
+    print(
+        f"trained {result.path}: train loss {m['train_loss']:.4g}, "
+        f"validation loss {m['val_loss']:.4g}, {m['seconds']:.1f} s"
+    )
+    return 0
+
+
+def _cmd_forecast(args: argparse.Namespace) -> int:
+    from .forecast import forecast_run
+
+    result = forecast_run(args.run, mode=args.mode, horizon=args.horizon, start=args.start)
+    print(_format_metrics(result))
+    return 0
+
+
+def _format_metrics(m: dict[str, Any]) -> str:
+    parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()]
+    return ", ".join(parts)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_runs
+
+    plot_runs(args.runs, args.out, labels=args.labels)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    report = run_demo(args.out, epochs=args.epochs, force=args.force, quiet=args.quiet)
+    print(f"report: {report}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    run_bench(
+        out=args.out,
+        quick=args.quick,
+        repeats=args.repeats,
+        device=args.device,
+        chainer_python=args.chainer_python,
+        force=args.force,
+    )
+    return 0
+
+
+def _cmd_import_chainer(args: argparse.Namespace) -> int:
+    from .chainer_import import import_chainer_run
+
+    overrides = {k: v for k, v in (("dropout", args.dropout), ("seed", args.seed)) if v is not None}
+    run = import_chainer_run(
+        args.path,
+        args.out,
+        sequence_size=args.sequence_size,
+        force=args.force,
+        prefix=args.prefix,
+        **overrides,
+    )
+    print(f"imported {args.path} into {run}; next: nsteplstm forecast {run}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="nsteplstm",
+        description="Stacked LSTMs over variable-length sequences: train, forecast, plot, "
+        "benchmark, import Chainer checkpoints.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"nsteplstm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a model and write a run directory")
+    p.add_argument("--config", type=Path, help="TOML file of settings (flags win over it)")
+    p.add_argument("--out", type=Path, help="run directory to create")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "forecast",
+        help="closed-loop forecast from a trained run",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run", type=Path, help="run directory written by `nsteplstm train`")
+    p.add_argument(
+        "--mode",
+        choices=("window", "stream"),
+        default="window",
+        help="window: re-run the last window from zero state each step; "
+        "stream: carry the LSTM state, one step per point",
+    )
+    p.add_argument(
+        "--horizon", type=int, default=None, help="points to forecast (default: 4 x sequence_size)"
+    )
+    p.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="first point of the given start window (t counts from the series start)",
+    )
+    p.set_defaults(func=_cmd_forecast)
+
+    p = sub.add_parser("plot", help="overlay the loss curves of several runs")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--labels", nargs="+", help="legend label per run (default: run names)")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser(
+        "demo",
+        help="the article end to end: 1, 2, 3 layers, forecasts, plots, report.html",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("demo"), help="output directory")
+    p.add_argument("--epochs", type=int, default=60, help="training epochs per model")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "bench",
+        help="training and forecast speed: step vs nstep, CPU and CUDA",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("bench"), help="output directory")
+    p.add_argument("--quick", action="store_true", help="a reduced set, under a minute")
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs per configuration")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or cuda:K (default: the CPU, and CUDA when present)",
+    )
+    p.add_argument(
+        "--chainer-python",
+        type=Path,
+        default=None,
+        help="python of a Chainer 7.8.1 venv: run the Chainer baseline side by side",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "import-chainer",
+        help="turn a Chainer save_npz checkpoint into a run directory",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("path", type=Path, help=".npz file written by chainer.serializers.save_npz")
+    p.add_argument("--out", type=Path, required=True, help="run directory to create")
+    p.add_argument(
+        "--sequence-size",
+        type=int,
+        default=30,
+        help="window size the model was trained with (not in the checkpoint)",
+    )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout the model was trained with (default: the article's 0.3)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed recorded in the run (default 0)")
+    p.add_argument("--prefix", default=None, help="sub-chain holding the LSTM, e.g. 'l1/'")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
+    p.set_defaults(func=_cmd_import_chainer)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error)."""
+    from .train import Interrupted, NonFiniteLoss
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"nsteplstm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:  # train() has printed the resume command
+        return e.exit_code
+    except NonFiniteLoss as e:
+        print(f"nsteplstm {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a path the user named cannot be read or written
+        print(f"nsteplstm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nsteplstm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
