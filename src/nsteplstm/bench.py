@@ -1,0 +1,851 @@
+"""``nsteplstm bench``: the article's speed comparison, measured side by side.
+
+What is timed, and how:
+
+- **Training epoch.** One *epoch* is one pass over the training windows of the
+  article's setup (Fibonacci mod 5, 2000 points, 90% for training: 1770 windows of
+  30 steps, 18 batches of at most 100): for every batch the forward pass, the loss,
+  the backward pass and the optimizer update. Validation is *not* part of it, for
+  every contender alike (Chainer's baseline script times the same thing). Ours is
+  :func:`nsteplstm.train.train_epoch`, exactly the code ``nsteplstm train`` runs per
+  epoch (including its gradient-norm clipping and per-batch ``loss.item()``).
+- **Contenders**, each at 1, 2 and 3 layers: ``step`` and ``nstep`` (ours),
+  ``nstep-var`` (ours, training windows cut to random lengths in
+  ``[VARIABLE_MIN_LENGTH, 30]``, compared per processed time step), ``plain``
+  (:func:`plain_torch_epoch`: a ``torch.nn.LSTM`` loop as a typical user writes it,
+  on the same batches) and, with ``chainer_python``, Chainer 7.8.1's
+  ``links.LSTM`` (``chainer-step``) and ``links.NStepLSTM`` (``chainer-nstep``)
+  through ``benchmarks/chainer_baseline.py`` in a subprocess.
+- **Interleaving.** Every contender runs one untimed warm-up epoch, then the
+  contenders take turns, one timed epoch each per round, for ``repeats`` rounds
+  (the starting contender rotates), so a noisy neighbour slows all of them alike.
+  Chainer runs one subprocess per turn (its own warm-up epoch, then one timed epoch).
+- **Roofline.** :func:`epoch_flops` counts the floating-point operations of an
+  epoch; :func:`measure_peak` measures the device's best float32 matrix-product
+  rate in the same run. ``roofline = (flops / peak) / seconds``: the share of the
+  device's matrix-product limit that a contender reaches (1.0 = at the limit).
+- **Forecast throughput** of both modes of :func:`nsteplstm.forecast.forecast`
+  against the original's 10.2 s for 121 points, and the **peak resident memory**
+  of a ``nsteplstm train`` subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from .config import Config
+from .data import Dataset, load_dataset
+from .device import resolve_device, seed_everything
+from .errors import InputError
+from .forecast import MODES, forecast
+from .model import Forecaster
+from .plots import save_png
+from .runs import atomic_write
+from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
+
+JSON_FILE, TABLE_FILE, CHART_FILE = "bench.json", "bench.md", "bench.png"
+LAYERS, QUICK_LAYERS = (1, 2, 3), (1,)
+QUICK_TOTAL_SIZE = 500  # points of the series in --quick (5 batches per epoch instead of 18)
+VARIABLE_MIN_LENGTH = 10  # nstep-var: window lengths uniform in [10, sequence_size]
+ORIGINAL_FORECAST_SECONDS, ORIGINAL_FORECAST_POINTS = 10.2, 121  # the article's predict.py
+FORECAST_HORIZON = 120
+FORECAST_MANY_STARTS, QUICK_FORECAST_MANY_STARTS = 100, 16
+RSS_EPOCHS, QUICK_RSS_EPOCHS = 3, 1
+CHAINER_REFERENCE = {("step", 1): 0.85, ("nstep", 1): 1.49, ("nstep", 3): 5.14}  # s/epoch
+TARGETS = {
+    "nstep_vs_plain": 1.0,  # time ratio ours / plain torch, at most
+    "step_speedup_vs_chainer_step": 1.5,  # at least
+    "forecast_window_speedup": 100.0,  # at least
+    "forecast_stream_speedup": 1000.0,  # at least
+    "peak_rss_mib": 1024.0,  # below
+}
+ORDER = ("chainer-step", "chainer-nstep", "plain", "step", "nstep", "nstep-var")
+LABELS = {
+    "chainer-step": "Chainer links.LSTM",
+    "chainer-nstep": "Chainer NStepLSTM",
+    "plain": "plain torch.nn.LSTM loop",
+    "step": "ours, step",
+    "nstep": "ours, nstep",
+    "nstep-var": "ours, nstep, variable lengths",
+}
+COLORS = {
+    "chainer-step": "#bdbdbd",
+    "chainer-nstep": "#737373",
+    "plain": "#fdae6b",
+    "step": "#9ecae1",
+    "nstep": "#2171b5",
+}
+
+
+# ---------------------------------------------------------------- FLOPs and peak
+
+
+def epoch_flops(steps: int, n_layers: int, n_in: int, n_hidden: int, n_out: int) -> int:
+    """Floating-point operations of the matrix products of one training epoch.
+
+    ``steps`` is the number of (sequence, time step) pairs the epoch processes: for
+    equal-length windows ``windows * sequence_size`` (1770 * 30 = 53100 at the
+    article's defaults), for variable lengths the sum of the lengths. A product of
+    an ``(m, k)`` by a ``(k, n)`` matrix counts ``2 m k n`` operations. Per step:
+
+    - forward, layer ``l`` (input size ``I_l = n_in`` for ``l = 0``, else ``n_hidden``
+      ``= H``): the four gates, ``x W_ih^T + h W_hh^T``: ``2 * 4H * (I_l + H)``;
+    - forward, head: ``2 * H * n_out``;
+    - backward: twice the forward, for every layer and the head (one product for the
+      gradient with respect to the inputs and the state, one for the weights).
+
+    So ``flops = 3 * steps * (sum_l 8 H (I_l + H) + 2 H n_out)``. Element-wise work
+    (gate nonlinearities, the cell update, dropout, the loss, Adam) is left out: it
+    is a few percent of the products at H = 200. At the article's defaults this is
+    51.3 GFLOP per epoch for one layer, 154 GFLOP for three.
+    """
+    forward = 2 * n_hidden * n_out
+    for layer in range(n_layers):
+        in_size = n_in if layer == 0 else n_hidden
+        forward += 2 * 4 * n_hidden * (in_size + n_hidden)
+    return 3 * steps * forward
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_seconds(fn: Callable[[], Any], device: torch.device, trials: int) -> float:
+    """Best seconds per call of ``fn`` over ``trials`` trials of >= 20 ms each."""
+    fn()
+    _sync(device)
+    calls = 1
+    while True:  # calibrate: enough calls that one trial takes >= 20 ms
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= 0.02:
+            break
+        calls *= 2
+    best = elapsed / calls
+    for _ in range(trials - 1):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        _sync(device)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def measure_peak(
+    device: torch.device, n_hidden: int, batch: int, steps: int, trials: int = 5
+) -> dict[str, Any]:
+    """The device's float32 matrix-product limit: the best rate (FLOP/s) among
+
+    - ``torch.mm`` (MKL or cuBLAS) at the model's shapes: the recurrent product
+      ``(batch, H) @ (H, 4H)``, all steps of a batch at once ``(steps * batch, H + 1)
+      @ (H + 1, 4H)``, and a large square (2048 on the CPU, 8192 on CUDA);
+    - the fused LSTM inference kernel (oneDNN on the CPU, cuDNN on CUDA):
+      ``torch.nn.LSTM(H, H)`` forward under ``inference_mode`` on ``(steps, batch, H)``,
+      counted as its input and recurrent products, ``2 * steps * batch * 4H * 2H``.
+
+    Returns ``{"kernels": [{"name", "gflops"}...], "best": name, "gflops": best}``.
+    """
+    h = n_hidden
+    square = 8192 if device.type == "cuda" else 2048
+    shapes = [(batch, h, 4 * h), (steps * batch, h + 1, 4 * h), (square, square, square)]
+    kernels = []
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for m, k, n in shapes:
+            a = torch.randn(m, k, generator=gen).to(device)
+            b = torch.randn(k, n, generator=gen).to(device)
+            c = torch.empty(m, n, device=device)
+            seconds = _best_seconds(lambda a=a, b=b, c=c: torch.mm(a, b, out=c), device, trials)
+            kernels.append(
+                {"name": f"torch.mm ({m}x{k})@({k}x{n})", "gflops": 2 * m * k * n / seconds / 1e9}
+            )
+        lstm = nn.LSTM(h, h).to(device)
+        x = torch.randn(steps, batch, h, generator=gen).to(device)
+        seconds = _best_seconds(lambda: lstm(x), device, trials)
+        backend = "cuDNN" if device.type == "cuda" else "oneDNN"
+        kernels.append(
+            {
+                "name": f"{backend} LSTM inference ({steps},{batch},{h})->{h}",
+                "gflops": 2 * steps * batch * 4 * h * 2 * h / seconds / 1e9,
+            }
+        )
+    best = max(kernels, key=lambda k: k["gflops"])
+    return {"kernels": kernels, "best": best["name"], "gflops": best["gflops"]}
+
+
+# ---------------------------------------------------------------- contenders
+
+
+@dataclass
+class Contender:
+    """One configuration to time. ``epoch()`` runs one epoch and returns
+    ``(seconds, steps)``: wall-clock seconds and (sequence, time step) pairs processed."""
+
+    name: str
+    device: str
+    n_layers: int
+    epoch: Callable[[], tuple[float, int]]
+    warm_up: bool = True  # run one untimed epoch here first (Chainer warms up itself)
+    seconds: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+
+
+def _planned_steps(data: TrainData, config: Config, rng: np.random.Generator) -> int:
+    """Time steps the next :func:`train_epoch` with ``rng`` processes (``rng`` untouched)."""
+    probe = np.random.default_rng()
+    probe.bit_generator.state = rng.bit_generator.state
+    plan = _plan(data, config, probe)
+    if plan.lengths is None:
+        return data.train.size * data.train.x.shape[0]
+    return int(plan.lengths.sum())
+
+
+def _timed(device: torch.device, run: Callable[[], Any]) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    run()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def ours(
+    cell: str, config: Config, dataset: Dataset, device: torch.device
+) -> Callable[[], tuple[float, int]]:
+    """An epoch of our model as ``nsteplstm train`` runs it (``config.n_layers``,
+    ``config.min_length`` apply): :func:`nsteplstm.train.train_epoch`."""
+    seed_everything(config.seed)
+    model = Forecaster(
+        config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout, cell
+    ).to(device)
+    optimizer = make_optimizer(model, config)
+    data = prepare_data(dataset, config, device)
+    rng = np.random.default_rng(config.seed)
+
+    def epoch() -> tuple[float, int]:
+        steps = _planned_steps(data, config, rng)
+        return _timed(device, lambda: train_epoch(model, optimizer, data, config, rng)), steps
+
+    return epoch
+
+
+class PlainLSTM(nn.Module):
+    """The model as a typical PyTorch user writes it: ``nn.LSTM`` then ``nn.Linear``."""
+
+    def __init__(self, n_layers: int, n_in: int, n_hidden: int, n_out: int, dropout: float):
+        super().__init__()
+        self.lstm = nn.LSTM(n_in, n_hidden, n_layers, dropout=dropout if n_layers > 1 else 0.0)
+        self.head = nn.Linear(n_hidden, n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` ``(T, B, n_in)`` -> ``(T, B, n_out)``."""
+        y, _ = self.lstm(x)
+        return self.head(y)
+
+
+def plain_torch_epoch(
+    model: PlainLSTM,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    order: np.ndarray,
+    batch_size: int,
+) -> float:
+    """One epoch of the plain loop over windows ``x``, ``y`` ``(T, N, F)`` (dense,
+    time-major, on the model's device) in ``order``; returns the mean batch loss."""
+    model.train()
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        idx = torch.from_numpy(order[start : start + batch_size]).to(x.device)
+        loss = F.mse_loss(model(x[:, idx]), y[:, idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    return total / -(-len(order) // batch_size)
+
+
+@contextlib.contextmanager
+def torch_defaults() -> Iterator[None]:
+    """Torch's default settings inside (no deterministic algorithms, no cuDNN
+    determinism), as a plain user's loop runs; the previous settings come back after.
+
+    :func:`nsteplstm.device.seed_everything` (called by ``nsteplstm train``) turns them
+    on, process-wide; ours is timed with them, as it runs.
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.backends.cudnn.deterministic = cudnn
+
+
+def plain(
+    config: Config, dataset: Dataset, device: torch.device
+) -> Callable[[], tuple[float, int]]:
+    """An epoch of :func:`plain_torch_epoch` on the same batches as :func:`ours`
+    (same windows, same permutation per epoch), Adam with the same learning rate,
+    under :func:`torch_defaults`. No gradient clipping (ours clips, as ``train`` does)."""
+    torch.manual_seed(config.seed)
+    model = PlainLSTM(
+        config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    data = prepare_data(dataset, config, device)
+    x, y = data.train.x, data.train.y
+    rng = np.random.default_rng(config.seed)
+
+    def epoch() -> tuple[float, int]:
+        order = rng.permutation(data.train.size)
+        with torch_defaults():
+            seconds = _timed(
+                device, lambda: plain_torch_epoch(model, optimizer, x, y, order, config.batch_size)
+            )
+        return seconds, x.shape[0] * x.shape[1]
+
+    return epoch
+
+
+def find_chainer_script() -> Path:
+    """``benchmarks/chainer_baseline.py`` of the source tree (it is not installed)."""
+    candidates = [
+        Path(__file__).resolve().parents[2] / "benchmarks" / "chainer_baseline.py",
+        Path.cwd() / "benchmarks" / "chainer_baseline.py",
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise InputError(
+        "--chainer-python: benchmarks/chainer_baseline.py not found (it ships with the "
+        "source tree, not the package): run from a checkout of the repository"
+    )
+
+
+def check_chainer_python(python: Path) -> Path:
+    """Raise InputError unless ``python`` is an executable that imports chainer."""
+    if not python.is_file() or not os.access(python, os.X_OK):
+        raise InputError(f"--chainer-python {python}: not an executable file")
+    probe = subprocess.run(
+        [str(python), "-c", "import chainer"], capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"--chainer-python {python}: cannot import chainer ({last})")
+    return python
+
+
+def chainer(
+    python: Path, script: Path, cell: str, config: Config, steps: int
+) -> Callable[[], tuple[float, int]]:
+    """One subprocess per call: Chainer's warm-up epoch, then one timed epoch."""
+    cmd = [
+        str(python),
+        str(script),
+        *("--cell", cell, "--layers", str(config.n_layers), "--warmup", "1", "--repeats", "1"),
+        *("--seed", str(config.seed), "--hidden", str(config.n_hidden)),
+        *("--batch-size", str(config.batch_size), "--sequence-size", str(config.sequence_size)),
+        *("--total-size", str(config.total_size), "--dropout", str(config.dropout)),
+        *("--split-rate", str(config.split_rate), "--modulo", str(config.value)),
+    ]
+
+    def epoch() -> tuple[float, int]:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"chainer baseline failed ({' '.join(cmd)}): {last}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        return float(result["seconds_per_epoch"][0]), steps
+
+    return epoch
+
+
+def race(contenders: list[Contender], repeats: int, log: Callable[[str], None]) -> None:
+    """A warm-up epoch each, then ``repeats`` rounds of one timed epoch per contender,
+    the starting contender rotating by one each round. Fills ``seconds``/``steps``."""
+    for c in contenders:
+        if c.warm_up:
+            c.epoch()
+    log(f"warm-up done ({len(contenders)} configurations)")
+    for r in range(repeats):
+        shift = r % len(contenders)
+        for c in contenders[shift:] + contenders[:shift]:
+            seconds, steps = c.epoch()
+            c.seconds.append(seconds)
+            c.steps.append(steps)
+            log(f"round {r + 1}/{repeats}: {c.device} {c.name} {c.n_layers}L {seconds:.3f} s")
+
+
+# ---------------------------------------------------------------- forecast and memory
+
+
+def forecast_speed(
+    config: Config, dataset: Dataset, device: torch.device, many: int, repeats: int, trials: int = 3
+) -> list[dict[str, Any]]:
+    """Points per second of both forecast modes of a one-layer model (article defaults),
+    from one start and from ``many`` starts at once; the best of ``max(repeats, trials)``
+    calls after a warm-up.
+
+    ``speedup`` compares with the original: 121 points in 10.2 s (11.9 points/s).
+    """
+    seed_everything(config.seed)
+    model = Forecaster(1, config.n_in, config.n_hidden, config.n_out, config.dropout).to(device)
+    series = dataset.series[0]
+    last = len(series) - config.sequence_size
+    original = ORIGINAL_FORECAST_POINTS / ORIGINAL_FORECAST_SECONDS
+    rows = []
+    for mode in MODES:
+        for starts in ([0], np.linspace(0, last, many).astype(int).tolist()):
+
+            def run(starts: list[int] = starts, mode: str = mode) -> None:
+                forecast(model, series, starts, config.sequence_size, FORECAST_HORIZON, mode)
+
+            run()
+            times = [_timed(device, run) for _ in range(max(repeats, trials))]
+            points = len(starts) * FORECAST_HORIZON
+            best = min(times)
+            rows.append(
+                {
+                    "device": str(device),
+                    "mode": mode,
+                    "starts": len(starts),
+                    "horizon": FORECAST_HORIZON,
+                    "points": points,
+                    "seconds": times,
+                    "best_seconds": best,
+                    "points_per_second": points / best,
+                    "speedup": points / best / original,
+                }
+            )
+    return rows
+
+
+def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any]:
+    """Peak resident memory of ``python -m nsteplstm.cli train`` (``epochs`` epochs,
+    otherwise ``config``'s settings) in a subprocess: its own ``ru_maxrss`` (wait4)."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="nsteplstm-bench-") as tmp:
+        cmd = [
+            sys.executable,
+            *("-m", "nsteplstm.cli", "train", "--quiet", "--out", str(Path(tmp) / "run")),
+            *("--epochs", str(epochs), "--device", str(device)),
+            *("--total-size", str(config.total_size), "--seed", str(config.seed)),
+        ]
+        with open(Path(tmp) / "stderr.txt", "w+") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            seconds = time.perf_counter() - started
+            err.seek(0)
+            tail = err.read().strip().splitlines()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {tail[-1] if tail else proc.returncode}")
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return {
+        "command": "nsteplstm train " + " ".join(cmd[5:]),
+        "device": str(device),
+        "epochs": epochs,
+        "seconds": seconds,
+        "peak_rss_mib": usage.ru_maxrss * scale / 2**20,
+    }
+
+
+# ---------------------------------------------------------------- machine facts
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, torch version and threads, CUDA devices."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cuda = torch.cuda.is_available()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "mkl": torch.backends.mkl.is_available(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cuda_devices": [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
+        if cuda
+        else [],
+    }
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _summary(c: Contender, config: Config, peak_gflops: float) -> dict[str, Any]:
+    steps = statistics.mean(c.steps)
+    flops = epoch_flops(round(steps), c.n_layers, config.n_in, config.n_hidden, config.n_out)
+    mean, best = statistics.mean(c.seconds), min(c.seconds)
+    limit = flops / (peak_gflops * 1e9)
+    return {
+        "device": c.device,
+        "contender": c.name,
+        "label": LABELS[c.name],
+        "n_layers": c.n_layers,
+        "seconds": c.seconds,
+        "steps": c.steps,
+        "mean": mean,
+        "min": best,
+        "max": max(c.seconds),
+        "us_per_step": mean / steps * 1e6,
+        "us_per_step_min": min(t / n for t, n in zip(c.seconds, c.steps, strict=True)) * 1e6,
+        "gflop_per_epoch": flops / 1e9,
+        "limit_seconds": limit,
+        "roofline": limit / mean,
+        "roofline_best": limit / best,
+    }
+
+
+def _ratios(rows: list[dict[str, Any]]) -> None:
+    """Add time ratios ours / plain and ours / Chainer (same device and depth;
+    < 1 means ours is faster), on means and on minimums, per processed step."""
+    by = {(r["device"], r["contender"], r["n_layers"]): r for r in rows}
+    for r in rows:
+        if r["contender"] not in ("step", "nstep", "nstep-var"):
+            continue
+        key = (r["device"], r["n_layers"])
+        cell = "nstep" if r["contender"] == "nstep-var" else r["contender"]
+        others = {"plain": "plain", "chainer": f"chainer-{cell}"}
+        for name, contender in others.items():
+            other = by.get((key[0], contender, key[1]))
+            if other is None:
+                continue
+            r[f"vs_{name}"] = r["us_per_step"] / other["us_per_step"]
+            r[f"vs_{name}_min"] = r["us_per_step_min"] / other["us_per_step_min"]
+        if r["contender"] == "nstep-var" and (r["device"], "nstep", r["n_layers"]) in by:
+            equal = by[(r["device"], "nstep", r["n_layers"])]
+            r["vs_equal_length_per_step"] = r["us_per_step"] / equal["us_per_step"]
+            r["vs_equal_length_per_step_min"] = r["us_per_step_min"] / equal["us_per_step_min"]
+
+
+def _targets(doc: dict[str, Any]) -> dict[str, Any]:
+    """Each target of issue 4 on the CPU: the measured value and whether it is met."""
+    rows = [r for r in doc["training"] if r["device"] == "cpu"]
+    out: dict[str, Any] = {}
+    for r in rows:
+        if r["contender"] in ("nstep", "nstep-var") and "vs_plain_min" in r:
+            out[f"{r['contender']}_{r['n_layers']}L_vs_plain"] = {
+                "value": r["vs_plain_min"],
+                "met": r["vs_plain_min"] <= TARGETS["nstep_vs_plain"],
+            }
+        if r["contender"] == "step" and r["n_layers"] == 1:
+            if "vs_chainer_min" in r:
+                speedup, against = 1 / r["vs_chainer_min"], "measured"
+            else:
+                speedup, against = CHAINER_REFERENCE[("step", 1)] / r["min"], "reference 0.85 s"
+            out["step_1L_speedup_vs_chainer_step"] = {
+                "value": speedup,
+                "against": against,
+                "met": speedup >= TARGETS["step_speedup_vs_chainer_step"],
+            }
+    for f in doc["forecast"]:
+        if f["starts"] == 1 and f["device"] == "cpu":
+            goal = TARGETS[f"forecast_{f['mode']}_speedup"]
+            out[f"forecast_{f['mode']}_speedup"] = {
+                "value": f["speedup"],
+                "met": f["speedup"] >= goal,
+            }
+    rss = doc["peak_rss"]["peak_rss_mib"]
+    out["peak_rss_mib"] = {"value": rss, "met": rss < TARGETS["peak_rss_mib"]}
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The report as Markdown tables."""
+    lines = [
+        f"Machine: {doc['machine']['cpu']}, {doc['machine']['cores']} cores, torch "
+        f"{doc['machine']['torch']} ({doc['machine']['torch_threads']} threads)"
+        + (
+            f", CUDA: {', '.join(doc['machine']['cuda_devices'])}"
+            if doc["machine"]["cuda_devices"]
+            else ""
+        ),
+        "",
+        f"Training, seconds per epoch ({doc['setup']['windows']} windows of "
+        f"{doc['setup']['sequence_size']} steps, batch {doc['setup']['batch_size']}, hidden "
+        f"{doc['setup']['n_hidden']}; 1 warm-up + {doc['repeats']} interleaved epochs). "
+        "Ratios: time per processed step, ours / theirs (< 1: ours faster); roofline: share "
+        "of the measured float32 matrix-product peak. Both from each contender's best epoch, "
+        "the one least disturbed by other load (the ratios of the means are in bench.json).",
+        "",
+        "| device | model | layers | mean s | min s | max s | / plain | / Chainer | roofline |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def ratio(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.2f}" if key in r else ""
+
+    for r in doc["training"]:
+        lines.append(
+            f"| {r['device']} | {r['label']} | {r['n_layers']} | {r['mean']:.3f} | "
+            f"{r['min']:.3f} | {r['max']:.3f} | {ratio(r, 'vs_plain_min')} | "
+            f"{ratio(r, 'vs_chainer_min')} | {r['roofline_best']:.0%} |"
+        )
+    var = [r for r in doc["training"] if "vs_equal_length_per_step" in r]
+    if var:
+        lines += [
+            "",
+            f"Variable-length windows (lengths uniform in [{doc['setup']['variable_min_length']}, "
+            f"{doc['setup']['sequence_size']}]), us per processed time step (best epoch):",
+            "",
+            "| device | layers | equal length | variable | variable / equal | variable / plain |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        by = {(r["device"], r["contender"], r["n_layers"]): r for r in doc["training"]}
+        for r in var:
+            equal = by[(r["device"], "nstep", r["n_layers"])]
+            lines.append(
+                f"| {r['device']} | {r['n_layers']} | {equal['us_per_step_min']:.2f} | "
+                f"{r['us_per_step_min']:.2f} | {r['vs_equal_length_per_step_min']:.2f} | "
+                f"{ratio(r, 'vs_plain_min')} |"
+            )
+    lines += [
+        "",
+        f"Forecast, {FORECAST_HORIZON} points per start, one-layer model (original: "
+        f"{ORIGINAL_FORECAST_POINTS} points in {ORIGINAL_FORECAST_SECONDS} s):",
+        "",
+        "| device | mode | starts | best s | points/s | x original |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for f in doc["forecast"]:
+        lines.append(
+            f"| {f['device']} | {f['mode']} | {f['starts']} | {f['best_seconds']:.4f} | "
+            f"{f['points_per_second']:,.0f} | {f['speedup']:,.0f} |"
+        )
+    lines += ["", "Float32 peak (best of the kernels below, measured in this run):", ""]
+    for device, p in doc["peak"].items():
+        kernels = "; ".join(f"{k['name']}: {k['gflops']:.0f}" for k in p["kernels"])
+        lines.append(f"- {device}: **{p['gflops']:.0f} GFLOP/s** ({p['best']}). All: {kernels}")
+    rss = doc["peak_rss"]
+    lines += [
+        "",
+        f"Peak resident memory of `{rss['command']}`: **{rss['peak_rss_mib']:.0f} MiB**",
+        "",
+        "Targets: "
+        + ", ".join(
+            f"{k} {v['value']:.3g} ({'met' if v['met'] else 'MISSED'})"
+            for k, v in doc["targets"].items()
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(doc: dict[str, Any]) -> Figure:
+    """Grouped bars: seconds per epoch for each model, grouped by layers, one panel per device."""
+    devices = list(dict.fromkeys(r["device"] for r in doc["training"]))
+    fig = Figure(figsize=(4.2 + 2.6 * len(doc["layers"]), 4.2 * len(devices)), layout="constrained")
+    axes = fig.subplots(len(devices), 1, squeeze=False)[:, 0]
+    for ax, device in zip(axes, devices, strict=True):
+        rows = [r for r in doc["training"] if r["device"] == device and r["contender"] in COLORS]
+        names = [n for n in ORDER if any(r["contender"] == n for r in rows)]
+        width = 0.8 / len(names)
+        by = {(r["contender"], r["n_layers"]): r for r in rows}
+        for k, name in enumerate(names):
+            xs, means, errs = [], [], [[], []]
+            for g, layers in enumerate(doc["layers"]):
+                r = by.get((name, layers))
+                if r is None:
+                    continue
+                xs.append(g - 0.4 + width * (k + 0.5))
+                means.append(r["mean"])
+                errs[0].append(r["mean"] - r["min"])
+                errs[1].append(r["max"] - r["mean"])
+            bars = ax.bar(
+                xs,
+                means,
+                width * 0.92,
+                yerr=errs,
+                capsize=2,
+                color=COLORS[name],
+                edgecolor="black",
+                linewidth=0.5,
+                label=LABELS[name],
+                error_kw={"lw": 0.7},
+            )
+            ax.bar_label(bars, labels=[f"{m:.2f}" for m in means], padding=2, fontsize=7)
+        ax.set_xticks(range(len(doc["layers"])))
+        ax.set_xticklabels([f"{n} layer{'s' if n > 1 else ''}" for n in doc["layers"]])
+        ax.set_ylabel("seconds per epoch")
+        ax.set_title(
+            f"Training time per epoch on {device} (mean of {doc['repeats']}, min-max bars)",
+            fontsize=10,
+        )
+        ax.margins(y=0.15)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.legend(fontsize=8, frameon=False, loc="upper left")
+    return fig
+
+
+# ---------------------------------------------------------------- the command
+
+
+def _devices(device: str | None) -> list[torch.device]:
+    if device is None:
+        return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    return [resolve_device(device)]
+
+
+def _log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run_bench(
+    out: Path = Path("bench"),
+    quick: bool = False,
+    repeats: int = 3,
+    device: str | None = None,
+    chainer_python: Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run the benchmark, print the Markdown table, write ``bench.json``, ``bench.md``
+    and ``bench.png`` into ``out``; return the JSON document.
+
+    ``device`` None: the CPU, and CUDA when present; else only that device.
+    ``quick``: one layer, one timed epoch, a 500-point series (CI smoke test).
+    Raises InputError for a bad device, ``repeats < 1``, an ``out`` that already
+    holds a ``bench.json`` (unless ``force``), or an unusable ``chainer_python``.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise InputError(f"--repeats must be an integer >= 1, got {repeats!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if (out / JSON_FILE).exists() and not force:
+        raise InputError(f"--out {out}: already holds {JSON_FILE}; use --force to overwrite")
+    devices = _devices(device)
+    script = None
+    if chainer_python is not None:
+        script = find_chainer_script()
+        chainer_python = check_chainer_python(Path(chainer_python))
+    out.mkdir(parents=True, exist_ok=True)
+
+    repeats = 1 if quick else repeats
+    layer_set = QUICK_LAYERS if quick else LAYERS
+    base = Config(device="cpu", total_size=QUICK_TOTAL_SIZE) if quick else Config(device="cpu")
+    dataset = load_dataset(base)
+    windows, size = dataset.train_x.shape[0], base.sequence_size
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    contenders: list[Contender] = []
+    for dev in devices:
+        for layers in layer_set:
+            config = dataclasses.replace(base, n_layers=layers)
+            if dev.type == "cpu" and script is not None:
+                for cell in ("step", "nstep"):
+                    run = chainer(chainer_python, script, cell, config, windows * size)
+                    contenders.append(Contender(f"chainer-{cell}", str(dev), layers, run, False))
+            contenders.append(Contender("plain", str(dev), layers, plain(config, dataset, dev)))
+            for cell in ("step", "nstep"):
+                run = ours(cell, config, dataset, dev)
+                contenders.append(Contender(cell, str(dev), layers, run))
+            var = dataclasses.replace(config, min_length=VARIABLE_MIN_LENGTH)
+            contenders.append(
+                Contender("nstep-var", str(dev), layers, ours("nstep", var, dataset, dev))
+            )
+
+    names = ", ".join(map(str, devices))
+    _log(f"{len(contenders)} configurations x {repeats} timed epochs on {names}")
+    race(contenders, repeats, _log)
+
+    peak = {}
+    for dev in devices:
+        peak[str(dev)] = measure_peak(dev, base.n_hidden, base.batch_size, size, 3 if quick else 7)
+        _log(f"peak {dev}: {peak[str(dev)]['gflops']:.0f} GFLOP/s ({peak[str(dev)]['best']})")
+    rows = [_summary(c, base, peak[c.device]["gflops"]) for c in contenders]
+    _ratios(rows)
+
+    many = QUICK_FORECAST_MANY_STARTS if quick else FORECAST_MANY_STARTS
+    forecasts = [
+        row
+        for dev in devices
+        for row in forecast_speed(base, dataset, dev, many, repeats, 2 if quick else 3)
+    ]
+    _log("forecast timed")
+    rss = peak_rss(base, devices[0], QUICK_RSS_EPOCHS if quick else RSS_EPOCHS)
+    _log(f"peak RSS {rss['peak_rss_mib']:.0f} MiB")
+
+    doc: dict[str, Any] = {
+        "format": 1,
+        "started": started,
+        "arguments": {
+            "out": str(out),
+            "quick": quick,
+            "repeats": repeats,
+            "device": device,
+            "chainer_python": None if chainer_python is None else str(chainer_python),
+        },
+        "machine": machine(),
+        "setup": {
+            "n_hidden": base.n_hidden,
+            "batch_size": base.batch_size,
+            "sequence_size": size,
+            "value": base.value,
+            "dropout": base.dropout,
+            "total_size": base.total_size,
+            "windows": windows,
+            "batches_per_epoch": -(-windows // base.batch_size),
+            "variable_min_length": VARIABLE_MIN_LENGTH,
+            "epoch": "one pass over the training windows: forward, loss, backward and "
+            "update of every batch; no validation (the same for every contender)",
+        },
+        "layers": list(layer_set),
+        "repeats": repeats,
+        "peak": peak,
+        "training": rows,
+        "forecast": forecasts,
+        "peak_rss": rss,
+    }
+    doc["targets"] = _targets(doc)
+    table = markdown(doc)
+    print(table)
+    atomic_write(out / JSON_FILE, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    atomic_write(out / TABLE_FILE, table)
+    save_png(chart(doc), out / CHART_FILE)
+    _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
+    return doc

@@ -1,0 +1,81 @@
+"""`nsteplstm bench`: the quick run writes valid, complete output; argument errors;
+the FLOP count. Never a speed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from nsteplstm.bench import JSON_FILE, epoch_flops, run_bench, torch_defaults
+from nsteplstm.errors import InputError
+
+
+def test_epoch_flops_counts_forward_and_twice_backward():
+    # 1 layer, n_in 1, H 200, n_out 1: forward per step 2*800*201 + 2*200 = 321_999.
+    per_step = 2 * 4 * 200 * (1 + 200) + 2 * 200 * 1
+    assert epoch_flops(53_100, 1, 1, 200, 1) == 3 * 53_100 * per_step
+    assert round(epoch_flops(53_100, 1, 1, 200, 1) / 1e9, 1) == 51.3
+    second = 2 * 4 * 200 * (200 + 200)
+    assert epoch_flops(10, 2, 1, 200, 1) - epoch_flops(10, 1, 1, 200, 1) == 3 * 10 * second
+
+
+def test_bad_arguments_are_input_errors(tmp_path: Path):
+    with pytest.raises(InputError, match="repeats"):
+        run_bench(out=tmp_path, repeats=0)
+    with pytest.raises(InputError, match="device"):
+        run_bench(out=tmp_path, device="tpu")
+    with pytest.raises(InputError, match="not an executable"):
+        run_bench(out=tmp_path, chainer_python=tmp_path / "nope")
+    (tmp_path / JSON_FILE).write_text("{}")
+    with pytest.raises(InputError, match="--force"):
+        run_bench(out=tmp_path)
+    not_dir = tmp_path / "file"
+    not_dir.write_text("")
+    with pytest.raises(InputError, match="not a directory"):
+        run_bench(out=not_dir)
+
+
+def test_torch_defaults_restores_settings():
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with torch_defaults():
+            assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_complete_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    doc = run_bench(out=tmp_path, quick=True, device="cpu")
+    assert "| device | model |" in capsys.readouterr().out
+    saved = json.loads((tmp_path / JSON_FILE).read_text())
+    assert saved == json.loads(json.dumps(doc))
+    for key in ("machine", "setup", "peak", "training", "forecast", "peak_rss", "targets"):
+        assert key in saved
+    for key in ("cpu", "cores", "torch", "torch_threads", "cuda_devices"):
+        assert key in saved["machine"]
+    names = {(r["contender"], r["n_layers"]) for r in saved["training"]}
+    assert names == {("plain", 1), ("step", 1), ("nstep", 1), ("nstep-var", 1)}
+    for r in saved["training"]:
+        assert len(r["seconds"]) == saved["repeats"] == 1
+        assert r["min"] <= r["mean"] <= r["max"]
+        assert math.isfinite(r["roofline"]) and r["roofline"] > 0
+    assert {(f["mode"], f["starts"] > 1) for f in saved["forecast"]} == {
+        ("window", False),
+        ("window", True),
+        ("stream", False),
+        ("stream", True),
+    }
+    assert saved["peak"]["cpu"]["gflops"] > 0
+    assert saved["peak_rss"]["peak_rss_mib"] > 0
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert (tmp_path / "bench.md").read_text().startswith("Machine:")
+    with pytest.raises(InputError, match="--force"):
+        run_bench(out=tmp_path, quick=True)
