@@ -30,10 +30,7 @@ ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*`nsteplstm (.+?)`\s*\|\s*`(.+?)`\s*\|\s*(\
 
 # Rows whose documented behaviour the program does not have yet: strict xfail, so
 # the mark has to go when the bug is fixed.
-KNOWN_BUGS = {
-    "{run_config_disagrees}": "runs.read_config does not compare config.json's 'config' "
-    "with its 'model': forecast silently uses the 'model' architecture",
-}
+KNOWN_BUGS: dict[str, str] = {}
 # Files whose appearance means a failed command left half-written output behind.
 RESULT_FILES = {"model.safetensors", "history.csv", "metrics.json"}
 

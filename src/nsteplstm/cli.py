@@ -16,8 +16,22 @@ from .config import Config, fields_help, load_toml, parse_cli_value
 from .errors import InputError
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" to a flag's help unless the help already tells it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.required:
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (no usage dump) and exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -33,7 +47,7 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
             field.flag,
             dest=f"cfg_{field.name}",
             metavar=field.kind.rstrip("?").upper(),
-            help=f"{field.help} (default: {default})",
+            help=field.help if "default" in field.help else f"{field.help} (default: {default})",
         )
 
 
@@ -138,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nsteplstm",
         description="Stacked LSTMs over variable-length sequences: train, forecast, plot, "
         "benchmark, import Chainer checkpoints.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"nsteplstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -155,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "forecast",
         help="closed-loop forecast from a trained run",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run", type=Path, help="run directory written by `nsteplstm train`")
     p.add_argument(
@@ -185,7 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="the article end to end: 1, 2, 3 layers, forecasts, plots, report.html",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", type=Path, default=Path("demo"), help="output directory")
     p.add_argument("--epochs", type=int, default=60, help="training epochs per model")
@@ -196,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench",
         help="training and forecast speed: step vs nstep, CPU and CUDA",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", type=Path, default=Path("bench"), help="output directory")
     p.add_argument("--quick", action="store_true", help="a reduced set, under a minute")
@@ -218,7 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "import-chainer",
         help="turn a Chainer save_npz checkpoint into a run directory",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("path", type=Path, help=".npz file written by chainer.serializers.save_npz")
     p.add_argument("--out", type=Path, required=True, help="run directory to create")

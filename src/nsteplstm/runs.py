@@ -247,6 +247,13 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
         if not isinstance(doc.get(key), dict):
             raise InputError(f"{path}: '{key}' must be a JSON object")
     config = Config.from_dict(doc["config"], str(path))
+    model = doc["model"]
+    for key in ("n_layers", "n_in", "n_hidden", "n_out", "dropout", "cell"):
+        if key in model and model[key] != getattr(config, key):
+            raise InputError(
+                f"{path}: 'model' does not match its 'config' ({key}: "
+                f"{getattr(config, key)!r} in config, {model[key]!r} in model)"
+            )
     scaler = None
     if doc.get("scaler") is not None:
         scaler = Scaler.from_dict(doc["scaler"], f"{path}")

@@ -1,0 +1,86 @@
+"""Load check (issue 6): big inputs run in bounded memory that does not grow per epoch.
+
+1. Trains on a generated 1,000,000-point CSV series through ``nsteplstm train`` in a
+   subprocess and reports its peak resident memory after epoch 1 and after the
+   last epoch (from the run's ``metrics.json``).
+2. Forecasts 10,000 series at once in stream mode (one batch) and reports the time
+   and the peak resident memory of that process.
+
+    python benchmarks/load.py [--points 1000000] [--epochs 3] [--series 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def write_csv(path: Path, points: int) -> None:
+    t = np.arange(points)
+    rng = np.random.default_rng(0)
+    values = 50 + 10 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 1, points)
+    np.savetxt(path, values, fmt="%.4f", header="load", comments="")
+
+
+def train_big(root: Path, points: int, epochs: int, hidden: int) -> dict:
+    csv = root / "big.csv"
+    write_csv(csv, points)
+    run = root / "run"
+    cmd = [sys.executable, "-m", "nsteplstm.cli", "train", "--data", f"csv:{csv}",
+           "--out", str(run), "--epochs", str(epochs), "--n-hidden", str(hidden),
+           "--batch-size", "1000", "--quiet"]
+    began = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {
+        "points": points, "epochs": epochs, "n_hidden": hidden, "batch_size": 1000,
+        "seconds": time.perf_counter() - began,
+        "peak_rss_mib_epoch1": metrics["peak_rss_mib_epoch1"],
+        "peak_rss_mib_last_epoch": metrics["peak_rss_mib"],
+        "seconds_per_epoch": metrics["seconds_per_epoch"],
+    }
+
+
+def forecast_many(n_series: int, horizon: int) -> dict:
+    import torch
+
+    from nsteplstm.forecast import forecast
+    from nsteplstm.model import Forecaster
+
+    torch.manual_seed(0)
+    model = Forecaster(1, 1, 200, 1).eval()
+    series = np.sin(np.arange(n_series + 60) / 5).astype(np.float32)
+    began = time.perf_counter()
+    pred = forecast(model, series, list(range(n_series)), 30, horizon, "stream")
+    seconds = time.perf_counter() - began
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"series": n_series, "horizon": horizon, "shape": list(pred.shape),
+            "seconds": seconds, "points_per_second": n_series * horizon / seconds,
+            "peak_rss_mib": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--n-hidden", type=int, default=32)
+    parser.add_argument("--series", type=int, default=10_000)
+    parser.add_argument("--horizon", type=int, default=120)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {"forecast": forecast_many(args.series, args.horizon)}
+        print(json.dumps(result), flush=True)
+        result["train"] = train_big(Path(tmp), args.points, args.epochs, args.n_hidden)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
