@@ -6,7 +6,6 @@ with real Chainer); these tests need no Chainer.
 
 from __future__ import annotations
 
-import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -17,7 +16,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import nsteplstm
 from nsteplstm import runs
 from nsteplstm.chainer_import import import_chainer_run, load_chainer_npz
 from nsteplstm.errors import InputError
@@ -344,17 +342,3 @@ def test_import_run_errors(tmp_path: Path) -> None:
         import_chainer_run(fixture("article_nstep"), out)
     assert import_chainer_run(fixture("article_step"), out, force=True) == out
     assert runs.load_run(out).config.cell == "step"
-
-
-# ------------------------------------------------------------------------- docs
-
-
-def test_migration_doc_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (ROOT / "docs" / "chainer-migration.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert blocks, "docs/chainer-migration.md has no python code block"
-    if not hasattr(nsteplstm, "load_chainer_npz"):
-        pytest.skip("nsteplstm/__init__.py does not export load_chainer_npz yet")
-    monkeypatch.chdir(ROOT)
-    for block in blocks:
-        exec(compile(block, "docs/chainer-migration.md", "exec"), {"__name__": "__doc__"})
