@@ -344,3 +344,27 @@ def test_cuda_stateful_state_moves_and_mixed_devices_rejected():
     assert not st_.h.is_cuda
     with pytest.raises(ValueError, match="on cpu"):
         st_.lstm(None, None, [torch.zeros(2, 3, device="cuda")])
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_merged_segments_give_exact_outputs_and_gradients(n_layers):
+    torch.manual_seed(10)
+    model = nl.Forecaster(n_layers, 3, 8, 2, dropout=0.0)
+    lengths = torch.randint(3, 40, (25,)).tolist()
+    layout = nl.PackedLayout(lengths)
+    cover = layout.merged_segments(32.0)
+    assert len(cover) < len(layout.segments)  # some segments were merged
+    assert [t1 for _, t1, _ in cover][-1] == max(lengths)
+    assert all(a[1] == b[0] for a, b in zip(cover, cover[1:], strict=False))
+    xs = make_xs(lengths)
+    merged = model(xs)  # Forecaster: outputs only, merged padded segments
+    _, _, hidden = model.lstm(None, None, xs)  # exact segments with final states
+    exact = [model.head(h) for h in hidden]
+    for a, b in zip(merged, exact, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+    grads = [
+        torch.autograd.grad(sum(y.square().sum() for y in ys), model.parameters())
+        for ys in (merged, exact)
+    ]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

@@ -118,10 +118,18 @@ class NStepLSTM(nn.Module):
         return hy, cy, layout.unpack(out)
 
     def forward_packed(
-        self, data: Tensor, layout: PackedLayout, hx: Tensor | None = None, cx: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        self,
+        data: Tensor,
+        layout: PackedLayout,
+        hx: Tensor | None = None,
+        cx: Tensor | None = None,
+        final_states: bool = True,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """The same call on packed data ``(N, in_size)``: returns packed ``(N, D * out_size)``,
         then ``hy``, ``cy`` in the batch's order. Inputs are not checked here.
+
+        With ``final_states=False`` the states come back None and a CPU batch of mixed
+        lengths may run as fewer, padded kernel calls (outputs stay exact).
         """
         shape = (self.n_layers * self.n_directions, layout.batch, self.out_size)
         hx = data.new_zeros(shape) if hx is None else layout.sort_states(hx)
@@ -136,7 +144,10 @@ class NStepLSTM(nn.Module):
             self.dropout,
             self.training,
             self.bidirectional,
+            final_states,
         )
+        if hy is None or cy is None:
+            return out, None, None
         return out, layout.unsort_states(hy), layout.unsort_states(cy)
 
     def check_inputs(
@@ -347,7 +358,7 @@ class Forecaster(nn.Module):
     def forward_packed(self, data: Tensor, layout: PackedLayout) -> Tensor:
         """Packed inputs ``(N, n_in)`` -> packed outputs ``(N, n_out)``."""
         if isinstance(self.lstm, NStepLSTM):
-            hidden, _, _ = self.lstm.forward_packed(data, layout)  # (N, H)
+            hidden, _, _ = self.lstm.forward_packed(data, layout, final_states=False)  # (N, H)
         else:
             hidden = self.lstm.forward_packed(data, layout)  # (N, H)
         return self.head(hidden)  # (N, n_out)

@@ -76,9 +76,44 @@ class PackedLayout:
             self.unsorted_indices[self.sorted_indices] = torch.arange(
                 self.batch, device=self.device
             )
+        self._padded_rows: torch.Tensor | None = None
         self._seq_to_packed: torch.Tensor | None = None
         self._packed_to_seq: torch.Tensor | None = None
         self._reversed: torch.Tensor | None = None
+
+    def merged_segments(self, overhead: float) -> list[tuple[int, int, int]]:
+        """Steps ``[t0, t1)`` and ``rows`` of a padded cover of the batch with few segments.
+
+        Each segment runs the first ``rows`` sorted sequences (those alive at ``t0``)
+        for all its steps, some of them past their end (padding). Chosen by dynamic
+        programming to minimise ``sum(overhead + rows * steps)``: ``overhead`` is the
+        cost of one kernel call in row-steps. Exact for outputs, not for final states.
+        """
+        bounds = [0] + [seg.t1 for seg in self.segments]  # every distinct length
+        alive = [seg.rows for seg in self.segments]  # sequences alive at bounds[i]
+        best = [0.0] + [float("inf")] * len(self.segments)
+        choice = [0] * len(bounds)
+        for j in range(1, len(bounds)):
+            for i in range(j):
+                cost = best[i] + overhead + alive[i] * (bounds[j] - bounds[i])
+                if cost < best[j]:
+                    best[j], choice[j] = cost, i
+        cover, j = [], len(bounds) - 1
+        while j > 0:
+            i = choice[j]
+            cover.append((bounds[i], bounds[j], alive[i]))
+            j = i
+        return cover[::-1]
+
+    @property
+    def padded_rows(self) -> torch.Tensor:
+        """(N,) for each packed row, its row ``t * B + j`` in the padded ``(T, B)`` grid
+        (sorted order)."""
+        if self._padded_rows is None:
+            lengths = torch.tensor(self.sorted_lengths, dtype=torch.int64)  # (B,)
+            valid = torch.arange(self.max_length)[:, None] < lengths[None, :]  # (T, B)
+            self._padded_rows = valid.flatten().nonzero().squeeze(1).to(self.device)
+        return self._padded_rows
 
     @classmethod
     def dense(cls, length: int, batch: int, device: torch.device | str = "cpu") -> PackedLayout:
