@@ -214,7 +214,7 @@ def make_run(tmp_path, data: str = "fibonacci", name: str = "run"):
     from nsteplstm.data import load_dataset
 
     config = Config(data=data, total_size=80, sequence_size=S, n_hidden=8, epochs=1)
-    model = Forecaster(1, 1, 8, 1, dropout=0.0)
+    model = Forecaster(1, 1, 8, 1, dropout=config.dropout)
     run_dir = tmp_path / name
     run_dir.mkdir()
     runs.write_config(run_dir, config, model.config, load_dataset(config).scaler)

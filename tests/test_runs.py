@@ -20,8 +20,8 @@ from nsteplstm.model import Forecaster
 def make_run(path: Path, n_hidden: int = 4, cell: str = "nstep") -> Forecaster:
     """A run directory holding config.json and model.safetensors of a fresh model."""
     torch.manual_seed(0)
-    model = Forecaster(1, 1, n_hidden, 1, 0.0, cell)
     config = Config.from_dict({"n_hidden": n_hidden, "cell": cell}, "test")
+    model = Forecaster(1, 1, n_hidden, 1, config.dropout, cell)
     path.mkdir(parents=True, exist_ok=True)
     runs.write_config(path, config, model.config, None)
     runs.save_model(path / runs.MODEL_FILE, model)
@@ -93,7 +93,7 @@ def test_model_round_trip(tmp_path: Path) -> None:
 
 def test_scaler_round_trip(tmp_path: Path) -> None:
     scaler = Scaler(np.array([1.5], np.float32), np.array([2.0], np.float32))
-    runs.write_config(tmp_path, Config(), {"n_hidden": 3}, scaler)
+    runs.write_config(tmp_path, Config(n_hidden=3), {"n_hidden": 3}, scaler)
     _, model_config, back = runs.read_config(tmp_path)
     assert model_config == {"n_hidden": 3}
     assert back is not None and back.mean.tolist() == [1.5] and back.std.tolist() == [2.0]
@@ -168,7 +168,8 @@ def test_newer_format_version(tmp_path: Path) -> None:
         ("[1, 2]", "expected a JSON object"),
         ('{"format_version": 1, "config": {}, "model": 3}', "'model' must be a JSON object"),
         ('{"format_version": 1, "config": {"epochs": 0}, "model": {}}', "epochs"),
-        ('{"format_version": 1, "config": {}, "model": {"n_hidden": -1}}', "not a valid arch"),
+        ('{"format_version": 1, "config": {}, "model": {"n_hidden": -1}}', "does not match"),
+        ('{"format_version": 1, "config": {}, "model": {"foo": 1}}', "not a valid arch"),
         ('{"format_version": "1", "config": {}, "model": {}}', "format_version must be"),
     ],
 )
