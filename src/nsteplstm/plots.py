@@ -171,6 +171,7 @@ def _log_axes(ax: Any, ylabel: str) -> None:
     # Plain numbers (0.4, 3, 0.01) rather than 4x10^-1; minor ticks labelled on short ranges.
     ax.yaxis.set_major_formatter(_PlainLogFormatter())
     ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
