@@ -368,3 +368,14 @@ def test_merged_segments_give_exact_outputs_and_gradients(n_layers):
     ]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["nstep", "step"])
+def test_packed_fast_path_refuses_data_that_does_not_fit_the_layout(cell):
+    # The fused kernels trust these sizes; a mismatch once corrupted the heap.
+    model = nl.Forecaster(1, 1, 8, 1, cell=cell)
+    layout = nl.PackedLayout([5, 3])
+    with pytest.raises(nl.InputError, match=r"packed data must have shape \(8, 1\), got \(8, 2\)"):
+        model.forward_packed(torch.zeros(8, 2), layout)
+    with pytest.raises(nl.InputError, match=r"got \(7, 1\)"):
+        model.forward_packed(torch.zeros(7, 1), layout)

@@ -183,3 +183,13 @@ def test_progress_bar_output() -> None:
     text = stream.getvalue()
     assert "epoch 1/2 [##..] batch 1/2 loss 0.5" in text
     assert "train loss 0.5 val loss 0.25\x1b[K\n" in text
+
+
+def test_a_directly_built_config_is_checked_before_anything_runs(tmp_path):
+    from nsteplstm.config import Config
+    from nsteplstm.errors import InputError
+    from nsteplstm.train import train
+
+    with pytest.raises(InputError, match="n_in = 1 is out of range"):
+        train(Config(data="adding"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

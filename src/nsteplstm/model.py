@@ -67,6 +67,17 @@ def check_sequences(xs: Sequence[Tensor], in_size: int, weight: Tensor) -> Packe
     return PackedLayout([x.shape[0] for x in xs], weight.device)
 
 
+def check_packed(data: Tensor, layout: PackedLayout, in_size: int) -> None:
+    """Raise :class:`InputError` unless ``data`` is ``(layout.n_rows, in_size)``.
+
+    The fused kernels trust these sizes; a mismatch must never reach them.
+    """
+    if data.dim() != 2 or data.shape[0] != layout.n_rows or data.shape[1] != in_size:
+        raise InputError(
+            f"packed data must have shape ({layout.n_rows}, {in_size}), got {tuple(data.shape)}"
+        )
+
+
 class NStepLSTM(nn.Module):
     """A stack of ``n_layers`` LSTM layers over a batch of variable-length sequences.
 
@@ -131,6 +142,7 @@ class NStepLSTM(nn.Module):
         With ``final_states=False`` the states come back None and a CPU batch of mixed
         lengths may run as fewer, padded kernel calls (outputs stay exact).
         """
+        check_packed(data, layout, self.in_size)
         shape = (self.n_layers * self.n_directions, layout.batch, self.out_size)
         hx = data.new_zeros(shape) if hx is None else layout.sort_states(hx)
         cx = data.new_zeros(shape) if cx is None else layout.sort_states(cx)
@@ -294,6 +306,7 @@ class StepLSTMStack(nn.Module):
 
     def forward_packed(self, data: Tensor, layout: PackedLayout) -> Tensor:
         """Packed ``(N, in_size)`` -> packed ``(N, out_size)``, from zero states."""
+        check_packed(data, layout, self.in_size)
         for cell in self.cells:
             cell.reset_state()
         outs, start = [], 0

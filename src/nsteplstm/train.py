@@ -689,6 +689,8 @@ def train(
     elif config is None:
         raise InputError("train: a config is needed unless resuming")
     else:
+        # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
+        config = Config.from_dict(config.to_dict(), "config")
         out = runs.prepare_run_dir(out, force)
     if progress is None:
         progress = ProgressBar() if not quiet and sys.stderr.isatty() else _NoProgress()
