@@ -379,3 +379,21 @@ def test_packed_fast_path_refuses_data_that_does_not_fit_the_layout(cell):
         model.forward_packed(torch.zeros(8, 2), layout)
     with pytest.raises(nl.InputError, match=r"got \(7, 1\)"):
         model.forward_packed(torch.zeros(7, 1), layout)
+
+
+@pytest.mark.parametrize(
+    "cls,n_layers", [(nl.NStepLSTM, 1), (nl.NStepLSTM, 3), (nl.NStepBiLSTM, 2)]
+)
+def test_many_mixed_lengths_equal_each_sequence_alone(cls, n_layers):
+    # Enough distinct lengths that segments merge and many sequences end inside one.
+    torch.manual_seed(11)
+    lstm = cls(n_layers, 3, 5).eval()
+    lengths = torch.randint(1, 40, (60,)).tolist()
+    xs = make_xs(lengths)
+    hx, cx = make_states(lstm, len(xs))
+    hy, cy, ys = lstm(hx, cx, xs)
+    for i in range(len(xs)):
+        h1, c1, (y1,) = lstm(hx[:, i : i + 1], cx[:, i : i + 1], [xs[i]])
+        torch.testing.assert_close(ys[i], y1, **TOL)
+        torch.testing.assert_close(hy[:, i], h1[:, 0], **TOL)
+        torch.testing.assert_close(cy[:, i], c1[:, 0], **TOL)

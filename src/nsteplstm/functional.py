@@ -69,8 +69,10 @@ def n_step_lstm(
         sequence's state after its own last step ``(n_layers * D, B, H)``, sorted order.
 
     On CUDA one cuDNN call runs everything. On the CPU, a batch of equal lengths is
-    one fused (oneDNN) call; otherwise one fused call per segment of constant batch
-    size, so no step of padding is computed and final states are exact.
+    one fused (oneDNN) call. Otherwise the steps are cut into a few segments
+    (:meth:`PackedLayout.merged_segments`: kernel-call overhead against padding), one
+    fused call each; with ``final_states`` each layer runs on its own so that the
+    sequences ending inside a segment can have their exact final states.
     """
     if layout.is_dense:
         x = data.view(layout.max_length, layout.batch, -1)  # (T, B, I)
@@ -93,55 +95,110 @@ def n_step_lstm(
     if not bidirectional and not final_states:
         out = _merged_segments(data, layout, hx, cx, weights, n_layers, dropout, train)
         return out, None, None
-    if not bidirectional:
-        return _segments(data, layout, hx, cx, weights, n_layers, dropout, train)
 
-    rows = layout.reversed_rows
+    directions = 2 if bidirectional else 1
+    rows = layout.reversed_rows if bidirectional else None
     hy, cy = [], []
     for layer in range(n_layers):
         if layer > 0 and dropout > 0 and train:
             data = F.dropout(data, dropout, training=True)
-        fw, bw = weights[8 * layer : 8 * layer + 4], weights[8 * layer + 4 : 8 * layer + 8]
-        y_f, h_f, c_f = _segments(data, layout, hx[2 * layer, None], cx[2 * layer, None], fw)
-        y_b, h_b, c_b = _segments(
-            data[rows], layout, hx[2 * layer + 1, None], cx[2 * layer + 1, None], bw
-        )
-        data = torch.cat([y_f, y_b[rows]], dim=1)  # (N, 2H)
-        hy += [h_f, h_b]
-        cy += [c_f, c_b]
+        outs = []
+        for d in range(directions):
+            k = layer * directions + d
+            x = data if d == 0 else data[rows]  # backward direction: sequences reversed
+            y, h, c = _layer(x, layout, hx[k, None], cx[k, None], weights[4 * k : 4 * k + 4], train)
+            outs.append(y if d == 0 else y[rows])
+            hy.append(h)
+            cy.append(c)
+        data = torch.cat(outs, dim=1) if directions == 2 else outs[0]  # (N, D * H)
     return data, torch.cat(hy), torch.cat(cy)
 
 
-def _segments(
-    data: Tensor,
-    layout: PackedLayout,
-    h: Tensor,
-    c: Tensor,
-    weights: Sequence[Tensor],
-    n_layers: int = 1,
-    dropout: float = 0.0,
-    train: bool = False,
+def _layer(
+    data: Tensor, layout: PackedLayout, h: Tensor, c: Tensor, weights: Sequence[Tensor], train: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Unidirectional stack, one fused call per segment; shapes as in :func:`n_step_lstm`."""
-    outs, h_end, c_end = [], [], []
-    for seg in layout.segments:
-        x = data[seg.start : seg.stop].view(seg.t1 - seg.t0, seg.rows, -1)  # (steps, rows, I)
-        y, h, c = _VF.lstm(
-            x,
-            (h[:, : seg.rows], c[:, : seg.rows]),
-            weights,
-            True,
-            n_layers,
-            dropout,
-            train,
-            False,
-            False,
-        )
-        outs.append(y.flatten(0, 1))  # (steps * rows, H)
-        h_end.append(h[:, seg.rows - seg.ending :])  # the sequences that end here
-        c_end.append(c[:, seg.rows - seg.ending :])
-    # Longer sequences end later but come first in sorted order.
-    return torch.cat(outs), torch.cat(h_end[::-1], dim=1), torch.cat(c_end[::-1], dim=1)
+    """One unidirectional layer with exact final states: ``data`` ``(N, I)``, ``h``, ``c``
+    ``(1, B, H)`` sorted -> packed ``(N, H)``, final ``h``, ``c`` ``(1, B, H)`` sorted.
+
+    Runs the padded segments of :meth:`PackedLayout.merged_segments`, one fused call
+    each. A sequence that ends strictly inside a segment keeps going over padding, so
+    its final state is taken elsewhere: ``h`` is its output at its last step, and
+    ``c`` is rebuilt by :func:`_cell_states` from the inputs and outputs it had.
+    """
+    steps, batch = layout.max_length, layout.batch
+    padded = data.new_zeros(steps * batch, data.shape[1])  # (T * B, I)
+    padded = padded.index_copy(0, layout.padded_rows, data).view(steps, batch, -1)
+    lengths = layout.sorted_lengths
+    outs, h_end, c_end, inside = [], [], [], []
+    for t0, t1, rows in layout.merged_segments(CALL_OVERHEAD_ROW_STEPS):
+        x = padded[t0:t1, :rows]  # (t1 - t0, rows, I)
+        h0, c0 = h[:, :rows], c[:, :rows]
+        y, h, c = _VF.lstm(x, (h0, c0), weights, True, 1, 0.0, train, False, False)
+        outs.append(F.pad(y, (0, 0, 0, batch - rows)))  # (t1 - t0, B, H)
+        alive = sum(1 for n in lengths[:rows] if n > t1)  # rows that go on: a prefix
+        done = alive + sum(1 for n in lengths[:rows] if n == t1)  # rows ending at t1
+        h_end.append(h[:, alive:done])
+        c_end.append(c[:, alive:done])
+        if done < rows:  # rows ending before t1, in the order of the sorted batch
+            ends = [n - t0 for n in lengths[done:rows]]
+            h_prev = torch.cat([h0[:, done:rows], y[: ends[0] - 1, done:rows]])
+            inside.append((x[: ends[0], done:rows], h_prev, c0[0, done:rows], ends))
+    y_all = torch.cat(outs)  # (T, B, H)
+    h_end, c_end = torch.cat(h_end[::-1], dim=1), torch.cat(c_end[::-1], dim=1)
+    if inside:  # their rows are those not in h_end: the tail of every segment's rows
+        h_end, c_end = _merge_inside(h_end, c_end, inside, y_all, layout, weights)
+    return y_all.flatten(0, 1).index_select(0, layout.padded_rows), h_end, c_end
+
+
+def _merge_inside(
+    h_end: Tensor,
+    c_end: Tensor,
+    inside: list[tuple[Tensor, Tensor, Tensor, list[int]]],
+    y_all: Tensor,
+    layout: PackedLayout,
+    weights: Sequence[Tensor],
+) -> tuple[Tensor, Tensor]:
+    """Final states of every sequence: those read off the segment ends (``h_end``,
+    ``c_end``, sorted order with the others left out) and those ending inside."""
+    lengths = layout.sorted_lengths
+    ends_at_bound = {t1 for _, t1, _ in layout.merged_segments(CALL_OVERHEAD_ROW_STEPS)}
+    rank = torch.tensor([n not in ends_at_bound for n in lengths])  # (B,) ends inside
+    order = torch.cat([(~rank).nonzero()[:, 0], rank.nonzero()[:, 0]])  # where each row is
+    inside = inside[::-1]  # later segments hold the longer sequences: sorted order
+    steps = max(part[3][0] for part in inside)
+    xs = torch.cat([F.pad(x, (0, 0, 0, 0, 0, steps - x.shape[0])) for x, _, _, _ in inside], 1)
+    hs = torch.cat([F.pad(h, (0, 0, 0, 0, 0, steps - h.shape[0])) for _, h, _, _ in inside], 1)
+    c0 = torch.cat([c for _, _, c, _ in inside])  # (R, H)
+    ends = torch.tensor([e for *_, part in inside for e in part])  # (R,)
+    c = _cell_states(xs, hs, c0, ends, weights)  # (R, H)
+    last = torch.tensor([n - 1 for n in lengths if n not in ends_at_bound])
+    rows = rank.nonzero()[:, 0]
+    h = y_all[last, rows]  # (R, H): the output at each sequence's last step
+    h_all = torch.cat([h_end, h[None]], dim=1)  # (1, B, H), rows in `order`
+    c_all = torch.cat([c_end, c[None]], dim=1)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    return h_all[:, inverse], c_all[:, inverse]
+
+
+def _cell_states(
+    x: Tensor, h_prev: Tensor, c: Tensor, ends: Tensor, weights: Sequence[Tensor]
+) -> Tensor:
+    """Cell states after ``ends[r]`` steps, given every step's input ``x`` ``(S, R, I)``
+    and previous hidden state ``h_prev`` ``(S, R, H)``, from ``c`` ``(R, H)``.
+
+    With inputs and hidden states known, the gates of all steps are one batched
+    product, and ``c_t = f_t c_{t-1} + i_t a_t`` is element-wise: no recurrence
+    through a matrix product.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    gates = torch.baddbmm(b_ih + b_hh, x, w_ih.t().expand(x.shape[0], -1, -1))
+    gates = gates.baddbmm(h_prev, w_hh.t().expand(x.shape[0], -1, -1))  # (S, R, 4H)
+    i, f, a, _ = gates.chunk(4, dim=2)
+    i, f, a = i.sigmoid(), f.sigmoid(), a.tanh()
+    for t in range(x.shape[0]):
+        c = torch.where((t < ends)[:, None], f[t] * c + i[t] * a[t], c)
+    return c
 
 
 def _merged_segments(
