@@ -120,49 +120,48 @@ def _layer(
     """One unidirectional layer with exact final states: ``data`` ``(N, I)``, ``h``, ``c``
     ``(1, B, H)`` sorted -> packed ``(N, H)``, final ``h``, ``c`` ``(1, B, H)`` sorted.
 
-    Runs the padded segments of :meth:`PackedLayout.merged_segments`, one fused call
-    each. A sequence that ends strictly inside a segment keeps going over padding, so
-    its final state is taken elsewhere: ``h`` is its output at its last step, and
-    ``c`` is rebuilt by :func:`_cell_states` from the inputs and outputs it had.
+    Runs the padded segments of :meth:`PackedLayout.cover`, one fused call each. A
+    sequence that ends strictly inside a segment keeps going over padding, so its
+    final state is taken elsewhere: ``h`` is its output at its last step, and ``c``
+    is rebuilt by :func:`_cell_states` from the inputs and outputs it had.
     """
-    steps, batch = layout.max_length, layout.batch
-    padded = data.new_zeros(steps * batch, data.shape[1])  # (T * B, I)
-    padded = padded.index_copy(0, layout.padded_rows, data).view(steps, batch, -1)
+    segments, gather, scatter = layout.cover(CALL_OVERHEAD_ROW_STEPS)
+    data = torch.cat([data, data.new_zeros(1, data.shape[1])])  # row N: padding
     lengths = layout.sorted_lengths
     outs, h_end, c_end, inside = [], [], [], []
-    for t0, t1, rows in layout.merged_segments(CALL_OVERHEAD_ROW_STEPS):
-        x = padded[t0:t1, :rows]  # (t1 - t0, rows, I)
+    for (t0, t1, rows), index in zip(segments, gather, strict=True):
+        x = data.index_select(0, index).view(t1 - t0, rows, -1)  # (t1 - t0, rows, I)
         h0, c0 = h[:, :rows], c[:, :rows]
         y, h, c = _VF.lstm(x, (h0, c0), weights, True, 1, 0.0, train, False, False)
-        outs.append(F.pad(y, (0, 0, 0, batch - rows)))  # (t1 - t0, B, H)
+        outs.append(y.flatten(0, 1))  # ((t1 - t0) * rows, H)
         alive = sum(1 for n in lengths[:rows] if n > t1)  # rows that go on: a prefix
         done = alive + sum(1 for n in lengths[:rows] if n == t1)  # rows ending at t1
         h_end.append(h[:, alive:done])
         c_end.append(c[:, alive:done])
-        if done < rows:  # rows ending before t1, in the order of the sorted batch
+        if done < rows:  # rows ending before t1
             ends = [n - t0 for n in lengths[done:rows]]
             h_prev = torch.cat([h0[:, done:rows], y[: ends[0] - 1, done:rows]])
             inside.append((x[: ends[0], done:rows], h_prev, c0[0, done:rows], ends))
-    y_all = torch.cat(outs)  # (T, B, H)
+    out = torch.cat(outs).index_select(0, scatter)  # (N, H)
     h_end, c_end = torch.cat(h_end[::-1], dim=1), torch.cat(c_end[::-1], dim=1)
     if inside:  # their rows are those not in h_end: the tail of every segment's rows
-        h_end, c_end = _merge_inside(h_end, c_end, inside, y_all, layout, weights)
-    return y_all.flatten(0, 1).index_select(0, layout.padded_rows), h_end, c_end
+        h_end, c_end = _merge_inside(h_end, c_end, inside, out, layout, weights)
+    return out, h_end, c_end
 
 
 def _merge_inside(
     h_end: Tensor,
     c_end: Tensor,
     inside: list[tuple[Tensor, Tensor, Tensor, list[int]]],
-    y_all: Tensor,
+    out: Tensor,
     layout: PackedLayout,
     weights: Sequence[Tensor],
 ) -> tuple[Tensor, Tensor]:
     """Final states of every sequence: those read off the segment ends (``h_end``,
     ``c_end``, sorted order with the others left out) and those ending inside."""
     lengths = layout.sorted_lengths
-    ends_at_bound = {t1 for _, t1, _ in layout.merged_segments(CALL_OVERHEAD_ROW_STEPS)}
-    rank = torch.tensor([n not in ends_at_bound for n in lengths])  # (B,) ends inside
+    bounds = {t1 for t1 in (seg[1] for seg in layout.cover(CALL_OVERHEAD_ROW_STEPS)[0])}
+    rank = torch.tensor([n not in bounds for n in lengths])  # (B,) ends inside
     order = torch.cat([(~rank).nonzero()[:, 0], rank.nonzero()[:, 0]])  # where each row is
     inside = inside[::-1]  # later segments hold the longer sequences: sorted order
     steps = max(part[3][0] for part in inside)
@@ -171,9 +170,10 @@ def _merge_inside(
     c0 = torch.cat([c for _, _, c, _ in inside])  # (R, H)
     ends = torch.tensor([e for *_, part in inside for e in part])  # (R,)
     c = _cell_states(xs, hs, c0, ends, weights)  # (R, H)
-    last = torch.tensor([n - 1 for n in lengths if n not in ends_at_bound])
-    rows = rank.nonzero()[:, 0]
-    h = y_all[last, rows]  # (R, H): the output at each sequence's last step
+    first = torch.cumsum(layout.batch_sizes, 0) - layout.batch_sizes  # (T,) row of step t
+    rows = rank.nonzero()[:, 0]  # (R,) sorted positions
+    last = first[torch.tensor(lengths)[rows] - 1] + rows  # packed row of each last step
+    h = out.index_select(0, last.to(out.device))  # (R, H)
     h_all = torch.cat([h_end, h[None]], dim=1)  # (1, B, H), rows in `order`
     c_all = torch.cat([c_end, c[None]], dim=1)
     inverse = torch.empty_like(order)
@@ -211,27 +211,20 @@ def _merged_segments(
     dropout: float,
     train: bool,
 ) -> Tensor:
-    """Outputs only: fewer, padded segments (:meth:`PackedLayout.merged_segments`).
+    """Outputs only: the padded segments of :meth:`PackedLayout.cover`, all layers in
+    one fused call each.
 
     A sequence that ends inside a segment runs on over zero inputs; those steps come
     after its last real one, so its outputs (and their gradients) are exact, and the
     padded outputs are dropped. Its final state is not, hence outputs only.
     """
-    steps, batch = layout.max_length, layout.batch
-    padded = data.new_zeros(steps * batch, data.shape[1])  # (T * B, I)
-    padded = padded.index_copy(0, layout.padded_rows, data).view(steps, batch, -1)
+    segments, gather, scatter = layout.cover(CALL_OVERHEAD_ROW_STEPS)
+    data = torch.cat([data, data.new_zeros(1, data.shape[1])])  # row N: padding
     outs = []
-    for t0, t1, rows in layout.merged_segments(CALL_OVERHEAD_ROW_STEPS):
+    for (t0, t1, rows), index in zip(segments, gather, strict=True):
+        x = data.index_select(0, index).view(t1 - t0, rows, -1)  # (t1 - t0, rows, I)
         y, h, c = _VF.lstm(
-            padded[t0:t1, :rows],
-            (h[:, :rows], c[:, :rows]),
-            weights,
-            True,
-            n_layers,
-            dropout,
-            train,
-            False,
-            False,
+            x, (h[:, :rows], c[:, :rows]), weights, True, n_layers, dropout, train, False, False
         )
-        outs.append(F.pad(y, (0, 0, 0, batch - rows)))  # (steps, B, H)
-    return torch.cat(outs).flatten(0, 1).index_select(0, layout.padded_rows)  # (N, H)
+        outs.append(y.flatten(0, 1))  # ((t1 - t0) * rows, H)
+    return torch.cat(outs).index_select(0, scatter)  # (N, H)

@@ -77,6 +77,9 @@ class PackedLayout:
                 self.batch, device=self.device
             )
         self._padded_rows: torch.Tensor | None = None
+        self._covers: dict[
+            float, tuple[list[tuple[int, int, int]], list[torch.Tensor], torch.Tensor]
+        ] = {}
         self._seq_to_packed: torch.Tensor | None = None
         self._packed_to_seq: torch.Tensor | None = None
         self._reversed: torch.Tensor | None = None
@@ -104,6 +107,33 @@ class PackedLayout:
             cover.append((bounds[i], bounds[j], alive[i]))
             j = i
         return cover[::-1]
+
+    def cover(
+        self, overhead: float
+    ) -> tuple[list[tuple[int, int, int]], list[torch.Tensor], torch.Tensor]:
+        """:meth:`merged_segments` with the index tensors to run them on packed data.
+
+        Returns ``(segments, gather, scatter)``: ``gather[k]`` ``(steps * rows,)`` holds,
+        for each cell of segment k's ``(steps, rows)`` grid in time-major order, its
+        packed row, or ``N`` for padding (a zero row appended to the data);
+        ``scatter`` ``(N,)`` holds, for each packed row, its row in the concatenation
+        of all grids.
+        """
+        if overhead not in self._covers:
+            segments = self.merged_segments(overhead)
+            batch, n = self.batch, self.n_rows
+            to_packed = torch.full((self.max_length * batch,), n, dtype=torch.int64)
+            to_packed[self.padded_rows.cpu()] = torch.arange(n)
+            gather, grid_row = [], torch.empty(self.max_length * batch, dtype=torch.int64)
+            start = 0
+            for t0, t1, rows in segments:
+                cells = (torch.arange(t0, t1)[:, None] * batch + torch.arange(rows)).flatten()
+                gather.append(to_packed[cells].to(self.device))
+                grid_row[cells] = torch.arange(start, start + len(cells))
+                start += len(cells)
+            scatter = grid_row[self.padded_rows.cpu()].to(self.device)
+            self._covers[overhead] = (segments, gather, scatter)
+        return self._covers[overhead]
 
     @property
     def padded_rows(self) -> torch.Tensor:
