@@ -316,3 +316,52 @@ def test_resume_refuses_other_settings(interrupted: Path) -> None:
     other = Config.from_dict({**SETTINGS, "n_hidden": 9}, "test")
     with pytest.raises(InputError, match="n_hidden"):
         train(other, interrupted, resume=True, quiet=True)
+
+
+def cli(*args: str, **kw: str) -> subprocess.Popen:
+    """``nsteplstm`` itself (``python -m nsteplstm.cli``) in a subprocess."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nsteplstm.cli", *args],
+        env=env(**kw),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def cli_flags() -> list[str]:
+    return [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()] + ["--quiet"]
+
+
+@pytest.mark.slow
+def test_cli_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path, reference: Path) -> None:
+    run = tmp_path / "run"
+    proc = cli("train", "--out", str(run), *cli_flags(), NSTEPLSTM_TEST_SLOW_CHECKPOINT="0.3")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        state = run / runs.CHECKPOINT_FILE
+        if state.exists() and json.loads(state.read_text()).get("epoch", 0) >= 2:
+            break
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL, somewhere in epoch 3 or in the middle of a checkpoint write
+    proc.communicate(timeout=30)
+    assert not (run / runs.MODEL_FILE).exists()
+    resumed = cli("train", "--resume", str(run))
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_cli_sigint_writes_checkpoint_prints_resume_command_exits_130(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = cli("train", "--out", str(run), *cli_flags(), NSTEPLSTM_TEST_SLOW_CHECKPOINT="0.3")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run / runs.CHECKPOINT_FILE).exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"nsteplstm train --resume {run}" in err
+    assert "Traceback" not in err
+    assert runs.load_checkpoint(run) is not None
