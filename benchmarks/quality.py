@@ -41,24 +41,49 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument(
+        "--grad-clip",
+        type=float,
+        default=Config.grad_clip,
+        help="0 turns clipping off (the ablation of the recipe)",
+    )
+    parser.add_argument(
+        "--keep-best",
+        type=int,
+        default=1,
+        choices=(0, 1),
+        help="0 keeps the last epoch's weights (the ablation of the recipe)",
+    )
     args = parser.parse_args()
 
     root = args.out or Path(tempfile.mkdtemp(prefix="nsteplstm-quality-"))
     rows = []
-    print("| layers | seed | window acc (120) | stream acc (1000) | window RMSE | "
-          "stream RMSE | val loss | best epoch |")
+    print(
+        "| layers | seed | window acc (120) | stream acc (1000) | window RMSE | "
+        "stream RMSE | val loss | best epoch |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n_layers in args.layers:
         for seed in args.seeds:
-            config = Config(n_layers=n_layers, seed=seed, epochs=args.epochs, device=args.device)
+            config = Config(
+                n_layers=n_layers,
+                seed=seed,
+                epochs=args.epochs,
+                device=args.device,
+                grad_clip=args.grad_clip,
+                keep_best=bool(args.keep_best),
+            )
             run_dir = root / f"l{n_layers}-s{seed}"
             train(config, run_dir, force=True, quiet=True)
             row = {"n_layers": n_layers, "seed": seed, **evaluate_run(run_dir)}
             rows.append(row)
             w, st = row["window"], row["stream"]
-            print(f"| {n_layers} | {seed} | {w['accuracy']:.1%} | {st['accuracy']:.1%} | "
-                  f"{w['rmse']:.3f} | {st['rmse']:.3f} | {row['val_loss']:.4f} | "
-                  f"{row['best_epoch']} |", flush=True)
+            print(
+                f"| {n_layers} | {seed} | {w['accuracy']:.1%} | {st['accuracy']:.1%} | "
+                f"{w['rmse']:.3f} | {st['rmse']:.3f} | {row['val_loss']:.4f} | "
+                f"{row['best_epoch']} |",
+                flush=True,
+            )
     full_window = sum(r["window"]["accuracy"] == 1.0 for r in rows)
     good_stream = sum(r["stream"]["accuracy"] >= 0.99 for r in rows)
     print(f"\nwindow 100%: {full_window}/{len(rows)}; stream >= 99%: {good_stream}/{len(rows)}")

@@ -673,7 +673,8 @@ def train(
     lowest validation loss are the ones kept. ``resume`` continues ``out_dir`` from
     its checkpoint (``config`` may be None: the run's own is used) and ends with the
     weights and history of an uninterrupted run. ``progress`` receives per-batch and
-    per-epoch reports; by default a bar on stderr when it is a terminal and not ``quiet``.
+    per-epoch reports; by default a bar on stderr when stdout and stderr are
+    terminals and not ``quiet``.
 
     Raises:
         InputError: a bad run directory, data or checkpoint.
@@ -693,7 +694,9 @@ def train(
         config = Config.from_dict(config.to_dict(), "config")
         out = runs.prepare_run_dir(out, force)
     if progress is None:
-        progress = ProgressBar() if not quiet and sys.stderr.isatty() else _NoProgress()
+        # The bar goes to stderr, and only when the user watches: both streams on a terminal.
+        watching = sys.stdout.isatty() and sys.stderr.isatty()
+        progress = ProgressBar() if not quiet and watching else _NoProgress()
 
     device = resolve_device(config.device)
     seed_everything(config.seed)
