@@ -121,7 +121,7 @@ def test_prefix_reads_the_sub_chain() -> None:
 
 
 def test_nested_prefix(tmp_path: Path) -> None:
-    with np.load(fixture("nstep_l2")) as f:
+    with np.load(fixture("nstep_l2"), allow_pickle=False) as f:
         arrays = {f"encoder/lstm/{k}": v for k, v in f.items()}
     arrays["encoder/embed/W"] = np.zeros((5, 3), np.float32)
     path = tmp_path / "nested.npz"
@@ -134,7 +134,7 @@ def test_nested_prefix(tmp_path: Path) -> None:
 
 def test_trainer_snapshot_with_prefix(tmp_path: Path) -> None:
     """Only the keys under the prefix are read: bookkeeping arrays elsewhere do not matter."""
-    with np.load(fixture("article_nstep")) as f:
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
         arrays = {f"updater/model:main/predictor/{k}": v for k, v in f.items()}
     arrays["updater/iteration"] = np.array(1000)
     arrays["updater/iterator:main/order"] = np.array(None, dtype=object)
@@ -168,7 +168,7 @@ def test_forcing_the_wrong_direction_is_a_shape_error() -> None:
 
 def rewrite(tmp_path: Path, name: str, **changes: np.ndarray | None) -> Path:
     """A copy of fixture ``name`` with keys replaced, added, or removed (value None)."""
-    with np.load(fixture(name)) as f:
+    with np.load(fixture(name), allow_pickle=False) as f:
         arrays = dict(f)
     for key, value in changes.items():
         if value is None:
@@ -254,7 +254,7 @@ def test_nothing_to_load(tmp_path: Path) -> None:
 
 
 def test_bidirectional_article_chain_is_refused(tmp_path: Path) -> None:
-    with np.load(fixture("nstepbi_l1")) as f:
+    with np.load(fixture("nstepbi_l1"), allow_pickle=False) as f:
         arrays = {f"l1/{k}": v for k, v in f.items()}
     arrays["l2/W"] = np.zeros((1, 8), np.float32)
     np.savez(tmp_path / "bi.npz", **arrays)
