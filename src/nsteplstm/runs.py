@@ -231,13 +231,8 @@ def write_config(
     atomic_write(output_path(run_dir, CONFIG_FILE), _dumps(doc))
 
 
-def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | None]:
-    """Read ``config.json``: the run's Config, the model's constructor arguments, the scaler."""
-    run_dir = _check_run_dir(run_dir)
-    path = output_path(run_dir, CONFIG_FILE)
-    doc = _read_json(path, CONFIG_FILE)
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: expected a JSON object with format_version, config, model")
+def _check_version(doc: dict[str, Any], path: Path) -> None:
+    """Refuse a document without a sane ``format_version`` or from a newer nsteplstm."""
     version = doc.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise InputError(f"{path}: format_version must be an integer >= 1, got {version!r}")
@@ -246,6 +241,16 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
             f"{path}: format_version {version} was written by a newer nsteplstm; "
             f"this version reads format_version {FORMAT_VERSION} (upgrade nsteplstm)"
         )
+
+
+def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | None]:
+    """Read ``config.json``: the run's Config, the model's constructor arguments, the scaler."""
+    run_dir = _check_run_dir(run_dir)
+    path = output_path(run_dir, CONFIG_FILE)
+    doc = _read_json(path, CONFIG_FILE)
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object with format_version, config, model")
+    _check_version(doc, path)
     for key in ("config", "model"):
         if not isinstance(doc.get(key), dict):
             raise InputError(f"{path}: '{key}' must be a JSON object")
@@ -466,14 +471,7 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint | None:
     doc = _read_json(path, CHECKPOINT_FILE)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: {CHECKPOINT_FILE} must hold a JSON object")
-    version = doc.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InputError(f"{path}: format_version must be an integer >= 1, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise InputError(
-            f"{path}: format_version {version} was written by a newer nsteplstm; "
-            f"this version reads format_version {FORMAT_VERSION} (upgrade nsteplstm)"
-        )
+    _check_version(doc, path)
     name = doc.get("weights")
     if not isinstance(name, str) or not _CHECKPOINT_WEIGHTS.fullmatch(name):
         raise InputError(f"{path}: 'weights' must name a checkpoint-*.safetensors file")
