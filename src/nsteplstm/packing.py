@@ -8,8 +8,10 @@ order, so ``batch_sizes`` here is ``PackedSequence.batch_sizes``.
 
 Sorted by length, the sequences running at step ``t`` are always a prefix of the
 batch, so every maximal run of steps with the same batch size (a *segment*) is
-a dense ``(steps, rows, F)`` block of ``data``: a contiguous view, no copy. The
-CPU LSTM runs one fused kernel call per segment and never touches padding.
+a dense ``(steps, rows, F)`` block. The CPU LSTM merges neighbouring segments
+where one more kernel call would cost more than the padding it saves
+(:meth:`PackedLayout.merged_segments`) and runs one fused call per merged
+segment (:meth:`PackedLayout.cover` gives the index tensors).
 """
 
 from __future__ import annotations
@@ -22,18 +24,11 @@ import torch
 
 @dataclass(frozen=True)
 class Segment:
-    """Steps ``[t0, t1)`` in which the first ``rows`` sorted sequences run.
-
-    ``start`` and ``stop`` are the rows of packed ``data`` the segment covers;
-    ``ending`` is how many of its sequences end at ``t1`` (the last rows).
-    """
+    """Steps ``[t0, t1)`` in which the first ``rows`` sorted sequences run, all of them."""
 
     t0: int
     t1: int
     rows: int
-    start: int
-    stop: int
-    ending: int
 
 
 class PackedLayout:
@@ -55,16 +50,12 @@ class PackedLayout:
         self._identity = order == list(range(self.batch))
         self.device = torch.device(device)
 
-        sizes, t, rows, running = [], 0, 0, self.batch
+        sizes, t, running = [], 0, self.batch
         self.segments: list[Segment] = []
         for length in sorted(set(self.sorted_lengths)):
-            ending = sum(1 for n in self.sorted_lengths if n == length)
-            self.segments.append(
-                Segment(t, length, running, rows, rows + running * (length - t), ending)
-            )
+            self.segments.append(Segment(t, length, running))
             sizes += [running] * (length - t)
-            rows += running * (length - t)
-            t, running = length, running - ending
+            t, running = length, running - self.sorted_lengths.count(length)
         # PackedSequence wants batch_sizes as a CPU int64 tensor.
         self.batch_sizes = torch.tensor(sizes, dtype=torch.int64)
 
