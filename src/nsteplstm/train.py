@@ -255,12 +255,23 @@ class _Plan:
 
 
 def _plan(data: TrainData, config: Config, rng: np.random.Generator) -> _Plan:
-    """Draw the epoch's permutation, then (with min_length) the window lengths."""
+    """Draw the epoch's permutation, then (with min_length) the window lengths.
+
+    With lengths that differ, batches are bucketed: the shuffled windows are sorted
+    by length (stable, so ties stay shuffled), cut into batches, and the batches
+    shuffled. A batch then holds windows of about one length and runs with almost
+    no padding, while every epoch still sees the windows in a new random order.
+    """
     n = data.train.size
     order = rng.permutation(n)
     lengths = data.train.lengths
     if data.min_length is not None and not data.last_only:
         lengths = random_lengths(n, data.min_length, data.train.x.shape[0], rng)
+    if lengths is not None:
+        order = order[np.argsort(lengths[order], kind="stable")]
+        size = config.batch_size
+        batches = [order[b : b + size] for b in range(0, n, size)]
+        order = np.concatenate([batches[b] for b in rng.permutation(len(batches))])
     return _Plan(order, lengths, config.batch_size)
 
 
