@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from nsteplstm import __version__
 from nsteplstm.cli import build_parser, main
@@ -29,12 +28,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FORECAST_KEYS = {"points", "rmse", "mae", "round_accuracy", "seconds"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

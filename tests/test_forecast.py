@@ -19,13 +19,7 @@ from nsteplstm.model import Forecaster
 S = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is fastest, and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(n_layers: int = 2, n_in: int = 1, cell: str = "nstep", seed: int = 0) -> Forecaster:
