@@ -280,21 +280,13 @@ def test_missing_checkpoint_weights(interrupted: Path) -> None:
         train(None, interrupted, resume=True, quiet=True)
 
 
-def test_newer_checkpoint_format(interrupted: Path) -> None:
-    path = interrupted / runs.CHECKPOINT_FILE
+@pytest.mark.parametrize("file,version", [(runs.CHECKPOINT_FILE, 99), (runs.CONFIG_FILE, 2)])
+def test_newer_format_is_refused(interrupted: Path, file: str, version: int) -> None:
+    path = interrupted / file
     doc = json.loads(path.read_text())
-    doc["format_version"] = 99
+    doc["format_version"] = version
     path.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match="format_version 99 was written by a newer"):
-        train(None, interrupted, resume=True, quiet=True)
-
-
-def test_newer_config_format(interrupted: Path) -> None:
-    path = interrupted / runs.CONFIG_FILE
-    doc = json.loads(path.read_text())
-    doc["format_version"] = 2
-    path.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match="format_version 2 was written by a newer"):
+    with pytest.raises(InputError, match=f"format_version {version} was written by a newer"):
         train(None, interrupted, resume=True, quiet=True)
 
 
