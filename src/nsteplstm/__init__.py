@@ -5,7 +5,7 @@ training, closed-loop forecasting, plots, benchmarks and Chainer checkpoint impo
 """
 
 from .chainer_import import import_chainer_run, load_chainer_npz
-from .device import resolve_device, seed_everything
+from .device import resolve_device, seed_everything, tune_malloc
 from .errors import InputError
 from .model import (
     Forecaster,
@@ -33,4 +33,5 @@ __all__ = [
     "load_chainer_npz",
     "resolve_device",
     "seed_everything",
+    "tune_malloc",
 ]

@@ -16,6 +16,11 @@ What is timed, and how:
   on the same batches) and, with ``chainer_python``, Chainer 7.8.1's
   ``links.LSTM`` (``chainer-step``) and ``links.NStepLSTM`` (``chainer-nstep``)
   through ``benchmarks/chainer_baseline.py`` in a subprocess.
+- **Memory allocator.** The bench calls :func:`nsteplstm.device.tune_malloc` as
+  ``nsteplstm train`` does, so ours and ``plain`` share its settings, and Chainer's
+  subprocess gets them too. ``plain-default`` is the plain loop in its own process
+  with glibc's defaults (one subprocess per turn, like Chainer): what a user's own
+  script gets.
 - **Interleaving.** Every contender runs one untimed warm-up epoch, then the
   contenders take turns, one timed epoch each per round, for ``repeats`` rounds
   (the starting contender rotates), so a noisy neighbour slows all of them alike.
@@ -55,7 +60,7 @@ from torch import Tensor, nn
 
 from .config import Config
 from .data import Dataset, load_dataset
-from .device import resolve_device, seed_everything
+from .device import MALLOC_ENV, resolve_device, seed_everything, tune_malloc
 from .errors import InputError
 from .forecast import MODES, forecast
 from .model import Forecaster
@@ -78,11 +83,13 @@ TARGETS = {
     "forecast_window_speedup": 100.0,  # at least
     "forecast_stream_speedup": 1000.0,  # at least
     "peak_rss_mib": 1024.0,  # below
+    "stretch_nstep_1L_speedup_vs_plain": 1.3,  # at least
 }
-ORDER = ("chainer-step", "chainer-nstep", "plain", "step", "nstep", "nstep-var")
+ORDER = ("chainer-step", "chainer-nstep", "plain-default", "plain", "step", "nstep", "nstep-var")
 LABELS = {
     "chainer-step": "Chainer links.LSTM",
     "chainer-nstep": "Chainer NStepLSTM",
+    "plain-default": "plain loop, glibc malloc defaults",
     "plain": "plain torch.nn.LSTM loop",
     "step": "ours, step",
     "nstep": "ours, nstep",
@@ -91,6 +98,7 @@ LABELS = {
 COLORS = {
     "chainer-step": "#bdbdbd",
     "chainer-nstep": "#737373",
+    "plain-default": "#fee6ce",
     "plain": "#fdae6b",
     "step": "#9ecae1",
     "nstep": "#2171b5",
@@ -334,6 +342,45 @@ def plain(
     return epoch
 
 
+def _package_env(malloc: bool) -> dict[str, str]:
+    """The environment for a subprocess that imports this package: ``malloc`` True
+    adds :func:`nsteplstm.device.tune_malloc`'s settings, False removes them."""
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env | (MALLOC_ENV if malloc else {})
+
+
+def _subprocess_epoch(cmd: list[str], env: dict[str, str]) -> float:
+    """Run a baseline script that prints JSON with ``seconds_per_epoch`` last; its first."""
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"baseline failed ({' '.join(cmd)}): {last}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds_per_epoch"][0])
+
+
+def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
+    """:func:`plain` in its own process with glibc's malloc defaults, as a user's
+    script runs it: one subprocess per call, a warm-up epoch, then one timed epoch."""
+    cmd = [sys.executable, "-m", "nsteplstm.bench", "plain-worker", config.to_json()]
+    env = _package_env(malloc=False)
+    steps = load_dataset(config).train_x.shape[0] * config.sequence_size
+
+    def epoch() -> tuple[float, int]:
+        return _subprocess_epoch(cmd, env), steps
+
+    return epoch
+
+
+def _plain_worker(config_json: str) -> None:
+    """``python -m nsteplstm.bench plain-worker CONFIG_JSON``: print one timed epoch."""
+    config = Config.from_json(config_json, "plain-worker argument")
+    epoch = plain(config, load_dataset(config), torch.device("cpu"))
+    epoch()
+    print(json.dumps({"seconds_per_epoch": [epoch()[0]]}))
+
+
 def find_chainer_script() -> Path:
     """``benchmarks/chainer_baseline.py`` of the source tree (it is not installed)."""
     candidates = [
@@ -363,9 +410,10 @@ def check_chainer_python(python: Path) -> Path:
 
 
 def chainer(
-    python: Path, script: Path, cell: str, config: Config, steps: int
+    python: Path, script: Path, cell: str, config: Config, steps: int, malloc: bool
 ) -> Callable[[], tuple[float, int]]:
-    """One subprocess per call: Chainer's warm-up epoch, then one timed epoch."""
+    """One subprocess per call: Chainer's warm-up epoch, then one timed epoch; with
+    ``malloc``, under the same malloc settings as ours (:func:`_package_env`)."""
     cmd = [
         str(python),
         str(script),
@@ -376,13 +424,10 @@ def chainer(
         *("--split-rate", str(config.split_rate), "--modulo", str(config.value)),
     ]
 
+    env = _package_env(malloc)
+
     def epoch() -> tuple[float, int]:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"chainer baseline failed ({' '.join(cmd)}): {last}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        return float(result["seconds_per_epoch"][0]), steps
+        return _subprocess_epoch(cmd, env), steps
 
     return epoch
 
@@ -450,9 +495,7 @@ def forecast_speed(
 def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any]:
     """Peak resident memory of ``python -m nsteplstm.cli train`` (``epochs`` epochs,
     otherwise ``config``'s settings) in a subprocess: its own ``ru_maxrss`` (wait4)."""
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    env = _package_env(malloc=False)  # nsteplstm train tunes malloc itself
     with tempfile.TemporaryDirectory(prefix="nsteplstm-bench-") as tmp:
         cmd = [
             sys.executable,
@@ -550,7 +593,7 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
             continue
         key = (r["device"], r["n_layers"])
         cell = "nstep" if r["contender"] == "nstep-var" else r["contender"]
-        others = {"plain": "plain", "chainer": f"chainer-{cell}"}
+        others = {"plain": "plain", "plain_default": "plain-default", "chainer": f"chainer-{cell}"}
         for name, contender in others.items():
             other = by.get((key[0], contender, key[1]))
             if other is None:
@@ -573,6 +616,15 @@ def _targets(doc: dict[str, Any]) -> dict[str, Any]:
                 "value": r["vs_plain_min"],
                 "met": r["vs_plain_min"] <= TARGETS["nstep_vs_plain"],
             }
+        if r["contender"] == "nstep" and r["n_layers"] == 1:
+            for key in ("plain", "plain_default"):
+                if f"vs_{key}_min" in r:
+                    speedup = 1 / r[f"vs_{key}_min"]
+                    goal = TARGETS["stretch_nstep_1L_speedup_vs_plain"]
+                    out[f"stretch_nstep_1L_speedup_vs_{key}"] = {
+                        "value": speedup,
+                        "met": speedup >= goal,
+                    }
         if r["contender"] == "step" and r["n_layers"] == 1:
             if "vs_chainer_min" in r:
                 speedup, against = 1 / r["vs_chainer_min"], "measured"
@@ -611,10 +663,19 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['setup']['n_hidden']}; 1 warm-up + {doc['repeats']} interleaved epochs). "
         "Ratios: time per processed step, ours / theirs (< 1: ours faster); roofline: share "
         "of the measured float32 matrix-product peak. Both from each contender's best epoch, "
-        "the one least disturbed by other load (the ratios of the means are in bench.json).",
+        "the one least disturbed by other load (the ratios of the means are in bench.json). "
+        + (
+            "Every contender runs with nsteplstm's malloc settings (`nsteplstm.tune_malloc`: "
+            "freed memory is reused instead of page-faulted back in every batch), except "
+            "'plain loop, glibc malloc defaults', the plain loop in its own process as a "
+            "user's script runs it."
+            if doc["machine"].get("malloc_tuned")
+            else "glibc's malloc settings were not tuned here (not glibc)."
+        ),
         "",
-        "| device | model | layers | mean s | min s | max s | / plain | / Chainer | roofline |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| device | model | layers | mean s | min s | max s | / plain | / plain, defaults "
+        "| / Chainer | roofline |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def ratio(r: dict[str, Any], key: str) -> str:
@@ -624,7 +685,8 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {r['device']} | {r['label']} | {r['n_layers']} | {r['mean']:.3f} | "
             f"{r['min']:.3f} | {r['max']:.3f} | {ratio(r, 'vs_plain_min')} | "
-            f"{ratio(r, 'vs_chainer_min')} | {r['roofline_best']:.0%} |"
+            f"{ratio(r, 'vs_plain_default_min')} | {ratio(r, 'vs_chainer_min')} | "
+            f"{r['roofline_best']:.0%} |"
         )
     var = [r for r in doc["training"] if "vs_equal_length_per_step" in r]
     if var:
@@ -764,6 +826,7 @@ def run_bench(
         script = find_chainer_script()
         chainer_python = check_chainer_python(Path(chainer_python))
     out.mkdir(parents=True, exist_ok=True)
+    malloc_tuned = tune_malloc()  # as nsteplstm train does; baselines get the same
 
     repeats = 1 if quick else repeats
     layer_set = QUICK_LAYERS if quick else LAYERS
@@ -778,8 +841,12 @@ def run_bench(
             config = dataclasses.replace(base, n_layers=layers)
             if dev.type == "cpu" and script is not None:
                 for cell in ("step", "nstep"):
-                    run = chainer(chainer_python, script, cell, config, windows * size)
+                    steps = windows * size
+                    run = chainer(chainer_python, script, cell, config, steps, malloc_tuned)
                     contenders.append(Contender(f"chainer-{cell}", str(dev), layers, run, False))
+            if dev.type == "cpu" and malloc_tuned and not quick:
+                run = plain_default(config)
+                contenders.append(Contender("plain-default", str(dev), layers, run, False))
             contenders.append(Contender("plain", str(dev), layers, plain(config, dataset, dev)))
             for cell in ("step", "nstep"):
                 run = ours(cell, config, dataset, dev)
@@ -820,7 +887,7 @@ def run_bench(
             "device": device,
             "chainer_python": None if chainer_python is None else str(chainer_python),
         },
-        "machine": machine(),
+        "machine": machine() | {"malloc_tuned": malloc_tuned},
         "setup": {
             "n_hidden": base.n_hidden,
             "batch_size": base.batch_size,
@@ -849,3 +916,9 @@ def run_bench(
     save_png(chart(doc), out / CHART_FILE)
     _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
     return doc
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "plain-worker":
+        sys.exit("usage: python -m nsteplstm.bench plain-worker CONFIG_JSON (used by the bench)")
+    _plain_worker(sys.argv[2])

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .config import Config, fields_help, load_toml, parse_cli_value
+from .device import tune_malloc
 from .errors import InputError
 
 
@@ -68,6 +69,7 @@ def _config_from(args: argparse.Namespace) -> Config | None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
+    tune_malloc()
     if args.resume is None and args.out is None:
         raise InputError("train: --out RUN is required (or --resume RUN to continue a run)")
     if args.resume is not None and args.out is not None:
@@ -112,6 +114,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    tune_malloc()
     report = run_demo(args.out, epochs=args.epochs, force=args.force, quiet=args.quiet)
     print(f"report: {report}")
     return 0
