@@ -187,17 +187,20 @@ def _cell_states(
     """Cell states after ``ends[r]`` steps, given every step's input ``x`` ``(S, R, I)``
     and previous hidden state ``h_prev`` ``(S, R, H)``, from ``c`` ``(R, H)``.
 
-    With inputs and hidden states known, the gates of all steps are one batched
-    product, and ``c_t = f_t c_{t-1} + i_t a_t`` is element-wise: no recurrence
+    With inputs and hidden states known, the i, f, a gates of all steps are one
+    matrix product, and ``c_t = f_t c_{t-1} + i_t a_t`` is element-wise: no recurrence
     through a matrix product.
     """
     w_ih, w_hh, b_ih, b_hh = weights
-    gates = torch.baddbmm(b_ih + b_hh, x, w_ih.t().expand(x.shape[0], -1, -1))
-    gates = gates.baddbmm(h_prev, w_hh.t().expand(x.shape[0], -1, -1))  # (S, R, 4H)
-    i, f, a, _ = gates.chunk(4, dim=2)
-    i, f, a = i.sigmoid(), f.sigmoid(), a.tanh()
-    for t in range(x.shape[0]):
-        c = torch.where((t < ends)[:, None], f[t] * c + i[t] * a[t], c)
+    three = 3 * c.shape[1]  # rows of i, f, a: the output gate plays no part in c
+    steps, rows = x.shape[:2]
+    gates = torch.addmm(b_ih[:three] + b_hh[:three], x.flatten(0, 1), w_ih[:three].t())
+    gates = gates.addmm_(h_prev.flatten(0, 1), w_hh[:three].t()).view(steps, rows, three)
+    i, f, a = gates.chunk(3, dim=2)  # (S, R, H) each
+    ia = (i.sigmoid() * a.tanh()).unbind(0)  # S x (R, H); unbind: one backward node
+    f = f.sigmoid().unbind(0)
+    for t in range(steps):
+        c = torch.where((t < ends)[:, None], torch.addcmul(ia[t], f[t], c), c)
     return c
 
 
