@@ -193,3 +193,23 @@ def test_a_directly_built_config_is_checked_before_anything_runs(tmp_path):
     with pytest.raises(InputError, match="n_in = 1 is out of range"):
         train(Config(data="adding"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_length_batches_partition_sorted_windows_into_one_length_batches() -> None:
+    from nsteplstm.train import length_batches
+
+    lengths = np.array([10] * 84 + [11] * 84 + [12] * 150 + [13] * 3 + [14] * 2 + [15] * 250)
+    bounds = length_batches(lengths, 100)
+    sizes = np.diff(bounds).tolist()
+    assert bounds[0] == 0 and bounds[-1] == len(lengths)
+    # 84 | 84 | 150 as two halves | 3 + 2 topped up from the 15s | the rest of the 15s in two
+    assert sizes == [84, 84, 75, 75, 100, 77, 78]
+    mixed = [len(set(lengths[a:b])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    assert mixed == [1, 1, 1, 1, 3, 1, 1]
+
+    rng = np.random.default_rng(0)
+    for size in (1, 7, 50, 100):
+        lengths = np.sort(rng.integers(1, 40, rng.integers(1, 900)))
+        sizes = np.diff(length_batches(lengths, size))
+        assert sizes.sum() == len(lengths) and sizes.min() >= 1 and sizes.max() <= size
+        assert (sizes[:-1] >= size // 2).all()  # only the last batch may be small

@@ -240,39 +240,66 @@ def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Adam:
 
 @dataclass
 class _Plan:
-    """One epoch's order of training windows and (optionally) their lengths."""
+    """One epoch's order of training windows, its batches and (optionally) lengths."""
 
     order: np.ndarray  # (N,) int64 window indices
     lengths: np.ndarray | None  # (N,) per window id, or None (all full length)
-    batch_size: int
+    bounds: np.ndarray  # (n_batches + 1,) batch b is order[bounds[b]:bounds[b + 1]]
 
     @property
     def n_batches(self) -> int:
-        return -(-len(self.order) // self.batch_size)
+        return len(self.bounds) - 1
 
     def index(self, b: int) -> np.ndarray:
-        return self.order[b * self.batch_size : (b + 1) * self.batch_size]
+        return self.order[self.bounds[b] : self.bounds[b + 1]]
 
 
 def _plan(data: TrainData, config: Config, rng: np.random.Generator) -> _Plan:
     """Draw the epoch's permutation, then (with min_length) the window lengths.
 
-    With lengths that differ, batches are bucketed: the shuffled windows are sorted
-    by length (stable, so ties stay shuffled), cut into batches, and the batches
-    shuffled. A batch then holds windows of about one length and runs with almost
-    no padding, while every epoch still sees the windows in a new random order.
+    With lengths that differ, batches are bucketed by length: the shuffled windows
+    are sorted by length (stable, so ties stay shuffled), cut by
+    :func:`length_batches`, and the batches shuffled. A batch then holds windows of
+    one length where there are enough of them (one fused kernel call, no padding),
+    while every epoch still sees the windows in a new random order.
     """
     n = data.train.size
     order = rng.permutation(n)
     lengths = data.train.lengths
     if data.min_length is not None and not data.last_only:
         lengths = random_lengths(n, data.min_length, data.train.x.shape[0], rng)
-    if lengths is not None:
-        order = order[np.argsort(lengths[order], kind="stable")]
-        size = config.batch_size
-        batches = [order[b : b + size] for b in range(0, n, size)]
-        order = np.concatenate([batches[b] for b in rng.permutation(len(batches))])
-    return _Plan(order, lengths, config.batch_size)
+    if lengths is None:
+        return _Plan(order, None, np.r_[0 : n : config.batch_size, n])
+    order = order[np.argsort(lengths[order], kind="stable")]
+    bounds = length_batches(lengths[order], config.batch_size)
+    batches = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    batches = [batches[k] for k in rng.permutation(len(batches))]
+    sizes = np.array([len(batch) for batch in batches])
+    return _Plan(np.concatenate(batches), lengths, np.r_[0, np.cumsum(sizes)])
+
+
+def length_batches(sorted_lengths: np.ndarray, size: int) -> np.ndarray:
+    """Cut points ``(n_batches + 1,)`` of windows sorted by length into batches of at
+    most ``size``: a run of one length longer than ``size`` is split into equal
+    parts; shorter runs share a batch with their neighbours while they fit, and a
+    batch under half of ``size`` is filled up from the next run instead of closed."""
+    _, runs = np.unique(sorted_lengths, return_counts=True)
+    bounds, start, end = [0], 0, 0  # the open batch is [start, end)
+    for run in runs.tolist():
+        if end > start and end - start + run > size:
+            if end - start < size // 2:
+                take = size - (end - start)
+                end, run = end + take, run - take
+            bounds.append(end)
+            start = end
+        if run > size:
+            parts = -(-run // size)
+            bounds += [end + run * k // parts for k in range(1, parts + 1)]
+            start = end + run
+        end += run
+    if end > start:
+        bounds.append(end)
+    return np.array(bounds)
 
 
 class _Totals:
