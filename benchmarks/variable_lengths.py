@@ -11,9 +11,11 @@ Three ways to run the same batch of B sequences (lengths drawn from [min, max]):
 plus the equal-length case: NStepLSTM on B sequences of one length against
 ``torch.nn.LSTM`` on the same dense tensor. The three contenders of a case run
 interleaved, round after round, and each one's median is reported with the ratios.
-Prints one JSON object.
+Prints one JSON object. ``--tune-malloc`` first calls ``nsteplstm.tune_malloc()``
+(freed memory reused instead of page-faulted in again), for every contender alike;
+without it glibc's defaults apply, as in any script that does not call it.
 
-    python benchmarks/variable_lengths.py [--layers 1 3] [--rounds 30]
+    python benchmarks/variable_lengths.py [--layers 1 3] [--rounds 30] [--tune-malloc]
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune-malloc", action="store_true")
     args = parser.parse_args()
+    tuned = nl.tune_malloc() if args.tune_malloc else False
 
     torch.manual_seed(args.seed)
     lengths = torch.randint(args.min_length, args.max_length + 1, (args.batch,)).tolist()
@@ -101,7 +105,7 @@ def main() -> None:
         same = [30] * args.batch
         results.append(case(n_layers, same, args.in_size, args.hidden, args.rounds))
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "results": results}, indent=1))
+                      "malloc_tuned": tuned, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -79,3 +79,16 @@ def test_quick_run_writes_complete_json(tmp_path: Path, capsys: pytest.CaptureFi
     assert (tmp_path / "bench.md").read_text().startswith("Machine:")
     with pytest.raises(InputError, match="--force"):
         run_bench(out=tmp_path, quick=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_peak_rss_is_the_child_alone_not_the_parent():
+    from nsteplstm.bench import peak_rss
+    from nsteplstm.config import Config
+
+    ballast = torch.ones(192 * 2**20)  # 768 MiB resident here, in the parent
+    rss = peak_rss(Config(device="cpu", total_size=500), torch.device("cpu"), 1)
+    assert rss["source"] == "VmHWM"
+    assert 50 < rss["peak_rss_mib"] < 700  # a fork would report the parent's 768+ MiB
+    del ballast

@@ -492,34 +492,54 @@ def forecast_speed(
     return rows
 
 
+# Runs the CLI, then copies its own /proc/self/status (VmHWM: the peak resident set
+# of this program alone) to argv[1]. The wait4 figure is no good on Linux: a child
+# inherits the parent's peak at fork and keeps it across exec.
+_RSS_PROBE = """
+import sys
+from pathlib import Path
+from nsteplstm.cli import main
+code = main(sys.argv[2:])
+status = Path("/proc/self/status")
+if status.exists():
+    Path(sys.argv[1]).write_text(status.read_text())
+sys.exit(code)
+"""
+
+
 def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any]:
-    """Peak resident memory of ``python -m nsteplstm.cli train`` (``epochs`` epochs,
-    otherwise ``config``'s settings) in a subprocess: its own ``ru_maxrss`` (wait4)."""
+    """Peak resident memory of ``nsteplstm train`` (``epochs`` epochs, otherwise
+    ``config``'s settings) in a subprocess: its ``VmHWM`` where ``/proc`` has one,
+    else its ``ru_maxrss``."""
     env = _package_env(malloc=False)  # nsteplstm train tunes malloc itself
     with tempfile.TemporaryDirectory(prefix="nsteplstm-bench-") as tmp:
-        cmd = [
-            sys.executable,
-            *("-m", "nsteplstm.cli", "train", "--quiet", "--out", str(Path(tmp) / "run")),
+        args = [
+            *("train", "--quiet", "--out", str(Path(tmp) / "run")),
             *("--epochs", str(epochs), "--device", str(device)),
             *("--total-size", str(config.total_size), "--seed", str(config.seed)),
         ]
+        status = Path(tmp) / "status.txt"
+        cmd = [sys.executable, "-c", _RSS_PROBE, str(status), *args]
         with open(Path(tmp) / "stderr.txt", "w+") as err:
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            _, code, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(code)
             seconds = time.perf_counter() - started
             err.seek(0)
             tail = err.read().strip().splitlines()
+        hwm = status.read_text().split("VmHWM:")[1].split()[0] if status.exists() else None
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {tail[-1] if tail else proc.returncode}")
+        raise RuntimeError(f"nsteplstm {' '.join(args)} failed: {tail[-1] if tail else code}")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    peak = int(hwm) * 1024 if hwm is not None else usage.ru_maxrss * scale
     return {
-        "command": "nsteplstm train " + " ".join(cmd[5:]),
+        "command": "nsteplstm " + " ".join(args),
         "device": str(device),
         "epochs": epochs,
         "seconds": seconds,
-        "peak_rss_mib": usage.ru_maxrss * scale / 2**20,
+        "source": "VmHWM" if hwm is not None else "ru_maxrss",
+        "peak_rss_mib": peak / 2**20,
     }
 
 
