@@ -271,12 +271,13 @@ class StepLSTM(nn.Module):
         rows = x.shape[0]
         if self.h is None:
             h = c = x.new_zeros(rows, self.out_size)
-        else:
-            carried = self.h.shape[0]
+        elif rows == self.h.shape[0]:  # no slice: its backward would copy (B, H) twice
+            h, c = self.h, self.c
+        elif rows < self.h.shape[0]:
             h, c = self.h[:rows], self.c[:rows]
-            if rows > carried:
-                pad = x.new_zeros(rows - carried, self.out_size)
-                h, c = torch.cat([h, pad]), torch.cat([c, pad])
+        else:
+            pad = x.new_zeros(rows - self.h.shape[0], self.out_size)
+            h, c = torch.cat([self.h, pad]), torch.cat([self.c, pad])
         h, c = lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         if self.h is not None and rows < self.h.shape[0]:
             self.h = torch.cat([h, self.h[rows:]])  # (carried, H)
