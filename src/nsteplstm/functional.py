@@ -194,9 +194,14 @@ def _cell_states(
     w_ih, w_hh, b_ih, b_hh = weights
     three = 3 * c.shape[1]  # rows of i, f, a: the output gate plays no part in c
     steps, rows = x.shape[:2]
-    gates = torch.addmm(b_ih[:three] + b_hh[:three], x.flatten(0, 1), w_ih[:three].t())
-    gates = gates.addmm_(h_prev.flatten(0, 1), w_hh[:three].t()).view(steps, rows, three)
-    i, f, a = gates.chunk(3, dim=2)  # (S, R, H) each
+    valid = torch.arange(steps, device=ends.device)[:, None] < ends[None, :]  # (S, R)
+    cells = valid.flatten().nonzero().squeeze(1).to(x.device)  # (n,) real (step, row) pairs
+    gates = torch.addmm(  # (n, 3H): only the real steps, not the padding
+        b_ih[:three] + b_hh[:three], x.flatten(0, 1).index_select(0, cells), w_ih[:three].t()
+    )
+    gates = gates.addmm_(h_prev.flatten(0, 1).index_select(0, cells), w_hh[:three].t())
+    gates = gates.new_zeros(steps * rows, three).index_copy(0, cells, gates)  # (S * R, 3H)
+    i, f, a = gates.view(steps, rows, three).chunk(3, dim=2)  # (S, R, H) each
     ia = (i.sigmoid() * a.tanh()).unbind(0)  # S x (R, H); unbind: one backward node
     f = f.sigmoid().unbind(0)
     for t in range(steps):
