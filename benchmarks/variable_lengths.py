@@ -9,7 +9,9 @@ Three ways to run the same batch of B sequences (lengths drawn from [min, max]):
   computes every step of padding.
 
 plus the equal-length case: NStepLSTM on B sequences of one length against
-``torch.nn.LSTM`` on the same dense tensor. The three contenders of a case run
+``torch.nn.LSTM`` on the same dense tensor (``padded``: nothing is padded then), and
+``listed``: ``torch.nn.LSTM`` handling the same list as NStepLSTM does (stack the
+inputs, unbind the outputs), the cost of the list form itself. The three contenders of a case run
 interleaved, round after round, and each one's median is reported with the ratios.
 Prints one JSON object. ``--tune-malloc`` first calls ``nsteplstm.tune_malloc()``
 (freed memory reused instead of page-faulted in again), for every contender alike;
@@ -69,9 +71,12 @@ def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: i
         out, (hy, cy) = ref(padded)
         (out.sum() + hy.sum() + cy.sum()).backward()
 
+    def run_listed() -> None:
+        out, (hy, cy) = ref(torch.stack(xs, 1))
+        (torch.cat(out.unbind(1)).sum() + hy.sum() + cy.sum()).backward()
+
     contenders = {"nstep": run_ours, "padded": run_padded}
-    if not dense:
-        contenders["packed"] = run_packed
+    contenders.update({"listed": run_listed} if dense else {"packed": run_packed})
     medians = race(contenders, rounds)
     return {
         "n_layers": n_layers,
