@@ -397,3 +397,28 @@ def test_many_mixed_lengths_equal_each_sequence_alone(cls, n_layers):
         torch.testing.assert_close(ys[i], y1, **TOL)
         torch.testing.assert_close(hy[:, i], h1[:, 0], **TOL)
         torch.testing.assert_close(cy[:, i], c1[:, 0], **TOL)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_weight_gradients_of_a_batch_equal_the_sum_over_each_sequence_alone(n_layers):
+    """With final states in the loss, so the rebuilt cell states of sequences that
+    end inside a segment carry gradient too (float64: exact up to rounding)."""
+    torch.manual_seed(11)
+    lstm = nl.NStepLSTM(n_layers, 3, 5).double()
+    lengths = torch.randint(1, 30, (40,)).tolist()
+    xs = make_xs(lengths, in_size=3, dtype=torch.float64)
+    hx, cx = make_states(lstm, len(xs), dtype=torch.float64)
+    w = torch.randn(5, dtype=torch.float64)
+
+    def loss(hx, cx, xs):
+        hy, cy, ys = lstm(hx, cx, xs)
+        return sum((y * w).sum() for y in ys) + hy.square().sum() + (1.7 * cy).sum()
+
+    params = list(lstm.parameters())
+    batch = torch.autograd.grad(loss(hx, cx, xs), params)
+    alone = [
+        torch.autograd.grad(loss(hx[:, b : b + 1], cx[:, b : b + 1], [x]), params)
+        for b, x in enumerate(xs)
+    ]
+    for k, g in enumerate(batch):
+        torch.testing.assert_close(g, sum(a[k] for a in alone), rtol=1e-10, atol=1e-10)

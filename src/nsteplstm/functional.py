@@ -138,40 +138,40 @@ def _layer(
         done = alive + sum(1 for n in lengths[:rows] if n == t1)  # rows ending at t1
         h_end.append(h[:, alive:done])
         c_end.append(c[:, alive:done])
-        if done < rows:  # rows ending before t1
-            ends = [n - t0 for n in lengths[done:rows]]
-            h_prev = torch.cat([h0[:, done:rows], y[: ends[0] - 1, done:rows]])
-            inside.append((x[: ends[0], done:rows], h_prev, c0[0, done:rows], ends))
+        if done < rows:  # rows ending before t1: their start states
+            inside.append((t0, done, rows, h0[0, done:rows], c0[0, done:rows]))
     out = torch.cat(outs).index_select(0, scatter)  # (N, H)
     h_end, c_end = torch.cat(h_end[::-1], dim=1), torch.cat(c_end[::-1], dim=1)
     if inside:  # their rows are those not in h_end: the tail of every segment's rows
-        h_end, c_end = _merge_inside(h_end, c_end, inside, out, layout, weights)
+        h_end, c_end = _merge_inside(h_end, c_end, inside, data, out, layout, weights)
     return out, h_end, c_end
 
 
 def _merge_inside(
     h_end: Tensor,
     c_end: Tensor,
-    inside: list[tuple[Tensor, Tensor, Tensor, list[int]]],
+    inside: list[tuple[int, int, int, Tensor, Tensor]],
+    data: Tensor,
     out: Tensor,
     layout: PackedLayout,
     weights: Sequence[Tensor],
 ) -> tuple[Tensor, Tensor]:
     """Final states of every sequence: those read off the segment ends (``h_end``,
-    ``c_end``, sorted order with the others left out) and those ending inside."""
+    ``c_end``, sorted order with the others left out) and those ending inside a
+    segment, listed in ``inside`` as ``(t0, first row, end row, h0, c0)`` per segment,
+    from the layer's packed input ``data`` and output ``out``."""
     lengths = layout.sorted_lengths
     bounds = {t1 for t1 in (seg[1] for seg in layout.cover(CALL_OVERHEAD_ROW_STEPS)[0])}
     rank = torch.tensor([n not in bounds for n in lengths])  # (B,) ends inside
     order = torch.cat([(~rank).nonzero()[:, 0], rank.nonzero()[:, 0]])  # where each row is
     inside = inside[::-1]  # later segments hold the longer sequences: sorted order
-    steps = max(part[3][0] for part in inside)
-    xs = torch.cat([F.pad(x, (0, 0, 0, 0, 0, steps - x.shape[0])) for x, _, _, _ in inside], 1)
-    hs = torch.cat([F.pad(h, (0, 0, 0, 0, 0, steps - h.shape[0])) for _, h, _, _ in inside], 1)
-    c0 = torch.cat([c for _, _, c, _ in inside])  # (R, H)
-    ends = torch.tensor([e for *_, part in inside for e in part])  # (R,)
-    c = _cell_states(xs, hs, c0, ends, weights)  # (R, H)
+    rows = rank.nonzero()[:, 0]  # (R,) sorted positions, as listed in `inside`
+    start = torch.tensor([t0 for t0, done, end, _, _ in inside for _ in range(done, end)])
+    ends = torch.tensor(lengths)[rows] - start  # (R,) steps each runs in its segment
+    h0 = torch.cat([h for *_, h, _ in inside])  # (R, H)
+    c0 = torch.cat([c for *_, c in inside])  # (R, H)
     first = torch.cumsum(layout.batch_sizes, 0) - layout.batch_sizes  # (T,) row of step t
-    rows = rank.nonzero()[:, 0]  # (R,) sorted positions
+    c = _cell_states(data, out, h0, c0, first, rows, start, ends, weights)  # (R, H)
     last = first[torch.tensor(lengths)[rows] - 1] + rows  # packed row of each last step
     h = out.index_select(0, last.to(out.device))  # (R, H)
     h_all = torch.cat([h_end, h[None]], dim=1)  # (1, B, H), rows in `order`
@@ -182,30 +182,46 @@ def _merge_inside(
 
 
 def _cell_states(
-    x: Tensor, h_prev: Tensor, c: Tensor, ends: Tensor, weights: Sequence[Tensor]
+    data: Tensor,
+    out: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    first: Tensor,
+    rows: Tensor,
+    start: Tensor,
+    ends: Tensor,
+    weights: Sequence[Tensor],
 ) -> Tensor:
-    """Cell states after ``ends[r]`` steps, given every step's input ``x`` ``(S, R, I)``
-    and previous hidden state ``h_prev`` ``(S, R, H)``, from ``c`` ``(R, H)``.
+    """Cell states of R sorted sequences ``rows`` after ``ends[r]`` steps from step
+    ``start[r]``, where their state was ``h0``, ``c0`` ``(R, H)``: inputs from the
+    layer's packed input ``data`` ``(N, I)``, earlier hidden states from its packed
+    output ``out`` ``(N, H)``; ``first[t]`` is the packed row of step t's first sequence.
 
-    With inputs and hidden states known, the i, f, a gates of all steps are one
+    With inputs and hidden states known, the i, f, a gates of all those steps are one
     matrix product, and ``c_t = f_t c_{t-1} + i_t a_t`` is element-wise: no recurrence
     through a matrix product.
     """
     w_ih, w_hh, b_ih, b_hh = weights
-    three = 3 * c.shape[1]  # rows of i, f, a: the output gate plays no part in c
-    steps, rows = x.shape[:2]
-    valid = torch.arange(steps, device=ends.device)[:, None] < ends[None, :]  # (S, R)
-    cells = valid.flatten().nonzero().squeeze(1).to(x.device)  # (n,) real (step, row) pairs
-    gates = torch.addmm(  # (n, 3H): only the real steps, not the padding
-        b_ih[:three] + b_hh[:three], x.flatten(0, 1).index_select(0, cells), w_ih[:three].t()
-    )
-    gates = gates.addmm_(h_prev.flatten(0, 1).index_select(0, cells), w_hh[:three].t())
-    gates = gates.new_zeros(steps * rows, three).index_copy(0, cells, gates)  # (S * R, 3H)
-    i, f, a = gates.view(steps, rows, three).chunk(3, dim=2)  # (S, R, H) each
+    three = 3 * c0.shape[1]  # rows of i, f, a: the output gate plays no part in c
+    steps, count = int(ends.max()), len(rows)
+    s = torch.arange(steps)[:, None]  # (S, 1)
+    t = (start[None, :] + s).clamp(max=len(first) - 1)  # (S, R) step, clamped past the end
+    packed = (first[t] + rows[None, :]).flatten()  # (S * R,) packed row of each step
+    cells = (s < ends[None, :]).flatten().nonzero().squeeze(1)  # (n,) real steps, step-major
+    # Every sequence has a step 0, so the first R cells are (0, r); cell k > R follows k - R.
+    x = data.index_select(0, packed[cells].to(data.device))  # (n, I)
+    previous = out.index_select(0, packed[cells[count:] - count].to(out.device))
+    h_prev = torch.cat([h0, previous])  # (n, H)
+    gates = torch.addmm(b_ih[:three] + b_hh[:three], x, w_ih[:three].t())  # (n, 3H)
+    gates = gates.addmm_(h_prev, w_hh[:three].t())
+    cells = cells.to(gates.device)
+    gates = gates.new_zeros(steps * count, three).index_copy(0, cells, gates)  # (S * R, 3H)
+    i, f, a = gates.view(steps, count, three).chunk(3, dim=2)  # (S, R, H) each
     ia = (i.sigmoid() * a.tanh()).unbind(0)  # S x (R, H); unbind: one backward node
     f = f.sigmoid().unbind(0)
-    for t in range(steps):
-        c = torch.where((t < ends)[:, None], torch.addcmul(ia[t], f[t], c), c)
+    c = c0
+    for k in range(steps):
+        c = torch.where((k < ends)[:, None], torch.addcmul(ia[k], f[k], c), c)
     return c
 
 
