@@ -16,9 +16,11 @@ segment (:meth:`PackedLayout.cover` gives the index tensors).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -43,6 +45,7 @@ class PackedLayout:
         self.lengths = [int(n) for n in lengths]
         self.batch = len(self.lengths)
         order = sorted(range(self.batch), key=lambda i: -self.lengths[i])  # stable
+        self._order = order
         self.sorted_lengths = [self.lengths[i] for i in order]
         self.max_length = self.sorted_lengths[0]
         self.n_rows = sum(self.lengths)
@@ -52,10 +55,10 @@ class PackedLayout:
 
         sizes, t, running = [], 0, self.batch
         self.segments: list[Segment] = []
-        for length in sorted(set(self.sorted_lengths)):
+        for length, count in sorted(Counter(self.sorted_lengths).items()):
             self.segments.append(Segment(t, length, running))
             sizes += [running] * (length - t)
-            t, running = length, running - self.sorted_lengths.count(length)
+            t, running = length, running - count
         # PackedSequence wants batch_sizes as a CPU int64 tensor.
         self.batch_sizes = torch.tensor(sizes, dtype=torch.int64)
 
@@ -67,7 +70,7 @@ class PackedLayout:
             self.unsorted_indices[self.sorted_indices] = torch.arange(
                 self.batch, device=self.device
             )
-        self._padded_rows: torch.Tensor | None = None
+        self._padded_rows: np.ndarray | None = None
         self._covers: dict[
             float, tuple[list[tuple[int, int, int]], list[torch.Tensor], torch.Tensor]
         ] = {}
@@ -113,27 +116,27 @@ class PackedLayout:
         if overhead not in self._covers:
             segments = self.merged_segments(overhead)
             batch, n = self.batch, self.n_rows
-            to_packed = torch.full((self.max_length * batch,), n, dtype=torch.int64)
-            to_packed[self.padded_rows.cpu()] = torch.arange(n)
-            gather, grid_row = [], torch.empty(self.max_length * batch, dtype=torch.int64)
+            to_packed = np.full(self.max_length * batch, n, dtype=np.int64)
+            to_packed[self._padded] = np.arange(n)
+            gather, grid_row = [], np.empty(self.max_length * batch, dtype=np.int64)
             start = 0
             for t0, t1, rows in segments:
-                cells = (torch.arange(t0, t1)[:, None] * batch + torch.arange(rows)).flatten()
-                gather.append(to_packed[cells].to(self.device))
-                grid_row[cells] = torch.arange(start, start + len(cells))
+                cells = (np.arange(t0, t1)[:, None] * batch + np.arange(rows)).ravel()
+                gather.append(torch.from_numpy(to_packed[cells]).to(self.device))
+                grid_row[cells] = np.arange(start, start + len(cells))
                 start += len(cells)
-            scatter = grid_row[self.padded_rows.cpu()].to(self.device)
+            scatter = torch.from_numpy(grid_row[self._padded]).to(self.device)
             self._covers[overhead] = (segments, gather, scatter)
         return self._covers[overhead]
 
     @property
-    def padded_rows(self) -> torch.Tensor:
+    def _padded(self) -> np.ndarray:
         """(N,) for each packed row, its row ``t * B + j`` in the padded ``(T, B)`` grid
         (sorted order)."""
         if self._padded_rows is None:
-            lengths = torch.tensor(self.sorted_lengths, dtype=torch.int64)  # (B,)
-            valid = torch.arange(self.max_length)[:, None] < lengths[None, :]  # (T, B)
-            self._padded_rows = valid.flatten().nonzero().squeeze(1).to(self.device)
+            lengths = np.array(self.sorted_lengths)  # (B,)
+            valid = np.arange(self.max_length)[:, None] < lengths[None, :]  # (T, B)
+            self._padded_rows = np.flatnonzero(valid)
         return self._padded_rows
 
     @classmethod
@@ -141,34 +144,24 @@ class PackedLayout:
         """The layout of ``batch`` sequences all of ``length`` steps."""
         return cls([length] * batch, device)
 
-    def _grid(self, reverse: bool) -> torch.Tensor:
-        """Packed row of step t (or of step L-1-t when reverse) of sorted sequence j, masked.
-
-        Returns the rows for the valid (j, t) pairs, sequence by sequence in sorted
-        order, each in time order: shape (N,).
-        """
-        offsets = torch.cumsum(self.batch_sizes, 0) - self.batch_sizes  # (T,) first row of step t
-        lengths = torch.tensor(self.sorted_lengths, dtype=torch.int64)  # (B,)
-        steps = torch.arange(self.max_length)  # (T,)
-        valid = steps[None, :] < lengths[:, None]  # (B, T)
+    def _rows(self, lengths: np.ndarray, rank: np.ndarray, reverse: bool = False) -> np.ndarray:
+        """(N,) packed rows of the sequences of ``lengths`` whose sorted positions are
+        ``rank``, sequence after sequence, each in time order (reversed: last step first)."""
+        first = np.cumsum(self.batch_sizes.numpy()) - self.batch_sizes.numpy()  # (T,)
+        seq = np.repeat(rank, lengths)  # (N,) sorted position of each entry's sequence
+        step = np.arange(self.n_rows) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         if reverse:
-            steps = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0)  # (B, T)
-        else:
-            steps = steps.expand(self.batch, -1)
-        rows = offsets[steps] + torch.arange(self.batch)[:, None]  # (B, T)
-        return rows[valid]
+            step = np.repeat(lengths, lengths) - 1 - step
+        return first[step] + seq
 
     @property
     def seq_to_packed(self) -> torch.Tensor:
         """(N,) packed row of every step, sequence by sequence in the batch's own order."""
         if self._seq_to_packed is None:
-            rows = self._grid(reverse=False)
-            # Regroup sequence blocks from sorted order to the batch's own order.
-            blocks = rows.split(self.sorted_lengths)
-            if not self._identity:
-                rank = self.unsorted_indices.tolist()
-                blocks = [blocks[rank[i]] for i in range(self.batch)]
-            self._seq_to_packed = torch.cat(blocks).to(self.device)
+            rank = np.empty(self.batch, dtype=np.int64)  # sorted position of each sequence
+            rank[np.array(self._order)] = np.arange(self.batch)
+            rows = self._rows(np.array(self.lengths, dtype=np.int64), rank)
+            self._seq_to_packed = torch.from_numpy(rows).to(self.device)
         return self._seq_to_packed
 
     @property
@@ -188,11 +181,11 @@ class PackedLayout:
         ``data[reversed_rows]`` is the packed data of every sequence reversed in time.
         """
         if self._reversed is None:
-            forward = self._grid(reverse=False)
-            backward = self._grid(reverse=True)
-            index = torch.empty(self.n_rows, dtype=torch.int64)
-            index[forward] = backward
-            self._reversed = index.to(self.device)
+            lengths = np.array(self.sorted_lengths, dtype=np.int64)
+            rank = np.arange(self.batch)
+            index = np.empty(self.n_rows, dtype=np.int64)
+            index[self._rows(lengths, rank)] = self._rows(lengths, rank, reverse=True)
+            self._reversed = torch.from_numpy(index).to(self.device)
         return self._reversed
 
     def pack(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
