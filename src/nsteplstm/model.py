@@ -268,23 +268,22 @@ class StepLSTM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_size:
             raise InputError(f"x must have shape (B, {self.in_size}), got {_describe(x)}")
-        rows = x.shape[0]
-        if self.h is None:
-            h = c = x.new_zeros(rows, self.out_size)
-        elif rows == self.h.shape[0]:  # no slice: its backward would copy (B, H) twice
-            h, c = self.h, self.c
-        elif rows < self.h.shape[0]:
-            h, c = self.h[:rows], self.c[:rows]
+        rows, h, c = x.shape[0], self.h, self.c  # buffers: read once (Module.__getattr__)
+        if h is None:
+            h0 = c0 = x.new_zeros(rows, self.out_size)
+        elif rows == h.shape[0]:  # no slice: its backward would copy (B, H) twice
+            h0, c0 = h, c
+        elif rows < h.shape[0]:
+            h0, c0 = h[:rows], c[:rows]
         else:
-            pad = x.new_zeros(rows - self.h.shape[0], self.out_size)
-            h, c = torch.cat([self.h, pad]), torch.cat([self.c, pad])
-        h, c = lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        if self.h is not None and rows < self.h.shape[0]:
-            self.h = torch.cat([h, self.h[rows:]])  # (carried, H)
-            self.c = torch.cat([c, self.c[rows:]])
+            pad = x.new_zeros(rows - h.shape[0], self.out_size)
+            h0, c0 = torch.cat([h, pad]), torch.cat([c, pad])
+        h1, c1 = lstm_cell(x, h0, c0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if h is not None and rows < h.shape[0]:
+            self.h, self.c = torch.cat([h1, h[rows:]]), torch.cat([c1, c[rows:]])  # (carried, H)
         else:
-            self.h, self.c = h, c
-        return h
+            self.h, self.c = h1, c1
+        return h1
 
 
 class StepLSTMStack(nn.Module):
