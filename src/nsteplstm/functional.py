@@ -170,10 +170,9 @@ def _merge_inside(
     ends = torch.tensor(lengths)[rows] - start  # (R,) steps each runs in its segment
     h0 = torch.cat([h for *_, h, _ in inside])  # (R, H)
     c0 = torch.cat([c for *_, c in inside])  # (R, H)
-    first = torch.cumsum(layout.batch_sizes, 0) - layout.batch_sizes  # (T,) row of step t
+    first = torch.from_numpy(layout.first_rows)  # (T,) row of step t
     c = _cell_states(data, out, h0, c0, first, rows, start, ends, weights)  # (R, H)
-    last = first[torch.tensor(lengths)[rows] - 1] + rows  # packed row of each last step
-    h = out.index_select(0, last.to(out.device))  # (R, H)
+    h = out.index_select(0, layout.last_rows[rows.to(layout.device)])  # (R, H) last outputs
     h_all = torch.cat([h_end, h[None]], dim=1)  # (1, B, H), rows in `order`
     c_all = torch.cat([c_end, c[None]], dim=1)
     inverse = torch.empty_like(order)

@@ -144,10 +144,22 @@ class PackedLayout:
         """The layout of ``batch`` sequences all of ``length`` steps."""
         return cls([length] * batch, device)
 
+    @property
+    def first_rows(self) -> np.ndarray:
+        """(T,) the packed row of step t of the first (longest) sequence."""
+        sizes = self.batch_sizes.numpy()
+        return np.cumsum(sizes) - sizes
+
+    @property
+    def last_rows(self) -> torch.Tensor:
+        """(B,) the packed row of each sorted sequence's last step."""
+        ends = np.array(self.sorted_lengths) - 1
+        return torch.from_numpy(self.first_rows[ends] + np.arange(self.batch)).to(self.device)
+
     def _rows(self, lengths: np.ndarray, rank: np.ndarray, reverse: bool = False) -> np.ndarray:
         """(N,) packed rows of the sequences of ``lengths`` whose sorted positions are
         ``rank``, sequence after sequence, each in time order (reversed: last step first)."""
-        first = np.cumsum(self.batch_sizes.numpy()) - self.batch_sizes.numpy()  # (T,)
+        first = self.first_rows  # (T,)
         seq = np.repeat(rank, lengths)  # (N,) sorted position of each entry's sequence
         step = np.arange(self.n_rows) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         if reverse:

@@ -173,10 +173,7 @@ class TrainData:
         :meth:`batch` (sorted by decreasing length)."""
         if layout.is_dense:
             return self.dense_layout(layout.max_length, layout.batch)[1]
-        sizes = layout.batch_sizes  # (T,) sequences running at each step
-        first = torch.cumsum(sizes, 0) - sizes  # (T,) packed row of each step's first sequence
-        ends = torch.tensor(layout.sorted_lengths, dtype=torch.int64) - 1  # (B,)
-        return (first[ends] + torch.arange(layout.batch)).to(self.device)
+        return layout.last_rows
 
 
 def _time_major(a: np.ndarray, device: torch.device) -> Tensor:
