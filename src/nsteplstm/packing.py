@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -144,13 +145,13 @@ class PackedLayout:
         """The layout of ``batch`` sequences all of ``length`` steps."""
         return cls([length] * batch, device)
 
-    @property
+    @cached_property
     def first_rows(self) -> np.ndarray:
         """(T,) the packed row of step t of the first (longest) sequence."""
         sizes = self.batch_sizes.numpy()
         return np.cumsum(sizes) - sizes
 
-    @property
+    @cached_property
     def last_rows(self) -> torch.Tensor:
         """(B,) the packed row of each sorted sequence's last step."""
         ends = np.array(self.sorted_lengths) - 1
