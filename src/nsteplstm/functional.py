@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor
 
-from .packing import PackedLayout
+from .packing import CoverEnds, PackedLayout
 
 # The cost of one fused LSTM call (forward and backward) on the CPU, in row-steps of
 # work: measured about 0.5 ms per call against about 15 us per row-step (hidden 200).
@@ -122,105 +122,59 @@ def _layer(
 
     Runs the padded segments of :meth:`PackedLayout.cover`, one fused call each. A
     sequence that ends strictly inside a segment keeps going over padding, so its
-    final state is taken elsewhere: ``h`` is its output at its last step, and ``c``
-    is rebuilt by :func:`_cell_states` from the inputs and outputs it had.
+    final state is taken elsewhere (:class:`~nsteplstm.packing.CoverEnds`): ``h`` is
+    its output at its last step, and ``c`` is rebuilt by :func:`_cell_states` from the
+    inputs and outputs it had.
     """
-    segments, gather, scatter = layout.cover(CALL_OVERHEAD_ROW_STEPS)
+    cover, ends = layout.cover(CALL_OVERHEAD_ROW_STEPS), layout.cover_ends(CALL_OVERHEAD_ROW_STEPS)
     data = torch.cat([data, data.new_zeros(1, data.shape[1])])  # row N: padding
-    lengths = layout.sorted_lengths
-    outs, h_end, c_end, inside = [], [], [], []
-    for (t0, t1, rows), index in zip(segments, gather, strict=True):
-        x = data.index_select(0, index).view(t1 - t0, rows, -1)  # (t1 - t0, rows, I)
-        h0, c0 = h[:, :rows], c[:, :rows]
-        y, h, c = _VF.lstm(x, (h0, c0), weights, True, 1, 0.0, train, False, False)
+    grids = data.index_select(0, cover.gather).split(cover.sizes)  # (G, I) in segments
+    outs, hs, cs = [], [h[0]], [c[0]]  # the state table: start state, then each end state
+    for (t0, t1, rows), x in zip(cover.segments, grids, strict=True):
+        x = x.view(t1 - t0, rows, -1)  # (t1 - t0, rows, I)
+        y, h, c = _VF.lstm(
+            x, (h[:, :rows], c[:, :rows]), weights, True, 1, 0.0, train, False, False
+        )
         outs.append(y.flatten(0, 1))  # ((t1 - t0) * rows, H)
-        alive = sum(1 for n in lengths[:rows] if n > t1)  # rows that go on: a prefix
-        done = alive + sum(1 for n in lengths[:rows] if n == t1)  # rows ending at t1
-        h_end.append(h[:, alive:done])
-        c_end.append(c[:, alive:done])
-        if done < rows:  # rows ending before t1: their start states
-            inside.append((t0, done, rows, h0[0, done:rows], c0[0, done:rows]))
-    out = torch.cat(outs).index_select(0, scatter)  # (N, H)
-    h_end, c_end = torch.cat(h_end[::-1], dim=1), torch.cat(c_end[::-1], dim=1)
-    if inside:  # their rows are those not in h_end: the tail of every segment's rows
-        h_end, c_end = _merge_inside(h_end, c_end, inside, data, out, layout, weights)
-    return out, h_end, c_end
-
-
-def _merge_inside(
-    h_end: Tensor,
-    c_end: Tensor,
-    inside: list[tuple[int, int, int, Tensor, Tensor]],
-    data: Tensor,
-    out: Tensor,
-    layout: PackedLayout,
-    weights: Sequence[Tensor],
-) -> tuple[Tensor, Tensor]:
-    """Final states of every sequence: those read off the segment ends (``h_end``,
-    ``c_end``, sorted order with the others left out) and those ending inside a
-    segment, listed in ``inside`` as ``(t0, first row, end row, h0, c0)`` per segment,
-    from the layer's packed input ``data`` and output ``out``."""
-    lengths = layout.sorted_lengths
-    bounds = {t1 for t1 in (seg[1] for seg in layout.cover(CALL_OVERHEAD_ROW_STEPS)[0])}
-    rank = torch.tensor([n not in bounds for n in lengths])  # (B,) ends inside
-    order = torch.cat([(~rank).nonzero()[:, 0], rank.nonzero()[:, 0]])  # where each row is
-    inside = inside[::-1]  # later segments hold the longer sequences: sorted order
-    rows = rank.nonzero()[:, 0]  # (R,) sorted positions, as listed in `inside`
-    start = torch.tensor([t0 for t0, done, end, _, _ in inside for _ in range(done, end)])
-    ends = torch.tensor(lengths)[rows] - start  # (R,) steps each runs in its segment
-    h0 = torch.cat([h for *_, h, _ in inside])  # (R, H)
-    c0 = torch.cat([c for *_, c in inside])  # (R, H)
-    first = torch.from_numpy(layout.first_rows)  # (T,) row of step t
-    c = _cell_states(data, out, h0, c0, first, rows, start, ends, weights)  # (R, H)
-    h = out.index_select(0, layout.last_rows[rows.to(layout.device)])  # (R, H) last outputs
-    h_all = torch.cat([h_end, h[None]], dim=1)  # (1, B, H), rows in `order`
-    c_all = torch.cat([c_end, c[None]], dim=1)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(len(order))
-    return h_all[:, inverse], c_all[:, inverse]
+        hs.append(h[0])
+        cs.append(c[0])
+    out = torch.cat(outs).index_select(0, cover.scatter)  # (N, H)
+    h_table, c_table = torch.cat(hs), torch.cat(cs)  # (B + sum(rows), H)
+    if len(ends.start):
+        h0, c0 = h_table.index_select(0, ends.start), c_table.index_select(0, ends.start)
+        h_table = torch.cat([h_table, out.index_select(0, ends.last)])
+        c_table = torch.cat([c_table, _cell_states(data, out, h0, c0, ends, weights)])
+    return out, h_table.index_select(0, ends.final)[None], c_table.index_select(0, ends.final)[None]
 
 
 def _cell_states(
-    data: Tensor,
-    out: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    first: Tensor,
-    rows: Tensor,
-    start: Tensor,
-    ends: Tensor,
-    weights: Sequence[Tensor],
+    data: Tensor, out: Tensor, h0: Tensor, c0: Tensor, ends: CoverEnds, weights: Sequence[Tensor]
 ) -> Tensor:
-    """Cell states of R sorted sequences ``rows`` after ``ends[r]`` steps from step
-    ``start[r]``, where their state was ``h0``, ``c0`` ``(R, H)``: inputs from the
-    layer's packed input ``data`` ``(N, I)``, earlier hidden states from its packed
-    output ``out`` ``(N, H)``; ``first[t]`` is the packed row of step t's first sequence.
+    """Cell states ``(R, H)`` of the R sequences that end inside a segment, after their
+    real steps there from the segment's start state ``h0``, ``c0`` ``(R, H)``: inputs
+    from the layer's packed input ``data`` ``(N, I)``, earlier hidden states from its
+    packed output ``out`` ``(N, H)``, rows as listed in ``ends``.
 
     With inputs and hidden states known, the i, f, a gates of all those steps are one
     matrix product, and ``c_t = f_t c_{t-1} + i_t a_t`` is element-wise: no recurrence
-    through a matrix product.
+    through a matrix product. Past a sequence's end f = 1 and i a = 0, so its c stays.
     """
     w_ih, w_hh, b_ih, b_hh = weights
-    three = 3 * c0.shape[1]  # rows of i, f, a: the output gate plays no part in c
-    steps, count = int(ends.max()), len(rows)
-    s = torch.arange(steps)[:, None]  # (S, 1)
-    t = (start[None, :] + s).clamp(max=len(first) - 1)  # (S, R) step, clamped past the end
-    packed = (first[t] + rows[None, :]).flatten()  # (S * R,) packed row of each step
-    cells = (s < ends[None, :]).flatten().nonzero().squeeze(1)  # (n,) real steps, step-major
-    # Every sequence has a step 0, so the first R cells are (0, r); cell k > R follows k - R.
-    x = data.index_select(0, packed[cells].to(data.device))  # (n, I)
-    previous = out.index_select(0, packed[cells[count:] - count].to(out.device))
-    h_prev = torch.cat([h0, previous])  # (n, H)
-    gates = torch.addmm(b_ih[:three] + b_hh[:three], x, w_ih[:three].t())  # (n, 3H)
-    gates = gates.addmm_(h_prev, w_hh[:three].t())
-    cells = cells.to(gates.device)
-    gates = gates.new_zeros(steps * count, three).index_copy(0, cells, gates)  # (S * R, 3H)
-    i, f, a = gates.view(steps, count, three).chunk(3, dim=2)  # (S, R, H) each
-    ia = (i.sigmoid() * a.tanh()).unbind(0)  # S x (R, H); unbind: one backward node
-    f = f.sigmoid().unbind(0)
+    count, hidden = c0.shape
+    three = 3 * hidden  # rows of i, f, a: the output gate plays no part in c
+    h_prev = torch.cat([h0, out.index_select(0, ends.previous)])  # (n, H)
+    gates = torch.addmm(
+        b_ih[:three] + b_hh[:three], data.index_select(0, ends.inputs), w_ih[:three].t()
+    )
+    gates = gates.addmm_(h_prev, w_hh[:three].t())  # (n, 3H)
+    i, f, a = gates.chunk(3, dim=1)  # (n, H) each
+    grid = (ends.steps, count, hidden)
+    ia = gates.new_zeros(grid).flatten(0, 1).index_copy(0, ends.cells, i.sigmoid() * a.tanh())
+    f = gates.new_ones(grid).flatten(0, 1).index_copy(0, ends.cells, f.sigmoid())
+    ia, f = ia.view(grid).unbind(0), f.view(grid).unbind(0)  # S x (R, H); one backward node each
     c = c0
-    for k in range(steps):
-        c = torch.where((k < ends)[:, None], torch.addcmul(ia[k], f[k], c), c)
+    for k in range(ends.steps):
+        c = torch.addcmul(ia[k], f[k], c)
     return c
 
 
@@ -241,13 +195,14 @@ def _merged_segments(
     after its last real one, so its outputs (and their gradients) are exact, and the
     padded outputs are dropped. Its final state is not, hence outputs only.
     """
-    segments, gather, scatter = layout.cover(CALL_OVERHEAD_ROW_STEPS)
+    cover = layout.cover(CALL_OVERHEAD_ROW_STEPS)
     data = torch.cat([data, data.new_zeros(1, data.shape[1])])  # row N: padding
+    grids = data.index_select(0, cover.gather).split(cover.sizes)  # (G, I) in segments
     outs = []
-    for (t0, t1, rows), index in zip(segments, gather, strict=True):
-        x = data.index_select(0, index).view(t1 - t0, rows, -1)  # (t1 - t0, rows, I)
+    for (t0, t1, rows), x in zip(cover.segments, grids, strict=True):
+        x = x.view(t1 - t0, rows, -1)  # (t1 - t0, rows, I)
         y, h, c = _VF.lstm(
             x, (h[:, :rows], c[:, :rows]), weights, True, n_layers, dropout, train, False, False
         )
         outs.append(y.flatten(0, 1))  # ((t1 - t0) * rows, H)
-    return torch.cat(outs).index_select(0, scatter)  # (N, H)
+    return torch.cat(outs).index_select(0, cover.scatter)  # (N, H)

@@ -34,6 +34,55 @@ class Segment:
     rows: int
 
 
+@dataclass(frozen=True)
+class Cover:
+    """A padded cover of a batch by a few segments (:meth:`PackedLayout.merged_segments`),
+    ready to run: the segments' ``(steps, rows)`` grids, time-major, one after the other,
+    hold ``G = sum(sizes)`` cells.
+
+    Attributes:
+        segments: ``(t0, t1, rows)`` of each segment.
+        sizes: cells of each segment's grid, ``(t1 - t0) * rows``.
+        gather: ``(G,)`` packed row of each cell, or ``N`` for padding (a zero row
+            appended to the data).
+        scatter: ``(N,)`` cell of each packed row.
+    """
+
+    segments: list[tuple[int, int, int]]
+    sizes: list[int]
+    gather: torch.Tensor
+    scatter: torch.Tensor
+
+
+@dataclass(frozen=True)
+class CoverEnds:
+    """Where each sequence's final state is when a batch runs as a :class:`Cover`.
+
+    The *state table* stacks the start state of the first segment (B rows) and the
+    end state of every segment (``rows`` each), in order. A sequence whose length is
+    a segment's end ``t1`` finds its final state there; the R sequences ending inside
+    a segment ran on over padding, so theirs is rebuilt from their real steps
+    (:func:`nsteplstm.functional._cell_states`) and appended to the table.
+
+    Attributes:
+        final: ``(B,)`` table row of each sorted sequence's final state.
+        start: ``(R,)`` table row of each sequence ending inside: its segment's start state.
+        last: ``(R,)`` packed row of its last step.
+        inputs: ``(n,)`` packed rows of their real steps in their segments, step-major.
+        previous: ``(n - R,)`` packed row of the step before each of those past step 0.
+        cells: ``(n,)`` position of each in the ``(steps, R)`` grid.
+        steps: the most real steps any of them has in its segment.
+    """
+
+    final: torch.Tensor
+    start: torch.Tensor
+    last: torch.Tensor
+    inputs: torch.Tensor
+    previous: torch.Tensor
+    cells: torch.Tensor
+    steps: int
+
+
 class PackedLayout:
     """Index bookkeeping for one batch of lengths; built once, used for every layer.
 
@@ -72,9 +121,8 @@ class PackedLayout:
                 self.batch, device=self.device
             )
         self._padded_rows: np.ndarray | None = None
-        self._covers: dict[
-            float, tuple[list[tuple[int, int, int]], list[torch.Tensor], torch.Tensor]
-        ] = {}
+        self._covers: dict[float, Cover] = {}
+        self._cover_ends: dict[float, CoverEnds] = {}
         self._seq_to_packed: torch.Tensor | None = None
         self._packed_to_seq: torch.Tensor | None = None
         self._reversed: torch.Tensor | None = None
@@ -103,32 +151,70 @@ class PackedLayout:
             j = i
         return cover[::-1]
 
-    def cover(
-        self, overhead: float
-    ) -> tuple[list[tuple[int, int, int]], list[torch.Tensor], torch.Tensor]:
-        """:meth:`merged_segments` with the index tensors to run them on packed data.
-
-        Returns ``(segments, gather, scatter)``: ``gather[k]`` ``(steps * rows,)`` holds,
-        for each cell of segment k's ``(steps, rows)`` grid in time-major order, its
-        packed row, or ``N`` for padding (a zero row appended to the data);
-        ``scatter`` ``(N,)`` holds, for each packed row, its row in the concatenation
-        of all grids.
-        """
+    def cover(self, overhead: float) -> Cover:
+        """:meth:`merged_segments` with the index tensors to run them on packed data
+        (see :class:`Cover`); built once per layout and overhead."""
         if overhead not in self._covers:
             segments = self.merged_segments(overhead)
             batch, n = self.batch, self.n_rows
             to_packed = np.full(self.max_length * batch, n, dtype=np.int64)
             to_packed[self._padded] = np.arange(n)
-            gather, grid_row = [], np.empty(self.max_length * batch, dtype=np.int64)
-            start = 0
-            for t0, t1, rows in segments:
-                cells = (np.arange(t0, t1)[:, None] * batch + np.arange(rows)).ravel()
-                gather.append(torch.from_numpy(to_packed[cells]).to(self.device))
-                grid_row[cells] = np.arange(start, start + len(cells))
-                start += len(cells)
-            scatter = torch.from_numpy(grid_row[self._padded]).to(self.device)
-            self._covers[overhead] = (segments, gather, scatter)
+            cells = np.concatenate(
+                [
+                    (np.arange(t0, t1)[:, None] * batch + np.arange(rows)).ravel()
+                    for t0, t1, rows in segments
+                ]
+            )  # (G,) padded-grid row of each cell, segment after segment
+            grid_row = np.empty(self.max_length * batch, dtype=np.int64)
+            grid_row[cells] = np.arange(len(cells))
+            self._covers[overhead] = Cover(
+                segments,
+                [(t1 - t0) * rows for t0, t1, rows in segments],
+                torch.from_numpy(to_packed[cells]).to(self.device),
+                torch.from_numpy(grid_row[self._padded]).to(self.device),
+            )
         return self._covers[overhead]
+
+    def cover_ends(self, overhead: float) -> CoverEnds:
+        """Where each sequence's final state is when the batch runs as :meth:`cover`
+        (see :class:`CoverEnds`); built once per layout and overhead."""
+        if overhead not in self._cover_ends:
+            self._cover_ends[overhead] = self._build_cover_ends(self.cover(overhead).segments)
+        return self._cover_ends[overhead]
+
+    def _build_cover_ends(self, segments: list[tuple[int, int, int]]) -> CoverEnds:
+        batch = self.batch
+        t0s, t1s, rows = (np.array(column) for column in zip(*segments, strict=True))
+        ends = np.concatenate([[batch], batch + np.cumsum(rows)])  # table rows after each part
+        lengths = np.array(self.sorted_lengths)  # (B,)
+        seg = np.searchsorted(t1s, lengths)  # (B,) segment of each sequence's last step
+        j = np.arange(batch)  # sorted position = row within every segment it runs in
+        inside = np.flatnonzero(lengths != t1s[seg])  # (R,) sequences ending before t1
+        final = ends[seg] + j  # (B,) row of the segment's end state in the table
+        final[inside] = ends[-1] + np.arange(len(inside))  # after the table: rebuilt rows
+        k = seg[inside]  # (R,)
+        start = np.where(k == 0, inside, ends[k - 1] + inside)  # (R,) segment start state
+        t0 = t0s[k]  # (R,)
+        run = lengths[inside] - t0  # (R,) real steps of each in its segment
+        steps = int(run.max()) if len(inside) else 0
+        s = np.arange(steps)[:, None]  # (S, 1)
+        t = np.minimum(t0[None, :] + s, self.max_length - 1)  # (S, R), clamped past the end
+        packed = (self.first_rows[t] + inside[None, :]).ravel()  # (S * R,) packed row of each
+        cells = np.flatnonzero(s < run[None, :])  # (n,) real steps, step-major
+        # Every sequence has a step 0, so the first R cells are (0, r); cell c > R follows c - R.
+
+        def as_tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self.device)
+
+        return CoverEnds(
+            final=as_tensor(final),
+            start=as_tensor(start),
+            last=as_tensor(self.first_rows[lengths[inside] - 1] + inside),
+            inputs=as_tensor(packed[cells]),
+            previous=as_tensor(packed[cells[len(inside) :] - len(inside)]),
+            cells=as_tensor(cells),
+            steps=steps,
+        )
 
     @property
     def _padded(self) -> np.ndarray:

@@ -1,0 +1,69 @@
+"""PackedLayout's index tables: every packed row lands where the docstrings say."""
+
+import numpy as np
+import torch
+
+import nsteplstm as nl
+
+LENGTHS = [7, 3, 12, 3, 9, 1, 12, 5, 10, 2, 8, 6]  # unsorted, ties, a length-1 sequence
+OVERHEAD = 3.0  # small enough to keep some segments apart, large enough to merge others
+
+
+def labelled(layout: nl.PackedLayout) -> torch.Tensor:
+    """Packed ``(N, 2)`` rows holding (sorted position, step) of each entry."""
+    xs = [torch.tensor([[0.0, t] for t in range(n)]) for n in layout.lengths]
+    for rank, i in enumerate(sorted(range(layout.batch), key=lambda i: -layout.lengths[i])):
+        xs[i][:, 0] = rank
+    return layout.pack(xs)
+
+
+def test_cover_grids_hold_each_segment_time_major_and_scatter_inverts_them():
+    layout = nl.PackedLayout(LENGTHS)
+    data = labelled(layout)
+    cover = layout.cover(OVERHEAD)
+    assert 1 < len(cover.segments) < len(layout.segments)  # some merged, not all
+    grid = torch.cat([data, torch.full((1, 2), -1.0)]).index_select(0, cover.gather)
+    for (t0, t1, rows), cells in zip(cover.segments, grid.split(cover.sizes), strict=True):
+        cells = cells.view(t1 - t0, rows, 2)
+        for t in range(t0, t1):
+            for j in range(rows):
+                real = t < layout.sorted_lengths[j]
+                expected = [j, t] if real else [-1, -1]  # padding past the sequence's end
+                assert cells[t - t0, j].tolist() == expected
+    assert torch.equal(grid.index_select(0, cover.scatter), data)
+
+
+def test_cover_ends_point_at_each_sequences_final_state_and_its_real_steps():
+    layout = nl.PackedLayout(LENGTHS)
+    data = labelled(layout)
+    cover, ends = layout.cover(OVERHEAD), layout.cover_ends(OVERHEAD)
+    lengths = layout.sorted_lengths
+    # The state table, labelled (segment index of the state's end, sorted position);
+    # the start state of segment 0 is labelled -1 (the given hx).
+    table = [(-1, j) for j in range(layout.batch)]
+    table += [(k, j) for k, (_, _, rows) in enumerate(cover.segments) for j in range(rows)]
+    bounds = {t1 for _, t1, _ in cover.segments}
+    inside = [j for j in range(layout.batch) if lengths[j] not in bounds]
+    assert inside  # the case the tables exist for
+    table += [("rebuilt", j) for j in inside]
+    for j, row in enumerate(ends.final.tolist()):
+        segment, position = table[row]
+        assert position == j
+        if segment != "rebuilt":
+            assert cover.segments[segment][1] == lengths[j]  # that segment ends with it
+    starts = {}
+    for r, j in enumerate(inside):
+        k = next(k for k, (t0, t1, _) in enumerate(cover.segments) if t0 < lengths[j] < t1)
+        assert table[ends.start[r]] == (k - 1, j)  # the end of the segment before
+        assert data[ends.last[r]].tolist() == [j, lengths[j] - 1]
+        starts[j] = cover.segments[k][0]
+    # Real steps in their segment, step-major; the previous row is one step earlier.
+    steps = data[ends.inputs].long().tolist()
+    expected = sorted(
+        ((j, t) for j in inside for t in range(starts[j], lengths[j])),
+        key=lambda jt: (jt[1] - starts[jt[0]], inside.index(jt[0])),
+    )
+    assert [tuple(s) for s in steps] == expected
+    previous = data[ends.previous].long().numpy()
+    assert np.array_equal(previous, np.array(expected[len(inside) :]) - [0, 1])
+    assert ends.steps == max(lengths[j] - starts[j] for j in inside)
