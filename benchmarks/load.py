@@ -34,14 +34,31 @@ def train_big(root: Path, points: int, epochs: int, hidden: int) -> dict:
     csv = root / "big.csv"
     write_csv(csv, points)
     run = root / "run"
-    cmd = [sys.executable, "-m", "nsteplstm.cli", "train", "--data", f"csv:{csv}",
-           "--out", str(run), "--epochs", str(epochs), "--n-hidden", str(hidden),
-           "--batch-size", "1000", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nsteplstm.cli",
+        "train",
+        "--data",
+        f"csv:{csv}",
+        "--out",
+        str(run),
+        "--epochs",
+        str(epochs),
+        "--n-hidden",
+        str(hidden),
+        "--batch-size",
+        "1000",
+        "--quiet",
+    ]
     began = time.perf_counter()
     subprocess.run(cmd, check=True)
     metrics = json.loads((run / "metrics.json").read_text())
     return {
-        "points": points, "epochs": epochs, "n_hidden": hidden, "batch_size": 1000,
+        "points": points,
+        "epochs": epochs,
+        "n_hidden": hidden,
+        "batch_size": 1000,
         "seconds": time.perf_counter() - began,
         "peak_rss_mib_epoch1": metrics["peak_rss_mib_epoch1"],
         "peak_rss_mib_last_epoch": metrics["peak_rss_mib"],
@@ -62,9 +79,14 @@ def forecast_many(n_series: int, horizon: int) -> dict:
     pred = forecast(model, series, list(range(n_series)), 30, horizon, "stream")
     seconds = time.perf_counter() - began
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"series": n_series, "horizon": horizon, "shape": list(pred.shape),
-            "seconds": seconds, "points_per_second": n_series * horizon / seconds,
-            "peak_rss_mib": rss}
+    return {
+        "series": n_series,
+        "horizon": horizon,
+        "shape": list(pred.shape),
+        "seconds": seconds,
+        "points_per_second": n_series * horizon / seconds,
+        "peak_rss_mib": rss,
+    }
 
 
 def main() -> None:

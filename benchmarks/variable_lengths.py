@@ -109,8 +109,17 @@ def main() -> None:
         results.append(case(n_layers, lengths, args.in_size, args.hidden, args.rounds))
         same = [30] * args.batch
         results.append(case(n_layers, same, args.in_size, args.hidden, args.rounds))
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "malloc_tuned": tuned, "results": results}, indent=1))
+    print(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "malloc_tuned": tuned,
+                "results": results,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":
