@@ -177,14 +177,16 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     }
 
 
-def _params():
+def _params() -> list:
+    params = []
     for mistake, command, message, code in ROWS:
         marks = [
             pytest.mark.xfail(strict=True, reason=reason)
             for key, reason in KNOWN_BUGS.items()
             if key in command
         ]
-        yield pytest.param(command, message, code, id=mistake, marks=marks)
+        params.append(pytest.param(command, message, code, id=mistake, marks=marks))
+    return params  # a list: pytest is deprecating generators here
 
 
 @pytest.mark.parametrize(("command", "message", "code"), _params())
