@@ -168,6 +168,22 @@ def test_building_blocks() -> None:
     assert model.training  # evaluate restores the mode
 
 
+def test_optimizer_is_fused_adam_where_torch_has_one(monkeypatch) -> None:
+    model = Forecaster(1, 1, 8, 1, 0.3)
+    assert make_optimizer(model, tiny()).defaults["fused"] is True  # CPU: torch >= 2.4
+    adam = torch.optim.Adam
+
+    def no_fused(params, **kwargs):  # as torch < 2.4 answers on the CPU
+        if kwargs.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be ... CUDA")
+        return adam(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", no_fused)
+    optimizer = make_optimizer(model, tiny(lr=0.02))
+    assert not optimizer.defaults["fused"] and optimizer.param_groups[0]["lr"] == 0.02
+    assert len(optimizer.param_groups[0]["params"]) == len(list(model.parameters()))
+
+
 def test_grad_clip_changes_the_run(tmp_path: Path) -> None:
     config = tiny(lr=0.05, epochs=1)
     clipped = train(dataclasses.replace(config, grad_clip=0.01), tmp_path / "a", quiet=True)

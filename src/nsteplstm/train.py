@@ -225,14 +225,21 @@ def load_data(config: Config) -> Dataset | AddingDataset:
 
 
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Adam:
-    """Adam with learning rate ``config.lr`` and torch's defaults otherwise.
+    """Adam with learning rate ``config.lr`` and torch's defaults otherwise, in its
+    fused implementation (one kernel per parameter instead of about ten operations)
+    where torch has one for the parameters' device (on the CPU since torch 2.4), else
+    the default implementation.
 
-    The default single-tensor implementation. Measured on the CPU with the
-    article's model (six parameter tensors): ``foreach`` gives identical results
-    but no measurable gain (the step is well under 1% of a batch), ``fused`` does
-    not give bit-identical results, so neither is used.
+    Measured on the CPU with the article's model: 0.12 against 0.30 ms per step, and
+    whole epochs 2 to 4% faster at one layer (more with short windows). Its results
+    differ from the default implementation's by float32 rounding (about 1e-8 per
+    step); a seed still gives the same run.
     """
-    return torch.optim.Adam(model.parameters(), lr=config.lr)
+    params = list(model.parameters())
+    try:
+        return torch.optim.Adam(params, lr=config.lr, fused=True)
+    except RuntimeError:  # no fused Adam for this device in this torch
+        return torch.optim.Adam(params, lr=config.lr)
 
 
 @dataclass
