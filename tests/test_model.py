@@ -422,3 +422,23 @@ def test_weight_gradients_of_a_batch_equal_the_sum_over_each_sequence_alone(n_la
     ]
     for k, g in enumerate(batch):
         torch.testing.assert_close(g, sum(a[k] for a in alone), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+@pytest.mark.parametrize("shape", [(50, 8), (1, 8), (4, 6, 8)])
+def test_head_equals_linear_in_values_and_gradients(n_out, shape):
+    torch.manual_seed(n_out)
+    head = nl.model.Head(8, n_out)
+    linear = torch.nn.Linear(8, n_out)
+    linear.load_state_dict(head.state_dict())
+    x = torch.randn(shape, requires_grad=True)
+    outs = [module(x) for module in (head, linear)]
+    assert outs[0].shape == outs[1].shape == (*shape[:-1], n_out)
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)
+    w = torch.randn_like(outs[0])
+    grads = [
+        torch.autograd.grad((y * w).sum(), [x, *m.parameters()])
+        for y, m in zip(outs, (head, linear), strict=True)
+    ]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
