@@ -185,15 +185,16 @@ class PackedLayout:
     def _build_cover_ends(self, segments: list[tuple[int, int, int]]) -> CoverEnds:
         batch = self.batch
         t0s, t1s, rows = (np.array(column) for column in zip(*segments, strict=True))
-        ends = np.concatenate([[batch], batch + np.cumsum(rows)])  # table rows after each part
+        # offset[k]: the table row of segment k's end state, row 0; offset[-1]: table size
+        offset = np.concatenate([[batch], batch + np.cumsum(rows)])
         lengths = np.array(self.sorted_lengths)  # (B,)
         seg = np.searchsorted(t1s, lengths)  # (B,) segment of each sequence's last step
         j = np.arange(batch)  # sorted position = row within every segment it runs in
         inside = np.flatnonzero(lengths != t1s[seg])  # (R,) sequences ending before t1
-        final = ends[seg] + j  # (B,) row of the segment's end state in the table
-        final[inside] = ends[-1] + np.arange(len(inside))  # after the table: rebuilt rows
+        final = offset[seg] + j  # (B,) row of the segment's end state in the table
+        final[inside] = offset[-1] + np.arange(len(inside))  # after the table: rebuilt rows
         k = seg[inside]  # (R,)
-        start = np.where(k == 0, inside, ends[k - 1] + inside)  # (R,) segment start state
+        start = np.where(k == 0, inside, offset[k - 1] + inside)  # (R,) segment start state
         t0 = t0s[k]  # (R,)
         run = lengths[inside] - t0  # (R,) real steps of each in its segment
         steps = int(run.max()) if len(inside) else 0
