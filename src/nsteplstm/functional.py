@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor
 
-from .packing import CoverEnds, PackedLayout
+from .packing import Cover, CoverEnds, PackedLayout
 
 # The cost of one more fused LSTM call (forward and backward) on the CPU, in row-steps
 # of work. A call costs about 0.4 ms beyond its ~7 us per row-step (hidden 200, 2 cores),
@@ -116,6 +116,16 @@ def n_step_lstm(
     return data, torch.cat(hy), torch.cat(cy)
 
 
+def _segment_inputs(data: Tensor, cover: Cover) -> list[Tensor]:
+    """Each segment's inputs ``(t1 - t0, rows, I)`` from packed ``data`` ``(N, I)``, zeros
+    where a sequence has ended: one gather for all segments."""
+    data = torch.cat([data, data.new_zeros(1, data.shape[1])])  # row N: padding
+    grids = data.index_select(0, cover.gather).split(cover.sizes)  # (G, I) in segments
+    return [
+        x.view(t1 - t0, rows, -1) for (t0, t1, rows), x in zip(cover.segments, grids, strict=True)
+    ]
+
+
 def _layer(
     data: Tensor, layout: PackedLayout, h: Tensor, c: Tensor, weights: Sequence[Tensor], train: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -129,11 +139,8 @@ def _layer(
     inputs and outputs it had.
     """
     cover, ends = layout.cover(CALL_OVERHEAD_ROW_STEPS), layout.cover_ends(CALL_OVERHEAD_ROW_STEPS)
-    data = torch.cat([data, data.new_zeros(1, data.shape[1])])  # row N: padding
-    grids = data.index_select(0, cover.gather).split(cover.sizes)  # (G, I) in segments
     outs, hs, cs = [], [h.squeeze(0)], [c.squeeze(0)]  # state table: start, then each end
-    for (t0, t1, rows), x in zip(cover.segments, grids, strict=True):
-        x = x.view(t1 - t0, rows, -1)  # (t1 - t0, rows, I)
+    for (_, _, rows), x in zip(cover.segments, _segment_inputs(data, cover), strict=True):
         y, h, c = _VF.lstm(
             x, (h[:, :rows], c[:, :rows]), weights, True, 1, 0.0, train, False, False
         )
@@ -198,11 +205,8 @@ def _merged_segments(
     padded outputs are dropped. Its final state is not, hence outputs only.
     """
     cover = layout.cover(CALL_OVERHEAD_ROW_STEPS)
-    data = torch.cat([data, data.new_zeros(1, data.shape[1])])  # row N: padding
-    grids = data.index_select(0, cover.gather).split(cover.sizes)  # (G, I) in segments
     outs = []
-    for (t0, t1, rows), x in zip(cover.segments, grids, strict=True):
-        x = x.view(t1 - t0, rows, -1)  # (t1 - t0, rows, I)
+    for (_, _, rows), x in zip(cover.segments, _segment_inputs(data, cover), strict=True):
         y, h, c = _VF.lstm(
             x, (h[:, :rows], c[:, :rows]), weights, True, n_layers, dropout, train, False, False
         )

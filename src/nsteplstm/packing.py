@@ -210,7 +210,7 @@ class PackedLayout:
         return CoverEnds(
             final=as_tensor(final),
             start=as_tensor(start),
-            last=as_tensor(self.first_rows[lengths[inside] - 1] + inside),
+            last=self.last_rows[as_tensor(inside)],
             inputs=as_tensor(packed[cells]),
             previous=as_tensor(packed[cells[len(inside) :] - len(inside)]),
             cells=as_tensor(cells),
