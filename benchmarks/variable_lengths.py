@@ -11,7 +11,8 @@ Three ways to run the same batch of B sequences (lengths drawn from [min, max]):
 plus the equal-length case: NStepLSTM on B sequences of one length against
 ``torch.nn.LSTM`` on the same dense tensor (``padded``: nothing is padded then), and
 ``listed``: ``torch.nn.LSTM`` handling the same list as NStepLSTM does (stack the
-inputs, unbind the outputs), the cost of the list form itself. The three contenders of a case run
+inputs, unbind the outputs), the cost of the list form itself, and ``nstep-tensor``:
+NStepLSTM given the batch as one ``(B, T, I)`` tensor. The contenders of a case run
 interleaved, round after round, and each one's median is reported with the ratios.
 Prints one JSON object. ``--tune-malloc`` first calls ``nsteplstm.tune_malloc()``
 (freed memory reused instead of page-faulted in again), for every contender alike;
@@ -71,12 +72,21 @@ def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: i
         out, (hy, cy) = ref(padded)
         (out.sum() + hy.sum() + cy.sum()).backward()
 
+    batch_major = padded.detach().transpose(0, 1).contiguous().requires_grad_()  # (B, T, I)
+
+    def run_tensor() -> None:
+        hy, cy, ys = ours(None, None, batch_major)
+        (ys.sum() + hy.sum() + cy.sum()).backward()
+
     def run_listed() -> None:
         out, (hy, cy) = ref(torch.stack(xs, 1))
         (torch.cat(out.unbind(1)).sum() + hy.sum() + cy.sum()).backward()
 
     contenders = {"nstep": run_ours, "padded": run_padded}
-    contenders.update({"listed": run_listed} if dense else {"packed": run_packed})
+    if dense:
+        contenders.update({"nstep-tensor": run_tensor, "listed": run_listed})
+    else:
+        contenders["packed"] = run_packed
     medians = race(contenders, rounds)
     return {
         "n_layers": n_layers,

@@ -54,6 +54,41 @@ def test_equals_torch_lstm_on_equal_lengths(n_layers):
     torch.testing.assert_close(cy, c_ref, **TOL)
 
 
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_one_tensor_equals_the_list_of_its_rows(cls, n_layers):
+    torch.manual_seed(n_layers)
+    lstm = cls(n_layers, 3, 4)
+    x = torch.randn(5, 6, 3, requires_grad=True)  # (B, L, I)
+    hx, cx = (s.requires_grad_() for s in make_states(lstm, 5))
+    hy, cy, ys = lstm(hx, cx, x)
+    assert ys.shape == (5, 6, 4 * lstm.n_directions)
+    (ys.square().sum() + hy.sum() + cy.sum()).backward()
+    grads = [t.grad.clone() for t in (x, hx, cx, *lstm.parameters())]
+    for t in (x, hx, cx, *lstm.parameters()):
+        t.grad = None
+    hy_l, cy_l, ys_l = lstm(hx, cx, list(x.unbind(0)))
+    (torch.stack(ys_l).square().sum() + hy_l.sum() + cy_l.sum()).backward()
+    torch.testing.assert_close(ys, torch.stack(ys_l), **TOL)
+    torch.testing.assert_close(hy, hy_l, **TOL)
+    torch.testing.assert_close(cy, cy_l, **TOL)
+    for g, t in zip(grads, (x, hx, cx, *lstm.parameters()), strict=True):
+        torch.testing.assert_close(g, t.grad, **TOL)
+
+
+def test_one_tensor_through_forecaster_and_stateful_wrapper():
+    torch.manual_seed(4)
+    model = nl.Forecaster(2, 3, 8, 2, dropout=0.0).eval()
+    x = torch.randn(4, 5, 3)  # (B, L, I)
+    torch.testing.assert_close(model(x), torch.stack(model(list(x))), **TOL)
+    st_ = nl.StatefulNStepLSTM(1, 3, 4)
+    first, second = st_(x[:, :2]), st_(x[:, 2:])  # (B, 2, 4), (B, 3, 4)
+    _, _, whole = st_.lstm(None, None, x)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole, **TOL)
+    with pytest.raises(ValueError, match="batch of 3 sequences, but the carried state is for 4"):
+        st_(x[:3])
+
+
 def copy_to_step_stack(nstep: nl.NStepLSTM, stack: nl.StepLSTMStack) -> None:
     with torch.no_grad():
         for k, cell in enumerate(stack.cells):
@@ -240,7 +275,24 @@ def test_module_moves_with_to():
 
 BAD_CALLS = [
     ("empty xs", lambda m: m(None, None, []), "non-empty list or tuple"),
-    ("not a list", lambda m: m(None, None, torch.zeros(2, 3)), "non-empty list or tuple"),
+    ("not a list", lambda m: m(None, None, {"x": 1}), "non-empty list or tuple .* got dict"),
+    (
+        "2-D tensor",
+        lambda m: m(None, None, torch.zeros(2, 3)),
+        r"\(B >= 1, L >= 1, 3\), got \(2, 3\)",
+    ),
+    ("empty tensor", lambda m: m(None, None, torch.zeros(2, 0, 3)), r"got \(2, 0, 3\)"),
+    ("tensor features", lambda m: m(None, None, torch.zeros(2, 4, 5)), r"got \(2, 4, 5\)"),
+    (
+        "tensor dtype",
+        lambda m: m(None, None, torch.zeros(2, 4, 3).double()),
+        "xs must be torch.float32",
+    ),
+    (
+        "tensor hx batch",
+        lambda m: m(torch.zeros(2, 3, 4), None, torch.zeros(2, 4, 3)),
+        r"hx must be None or a tensor of shape \(2, 2, 4\)",
+    ),
     ("zero length", lambda m: m(None, None, [torch.zeros(0, 3)]), r"xs\[0\] must have shape"),
     ("feature size", lambda m: m(None, None, [torch.zeros(2, 5)]), r"\(L >= 1, 3\), got \(2, 5\)"),
     ("1-D input", lambda m: m(None, None, [torch.zeros(3)]), r"got \(3,\)"),

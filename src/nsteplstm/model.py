@@ -49,14 +49,24 @@ def _check_like(name: str, t: Tensor, weight: Tensor) -> None:
         )
 
 
-def check_sequences(xs: Sequence[Tensor], in_size: int, weight: Tensor) -> PackedLayout:
+def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor) -> PackedLayout:
     """Raise :class:`InputError` unless ``xs`` is a non-empty list or tuple of tensors
-    ``(L_i >= 1, in_size)`` of ``weight``'s dtype and device; return the batch's layout.
+    ``(L_i >= 1, in_size)``, or one tensor ``(B >= 1, L >= 1, in_size)`` (B sequences
+    of one length), of ``weight``'s dtype and device; return the batch's layout.
     """
+    if isinstance(xs, Tensor):
+        if xs.dim() != 3 or xs.shape[2] != in_size or xs.shape[0] < 1 or xs.shape[1] < 1:
+            raise InputError(
+                f"xs as one tensor must have shape (B >= 1, L >= 1, {in_size}), "
+                f"got {tuple(xs.shape)}"
+            )
+        _check_like("xs", xs, weight)
+        return PackedLayout.dense(xs.shape[1], xs.shape[0], weight.device)
     if not isinstance(xs, (list, tuple)) or len(xs) == 0:
         got = "an empty one" if isinstance(xs, (list, tuple)) else _describe(xs)
         raise InputError(
-            f"xs must be a non-empty list or tuple of tensors (L_i, {in_size}), got {got}"
+            f"xs must be a non-empty list or tuple of tensors (L_i, {in_size}) "
+            f"or a tensor (B, L, {in_size}), got {got}"
         )
     for i, x in enumerate(xs):
         if not isinstance(x, Tensor):
@@ -84,10 +94,13 @@ class NStepLSTM(nn.Module):
     ``hy, cy, ys = lstm(hx, cx, xs)``, as ``chainer.links.NStepLSTM``:
 
     - ``xs``: list or tuple of B float tensors, ``xs[i]`` ``(L_i, in_size)``, any
-      lengths ``L_i >= 1`` in any order.
+      lengths ``L_i >= 1`` in any order; or, for sequences of one length L, one
+      tensor ``(B, L, in_size)`` (no list to stack and unbind: as fast as
+      ``torch.nn.LSTM`` on it).
     - ``hx``, ``cx``: ``None`` (zeros) or ``(n_layers * D, B, out_size)``; row b
       belongs to ``xs[b]``. D = 2 for :class:`NStepBiLSTM`, else 1.
-    - ``ys``: tuple of B tensors ``(L_i, D * out_size)``, the last layer's hidden states.
+    - ``ys``: tuple of B tensors ``(L_i, D * out_size)``, the last layer's hidden
+      states; a tensor ``(B, L, D * out_size)`` when ``xs`` is one tensor.
     - ``hy``, ``cy``: ``(n_layers * D, B, out_size)``, each sequence's state after its
       own last step.
 
@@ -121,12 +134,13 @@ class NStepLSTM(nn.Module):
         return self.lstm._flat_weights
 
     def forward(
-        self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor]
-    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor] | Tensor
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...] | Tensor]:
         layout = self.check_inputs(hx, cx, xs)
         data = layout.pack(xs)  # (N, in_size)
         out, hy, cy = self.forward_packed(data, layout, hx, cx)
-        return hy, cy, layout.unpack(out)
+        ys = layout.unpack_dense(out) if isinstance(xs, Tensor) else layout.unpack(out)
+        return hy, cy, ys
 
     def forward_packed(
         self,
@@ -163,7 +177,7 @@ class NStepLSTM(nn.Module):
         return out, layout.unsort_states(hy), layout.unsort_states(cy)
 
     def check_inputs(
-        self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor]
+        self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor] | Tensor
     ) -> PackedLayout:
         """Raise :class:`InputError` unless the arguments fit; return the batch's layout."""
         weight = self.lstm.weight_ih_l0
@@ -217,8 +231,12 @@ class StatefulNStepLSTM(nn.Module):
         if self.h is not None:
             self.h, self.c = self.h.detach(), self.c.detach()
 
-    def forward(self, xs: Sequence[Tensor]) -> tuple[Tensor, ...]:
-        if self.h is not None and isinstance(xs, (list, tuple)) and len(xs) != self.h.shape[1]:
+    def forward(self, xs: Sequence[Tensor] | Tensor) -> tuple[Tensor, ...] | Tensor:
+        if (
+            self.h is not None
+            and isinstance(xs, (list, tuple, Tensor))
+            and len(xs) != self.h.shape[1]
+        ):
             raise InputError(
                 f"batch of {len(xs)} sequences, but the carried state is for "
                 f"{self.h.shape[1]}: call reset_state() first"
@@ -340,7 +358,8 @@ class Head(nn.Linear):
 class Forecaster(nn.Module):
     """The article's model: an LSTM stack, then a Linear head on every time step.
 
-    ``ys = model(xs)``: ``xs`` list of ``(L_i, n_in)`` -> tuple of ``(L_i, n_out)``.
+    ``ys = model(xs)``: ``xs`` list of ``(L_i, n_in)`` -> tuple of ``(L_i, n_out)``, or
+    one tensor ``(B, L, n_in)`` -> ``(B, L, n_out)``.
     Every call starts from zero states. ``cell="nstep"`` runs :class:`NStepLSTM`,
     ``cell="step"`` a :class:`StepLSTMStack` (one step per call, the article's
     baseline). The head's weights start from Normal(0, 0.01), its bias from zeros.
@@ -378,9 +397,10 @@ class Forecaster(nn.Module):
         """The constructor arguments, as a dict."""
         return dict(self._config)
 
-    def forward(self, xs: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    def forward(self, xs: Sequence[Tensor] | Tensor) -> tuple[Tensor, ...] | Tensor:
         layout = check_sequences(xs, self.config["n_in"], self.head.weight)
-        return layout.unpack(self.forward_packed(layout.pack(xs), layout))
+        out = self.forward_packed(layout.pack(xs), layout)  # (N, n_out)
+        return layout.unpack_dense(out) if isinstance(xs, Tensor) else layout.unpack(out)
 
     def forward_packed(self, data: Tensor, layout: PackedLayout) -> Tensor:
         """Packed inputs ``(N, n_in)`` -> packed outputs ``(N, n_out)``."""

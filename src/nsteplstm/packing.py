@@ -288,8 +288,11 @@ class PackedLayout:
             self._reversed = torch.from_numpy(index).to(self.device)
         return self._reversed
 
-    def pack(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """List of B tensors ``(L_i, F)`` -> packed ``(N, F)``."""
+    def pack(self, xs: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """List of B tensors ``(L_i, F)``, or one tensor ``(B, T, F)`` of a dense
+        layout, -> packed ``(N, F)``."""
+        if isinstance(xs, torch.Tensor):
+            return xs.transpose(0, 1).reshape(self.n_rows, -1)  # (T, B, F) -> (N, F)
         if self.is_dense:
             return torch.stack(tuple(xs), dim=1).flatten(0, 1)  # (T, B, F) -> (N, F)
         return torch.cat(tuple(xs)).index_select(0, self.packed_to_seq)
@@ -299,6 +302,10 @@ class PackedLayout:
         if self.is_dense:
             return data.view(self.max_length, self.batch, -1).unbind(1)
         return data.index_select(0, self.seq_to_packed).split(self.lengths)
+
+    def unpack_dense(self, data: torch.Tensor) -> torch.Tensor:
+        """Packed ``(N, H)`` of a dense layout -> ``(B, T, H)``, a view."""
+        return data.view(self.max_length, self.batch, -1).transpose(0, 1)
 
     def sort_states(self, state: torch.Tensor) -> torch.Tensor:
         """(layers, B, H) in the batch's order -> in sorted order."""
