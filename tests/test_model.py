@@ -385,6 +385,11 @@ def test_cuda_matches_cpu(cls):
     torch.testing.assert_close(g_cy.cpu(), cy, atol=1e-4, rtol=0)
     for a, b in zip(g_ys, ys, strict=True):
         torch.testing.assert_close(a.cpu(), b, atol=1e-4, rtol=0)
+    x = torch.randn(5, 6, 3)  # (B, L, I): the one-tensor form
+    g_hy, _, g_y = gpu(hx[:, :5].cuda(), cx[:, :5].cuda(), x.cuda())
+    hy, _, y = lstm(hx[:, :5], cx[:, :5], x)
+    torch.testing.assert_close(g_y.cpu(), y, atol=1e-4, rtol=0)
+    torch.testing.assert_close(g_hy.cpu(), hy, atol=1e-4, rtol=0)
 
 
 @cuda
