@@ -114,6 +114,13 @@ def test_variable_length_batches_are_packed_without_padding() -> None:
     assert x.shape == (25, 1)
     assert torch.equal(x, layout.pack(xs)) and torch.equal(y, layout.pack(ys))
 
+    lengths[index] = 4  # one length, shorter than the windows: a dense batch of 4 steps
+    x, y, layout = data.batch(data.train, index, lengths)
+    assert layout.is_dense and layout.lengths == [4] * 4
+    xs = [torch.from_numpy(ds.train_x[i, :4]) for i in index]
+    ys = [torch.from_numpy(ds.train_y[i, :4]) for i in index]
+    assert torch.equal(x, layout.pack(xs)) and torch.equal(y, layout.pack(ys))
+
 
 def test_variable_length_training(tmp_path: Path) -> None:
     result = train(tiny(min_length=2, epochs=2), tmp_path / "run", quiet=True)
@@ -143,6 +150,17 @@ def test_adding_loss_is_on_the_last_step_only() -> None:
         for i in range(6)
     ]
     assert rows.tolist() == expected_rows
+
+    lengths = data.train.lengths
+    short = int(lengths.min())
+    assert short < 8
+    same = np.flatnonzero(lengths == short)[:3]  # one length: a dense batch of `short` steps
+    x, y, layout = data.batch(data.train, same, lengths)
+    assert layout.is_dense and layout.lengths == [short] * len(same)
+    last = x.index_select(0, data.last_rows(layout))  # (B, 2): each sequence's last input
+    expected_last = torch.stack([torch.from_numpy(dataset.train_x[i][-1]) for i in same])
+    assert torch.equal(last, expected_last)
+    assert torch.equal(y[:, 0], torch.tensor([float(dataset.train_y[i]) for i in same]))
 
 
 def test_adding_training_reports_baseline(tmp_path: Path) -> None:

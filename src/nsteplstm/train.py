@@ -146,15 +146,16 @@ class TrainData:
         steps = split.x.shape[0]
         if lengths is not None:
             lengths = lengths[index]
-            if bool((lengths == steps).all()):
-                lengths = None
+            if bool((lengths == lengths[0]).all()):  # one length: a dense batch
+                steps, lengths = int(lengths[0]), None
         if lengths is None:
             idx = torch.from_numpy(index).to(self.device)
-            layout, last = self.dense_layout(steps, len(index))
-            x = split.x.index_select(1, idx).view(steps * len(index), -1)  # (S*B, F_in)
+            layout, _ = self.dense_layout(steps, len(index))
+            x = split.x[:steps].index_select(1, idx).view(steps * len(index), -1)  # (S*B, F_in)
             if self.last_only:
                 return x, split.y.index_select(0, idx), layout
-            return x, split.y.index_select(1, idx).view(steps * len(index), -1), layout
+            y = split.y[:steps].index_select(1, idx).view(steps * len(index), -1)  # (S*B, F_out)
+            return x, y, layout
         order = np.argsort(-lengths, kind="stable")  # decreasing length: layout in sorted order
         index, lengths = index[order], lengths[order]
         longest = int(lengths[0])
