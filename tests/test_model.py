@@ -205,6 +205,51 @@ def test_dropout_acts_in_training_only_and_not_on_first_layer_input():
     assert torch.equal(two(None, None, xs)[2][0], two(None, None, xs)[2][0])
 
 
+@pytest.mark.parametrize("mkl", [False, True])
+def test_dropout_keeps_one_minus_ratio_scaled_and_passes_the_mask_back(monkeypatch, mkl):
+    # Both CPU mask sources: torch.rand (ours) and F.dropout (where MKL's bernoulli is fast).
+    monkeypatch.setattr(nl.functional, "_mkl_bernoulli", lambda: mkl)
+    torch.manual_seed(15)
+    x = (torch.rand(400, 500) + 0.5).requires_grad_()  # no zeros: a zero output = dropped
+    y = nl.functional.dropout(x, 0.3)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005  # 200,000 draws: sd 0.001
+    torch.testing.assert_close(y[kept], x[kept] / 0.7)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)
+    assert nl.functional.dropout(x, 0.0) is x
+
+
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+@pytest.mark.parametrize("lengths", [[4, 4, 4], LENGTHS])
+def test_training_dropout_runs_between_layers_with_the_same_draws_as_chained_layers(cls, lengths):
+    torch.manual_seed(16)
+    stack = cls(3, 3, 4, dropout=0.4).train()
+    layers = [cls(1, 3, 4).train()] + [cls(1, 4 * stack.n_directions, 4).train() for _ in "ab"]
+    state = stack.lstm.state_dict()
+    for k, layer in enumerate(layers):
+        layer.lstm.load_state_dict(
+            {n.replace(f"_l{k}", "_l0"): v for n, v in state.items() if f"_l{k}" in n}
+        )
+    xs = make_xs(lengths)
+    hx, cx = make_states(stack, len(xs))
+    torch.manual_seed(17)
+    hy, cy, ys = stack(hx, cx, xs)
+    torch.manual_seed(17)
+    d, layout = stack.n_directions, nl.packing.PackedLayout(lengths)
+    hs, cs, inputs = [], [], xs
+    for k, layer in enumerate(layers):
+        if k > 0:  # the same draws, in the same order, as the stack makes
+            inputs = layout.unpack(nl.functional.dropout(layout.pack(list(inputs)), 0.4))
+        h, c, inputs = layer(hx[d * k : d * k + d], cx[d * k : d * k + d], list(inputs))
+        hs.append(h)
+        cs.append(c)
+    torch.testing.assert_close(hy, torch.cat(hs), **TOL)
+    torch.testing.assert_close(cy, torch.cat(cs), **TOL)
+    for a, b in zip(ys, inputs, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
 def test_stateful_two_calls_equal_one_call_over_concatenation():
     torch.manual_seed(6)
     st_ = nl.StatefulNStepLSTM(2, 3, 4).eval()

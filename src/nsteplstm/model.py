@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import InputError
-from .functional import lstm_cell, n_step_lstm
+from .functional import dropout, lstm_cell, n_step_lstm
 from .packing import PackedLayout
 
 CELLS = ("nstep", "step")
@@ -332,7 +332,7 @@ class StepLSTMStack(nn.Module):
             x = data[start : start + rows]  # (B_t, in_size)
             for layer, cell in enumerate(self.cells):
                 if layer > 0 and self.dropout > 0 and self.training:
-                    x = nn.functional.dropout(x, self.dropout, training=True)
+                    x = dropout(x, self.dropout)
                 x = cell(x)  # (B_t, H)
             outs.append(x)
             start += rows
