@@ -87,6 +87,8 @@ def test_one_tensor_through_forecaster_and_stateful_wrapper():
     torch.testing.assert_close(torch.cat([first, second], dim=1), whole, **TOL)
     with pytest.raises(ValueError, match="batch of 3 sequences, but the carried state is for 4"):
         st_(x[:3])
+    with pytest.raises(ValueError, match=r"xs as one tensor must have shape .*, got \(\)"):
+        st_(torch.tensor(1.0))
 
 
 def copy_to_step_stack(nstep: nl.NStepLSTM, stack: nl.StepLSTMStack) -> None:

@@ -232,13 +232,12 @@ class StatefulNStepLSTM(nn.Module):
             self.h, self.c = self.h.detach(), self.c.detach()
 
     def forward(self, xs: Sequence[Tensor] | Tensor) -> tuple[Tensor, ...] | Tensor:
-        if (
-            self.h is not None
-            and isinstance(xs, (list, tuple, Tensor))
-            and len(xs) != self.h.shape[1]
-        ):
+        batch = len(xs) if isinstance(xs, (list, tuple)) else None
+        if isinstance(xs, Tensor) and xs.dim() == 3:
+            batch = xs.shape[0]  # (B, L, in_size)
+        if self.h is not None and batch is not None and batch != self.h.shape[1]:
             raise InputError(
-                f"batch of {len(xs)} sequences, but the carried state is for "
+                f"batch of {batch} sequences, but the carried state is for "
                 f"{self.h.shape[1]}: call reset_state() first"
             )
         self.h, self.c, ys = self.lstm(self.h, self.c, xs)
