@@ -62,7 +62,10 @@ def test_quick_run_writes_complete_json(tmp_path: Path, capsys: pytest.CaptureFi
     for key in ("cpu", "cores", "torch", "torch_threads", "cuda_devices"):
         assert key in saved["machine"]
     names = {(r["contender"], r["n_layers"]) for r in saved["training"]}
-    assert names == {("plain", 1), ("step", 1), ("nstep", 1), ("nstep-var", 1)}
+    assert names == {("plain", 1), ("step", 1), ("nstep", 1), ("plain-var", 1), ("nstep-var", 1)}
+    var = {r["contender"]: r for r in saved["training"] if r["contender"].endswith("-var")}
+    assert var["plain-var"]["steps"] == var["nstep-var"]["steps"]  # the same windows, cut alike
+    assert var["nstep-var"]["vs_plain_var_min"] > 0
     for r in saved["training"]:
         assert len(r["seconds"]) == saved["repeats"] == 1
         assert r["min"] <= r["mean"] <= r["max"]

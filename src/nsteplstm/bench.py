@@ -13,7 +13,8 @@ What is timed, and how:
   ``nstep-var`` (ours, training windows cut to random lengths in
   ``[VARIABLE_MIN_LENGTH, 30]``, compared per processed time step), ``plain``
   (:func:`plain_torch_epoch`: a ``torch.nn.LSTM`` loop as a typical user writes it,
-  on the same batches) and, with ``chainer_python``, Chainer 7.8.1's
+  on the same batches), ``plain-var`` (the plain loop on the variable-length
+  windows, padded per batch with the loss masked) and, with ``chainer_python``, Chainer 7.8.1's
   ``links.LSTM`` (``chainer-step``) and ``links.NStepLSTM`` (``chainer-nstep``)
   through ``benchmarks/chainer_baseline.py`` in a subprocess.
 - **Memory allocator.** The bench calls :func:`nsteplstm.device.tune_malloc` as
@@ -85,7 +86,16 @@ TARGETS = {
     "peak_rss_mib": 1024.0,  # below
     "stretch_nstep_1L_speedup_vs_plain": 1.3,  # at least
 }
-ORDER = ("chainer-step", "chainer-nstep", "plain-default", "plain", "step", "nstep", "nstep-var")
+ORDER = (
+    "chainer-step",
+    "chainer-nstep",
+    "plain-default",
+    "plain",
+    "step",
+    "nstep",
+    "plain-var",
+    "nstep-var",
+)
 LABELS = {
     "chainer-step": "Chainer links.LSTM",
     "chainer-nstep": "Chainer NStepLSTM",
@@ -93,6 +103,7 @@ LABELS = {
     "plain": "plain torch.nn.LSTM loop",
     "step": "ours, step",
     "nstep": "ours, nstep",
+    "plain-var": "plain loop, variable lengths (padded, masked loss)",
     "nstep-var": "ours, nstep, variable lengths",
 }
 COLORS = {
@@ -281,14 +292,29 @@ def plain_torch_epoch(
     y: Tensor,
     order: np.ndarray,
     batch_size: int,
+    lengths: np.ndarray | None = None,
 ) -> float:
     """One epoch of the plain loop over windows ``x``, ``y`` ``(T, N, F)`` (dense,
-    time-major, on the model's device) in ``order``; returns the mean batch loss."""
+    time-major, on the model's device) in ``order``; returns the mean batch loss.
+
+    With ``lengths`` ``(N,)`` window n is cut to its first ``lengths[n]`` steps the
+    way a user pads: each batch runs to its longest window and the loss covers the
+    real steps only."""
     model.train()
     total = 0.0
     for start in range(0, len(order), batch_size):
-        idx = torch.from_numpy(order[start : start + batch_size]).to(x.device)
-        loss = F.mse_loss(model(x[:, idx]), y[:, idx])
+        ids = order[start : start + batch_size]
+        idx = torch.from_numpy(ids).to(x.device)
+        if lengths is None:
+            loss = F.mse_loss(model(x[:, idx]), y[:, idx])
+        else:
+            steps = torch.from_numpy(lengths[ids]).to(x.device)  # (B,)
+            longest = int(steps.max())
+            mask = (
+                torch.arange(longest, device=x.device)[:, None, None] < steps[:, None]
+            )  # (T, B, 1)
+            error = (model(x[:longest, idx]) - y[:longest, idx]).square() * mask  # (T, B, F)
+            loss = error.sum() / (mask.sum() * y.shape[2])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -321,7 +347,11 @@ def plain(
 ) -> Callable[[], tuple[float, int]]:
     """An epoch of :func:`plain_torch_epoch` on the same batches as :func:`ours`
     (same windows, same permutation per epoch), Adam with the same learning rate,
-    under :func:`torch_defaults`. No gradient clipping (ours clips, as ``train`` does)."""
+    under :func:`torch_defaults`. No gradient clipping (ours clips, as ``train`` does).
+
+    With ``config.min_length``, the windows get the random lengths ours gets in the
+    same epoch (the same draws), are taken in random order (not bucketed by length)
+    and padded per batch (:func:`plain_torch_epoch`); steps count the real ones."""
     torch.manual_seed(config.seed)
     model = PlainLSTM(
         config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout
@@ -331,13 +361,22 @@ def plain(
     x, y = data.train.x, data.train.y
     rng = np.random.default_rng(config.seed)
 
+    shuffle = np.random.default_rng(config.seed + 1)  # plain-var's own window order
+
     def epoch() -> tuple[float, int]:
-        order = rng.permutation(data.train.size)
+        if config.min_length is None:
+            order, lengths = rng.permutation(data.train.size), None
+        else:
+            lengths = _plan(data, config, rng).lengths  # the lengths ours gets this epoch
+            order = shuffle.permutation(data.train.size)  # not bucketed by length
         with torch_defaults():
             seconds = _timed(
-                device, lambda: plain_torch_epoch(model, optimizer, x, y, order, config.batch_size)
+                device,
+                lambda: plain_torch_epoch(
+                    model, optimizer, x, y, order, config.batch_size, lengths
+                ),
             )
-        return seconds, x.shape[0] * x.shape[1]
+        return seconds, x.shape[0] * x.shape[1] if lengths is None else int(lengths.sum())
 
     return epoch
 
@@ -614,6 +653,8 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
         key = (r["device"], r["n_layers"])
         cell = "nstep" if r["contender"] == "nstep-var" else r["contender"]
         others = {"plain": "plain", "plain_default": "plain-default", "chainer": f"chainer-{cell}"}
+        if r["contender"] == "nstep-var":
+            others["plain_var"] = "plain-var"
         for name, contender in others.items():
             other = by.get((key[0], contender, key[1]))
             if other is None:
@@ -715,8 +756,9 @@ def markdown(doc: dict[str, Any]) -> str:
             f"Variable-length windows (lengths uniform in [{doc['setup']['variable_min_length']}, "
             f"{doc['setup']['sequence_size']}]), us per processed time step (best epoch):",
             "",
-            "| device | layers | equal length | variable | variable / equal | variable / plain |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| device | layers | equal length | variable | variable / equal | variable / plain "
+            "| variable / plain, variable |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         by = {(r["device"], r["contender"], r["n_layers"]): r for r in doc["training"]}
         for r in var:
@@ -724,7 +766,7 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['device']} | {r['n_layers']} | {equal['us_per_step_min']:.2f} | "
                 f"{r['us_per_step_min']:.2f} | {r['vs_equal_length_per_step_min']:.2f} | "
-                f"{ratio(r, 'vs_plain_min')} |"
+                f"{ratio(r, 'vs_plain_min')} | {ratio(r, 'vs_plain_var_min')} |"
             )
     lines += [
         "",
@@ -872,6 +914,7 @@ def run_bench(
                 run = ours(cell, config, dataset, dev)
                 contenders.append(Contender(cell, str(dev), layers, run))
             var = dataclasses.replace(config, min_length=VARIABLE_MIN_LENGTH)
+            contenders.append(Contender("plain-var", str(dev), layers, plain(var, dataset, dev)))
             contenders.append(
                 Contender("nstep-var", str(dev), layers, ours("nstep", var, dataset, dev))
             )
