@@ -400,6 +400,24 @@ def test_argument_checking_never_crashes_otherwise(lengths, in_size, hx_shape, d
         assert len(ys) == len(xs) and hy.shape == (2, len(xs), 4)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 4), min_size=0, max_size=4),
+    hx_batch=st.one_of(st.none(), st.integers(0, 5)),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.int64]),
+)
+def test_one_tensor_argument_checking_never_crashes_otherwise(shape, hx_batch, dtype):
+    lstm = nl.NStepLSTM(2, 3, 4)
+    x = torch.zeros(shape, dtype=dtype)
+    hx = None if hx_batch is None else torch.zeros(2, hx_batch, 4)
+    try:
+        hy, _, ys = lstm(hx, None, x)
+    except nl.InputError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert ys.shape == (*shape[:2], 4) and hy.shape == (2, shape[0], 4)
+
+
 def test_resolve_device():
     assert nl.resolve_device(-1) == torch.device("cpu")
     assert nl.resolve_device("-1") == torch.device("cpu")
