@@ -310,11 +310,9 @@ def plain_torch_epoch(
         else:
             steps = torch.from_numpy(lengths[ids]).to(x.device)  # (B,)
             longest = int(steps.max())
-            mask = (
-                torch.arange(longest, device=x.device)[:, None, None] < steps[:, None]
-            )  # (T, B, 1)
-            error = (model(x[:longest, idx]) - y[:longest, idx]).square() * mask  # (T, B, F)
-            loss = error.sum() / (mask.sum() * y.shape[2])
+            real = torch.arange(longest, device=x.device)[:, None] < steps  # (T, B)
+            error = (model(x[:longest, idx]) - y[:longest, idx]).square()  # (T, B, F)
+            loss = (error * real[:, :, None]).sum() / (real.sum() * y.shape[2])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -360,7 +358,6 @@ def plain(
     data = prepare_data(dataset, config, device)
     x, y = data.train.x, data.train.y
     rng = np.random.default_rng(config.seed)
-
     shuffle = np.random.default_rng(config.seed + 1)  # plain-var's own window order
 
     def epoch() -> tuple[float, int]:
