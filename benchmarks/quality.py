@@ -5,7 +5,7 @@ then forecasts closed loop from the series start: 120 points in window mode and
 1,000 points in stream mode, and prints a Markdown table of the share of
 predictions that round to the truth, RMSE and the kept validation loss.
 
-    python benchmarks/quality.py [--seeds 0 1 2] [--layers 1 2 3] [--out DIR]
+    python benchmarks/quality.py [--seeds 0 1 2] [--layers 1 2 3] [--min-length L] [--out DIR]
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def main() -> None:
         choices=(0, 1),
         help="0 keeps the last epoch's weights (the ablation of the recipe)",
     )
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=None,
+        help="train on variable-length windows, lengths uniform in [MIN_LENGTH, 30]",
+    )
     args = parser.parse_args()
 
     root = args.out or Path(tempfile.mkdtemp(prefix="nsteplstm-quality-"))
@@ -72,6 +78,7 @@ def main() -> None:
                 device=args.device,
                 grad_clip=args.grad_clip,
                 keep_best=bool(args.keep_best),
+                min_length=args.min_length,
             )
             run_dir = root / f"l{n_layers}-s{seed}"
             train(config, run_dir, force=True, quiet=True)

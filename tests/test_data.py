@@ -121,10 +121,24 @@ def test_load_adding_split() -> None:
         load_dataset(cfg)
 
 
-def test_random_lengths() -> None:
+def test_random_lengths_are_uniform_and_stratified() -> None:
     lengths = random_lengths(1000, 3, 7, np.random.default_rng(0))
     assert lengths.dtype == np.int64 and lengths.shape == (1000,)
-    assert set(lengths.tolist()) == {3, 4, 5, 6, 7}
+    assert np.bincount(lengths, minlength=8)[3:].tolist() == [200] * 5
+    rng = np.random.default_rng(1)
+    draws = np.stack([random_lengths(12, 3, 7, rng) for _ in range(20_000)])  # (R, 12)
+    counts = np.apply_along_axis(np.bincount, 1, draws, minlength=8)[:, 3:]  # (R, 5)
+    assert set(counts.min(1).tolist()) == {2} and set(counts.max(1).tolist()) == {3}
+    # each place: uniform over the five lengths (4,000 expected per length)
+    for place in (0, 5, 11):
+        freq = np.bincount(draws[:, place], minlength=8)[3:]
+        assert np.abs(freq - 4000).max() < 250, freq
+    # which lengths get the extra place is drawn: every length gets it as often
+    extra = (counts == 3).sum(0)  # 2 of 5 lengths per draw: 8,000 expected each
+    assert np.abs(extra - 8000).max() < 300, extra
+    # and the places are not in a fixed pattern: neighbours independent of each other
+    same = (draws[:, 0] == draws[:, 1]).mean()  # (2 * 3 * 2 + 3 * 2 * 1) / (12 * 11)
+    assert abs(same - 18 / 132) < 0.02, same
     with pytest.raises(InputError, match="min_length = 8, max_length = 7"):
         random_lengths(3, 8, 7, np.random.default_rng(0))
 
