@@ -20,6 +20,7 @@ from nsteplstm.errors import InputError
 from nsteplstm.model import Forecaster
 from nsteplstm.train import (
     ProgressBar,
+    clip_grad_norm,
     evaluate,
     make_optimizer,
     prepare_data,
@@ -207,6 +208,25 @@ def test_grad_clip_changes_the_run(tmp_path: Path) -> None:
     clipped = train(dataclasses.replace(config, grad_clip=0.01), tmp_path / "a", quiet=True)
     free = train(dataclasses.replace(config, grad_clip=0.0), tmp_path / "b", quiet=True)
     assert clipped.history[0]["train_loss"] != free.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1.0, 1e6])
+@pytest.mark.parametrize("scale", [1.0, float("inf"), float("nan")])
+def test_clip_grad_norm_matches_torch_bit_for_bit(max_norm: float, scale: float) -> None:
+    torch.manual_seed(0)
+    ours, theirs = Forecaster(3, 1, 16, 1, 0.3), Forecaster(3, 1, 16, 1, 0.3)
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        a.grad = torch.randn_like(a)
+        a.grad[0] *= scale  # inf / nan: a non-finite norm
+        b.grad = a.grad.clone()
+    before = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours.parameters()]))
+    clip_grad_norm(list(ours.parameters()), max_norm)
+    torch.nn.utils.clip_grad_norm_(list(theirs.parameters()), max_norm)
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0, equal_nan=True)
+    after = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours.parameters()]))
+    if scale == 1.0:
+        assert float(after) == pytest.approx(min(float(before), max_norm), rel=1e-5)
 
 
 def test_progress_bar_output() -> None:

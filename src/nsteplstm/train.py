@@ -243,6 +243,27 @@ def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=config.lr)
 
 
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """Scale the gradients of ``params`` in place by ``min(1, max_norm / (norm + 1e-6))``,
+    ``norm`` the 2-norm of all of them together: ``torch.nn.utils.clip_grad_norm_``,
+    with the same numbers bit for bit.
+
+    On the CPU it is computed here: torch's spends about 0.1 ms more per call on
+    grouping tensors by device (1 to 2% of a training epoch on short windows), and
+    reading the factor on the host costs nothing there, so gradients are multiplied
+    only when the factor is below 1. Elsewhere torch's (no host synchronisation).
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads or grads[0].device.type != "cpu":
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    factor = max_norm / (norm + 1e-6)  # 0-d tensor
+    if not factor >= 1:  # below 1, or NaN from a non-finite norm (torch multiplies by it too)
+        for g in grads:
+            g.mul_(factor)
+
+
 @dataclass
 class _Plan:
     """One epoch's order of training windows, its batches and (optionally) lengths."""
@@ -344,10 +365,11 @@ def _run_batches(
         value = loss.item()
         if not math.isfinite(value):
             raise NonFiniteLoss(epoch, b + 1, value, n_batches)
-        optimizer.zero_grad(set_to_none=True)
+        for p in params:  # optimizer.zero_grad(set_to_none=True), without its hooks' cost
+            p.grad = None
         loss.backward()
         if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            clip_grad_norm(params, config.grad_clip)
         optimizer.step()
         totals.loss_sum += value * y.numel()
         totals.count += y.numel()
