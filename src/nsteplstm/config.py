@@ -85,7 +85,8 @@ CONFIG_HELP: dict[str, str] = {
     "period": "period of the sine series in time steps (data=sine)",
     "noise": "standard deviation of Gaussian noise added to the sine series (data=sine)",
     "min_length": "variable-length training windows: lengths uniform in [min_length, "
-    "sequence_size], batches bucketed by length (default: all full length)",
+    "sequence_size] (each on an equal share of the windows), batches grouped by length "
+    "(default: all full length)",
     "csv_columns": "CSV columns to use, by header name or 0-based index (default: all)",
     "csv_header": "whether the CSV has a header row (default: auto-detect)",
     "csv_series_id": "CSV column (name or index) that splits the rows into several series",

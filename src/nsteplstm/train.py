@@ -281,7 +281,9 @@ class _Plan:
 
 
 def _plan(data: TrainData, config: Config, rng: np.random.Generator) -> _Plan:
-    """Draw the epoch's permutation, then (with min_length) the window lengths.
+    """Draw the epoch's permutation, then (with min_length) the window lengths
+    (:func:`nsteplstm.data.random_lengths`: the same count of each length every
+    epoch, so the batches below keep the same shapes).
 
     With lengths that differ, batches are bucketed by length: the shuffled windows
     are sorted by length (stable, so ties stay shuffled), cut by
