@@ -1,0 +1,66 @@
+"""The scripts under benchmarks/ that carry math of their own: `stretch.py`'s hand-written
+LSTM layer must be exact, or its timings compare different work. Never a speed."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def stretch() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(BENCHMARKS))  # as `python benchmarks/stretch.py` has it
+    try:
+        yield importlib.import_module("stretch")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_hand_lstm_backward_passes_gradcheck(stretch: ModuleType):
+    torch.manual_seed(0)
+    steps, batch, in_size, hidden = 4, 3, 2, 5
+    lstm = torch.nn.LSTM(in_size, hidden).double()
+    args = [
+        torch.randn(steps, batch, in_size, dtype=torch.double),
+        torch.randn(batch, hidden, dtype=torch.double) * 0.5,
+        torch.randn(batch, hidden, dtype=torch.double) * 0.5,
+        *(w.detach().clone() for w in lstm._flat_weights),
+    ]
+    args = [a.requires_grad_() for a in args]
+    assert torch.autograd.gradcheck(stretch.HandLSTM.apply, args)
+
+
+def test_hand_lstm_matches_torch_lstm_forward(stretch: ModuleType):
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(3, 7)
+    x = torch.randn(6, 4, 3)
+    h0, c0 = torch.randn(1, 4, 7), torch.randn(1, 4, 7)
+    y, (h, c) = lstm(x, (h0, c0))
+    weights = [w.detach() for w in lstm._flat_weights]
+    got = stretch.HandLSTM.apply(x, h0[0], c0[0], *weights)
+    for expected, actual in zip((y, h[0], c[0]), got, strict=True):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_case_reports_every_contender(stretch: ModuleType, one_thread: None):
+    result = stretch.case(in_size=2, steps=3, batch=4, hidden=5, rounds=1)
+    assert result["hand_max_relative_gradient_error"] < 1e-5
+    assert set(result["ms"]) == {
+        "onednn-train",
+        "onednn-inference",
+        "onednn",
+        "hand",
+        "hand-forward",
+        "hand-products",
+        "onednn-half-1-thread",
+    }
+    assert all(v > 0 for v in result["ms"].values())
+    assert torch.get_num_threads() == 1  # the one-thread contender restores the setting
