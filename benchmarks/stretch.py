@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -63,7 +64,16 @@ class HandLSTM(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):  # noqa: ANN001, ANN205
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        w_ih: Tensor,
+        w_hh: Tensor,
+        b_ih: Tensor,
+        b_hh: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         steps, batch, in_size = x.shape
         hidden = w_hh.shape[1]
         a_rows = slice(2 * hidden, 3 * hidden)
@@ -86,7 +96,9 @@ class HandLSTM(torch.autograd.Function):
         return hs[1:], hs[steps], cs[steps]
 
     @staticmethod
-    def backward(ctx, dy, dh_last, dc_last):  # noqa: ANN001, ANN205
+    def backward(
+        ctx: Any, dy: Tensor | None, dh_last: Tensor | None, dc_last: Tensor | None
+    ) -> tuple[Tensor, ...]:
         x, w_ih, w_hh, gates, hs, cs, taus = ctx.saved_tensors
         steps, batch, in_size = x.shape
         hidden = w_hh.shape[1]
