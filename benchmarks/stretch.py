@@ -21,7 +21,7 @@ batch, interleaved round after round (medians):
   could do, against ``onednn`` with both threads on the whole batch.
 
 Prints one JSON object. ``--tune-malloc`` as in ``variable_lengths.py``, whose ``race``
-this script uses (run it as ``python benchmarks/stretch.py``).
+and ``print_report`` this script uses (run it as ``python benchmarks/stretch.py``).
 
     python benchmarks/stretch.py [--in-sizes 1 200] [--rounds 30] [--tune-malloc]
 """
@@ -29,13 +29,12 @@ this script uses (run it as ``python benchmarks/stretch.py``).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
-from variable_lengths import race
+from variable_lengths import print_report, race
 
 import nsteplstm as nl
 
@@ -219,17 +218,7 @@ def main() -> None:
     tuned = nl.tune_malloc() if args.tune_malloc else False
     torch.manual_seed(args.seed)
     results = [case(n, args.steps, args.batch, args.hidden, args.rounds) for n in args.in_sizes]
-    print(
-        json.dumps(
-            {
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "malloc_tuned": tuned,
-                "results": results,
-            },
-            indent=1,
-        )
-    )
+    print_report(results, tuned)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,12 @@ def race(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, fl
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def print_report(results: list[dict], malloc_tuned: bool) -> None:
+    """Print the run's results with the facts that qualify them, as one JSON object."""
+    facts = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    print(json.dumps({**facts, "malloc_tuned": malloc_tuned, "results": results}, indent=1))
+
+
 def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: int) -> dict:
     ours = nl.NStepLSTM(n_layers, in_size, hidden)
     ref = torch.nn.LSTM(in_size, hidden, n_layers)
@@ -119,17 +125,7 @@ def main() -> None:
         results.append(case(n_layers, lengths, args.in_size, args.hidden, args.rounds))
         same = [30] * args.batch
         results.append(case(n_layers, same, args.in_size, args.hidden, args.rounds))
-    print(
-        json.dumps(
-            {
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "malloc_tuned": tuned,
-                "results": results,
-            },
-            indent=1,
-        )
-    )
+    print_report(results, tuned)
 
 
 if __name__ == "__main__":
