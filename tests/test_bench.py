@@ -15,12 +15,15 @@ from nsteplstm.errors import InputError
 
 
 def test_epoch_flops_counts_forward_and_twice_backward():
-    # 1 layer, n_in 1, H 200, n_out 1: forward per step 2*800*201 + 2*200 = 321_999.
+    # 1 layer, n_in 1, H 200, n_out 1: forward per step 2*800*201 + 2*200 = 322_000.
     per_step = 2 * 4 * 200 * (1 + 200) + 2 * 200 * 1
     assert epoch_flops(53_100, 1, 1, 200, 1) == 3 * 53_100 * per_step
     assert round(epoch_flops(53_100, 1, 1, 200, 1) / 1e9, 1) == 51.3
     second = 2 * 4 * 200 * (200 + 200)
     assert epoch_flops(10, 2, 1, 200, 1) - epoch_flops(10, 1, 1, 200, 1) == 3 * 10 * second
+    # The figures the docstring and docs/performance.md quote for 2 and 3 layers.
+    assert round(epoch_flops(53_100, 2, 1, 200, 1) / 1e9) == 153
+    assert round(epoch_flops(53_100, 3, 1, 200, 1) / 1e9) == 255
 
 
 def test_bad_arguments_are_input_errors(tmp_path: Path):
