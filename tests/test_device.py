@@ -46,3 +46,11 @@ def test_tune_malloc_says_whether_it_applied() -> None:
 
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert nl.tune_malloc() is glibc
+
+
+@pytest.mark.parametrize("seed", [None, "1", 1.5, True, 2**64, -(2**63) - 1])
+def test_seed_everything_refuses_what_torch_cannot_seed(seed) -> None:
+    import nsteplstm as nl
+
+    with pytest.raises(nl.InputError, match=r"seed must be an integer in \[-2\*\*63, 2\*\*64\)"):
+        nl.seed_everything(seed)

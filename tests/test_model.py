@@ -108,6 +108,11 @@ def test_nstep_equals_step_cells_with_same_weights(n_layers):
     xs = make_xs(LENGTHS)
     for a, b in zip(nstep(xs), step(xs), strict=True):
         torch.testing.assert_close(a, b, **TOL)
+    _, _, hidden = nstep.lstm(None, None, xs)
+    for a, b in zip(hidden, step.lstm(xs), strict=True):  # the stack alone, on a list
+        torch.testing.assert_close(a, b, **TOL)
+    dense = torch.randn(4, 6, 3)
+    torch.testing.assert_close(step.lstm(dense), nstep.lstm(None, None, dense)[2], **TOL)
 
 
 def test_bilstm_backward_half_is_nstep_on_reversed_sequences():
@@ -268,6 +273,8 @@ def test_stateful_batch_change_needs_reset_and_detach_cuts_graph():
     st_(make_xs([2, 3]))
     with pytest.raises(ValueError, match="batch of 3 sequences, but the carried state is for 2"):
         st_(make_xs([2, 3, 4]))
+    with pytest.raises(ValueError, match="non-empty list or tuple .* got an empty one"):
+        st_([])
     st_.detach_state()
     assert st_.h.grad_fn is None and st_.c.grad_fn is None
     st_.reset_state()
@@ -296,6 +303,8 @@ def test_step_lstm_shrinking_and_growing_batch():
     torch.testing.assert_close(h2, rh2, **TOL)
     cell.reset_state()
     torch.testing.assert_close(cell(x0), rh0, **TOL)
+    with pytest.raises(nl.InputError, match="x must be torch.float32 on cpu .* got torch.float64"):
+        cell(x0.double())
 
 
 def test_forecaster_config_head_init_and_stateless_calls():
@@ -375,6 +384,12 @@ def test_bad_arguments_raise_value_error_saying_expected_and_got(name, call, mes
 def test_bad_constructor_arguments(args, message):
     with pytest.raises(nl.InputError, match=message):
         nl.NStepLSTM(*args)
+
+
+@pytest.mark.parametrize("dropout", ["a", None, [0.1], 1.5])
+def test_forecaster_checks_dropout_before_using_it(dropout):
+    with pytest.raises(nl.InputError, match=r"dropout must be a number in \[0, 1\), got"):
+        nl.Forecaster(dropout=dropout)
 
 
 @settings(max_examples=150, deadline=None)
@@ -497,10 +512,23 @@ def test_packed_fast_path_refuses_data_that_does_not_fit_the_layout(cell):
     # The fused kernels trust these sizes; a mismatch once corrupted the heap.
     model = nl.Forecaster(1, 1, 8, 1, cell=cell)
     layout = nl.PackedLayout([5, 3])
-    with pytest.raises(nl.InputError, match=r"packed data must have shape \(8, 1\), got \(8, 2\)"):
+    with pytest.raises(nl.InputError, match=r"shape \(8, 1\), got tensor of shape \(8, 2\)"):
         model.forward_packed(torch.zeros(8, 2), layout)
-    with pytest.raises(nl.InputError, match=r"got \(7, 1\)"):
+    with pytest.raises(nl.InputError, match=r"got tensor of shape \(7, 1\)"):
         model.forward_packed(torch.zeros(7, 1), layout)
+    with pytest.raises(nl.InputError, match="packed data must be torch.float32 on cpu"):
+        model.forward_packed(torch.zeros(8, 1, dtype=torch.float64), layout)
+
+
+def test_packed_call_checks_the_states_against_the_layout():
+    lstm, layout = nl.NStepLSTM(2, 1, 4), nl.PackedLayout([2, 3])
+    # A state for 3 sequences on a batch of 2 once ran, silently dropping a row.
+    with pytest.raises(nl.InputError, match=r"hx must be None or a tensor of shape \(2, 2, 4\)"):
+        lstm.forward_packed(torch.zeros(5, 1), layout, torch.zeros(2, 3, 4))
+    with pytest.raises(nl.InputError, match="cx must be torch.float32"):
+        lstm.forward_packed(torch.zeros(5, 1), layout, None, torch.zeros(2, 2, 4).double())
+    out, hy, _ = lstm.forward_packed(torch.zeros(5, 1), layout, torch.zeros(2, 2, 4))
+    assert out.shape == (5, 4) and hy.shape == (2, 2, 4)
 
 
 @pytest.mark.parametrize(

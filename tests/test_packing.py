@@ -1,6 +1,7 @@
 """PackedLayout's index tables: every packed row lands where the docstrings say."""
 
 import numpy as np
+import pytest
 import torch
 
 import nsteplstm as nl
@@ -67,3 +68,27 @@ def test_cover_ends_point_at_each_sequences_final_state_and_its_real_steps():
     previous = data[ends.previous].long().numpy()
     assert np.array_equal(previous, np.array(expected[len(inside) :]) - [0, 1])
     assert ends.steps == max(lengths[j] - starts[j] for j in inside)
+
+
+@pytest.mark.parametrize(
+    "lengths,shown",
+    [([], "an empty list"), ([3, 0], "0"), ([3, -1], "-1"), ([2.5], "2.5"), ([True], "True")],
+)
+def test_lengths_must_be_integers_of_at_least_one(lengths, shown):
+    with pytest.raises(nl.InputError, match=f"integers >= 1, got {shown}$"):
+        nl.PackedLayout(lengths)
+
+
+def test_pack_refuses_sequences_that_do_not_fit_the_layout():
+    layout = nl.PackedLayout([2, 3])
+    # Once packed silently into the wrong rows.
+    with pytest.raises(nl.InputError, match=r"lengths \[3, 3\], the layout is for \[2, 3\]"):
+        layout.pack([torch.zeros(3, 1), torch.zeros(3, 1)])
+    with pytest.raises(nl.InputError, match=r"lengths \[3\], the layout is for"):
+        layout.pack([torch.zeros(3, 1)])
+    with pytest.raises(nl.InputError, match="needs a dense layout"):
+        layout.pack(torch.zeros(2, 3, 1))
+    with pytest.raises(nl.InputError, match=r"shape \(2, 4, F\), got \(4, 2, 1\)"):
+        nl.PackedLayout([4, 4]).pack(torch.zeros(4, 2, 1))
+    with pytest.raises(nl.InputError, match="device must be a torch.device or its name"):
+        nl.PackedLayout([2], "bogus")

@@ -65,8 +65,15 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's (CPU and CUDA) generators with ``seed``, and
     ask torch for deterministic algorithms where it has them (warning, not failing,
-    where it has none).
+    where it has none). ``seed``: an integer in ``[-2**63, 2**64)``, torch's range.
     """
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, (int, np.integer))
+        or not -(2**63) <= seed < 2**64
+    ):
+        raise InputError(f"seed must be an integer in [-2**63, 2**64), got {seed!r}")
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -77,15 +77,49 @@ def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor)
     return PackedLayout([x.shape[0] for x in xs], weight.device)
 
 
-def check_packed(data: Tensor, layout: PackedLayout, in_size: int) -> None:
-    """Raise :class:`InputError` unless ``data`` is ``(layout.n_rows, in_size)``.
+def check_packed(data: Tensor, layout: PackedLayout, in_size: int, weight: Tensor) -> None:
+    """Raise :class:`InputError` unless ``data`` is ``(layout.n_rows, in_size)``, of
+    ``weight``'s dtype and device.
 
     The fused kernels trust these sizes; a mismatch must never reach them.
     """
-    if data.dim() != 2 or data.shape[0] != layout.n_rows or data.shape[1] != in_size:
+    if (
+        not isinstance(data, Tensor)
+        or data.dim() != 2
+        or data.shape[0] != layout.n_rows
+        or data.shape[1] != in_size
+    ):
         raise InputError(
-            f"packed data must have shape ({layout.n_rows}, {in_size}), got {tuple(data.shape)}"
+            f"packed data must be a tensor of shape ({layout.n_rows}, {in_size}), "
+            f"got {_describe(data)}"
         )
+    _check_like("packed data", data, weight)
+
+
+def check_states(
+    hx: Tensor | None, cx: Tensor | None, shape: tuple[int, int, int], weight: Tensor
+) -> None:
+    """Raise :class:`InputError` unless ``hx`` and ``cx`` are each None or a tensor of
+    ``shape`` ``(layers * D, B, H)``, of ``weight``'s dtype and device."""
+    for name, state in (("hx", hx), ("cx", cx)):
+        if state is None:
+            continue
+        if not isinstance(state, Tensor) or tuple(state.shape) != shape:
+            raise InputError(
+                f"{name} must be None or a tensor of shape {shape}, got {_describe(state)}"
+            )
+        _check_like(name, state, weight)
+
+
+def run_sequences(
+    module: nn.Module, xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor
+) -> tuple[Tensor, ...] | Tensor:
+    """``module.forward_packed`` (packed ``(N, in_size)`` -> ``(N, F)``) on the sequences
+    ``xs`` as :func:`check_sequences` takes them: a tuple of ``(L_i, F)``, or one tensor
+    ``(B, L, F)`` when ``xs`` is one tensor."""
+    layout = check_sequences(xs, in_size, weight)
+    out = module.forward_packed(layout.pack(xs), layout)  # (N, F)
+    return layout.unpack_dense(out) if isinstance(xs, Tensor) else layout.unpack(out)
 
 
 class NStepLSTM(nn.Module):
@@ -136,7 +170,7 @@ class NStepLSTM(nn.Module):
     def forward(
         self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor] | Tensor
     ) -> tuple[Tensor, Tensor, tuple[Tensor, ...] | Tensor]:
-        layout = self.check_inputs(hx, cx, xs)
+        layout = check_sequences(xs, self.in_size, self.lstm.weight_ih_l0)
         data = layout.pack(xs)  # (N, in_size)
         out, hy, cy = self.forward_packed(data, layout, hx, cx)
         ys = layout.unpack_dense(out) if isinstance(xs, Tensor) else layout.unpack(out)
@@ -151,13 +185,15 @@ class NStepLSTM(nn.Module):
         final_states: bool = True,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """The same call on packed data ``(N, in_size)``: returns packed ``(N, D * out_size)``,
-        then ``hy``, ``cy`` in the batch's order. Inputs are not checked here.
+        then ``hy``, ``cy`` in the batch's order; ``hx``, ``cx`` as in :meth:`forward`.
 
         With ``final_states=False`` the states come back None and a CPU batch of mixed
         lengths may run as fewer, padded kernel calls (outputs stay exact).
         """
-        check_packed(data, layout, self.in_size)
+        weight = self.lstm.weight_ih_l0
+        check_packed(data, layout, self.in_size, weight)
         shape = (self.n_layers * self.n_directions, layout.batch, self.out_size)
+        check_states(hx, cx, shape, weight)
         hx = data.new_zeros(shape) if hx is None else layout.sort_states(hx)
         cx = data.new_zeros(shape) if cx is None else layout.sort_states(cx)
         out, hy, cy = n_step_lstm(
@@ -175,23 +211,6 @@ class NStepLSTM(nn.Module):
         if hy is None or cy is None:
             return out, None, None
         return out, layout.unsort_states(hy), layout.unsort_states(cy)
-
-    def check_inputs(
-        self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor] | Tensor
-    ) -> PackedLayout:
-        """Raise :class:`InputError` unless the arguments fit; return the batch's layout."""
-        weight = self.lstm.weight_ih_l0
-        layout = check_sequences(xs, self.in_size, weight)
-        shape = (self.n_layers * self.n_directions, layout.batch, self.out_size)
-        for name, state in (("hx", hx), ("cx", cx)):
-            if state is None:
-                continue
-            if not isinstance(state, Tensor) or tuple(state.shape) != shape:
-                raise InputError(
-                    f"{name} must be None or a tensor of shape {shape}, got {_describe(state)}"
-                )
-            _check_like(name, state, weight)
-        return layout
 
 
 class NStepBiLSTM(NStepLSTM):
@@ -225,9 +244,11 @@ class StatefulNStepLSTM(nn.Module):
         self.register_buffer("c", None, persistent=False)
 
     def reset_state(self) -> None:
+        """Forget the carried state: the next call starts from zeros."""
         self.h = self.c = None
 
     def detach_state(self) -> None:
+        """Keep the carried state's values but cut its graph (truncated BPTT)."""
         if self.h is not None:
             self.h, self.c = self.h.detach(), self.c.detach()
 
@@ -235,7 +256,7 @@ class StatefulNStepLSTM(nn.Module):
         batch = len(xs) if isinstance(xs, (list, tuple)) else None
         if isinstance(xs, Tensor) and xs.dim() == 3:
             batch = xs.shape[0]  # (B, L, in_size)
-        if self.h is not None and batch is not None and batch != self.h.shape[1]:
+        if self.h is not None and batch and batch != self.h.shape[1]:
             raise InputError(
                 f"batch of {batch} sequences, but the carried state is for "
                 f"{self.h.shape[1]}: call reset_state() first"
@@ -276,15 +297,18 @@ class StepLSTM(nn.Module):
         return f"in_size={self.in_size}, out_size={self.out_size}"
 
     def reset_state(self) -> None:
+        """Forget the carried state: the next call starts from zeros."""
         self.h = self.c = None
 
     def detach_state(self) -> None:
+        """Keep the carried state's values but cut its graph (truncated BPTT)."""
         if self.h is not None:
             self.h, self.c = self.h.detach(), self.c.detach()
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_size:
             raise InputError(f"x must have shape (B, {self.in_size}), got {_describe(x)}")
+        _check_like("x", x, self.weight_ih)
         rows, h, c = x.shape[0], self.h, self.c  # buffers: read once (Module.__getattr__)
         if h is None:
             h0 = c0 = x.new_zeros(rows, self.out_size)
@@ -321,9 +345,14 @@ class StepLSTMStack(nn.Module):
         sizes = [in_size] + [out_size] * (n_layers - 1)
         self.cells = nn.ModuleList(StepLSTM(size, out_size) for size in sizes)
 
+    def forward(self, xs: Sequence[Tensor] | Tensor) -> tuple[Tensor, ...] | Tensor:
+        """``xs`` list of ``(L_i, in_size)`` -> tuple of ``(L_i, out_size)`` (or one tensor
+        ``(B, L, in_size)`` -> ``(B, L, out_size)``), from zero states."""
+        return run_sequences(self, xs, self.in_size, self.cells[0].weight_ih)
+
     def forward_packed(self, data: Tensor, layout: PackedLayout) -> Tensor:
         """Packed ``(N, in_size)`` -> packed ``(N, out_size)``, from zero states."""
-        check_packed(data, layout, self.in_size)
+        check_packed(data, layout, self.in_size, self.cells[0].weight_ih)
         for cell in self.cells:
             cell.reset_state()
         outs, start = [], 0
@@ -377,6 +406,7 @@ class Forecaster(nn.Module):
         if cell not in CELLS:
             raise InputError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
         _check_positive(n_layers=n_layers, n_in=n_in, n_hidden=n_hidden, n_out=n_out)
+        _check_dropout(dropout)
         self._config = dict(
             n_layers=n_layers,
             n_in=n_in,
@@ -397,9 +427,7 @@ class Forecaster(nn.Module):
         return dict(self._config)
 
     def forward(self, xs: Sequence[Tensor] | Tensor) -> tuple[Tensor, ...] | Tensor:
-        layout = check_sequences(xs, self.config["n_in"], self.head.weight)
-        out = self.forward_packed(layout.pack(xs), layout)  # (N, n_out)
-        return layout.unpack_dense(out) if isinstance(xs, Tensor) else layout.unpack(out)
+        return run_sequences(self, xs, self.config["n_in"], self.head.weight)
 
     def forward_packed(self, data: Tensor, layout: PackedLayout) -> Tensor:
         """Packed inputs ``(N, n_in)`` -> packed outputs ``(N, n_out)``."""

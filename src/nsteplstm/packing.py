@@ -24,6 +24,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -92,6 +94,10 @@ class PackedLayout:
     """
 
     def __init__(self, lengths: Sequence[int], device: torch.device | str = "cpu") -> None:
+        bad = [n for n in lengths if isinstance(n, bool) or not isinstance(n, (int, np.integer))]
+        if len(lengths) == 0 or bad or min(lengths) < 1:
+            shown = repr(bad[0] if bad else min(lengths)) if len(lengths) else "an empty list"
+            raise InputError(f"lengths must be a non-empty list of integers >= 1, got {shown}")
         self.lengths = [int(n) for n in lengths]
         self.batch = len(self.lengths)
         order = sorted(range(self.batch), key=lambda i: -self.lengths[i])  # stable
@@ -101,7 +107,10 @@ class PackedLayout:
         self.n_rows = sum(self.lengths)
         self.is_dense = self.sorted_lengths[-1] == self.max_length
         self._identity = order == list(range(self.batch))
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise InputError(f"device must be a torch.device or its name, got {device!r}") from e
 
         sizes, t, running = [], 0, self.batch
         self.segments: list[Segment] = []
@@ -292,7 +301,15 @@ class PackedLayout:
         """List of B tensors ``(L_i, F)``, or one tensor ``(B, T, F)`` of a dense
         layout, -> packed ``(N, F)``."""
         if isinstance(xs, torch.Tensor):
+            if not self.is_dense or xs.dim() != 3 or xs.shape[:2] != (self.batch, self.max_length):
+                raise InputError(
+                    f"pack: a tensor needs a dense layout and shape ({self.batch}, "
+                    f"{self.max_length}, F), got {tuple(xs.shape)} for lengths {self.lengths}"
+                )
             return xs.transpose(0, 1).reshape(self.n_rows, -1)  # (T, B, F) -> (N, F)
+        got = [x.shape[0] if isinstance(x, torch.Tensor) else None for x in xs]
+        if got != self.lengths:
+            raise InputError(f"pack: sequences of lengths {got}, the layout is for {self.lengths}")
         if self.is_dense:
             return torch.stack(tuple(xs), dim=1).flatten(0, 1)  # (T, B, F) -> (N, F)
         return torch.cat(tuple(xs)).index_select(0, self.packed_to_seq)
