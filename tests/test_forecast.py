@@ -131,7 +131,10 @@ def test_one_dimensional_series_is_one_feature() -> None:
     [
         (dict(starts=[35]), r"start 35 out of range: .* must start in \[0, 34\]"),
         (dict(starts=[-1]), r"start -1 out of range"),
-        (dict(starts=[]), r"starts must be a non-empty sequence"),
+        (dict(starts=[]), r"starts must be a non-empty list of integers, got \[\]"),
+        (dict(starts=3), r"starts must be a list of integers, got int"),
+        (dict(starts=np.array([[0]])), r"starts must be a non-empty list .* got array"),
+        (dict(series=["a"] * 40), r"series must be an array of numbers: could not convert"),
         (dict(horizon=0), r"horizon must be an integer >= 1, got 0"),
         (dict(sequence_size=0), r"sequence_size must be an integer >= 1, got 0"),
         (dict(sequence_size=41), r"sequence_size = 41 is longer than the series \(40 points\)"),
@@ -149,6 +152,13 @@ def test_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message) as info:
         forecast(**args)
     assert "\n" not in str(info.value)
+
+
+def test_starts_may_be_a_numpy_array() -> None:
+    model, series = make_model(), make_series()
+    np.testing.assert_array_equal(
+        forecast(model, series, np.array([0, 4]), S, 3), forecast(model, series, [0, 4], S, 3)
+    )
 
 
 def test_model_must_feed_back_its_outputs() -> None:
@@ -176,6 +186,22 @@ def test_forecast_series_puts_windows_and_forecasts_on_one_axis() -> None:
     assert np.isnan(truth[1, 4, 0])
     assert np.isnan(prediction[:, :3]).all()
     np.testing.assert_array_equal(prediction[:, 3:], pred)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda x: forecast_truth(x, [0], 3, -1), "horizon must be an integer >= 1, got -1"),
+        # A negative start once wrapped around to the end of the series.
+        (lambda x: forecast_truth(x, [-5], 3, 2), r"start -5 out of range: .* \[0, 7\]"),
+        (lambda x: forecast_series(x, [8], 3, np.zeros((1, 2, 1))), "start 8 out of range"),
+        (lambda x: forecast_series(x, [0], 3, np.zeros((2, 1))), r"pred must have shape \(1, "),
+        (lambda x: forecast_series(x, [0, 1], 3, np.zeros((1, 2, 1))), r"got \(1, 2, 1\)"),
+    ],
+)
+def test_truth_and_series_check_their_arguments(call, message) -> None:
+    with pytest.raises(InputError, match=message):
+        call(np.arange(10, dtype=np.float32))
 
 
 def test_metrics() -> None:

@@ -152,14 +152,35 @@ def _check(
             f"closed-loop forecasting feeds outputs back as inputs: n_out = {n_out} "
             f"must equal n_in = {n_in}"
         )
-    x = np.asarray(series, dtype=np.float32)
+    x = _series(series, n_in)
+    _check_windows(x, starts, sequence_size, horizon)
+    for s in starts:
+        if not np.isfinite(x[s : s + sequence_size]).all():
+            raise InputError(f"the start window at {s} holds NaN or infinite values")
+    return x
+
+
+def _series(series: np.ndarray, n_in: int | None = None) -> np.ndarray:
+    """``series`` ``(T, F)`` or ``(T,)`` as float32 ``(T, F)``; F must be ``n_in`` if given."""
+    try:
+        x = np.asarray(series, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"series must be an array of numbers: {e}") from None
     if x.ndim == 1:
         x = x[:, None]
-    if x.ndim != 2 or x.shape[1] != n_in:
+    if x.ndim != 2 or (n_in is not None and x.shape[1] != n_in):
+        features = "F" if n_in is None else n_in
         raise InputError(
-            f"series must have shape (T, {n_in}) for a model with n_in = {n_in}, "
-            f"got {tuple(np.shape(series))}"
+            f"series must have shape (T, {features}) or (T,)"
+            + ("" if n_in is None else f" for a model with n_in = {n_in}")
+            + f", got {tuple(np.shape(series))}"
         )
+    return x
+
+
+def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, horizon: int) -> None:
+    """Raise :class:`InputError` unless ``sequence_size`` and ``horizon`` are integers >= 1
+    and every start's window ``x[s : s + sequence_size]`` lies inside ``x`` ``(T, F)``."""
     length = x.shape[0]
     for name, value in (("sequence_size", sequence_size), ("horizon", horizon)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -168,8 +189,10 @@ def _check(
         raise InputError(
             f"sequence_size = {sequence_size} is longer than the series ({length} points)"
         )
-    if isinstance(starts, (str, bytes)) or not isinstance(starts, Sequence) or len(starts) == 0:
-        raise InputError(f"starts must be a non-empty sequence of integers, got {starts!r}")
+    if not isinstance(starts, (Sequence, np.ndarray)) or isinstance(starts, (str, bytes)):
+        raise InputError(f"starts must be a list of integers, got {type(starts).__name__}")
+    if len(starts) == 0 or np.ndim(starts) != 1:
+        raise InputError(f"starts must be a non-empty list of integers, got {starts!r}")
     last = length - sequence_size
     for s in starts:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= last:
@@ -177,10 +200,6 @@ def _check(
                 f"start {s!r} out of range: a start window of {sequence_size} points in a "
                 f"series of {length} must start in [0, {last}]"
             )
-        window = x[s : s + sequence_size]
-        if not np.isfinite(window).all():
-            raise InputError(f"the start window at {s} holds NaN or infinite values")
-    return x
 
 
 def forecast_truth(
@@ -189,10 +208,10 @@ def forecast_truth(
     """The true values a forecast predicts: float32 ``(len(starts), horizon, F)``.
 
     ``out[i, k] = series[starts[i] + sequence_size + k]``, NaN past the end of the series.
+    Arguments as for :func:`forecast`.
     """
-    x = np.asarray(series, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[:, None]
+    x = _series(series)
+    _check_windows(x, starts, sequence_size, horizon)
     out = np.full((len(starts), horizon, x.shape[1]), np.nan, dtype=np.float32)
     for i, s in enumerate(starts):
         part = x[s + sequence_size : s + sequence_size + horizon]
@@ -215,10 +234,17 @@ def forecast_series(
         ``(P, S + horizon, F)``, NaN past the series end; ``prediction`` the same
         shape, NaN over the start window.
     """
+    x = _series(series)  # (T, F)
+    pred = np.asarray(pred)
+    if pred.ndim != 3 or pred.shape[0] != len(starts) or pred.shape[2] != x.shape[1]:
+        raise InputError(
+            f"pred must have shape ({len(starts)}, horizon, {x.shape[1]}) for "
+            f"{len(starts)} starts of a series with {x.shape[1]} features, got {pred.shape}"
+        )
     n, horizon, features = pred.shape
+    _check_windows(x, starts, sequence_size, horizon)
     first = np.asarray(starts, dtype=np.int64)[:, None]  # (P, 1)
     t = first + np.arange(sequence_size + horizon)  # (P, S + horizon)
-    x = np.asarray(series, dtype=np.float32).reshape(len(series), -1)  # (T, F)
     window = x[first + np.arange(sequence_size)]  # (P, S, F)
     truth = np.concatenate([window, forecast_truth(x, starts, sequence_size, horizon)], axis=1)
     gap = np.full((n, sequence_size, features), np.nan, dtype=np.float32)
