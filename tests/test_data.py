@@ -58,8 +58,10 @@ def test_fibonacci_mod5_has_period_20() -> None:
 
 
 def test_fibonacci_bad_arguments() -> None:
-    with pytest.raises(InputError, match="value = 0"):
+    with pytest.raises(InputError, match="value must be an integer >= 1, got 0"):
         fibonacci_mod(10, 0)
+    with pytest.raises(InputError, match="total_size must be an integer >= 1, got 10.5"):
+        fibonacci_mod(10.5, 5)
 
 
 def test_sine() -> None:
@@ -386,3 +388,37 @@ def test_scaler_round_trip_and_constant_feature() -> None:
 def test_scaler_from_dict_errors(bad: object) -> None:
     with pytest.raises(InputError, match="run.json: scaler"):
         Scaler.from_dict(bad, "run.json")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: sine(10, period=0), r"period must be a finite number > 0, got 0"),
+        (lambda: sine(10, noise=-1.0), r"noise must be a finite number >= 0, got -1.0"),
+        (lambda: sine(0), "total_size must be an integer >= 1, got 0"),
+        (lambda: random_lengths(-1, 2, 4, np.random.default_rng(0)), "n must be .* got -1"),
+        (lambda: make_windows([[1.0], [2.0]], 1), r"series must be a 2-D array \(T, F\)"),
+        (lambda: make_windows(np.zeros((5, 1)), 2.5), "sequence_size must be .* got 2.5"),
+        # A negative rate once split at floor(-0.5 * T) from the end, silently.
+        (lambda: split_series([np.zeros((100, 1))], -0.5, 10), r"split_rate must be .* \(0, 1\)"),
+        (lambda: split_series([np.zeros((100, 1))], math.nan, 10), "got nan"),
+        (lambda: split_series([np.zeros((100, 1))], 0.5, 0), "sequence_size must be"),
+        (lambda: Scaler.fit([np.zeros((3, 1)), np.zeros((3, 2))]), r"one F, got shapes"),
+        (
+            lambda: Scaler.fit([np.random.rand(5, 2)]).transform(np.zeros((3, 3))),
+            r"must end in 2 features, got shape \(3, 3\)",
+        ),
+    ],
+)
+def test_data_functions_check_their_arguments(call, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        call()
+
+
+def test_read_csv_columns_must_be_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "u.csv"
+    path.write_text("units\n1\n2\n")
+    # A bare string was taken letter by letter: "column 'u' not present".
+    with pytest.raises(InputError, match=r"columns must be a list .* got 'units'"):
+        read_csv(path, columns="units")
+    np.testing.assert_array_equal(read_csv(path, columns=["units"])[0][:, 0], [1, 2])

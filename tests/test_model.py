@@ -1,5 +1,8 @@
 """The core models: NStepLSTM, NStepBiLSTM, StatefulNStepLSTM, StepLSTM, Forecaster."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -592,3 +595,9 @@ def test_head_equals_linear_in_values_and_gradients(n_out, shape):
     ]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_numpy_integer_sizes_are_taken_as_ints():
+    model = nl.Forecaster(np.int64(2), n_hidden=np.int32(8), dropout=0.0)
+    assert json.loads(json.dumps(model.config))["n_layers"] == 2  # config.json stays writable
+    assert type(model.lstm.out_size) is int and model.lstm.lstm.hidden_size == 8

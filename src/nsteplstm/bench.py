@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from .config import Config
 from .data import Dataset, load_dataset
 from .device import MALLOC_ENV, resolve_device, seed_everything, tune_malloc
-from .errors import InputError
+from .errors import InputError, check_int
 from .forecast import MODES, forecast
 from .model import Forecaster
 from .plots import save_png
@@ -872,8 +872,7 @@ def run_bench(
     Raises InputError for a bad device, ``repeats < 1``, an ``out`` that already
     holds a ``bench.json`` (unless ``force``), or an unusable ``chainer_python``.
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise InputError(f"--repeats must be an integer >= 1, got {repeats!r}")
+    check_int("--repeats", repeats)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")

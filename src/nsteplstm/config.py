@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nsteplstm.errors import InputError
+from nsteplstm.errors import InputError, is_int
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -303,18 +303,14 @@ _TYPE_NAMES = {
 }
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _check_type(kind: str, v: Any) -> Any | None:
     """Return `v` converted to the field's type, or None when it has the wrong type."""
     if kind in ("int", "int?"):
-        return v if _is_int(v) else None
+        return int(v) if is_int(v) else None
     if kind == "float":
         if isinstance(v, float):
             return v
-        if _is_int(v):
+        if is_int(v):
             return float(v) if abs(v) < 2**1000 else math.inf  # later rejected as not finite
         return None
     if kind in ("bool", "bool?"):
@@ -322,10 +318,10 @@ def _check_type(kind: str, v: Any) -> Any | None:
     if kind == "str":
         return v if isinstance(v, str) else None
     if kind in ("device", "id?"):
-        return v if isinstance(v, str) or _is_int(v) else None
+        return v if isinstance(v, str) else int(v) if is_int(v) else None
     if kind == "columns?":
-        if isinstance(v, (list, tuple)) and all(isinstance(c, str) or _is_int(c) for c in v):
-            return tuple(v)
+        if isinstance(v, (list, tuple)) and all(isinstance(c, str) or is_int(c) for c in v):
+            return tuple(c if isinstance(c, str) else int(c) for c in v)
         return None
     raise AssertionError(kind)
 
@@ -420,7 +416,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
             all(isinstance(c, str) or c >= 0 for c in columns),
             "column names or indices >= 0",
         )
-    if _is_int(v["csv_series_id"]):
+    if is_int(v["csv_series_id"]):
         check("csv_series_id", v["csv_series_id"] >= 0, "a column name or an index >= 0")
 
     min_length = v["min_length"]

@@ -19,15 +19,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nsteplstm.config import Config
-from nsteplstm.errors import InputError
+from nsteplstm.errors import InputError, check_int, is_finite_number
 
 
 def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
     """The Fibonacci numbers F0=0, F1=1, ... modulo `value`, exactly; float32 (total_size,)."""
-    if total_size < 1 or value < 1:
-        raise InputError(
-            f"fibonacci_mod: total_size = {total_size} and value = {value} must be >= 1"
-        )
+    total_size, value = check_int("total_size", total_size), check_int("value", value)
     out = np.empty(total_size, dtype=np.float32)
     a, b = 0, 1 % value
     for i in range(total_size):
@@ -39,6 +36,11 @@ def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
 def sine(total_size: int, period: float = 20.0, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     """sin(2 pi t / period) for t = 0..total_size-1 (period in time steps), plus Gaussian
     noise of standard deviation `noise`; float32 (total_size,)."""
+    total_size = check_int("total_size", total_size)
+    if not is_finite_number(period) or period <= 0:
+        raise InputError(f"sine: period must be a finite number > 0, got {period!r}")
+    if not is_finite_number(noise) or noise < 0:
+        raise InputError(f"sine: noise must be a finite number >= 0, got {noise!r}")
     t = np.arange(total_size, dtype=np.float64)
     y = np.sin(2.0 * np.pi * t / period)
     if noise > 0:
@@ -60,8 +62,9 @@ def adding_problem(
     min_length is given (min_length >= 2). Always answering 1.0 gives a mean
     squared error of Var(U1 + U2) = 1/6 ~= 0.167, the baseline to beat.
     """
-    lowest = seq_len if min_length is None else min_length
-    if n_samples < 1 or not 2 <= lowest <= seq_len:
+    n_samples, seq_len = check_int("n_samples", n_samples), check_int("seq_len", seq_len)
+    lowest = seq_len if min_length is None else check_int("min_length", min_length)
+    if not 2 <= lowest <= seq_len:
         raise InputError(
             f"adding_problem: n_samples = {n_samples}, seq_len = {seq_len}, "
             f"min_length = {min_length}; need n_samples >= 1 and 2 <= min_length <= seq_len"
@@ -96,7 +99,8 @@ def random_lengths(
     the counts, hence the batch shapes, change every epoch, and a fused call on a
     shape not seen before costs about 10% more (CPU, the article's sizes).
     """
-    if not 1 <= min_length <= max_length:
+    n = check_int("n", n, minimum=0)
+    if not 1 <= check_int("min_length", min_length) <= check_int("max_length", max_length):
         raise InputError(
             f"random_lengths: min_length = {min_length}, max_length = {max_length}; "
             "need 1 <= min_length <= max_length"
@@ -217,6 +221,10 @@ def read_csv(
         if not use:
             raise InputError(f"{path}: no data columns besides the series_id column")
     else:
+        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+            raise InputError(
+                f"{path}: columns must be a list of column names or indices, got {columns!r}"
+            )
         if len(columns) == 0:
             raise InputError(f"{path}: columns is empty (give at least one column)")
         use = [_resolve_column(c, names, n_cols, str(path), "column") for c in columns]
@@ -268,6 +276,12 @@ class Scaler:
         """Fit on arrays (T_k, F) stacked along time; a feature with std 0 gets std 1."""
         if not train_arrays:
             raise InputError("Scaler.fit: no training data to fit the scaling on")
+        shapes = {np.shape(a)[1:] for a in train_arrays}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+            raise InputError(
+                f"Scaler.fit: arrays must all be (T_k, F) with one F, got shapes "
+                f"{sorted(np.shape(a) for a in train_arrays)}"
+            )
         stacked = np.concatenate([np.asarray(a, dtype=np.float64) for a in train_arrays], axis=0)
         mean = stacked.mean(axis=0)
         std = stacked.std(axis=0)
@@ -276,11 +290,19 @@ class Scaler:
 
     def transform(self, a: np.ndarray) -> np.ndarray:
         """Scale `a` (..., F) to float32."""
+        self._check_features(a)
         return ((np.asarray(a, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
 
     def inverse(self, a: np.ndarray) -> np.ndarray:
         """Undo `transform` on `a` (..., F), float32."""
+        self._check_features(a)
         return (np.asarray(a, dtype=np.float32) * self.std + self.mean).astype(np.float32)
+
+    def _check_features(self, a: np.ndarray) -> None:
+        if np.ndim(a) < 1 or np.shape(a)[-1] != self.mean.shape[0]:
+            raise InputError(
+                f"Scaler: arrays must end in {self.mean.shape[0]} features, got shape {np.shape(a)}"
+            )
 
     def to_dict(self) -> dict[str, list[float]]:
         """{"mean": [...], "std": [...]} (JSON-able)."""
@@ -294,10 +316,7 @@ class Scaler:
         arrays = []
         for key in ("mean", "std"):
             values = d[key]
-            if not isinstance(values, list) or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                for x in values
-            ):
+            if not isinstance(values, list) or not all(is_finite_number(x) for x in values):
                 raise InputError(f"{source}: scaler {key} must be a list of finite numbers")
             arrays.append(np.asarray(values, dtype=np.float32))
         mean, std = arrays
@@ -317,10 +336,9 @@ def make_windows(series: np.ndarray, sequence_size: int) -> tuple[np.ndarray, np
     Returns inputs and targets, each float32 (N, sequence_size, F) with
     N = T - sequence_size; targets[n, t] = series[n + t + 1] = inputs[n, t + 1].
     """
-    if series.ndim != 2:
-        raise ValueError(f"make_windows: series must be 2-D (T, F), got shape {series.shape}")
-    if sequence_size < 1:
-        raise InputError(f"make_windows: sequence_size = {sequence_size} must be >= 1")
+    if not isinstance(series, np.ndarray) or series.ndim != 2:
+        raise InputError(f"make_windows: series must be a 2-D array (T, F), got {np.shape(series)}")
+    sequence_size = check_int("sequence_size", sequence_size)
     t = series.shape[0]
     if t < sequence_size + 1:
         raise InputError(
@@ -343,6 +361,9 @@ def split_series(
     Only parts long enough for one window (sequence_size + 1 points) are returned;
     InputError when no training or no validation window remains.
     """
+    if not is_finite_number(split_rate) or not 0 < split_rate < 1:
+        raise InputError(f"split_rate must be a number in (0, 1), got {split_rate!r}")
+    sequence_size = check_int("sequence_size", sequence_size)
     train: list[np.ndarray] = []
     val: list[np.ndarray] = []
     for s in series_list:

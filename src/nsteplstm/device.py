@@ -10,7 +10,7 @@ import random
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, is_int
 
 # glibc mallopt parameters (malloc.h) and the values tune_malloc sets.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -67,11 +67,7 @@ def seed_everything(seed: int) -> None:
     ask torch for deterministic algorithms where it has them (warning, not failing,
     where it has none). ``seed``: an integer in ``[-2**63, 2**64)``, torch's range.
     """
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, (int, np.integer))
-        or not -(2**63) <= seed < 2**64
-    ):
+    if not is_int(seed) or not -(2**63) <= seed < 2**64:
         raise InputError(f"seed must be an integer in [-2**63, 2**64), got {seed!r}")
     seed = int(seed)
     random.seed(seed)

@@ -1,4 +1,7 @@
-"""The one error type for mistakes a user can make (bad arguments, files, configs)."""
+"""The one error type for mistakes a user can make (bad arguments, files, configs),
+and the integer check every module uses."""
+
+import numpy as np
 
 
 class InputError(ValueError):
@@ -7,3 +10,25 @@ class InputError(ValueError):
     The CLI turns it into that line on stderr and exit code 2. It subclasses
     `ValueError`, so library callers can catch either.
     """
+
+
+def is_int(value: object) -> bool:
+    """True for a Python or NumPy integer; False for a bool (an int to Python)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_finite_number(value: object) -> bool:
+    """True for a finite Python or NumPy int or float; False for a bool."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value))
+    )
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int; :class:`InputError` naming ``name`` unless it is an integer
+    (:func:`is_int`) of at least ``minimum``."""
+    if not is_int(value) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import InputError
+from .errors import InputError, check_int, is_int
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
@@ -182,9 +182,8 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
     """Raise :class:`InputError` unless ``sequence_size`` and ``horizon`` are integers >= 1
     and every start's window ``x[s : s + sequence_size]`` lies inside ``x`` ``(T, F)``."""
     length = x.shape[0]
-    for name, value in (("sequence_size", sequence_size), ("horizon", horizon)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    check_int("sequence_size", sequence_size)
+    check_int("horizon", horizon)
     if sequence_size > length:
         raise InputError(
             f"sequence_size = {sequence_size} is longer than the series ({length} points)"
@@ -195,7 +194,7 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
         raise InputError(f"starts must be a non-empty list of integers, got {starts!r}")
     last = length - sequence_size
     for s in starts:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= last:
+        if not is_int(s) or not 0 <= s <= last:
             raise InputError(
                 f"start {s!r} out of range: a start window of {sequence_size} points in a "
                 f"series of {length} must start in [0, {last}]"

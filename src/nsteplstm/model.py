@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError
+from .errors import InputError, check_int
 from .functional import dropout, lstm_cell, n_step_lstm
 from .packing import PackedLayout
 
@@ -26,10 +26,9 @@ def _describe(t: Any) -> str:
     return type(t).__name__
 
 
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+def _positive(**sizes: int) -> list[int]:
+    """The sizes as ints, in order; :class:`InputError` unless each is an integer >= 1."""
+    return [check_int(name, value) for name, value in sizes.items()]
 
 
 def _check_dropout(dropout: float) -> None:
@@ -148,7 +147,9 @@ class NStepLSTM(nn.Module):
 
     def __init__(self, n_layers: int, in_size: int, out_size: int, dropout: float = 0.0) -> None:
         super().__init__()
-        _check_positive(n_layers=n_layers, in_size=in_size, out_size=out_size)
+        n_layers, in_size, out_size = _positive(
+            n_layers=n_layers, in_size=in_size, out_size=out_size
+        )
         _check_dropout(dropout)
         self.n_layers, self.in_size, self.out_size = n_layers, in_size, out_size
         self.dropout = float(dropout)
@@ -281,7 +282,7 @@ class StepLSTM(nn.Module):
 
     def __init__(self, in_size: int, out_size: int) -> None:
         super().__init__()
-        _check_positive(in_size=in_size, out_size=out_size)
+        in_size, out_size = _positive(in_size=in_size, out_size=out_size)
         self.in_size, self.out_size = in_size, out_size
         self.weight_ih = nn.Parameter(torch.empty(4 * out_size, in_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * out_size, out_size))
@@ -338,7 +339,9 @@ class StepLSTMStack(nn.Module):
 
     def __init__(self, n_layers: int, in_size: int, out_size: int, dropout: float = 0.0) -> None:
         super().__init__()
-        _check_positive(n_layers=n_layers)
+        n_layers, in_size, out_size = _positive(
+            n_layers=n_layers, in_size=in_size, out_size=out_size
+        )
         _check_dropout(dropout)
         self.n_layers, self.in_size, self.out_size = n_layers, in_size, out_size
         self.dropout = float(dropout)
@@ -405,7 +408,9 @@ class Forecaster(nn.Module):
         super().__init__()
         if cell not in CELLS:
             raise InputError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
-        _check_positive(n_layers=n_layers, n_in=n_in, n_hidden=n_hidden, n_out=n_out)
+        n_layers, n_in, n_hidden, n_out = _positive(
+            n_layers=n_layers, n_in=n_in, n_hidden=n_hidden, n_out=n_out
+        )
         _check_dropout(dropout)
         self._config = dict(
             n_layers=n_layers,

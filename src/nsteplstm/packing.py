@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, is_int
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class PackedLayout:
     """
 
     def __init__(self, lengths: Sequence[int], device: torch.device | str = "cpu") -> None:
-        bad = [n for n in lengths if isinstance(n, bool) or not isinstance(n, (int, np.integer))]
+        bad = [n for n in lengths if not is_int(n)]
         if len(lengths) == 0 or bad or min(lengths) < 1:
             shown = repr(bad[0] if bad else min(lengths)) if len(lengths) else "an empty list"
             raise InputError(f"lengths must be a non-empty list of integers >= 1, got {shown}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 import tempfile
@@ -38,7 +37,7 @@ from safetensors import SafetensorError
 
 from .config import Config
 from .data import Scaler
-from .errors import InputError
+from .errors import InputError, check_int
 from .model import Forecaster
 
 FORMAT_VERSION = 1
@@ -234,8 +233,7 @@ def write_config(
 def _check_version(doc: dict[str, Any], path: Path) -> None:
     """Refuse a document without a sane ``format_version`` or from a newer nsteplstm."""
     version = doc.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InputError(f"{path}: format_version must be an integer >= 1, got {version!r}")
+    check_int(f"{path}: format_version", version)
     if version > FORMAT_VERSION:
         raise InputError(
             f"{path}: format_version {version} was written by a newer nsteplstm; "
@@ -476,9 +474,7 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint | None:
     if not isinstance(name, str) or not _CHECKPOINT_WEIGHTS.fullmatch(name):
         raise InputError(f"{path}: 'weights' must name a checkpoint-*.safetensors file")
     for key in ("epoch", "batch"):
-        v = doc.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise InputError(f"{path}: '{key}' must be an integer >= 0, got {v!r}")
+        check_int(f"{path}: '{key}'", doc.get(key), minimum=0)
     tensors = _read_tensors(output_path(run_dir, name), name)
     state = {k: v for k, v in doc.items() if k not in ("format_version", "weights")}
     return Checkpoint(tensors, state, name)
@@ -491,8 +487,3 @@ def check_checkpoint_tensors(
     shapes and dtypes (and finite)."""
     name = checkpoint.name or CHECKPOINT_FILE
     _check_tensors(checkpoint.tensors, expected, Path(run_dir) / name, name)
-
-
-def is_finite_number(x: Any) -> bool:
-    """True for an int or float (not bool) that is finite."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
