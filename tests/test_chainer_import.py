@@ -224,6 +224,9 @@ def test_random_bytes_and_missing_file(tmp_path: Path) -> None:
     assert "not an .npz archive" in one_line_error(path)
     assert "file not found" in one_line_error(tmp_path / "nope.npz")
     assert "directory" in one_line_error(tmp_path)
+    assert "path must be a file name (str or Path), got NoneType" in one_line_error(None)
+    with pytest.raises(InputError, match="prefix must be None or a string .* got 1"):
+        load_chainer_npz(tmp_path / "nope.npz", prefix=1)
 
 
 def test_object_array_is_refused(tmp_path: Path) -> None:

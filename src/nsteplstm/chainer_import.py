@@ -74,6 +74,10 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
             objects, raw bytes).
     """
     where = f"Chainer checkpoint {path}"
+    if not isinstance(path, (str, Path)):
+        raise InputError(f"path must be a file name (str or Path), got {type(path).__name__}")
+    if not isinstance(prefix, str):
+        raise InputError(f"prefix must be a string such as 'l1/', got {prefix!r}")
     try:
         with open(path, "rb") as f:
             magic = f.read(len(NPY_MAGIC))
@@ -157,6 +161,8 @@ def load_chainer_npz(
     """
     where = f"Chainer checkpoint {path}"
     if prefix is not None:
+        if not isinstance(prefix, str):
+            raise InputError(f"prefix must be None or a string such as 'l1/', got {prefix!r}")
         p = prefix.strip("/") + "/" if prefix.strip("/") else ""
         sub = {k[len(p) :]: v for k, v in read_npz(path, p).items()}
         model, state = _lstm_link(sub, f"{where} (prefix {p!r})", p, bidirectional, dropout)

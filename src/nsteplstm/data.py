@@ -408,6 +408,7 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
+        """F, the features per time step."""
         return self.train_x.shape[2]
 
 

@@ -29,7 +29,7 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
     """Turn a device spec into a ``torch.device``.
 
     Accepts ``"auto"``/``None`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``,
-    ``"cuda:K"``, a ``torch.device``, or the article's integers (also as strings):
+    ``"cuda:K"``, a CPU or CUDA ``torch.device``, or the article's integers (also as strings):
     a negative number means the CPU, ``K >= 0`` means ``cuda:K``.
 
     Raises:
