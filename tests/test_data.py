@@ -422,3 +422,25 @@ def test_read_csv_columns_must_be_a_list(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"columns must be a list .* got 'units'"):
         read_csv(path, columns="units")
     np.testing.assert_array_equal(read_csv(path, columns=["units"])[0][:, 0], [1, 2])
+
+
+@pytest.mark.parametrize("settings", [dict(period=1e-320), dict(noise=1e300)])
+def test_a_series_that_is_not_finite_in_float32_is_refused(settings: dict) -> None:
+    # Both once trained on NaN and blamed the learning rate.
+    config = Config(data="sine", total_size=300, sequence_size=10, **settings)
+    refused = pytest.raises(InputError, match="data = 'sine' gives values that are not finite")
+    with np.errstate(all="raise"), refused:  # and no NumPy warning on the way
+        load_dataset(config)
+
+
+def test_scaler_treats_a_spread_below_float32_as_none() -> None:
+    tiny = np.array([[1e-45], [0.0]] * 5)  # std 7e-46: 0 in float32
+    scaler = Scaler.fit([tiny])
+    assert scaler.std[0] == 1.0
+    assert np.isfinite(scaler.transform(tiny)).all()
+
+
+def test_fibonacci_modulus_stays_exact_in_float32() -> None:
+    with pytest.raises(InputError, match=r"value = 16777217 is out of range .* <= 2\*\*24"):
+        Config.from_dict({"value": 2**24 + 1}, "test")
+    assert fibonacci_mod(3, 2**24)[2] == 1.0

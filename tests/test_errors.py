@@ -93,6 +93,12 @@ def _run_without_weights(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_without_checkpoint(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_without_checkpoint")
+    (run / "checkpoint.json").unlink()
+    return run
+
+
 def _run_truncated_weights(tmp: Path, base: Path) -> Path:
     run = _copy_run(tmp, base, "run_truncated_weights")
     data = (run / "model.safetensors").read_bytes()
@@ -149,6 +155,7 @@ def _file(name: str, content: bytes | str) -> Callable[[Path, Path], Path]:
 MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run": _run,
     "run_without_weights": _run_without_weights,
+    "run_without_checkpoint": _run_without_checkpoint,
     "run_truncated_weights": _run_truncated_weights,
     "run_wrong_shape": _run_wrong_shape,
     "run_config_disagrees": _run_config_disagrees,
@@ -203,7 +210,7 @@ def test_documented_error(command, message, code, tmp_path, base_run, capsys, mo
             values[name] = str(MAKERS[name](tmp, base_run))
     argv = shlex.split(command.format(**values))
     expected = message.format(**values)
-    before = _snapshot(tmp)
+    before, dirs_before = _snapshot(tmp), {p for p in tmp.rglob("*") if p.is_dir()}
     capsys.readouterr()
 
     try:
@@ -227,5 +234,7 @@ def test_documented_error(command, message, code, tmp_path, base_run, capsys, mo
     assert not leftovers, f"temporary files left behind: {leftovers}"
     if code == 2:
         assert not new, f"a rejected command wrote {new}"
+        made = sorted(str(p) for p in {p for p in tmp.rglob("*") if p.is_dir()} - dirs_before)
+        assert not made, f"a rejected command created the directories {made}"
     else:  # a failed run keeps its config and last good checkpoint, but no results
         assert not [p for p in new if os.path.basename(p) in RESULT_FILES], new

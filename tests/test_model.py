@@ -601,3 +601,31 @@ def test_numpy_integer_sizes_are_taken_as_ints():
     model = nl.Forecaster(np.int64(2), n_hidden=np.int32(8), dropout=0.0)
     assert json.loads(json.dumps(model.config))["n_layers"] == 2  # config.json stays writable
     assert type(model.lstm.out_size) is int and model.lstm.lstm.hidden_size == 8
+
+
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_weight_count_is_the_modules(cls, n_layers):
+    from nsteplstm.model import lstm_weight_count
+
+    lstm = cls(n_layers, 5, 7)
+    directions = 2 if cls is nl.NStepBiLSTM else 1
+    assert lstm_weight_count(n_layers, 5, 7, directions) == sum(
+        p.numel() for p in lstm.parameters()
+    )
+    stack = nl.StepLSTMStack(n_layers, 5, 7)
+    assert lstm_weight_count(n_layers, 5, 7) == sum(p.numel() for p in stack.parameters())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: nl.NStepLSTM(10**9, 1, 8),  # once ran for minutes building layers
+        lambda: nl.Forecaster(1, 1, 10**6),
+        lambda: nl.Forecaster(10**9, 1, 8, cell="step"),
+        lambda: nl.StepLSTM(1, 10**6),
+    ],
+)
+def test_sizes_beyond_this_machines_memory_are_refused_at_once(build):
+    with pytest.raises(nl.InputError, match=r"weights \(.* GiB of float32\) do not fit in this"):
+        build()

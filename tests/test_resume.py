@@ -302,6 +302,45 @@ def test_resume_refuses_other_settings(interrupted: Path) -> None:
     other = Config.from_dict({**SETTINGS, "n_hidden": 9}, "test")
     with pytest.raises(InputError, match="n_hidden"):
         train(other, interrupted, resume=True, quiet=True)
+    # Only the settings named are compared, against the run's own (not the defaults).
+    with pytest.raises(InputError, match=r"these differ: n_hidden \(run: 8, given: 9\)$"):
+        train({"n_hidden": 9}, interrupted, resume=True, quiet=True)
+
+
+def test_resume_with_named_settings_continues_the_run(tmp_path: Path, reference: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    # The run's settings are not the defaults; naming only the device must be accepted.
+    result = train({"device": "cpu", "epochs": 6}, run, resume=True, quiet=True)
+    assert result.metrics["epochs"] == 6
+    assert_same_run(run, reference)
+
+
+def test_resume_never_overwrites_final_weights_without_a_checkpoint(
+    tmp_path: Path, reference: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    (run / runs.CHECKPOINT_FILE).unlink()  # as in an imported run
+    weights = (run / runs.MODEL_FILE).read_bytes()
+    with pytest.raises(InputError, match="no checkpoint.json to resume from.* --force"):
+        train(None, run, resume=True, quiet=True)
+    assert (run / runs.MODEL_FILE).read_bytes() == weights
+
+
+def test_force_keeps_the_old_run_until_the_new_one_can_start(
+    tmp_path: Path, reference: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = sorted(p.name for p in run.iterdir())
+    bad = Config.from_dict({**SETTINGS, "data": f"csv:{tmp_path / 'missing.csv'}"}, "test")
+    with pytest.raises(InputError, match="missing.csv: file not found"):
+        train(bad, run, force=True, quiet=True)
+    assert sorted(p.name for p in run.iterdir()) == before
+    with pytest.raises(InputError, match="file not found"):
+        train(bad, tmp_path / "new" / "run", quiet=True)
+    assert not (tmp_path / "new").exists()  # nothing created for a run that cannot start
 
 
 def cli(*args: str, **kw: str) -> subprocess.Popen:

@@ -69,8 +69,14 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     (run / "notes.txt").write_text("mine")
     (run / "checkpoint-3.safetensors").write_bytes(b"stale")
     (run / runs.CHECKPOINT_FILE).write_text("{}")
+    (run / "forecast-window.csv").write_text("t,truth,prediction\n")  # of the old model
+    (run / "forecast-stream.png").write_bytes(b"old")
+    with pytest.raises(InputError, match="--force"):
+        runs.check_run_dir_free(run, force=False)
     with pytest.raises(InputError, match="--force"):
         runs.prepare_run_dir(run, force=False)
+    assert runs.check_run_dir_free(run, force=True) == run
+    assert len(list(run.iterdir())) == 5  # checking changed nothing
     runs.prepare_run_dir(run, force=True)
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
     file = tmp_path / "file"

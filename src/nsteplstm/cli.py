@@ -52,16 +52,18 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _config_from(args: argparse.Namespace) -> Config | None:
-    """Defaults < --config TOML < flags; None when nothing was given (for --resume)."""
+def _config_from(args: argparse.Namespace) -> Config | dict[str, Any] | None:
+    """Defaults < --config TOML < flags. With --resume only what was given (TOML < flags),
+    to check against the run's own settings; None when nothing was."""
     flags = {
         key[4:]: parse_cli_value(key[4:], value)
         for key, value in vars(args).items()
         if key.startswith("cfg_") and value is not None
     }
     toml = load_toml(args.config) if args.config else None
-    if args.resume and toml is None and not flags:
-        return None
+    if args.resume:
+        given = {**(toml or {}), **flags}
+        return given or None
     source = str(args.config) if args.config else "TOML file"
     return Config.merged(toml, flags, toml_source=source)
 
@@ -271,9 +273,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # a path the user named cannot be read or written
         print(f"nsteplstm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not _is_out_of_memory(e):
+            raise
+        reason = " ".join(str(e).split())[:200]
+        print(
+            f"nsteplstm {args.command}: error: out of memory ({reason}); "
+            "smaller sizes (n_hidden, n_layers, total_size, batch_size, horizon) need less",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print(f"nsteplstm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_out_of_memory(e: RuntimeError) -> bool:
+    """Whether torch failed to allocate (CPU allocator or CUDA), not some other error."""
+    text = str(e)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 if __name__ == "__main__":

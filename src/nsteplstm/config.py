@@ -389,6 +389,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
         "checkpoint_every",
     ):
         check(key, v[key] >= 1, ">= 1")
+    check("value", v["value"] <= 2**24, "1 <= value <= 2**24, every number exact in float32")
     check("dropout", 0.0 <= v["dropout"] < 1.0, "0 <= dropout < 1")
     check("split_rate", 0.0 < v["split_rate"] < 1.0, "0 < split_rate < 1")
     check("lr", v["lr"] > 0.0, "> 0")

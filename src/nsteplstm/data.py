@@ -42,10 +42,11 @@ def sine(total_size: int, period: float = 20.0, noise: float = 0.0, seed: int = 
     if not is_finite_number(noise) or noise < 0:
         raise InputError(f"sine: noise must be a finite number >= 0, got {noise!r}")
     t = np.arange(total_size, dtype=np.float64)
-    y = np.sin(2.0 * np.pi * t / period)
-    if noise > 0:
-        y = y + noise * np.random.default_rng(seed).standard_normal(total_size)
-    return y.astype(np.float32)
+    with np.errstate(all="ignore"):  # extreme settings give inf/NaN: load_dataset says so
+        y = np.sin(2.0 * np.pi * t / period)
+        if noise > 0:
+            y = y + noise * np.random.default_rng(seed).standard_normal(total_size)
+        return y.astype(np.float32)
 
 
 def adding_problem(
@@ -283,10 +284,10 @@ class Scaler:
                 f"{sorted(np.shape(a) for a in train_arrays)}"
             )
         stacked = np.concatenate([np.asarray(a, dtype=np.float64) for a in train_arrays], axis=0)
-        mean = stacked.mean(axis=0)
-        std = stacked.std(axis=0)
-        std[~(std > 0)] = 1.0
-        return cls(mean.astype(np.float32), std.astype(np.float32))
+        mean = stacked.mean(axis=0).astype(np.float32)
+        std = stacked.std(axis=0).astype(np.float32)
+        std[~(std > 0)] = 1.0  # after the cast: a spread below float32's range is none
+        return cls(mean, std)
 
     def transform(self, a: np.ndarray) -> np.ndarray:
         """Scale `a` (..., F) to float32."""
@@ -473,6 +474,13 @@ def load_dataset(config: Config) -> Dataset:
         train_parts = [scaler.transform(p) for p in train_parts]
         val_parts = [scaler.transform(p) for p in val_parts]
         raw = [scaler.transform(a) for a in raw]
+    for part in raw:
+        if not np.isfinite(part).all():
+            scaled = " after standard scaling" if scaler is not None else ""
+            raise InputError(
+                f"config: data = {config.data!r} gives values that are not finite in float32"
+                f"{scaled} (check period, noise, the data's range)"
+            )
     train_x, train_y = _windows(train_parts, s)
     val_x, val_y = _windows(val_parts, s)
     kind = "csv" if config.data.startswith("csv:") else config.data

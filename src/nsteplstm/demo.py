@@ -43,7 +43,7 @@ def run_demo(
     with ``epochs``); ``n_layers`` and ``dropout`` vary per model. ``echo`` gets the
     progress lines and the final table.
     """
-    base = replace(base or Config(), epochs=epochs)
+    base = Config.from_dict(replace(base or Config(), epochs=epochs).to_dict(), "of the demo")
     out = runs.prepare_run_dir(out, force)
     models = [(f"layers-{n}", replace(base, n_layers=n)) for n in LAYERS]
     models += [
@@ -52,7 +52,7 @@ def run_demo(
     rows, histories = [], {}
     for name, config in models:
         echo(f"training {name} ({config.epochs} epochs)...")
-        result = train(config, out / name, quiet=quiet)
+        result = train(config, out / name, force=force, quiet=quiet)
         forecasts = {mode: forecast_run(out / name, mode=mode) for mode in ("window", "stream")}
         plot_losses(out / name / "losses.png", result.history, f"{name}: loss per epoch")
         histories[name] = result.history

@@ -7,6 +7,7 @@ is in :mod:`nsteplstm.functional`, the batch bookkeeping in :mod:`nsteplstm.pack
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,36 @@ def _describe(t: Any) -> str:
 def _positive(**sizes: int) -> list[int]:
     """The sizes as ints, in order; :class:`InputError` unless each is an integer >= 1."""
     return [check_int(name, value) for name, value in sizes.items()]
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def lstm_weight_count(n_layers: int, in_size: int, out_size: int, directions: int = 1) -> int:
+    """Parameters of an LSTM stack: ``4 H (I_l + H + 2)`` per layer and direction, with
+    ``I_0 = in_size`` and ``I_l = directions * H`` above (H = ``out_size``)."""
+    per_layer = 4 * out_size * (out_size + 2)
+    first = directions * (4 * out_size * in_size + per_layer)
+    return first + (n_layers - 1) * directions * (4 * out_size * directions * out_size + per_layer)
+
+
+def _check_fits(n_layers: int, in_size: int, out_size: int, directions: int = 1) -> None:
+    """Raise :class:`InputError` when the float32 weights alone would exceed this
+    machine's memory (before torch tries, which takes minutes for a billion layers or
+    fails with a bare allocation error)."""
+    count = lstm_weight_count(n_layers, in_size, out_size, directions)
+    memory = _physical_memory()
+    if memory is not None and 4 * count > memory:
+        raise InputError(
+            f"n_layers = {n_layers}, in_size = {in_size}, out_size (hidden units) = {out_size}: "
+            f"{count:,} weights ({4 * count / 2**30:,.0f} GiB of float32) do not fit in this "
+            f"machine's {memory / 2**30:,.0f} GiB of memory"
+        )
 
 
 def _check_dropout(dropout: float) -> None:
@@ -154,6 +185,7 @@ class NStepLSTM(nn.Module):
         self.n_layers, self.in_size, self.out_size = n_layers, in_size, out_size
         self.dropout = float(dropout)
         self.n_directions = 2 if self.bidirectional else 1
+        _check_fits(n_layers, in_size, out_size, self.n_directions)
         # Only a parameter container: the call goes through functional.n_step_lstm.
         self.lstm = nn.LSTM(in_size, out_size, n_layers, bidirectional=self.bidirectional)
 
@@ -283,6 +315,7 @@ class StepLSTM(nn.Module):
     def __init__(self, in_size: int, out_size: int) -> None:
         super().__init__()
         in_size, out_size = _positive(in_size=in_size, out_size=out_size)
+        _check_fits(1, in_size, out_size)
         self.in_size, self.out_size = in_size, out_size
         self.weight_ih = nn.Parameter(torch.empty(4 * out_size, in_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * out_size, out_size))
@@ -343,6 +376,7 @@ class StepLSTMStack(nn.Module):
             n_layers=n_layers, in_size=in_size, out_size=out_size
         )
         _check_dropout(dropout)
+        _check_fits(n_layers, in_size, out_size)
         self.n_layers, self.in_size, self.out_size = n_layers, in_size, out_size
         self.dropout = float(dropout)
         sizes = [in_size] + [out_size] * (n_layers - 1)

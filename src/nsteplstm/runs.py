@@ -48,6 +48,8 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.json"
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "seconds")
 SLOW_CHECKPOINT_ENV = "NSTEPLSTM_TEST_SLOW_CHECKPOINT"
+# Other files an earlier run may have left in its directory (forecasts, the demo's plot).
+STALE_PATTERNS = ("checkpoint-*.safetensors", "forecast-*.csv", "forecast-*.png", "losses.png")
 _CHECKPOINT_WEIGHTS = re.compile(r"checkpoint-[0-9]+(-[0-9]+)?\.safetensors")
 
 
@@ -109,26 +111,35 @@ def output_path(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / name
 
 
+def check_run_dir_free(path: str | Path, force: bool) -> Path:
+    """Raise :class:`InputError` unless :func:`prepare_run_dir` may use ``path``: it does
+    not exist, is an empty directory, or (with ``force``) any directory. Changes nothing,
+    so a command can check its output before the slow or failing part of its work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"run directory {path} exists and is not a directory; pick another --out")
+    if not force and path.is_dir() and any(path.iterdir()):
+        raise InputError(
+            f"run directory {path} exists and is not empty; pass --force to overwrite "
+            "it or pick another --out"
+        )
+    return path
+
+
 def prepare_run_dir(path: str | Path, force: bool) -> Path:
     """Create the run directory ``path`` (and parents), or accept an empty one.
 
     An existing non-empty directory is refused unless ``force``; with ``force`` the
-    artefacts of an earlier run (model, history, metrics, checkpoints) are removed so
-    nothing stale survives, other files are left alone.
+    artefacts of an earlier run (model, history, metrics, checkpoints, forecasts) are
+    removed so nothing stale survives, other files are left alone.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"run directory {path} exists and is not a directory; pick another --out")
-    if path.is_dir() and any(path.iterdir()):
-        if not force:
-            raise InputError(
-                f"run directory {path} exists and is not empty; pass --force to overwrite "
-                "it or pick another --out"
-            )
+    path = check_run_dir_free(path, force)
+    if path.is_dir():
         for name in (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, CHECKPOINT_FILE):
             (path / name).unlink(missing_ok=True)
-        for stale in path.glob("checkpoint-*.safetensors"):
-            stale.unlink(missing_ok=True)
+        for pattern in STALE_PATTERNS:
+            for stale in path.glob(pattern):
+                stale.unlink(missing_ok=True)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -27,7 +27,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -682,11 +682,17 @@ def _restore(
 # ---------------------------------------------------------------- the run
 
 
-def _resume_config(saved: Config, given: Config | None, run_dir: Path) -> Config:
-    """The saved config; a given one must match it (the device may differ)."""
+def _resume_config(
+    saved: Config, given: Config | Mapping[str, Any] | None, run_dir: Path
+) -> Config:
+    """The saved config; a given one must match it, except in the device. ``given`` as
+    a mapping holds only the settings the user named; the others are the run's own."""
     if given is None:
         return saved
-    a, b = saved.to_dict(), given.to_dict()
+    a = saved.to_dict()
+    if isinstance(given, Mapping):
+        given = Config.merged(a, given, toml_source=str(run_dir / runs.CONFIG_FILE))
+    b = given.to_dict()
     differ = [k for k in a if k != "device" and a[k] != b[k]]
     if differ:
         shown = ", ".join(f"{k} (run: {a[k]!r}, given: {b[k]!r})" for k in differ[:3])
@@ -724,7 +730,7 @@ def _final_metrics(
 
 
 def train(
-    config: Config | None,
+    config: Config | Mapping[str, Any] | None,
     out_dir: str | Path,
     *,
     force: bool = False,
@@ -738,8 +744,13 @@ def train(
     epochs (and at the last), then ``model.safetensors``, ``history.csv`` and
     ``metrics.json``. With ``config.keep_best`` the weights of the epoch with the
     lowest validation loss are the ones kept. ``resume`` continues ``out_dir`` from
-    its checkpoint (``config`` may be None: the run's own is used) and ends with the
-    weights and history of an uninterrupted run. ``progress`` receives per-batch and
+    its checkpoint and ends with the weights and history of an uninterrupted run;
+    ``config`` is then None (the run's own), a full Config that must match the run's,
+    or a mapping of the settings to check against it (only ``device`` may differ). A
+    run without a checkpoint restarts from epoch 1 unless it has final weights (an
+    imported run, or one whose checkpoint was removed): those are never overwritten.
+    A new run checks ``out_dir``, the data and the model before it touches
+    ``out_dir`` (with ``force``: before it removes the old run). ``progress`` receives per-batch and
     per-epoch reports; by default a bar on stderr when stdout and stderr are
     terminals and not ``quiet``.
 
@@ -754,12 +765,17 @@ def train(
         saved, saved_model, _ = runs.read_config(out)
         config = _resume_config(saved, config, out)
         checkpoint = runs.load_checkpoint(out)
-    elif config is None:
-        raise InputError("train: a config is needed unless resuming")
+        if checkpoint is None and (out / runs.MODEL_FILE).exists():
+            raise InputError(
+                f"{out}: no {runs.CHECKPOINT_FILE} to resume from, and the run has final "
+                f"weights ({runs.MODEL_FILE}); to train it anew: --out {out} --force"
+            )
+    elif not isinstance(config, Config):
+        raise InputError("train: a Config is needed unless resuming")
     else:
         # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
-        config = Config.from_dict(config.to_dict(), "config")
-        out = runs.prepare_run_dir(out, force)
+        config = Config.from_dict(config.to_dict(), "settings")
+        runs.check_run_dir_free(out, force)
     if progress is None:
         # The bar goes to stderr, and only when the user watches: both streams on a terminal.
         watching = sys.stdout.isatty() and sys.stderr.isatty()
@@ -772,6 +788,7 @@ def train(
         config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout, config.cell
     ).to(device)
     if not resume:
+        out = runs.prepare_run_dir(out, force)
         scaler = getattr(dataset, "scaler", None)
         runs.write_config(out, config, model.config, scaler)
     elif saved_model != model.config:

@@ -1,0 +1,50 @@
+"""`nsteplstm demo` on tiny settings: every run, plot and the report; --force; bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nsteplstm import runs
+from nsteplstm.config import Config
+from nsteplstm.demo import run_demo
+from nsteplstm.errors import InputError
+
+TINY = Config(total_size=300, sequence_size=10, n_hidden=8, batch_size=50)
+RUNS = ("layers-1", "layers-2", "layers-3", "dropout-0.4", "dropout-0.5")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def demo(out: Path, **kw) -> Path:
+    return run_demo(out, epochs=1, quiet=True, base=TINY, echo=lambda line: None, **kw)
+
+
+@pytest.mark.slow
+def test_demo_writes_every_run_plot_and_the_report_and_reruns_only_with_force(tmp_path):
+    out = tmp_path / "demo"
+    report = demo(out)
+    assert report == out / "report.html"
+    for name in RUNS:
+        run = out / name
+        for file in (runs.MODEL_FILE, runs.METRICS_FILE, "losses.png", "forecast-stream.csv"):
+            assert (run / file).is_file(), (name, file)
+        assert runs.read_metrics(run)["epochs"] == 1
+    assert (out / "layers.png").is_file() and (out / "dropout.png").is_file()
+    text = report.read_text()
+    assert all(name in text for name in RUNS) and text.count("data:image/png;base64,") >= 7
+
+    before = (out / "layers-1" / runs.MODEL_FILE).read_bytes()
+    with pytest.raises(InputError, match="exists and is not empty; pass --force"):
+        demo(out)
+    assert (out / "layers-1" / runs.MODEL_FILE).read_bytes() == before
+    # --force reaches every run of the demo (it once stopped at the first sub-run).
+    assert demo(out, force=True) == report
+    assert runs.read_metrics(out / "dropout-0.5")["epochs"] == 1
+
+
+def test_demo_checks_its_settings_before_creating_anything(tmp_path):
+    with pytest.raises(InputError, match="config of the demo: epochs = 0 is out of range"):
+        run_demo(tmp_path / "demo", epochs=0, base=TINY, echo=lambda line: None)
+    assert not (tmp_path / "demo").exists()
