@@ -265,6 +265,41 @@ def test_checkpoint_json_garbage(interrupted: Path) -> None:
         train(None, interrupted, resume=True, quiet=True)
 
 
+def _edit_checkpoint(run: Path, edit: Any) -> None:
+    path = run / runs.CHECKPOINT_FILE
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["history"][0].update(train_loss=float("nan")),
+        lambda d: d["history"][0].update(val_loss=None),
+        lambda d: d["history"][1].update(epoch="x"),
+        lambda d: d["history"][1].update(epoch=7),
+        lambda d: d.update(epoch_seconds=float("inf")),
+        lambda d: d.update(loss_count=-1),
+        lambda d: d.update(best_val_loss="low"),
+    ],
+    ids=["nan loss", "null loss", "text epoch", "epoch out of order", "inf", "negative", "text"],
+)
+def test_checkpoint_bad_numbers(interrupted: Path, edit: Any) -> None:
+    # Each once ended in a traceback, some only after another epoch had been trained.
+    _edit_checkpoint(interrupted, edit)
+    before = (interrupted / "checkpoint-2.safetensors").read_bytes()
+    with pytest.raises(InputError, match="malformed checkpoint .* finite numbers >= 0"):
+        train(None, interrupted, resume=True, quiet=True)
+    assert (interrupted / "checkpoint-2.safetensors").read_bytes() == before
+
+
+def test_checkpoint_batch_past_the_epoch(interrupted: Path) -> None:
+    _edit_checkpoint(interrupted, lambda d: d.update(batch=999))
+    with pytest.raises(InputError, match="batch 999 of epoch 3 does not exist .* has \\d+ batches"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
 def test_checkpoint_bad_rng_state(interrupted: Path) -> None:
     path = interrupted / runs.CHECKPOINT_FILE
     doc = json.loads(path.read_text())

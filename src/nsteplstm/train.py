@@ -41,7 +41,7 @@ from . import runs
 from .config import Config
 from .data import AddingDataset, Dataset, load_adding, load_dataset, random_lengths
 from .device import resolve_device, seed_everything
-from .errors import InputError
+from .errors import InputError, is_finite_number, is_int
 from .model import Forecaster
 from .packing import PackedLayout
 
@@ -645,11 +645,23 @@ def _restore(
             peak_rss_mib_epoch1=d.get("peak_rss_mib_epoch1"),
             epoch_rng=d["rng"]["shuffle"],
         )
-        for row in state.history:
-            if set(row) != set(runs.HISTORY_FIELDS):
+        numbers = [state.loss_sum, state.epoch_seconds, state.best_val_loss or 0.0]
+        numbers.append(state.peak_rss_mib_epoch1 or 0.0)
+        counts = [d["epoch"], d["batch"], d["loss_count"], d["best_epoch"]]
+        for k, row in enumerate(state.history, start=1):
+            if set(row) != set(runs.HISTORY_FIELDS) or row["epoch"] != k:
                 raise ValueError
+            counts.append(row["epoch"])
+            numbers += [row["train_loss"], row["val_loss"], row["seconds"]]
+        if not all(is_int(n) and n >= 0 for n in counts):
+            raise ValueError
+        if not all(is_finite_number(x) and x >= 0 for x in numbers):
+            raise ValueError
     except (KeyError, TypeError, ValueError):
-        raise InputError(f"{source}: malformed checkpoint (bad or missing entries)") from None
+        raise InputError(
+            f"{source}: malformed checkpoint (bad or missing entries: counts must be integers "
+            ">= 0, losses and seconds finite numbers >= 0)"
+        ) from None
     if state.epoch > config.epochs or len(state.history) != state.epoch:
         raise InputError(
             f"{source}: checkpoint at epoch {state.epoch} with {len(state.history)} history "
@@ -817,6 +829,11 @@ def train(
                 else:  # mid-epoch resume: draw this epoch's plan again
                     rng.bit_generator.state = state.epoch_rng
                 plan = _plan(data, config, rng)
+                if state.batch >= plan.n_batches:
+                    raise InputError(
+                        f"{out / runs.CHECKPOINT_FILE}: batch {state.batch} of epoch {epoch} "
+                        f"does not exist (the epoch has {plan.n_batches} batches)"
+                    )
                 totals = _Totals(state.loss_sum, state.loss_count)
 
                 def report(b: int, n: int, loss: float, epoch: int = epoch) -> None:
