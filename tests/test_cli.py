@@ -222,3 +222,9 @@ def test_version(capsys):
         main(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out.strip() == f"nsteplstm {__version__}"
+
+
+def test_an_error_is_one_line_even_for_a_path_with_a_line_break(tmp_path, capsys):
+    assert main(["forecast", str(tmp_path / "no\nrun")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no\\nrun does not exist" in err

@@ -197,8 +197,18 @@ def test_history_round_trip_is_exact(tmp_path: Path) -> None:
     )
     assert runs.read_history(tmp_path) == history
     (tmp_path / runs.HISTORY_FILE).write_text("epoch,train_loss,val_loss,seconds\n1,x,2,3\n")
-    with pytest.raises(InputError, match="line 2"):
+    with pytest.raises(InputError, match="line 2 must hold an epoch and three finite .* '1,x,2,3'"):
         runs.read_history(tmp_path)
+    (tmp_path / runs.HISTORY_FILE).write_text("epoch,train_loss,val_loss,seconds\n1,nan,2,3\n")
+    with pytest.raises(InputError, match="got '1,nan,2,3'"):
+        runs.read_history(tmp_path)
+    # A BOM and a trailing blank line, as an editor may leave them, are fine.
+    (tmp_path / runs.HISTORY_FILE).write_text(
+        "\ufeffepoch,train_loss,val_loss,seconds\n1,1,2,3\n\n"
+    )
+    assert runs.read_history(tmp_path) == [
+        {"epoch": 1, "train_loss": 1.0, "val_loss": 2.0, "seconds": 3.0}
+    ]
 
 
 def test_update_metrics(tmp_path: Path) -> None:

@@ -263,29 +263,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as e:
-        print(f"nsteplstm {args.command}: error: {e}", file=sys.stderr)
+        _error(args.command, str(e))
         return 2
     except Interrupted as e:  # train() has printed the resume command
         return e.exit_code
     except NonFiniteLoss as e:
-        print(f"nsteplstm {args.command}: error: {e}", file=sys.stderr)
+        _error(args.command, str(e))
         return 1
     except OSError as e:  # a path the user named cannot be read or written
-        print(f"nsteplstm {args.command}: error: {e}", file=sys.stderr)
+        _error(args.command, str(e))
         return 2
     except (MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not _is_out_of_memory(e):
             raise
         reason = " ".join(str(e).split())[:200]
-        print(
-            f"nsteplstm {args.command}: error: out of memory ({reason}); "
-            "smaller sizes (n_hidden, n_layers, total_size, batch_size, horizon) need less",
-            file=sys.stderr,
-        )
+        sizes = "n_hidden, n_layers, total_size, batch_size, horizon"
+        _error(args.command, f"out of memory ({reason}); smaller sizes ({sizes}) need less")
         return 2
     except KeyboardInterrupt:
         print(f"nsteplstm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _error(command: str, message: str) -> None:
+    """The one line on stderr: line breaks in the message (a path may hold one) escaped."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    print(f"nsteplstm {command}: error: {message}", file=sys.stderr)
 
 
 def _is_out_of_memory(e: RuntimeError) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -331,7 +332,7 @@ def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
     """Rows of ``history.csv`` as dicts (epoch int, the rest float)."""
     path = output_path(_check_run_dir(run_dir), HISTORY_FILE)
     try:
-        text = _read_bytes(path, HISTORY_FILE).decode("utf-8")
+        text = _read_bytes(path, HISTORY_FILE).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: {HISTORY_FILE} is not UTF-8 text") from None
     rows = list(csv.reader(io.StringIO(text)))
@@ -339,14 +340,19 @@ def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
         raise InputError(f"{path}: the header must be {','.join(HISTORY_FIELDS)}")
     history = []
     for line, row in enumerate(rows[1:], start=2):
+        if not row:  # a blank line
+            continue
         try:
             if len(row) != len(HISTORY_FIELDS):
                 raise ValueError
             entry: dict[str, Any] = {"epoch": int(row[0])}
             entry.update({k: float(v) for k, v in zip(HISTORY_FIELDS[1:], row[1:], strict=True)})
+            if not all(math.isfinite(entry[k]) for k in HISTORY_FIELDS[1:]):
+                raise ValueError
         except ValueError:
             raise InputError(
-                f"{path}: line {line} must hold an epoch and three numbers, got {row!r}"
+                f"{path}: line {line} must hold an epoch and three finite numbers, "
+                f"got {','.join(row)!r}"
             ) from None
         history.append(entry)
     return history
