@@ -222,3 +222,34 @@ def test_version(capsys):
         main(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out.strip() == f"nsteplstm {__version__}"
+
+
+# ---------------------------------------------------------------- outputs kept, one-line errors
+
+
+def one_error_line(capsys, command: str, message: str) -> None:
+    """stderr is exactly one `nsteplstm COMMAND: error: ...` line holding ``message``."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"nsteplstm {command}: error: "), err
+    assert message in err, err
+
+
+@pytest.mark.slow
+def test_plot_keeps_existing_files_unless_force(trained, tmp_path, capsys):
+    model = (trained / "model.safetensors").read_bytes()
+    argv = ["plot", str(trained), "--out", str(trained / "model.safetensors"), "--force"]
+    assert main(argv) == 2
+    one_error_line(capsys, "plot", "the name must end in .png")
+    assert (trained / "model.safetensors").read_bytes() == model
+
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"mine")
+    assert main(["plot", str(trained), "--out", str(out)]) == 2
+    one_error_line(capsys, "plot", f"{out} already exists; use --force to overwrite it")
+    assert out.read_bytes() == b"mine"
+    assert main(["plot", str(trained), "--out", str(out), "--force"]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+    assert main(["plot", str(trained), "--out", str(tmp_path)]) == 2
+    one_error_line(capsys, "plot", f"cannot write {tmp_path}: it is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png"]  # no temporary file

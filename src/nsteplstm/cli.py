@@ -106,7 +106,7 @@ def _format_metrics(m: dict[str, Any]) -> str:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_runs
 
-    plot_runs(args.runs, args.out, labels=args.labels)
+    plot_runs(args.runs, args.out, labels=args.labels, force=args.force)
     print(f"wrote {args.out}")
     return 0
 
@@ -193,8 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="overlay the loss curves of several runs")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument(
+        "--out", type=Path, required=True, help="PNG file to write (the name must end in .png)"
+    )
     p.add_argument("--labels", nargs="+", help="legend label per run (default: run names)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=_cmd_plot)
 
     p = sub.add_parser(

@@ -27,18 +27,44 @@ METRICS = ("val_loss", "train_loss", "both")
 _LABELS = {"train_loss": "train", "val_loss": "validation"}
 
 
-def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Render ``fig`` to the PNG file ``path`` atomically; return the path.
+def check_output_file(
+    path: str | os.PathLike[str], force: bool = False, suffix: str | None = None
+) -> Path:
+    """``path`` as a Path, once it is known that a file can be written there.
 
-    The directory must exist. Only ``path`` itself is written (replaced if present).
+    InputError when ``path`` is a directory (``""`` is ``.``), its name does not end
+    in ``suffix`` (any case; the format written, e.g. ``".png"``: a PNG named ``.jpg``
+    misleads every program that opens it), its directory does not exist, or, unless
+    ``force``, something already exists at ``path``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise InputError(f"cannot write {path}: the name must end in {suffix} (the format written)")
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
+    if not force and os.path.lexists(path):
+        raise InputError(f"{path} already exists; use --force to overwrite it")
+    return path
+
+
+def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
+    """``fig`` rendered as PNG data (render first, then write: a failure writes nothing)."""
     FigureCanvasAgg(fig)
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=dpi)
-    atomic_write(path, png.getvalue())
+    return png.getvalue()
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Render ``fig`` to the PNG file ``path`` atomically; return the path.
+
+    The name must end in ``.png`` and the directory must exist. Only ``path`` itself
+    is written (replaced if present; see :func:`check_output_file` to refuse that).
+    """
+    path = check_output_file(path, force=True, suffix=".png")
+    atomic_write(path, png_bytes(fig, dpi))
     return path
 
 
@@ -239,14 +265,17 @@ def plot_runs(
     labels: Sequence[str] | None = None,
     metric: str = "both",
     title: str = "Loss per epoch",
+    force: bool = False,
 ) -> Path:
     """Overlay the loss curves of trained runs (``nsteplstm plot``); return ``out``.
 
     Each run's ``history.csv`` is read; ``labels`` (one per run) default to the run
-    directories' names, or their full paths when names repeat.
+    directories' names, or their full paths when names repeat. ``out`` must end in
+    ``.png`` (so it can never name a run's own files) and, unless ``force``, not exist.
     """
     from .runs import read_history  # the run-directory layer is only needed here
 
+    out = check_output_file(out, force, suffix=".png")
     dirs = [Path(d) for d in run_dirs]
     if labels is None:
         names = [d.name for d in dirs]
