@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,21 @@ def test_save_png_names_a_directory_in_the_way(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"f\.png: it is a directory"):
         plots.plot_losses(tmp_path / "f.png", history(), "t")
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("losses", "scale"),
+    [
+        ((1.0, 0.0), "linear"),
+        ((-0.5, -0.1), "linear"),
+        ((np.nan, np.nan), "linear"),
+        ((1, 2), "log"),
+    ],
+)
+def test_log_axis_only_for_positive_losses(tmp_path: Path, losses, scale: str) -> None:
+    rows = [dict(epoch=e, train_loss=v, val_loss=v, seconds=0.1) for e, v in enumerate(losses, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "cannot be log-scaled" warning
+        for fig in (plots.losses_figure(rows, "t"), plots.overlay_figure({"r": rows}, "t")):
+            assert fig.axes[0].get_yscale() == scale
+            assert plots.png_bytes(fig)[:8] == PNG_MAGIC

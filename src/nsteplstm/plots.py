@@ -185,11 +185,17 @@ class _PlainLogFormatter(ticker.LogFormatter):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
-def _log_axes(ax: Any, ylabel: str) -> None:
-    ax.set_yscale("log")
-    # Plain numbers (0.4, 3, 0.01) rather than 4x10^-1; minor ticks labelled on short ranges.
-    ax.yaxis.set_major_formatter(_PlainLogFormatter())
-    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+def _loss_axes(ax: Any, ylabel: str) -> None:
+    """A log y axis for the plotted losses, or a linear one when one of them is zero or
+    negative (a log axis would silently drop it) or none is finite."""
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.get_lines()])
+    ys = ys[np.isfinite(ys)]
+    if ys.size and np.all(ys > 0):
+        ax.set_yscale("log")
+        # Plain numbers (0.4, 3, 0.01), not 4x10^-1; minor ticks labelled on short ranges.
+        ax.yaxis.set_major_formatter(_PlainLogFormatter())
+        minor = _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
+        ax.yaxis.set_minor_formatter(minor)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
@@ -197,7 +203,7 @@ def _log_axes(ax: Any, ylabel: str) -> None:
 
 
 def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
-    """Train and validation loss per epoch, log y axis.
+    """Train and validation loss per epoch, log y axis (linear when a loss is <= 0).
 
     ``history``: one dict per epoch with ``train_loss`` and ``val_loss`` (mean squared
     error) and optionally ``epoch`` (1-based; default: the row number).
@@ -207,7 +213,7 @@ def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
     ax = fig.subplots()
     ax.plot(epochs, _column(history, "train_loss"), "-", color="tab:blue", label="train")
     ax.plot(epochs, _column(history, "val_loss"), "-", color="tab:orange", label="validation")
-    _log_axes(ax, "loss (MSE)")
+    _loss_axes(ax, "loss (MSE)")
     ax.legend()
     ax.set_title(title)
     return fig
@@ -223,7 +229,8 @@ def plot_losses(
 def overlay_figure(
     runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str, metric: str = "val_loss"
 ) -> Figure:
-    """Several runs' loss curves overlaid, one color per run, log y axis.
+    """Several runs' loss curves overlaid, one color per run, log y axis (linear when a
+    loss is <= 0).
 
     ``runs`` maps a label (e.g. ``"dropout 0.3"``) to that run's history (as in
     :func:`losses_figure`). ``metric``: ``"val_loss"``, ``"train_loss"`` or ``"both"``
@@ -243,7 +250,7 @@ def overlay_figure(
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
             ax.plot(epochs, _column(history, key), styles[key], color=f"C{i % 10}", label=name)
     what = "loss" if metric == "both" else f"{_LABELS[metric]} loss"
-    _log_axes(ax, f"{what} (MSE)")
+    _loss_axes(ax, f"{what} (MSE)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     ax.set_title(title)
     return fig
