@@ -253,3 +253,15 @@ def test_plot_keeps_existing_files_unless_force(trained, tmp_path, capsys):
     assert main(["plot", str(trained), "--out", str(tmp_path)]) == 2
     one_error_line(capsys, "plot", f"cannot write {tmp_path}: it is a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png"]  # no temporary file
+
+
+@pytest.mark.slow
+def test_forecast_with_a_directory_in_the_way_writes_nothing(trained, tmp_path, capsys):
+    run = tmp_path / "RUN"
+    shutil.copytree(trained, run)
+    (run / "forecast-window.png").mkdir()
+    metrics = (run / "metrics.json").read_bytes()
+    assert main(["forecast", str(run), "--horizon", "7"]) == 2
+    one_error_line(capsys, "forecast", f"cannot write {run}/forecast-window.png: it is a directory")
+    assert not (run / "forecast-window.csv").exists()
+    assert (run / "metrics.json").read_bytes() == metrics
