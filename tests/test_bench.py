@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from nsteplstm.bench import JSON_FILE, epoch_flops, run_bench, torch_defaults
+from nsteplstm.bench import (
+    JSON_FILE,
+    chainer,
+    check_chainer_python,
+    epoch_flops,
+    run_bench,
+    torch_defaults,
+)
+from nsteplstm.config import Config
 from nsteplstm.errors import InputError
 
 
@@ -98,3 +106,45 @@ def test_peak_rss_is_the_child_alone_not_the_parent():
     assert rss["source"] == "VmHWM"
     assert 50 < rss["peak_rss_mib"] < 700  # a fork would report the parent's 768+ MiB
     del ballast
+
+
+def fake_python(path: Path, run: str) -> Path:
+    """An executable that passes the chainer probe (``-c ...`` prints a version) and
+    runs the shell commands ``run`` for the baseline script."""
+    path.write_text(f'#!/bin/sh\ncase "$1" in -c) echo 7.8.1;; *) {run};; esac\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_chainer_python_is_run_from_where_it_is(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_python(tmp_path / "python", "exit 0")
+    assert check_chainer_python(Path("./python")) == tmp_path / "python"  # not from PATH
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "notpy").write_text("x = 1\n")  # no #! line
+    (tmp_path / "sub" / "notpy").chmod(0o755)
+    with pytest.raises(InputError, match=r"sub/notpy: cannot run it \(Exec format error\)"):
+        check_chainer_python(Path("sub/notpy"))
+    with pytest.raises(InputError, match="/bin/true: printed no chainer version"):
+        check_chainer_python(Path("/bin/true"))
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        (
+            "echo boom >&2; echo 'ValueError: chainer broke' >&2; exit 3",
+            "ValueError: chainer broke",
+        ),
+        ('echo \'{"seconds_per_epoch": ["abc"]}\'', "'seconds_per_epoch': \\[seconds"),
+        ("echo '{\"seconds_per_epoch\": []}'", "'seconds_per_epoch': \\[seconds"),
+        ("echo 'not json'", "got 'not json'"),
+        ("exit 0", "got ''"),
+    ],
+)
+def test_a_failing_chainer_baseline_is_one_input_error(tmp_path: Path, run: str, message: str):
+    python = check_chainer_python(fake_python(tmp_path / "python", run))
+    epoch = chainer(python, tmp_path / "script.py", "step", Config(), 10, malloc=False)
+    with pytest.raises(InputError, match=rf"python: the baseline run failed.*{message}") as e:
+        epoch()
+    assert "\n" not in str(e.value)

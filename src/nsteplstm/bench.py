@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from .config import Config
 from .data import Dataset, load_dataset
 from .device import MALLOC_ENV, resolve_device, seed_everything, tune_malloc
-from .errors import InputError, check_int
+from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
 from .model import Forecaster
 from .plots import save_png
@@ -387,13 +387,47 @@ def _package_env(malloc: bool) -> dict[str, str]:
     return env | (MALLOC_ENV if malloc else {})
 
 
-def _subprocess_epoch(cmd: list[str], env: dict[str, str]) -> float:
-    """Run a baseline script that prints JSON with ``seconds_per_epoch`` last; its first."""
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+def _run_python(
+    cmd: list[str], who: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(cmd)``, output captured as text; InputError starting with ``who``
+    (e.g. ``--chainer-python PATH``) when it cannot start or runs past ``timeout`` s."""
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, errors="replace", timeout=timeout, env=env
+        )
+    except OSError as e:
+        raise InputError(f"{who}: cannot run it ({e.strerror or e})") from None
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{who}: no result within {timeout:g} s") from None
+
+
+def _last_line(text: str, default: str) -> str:
+    """The last non-blank line of ``text``, or ``default``."""
+    return (text.strip().splitlines() or [default])[-1]
+
+
+def _subprocess_epoch(cmd: list[str], env: dict[str, str], who: str) -> float:
+    """Run a baseline script that prints JSON with ``seconds_per_epoch`` last; its first.
+
+    InputError naming ``who`` and saying that the baseline run failed when it cannot
+    run, exits non-zero (with the last line of its stderr) or prints no positive time.
+    """
+    done = _run_python(cmd, f"{who}: the baseline run failed", 1200, env=env)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"baseline failed ({' '.join(cmd)}): {last}")
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds_per_epoch"][0])
+        last = _last_line(done.stderr, "nothing on stderr")
+        raise InputError(f"{who}: the baseline run failed (exit code {done.returncode}): {last}")
+    last = _last_line(done.stdout, "")
+    try:
+        times = json.loads(last).get("seconds_per_epoch")
+    except (ValueError, AttributeError):
+        times = None
+    if not isinstance(times, list) or not times or not is_finite_number(times[0]) or times[0] <= 0:
+        raise InputError(
+            f"{who}: the baseline run failed: its last line of output must be JSON with "
+            f"'seconds_per_epoch': [seconds, ...], got {last[:80]!r}"
+        )
+    return float(times[0])
 
 
 def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
@@ -404,7 +438,7 @@ def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
     steps = load_dataset(config).train_x.shape[0] * config.sequence_size
 
     def epoch() -> tuple[float, int]:
-        return _subprocess_epoch(cmd, env), steps
+        return _subprocess_epoch(cmd, env, f"plain-default ({sys.executable})"), steps
 
     return epoch
 
@@ -415,6 +449,9 @@ def _plain_worker(config_json: str) -> None:
     epoch = plain(config, load_dataset(config), torch.device("cpu"))
     epoch()
     print(json.dumps({"seconds_per_epoch": [epoch()[0]]}))
+
+
+_CHAINER_PROBE = "import chainer; print(chainer.__version__)"
 
 
 def find_chainer_script() -> Path:
@@ -432,16 +469,23 @@ def find_chainer_script() -> Path:
     )
 
 
-def check_chainer_python(python: Path) -> Path:
-    """Raise InputError unless ``python`` is an executable that imports chainer."""
+def check_chainer_python(python: str | os.PathLike[str]) -> Path:
+    """``python`` as an absolute path, once it has run, imported chainer and printed its
+    version; InputError otherwise.
+
+    Absolute, so that ``./python`` is run rather than looked up on ``PATH``; not
+    resolved, because a venv's python is a symlink whose target is outside the venv.
+    """
+    python = Path(python).absolute()
+    who = f"--chainer-python {python}"
     if not python.is_file() or not os.access(python, os.X_OK):
-        raise InputError(f"--chainer-python {python}: not an executable file")
-    probe = subprocess.run(
-        [str(python), "-c", "import chainer"], capture_output=True, text=True, timeout=120
-    )
+        raise InputError(f"{who}: not an executable file")
+    probe = _run_python([str(python), "-c", _CHAINER_PROBE], who, 120)
     if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InputError(f"--chainer-python {python}: cannot import chainer ({last})")
+        last = _last_line(probe.stderr, "nothing on stderr")
+        raise InputError(f"{who}: cannot import chainer (exit code {probe.returncode}: {last})")
+    if not probe.stdout.strip():
+        raise InputError(f"{who}: printed no chainer version (is it a Python interpreter?)")
     return python
 
 
@@ -463,7 +507,7 @@ def chainer(
     env = _package_env(malloc)
 
     def epoch() -> tuple[float, int]:
-        return _subprocess_epoch(cmd, env), steps
+        return _subprocess_epoch(cmd, env, f"--chainer-python {python}"), steps
 
     return epoch
 
@@ -882,7 +926,7 @@ def run_bench(
     script = None
     if chainer_python is not None:
         script = find_chainer_script()
-        chainer_python = check_chainer_python(Path(chainer_python))
+        chainer_python = check_chainer_python(chainer_python)
     out.mkdir(parents=True, exist_ok=True)
     malloc_tuned = tune_malloc()  # as nsteplstm train does; baselines get the same
 
