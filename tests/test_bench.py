@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from nsteplstm.bench import (
+    CHART_FILE,
     JSON_FILE,
+    TABLE_FILE,
     chainer,
     check_chainer_python,
     epoch_flops,
@@ -108,6 +110,18 @@ def test_peak_rss_is_the_child_alone_not_the_parent():
     del ballast
 
 
+@pytest.mark.parametrize("name", [JSON_FILE, TABLE_FILE, CHART_FILE])
+def test_every_existing_output_is_kept_unless_force(tmp_path: Path, name: str):
+    (tmp_path / name).write_text("mine")
+    # With a bad device too: the outputs are checked first, so the test stays fast
+    # (were the check missing, it would fail on the device instead of benchmarking).
+    with pytest.raises(InputError, match=rf"{name} already exists; use --force"):
+        run_bench(out=tmp_path, device="tpu")
+    assert (tmp_path / name).read_text() == "mine"
+    with pytest.raises(InputError, match="device"):
+        run_bench(out=tmp_path, device="tpu", force=True)
+
+
 def fake_python(path: Path, run: str) -> Path:
     """An executable that passes the chainer probe (``-c ...`` prints a version) and
     runs the shell commands ``run`` for the baseline script."""
@@ -148,3 +162,12 @@ def test_a_failing_chainer_baseline_is_one_input_error(tmp_path: Path, run: str,
     with pytest.raises(InputError, match=rf"python: the baseline run failed.*{message}") as e:
         epoch()
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_failed_bench_leaves_no_out_directory(tmp_path: Path):
+    python = fake_python(tmp_path / "python", "echo 'chainer broke' >&2; exit 1")
+    out = tmp_path / "new" / "bench"
+    with pytest.raises(InputError, match="the baseline run failed .*: chainer broke"):
+        run_bench(out=out, quick=True, device="cpu", chainer_python=python)
+    assert not (tmp_path / "new").exists()

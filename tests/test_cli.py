@@ -265,3 +265,17 @@ def test_forecast_with_a_directory_in_the_way_writes_nothing(trained, tmp_path, 
     one_error_line(capsys, "forecast", f"cannot write {run}/forecast-window.png: it is a directory")
     assert not (run / "forecast-window.csv").exists()
     assert (run / "metrics.json").read_bytes() == metrics
+
+
+def test_bench_keeps_notes_and_leaves_no_directory_on_errors(tmp_path, capsys):
+    out = tmp_path / "bx"
+    out.mkdir()
+    (out / "bench.md").write_text("notes\n")
+    assert main(["bench", "--quick", "--out", str(out), "--device", "tpu"]) == 2
+    one_error_line(capsys, "bench", f"{out}/bench.md already exists; use --force")
+    assert (out / "bench.md").read_text() == "notes\n"
+
+    new = tmp_path / "new" / "bench"
+    assert main(["bench", "--quick", "--out", str(new), "--chainer-python", "/bin/true"]) == 2
+    one_error_line(capsys, "bench", "--chainer-python /bin/true: printed no chainer version")
+    assert not (tmp_path / "new").exists()

@@ -65,7 +65,7 @@ from .device import MALLOC_ENV, resolve_device, seed_everything, tune_malloc
 from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
 from .model import Forecaster
-from .plots import save_png
+from .plots import check_output_file, png_bytes
 from .runs import atomic_write
 from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
 
@@ -900,6 +900,19 @@ def _log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+def _check_out(out: Path, force: bool) -> None:
+    """InputError unless ``out`` is a directory holding none of the bench's files
+    (unless ``force``), or can be created in a writable directory."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if out.is_dir():
+        for name in (JSON_FILE, TABLE_FILE, CHART_FILE):
+            check_output_file(out / name, force)
+    parent = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: cannot write into {parent}")
+
+
 def run_bench(
     out: Path = Path("bench"),
     quick: bool = False,
@@ -914,20 +927,18 @@ def run_bench(
     ``device`` None: the CPU, and CUDA when present; else only that device.
     ``quick``: one layer, one timed epoch, a 500-point series (CI smoke test).
     Raises InputError for a bad device, ``repeats < 1``, an ``out`` that already
-    holds a ``bench.json`` (unless ``force``), or an unusable ``chainer_python``.
+    holds one of the three files (unless ``force``) or cannot be created, or an
+    unusable ``chainer_python``: all before the first timing. ``out`` is created
+    only when the results are written, so a failed run leaves nothing behind.
     """
     check_int("--repeats", repeats)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory")
-    if (out / JSON_FILE).exists() and not force:
-        raise InputError(f"--out {out}: already holds {JSON_FILE}; use --force to overwrite")
+    _check_out(out, force)
     devices = _devices(device)
     script = None
     if chainer_python is not None:
         script = find_chainer_script()
         chainer_python = check_chainer_python(chainer_python)
-    out.mkdir(parents=True, exist_ok=True)
     malloc_tuned = tune_malloc()  # as nsteplstm train does; baselines get the same
 
     repeats = 1 if quick else repeats
@@ -1014,9 +1025,18 @@ def run_bench(
     doc["targets"] = _targets(doc)
     table = markdown(doc)
     print(table)
-    atomic_write(out / JSON_FILE, json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    atomic_write(out / TABLE_FILE, table)
-    save_png(chart(doc), out / CHART_FILE)
+    files = {
+        JSON_FILE: json.dumps(doc, indent=1, allow_nan=False) + "\n",
+        TABLE_FILE: table,
+        CHART_FILE: png_bytes(chart(doc)),
+    }
+    _check_out(out, force)  # again: files may have appeared while the bench ran
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create it ({e.strerror or e})") from None
+    for name, data in files.items():
+        atomic_write(out / name, data)
     _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
     return doc
 

@@ -228,7 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="python of a Chainer 7.8.1 venv: run the Chainer baseline side by side",
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace bench.json, bench.md and bench.png already in --out",
+    )
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
