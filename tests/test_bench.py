@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from nsteplstm.bench import JSON_FILE, epoch_flops, run_bench, torch_defaults
+from nsteplstm.bench import (
+    CHART_FILE,
+    JSON_FILE,
+    TABLE_FILE,
+    chainer,
+    check_chainer_python,
+    epoch_flops,
+    run_bench,
+    torch_defaults,
+)
+from nsteplstm.config import Config
 from nsteplstm.errors import InputError
 
 
@@ -98,3 +108,66 @@ def test_peak_rss_is_the_child_alone_not_the_parent():
     assert rss["source"] == "VmHWM"
     assert 50 < rss["peak_rss_mib"] < 700  # a fork would report the parent's 768+ MiB
     del ballast
+
+
+@pytest.mark.parametrize("name", [JSON_FILE, TABLE_FILE, CHART_FILE])
+def test_every_existing_output_is_kept_unless_force(tmp_path: Path, name: str):
+    (tmp_path / name).write_text("mine")
+    # With a bad device too: the outputs are checked first, so the test stays fast
+    # (were the check missing, it would fail on the device instead of benchmarking).
+    with pytest.raises(InputError, match=rf"{name} already exists; use --force"):
+        run_bench(out=tmp_path, device="tpu")
+    assert (tmp_path / name).read_text() == "mine"
+    with pytest.raises(InputError, match="device"):
+        run_bench(out=tmp_path, device="tpu", force=True)
+
+
+def fake_python(path: Path, run: str) -> Path:
+    """An executable that passes the chainer probe (``-c ...`` prints a version) and
+    runs the shell commands ``run`` for the baseline script."""
+    path.write_text(f'#!/bin/sh\ncase "$1" in -c) echo 7.8.1;; *) {run};; esac\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_chainer_python_is_run_from_where_it_is(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_python(tmp_path / "python", "exit 0")
+    assert check_chainer_python(Path("./python")) == tmp_path / "python"  # not from PATH
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "notpy").write_text("x = 1\n")  # no #! line
+    (tmp_path / "sub" / "notpy").chmod(0o755)
+    with pytest.raises(InputError, match=r"sub/notpy: cannot run it \(Exec format error\)"):
+        check_chainer_python(Path("sub/notpy"))
+    with pytest.raises(InputError, match="/bin/true: printed no chainer version"):
+        check_chainer_python(Path("/bin/true"))
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        (
+            "echo boom >&2; echo 'ValueError: chainer broke' >&2; exit 3",
+            "ValueError: chainer broke",
+        ),
+        ('echo \'{"seconds_per_epoch": ["abc"]}\'', "'seconds_per_epoch': \\[seconds"),
+        ("echo '{\"seconds_per_epoch\": []}'", "'seconds_per_epoch': \\[seconds"),
+        ("echo 'not json'", "got 'not json'"),
+        ("exit 0", "got ''"),
+    ],
+)
+def test_a_failing_chainer_baseline_is_one_input_error(tmp_path: Path, run: str, message: str):
+    python = check_chainer_python(fake_python(tmp_path / "python", run))
+    epoch = chainer(python, tmp_path / "script.py", "step", Config(), 10, malloc=False)
+    with pytest.raises(InputError, match=rf"python: the baseline run failed.*{message}") as e:
+        epoch()
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_failed_bench_leaves_no_out_directory(tmp_path: Path):
+    python = fake_python(tmp_path / "python", "echo 'chainer broke' >&2; exit 1")
+    out = tmp_path / "new" / "bench"
+    with pytest.raises(InputError, match="the baseline run failed .*: chainer broke"):
+        run_bench(out=out, quick=True, device="cpu", chainer_python=python)
+    assert not (tmp_path / "new").exists()

@@ -228,3 +228,60 @@ def test_an_error_is_one_line_even_for_a_path_with_a_line_break(tmp_path, capsys
     assert main(["forecast", str(tmp_path / "no\nrun")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no\\nrun does not exist" in err
+
+
+# ---------------------------------------------------------------- outputs kept, one-line errors
+
+
+def one_error_line(capsys, command: str, message: str) -> None:
+    """stderr is exactly one `nsteplstm COMMAND: error: ...` line holding ``message``."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"nsteplstm {command}: error: "), err
+    assert message in err, err
+
+
+@pytest.mark.slow
+def test_plot_keeps_existing_files_unless_force(trained, tmp_path, capsys):
+    model = (trained / "model.safetensors").read_bytes()
+    argv = ["plot", str(trained), "--out", str(trained / "model.safetensors"), "--force"]
+    assert main(argv) == 2
+    one_error_line(capsys, "plot", "the name must end in .png")
+    assert (trained / "model.safetensors").read_bytes() == model
+
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"mine")
+    assert main(["plot", str(trained), "--out", str(out)]) == 2
+    one_error_line(capsys, "plot", f"{out} already exists; use --force to overwrite it")
+    assert out.read_bytes() == b"mine"
+    assert main(["plot", str(trained), "--out", str(out), "--force"]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+    assert main(["plot", str(trained), "--out", str(tmp_path)]) == 2
+    one_error_line(capsys, "plot", f"cannot write {tmp_path}: it is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png"]  # no temporary file
+
+
+@pytest.mark.slow
+def test_forecast_with_a_directory_in_the_way_writes_nothing(trained, tmp_path, capsys):
+    run = tmp_path / "RUN"
+    shutil.copytree(trained, run)
+    (run / "forecast-window.png").mkdir()
+    metrics = (run / "metrics.json").read_bytes()
+    assert main(["forecast", str(run), "--horizon", "7"]) == 2
+    one_error_line(capsys, "forecast", f"cannot write {run}/forecast-window.png: it is a directory")
+    assert not (run / "forecast-window.csv").exists()
+    assert (run / "metrics.json").read_bytes() == metrics
+
+
+def test_bench_keeps_notes_and_leaves_no_directory_on_errors(tmp_path, capsys):
+    out = tmp_path / "bx"
+    out.mkdir()
+    (out / "bench.md").write_text("notes\n")
+    assert main(["bench", "--quick", "--out", str(out), "--device", "tpu"]) == 2
+    one_error_line(capsys, "bench", f"{out}/bench.md already exists; use --force")
+    assert (out / "bench.md").read_text() == "notes\n"
+
+    new = tmp_path / "new" / "bench"
+    assert main(["bench", "--quick", "--out", str(new), "--chainer-python", "/bin/true"]) == 2
+    one_error_line(capsys, "bench", "--chainer-python /bin/true: printed no chainer version")
+    assert not (tmp_path / "new").exists()

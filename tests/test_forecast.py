@@ -299,3 +299,53 @@ def test_forecast_run_errors(tmp_path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         forecast_run(tmp_path / "missing")
     assert not (run_dir / "forecast-window.csv").exists()
+
+
+def _files(run_dir) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ('{"a": NaN}', "holds NaN or Infinity"),
+        ('{"a": 1, "forecast": 5}', "'forecast' must be a JSON object"),
+    ],
+)
+def test_forecast_run_checks_metrics_json_before_writing(tmp_path, metrics, message) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    (run_dir / "metrics.json").write_text(metrics)
+    before = _files(run_dir)
+    with pytest.raises(InputError, match=message):
+        forecast_run(run_dir, horizon=5)
+    assert _files(run_dir) == before  # no CSV, no PNG, metrics.json as it was
+
+
+def test_forecast_run_refuses_a_directory_in_the_way(tmp_path) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    (run_dir / "forecast-window.png").mkdir()
+    before = _files(run_dir)
+    with pytest.raises(InputError, match=r"forecast-window\.png: it is a directory"):
+        forecast_run(run_dir, horizon=5)
+    assert _files(run_dir) == before
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["forecast-window.png"]
+
+
+def test_forecast_run_renders_before_writing(tmp_path, monkeypatch) -> None:
+    from nsteplstm import plots
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    before = _files(run_dir)
+
+    def boom(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(plots, "png_bytes", boom)
+    with pytest.raises(RuntimeError, match="render failed"):
+        forecast_run(run_dir, horizon=5)
+    assert _files(run_dir) == before  # the CSV was not written ahead of the PNG

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -197,9 +198,72 @@ def test_plot_runs_overlays_run_histories(tmp_path: Path) -> None:
         dirs.append(tmp_path / name)
     out = plots.plot_runs(dirs, tmp_path / "o.png")
     assert out.read_bytes()[:8] == PNG_MAGIC
-    plots.plot_runs(dirs, tmp_path / "o.png", labels=["one", "two"])
+    plots.plot_runs(dirs, tmp_path / "o.png", labels=["one", "two"], force=True)
     with pytest.raises(InputError, match="got 1 labels for 2 runs"):
         plots.plot_runs(dirs, tmp_path / "x.png", labels=["one"])
     with pytest.raises(InputError, match="history.csv is missing"):
         plots.plot_runs([tmp_path / "a", tmp_path], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def _two_runs(tmp_path: Path) -> list[Path]:
+    runs = pytest.importorskip("nsteplstm.runs")
+    dirs = []
+    for name, scale in (("a", 1.0), ("b", 2.0)):
+        (tmp_path / name).mkdir()
+        runs.write_history(tmp_path / name, history(scale))
+        dirs.append(tmp_path / name)
+    return dirs
+
+
+def test_plot_runs_keeps_an_existing_out_unless_force(tmp_path: Path) -> None:
+    dirs = _two_runs(tmp_path)
+    out = tmp_path / "o.png"
+    out.write_bytes(b"mine")
+    with pytest.raises(InputError, match=r"o\.png already exists; use --force"):
+        plots.plot_runs(dirs, out)
+    assert out.read_bytes() == b"mine"
+    plots.plot_runs(dirs, out, force=True)
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("o.jpg", r"o\.jpg: the name must end in \.png"),
+        ("a/history.csv", r"history\.csv: the name must end in \.png"),  # a run's own file
+        ("a", "a: it is a directory"),
+        ("", r"cannot write \.: it is a directory"),
+    ],
+)
+def test_plot_runs_refuses_a_bad_out_even_with_force(tmp_path: Path, name, message) -> None:
+    dirs = _two_runs(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(InputError, match=message):
+        plots.plot_runs(dirs, tmp_path / name if name else Path(name), force=True)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_save_png_names_a_directory_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "f.png").mkdir()
+    with pytest.raises(InputError, match=r"f\.png: it is a directory"):
+        plots.plot_losses(tmp_path / "f.png", history(), "t")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("losses", "scale"),
+    [
+        ((1.0, 0.0), "linear"),
+        ((-0.5, -0.1), "linear"),
+        ((np.nan, np.nan), "linear"),
+        ((1, 2), "log"),
+    ],
+)
+def test_log_axis_only_for_positive_losses(tmp_path: Path, losses, scale: str) -> None:
+    rows = [dict(epoch=e, train_loss=v, val_loss=v, seconds=0.1) for e, v in enumerate(losses, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "cannot be log-scaled" warning
+        for fig in (plots.losses_figure(rows, "t"), plots.overlay_figure({"r": rows}, "t")):
+            assert fig.axes[0].get_yscale() == scale
+            assert plots.png_bytes(fig)[:8] == PNG_MAGIC

@@ -62,10 +62,10 @@ from torch import Tensor, nn
 from .config import Config
 from .data import Dataset, load_dataset
 from .device import MALLOC_ENV, resolve_device, seed_everything, tune_malloc
-from .errors import InputError, check_int
+from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
 from .model import Forecaster
-from .plots import save_png
+from .plots import check_output_file, png_bytes
 from .runs import atomic_write
 from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
 
@@ -387,13 +387,47 @@ def _package_env(malloc: bool) -> dict[str, str]:
     return env | (MALLOC_ENV if malloc else {})
 
 
-def _subprocess_epoch(cmd: list[str], env: dict[str, str]) -> float:
-    """Run a baseline script that prints JSON with ``seconds_per_epoch`` last; its first."""
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+def _run_python(
+    cmd: list[str], who: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(cmd)``, output captured as text; InputError starting with ``who``
+    (e.g. ``--chainer-python PATH``) when it cannot start or runs past ``timeout`` s."""
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, errors="replace", timeout=timeout, env=env
+        )
+    except OSError as e:
+        raise InputError(f"{who}: cannot run it ({e.strerror or e})") from None
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{who}: no result within {timeout:g} s") from None
+
+
+def _last_line(text: str, default: str) -> str:
+    """The last non-blank line of ``text``, or ``default``."""
+    return (text.strip().splitlines() or [default])[-1]
+
+
+def _subprocess_epoch(cmd: list[str], env: dict[str, str], who: str) -> float:
+    """Run a baseline script that prints JSON with ``seconds_per_epoch`` last; its first.
+
+    InputError naming ``who`` and saying that the baseline run failed when it cannot
+    run, exits non-zero (with the last line of its stderr) or prints no positive time.
+    """
+    done = _run_python(cmd, f"{who}: the baseline run failed", 1200, env=env)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"baseline failed ({' '.join(cmd)}): {last}")
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds_per_epoch"][0])
+        last = _last_line(done.stderr, "nothing on stderr")
+        raise InputError(f"{who}: the baseline run failed (exit code {done.returncode}): {last}")
+    last = _last_line(done.stdout, "")
+    try:
+        times = json.loads(last).get("seconds_per_epoch")
+    except (ValueError, AttributeError):
+        times = None
+    if not isinstance(times, list) or not times or not is_finite_number(times[0]) or times[0] <= 0:
+        raise InputError(
+            f"{who}: the baseline run failed: its last line of output must be JSON with "
+            f"'seconds_per_epoch': [seconds, ...], got {last[:80]!r}"
+        )
+    return float(times[0])
 
 
 def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
@@ -404,7 +438,7 @@ def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
     steps = load_dataset(config).train_x.shape[0] * config.sequence_size
 
     def epoch() -> tuple[float, int]:
-        return _subprocess_epoch(cmd, env), steps
+        return _subprocess_epoch(cmd, env, f"plain-default ({sys.executable})"), steps
 
     return epoch
 
@@ -415,6 +449,9 @@ def _plain_worker(config_json: str) -> None:
     epoch = plain(config, load_dataset(config), torch.device("cpu"))
     epoch()
     print(json.dumps({"seconds_per_epoch": [epoch()[0]]}))
+
+
+_CHAINER_PROBE = "import chainer; print(chainer.__version__)"
 
 
 def find_chainer_script() -> Path:
@@ -432,16 +469,23 @@ def find_chainer_script() -> Path:
     )
 
 
-def check_chainer_python(python: Path) -> Path:
-    """Raise InputError unless ``python`` is an executable that imports chainer."""
+def check_chainer_python(python: str | os.PathLike[str]) -> Path:
+    """``python`` as an absolute path, once it has run, imported chainer and printed its
+    version; InputError otherwise.
+
+    Absolute, so that ``./python`` is run rather than looked up on ``PATH``; not
+    resolved, because a venv's python is a symlink whose target is outside the venv.
+    """
+    python = Path(python).absolute()
+    who = f"--chainer-python {python}"
     if not python.is_file() or not os.access(python, os.X_OK):
-        raise InputError(f"--chainer-python {python}: not an executable file")
-    probe = subprocess.run(
-        [str(python), "-c", "import chainer"], capture_output=True, text=True, timeout=120
-    )
+        raise InputError(f"{who}: not an executable file")
+    probe = _run_python([str(python), "-c", _CHAINER_PROBE], who, 120)
     if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InputError(f"--chainer-python {python}: cannot import chainer ({last})")
+        last = _last_line(probe.stderr, "nothing on stderr")
+        raise InputError(f"{who}: cannot import chainer (exit code {probe.returncode}: {last})")
+    if not probe.stdout.strip():
+        raise InputError(f"{who}: printed no chainer version (is it a Python interpreter?)")
     return python
 
 
@@ -463,7 +507,7 @@ def chainer(
     env = _package_env(malloc)
 
     def epoch() -> tuple[float, int]:
-        return _subprocess_epoch(cmd, env), steps
+        return _subprocess_epoch(cmd, env, f"--chainer-python {python}"), steps
 
     return epoch
 
@@ -856,6 +900,19 @@ def _log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+def _check_out(out: Path, force: bool) -> None:
+    """InputError unless ``out`` is a directory holding none of the bench's files
+    (unless ``force``), or can be created in a writable directory."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if out.is_dir():
+        for name in (JSON_FILE, TABLE_FILE, CHART_FILE):
+            check_output_file(out / name, force)
+    parent = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: cannot write into {parent}")
+
+
 def run_bench(
     out: Path = Path("bench"),
     quick: bool = False,
@@ -870,20 +927,18 @@ def run_bench(
     ``device`` None: the CPU, and CUDA when present; else only that device.
     ``quick``: one layer, one timed epoch, a 500-point series (CI smoke test).
     Raises InputError for a bad device, ``repeats < 1``, an ``out`` that already
-    holds a ``bench.json`` (unless ``force``), or an unusable ``chainer_python``.
+    holds one of the three files (unless ``force``) or cannot be created, or an
+    unusable ``chainer_python``: all before the first timing. ``out`` is created
+    only when the results are written, so a failed run leaves nothing behind.
     """
     check_int("--repeats", repeats)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory")
-    if (out / JSON_FILE).exists() and not force:
-        raise InputError(f"--out {out}: already holds {JSON_FILE}; use --force to overwrite")
+    _check_out(out, force)
     devices = _devices(device)
     script = None
     if chainer_python is not None:
         script = find_chainer_script()
-        chainer_python = check_chainer_python(Path(chainer_python))
-    out.mkdir(parents=True, exist_ok=True)
+        chainer_python = check_chainer_python(chainer_python)
     malloc_tuned = tune_malloc()  # as nsteplstm train does; baselines get the same
 
     repeats = 1 if quick else repeats
@@ -970,9 +1025,18 @@ def run_bench(
     doc["targets"] = _targets(doc)
     table = markdown(doc)
     print(table)
-    atomic_write(out / JSON_FILE, json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    atomic_write(out / TABLE_FILE, table)
-    save_png(chart(doc), out / CHART_FILE)
+    files = {
+        JSON_FILE: json.dumps(doc, indent=1, allow_nan=False) + "\n",
+        TABLE_FILE: table,
+        CHART_FILE: png_bytes(chart(doc)),
+    }
+    _check_out(out, force)  # again: files may have appeared while the bench ran
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create it ({e.strerror or e})") from None
+    for name, data in files.items():
+        atomic_write(out / name, data)
     _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
     return doc
 

@@ -108,7 +108,7 @@ def _format_metrics(m: dict[str, Any]) -> str:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_runs
 
-    plot_runs(args.runs, args.out, labels=args.labels)
+    plot_runs(args.runs, args.out, labels=args.labels, force=args.force)
     print(f"wrote {args.out}")
     return 0
 
@@ -195,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="overlay the loss curves of several runs")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument(
+        "--out", type=Path, required=True, help="PNG file to write (the name must end in .png)"
+    )
     p.add_argument("--labels", nargs="+", help="legend label per run (default: run names)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=_cmd_plot)
 
     p = sub.add_parser(
@@ -227,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="python of a Chainer 7.8.1 venv: run the Chainer baseline side by side",
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace bench.json, bench.md and bench.png already in --out",
+    )
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(

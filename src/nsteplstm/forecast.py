@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import time
@@ -312,10 +313,14 @@ def forecast_run(
 
     Returns ``{points, rmse, mae, round_accuracy, seconds}`` (see
     :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself).
+
+    Everything is checked and rendered before the first file is written: a
+    directory in the way of an output, or a ``metrics.json`` that cannot take the
+    new entry (see :func:`_check_metrics`), is an InputError that leaves the run as
+    it was.
     """
-    from . import runs  # the run-directory layer is only needed here
+    from . import plots, runs  # the run-directory layer is only needed here
     from .data import load_dataset
-    from .plots import plot_forecast
 
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -324,6 +329,10 @@ def forecast_run(
         raise InputError(
             f"{run.path}: the adding problem is sequence-to-one; there is no series to forecast"
         )
+    name = f"forecast-{mode}"
+    csv_path = plots.check_output_file(runs.output_path(run.path, f"{name}.csv"), force=True)
+    png_path = plots.check_output_file(runs.output_path(run.path, f"{name}.png"), force=True)
+    _check_metrics(run.metrics, run.path / runs.METRICS_FILE)
     size = run.config.sequence_size
     horizon = 4 * size if horizon is None else horizon
     dataset = load_dataset(run.config)
@@ -339,13 +348,8 @@ def forecast_run(
     metrics["seconds"] = seconds
 
     t, truth_all, pred_all = forecast_series(series, [start], size, pred)  # (1, n), (1, n, F)
-    runs.atomic_write(
-        runs.output_path(run.path, f"forecast-{mode}.csv"),
-        _forecast_csv(t[0], truth_all[0], pred_all[0]),
-    )
     layers = run.config.n_layers
-    plot_forecast(
-        runs.output_path(run.path, f"forecast-{mode}.png"),
+    figure = plots.forecast_figure(
         t[0],
         truth_all[0].T,  # (F, n): one panel per feature
         pred_all[0].T,
@@ -353,8 +357,30 @@ def forecast_run(
         f"{run.path.name}: closed-loop forecast, {mode} mode "
         f"({layers} layer{'s' * (layers > 1)}, {horizon} points from t = {start})",
     )
+    csv_text = _forecast_csv(t[0], truth_all[0], pred_all[0])
+    png = plots.png_bytes(figure)
+    runs.atomic_write(csv_path, csv_text)
+    runs.atomic_write(png_path, png)
     runs.update_metrics(run.path, f"forecast.{mode}", metrics)
     return metrics
+
+
+def _check_metrics(metrics: dict[str, Any], path: os.PathLike[str]) -> None:
+    """InputError unless ``metrics`` (read from ``path``) can take a ``forecast.<mode>``
+    entry and be written back: strict JSON (Python reads NaN and Infinity, but writing
+    them is refused) with ``forecast``, if present, an object (else it would be lost)."""
+    try:
+        json.dumps(metrics, allow_nan=False)
+    except ValueError:
+        raise InputError(
+            f"{path}: holds NaN or Infinity, which JSON does not allow; "
+            "replace them (e.g. with null) and forecast again"
+        ) from None
+    if not isinstance(metrics.get("forecast", {}), dict):
+        raise InputError(
+            f"{path}: 'forecast' must be a JSON object (forecasts are recorded in it), "
+            f"got {metrics['forecast']!r}"
+        )
 
 
 def _forecast_csv(t: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> str:

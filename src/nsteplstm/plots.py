@@ -27,18 +27,44 @@ METRICS = ("val_loss", "train_loss", "both")
 _LABELS = {"train_loss": "train", "val_loss": "validation"}
 
 
-def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Render ``fig`` to the PNG file ``path`` atomically; return the path.
+def check_output_file(
+    path: str | os.PathLike[str], force: bool = False, suffix: str | None = None
+) -> Path:
+    """``path`` as a Path, once it is known that a file can be written there.
 
-    The directory must exist. Only ``path`` itself is written (replaced if present).
+    InputError when ``path`` is a directory (``""`` is ``.``), its name does not end
+    in ``suffix`` (any case; the format written, e.g. ``".png"``: a PNG named ``.jpg``
+    misleads every program that opens it), its directory does not exist, or, unless
+    ``force``, something already exists at ``path``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise InputError(f"cannot write {path}: the name must end in {suffix} (the format written)")
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
+    if not force and os.path.lexists(path):
+        raise InputError(f"{path} already exists; use --force to overwrite it")
+    return path
+
+
+def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
+    """``fig`` rendered as PNG data (render first, then write: a failure writes nothing)."""
     FigureCanvasAgg(fig)
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=dpi)
-    atomic_write(path, png.getvalue())
+    return png.getvalue()
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Render ``fig`` to the PNG file ``path`` atomically; return the path.
+
+    The name must end in ``.png`` and the directory must exist. Only ``path`` itself
+    is written (replaced if present; see :func:`check_output_file` to refuse that).
+    """
+    path = check_output_file(path, force=True, suffix=".png")
+    atomic_write(path, png_bytes(fig, dpi))
     return path
 
 
@@ -159,11 +185,17 @@ class _PlainLogFormatter(ticker.LogFormatter):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
-def _log_axes(ax: Any, ylabel: str) -> None:
-    ax.set_yscale("log")
-    # Plain numbers (0.4, 3, 0.01) rather than 4x10^-1; minor ticks labelled on short ranges.
-    ax.yaxis.set_major_formatter(_PlainLogFormatter())
-    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+def _loss_axes(ax: Any, ylabel: str) -> None:
+    """A log y axis for the plotted losses, or a linear one when one of them is zero or
+    negative (a log axis would silently drop it) or none is finite."""
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.get_lines()])
+    ys = ys[np.isfinite(ys)]
+    if ys.size and np.all(ys > 0):
+        ax.set_yscale("log")
+        # Plain numbers (0.4, 3, 0.01), not 4x10^-1; minor ticks labelled on short ranges.
+        ax.yaxis.set_major_formatter(_PlainLogFormatter())
+        minor = _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
+        ax.yaxis.set_minor_formatter(minor)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
@@ -171,7 +203,7 @@ def _log_axes(ax: Any, ylabel: str) -> None:
 
 
 def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
-    """Train and validation loss per epoch, log y axis.
+    """Train and validation loss per epoch, log y axis (linear when a loss is <= 0).
 
     ``history``: one dict per epoch with ``train_loss`` and ``val_loss`` (mean squared
     error) and optionally ``epoch`` (1-based; default: the row number).
@@ -181,7 +213,7 @@ def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
     ax = fig.subplots()
     ax.plot(epochs, _column(history, "train_loss"), "-", color="tab:blue", label="train")
     ax.plot(epochs, _column(history, "val_loss"), "-", color="tab:orange", label="validation")
-    _log_axes(ax, "loss (MSE)")
+    _loss_axes(ax, "loss (MSE)")
     ax.legend()
     ax.set_title(title)
     return fig
@@ -197,7 +229,8 @@ def plot_losses(
 def overlay_figure(
     runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str, metric: str = "val_loss"
 ) -> Figure:
-    """Several runs' loss curves overlaid, one color per run, log y axis.
+    """Several runs' loss curves overlaid, one color per run, log y axis (linear when a
+    loss is <= 0).
 
     ``runs`` maps a label (e.g. ``"dropout 0.3"``) to that run's history (as in
     :func:`losses_figure`). ``metric``: ``"val_loss"``, ``"train_loss"`` or ``"both"``
@@ -217,7 +250,7 @@ def overlay_figure(
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
             ax.plot(epochs, _column(history, key), styles[key], color=f"C{i % 10}", label=name)
     what = "loss" if metric == "both" else f"{_LABELS[metric]} loss"
-    _log_axes(ax, f"{what} (MSE)")
+    _loss_axes(ax, f"{what} (MSE)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     ax.set_title(title)
     return fig
@@ -239,14 +272,17 @@ def plot_runs(
     labels: Sequence[str] | None = None,
     metric: str = "both",
     title: str = "Loss per epoch",
+    force: bool = False,
 ) -> Path:
     """Overlay the loss curves of trained runs (``nsteplstm plot``); return ``out``.
 
     Each run's ``history.csv`` is read; ``labels`` (one per run) default to the run
-    directories' names, or their full paths when names repeat.
+    directories' names, or their full paths when names repeat. ``out`` must end in
+    ``.png`` (so it can never name a run's own files) and, unless ``force``, not exist.
     """
     from .runs import read_history  # the run-directory layer is only needed here
 
+    out = check_output_file(out, force, suffix=".png")
     dirs = [Path(d) for d in run_dirs]
     if labels is None:
         names = [d.name for d in dirs]
