@@ -211,6 +211,22 @@ def test_wrong_shape_names_key_and_shapes(tmp_path: Path) -> None:
     assert "l1/lateral/W has shape (800, 3), expected (800, 200)" in one_line_error(path)
 
 
+@pytest.mark.parametrize(
+    "index",
+    ["2", "00", "9" * 26, "9" * 5000],
+    ids=["gap", "leading-zero", "huge", "too-long-for-int"],
+)
+def test_link_indices_must_run_from_zero(tmp_path: Path, index: str) -> None:
+    """A stray link index is named at once; it does not size the table of expected keys
+    (an index of 10**26 hung, one of 10**6 took 20 s to list 16 million missing keys)."""
+    path = rewrite(
+        tmp_path, "article_nstep", **{f"l1/{index}/w0": np.zeros((200, 200), np.float32)}
+    )
+    message = one_line_error(path)
+    assert f"key 'l1/{index}/w0' has a link index outside 0..1" in message
+    assert "missing" not in message
+
+
 def test_truncated_file(tmp_path: Path) -> None:
     data = fixture("article_nstep").read_bytes()
     path = tmp_path / "half.npz"

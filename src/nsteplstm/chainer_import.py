@@ -200,8 +200,7 @@ def _nstep_lstm(
         got = "missing" if w0 is None else f"shape {w0.shape}"
         raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
     n_hidden, n_in = w0.shape
-    indices = {int(m.group(1)) for k in arrays if (m := _NSTEP_KEY.fullmatch(k))}
-    n_links = max(indices) + 1
+    n_links = _count_links(arrays, where, prefix)
     if bidirectional is None:
         bidirectional = _infer_bidirectional(arrays, n_links, n_in, n_hidden, where)
     n_dirs = 2 if bidirectional else 1
@@ -234,6 +233,24 @@ def _nstep_lstm(
         state[f"lstm.bias_hh{suffix}"] = cat(k, "b", 4)  # (4N,)
     cls = NStepBiLSTM if bidirectional else NStepLSTM
     return cls(n_layers, n_in, n_hidden, dropout), state
+
+
+def _count_links(arrays: Arrays, where: str, prefix: str) -> int:
+    """The number of link indices ``k`` in the ``{k}/w0``.. keys, which must run 0, 1, ..
+
+    Compared as strings, never as ints: a crafted index such as ``99999999999999999999``
+    would otherwise size the table of expected keys (a hang), and one of 5000 digits
+    is a ValueError in ``int()``.
+    """
+    found = {m.group(1): k for k in arrays if (m := _NSTEP_KEY.fullmatch(k))}
+    allowed = {str(k) for k in range(len(found))}
+    stray = sorted(key for index, key in found.items() if index not in allowed)
+    if stray:
+        raise InputError(
+            f"{where}: key {prefix + stray[0]!r} has a link index outside 0..{len(found) - 1}; "
+            f"the {len(found)} link indices must run 0, 1, .. without gaps or leading zeros"
+        )
+    return len(found)
 
 
 def _infer_bidirectional(
