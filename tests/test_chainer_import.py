@@ -227,6 +227,26 @@ def test_link_indices_must_run_from_zero(tmp_path: Path, index: str) -> None:
     assert "missing" not in message
 
 
+@pytest.mark.parametrize(
+    ("name", "key", "shape", "size"),
+    [
+        ("nstep_l1", "0/w0", (0, 3), "out_size"),
+        ("nstep_l1", "0/w0", (4, 0), "in_size"),
+        ("lstm_step", "upward/W", (0, 3), "4 * out_size"),
+        ("lstm_step", "upward/W", (16, 0), "in_size"),
+        ("article_nstep", "l1/0/w0", (200, 0), "in_size"),
+        ("article_nstep", "l2/W", (0, 200), "n_out"),
+    ],
+)
+def test_zero_size_names_file_and_key(
+    tmp_path: Path, name: str, key: str, shape: tuple[int, ...], size: str
+) -> None:
+    """Was "in_size must be an integer >= 1, got 0" from the model, naming neither."""
+    path = rewrite(tmp_path, name, **{key: np.zeros(shape, np.float32)})
+    message = one_line_error(path)
+    assert f"{key} has shape {shape}, so {size} must be an integer >= 1, got 0" in message
+
+
 def test_truncated_file(tmp_path: Path) -> None:
     data = fixture("article_nstep").read_bytes()
     path = tmp_path / "half.npz"

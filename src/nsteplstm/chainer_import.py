@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .config import Config
-from .errors import InputError
+from .errors import InputError, check_int
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
     MODEL_FILE,
@@ -200,6 +200,7 @@ def _nstep_lstm(
         got = "missing" if w0 is None else f"shape {w0.shape}"
         raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
     n_hidden, n_in = w0.shape
+    _check_sizes(where, f"{prefix}0/w0", w0.shape, ("out_size", "in_size"))
     n_links = _count_links(arrays, where, prefix)
     if bidirectional is None:
         bidirectional = _infer_bidirectional(arrays, n_links, n_in, n_hidden, where)
@@ -290,6 +291,7 @@ def _step_lstm(arrays: Arrays, where: str, prefix: str) -> tuple[StepLSTM, dict[
             f"{where}: {prefix}upward/W must be 2-D (4 * out_size, in_size), got {got}"
         )
     n_in, n_hidden = upward.shape[1], upward.shape[0] // 4
+    _check_sizes(where, f"{prefix}upward/W", upward.shape, ("4 * out_size", "in_size"))
     expected: Shapes = {
         "upward/W": (4 * n_hidden, n_in),
         "upward/b": (4 * n_hidden,),
@@ -347,6 +349,7 @@ def _article_chain(
     if head.ndim != 2:
         raise InputError(f"{where}: l2/W must be 2-D (n_out, {n_hidden}), got shape {head.shape}")
     n_out = head.shape[0]
+    _check_sizes(where, "l2/W", head.shape, ("n_out",))
     expected: Shapes = {"W": (n_out, n_hidden), "b": (n_out,)}
     head_arrays = {k[3:]: v for k, v in arrays.items() if k in head_keys}
     _check(head_arrays, {k: s for k, s in expected.items() if k in head_arrays}, where, "l2/")
@@ -438,6 +441,13 @@ def _check(arrays: Mapping[str, np.ndarray], expected: Shapes, where: str, prefi
     ]
     if wrong:
         raise InputError(f"{where}: {'; '.join(wrong[:_MAX_LISTED])}")
+
+
+def _check_sizes(where: str, key: str, shape: tuple[int, ...], names: tuple[str, ...]) -> None:
+    """Raise :class:`InputError` naming the file and ``key`` unless each size is >= 1
+    (a zero-size array would otherwise fail in the model, naming neither)."""
+    for name, size in zip(names, shape, strict=False):
+        check_int(f"{where}: {key} has shape {tuple(shape)}, so {name}", size)
 
 
 def _load_exact(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
