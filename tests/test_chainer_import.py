@@ -6,7 +6,9 @@ with real Chainer); these tests need no Chainer.
 
 from __future__ import annotations
 
+import io as bytes_io
 import shutil
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -263,6 +265,57 @@ def test_random_bytes_and_missing_file(tmp_path: Path) -> None:
     assert "path must be a file name (str or Path), got NoneType" in one_line_error(None)
     with pytest.raises(InputError, match="prefix must be None or a string .* got 1"):
         load_chainer_npz(tmp_path / "nope.npz", prefix=1)
+
+
+def with_member(tmp_path: Path, name: str, key: str, data: bytes) -> Path:
+    """A copy of fixture ``name`` whose member ``key`` is replaced by raw ``data``."""
+    path = tmp_path / "crafted.npz"
+    with zipfile.ZipFile(fixture(name)) as src, zipfile.ZipFile(path, "w") as out:
+        for member in src.namelist():
+            out.writestr(member, data if member == f"{key}.npy" else src.read(member))
+    return path
+
+
+def npy_header(shape: tuple[int, ...], version: int = 1) -> bytes:
+    """A float32 ``.npy`` header claiming ``shape``; version 3 is 2's layout, relabelled."""
+    f = bytes_io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+    write = np.lib.format.write_array_header_1_0
+    if version > 1:
+        write = np.lib.format.write_array_header_2_0
+    write(f, header)
+    data = f.getvalue()
+    return data[:6] + bytes([version]) + data[7:]
+
+
+def test_header_claiming_more_than_the_member_holds_is_not_allocated(tmp_path: Path) -> None:
+    """NumPy allocates what the header claims before reading; a crafted claim is refused."""
+    path = with_member(tmp_path, "article_nstep", "l2/W", npy_header((10**9, 10**9)) + bytes(800))
+    assert "header claims shape (1000000000, 1000000000)" in one_line_error(path)
+    path = with_member(tmp_path, "article_nstep", "l2/W", npy_header((10**4, 10**4)) + bytes(800))
+    tracemalloc.start()
+    try:
+        message = one_line_error(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "claims shape (10000, 10000), 400000000 bytes, but it holds 800" in message
+    assert peak < 50 * 2**20  # the claimed 400 MB were never allocated
+
+
+def test_npy_versions_and_compression(tmp_path: Path) -> None:
+    """The size check reads every .npy header version and compressed archives (Chainer's
+    default); a version NumPy does not know is a corrupt file."""
+    for version in (1, 2, 3):
+        data = npy_header((1, 200), version) + np.ones((1, 200), "<f4").tobytes()
+        model = load_chainer_npz(with_member(tmp_path, "article_nstep", "l2/W", data))
+        assert float(model.head.weight.detach().sum()) == 200.0
+    data = npy_header((1, 200), 9) + np.ones((1, 200), "<f4").tobytes()
+    path = with_member(tmp_path, "article_nstep", "l2/W", data)
+    assert "truncated or corrupt file at array 'l2/W'" in one_line_error(path)
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
+        np.savez_compressed(tmp_path / "compressed.npz", **f)
+    assert isinstance(load_chainer_npz(tmp_path / "compressed.npz"), Forecaster)
 
 
 def test_object_array_is_refused(tmp_path: Path) -> None:

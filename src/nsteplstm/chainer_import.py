@@ -25,8 +25,10 @@ Nothing is loaded partially: every key is mapped and every shape checked before
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,7 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
     try:
         with np.load(path, allow_pickle=False) as npz:
             for key in (k for k in npz.files if k.startswith(prefix)):
+                _check_claimed_size(npz.zip, key, where)
                 value = npz[key]
                 if not isinstance(value, np.ndarray):
                     raise InputError(f"{where}: member {key!r} is not a .npy array")
@@ -123,6 +126,34 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
                 f"{where}: array {key!r} has dtype {value.dtype}, expected floating point"
             )
     return arrays
+
+
+def _check_claimed_size(archive: zipfile.ZipFile, key: str, where: str) -> None:
+    """Raise :class:`InputError` if member ``key``'s ``.npy`` header claims more data than
+    the member holds: NumPy allocates the claimed shape before it reads, so a crafted
+    header of shape ``(10**9, 10**9)`` must be refused, not allocated.
+
+    Members that are not ``.npy`` or hold objects are left to ``np.load`` (refused there).
+    """
+    try:  # the member np.load reads for key: "W" itself, else "W.npy"
+        info = archive.getinfo(key)
+    except KeyError:
+        info = archive.getinfo(key + ".npy")
+    with archive.open(info) as f:
+        if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            return
+        major = f.read(2)[:1]
+        if major == b"\x01":
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:  # 2.0 and 3.0 (UTF-8 field names) share the layout; others fail in here
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        held = info.file_size - f.tell()
+    claimed = math.prod(shape) * dtype.itemsize
+    if not dtype.hasobject and claimed > held:
+        raise InputError(
+            f"{where}: truncated or corrupt file at array {key!r} (its header claims shape "
+            f"{shape}, {claimed} bytes, but it holds {held})"
+        )
 
 
 # ------------------------------------------------------------------------- loading
