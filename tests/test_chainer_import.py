@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from nsteplstm import runs
 from nsteplstm.chainer_import import import_chainer_run, load_chainer_npz
+from nsteplstm.cli import main
 from nsteplstm.errors import InputError
 from nsteplstm.forecast import forecast
 from nsteplstm.model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
@@ -434,3 +435,58 @@ def test_import_run_errors(tmp_path: Path) -> None:
         import_chainer_run(fixture("article_nstep"), out)
     assert import_chainer_run(fixture("article_step"), out, force=True) == out
     assert runs.load_run(out).config.cell == "step"
+
+
+def snapshot(tmp_path: Path, **changes: np.ndarray) -> Path:
+    """The article checkpoint (keys replaced by ``changes``) inside a Trainer snapshot,
+    beside its bookkeeping."""
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
+        arrays = {f"updater/model:main/predictor/{k}": v for k, v in {**f, **changes}.items()}
+    arrays["updater/iteration"] = np.array(1000.0)
+    path = tmp_path / "snapshot.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_import_run_prefix_names_the_chain(tmp_path: Path) -> None:
+    """For a run, prefix names the sub-chain holding l1/ and l2/ (the head is needed);
+    it was passed on as a config field: "unknown key 'prefix'"."""
+    path = snapshot(tmp_path)
+    out = import_chainer_run(path, tmp_path / "run", prefix="updater/model:main/predictor")
+    ref = io("article_nstep")
+    with torch.no_grad():
+        ys = runs.load_run(out).model([torch.from_numpy(ref[f"x{j}"]) for j in range(3)])
+    for j, y in enumerate(ys):
+        assert_close(y, ref[f"y{j}"])
+    out = import_chainer_run(fixture("article_step"), tmp_path / "whole", prefix="")
+    assert runs.load_run(out).config.cell == "step"
+    path = snapshot(tmp_path, **{"l2/W": np.zeros((1, 100), np.float32)})
+    with pytest.raises(InputError, match=r"predictor/l2/W has shape \(1, 100\), expected"):
+        import_chainer_run(path, tmp_path / "bad", prefix="updater/model:main/predictor/")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "parent"),
+    [("l1/", ""), ("updater/model:main/predictor/l1", "updater/model:main/predictor/")],
+)
+def test_import_run_prefix_of_the_lstm_alone_is_refused(
+    tmp_path: Path, prefix: str, parent: str
+) -> None:
+    path = fixture("article_nstep") if prefix == "l1/" else snapshot(tmp_path)
+    with pytest.raises(InputError, match="holds a bare NStepLSTM") as info:
+        import_chainer_run(path, tmp_path / "run", prefix=prefix)
+    assert f"prefix must name the sub-chain that holds both (here {parent!r})" in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("prefix", "code"), [("", 0), ("l1/", 2)])
+def test_cli_import_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], prefix: str, code: int
+) -> None:
+    argv = ["import-chainer", str(fixture("article_nstep")), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--prefix", prefix]) == code
+    err = capsys.readouterr().err
+    assert "unknown key" not in err and "Traceback" not in err
+    assert (tmp_path / "run").exists() == (code == 0)
+    if code:
+        assert err.count("\n") == 1 and "holds a bare NStepLSTM" in err

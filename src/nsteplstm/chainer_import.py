@@ -190,21 +190,34 @@ def load_chainer_npz(
         InputError: unreadable file, keys it cannot map (all listed), missing keys,
             or shapes that do not fit (key, shape found, shape expected).
     """
-    where = f"Chainer checkpoint {path}"
-    if prefix is not None:
-        if not isinstance(prefix, str):
-            raise InputError(f"prefix must be None or a string such as 'l1/', got {prefix!r}")
-        p = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        sub = {k[len(p) :]: v for k, v in read_npz(path, p).items()}
-        model, state = _lstm_link(sub, f"{where} (prefix {p!r})", p, bidirectional, dropout)
+    if prefix is None:
+        arrays, where, _ = _read_under(path, "")
+        model, state = _link_or_chain(arrays, where, "", bidirectional, dropout)
     else:
-        arrays = read_npz(path)
-        if any(k.startswith(("l1/", "l2/")) for k in arrays):
-            model, state = _article_chain(arrays, where, bidirectional, dropout)
-        else:
-            model, state = _lstm_link(arrays, where, "", bidirectional, dropout)
+        arrays, where, p = _read_under(path, prefix)
+        model, state = _lstm_link(arrays, where, p, bidirectional, dropout)
     _load_exact(model, state)
     return model.eval()
+
+
+def _read_under(path: str | Path, prefix: str) -> tuple[Arrays, str, str]:
+    """The arrays under ``prefix`` (keys relative to it), the file's name for messages
+    and the prefix normalized to ``""`` or ``"a/b/"`` (a missing trailing ``/`` added)."""
+    if not isinstance(prefix, str):
+        raise InputError(f"prefix must be None or a string such as 'l1/', got {prefix!r}")
+    p = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    where = f"Chainer checkpoint {path}" + (f" (prefix {p!r})" if p else "")
+    arrays = {k[len(p) :]: v for k, v in read_npz(path, p).items()}
+    return arrays, where, p
+
+
+def _link_or_chain(
+    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The article's chain if ``arrays`` has ``l1/`` or ``l2/`` keys, else a bare LSTM link."""
+    if any(k.startswith(("l1/", "l2/")) for k in arrays):
+        return _article_chain(arrays, where, prefix, bidirectional, dropout)
+    return _lstm_link(arrays, where, prefix, bidirectional, dropout)
 
 
 def _lstm_link(
@@ -349,26 +362,27 @@ def _deinterleave(w: np.ndarray) -> np.ndarray:
 
 
 def _article_chain(
-    arrays: Arrays, where: str, bidirectional: bool | None, dropout: float
+    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
 ) -> tuple[Forecaster, dict[str, torch.Tensor]]:
-    """The article's ``MyNet``: LSTM link under ``l1/``, ``links.Linear`` under ``l2/``."""
+    """The article's ``MyNet`` (keys relative to ``prefix``): LSTM link under ``l1/``,
+    ``links.Linear`` under ``l2/``."""
     head_keys = {"l2/W", "l2/b"}
     unknown = [k for k in arrays if not k.startswith("l1/") and k not in head_keys]
     if unknown:
         raise InputError(
-            f"{where}: cannot map keys {_list(unknown)} (the article's chain holds only "
-            "l1/... and l2/W, l2/b; pass prefix= to read only the LSTM link)"
+            f"{where}: cannot map keys {_list(unknown, prefix)} (the article's chain holds "
+            "only l1/... and l2/W, l2/b; pass prefix= to read only the LSTM link)"
         )
     if "l2/W" not in arrays:
-        raise InputError(f"{where}: missing key 'l2/W' of the Linear layer under l2/")
+        raise InputError(f"{where}: missing key '{prefix}l2/W' of the Linear layer under l2/")
     lstm_arrays = {k[3:]: v for k, v in arrays.items() if k.startswith("l1/")}
     if not lstm_arrays:
-        raise InputError(f"{where}: missing the LSTM link under l1/")
-    lstm, lstm_state = _lstm_link(lstm_arrays, where, "l1/", bidirectional, dropout)
+        raise InputError(f"{where}: missing the LSTM link under {prefix}l1/")
+    lstm, lstm_state = _lstm_link(lstm_arrays, where, f"{prefix}l1/", bidirectional, dropout)
     if isinstance(lstm, NStepBiLSTM):
         raise InputError(
-            f"{where}: l1/ holds an NStepBiLSTM, which the article's Forecaster does not "
-            "have; load the LSTM alone with prefix='l1/'"
+            f"{where}: {prefix}l1/ holds an NStepBiLSTM, which the article's Forecaster does "
+            f"not have; load the LSTM alone with prefix='{prefix}l1/'"
         )
     if isinstance(lstm, NStepLSTM):
         n_layers, n_in, n_hidden, cell = lstm.n_layers, lstm.in_size, lstm.out_size, "nstep"
@@ -378,12 +392,16 @@ def _article_chain(
         state = {f"lstm.cells.0.{k}": v for k, v in lstm_state.items()}
     head = arrays["l2/W"]
     if head.ndim != 2:
-        raise InputError(f"{where}: l2/W must be 2-D (n_out, {n_hidden}), got shape {head.shape}")
+        raise InputError(
+            f"{where}: {prefix}l2/W must be 2-D (n_out, {n_hidden}), got shape {head.shape}"
+        )
     n_out = head.shape[0]
-    _check_sizes(where, "l2/W", head.shape, ("n_out",))
+    _check_sizes(where, f"{prefix}l2/W", head.shape, ("n_out",))
     expected: Shapes = {"W": (n_out, n_hidden), "b": (n_out,)}
     head_arrays = {k[3:]: v for k, v in arrays.items() if k in head_keys}
-    _check(head_arrays, {k: s for k, s in expected.items() if k in head_arrays}, where, "l2/")
+    _check(
+        head_arrays, {k: s for k, s in expected.items() if k in head_arrays}, where, f"{prefix}l2/"
+    )
     state["head.weight"] = _tensor(head)  # (n_out, N)
     b = head_arrays.get("b")
     state["head.bias"] = torch.zeros(n_out) if b is None else _tensor(b)  # nobias=True: zeros
@@ -399,10 +417,17 @@ def import_chainer_run(
     out_dir: str | Path,
     *,
     sequence_size: int = 30,
+    prefix: str | None = None,
     force: bool = False,
     **config_overrides: Any,
 ) -> Path:
     """Turn the article's chain checkpoint (``l1`` LSTM + ``l2`` Linear) into a run directory.
+
+    A run needs the whole chain, head included, so ``prefix`` here names the sub-chain
+    that holds ``l1/`` and ``l2/`` (e.g. ``"updater/model:main/predictor/"`` in a
+    Trainer snapshot; ``None`` or ``""``: the whole file). That differs from
+    :func:`load_chainer_npz`, whose ``prefix`` names the LSTM link itself: ``"l1/"``
+    here holds a bare LSTM, no head, and is refused with a hint to name its parent.
 
     The architecture (``n_layers``, ``n_in``, ``n_hidden``, ``n_out``, ``cell``) comes
     from the file; what it cannot tell comes from ``sequence_size`` and
@@ -418,16 +443,17 @@ def import_chainer_run(
     Raises:
         InputError: unreadable or non-chain checkpoint, non-finite weights, an
             override that contradicts the checkpoint, an invalid config, a non-empty
-            ``out_dir`` without ``force``.
+            ``out_dir`` without ``force``, a ``prefix`` that holds no chain.
     """
     overrides = {k: v for k, v in config_overrides.items() if v is not None}
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
-    model = load_chainer_npz(path, dropout=dropout if _is_ratio(dropout) else ARTICLE_DROPOUT)
+    dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
+    arrays, where, p = _read_under(path, "" if prefix is None else prefix)
+    model, state = _link_or_chain(arrays, where, p, None, dropout)
     if not isinstance(model, Forecaster):
-        raise InputError(
-            f"Chainer checkpoint {path}: holds a bare {type(model).__name__}, not the "
-            "article's chain (an LSTM link under l1/ and a Linear under l2/)"
-        )
+        raise _not_a_chain(model, where, p)
+    _load_exact(model, state)
+    model.eval()
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise InputError(f"Chainer checkpoint {path}: holds NaN or infinite weights")
     found = {k: v for k, v in model.config.items() if k != "dropout"}
@@ -448,6 +474,17 @@ def import_chainer_run(
     write_history(run_dir, [])
     write_metrics(run_dir, {"imported_from": str(Path(path).resolve())})
     return run_dir
+
+
+def _not_a_chain(lstm: nn.Module, where: str, prefix: str) -> InputError:
+    """The error for a bare LSTM link where a run needs the article's whole chain."""
+    parent = prefix[: -len("l1/")] if prefix.endswith("l1/") else None
+    hint = f" (here {parent!r})" if parent is not None else ""
+    also = f"; prefix must name the sub-chain that holds both{hint}, not the LSTM link"
+    return InputError(
+        f"{where}: holds a bare {type(lstm).__name__}, not the article's chain a run needs "
+        f"(an LSTM link under l1/ and a Linear head under l2/){also if prefix else ''}"
+    )
 
 
 def _is_ratio(x: Any) -> bool:
