@@ -490,3 +490,30 @@ def test_cli_import_prefix(
     assert (tmp_path / "run").exists() == (code == 0)
     if code:
         assert err.count("\n") == 1 and "holds a bare NStepLSTM" in err
+
+
+@pytest.mark.parametrize(
+    ("size", "blamed"),
+    [
+        (5000, "sequence_size (--sequence-size) = 5000 does not fit the run's data settings"),
+        (200, "200 validation points; each part needs at least sequence_size + 1 = 201"),
+        (0, "sequence_size (--sequence-size) must be an integer >= 1, got 0"),
+        (True, "sequence_size (--sequence-size) must be an integer >= 1, got True"),
+    ],
+)
+def test_import_run_names_sequence_size(tmp_path: Path, size: int, blamed: str) -> None:
+    """A window the article's 2000 points cannot hold named split_rate and total_size,
+    which import-chainer does not offer; the error names the flag the user gave."""
+    path = fixture("article_nstep")
+    with pytest.raises(InputError) as info:
+        import_chainer_run(path, tmp_path / "run", sequence_size=size)
+    assert blamed in str(info.value) and "sequence_size (--sequence-size)" in str(info.value)
+    assert not (tmp_path / "run").exists()
+    out = import_chainer_run(path, tmp_path / "run", sequence_size=199)  # the largest that fits
+    assert runs.load_run(out).config.sequence_size == 199
+
+
+def test_import_run_other_config_errors_are_not_blamed_on_sequence_size(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="total_size") as info:
+        import_chainer_run(fixture("article_nstep"), tmp_path / "run", total_size=10)
+    assert "--sequence-size" not in str(info.value)

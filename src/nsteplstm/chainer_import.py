@@ -465,8 +465,9 @@ def import_chainer_run(
             )
     if overrides.get("scale", "none") != "none":
         raise InputError("import-chainer: scale must be 'none' (a Chainer model has no scaler)")
+    check_int(f"import of {path}: sequence_size (--sequence-size)", sequence_size)
     settings = {"sequence_size": sequence_size, "scale": "none", **overrides, **found}
-    config = Config.merged(None, settings, overrides_source=f"import of {path}")
+    config = _run_config(path, settings)
 
     run_dir = prepare_run_dir(out_dir, force)
     write_config(run_dir, config, model.config, None)
@@ -474,6 +475,25 @@ def import_chainer_run(
     write_history(run_dir, [])
     write_metrics(run_dir, {"imported_from": str(Path(path).resolve())})
     return run_dir
+
+
+def _run_config(path: str | Path, settings: dict[str, Any]) -> Config:
+    """``settings`` over the article's defaults as a validated :class:`Config`.
+
+    The run's data settings (``total_size``, ``split_rate``, ..) are the article's unless
+    overridden, and the CLI does not offer them; when only ``sequence_size`` makes them
+    fail, the error names it and its flag (Config's own message blames ``split_rate``).
+    """
+    source = f"import of {path}"
+    try:
+        return Config.merged(None, settings, overrides_source=source)
+    except InputError as e:
+        others = {k: v for k, v in settings.items() if k != "sequence_size"}
+        Config.merged(None, others, overrides_source=source)  # raises if they fail anyway
+        raise InputError(
+            f"import of {path}: sequence_size (--sequence-size) = {settings['sequence_size']!r} "
+            f"does not fit the run's data settings: {e}"
+        ) from None
 
 
 def _not_a_chain(lstm: nn.Module, where: str, prefix: str) -> InputError:
