@@ -7,7 +7,9 @@ with real Chainer); these tests need no Chainer.
 from __future__ import annotations
 
 import io as bytes_io
+import os
 import shutil
+import threading
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -317,6 +319,29 @@ def test_npy_versions_and_compression(tmp_path: Path) -> None:
     with np.load(fixture("article_nstep"), allow_pickle=False) as f:
         np.savez_compressed(tmp_path / "compressed.npz", **f)
     assert isinstance(load_chainer_npz(tmp_path / "compressed.npz"), Forecaster)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
+def test_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """open() on a FIFO blocks until a writer comes: the import hung."""
+    pipe = tmp_path / "pipe.npz"
+    os.mkfifo(pipe)
+    errors: list[str] = []
+
+    def load() -> None:
+        try:
+            load_chainer_npz(pipe)
+        except InputError as e:
+            errors.append(str(e))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(20)
+    if thread.is_alive():
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))  # releases the blocked open()
+        thread.join(20)
+        pytest.fail("load_chainer_npz waited on a named pipe")
+    assert errors and errors[0].endswith("pipe.npz: not a regular file (a pipe, socket or device)")
 
 
 def test_object_array_is_refused(tmp_path: Path) -> None:

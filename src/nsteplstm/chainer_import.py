@@ -26,7 +26,9 @@ Nothing is loaded partially: every key is mapped and every shape checked before
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -80,6 +82,8 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
         raise InputError(f"path must be a file name (str or Path), got {type(path).__name__}")
     if not isinstance(prefix, str):
         raise InputError(f"prefix must be a string such as 'l1/', got {prefix!r}")
+    if _is_special(path):
+        raise InputError(f"{where}: not a regular file (a pipe, socket or device)")
     try:
         with open(path, "rb") as f:
             magic = f.read(len(NPY_MAGIC))
@@ -126,6 +130,15 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
                 f"{where}: array {key!r} has dtype {value.dtype}, expected floating point"
             )
     return arrays
+
+
+def _is_special(path: str | Path) -> bool:
+    """True for a pipe, socket or device: open() on a FIFO waits for a writer forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # open() names the problem
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _check_claimed_size(archive: zipfile.ZipFile, key: str, where: str) -> None:
