@@ -344,6 +344,12 @@ def test_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
     assert errors and errors[0].endswith("pipe.npz: not a regular file (a pipe, socket or device)")
 
 
+def test_bidirectional_must_be_a_bool() -> None:
+    """The string "False" is truthy: it read the file as bidirectional."""
+    with pytest.raises(InputError, match="bidirectional must be None, True or False, got 'False'"):
+        load_chainer_npz(fixture("nstepbi_l1"), bidirectional="False")
+
+
 def test_object_array_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "objects.npz"
     np.savez(path, **{"0/w0": np.array([{"evil": 1}, None], dtype=object)})

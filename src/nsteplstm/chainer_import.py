@@ -203,6 +203,8 @@ def load_chainer_npz(
         InputError: unreadable file, keys it cannot map (all listed), missing keys,
             or shapes that do not fit (key, shape found, shape expected).
     """
+    if bidirectional is not None and not isinstance(bidirectional, bool):
+        raise InputError(f"bidirectional must be None, True or False, got {bidirectional!r}")
     if prefix is None:
         arrays, where, _ = _read_under(path, "")
         model, state = _link_or_chain(arrays, where, "", bidirectional, dropout)
