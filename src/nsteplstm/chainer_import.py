@@ -198,10 +198,14 @@ def load_chainer_npz(
     Returns:
         :class:`NStepLSTM`, :class:`NStepBiLSTM`, :class:`StepLSTM` or
         :class:`Forecaster` with the file's weights, in eval mode, float32 on the CPU.
+        NaN or infinite weights are loaded as stored (:func:`import_chainer_run`
+        refuses them).
 
     Raises:
-        InputError: unreadable file, keys it cannot map (all listed), missing keys,
-            or shapes that do not fit (key, shape found, shape expected).
+        InputError: unreadable file (a pipe or device, an array header claiming more
+            data than it holds), keys it cannot map (all listed), missing keys, link
+            indices that do not run 0, 1, .., zero sizes, or shapes that do not fit
+            (key, shape found, shape expected).
     """
     if bidirectional is not None and not isinstance(bidirectional, bool):
         raise InputError(f"bidirectional must be None, True or False, got {bidirectional!r}")
