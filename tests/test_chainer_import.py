@@ -6,7 +6,11 @@ with real Chainer); these tests need no Chainer.
 
 from __future__ import annotations
 
+import io as bytes_io
+import os
 import shutil
+import threading
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from hypothesis import strategies as st
 
 from nsteplstm import runs
 from nsteplstm.chainer_import import import_chainer_run, load_chainer_npz
+from nsteplstm.cli import main
 from nsteplstm.errors import InputError
 from nsteplstm.forecast import forecast
 from nsteplstm.model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
@@ -211,6 +216,42 @@ def test_wrong_shape_names_key_and_shapes(tmp_path: Path) -> None:
     assert "l1/lateral/W has shape (800, 3), expected (800, 200)" in one_line_error(path)
 
 
+@pytest.mark.parametrize(
+    "index",
+    ["2", "00", "9" * 26, "9" * 5000],
+    ids=["gap", "leading-zero", "huge", "too-long-for-int"],
+)
+def test_link_indices_must_run_from_zero(tmp_path: Path, index: str) -> None:
+    """A stray link index is named at once; it does not size the table of expected keys
+    (an index of 10**26 hung, one of 10**6 took 20 s to list 16 million missing keys)."""
+    path = rewrite(
+        tmp_path, "article_nstep", **{f"l1/{index}/w0": np.zeros((200, 200), np.float32)}
+    )
+    message = one_line_error(path)
+    assert f"key 'l1/{index}/w0' has a link index outside 0..1" in message
+    assert "missing" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "shape", "size"),
+    [
+        ("nstep_l1", "0/w0", (0, 3), "out_size"),
+        ("nstep_l1", "0/w0", (4, 0), "in_size"),
+        ("lstm_step", "upward/W", (0, 3), "4 * out_size"),
+        ("lstm_step", "upward/W", (16, 0), "in_size"),
+        ("article_nstep", "l1/0/w0", (200, 0), "in_size"),
+        ("article_nstep", "l2/W", (0, 200), "n_out"),
+    ],
+)
+def test_zero_size_names_file_and_key(
+    tmp_path: Path, name: str, key: str, shape: tuple[int, ...], size: str
+) -> None:
+    """Was "in_size must be an integer >= 1, got 0" from the model, naming neither."""
+    path = rewrite(tmp_path, name, **{key: np.zeros(shape, np.float32)})
+    message = one_line_error(path)
+    assert f"{key} has shape {shape}, so {size} must be an integer >= 1, got 0" in message
+
+
 def test_truncated_file(tmp_path: Path) -> None:
     data = fixture("article_nstep").read_bytes()
     path = tmp_path / "half.npz"
@@ -227,6 +268,86 @@ def test_random_bytes_and_missing_file(tmp_path: Path) -> None:
     assert "path must be a file name (str or Path), got NoneType" in one_line_error(None)
     with pytest.raises(InputError, match="prefix must be None or a string .* got 1"):
         load_chainer_npz(tmp_path / "nope.npz", prefix=1)
+
+
+def with_member(tmp_path: Path, name: str, key: str, data: bytes) -> Path:
+    """A copy of fixture ``name`` whose member ``key`` is replaced by raw ``data``."""
+    path = tmp_path / "crafted.npz"
+    with zipfile.ZipFile(fixture(name)) as src, zipfile.ZipFile(path, "w") as out:
+        for member in src.namelist():
+            out.writestr(member, data if member == f"{key}.npy" else src.read(member))
+    return path
+
+
+def npy_header(shape: tuple[int, ...], version: int = 1) -> bytes:
+    """A float32 ``.npy`` header claiming ``shape``; version 3 is 2's layout, relabelled."""
+    f = bytes_io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+    write = np.lib.format.write_array_header_1_0
+    if version > 1:
+        write = np.lib.format.write_array_header_2_0
+    write(f, header)
+    data = f.getvalue()
+    return data[:6] + bytes([version]) + data[7:]
+
+
+def test_header_claiming_more_than_the_member_holds_is_not_allocated(tmp_path: Path) -> None:
+    """NumPy allocates what the header claims before reading; a crafted claim is refused."""
+    path = with_member(tmp_path, "article_nstep", "l2/W", npy_header((10**9, 10**9)) + bytes(800))
+    assert "header claims shape (1000000000, 1000000000)" in one_line_error(path)
+    path = with_member(tmp_path, "article_nstep", "l2/W", npy_header((10**4, 10**4)) + bytes(800))
+    tracemalloc.start()
+    try:
+        message = one_line_error(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "claims shape (10000, 10000), 400000000 bytes, but it holds 800" in message
+    assert peak < 50 * 2**20  # the claimed 400 MB were never allocated
+
+
+def test_npy_versions_and_compression(tmp_path: Path) -> None:
+    """The size check reads every .npy header version and compressed archives (Chainer's
+    default); a version NumPy does not know is a corrupt file."""
+    for version in (1, 2, 3):
+        data = npy_header((1, 200), version) + np.ones((1, 200), "<f4").tobytes()
+        model = load_chainer_npz(with_member(tmp_path, "article_nstep", "l2/W", data))
+        assert float(model.head.weight.detach().sum()) == 200.0
+    data = npy_header((1, 200), 9) + np.ones((1, 200), "<f4").tobytes()
+    path = with_member(tmp_path, "article_nstep", "l2/W", data)
+    assert "truncated or corrupt file at array 'l2/W'" in one_line_error(path)
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
+        np.savez_compressed(tmp_path / "compressed.npz", **f)
+    assert isinstance(load_chainer_npz(tmp_path / "compressed.npz"), Forecaster)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
+def test_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """open() on a FIFO blocks until a writer comes: the import hung."""
+    pipe = tmp_path / "pipe.npz"
+    os.mkfifo(pipe)
+    errors: list[str] = []
+
+    def load() -> None:
+        try:
+            load_chainer_npz(pipe)
+        except InputError as e:
+            errors.append(str(e))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(20)
+    if thread.is_alive():
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))  # releases the blocked open()
+        thread.join(20)
+        pytest.fail("load_chainer_npz waited on a named pipe")
+    assert errors and errors[0].endswith("pipe.npz: not a regular file (a pipe, socket or device)")
+
+
+def test_bidirectional_must_be_a_bool() -> None:
+    """The string "False" is truthy: it read the file as bidirectional."""
+    with pytest.raises(InputError, match="bidirectional must be None, True or False, got 'False'"):
+        load_chainer_npz(fixture("nstepbi_l1"), bidirectional="False")
 
 
 def test_object_array_is_refused(tmp_path: Path) -> None:
@@ -345,3 +466,85 @@ def test_import_run_errors(tmp_path: Path) -> None:
         import_chainer_run(fixture("article_nstep"), out)
     assert import_chainer_run(fixture("article_step"), out, force=True) == out
     assert runs.load_run(out).config.cell == "step"
+
+
+def snapshot(tmp_path: Path, **changes: np.ndarray) -> Path:
+    """The article checkpoint (keys replaced by ``changes``) inside a Trainer snapshot,
+    beside its bookkeeping."""
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
+        arrays = {f"updater/model:main/predictor/{k}": v for k, v in {**f, **changes}.items()}
+    arrays["updater/iteration"] = np.array(1000.0)
+    path = tmp_path / "snapshot.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_import_run_prefix_names_the_chain(tmp_path: Path) -> None:
+    """For a run, prefix names the sub-chain holding l1/ and l2/ (the head is needed);
+    it was passed on as a config field: "unknown key 'prefix'"."""
+    path = snapshot(tmp_path)
+    out = import_chainer_run(path, tmp_path / "run", prefix="updater/model:main/predictor")
+    ref = io("article_nstep")
+    with torch.no_grad():
+        ys = runs.load_run(out).model([torch.from_numpy(ref[f"x{j}"]) for j in range(3)])
+    for j, y in enumerate(ys):
+        assert_close(y, ref[f"y{j}"])
+    out = import_chainer_run(fixture("article_step"), tmp_path / "whole", prefix="")
+    assert runs.load_run(out).config.cell == "step"
+    path = snapshot(tmp_path, **{"l2/W": np.zeros((1, 100), np.float32)})
+    with pytest.raises(InputError, match=r"predictor/l2/W has shape \(1, 100\), expected"):
+        import_chainer_run(path, tmp_path / "bad", prefix="updater/model:main/predictor/")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "parent"),
+    [("l1/", ""), ("updater/model:main/predictor/l1", "updater/model:main/predictor/")],
+)
+def test_import_run_prefix_of_the_lstm_alone_is_refused(
+    tmp_path: Path, prefix: str, parent: str
+) -> None:
+    path = fixture("article_nstep") if prefix == "l1/" else snapshot(tmp_path)
+    with pytest.raises(InputError, match="holds a bare NStepLSTM") as info:
+        import_chainer_run(path, tmp_path / "run", prefix=prefix)
+    assert f"prefix must name the sub-chain that holds both (here {parent!r})" in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("prefix", "code"), [("", 0), ("l1/", 2)])
+def test_cli_import_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], prefix: str, code: int
+) -> None:
+    argv = ["import-chainer", str(fixture("article_nstep")), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--prefix", prefix]) == code
+    err = capsys.readouterr().err
+    assert "unknown key" not in err and "Traceback" not in err
+    assert (tmp_path / "run").exists() == (code == 0)
+    if code:
+        assert err.count("\n") == 1 and "holds a bare NStepLSTM" in err
+
+
+@pytest.mark.parametrize(
+    ("size", "blamed"),
+    [
+        (5000, "sequence_size (--sequence-size) = 5000 does not fit the run's data settings"),
+        (200, "200 validation points; each part needs at least sequence_size + 1 = 201"),
+        (0, "sequence_size (--sequence-size) must be an integer >= 1, got 0"),
+        (True, "sequence_size (--sequence-size) must be an integer >= 1, got True"),
+    ],
+)
+def test_import_run_names_sequence_size(tmp_path: Path, size: int, blamed: str) -> None:
+    """A window the article's 2000 points cannot hold named split_rate and total_size,
+    which import-chainer does not offer; the error names the flag the user gave."""
+    path = fixture("article_nstep")
+    with pytest.raises(InputError) as info:
+        import_chainer_run(path, tmp_path / "run", sequence_size=size)
+    assert blamed in str(info.value) and "sequence_size (--sequence-size)" in str(info.value)
+    assert not (tmp_path / "run").exists()
+    out = import_chainer_run(path, tmp_path / "run", sequence_size=199)  # the largest that fits
+    assert runs.load_run(out).config.sequence_size == 199
+
+
+def test_import_run_other_config_errors_are_not_blamed_on_sequence_size(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="total_size") as info:
+        import_chainer_run(fixture("article_nstep"), tmp_path / "run", total_size=10)
+    assert "--sequence-size" not in str(info.value)

@@ -25,8 +25,12 @@ Nothing is loaded partially: every key is mapped and every shape checked before
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ import torch
 from torch import nn
 
 from .config import Config
-from .errors import InputError
+from .errors import InputError, check_int
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
     MODEL_FILE,
@@ -78,6 +82,8 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
         raise InputError(f"path must be a file name (str or Path), got {type(path).__name__}")
     if not isinstance(prefix, str):
         raise InputError(f"prefix must be a string such as 'l1/', got {prefix!r}")
+    if _is_special(path):
+        raise InputError(f"{where}: not a regular file (a pipe, socket or device)")
     try:
         with open(path, "rb") as f:
             magic = f.read(len(NPY_MAGIC))
@@ -99,6 +105,7 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
     try:
         with np.load(path, allow_pickle=False) as npz:
             for key in (k for k in npz.files if k.startswith(prefix)):
+                _check_claimed_size(npz.zip, key, where)
                 value = npz[key]
                 if not isinstance(value, np.ndarray):
                     raise InputError(f"{where}: member {key!r} is not a .npy array")
@@ -123,6 +130,43 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
                 f"{where}: array {key!r} has dtype {value.dtype}, expected floating point"
             )
     return arrays
+
+
+def _is_special(path: str | Path) -> bool:
+    """True for a pipe, socket or device: open() on a FIFO waits for a writer forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # open() names the problem
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _check_claimed_size(archive: zipfile.ZipFile, key: str, where: str) -> None:
+    """Raise :class:`InputError` if member ``key``'s ``.npy`` header claims more data than
+    the member holds: NumPy allocates the claimed shape before it reads, so a crafted
+    header of shape ``(10**9, 10**9)`` must be refused, not allocated.
+
+    Members that are not ``.npy`` or hold objects are left to ``np.load`` (refused there).
+    """
+    try:  # the member np.load reads for key: "W" itself, else "W.npy"
+        info = archive.getinfo(key)
+    except KeyError:
+        info = archive.getinfo(key + ".npy")
+    with archive.open(info) as f:
+        if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            return
+        major = f.read(2)[:1]
+        if major == b"\x01":
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:  # 2.0 and 3.0 (UTF-8 field names) share the layout; others fail in here
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        held = info.file_size - f.tell()
+    claimed = math.prod(shape) * dtype.itemsize
+    if not dtype.hasobject and claimed > held:
+        raise InputError(
+            f"{where}: truncated or corrupt file at array {key!r} (its header claims shape "
+            f"{shape}, {claimed} bytes, but it holds {held})"
+        )
 
 
 # ------------------------------------------------------------------------- loading
@@ -154,26 +198,45 @@ def load_chainer_npz(
     Returns:
         :class:`NStepLSTM`, :class:`NStepBiLSTM`, :class:`StepLSTM` or
         :class:`Forecaster` with the file's weights, in eval mode, float32 on the CPU.
+        NaN or infinite weights are loaded as stored (:func:`import_chainer_run`
+        refuses them).
 
     Raises:
-        InputError: unreadable file, keys it cannot map (all listed), missing keys,
-            or shapes that do not fit (key, shape found, shape expected).
+        InputError: unreadable file (a pipe or device, an array header claiming more
+            data than it holds), keys it cannot map (all listed), missing keys, link
+            indices that do not run 0, 1, .., zero sizes, or shapes that do not fit
+            (key, shape found, shape expected).
     """
-    where = f"Chainer checkpoint {path}"
-    if prefix is not None:
-        if not isinstance(prefix, str):
-            raise InputError(f"prefix must be None or a string such as 'l1/', got {prefix!r}")
-        p = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        sub = {k[len(p) :]: v for k, v in read_npz(path, p).items()}
-        model, state = _lstm_link(sub, f"{where} (prefix {p!r})", p, bidirectional, dropout)
+    if bidirectional is not None and not isinstance(bidirectional, bool):
+        raise InputError(f"bidirectional must be None, True or False, got {bidirectional!r}")
+    if prefix is None:
+        arrays, where, _ = _read_under(path, "")
+        model, state = _link_or_chain(arrays, where, "", bidirectional, dropout)
     else:
-        arrays = read_npz(path)
-        if any(k.startswith(("l1/", "l2/")) for k in arrays):
-            model, state = _article_chain(arrays, where, bidirectional, dropout)
-        else:
-            model, state = _lstm_link(arrays, where, "", bidirectional, dropout)
+        arrays, where, p = _read_under(path, prefix)
+        model, state = _lstm_link(arrays, where, p, bidirectional, dropout)
     _load_exact(model, state)
     return model.eval()
+
+
+def _read_under(path: str | Path, prefix: str) -> tuple[Arrays, str, str]:
+    """The arrays under ``prefix`` (keys relative to it), the file's name for messages
+    and the prefix normalized to ``""`` or ``"a/b/"`` (a missing trailing ``/`` added)."""
+    if not isinstance(prefix, str):
+        raise InputError(f"prefix must be None or a string such as 'l1/', got {prefix!r}")
+    p = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    where = f"Chainer checkpoint {path}" + (f" (prefix {p!r})" if p else "")
+    arrays = {k[len(p) :]: v for k, v in read_npz(path, p).items()}
+    return arrays, where, p
+
+
+def _link_or_chain(
+    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The article's chain if ``arrays`` has ``l1/`` or ``l2/`` keys, else a bare LSTM link."""
+    if any(k.startswith(("l1/", "l2/")) for k in arrays):
+        return _article_chain(arrays, where, prefix, bidirectional, dropout)
+    return _lstm_link(arrays, where, prefix, bidirectional, dropout)
 
 
 def _lstm_link(
@@ -200,8 +263,8 @@ def _nstep_lstm(
         got = "missing" if w0 is None else f"shape {w0.shape}"
         raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
     n_hidden, n_in = w0.shape
-    indices = {int(m.group(1)) for k in arrays if (m := _NSTEP_KEY.fullmatch(k))}
-    n_links = max(indices) + 1
+    _check_sizes(where, f"{prefix}0/w0", w0.shape, ("out_size", "in_size"))
+    n_links = _count_links(arrays, where, prefix)
     if bidirectional is None:
         bidirectional = _infer_bidirectional(arrays, n_links, n_in, n_hidden, where)
     n_dirs = 2 if bidirectional else 1
@@ -234,6 +297,24 @@ def _nstep_lstm(
         state[f"lstm.bias_hh{suffix}"] = cat(k, "b", 4)  # (4N,)
     cls = NStepBiLSTM if bidirectional else NStepLSTM
     return cls(n_layers, n_in, n_hidden, dropout), state
+
+
+def _count_links(arrays: Arrays, where: str, prefix: str) -> int:
+    """The number of link indices ``k`` in the ``{k}/w0``.. keys, which must run 0, 1, ..
+
+    Compared as strings, never as ints: a crafted index such as ``99999999999999999999``
+    would otherwise size the table of expected keys (a hang), and one of 5000 digits
+    is a ValueError in ``int()``.
+    """
+    found = {m.group(1): k for k in arrays if (m := _NSTEP_KEY.fullmatch(k))}
+    allowed = {str(k) for k in range(len(found))}
+    stray = sorted(key for index, key in found.items() if index not in allowed)
+    if stray:
+        raise InputError(
+            f"{where}: key {prefix + stray[0]!r} has a link index outside 0..{len(found) - 1}; "
+            f"the {len(found)} link indices must run 0, 1, .. without gaps or leading zeros"
+        )
+    return len(found)
 
 
 def _infer_bidirectional(
@@ -273,6 +354,7 @@ def _step_lstm(arrays: Arrays, where: str, prefix: str) -> tuple[StepLSTM, dict[
             f"{where}: {prefix}upward/W must be 2-D (4 * out_size, in_size), got {got}"
         )
     n_in, n_hidden = upward.shape[1], upward.shape[0] // 4
+    _check_sizes(where, f"{prefix}upward/W", upward.shape, ("4 * out_size", "in_size"))
     expected: Shapes = {
         "upward/W": (4 * n_hidden, n_in),
         "upward/b": (4 * n_hidden,),
@@ -299,26 +381,27 @@ def _deinterleave(w: np.ndarray) -> np.ndarray:
 
 
 def _article_chain(
-    arrays: Arrays, where: str, bidirectional: bool | None, dropout: float
+    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
 ) -> tuple[Forecaster, dict[str, torch.Tensor]]:
-    """The article's ``MyNet``: LSTM link under ``l1/``, ``links.Linear`` under ``l2/``."""
+    """The article's ``MyNet`` (keys relative to ``prefix``): LSTM link under ``l1/``,
+    ``links.Linear`` under ``l2/``."""
     head_keys = {"l2/W", "l2/b"}
     unknown = [k for k in arrays if not k.startswith("l1/") and k not in head_keys]
     if unknown:
         raise InputError(
-            f"{where}: cannot map keys {_list(unknown)} (the article's chain holds only "
-            "l1/... and l2/W, l2/b; pass prefix= to read only the LSTM link)"
+            f"{where}: cannot map keys {_list(unknown, prefix)} (the article's chain holds "
+            "only l1/... and l2/W, l2/b; pass prefix= to read only the LSTM link)"
         )
     if "l2/W" not in arrays:
-        raise InputError(f"{where}: missing key 'l2/W' of the Linear layer under l2/")
+        raise InputError(f"{where}: missing key '{prefix}l2/W' of the Linear layer under l2/")
     lstm_arrays = {k[3:]: v for k, v in arrays.items() if k.startswith("l1/")}
     if not lstm_arrays:
-        raise InputError(f"{where}: missing the LSTM link under l1/")
-    lstm, lstm_state = _lstm_link(lstm_arrays, where, "l1/", bidirectional, dropout)
+        raise InputError(f"{where}: missing the LSTM link under {prefix}l1/")
+    lstm, lstm_state = _lstm_link(lstm_arrays, where, f"{prefix}l1/", bidirectional, dropout)
     if isinstance(lstm, NStepBiLSTM):
         raise InputError(
-            f"{where}: l1/ holds an NStepBiLSTM, which the article's Forecaster does not "
-            "have; load the LSTM alone with prefix='l1/'"
+            f"{where}: {prefix}l1/ holds an NStepBiLSTM, which the article's Forecaster does "
+            f"not have; load the LSTM alone with prefix='{prefix}l1/'"
         )
     if isinstance(lstm, NStepLSTM):
         n_layers, n_in, n_hidden, cell = lstm.n_layers, lstm.in_size, lstm.out_size, "nstep"
@@ -328,11 +411,16 @@ def _article_chain(
         state = {f"lstm.cells.0.{k}": v for k, v in lstm_state.items()}
     head = arrays["l2/W"]
     if head.ndim != 2:
-        raise InputError(f"{where}: l2/W must be 2-D (n_out, {n_hidden}), got shape {head.shape}")
+        raise InputError(
+            f"{where}: {prefix}l2/W must be 2-D (n_out, {n_hidden}), got shape {head.shape}"
+        )
     n_out = head.shape[0]
+    _check_sizes(where, f"{prefix}l2/W", head.shape, ("n_out",))
     expected: Shapes = {"W": (n_out, n_hidden), "b": (n_out,)}
     head_arrays = {k[3:]: v for k, v in arrays.items() if k in head_keys}
-    _check(head_arrays, {k: s for k, s in expected.items() if k in head_arrays}, where, "l2/")
+    _check(
+        head_arrays, {k: s for k, s in expected.items() if k in head_arrays}, where, f"{prefix}l2/"
+    )
     state["head.weight"] = _tensor(head)  # (n_out, N)
     b = head_arrays.get("b")
     state["head.bias"] = torch.zeros(n_out) if b is None else _tensor(b)  # nobias=True: zeros
@@ -348,10 +436,17 @@ def import_chainer_run(
     out_dir: str | Path,
     *,
     sequence_size: int = 30,
+    prefix: str | None = None,
     force: bool = False,
     **config_overrides: Any,
 ) -> Path:
     """Turn the article's chain checkpoint (``l1`` LSTM + ``l2`` Linear) into a run directory.
+
+    A run needs the whole chain, head included, so ``prefix`` here names the sub-chain
+    that holds ``l1/`` and ``l2/`` (e.g. ``"updater/model:main/predictor/"`` in a
+    Trainer snapshot; ``None`` or ``""``: the whole file). That differs from
+    :func:`load_chainer_npz`, whose ``prefix`` names the LSTM link itself: ``"l1/"``
+    here holds a bare LSTM, no head, and is refused with a hint to name its parent.
 
     The architecture (``n_layers``, ``n_in``, ``n_hidden``, ``n_out``, ``cell``) comes
     from the file; what it cannot tell comes from ``sequence_size`` and
@@ -367,16 +462,17 @@ def import_chainer_run(
     Raises:
         InputError: unreadable or non-chain checkpoint, non-finite weights, an
             override that contradicts the checkpoint, an invalid config, a non-empty
-            ``out_dir`` without ``force``.
+            ``out_dir`` without ``force``, a ``prefix`` that holds no chain.
     """
     overrides = {k: v for k, v in config_overrides.items() if v is not None}
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
-    model = load_chainer_npz(path, dropout=dropout if _is_ratio(dropout) else ARTICLE_DROPOUT)
+    dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
+    arrays, where, p = _read_under(path, "" if prefix is None else prefix)
+    model, state = _link_or_chain(arrays, where, p, None, dropout)
     if not isinstance(model, Forecaster):
-        raise InputError(
-            f"Chainer checkpoint {path}: holds a bare {type(model).__name__}, not the "
-            "article's chain (an LSTM link under l1/ and a Linear under l2/)"
-        )
+        raise _not_a_chain(model, where, p)
+    _load_exact(model, state)
+    model.eval()
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise InputError(f"Chainer checkpoint {path}: holds NaN or infinite weights")
     found = {k: v for k, v in model.config.items() if k != "dropout"}
@@ -388,8 +484,9 @@ def import_chainer_run(
             )
     if overrides.get("scale", "none") != "none":
         raise InputError("import-chainer: scale must be 'none' (a Chainer model has no scaler)")
+    check_int(f"import of {path}: sequence_size (--sequence-size)", sequence_size)
     settings = {"sequence_size": sequence_size, "scale": "none", **overrides, **found}
-    config = Config.merged(None, settings, overrides_source=f"import of {path}")
+    config = _run_config(path, settings)
 
     run_dir = prepare_run_dir(out_dir, force)
     write_config(run_dir, config, model.config, None)
@@ -397,6 +494,36 @@ def import_chainer_run(
     write_history(run_dir, [])
     write_metrics(run_dir, {"imported_from": str(Path(path).resolve())})
     return run_dir
+
+
+def _run_config(path: str | Path, settings: dict[str, Any]) -> Config:
+    """``settings`` over the article's defaults as a validated :class:`Config`.
+
+    The run's data settings (``total_size``, ``split_rate``, ..) are the article's unless
+    overridden, and the CLI does not offer them; when only ``sequence_size`` makes them
+    fail, the error names it and its flag (Config's own message blames ``split_rate``).
+    """
+    source = f"import of {path}"
+    try:
+        return Config.merged(None, settings, overrides_source=source)
+    except InputError as e:
+        others = {k: v for k, v in settings.items() if k != "sequence_size"}
+        Config.merged(None, others, overrides_source=source)  # raises if they fail anyway
+        raise InputError(
+            f"import of {path}: sequence_size (--sequence-size) = {settings['sequence_size']!r} "
+            f"does not fit the run's data settings: {e}"
+        ) from None
+
+
+def _not_a_chain(lstm: nn.Module, where: str, prefix: str) -> InputError:
+    """The error for a bare LSTM link where a run needs the article's whole chain."""
+    parent = prefix[: -len("l1/")] if prefix.endswith("l1/") else None
+    hint = f" (here {parent!r})" if parent is not None else ""
+    also = f"; prefix must name the sub-chain that holds both{hint}, not the LSTM link"
+    return InputError(
+        f"{where}: holds a bare {type(lstm).__name__}, not the article's chain a run needs "
+        f"(an LSTM link under l1/ and a Linear head under l2/){also if prefix else ''}"
+    )
 
 
 def _is_ratio(x: Any) -> bool:
@@ -421,6 +548,13 @@ def _check(arrays: Mapping[str, np.ndarray], expected: Shapes, where: str, prefi
     ]
     if wrong:
         raise InputError(f"{where}: {'; '.join(wrong[:_MAX_LISTED])}")
+
+
+def _check_sizes(where: str, key: str, shape: tuple[int, ...], names: tuple[str, ...]) -> None:
+    """Raise :class:`InputError` naming the file and ``key`` unless each size is >= 1
+    (a zero-size array would otherwise fail in the model, naming neither)."""
+    for name, size in zip(names, shape, strict=False):
+        check_int(f"{where}: {key} has shape {tuple(shape)}, so {name}", size)
 
 
 def _load_exact(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
