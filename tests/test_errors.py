@@ -143,6 +143,19 @@ def _run_corrupt_config(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_nan_metrics(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_nan_metrics")
+    (run / "metrics.json").write_text('{"val_loss": NaN}')
+    return run
+
+
+def _bench_with_notes(tmp: Path, base: Path) -> Path:
+    out = tmp / "bench_with_notes"
+    out.mkdir()
+    (out / "bench.md").write_text("my notes\n")
+    return out
+
+
 def _file(name: str, content: bytes | str) -> Callable[[Path, Path], Path]:
     def make(tmp: Path, base: Path) -> Path:
         path = tmp / name
@@ -161,6 +174,9 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run_config_disagrees": _run_config_disagrees,
     "run_future_format": _run_future_format,
     "run_corrupt_config": _run_corrupt_config,
+    "run_nan_metrics": _run_nan_metrics,
+    "bench_with_notes": _bench_with_notes,
+    "existing_png": _file("mine.png", b"my picture"),
     "toml_unknown_key": _file("unknown.toml", "epochs = 2\nbogus = 1\n"),
     "toml_bad_syntax": _file("syntax.toml", "epochs = \n"),
     "csv_empty": _file("empty.csv", ""),

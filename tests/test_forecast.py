@@ -308,7 +308,7 @@ def _files(run_dir) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     ("metrics", "message"),
     [
-        ('{"a": NaN}', "holds NaN or Infinity"),
+        ('{"a": NaN}', r"not valid JSON \(NaN is not a number JSON allows\)"),
         ('{"a": 1, "forecast": 5}', "'forecast' must be a JSON object"),
     ],
 )

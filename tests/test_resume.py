@@ -289,7 +289,8 @@ def test_checkpoint_bad_numbers(interrupted: Path, edit: Any) -> None:
     # Each once ended in a traceback, some only after another epoch had been trained.
     _edit_checkpoint(interrupted, edit)
     before = (interrupted / "checkpoint-2.safetensors").read_bytes()
-    with pytest.raises(InputError, match="malformed checkpoint .* finite numbers >= 0"):
+    refused = "malformed checkpoint .* finite numbers >= 0|(NaN|Infinity) is not a number JSON"
+    with pytest.raises(InputError, match=refused):
         train(None, interrupted, resume=True, quiet=True)
     assert (interrupted / "checkpoint-2.safetensors").read_bytes() == before
 

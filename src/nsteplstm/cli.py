@@ -256,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dropout the model was trained with (default: the article's 0.3)",
     )
     p.add_argument("--seed", type=int, default=None, help="seed recorded in the run (default 0)")
-    p.add_argument("--prefix", default=None, help="sub-chain holding the LSTM, e.g. 'l1/'")
+    p.add_argument(
+        "--prefix",
+        default=None,
+        help="sub-chain holding the article's l1/ and l2/, e.g. "
+        "'updater/model:main/predictor/' in a Trainer snapshot (default: the whole file)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
     p.set_defaults(func=_cmd_import_chainer)
     return parser

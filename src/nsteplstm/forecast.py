@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import time
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .device import physical_memory
 from .errors import InputError, check_int, is_int
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
@@ -200,6 +200,13 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
                 f"start {s!r} out of range: a start window of {sequence_size} points in a "
                 f"series of {length} must start in [0, {last}]"
             )
+    memory = physical_memory()
+    needed = 4 * (sequence_size + horizon) * len(starts) * x.shape[1]  # float32 (S + h, B, F)
+    if memory is not None and needed > memory:
+        raise InputError(
+            f"horizon = {horizon}: {len(starts)} forecasts of {horizon} points take "
+            f"{needed / 2**30:,.0f} GiB, more than this machine's {memory / 2**30:,.0f} GiB"
+        )
 
 
 def forecast_truth(
@@ -366,16 +373,8 @@ def forecast_run(
 
 
 def _check_metrics(metrics: dict[str, Any], path: os.PathLike[str]) -> None:
-    """InputError unless ``metrics`` (read from ``path``) can take a ``forecast.<mode>``
-    entry and be written back: strict JSON (Python reads NaN and Infinity, but writing
-    them is refused) with ``forecast``, if present, an object (else it would be lost)."""
-    try:
-        json.dumps(metrics, allow_nan=False)
-    except ValueError:
-        raise InputError(
-            f"{path}: holds NaN or Infinity, which JSON does not allow; "
-            "replace them (e.g. with null) and forecast again"
-        ) from None
+    """InputError unless ``metrics`` (read from ``path``, strict JSON) can take a
+    ``forecast.<mode>`` entry: ``forecast``, if present, an object (else it would be lost)."""
     if not isinstance(metrics.get("forecast", {}), dict):
         raise InputError(
             f"{path}: 'forecast' must be a JSON object (forecasts are recorded in it), "

@@ -7,13 +7,13 @@ is in :mod:`nsteplstm.functional`, the batch bookkeeping in :mod:`nsteplstm.pack
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .device import physical_memory
 from .errors import InputError, check_int
 from .functional import dropout, lstm_cell, n_step_lstm
 from .packing import PackedLayout
@@ -32,14 +32,6 @@ def _positive(**sizes: int) -> list[int]:
     return [check_int(name, value) for name, value in sizes.items()]
 
 
-def _physical_memory() -> int | None:
-    """Bytes of RAM of this machine, or None where the OS does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def lstm_weight_count(n_layers: int, in_size: int, out_size: int, directions: int = 1) -> int:
     """Parameters of an LSTM stack: ``4 H (I_l + H + 2)`` per layer and direction, with
     ``I_0 = in_size`` and ``I_l = directions * H`` above (H = ``out_size``)."""
@@ -53,7 +45,7 @@ def _check_fits(n_layers: int, in_size: int, out_size: int, directions: int = 1)
     machine's memory (before torch tries, which takes minutes for a billion layers or
     fails with a bare allocation error)."""
     count = lstm_weight_count(n_layers, in_size, out_size, directions)
-    memory = _physical_memory()
+    memory = physical_memory()
     if memory is not None and 4 * count > memory:
         raise InputError(
             f"n_layers = {n_layers}, in_size = {in_size}, out_size (hidden units) = {out_size}: "

@@ -166,10 +166,14 @@ def _read_bytes(path: Path, what: str) -> bytes:
         raise InputError(f"{path}: cannot read {what} ({e.strerror or e})") from None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def _read_json(path: Path, what: str) -> Any:
     raw = _read_bytes(path, what)
-    try:
-        return json.loads(raw.decode("utf-8"))
+    try:  # NaN and Infinity are refused: _dumps could not write them back
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         msg = " ".join(str(e).split())
         raise InputError(f"{path}: {what} is not valid JSON ({msg})") from None
