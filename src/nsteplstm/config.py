@@ -457,6 +457,6 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
                 "split_rate",
                 f"split_rate = {v['split_rate']} of total_size = {v['total_size']} gives "
                 f"{n_train} training and {n_val} validation points; each part needs at least "
-                f"sequence_size + 1 = {window}",
+                f"sequence_size + 1 = {window} (here sequence_size <= {min(n_train, n_val) - 1})",
             )
     return Config(**v)
