@@ -152,6 +152,9 @@ def test_chainer_python_is_run_from_where_it_is(tmp_path: Path, monkeypatch):
         ),
         ('echo \'{"seconds_per_epoch": ["abc"]}\'', "'seconds_per_epoch': \\[seconds"),
         ("echo '{\"seconds_per_epoch\": []}'", "'seconds_per_epoch': \\[seconds"),
+        # Times no epoch takes once ended in a ZeroDivisionError in the ratios.
+        ("echo '{\"seconds_per_epoch\": [1e-320]}'", r"\(1e-6 to 1e6 s\)"),
+        ("echo '{\"seconds_per_epoch\": [1e308]}'", r"\(1e-6 to 1e6 s\)"),
         ("echo 'not json'", "got 'not json'"),
         ("exit 0", "got ''"),
     ],

@@ -48,3 +48,13 @@ def test_demo_checks_its_settings_before_creating_anything(tmp_path):
     with pytest.raises(InputError, match="config of the demo: epochs = 0 is out of range"):
         run_demo(tmp_path / "demo", epochs=0, base=TINY, echo=lambda line: None)
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_checks_every_run_directory_before_replacing_any(tmp_path):
+    out = tmp_path / "demo"
+    (out / "layers-1").mkdir(parents=True)
+    (out / "layers-1" / runs.MODEL_FILE).write_bytes(b"an earlier model")
+    (out / "layers-3").write_text("a file where a run goes")
+    with pytest.raises(InputError, match="layers-3 exists and is not a directory"):
+        demo(out, force=True)
+    assert (out / "layers-1" / runs.MODEL_FILE).read_bytes() == b"an earlier model"

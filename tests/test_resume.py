@@ -167,9 +167,12 @@ def test_sigterm_writes_checkpoint_and_exits_143(tmp_path: Path, reference: Path
 def test_resume_of_a_finished_run_is_a_no_op(tmp_path: Path, reference: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(reference, run)
+    runs.update_metrics(run, "forecast.window", {"points": 3})  # as `nsteplstm forecast` does
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
     result = train(None, run, resume=True, quiet=True)
     assert result.metrics["epochs"] == 6
     assert_same_run(run, reference)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # forecasts kept
 
 
 def test_non_finite_loss_names_epoch_and_batch(tmp_path: Path) -> None:
@@ -282,8 +285,10 @@ def _edit_checkpoint(run: Path, edit: Any) -> None:
         lambda d: d.update(epoch_seconds=float("inf")),
         lambda d: d.update(loss_count=-1),
         lambda d: d.update(best_val_loss="low"),
+        # Finite alone, infinite summed: metrics.json could not be written at the end.
+        lambda d: (d.update(epoch_seconds=1.7e308), d["history"][0].update(seconds=1.7e308)),
     ],
-    ids=["nan loss", "null loss", "text epoch", "epoch out of order", "inf", "negative", "text"],
+    ids=["nan loss", "null loss", "text epoch", "order", "inf", "negative", "text", "sum"],
 )
 def test_checkpoint_bad_numbers(interrupted: Path, edit: Any) -> None:
     # Each once ended in a traceback, some only after another epoch had been trained.
@@ -426,3 +431,23 @@ def test_cli_sigint_writes_checkpoint_prints_resume_command_exits_130(tmp_path: 
     assert f"nsteplstm train --resume {run}" in err
     assert "Traceback" not in err
     assert runs.load_checkpoint(run) is not None
+
+
+def test_a_run_failing_before_its_first_checkpoint_leaves_the_old_run(
+    tmp_path: Path, reference: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nsteplstm.train as training
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> int:
+        raise MemoryError("no memory for the first batch")
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    monkeypatch.setattr(training, "_run_batches", out_of_memory)
+    with pytest.raises(MemoryError):  # the CLI turns it into one line, exit 2
+        train(Config.from_dict(SETTINGS, "test"), run, force=True, quiet=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # --force waited
+    with pytest.raises(MemoryError):
+        train(Config.from_dict(SETTINGS, "test"), tmp_path / "new", quiet=True)
+    assert not (tmp_path / "new").exists()

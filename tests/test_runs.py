@@ -77,8 +77,15 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
         runs.prepare_run_dir(run, force=False)
     assert runs.check_run_dir_free(run, force=True) == run
     assert len(list(run.iterdir())) == 5  # checking changed nothing
+    (run / "forecast-mine.csv").write_text("the user's own")  # not a name a run writes
+    (run / "losses.png").write_bytes(b"the user's plot")
+    (run / runs.MODEL_FILE).mkdir()  # in the way: nothing may be removed
+    with pytest.raises(InputError, match="cannot replace .*model.safetensors: it is a directory"):
+        runs.prepare_run_dir(run, force=True)
+    assert len(list(run.iterdir())) == 8
+    (run / runs.MODEL_FILE).rmdir()
     runs.prepare_run_dir(run, force=True)
-    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in run.iterdir()) == ["forecast-mine.csv", "losses.png", "notes.txt"]
     file = tmp_path / "file"
     file.write_text("x")
     with pytest.raises(InputError, match="not a directory"):

@@ -422,10 +422,15 @@ def _subprocess_epoch(cmd: list[str], env: dict[str, str], who: str) -> float:
         times = json.loads(last).get("seconds_per_epoch")
     except (ValueError, AttributeError):
         times = None
-    if not isinstance(times, list) or not times or not is_finite_number(times[0]) or times[0] <= 0:
+    if (
+        not isinstance(times, list)
+        or not times
+        or not is_finite_number(times[0])
+        or not 1e-6 <= times[0] <= 1e6  # an epoch takes milliseconds to hours
+    ):
         raise InputError(
             f"{who}: the baseline run failed: its last line of output must be JSON with "
-            f"'seconds_per_epoch': [seconds, ...], got {last[:80]!r}"
+            f"'seconds_per_epoch': [seconds, ...] (1e-6 to 1e6 s), got {last[:80]!r}"
         )
     return float(times[0])
 

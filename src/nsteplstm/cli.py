@@ -38,6 +38,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _path(text: str) -> Path:
+    """A path argument; an empty one (an unset shell variable, say) would mean ``.``."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return Path(text)
+
+
 def _config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (defaults: the article's experiment)")
     for field in fields_help():
@@ -73,9 +80,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     tune_malloc()
     if args.resume is None and args.out is None:
-        raise InputError("train: --out RUN is required (or --resume RUN to continue a run)")
+        raise InputError("--out RUN is required (or --resume RUN to continue a run)")
     if args.resume is not None and args.out is not None:
-        raise InputError("train: give either --out RUN or --resume RUN, not both")
+        raise InputError("give either --out RUN or --resume RUN, not both")
     config = _config_from(args)
     result = train(
         config,
@@ -162,9 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a model and write a run directory")
-    p.add_argument("--config", type=Path, help="TOML file of settings (flags win over it)")
-    p.add_argument("--out", type=Path, help="run directory to create")
-    p.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its checkpoint")
+    p.add_argument("--config", type=_path, help="TOML file of settings (flags win over it)")
+    p.add_argument("--out", type=_path, help="run directory to create")
+    p.add_argument("--resume", type=_path, metavar="RUN", help="continue RUN from its checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_flags(p)
@@ -174,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "forecast",
         help="closed-loop forecast from a trained run",
     )
-    p.add_argument("run", type=Path, help="run directory written by `nsteplstm train`")
+    p.add_argument("run", type=_path, help="run directory written by `nsteplstm train`")
     p.add_argument(
         "--mode",
         choices=("window", "stream"),
@@ -194,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_forecast)
 
     p = sub.add_parser("plot", help="overlay the loss curves of several runs")
-    p.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    p.add_argument("runs", type=_path, nargs="+", metavar="RUN")
     p.add_argument(
-        "--out", type=Path, required=True, help="PNG file to write (the name must end in .png)"
+        "--out", type=_path, required=True, help="PNG file to write (the name must end in .png)"
     )
     p.add_argument("--labels", nargs="+", help="legend label per run (default: run names)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
@@ -206,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the article end to end: 1, 2, 3 layers, forecasts, plots, report.html",
     )
-    p.add_argument("--out", type=Path, default=Path("demo"), help="output directory")
+    p.add_argument("--out", type=_path, default=Path("demo"), help="output directory")
     p.add_argument("--epochs", type=int, default=60, help="training epochs per model")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -216,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="training and forecast speed: step vs nstep, CPU and CUDA",
     )
-    p.add_argument("--out", type=Path, default=Path("bench"), help="output directory")
+    p.add_argument("--out", type=_path, default=Path("bench"), help="output directory")
     p.add_argument("--quick", action="store_true", help="a reduced set, under a minute")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per configuration")
     p.add_argument(
@@ -226,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--chainer-python",
-        type=Path,
+        type=_path,
         default=None,
         help="python of a Chainer 7.8.1 venv: run the Chainer baseline side by side",
     )
@@ -241,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         "import-chainer",
         help="turn a Chainer save_npz checkpoint into a run directory",
     )
-    p.add_argument("path", type=Path, help=".npz file written by chainer.serializers.save_npz")
-    p.add_argument("--out", type=Path, required=True, help="run directory to create")
+    p.add_argument("path", type=_path, help=".npz file written by chainer.serializers.save_npz")
+    p.add_argument("--out", type=_path, required=True, help="run directory to create")
     p.add_argument(
         "--sequence-size",
         type=int,

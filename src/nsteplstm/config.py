@@ -453,10 +453,12 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
         n_val = v["total_size"] - n_train
         window = v["sequence_size"] + 1
         if n_train < window or n_val < window:
+            longest = min(n_train, n_val) - 1
+            hint = f" (here sequence_size <= {longest})" if longest >= 1 else ""
             raise fail(
                 "split_rate",
                 f"split_rate = {v['split_rate']} of total_size = {v['total_size']} gives "
                 f"{n_train} training and {n_val} validation points; each part needs at least "
-                f"sequence_size + 1 = {window} (here sequence_size <= {min(n_train, n_val) - 1})",
+                f"sequence_size + 1 = {window}{hint}",
             )
     return Config(**v)

@@ -49,6 +49,8 @@ def run_demo(
     models += [
         (f"dropout-{p}", replace(base, n_layers=DROPOUT_LAYERS, dropout=p)) for p in DROPOUTS
     ]
+    for name, _ in models:  # all checked before any is replaced
+        runs.check_run_dir_free(out / name, force)
     rows, histories = [], {}
     for name, config in models:
         echo(f"training {name} ({config.epochs} epochs)...")

@@ -49,8 +49,9 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.json"
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "seconds")
 SLOW_CHECKPOINT_ENV = "NSTEPLSTM_TEST_SLOW_CHECKPOINT"
-# Other files an earlier run may have left in its directory (forecasts, the demo's plot).
-STALE_PATTERNS = ("checkpoint-*.safetensors", "forecast-*.csv", "forecast-*.png", "losses.png")
+# The files a run writes into its directory (forecasts: nsteplstm forecast).
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, CHECKPOINT_FILE)
+RUN_FILES += tuple(f"forecast-{m}.{ext}" for m in ("window", "stream") for ext in ("csv", "png"))
 _CHECKPOINT_WEIGHTS = re.compile(r"checkpoint-[0-9]+(-[0-9]+)?\.safetensors")
 
 
@@ -124,23 +125,31 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
             f"run directory {path} exists and is not empty; pass --force to overwrite "
             "it or pick another --out"
         )
+    for old in _old_run_files(path):
+        if old.is_dir() and not old.is_symlink():
+            raise InputError(f"cannot replace {old}: it is a directory")
     return path
+
+
+def _old_run_files(path: Path) -> list[Path]:
+    """The files of an earlier run in ``path`` that a new run replaces."""
+    if not path.is_dir():
+        return []
+    found = [path / name for name in RUN_FILES if os.path.lexists(path / name)]
+    return found + sorted(path.glob("checkpoint-*.safetensors"))
 
 
 def prepare_run_dir(path: str | Path, force: bool) -> Path:
     """Create the run directory ``path`` (and parents), or accept an empty one.
 
     An existing non-empty directory is refused unless ``force``; with ``force`` the
-    artefacts of an earlier run (model, history, metrics, checkpoints, forecasts) are
-    removed so nothing stale survives, other files are left alone.
+    files of an earlier run (:data:`RUN_FILES`, checkpoints) are removed so nothing
+    stale survives, other files are left alone. Nothing is removed when one of those
+    names is a directory.
     """
     path = check_run_dir_free(path, force)
-    if path.is_dir():
-        for name in (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, CHECKPOINT_FILE):
-            (path / name).unlink(missing_ok=True)
-        for pattern in STALE_PATTERNS:
-            for stale in path.glob(pattern):
-                stale.unlink(missing_ok=True)
+    for old in _old_run_files(path):
+        old.unlink(missing_ok=True)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

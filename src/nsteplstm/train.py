@@ -645,8 +645,10 @@ def _restore(
             peak_rss_mib_epoch1=d.get("peak_rss_mib_epoch1"),
             epoch_rng=d["rng"]["shuffle"],
         )
-        numbers = [state.loss_sum, state.epoch_seconds, state.best_val_loss or 0.0]
-        numbers.append(state.peak_rss_mib_epoch1 or 0.0)
+        numbers = [state.loss_sum, state.best_val_loss or 0.0, state.peak_rss_mib_epoch1 or 0.0]
+        seconds = [state.epoch_seconds] + [row.get("seconds") for row in state.history]
+        if not all(is_finite_number(x) and x < 1e9 for x in seconds):  # 30 years: sums stay finite
+            raise ValueError
         counts = [d["epoch"], d["batch"], d["loss_count"], d["best_epoch"]]
         for k, row in enumerate(state.history, start=1):
             if set(row) != set(runs.HISTORY_FIELDS) or row["epoch"] != k:
@@ -752,8 +754,9 @@ def train(
 ) -> TrainResult:
     """Train a :class:`Forecaster` as ``config`` says and write the run directory.
 
-    Writes ``config.json`` first, a checkpoint every ``config.checkpoint_every``
-    epochs (and at the last), then ``model.safetensors``, ``history.csv`` and
+    Writes ``config.json`` with the first checkpoint (so a run that fails before it
+    leaves nothing), a checkpoint every ``config.checkpoint_every`` epochs (and at the
+    last, or when interrupted), then ``model.safetensors``, ``history.csv`` and
     ``metrics.json``. With ``config.keep_best`` the weights of the epoch with the
     lowest validation loss are the ones kept. ``resume`` continues ``out_dir`` from
     its checkpoint and ends with the weights and history of an uninterrupted run;
@@ -799,11 +802,7 @@ def train(
     model = Forecaster(
         config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout, config.cell
     ).to(device)
-    if not resume:
-        out = runs.prepare_run_dir(out, force)
-        scaler = getattr(dataset, "scaler", None)
-        runs.write_config(out, config, model.config, scaler)
-    elif saved_model != model.config:
+    if resume and saved_model != model.config:
         raise InputError(f"{out / runs.CONFIG_FILE}: 'model' does not match its 'config'")
     optimizer = make_optimizer(model, config)
     rng = np.random.default_rng(config.seed)
@@ -812,9 +811,26 @@ def train(
     if checkpoint is not None:
         state, best = _restore(out, checkpoint, model, optimizer, rng, config, device)
     position = (state.epoch, state.batch) if checkpoint is not None else None
+    finished = state.epoch == config.epochs and state.batch == 0
+    if checkpoint is not None and finished and (out / runs.MODEL_FILE).exists():
+        # Nothing to train: keep the run's files (its forecasts in metrics.json too).
+        return TrainResult([dict(row) for row in state.history], runs.read_metrics(out), out)
+
+    dir_ready = resume
+
+    def start() -> None:
+        """Create the run directory (with ``force``: replace the old run) and write
+        config.json: only at the first checkpoint, so a run that fails before it (no
+        memory for the first batch, say) leaves the old run, or no directory, behind."""
+        nonlocal dir_ready, out
+        if not dir_ready:
+            out = runs.prepare_run_dir(out, force)
+            runs.write_config(out, config, model.config, getattr(dataset, "scaler", None))
+            dir_ready = True
 
     def save() -> None:
         nonlocal position
+        start()
         if position != (state.epoch, state.batch):
             runs.save_checkpoint(out, _checkpoint(model, optimizer, state, best, device))
             runs.write_history(out, state.history)
