@@ -285,3 +285,17 @@ def test_bench_keeps_notes_and_leaves_no_directory_on_errors(tmp_path, capsys):
     assert main(["bench", "--quick", "--out", str(new), "--chainer-python", "/bin/true"]) == 2
     one_error_line(capsys, "bench", "--chainer-python /bin/true: printed no chainer version")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_csv_run_forecasts_from_any_directory(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "units.csv").write_text("v\n" + "".join(f"{i % 7}\n" for i in range(120)))
+    monkeypatch.chdir(data)
+    flags = ["--sequence-size", "5", "--n-hidden", "4", "--epochs", "1", "--quiet"]
+    assert main(["train", "--out", "run", "--data", "csv:units.csv", *flags]) == 0
+    config = json.loads((data / "run" / "config.json").read_text())["config"]
+    assert config["data"] == f"csv:{data / 'units.csv'}"  # stored absolute
+    monkeypatch.chdir(tmp_path)  # the relative path no longer points at the file
+    assert main(["forecast", str(data / "run"), "--horizon", "3"]) == 0, capsys.readouterr().err
+    assert main(["train", "--resume", str(data / "run"), "--data", "csv:data/units.csv"]) == 0

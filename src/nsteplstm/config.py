@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -218,6 +219,12 @@ def fields_help() -> list[FieldHelp]:
         FieldHelp(f.name, _KINDS[f.name], f.default, CONFIG_HELP[f.name])
         for f in dataclasses.fields(Config)
     ]
+
+
+def absolute_data(data: str) -> str:
+    """``data`` with a ``csv:`` path made absolute (from the current directory), so the
+    run's config.json finds its file wherever ``forecast`` or ``--resume`` runs."""
+    return "csv:" + os.path.abspath(data[4:]) if data.startswith("csv:") else data
 
 
 def parse_cli_value(key: str, text: str) -> Any:

@@ -20,6 +20,7 @@ bit for bit, and a resumed run ends exactly as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import resource
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import runs
-from .config import Config
+from .config import Config, absolute_data
 from .data import AddingDataset, Dataset, load_adding, load_dataset, random_lengths
 from .device import resolve_device, seed_everything
 from .errors import InputError, is_finite_number, is_int
@@ -707,6 +708,7 @@ def _resume_config(
     if isinstance(given, Mapping):
         given = Config.merged(a, given, toml_source=str(run_dir / runs.CONFIG_FILE))
     b = given.to_dict()
+    a["data"], b["data"] = absolute_data(a["data"]), absolute_data(b["data"])  # as stored
     differ = [k for k in a if k != "device" and a[k] != b[k]]
     if differ:
         shown = ", ".join(f"{k} (run: {a[k]!r}, given: {b[k]!r})" for k in differ[:3])
@@ -790,6 +792,7 @@ def train(
     else:
         # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
         config = Config.from_dict(config.to_dict(), "settings")
+        config = dataclasses.replace(config, data=absolute_data(config.data))
         runs.check_run_dir_free(out, force)
     if progress is None:
         # The bar goes to stderr, and only when the user watches: both streams on a terminal.
