@@ -942,8 +942,8 @@ def run_bench(
     devices = _devices(device)
     script = None
     if chainer_python is not None:
-        script = find_chainer_script()
         chainer_python = check_chainer_python(chainer_python)
+        script = find_chainer_script()
     malloc_tuned = tune_malloc()  # as nsteplstm train does; baselines get the same
 
     repeats = 1 if quick else repeats
