@@ -224,8 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="training and forecast speed: step vs nstep, CPU and CUDA",
     )
     p.add_argument("--out", type=_path, default=Path("bench"), help="output directory")
-    p.add_argument("--quick", action="store_true", help="a reduced set, under a minute")
-    p.add_argument("--repeats", type=int, default=3, help="timed epochs per configuration")
+    p.add_argument(
+        "--quick", action="store_true", help="a reduced set, one timed epoch each, under a minute"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed epochs per configuration (default: 3; 1 with --quick)",
+    )
     p.add_argument(
         "--device",
         default=None,

@@ -75,9 +75,10 @@ CONFIG_HELP: dict[str, str] = {
     "sequence_size": "window length in time steps (inputs; targets are shifted by one)",
     "epochs": "number of training epochs",
     "batch_size": "windows per mini-batch",
-    "n_in": "input features per time step (derived from the data when not given)",
+    "n_in": "input features per time step (default: 2 for data = adding, the number of "
+    "csv_columns, else 1)",
     "n_hidden": "LSTM hidden units per layer",
-    "n_out": "output features per time step (derived from the data when not given)",
+    "n_out": "output features per time step (default: the number of csv_columns, else 1)",
     "device": "auto, cpu, cuda, cuda:K, or the article's -1 (CPU) / K >= 0 (GPU K)",
     "seed": "random seed for data, weights and shuffling",
     "cell": "nstep (whole sequences per call) or step (one time step per call)",
