@@ -34,9 +34,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from variable_lengths import print_report, race
-
-import nsteplstm as nl
+from variable_lengths import parse_common, print_report, race
 
 
 class HandLSTM(torch.autograd.Function):
@@ -209,14 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--in-sizes", type=int, nargs="+", default=[1, 200])
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--hidden", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tune-malloc", action="store_true")
-    args = parser.parse_args()
-    tuned = nl.tune_malloc() if args.tune_malloc else False
-    torch.manual_seed(args.seed)
+    args, tuned = parse_common(parser)
     results = [case(n, args.steps, args.batch, args.hidden, args.rounds) for n in args.in_sizes]
     print_report(results, tuned)
 

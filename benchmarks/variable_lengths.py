@@ -52,6 +52,21 @@ def race(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, fl
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def parse_common(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, bool]:
+    """Add the flags every benchmark script here shares (--batch, --hidden, --rounds,
+    --seed, --tune-malloc), parse, apply --tune-malloc and --seed; return the arguments
+    and whether malloc was tuned."""
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--hidden", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune-malloc", action="store_true")
+    args = parser.parse_args()
+    tuned = nl.tune_malloc() if args.tune_malloc else False
+    torch.manual_seed(args.seed)
+    return args, tuned
+
+
 def print_report(results: list[dict], malloc_tuned: bool) -> None:
     """Print the run's results with the facts that qualify them, as one JSON object."""
     facts = {"torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -107,18 +122,10 @@ def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 3])
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--hidden", type=int, default=200)
     parser.add_argument("--in-size", type=int, default=1)
     parser.add_argument("--min-length", type=int, default=10)
     parser.add_argument("--max-length", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tune-malloc", action="store_true")
-    args = parser.parse_args()
-    tuned = nl.tune_malloc() if args.tune_malloc else False
-
-    torch.manual_seed(args.seed)
+    args, tuned = parse_common(parser)
     lengths = torch.randint(args.min_length, args.max_length + 1, (args.batch,)).tolist()
     results = []
     for n_layers in args.layers:

@@ -189,23 +189,6 @@ def test_errors(tmp_path: Path, call, message: str) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plot_runs_overlays_run_histories(tmp_path: Path) -> None:
-    runs = pytest.importorskip("nsteplstm.runs")
-    dirs = []
-    for name, scale in (("a", 1.0), ("b", 2.0)):
-        (tmp_path / name).mkdir()
-        runs.write_history(tmp_path / name, history(scale))
-        dirs.append(tmp_path / name)
-    out = plots.plot_runs(dirs, tmp_path / "o.png")
-    assert out.read_bytes()[:8] == PNG_MAGIC
-    plots.plot_runs(dirs, tmp_path / "o.png", labels=["one", "two"], force=True)
-    with pytest.raises(InputError, match="got 1 labels for 2 runs"):
-        plots.plot_runs(dirs, tmp_path / "x.png", labels=["one"])
-    with pytest.raises(InputError, match="history.csv is missing"):
-        plots.plot_runs([tmp_path / "a", tmp_path], tmp_path / "x.png")
-    assert not (tmp_path / "x.png").exists()
-
-
 def _two_runs(tmp_path: Path) -> list[Path]:
     runs = pytest.importorskip("nsteplstm.runs")
     dirs = []
@@ -214,6 +197,18 @@ def _two_runs(tmp_path: Path) -> list[Path]:
         runs.write_history(tmp_path / name, history(scale))
         dirs.append(tmp_path / name)
     return dirs
+
+
+def test_plot_runs_overlays_run_histories(tmp_path: Path) -> None:
+    dirs = _two_runs(tmp_path)
+    out = plots.plot_runs(dirs, tmp_path / "o.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    plots.plot_runs(dirs, tmp_path / "o.png", labels=["one", "two"], force=True)
+    with pytest.raises(InputError, match="got 1 labels for 2 runs"):
+        plots.plot_runs(dirs, tmp_path / "x.png", labels=["one"])
+    with pytest.raises(InputError, match="history.csv is missing"):
+        plots.plot_runs([tmp_path / "a", tmp_path], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_plot_runs_keeps_an_existing_out_unless_force(tmp_path: Path) -> None:
