@@ -646,19 +646,20 @@ def _restore(
             peak_rss_mib_epoch1=d.get("peak_rss_mib_epoch1"),
             epoch_rng=d["rng"]["shuffle"],
         )
-        numbers = [state.loss_sum, state.best_val_loss or 0.0, state.peak_rss_mib_epoch1 or 0.0]
-        seconds = [state.epoch_seconds] + [row.get("seconds") for row in state.history]
-        if not all(is_finite_number(x) and x < 1e9 for x in seconds):  # 30 years: sums stay finite
-            raise ValueError
         counts = [d["epoch"], d["batch"], d["loss_count"], d["best_epoch"]]
+        numbers = [state.loss_sum, state.best_val_loss or 0.0, state.peak_rss_mib_epoch1 or 0.0]
+        seconds = [state.epoch_seconds]
         for k, row in enumerate(state.history, start=1):
             if set(row) != set(runs.HISTORY_FIELDS) or row["epoch"] != k:
                 raise ValueError
             counts.append(row["epoch"])
-            numbers += [row["train_loss"], row["val_loss"], row["seconds"]]
+            numbers += [row["train_loss"], row["val_loss"]]
+            seconds.append(row["seconds"])
         if not all(is_int(n) and n >= 0 for n in counts):
             raise ValueError
         if not all(is_finite_number(x) and x >= 0 for x in numbers):
+            raise ValueError
+        if not all(is_finite_number(x) and 0 <= x < 1e9 for x in seconds):  # sums stay finite
             raise ValueError
     except (KeyError, TypeError, ValueError):
         raise InputError(
