@@ -219,6 +219,11 @@ def forecast_truth(
     """
     x = _series(series)
     _check_windows(x, starts, sequence_size, horizon)
+    return _truth(x, starts, sequence_size, horizon)
+
+
+def _truth(x: np.ndarray, starts: Sequence[int], sequence_size: int, horizon: int) -> np.ndarray:
+    """:func:`forecast_truth` of a checked ``x`` ``(T, F)``."""
     out = np.full((len(starts), horizon, x.shape[1]), np.nan, dtype=np.float32)
     for i, s in enumerate(starts):
         part = x[s + sequence_size : s + sequence_size + horizon]
@@ -253,7 +258,7 @@ def forecast_series(
     first = np.asarray(starts, dtype=np.int64)[:, None]  # (P, 1)
     t = first + np.arange(sequence_size + horizon)  # (P, S + horizon)
     window = x[first + np.arange(sequence_size)]  # (P, S, F)
-    truth = np.concatenate([window, forecast_truth(x, starts, sequence_size, horizon)], axis=1)
+    truth = np.concatenate([window, _truth(x, starts, sequence_size, horizon)], axis=1)
     gap = np.full((n, sequence_size, features), np.nan, dtype=np.float32)
     return t, truth, np.concatenate([gap, pred.astype(np.float32)], axis=1)
 
