@@ -273,6 +273,32 @@ def test_forecast_with_a_directory_in_the_way_writes_nothing(trained, tmp_path, 
     assert (run / "metrics.json").read_bytes() == metrics
 
 
+@pytest.mark.slow
+def test_forecast_on_a_full_disk_writes_nothing(trained, tmp_path, full_disk, capsys):
+    run = tmp_path / "RUN"
+    shutil.copytree(trained, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    full_disk(1)  # the CSV fits, the PNG does not
+    assert main(["forecast", str(run), "--horizon", "7"]) == 2
+    one_error_line(capsys, "forecast", f"{run}/forecast-window.png: cannot write (No space left")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_train_on_a_full_disk_leaves_a_resumable_run(tmp_path, monkeypatch, full_disk, capsys):
+    run = tmp_path / "run"
+    flags = ["--total-size", "300", "--sequence-size", "10", "--n-hidden", "8", "--epochs", "2"]
+    # Writes: config.json, then checkpoint weights, checkpoint.json and history.csv at
+    # epochs 1 and 2; then the final model fits and its history.csv does not.
+    full_disk(8)
+    assert main(["train", "--out", str(run), "--quiet", *flags]) == 2
+    one_error_line(capsys, "train", f"{run}/history.csv: cannot write (No space left on device)")
+    assert not (run / "model.safetensors").exists()  # the three final files: none of them
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert (run / "metrics.json").exists() and (run / "model.safetensors").exists()
+
+
 def test_bench_keeps_notes_and_leaves_no_directory_on_errors(tmp_path, capsys):
     out = tmp_path / "bx"
     out.mkdir()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,12 @@ def test_merged_error_names_the_source(tmp_path: Path) -> None:
     # a flag can repair what the TOML alone would break
     cfg = Config.merged({"min_length": 40}, {"sequence_size": 50}, toml_source="run.toml")
     assert cfg.min_length == 40
+
+
+def test_load_toml_refuses_what_is_not_a_file(not_a_file: Callable[[str], Path]) -> None:
+    path = not_a_file("c.toml")
+    with pytest.raises(InputError, match=f"^config {path}: not a regular file"):
+        load_toml(path)
 
 
 def test_load_toml_errors(tmp_path: Path) -> None:

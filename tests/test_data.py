@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,12 @@ def test_read_csv_missing_and_empty(tmp_path: Path) -> None:
         read_csv(write(tmp_path, "a,b\n"))
     with pytest.raises(InputError, match="cannot read"):
         read_csv(tmp_path)
+
+
+def test_read_csv_refuses_what_is_not_a_file(not_a_file: Callable[[str], Path]) -> None:
+    path = not_a_file("d.csv")
+    with pytest.raises(InputError, match=f"^{path}: not a regular file"):
+        read_csv(path)
 
 
 def test_read_csv_missing_column_lists_available(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,24 @@ def test_atomic_write_failure_keeps_the_old_file(
         runs.atomic_write(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_write_files_is_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_disk: Callable[[int], None]
+) -> None:
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.png", tmp_path / "c.json"
+    a.write_text("old a")
+    b.write_text("old b")
+    full_disk(1)  # a's data is written, b's is not
+    with pytest.raises(OSError, match=r"cannot write \(No space left on device\)") as e:
+        runs.write_files({a: "new a", b: b"new b", c: "new c"})
+    assert e.value.filename == str(b)
+    assert (a.read_text(), b.read_text()) == ("old a", "old b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.png"]  # no temporary file
+
+    monkeypatch.undo()
+    runs.write_files({a: "new a", b: b"new b", c: "new c"})
+    assert [p.read_text() for p in (a, b, c)] == ["new a", "new b", "new c"]
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "x\x00"])
@@ -133,6 +152,16 @@ def test_load_model_wrong_shape(tmp_path: Path) -> None:
     runs.save_model(tmp_path / runs.MODEL_FILE, other)
     with pytest.raises(InputError, match=r"has shape \(20, 1\).*expected \(16, 1\)"):
         runs.load_model(tmp_path)
+
+
+def test_run_files_that_are_not_files_are_refused(
+    tmp_path: Path, not_a_file: Callable[[str], Path]
+) -> None:
+    make_run(tmp_path / "run")
+    (tmp_path / "run" / runs.CONFIG_FILE).unlink()
+    path = not_a_file(f"run/{runs.CONFIG_FILE}")
+    with pytest.raises(InputError, match=f"^{path}: config.json: not a regular file"):
+        runs.load_model(tmp_path / "run")
 
 
 def test_load_model_wrong_architecture(tmp_path: Path) -> None:

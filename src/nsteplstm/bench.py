@@ -66,7 +66,7 @@ from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
 from .model import Forecaster
 from .plots import check_output_file, png_bytes
-from .runs import atomic_write
+from .runs import write_files
 from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
 
 JSON_FILE, TABLE_FILE, CHART_FILE = "bench.json", "bench.md", "bench.png"
@@ -1040,8 +1040,7 @@ def run_bench(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"--out {out}: cannot create it ({e.strerror or e})") from None
-    for name, data in files.items():
-        atomic_write(out / name, data)
+    write_files({out / name: data for name, data in files.items()})
     _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
     return doc
 

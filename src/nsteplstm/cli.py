@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(args.command, str(e))
         return 1
     except OSError as e:  # a path the user named cannot be read or written
-        _error(args.command, str(e))
+        _error(args.command, f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
         return 2
     except (MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not _is_out_of_memory(e):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nsteplstm.errors import InputError, is_int
+from nsteplstm.errors import InputError, check_not_special, is_int
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -260,6 +260,7 @@ def parse_cli_value(key: str, text: str) -> Any:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file into a dict; every problem with the file raises InputError."""
+    check_not_special(path, f"config {path}")
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:

@@ -1,5 +1,8 @@
 """The one error type for mistakes a user can make (bad arguments, files, configs),
-and the integer check every module uses."""
+and the checks every module uses: integers, input files."""
+
+import os
+import stat
 
 import numpy as np
 
@@ -32,3 +35,15 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
     if not is_int(value) or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_not_special(path: str | os.PathLike[str], where: str) -> None:
+    """:class:`InputError` ``"{where}: not a regular file ..."`` when ``path`` is a pipe,
+    socket or device: reading ``/dev/zero`` never ends, and opening a FIFO waits for a
+    writer forever. Anything else (a missing file, say) is left to the reader to name."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{where}: not a regular file (a pipe, socket or device)")

@@ -371,9 +371,7 @@ def forecast_run(
     )
     csv_text = _forecast_csv(t[0], truth_all[0], pred_all[0])
     png = plots.png_bytes(figure)
-    runs.atomic_write(csv_path, csv_text)
-    runs.atomic_write(png_path, png)
-    runs.update_metrics(run.path, f"forecast.{mode}", metrics)
+    runs.update_metrics(run.path, f"forecast.{mode}", metrics, {csv_path: csv_text, png_path: png})
     return metrics
 
 

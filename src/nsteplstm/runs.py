@@ -12,7 +12,8 @@ A run directory holds:
 - ``checkpoint.json`` + the ``checkpoint-*.safetensors`` file it names: the state to
   resume training from (see :func:`save_checkpoint`).
 
-Every file is written with :func:`atomic_write` and named with :func:`output_path`.
+Every file is written with :func:`write_files` (atomic; several at once all or nothing)
+and named with :func:`output_path`.
 Weights are read only from safetensors, metadata only from JSON: nothing here can
 run code from a file. Every problem with a file is a one-line :class:`InputError`
 naming the file.
@@ -28,6 +29,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from safetensors import SafetensorError
 
 from .config import Config
 from .data import Scaler
-from .errors import InputError, check_int
+from .errors import InputError, check_int, check_not_special
 from .model import Forecaster
 
 FORMAT_VERSION = 1
@@ -59,27 +61,44 @@ _CHECKPOINT_WEIGHTS = re.compile(r"checkpoint-[0-9]+(-[0-9]+)?\.safetensors")
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new.
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new
+    (:func:`write_files` with one file)."""
+    write_files({Path(path): data})
 
-    A temporary file in the same directory is written, flushed and fsynced, then
-    renamed over ``path`` (``os.replace``), and the directory is fsynced.
+
+def write_files(files: Mapping[Path, bytes | str]) -> None:
+    """Write several files all or nothing: a failure (a full disk, say) leaves every
+    one of them as it was.
+
+    Each file's data goes to a temporary file next to it, flushed and fsynced; only
+    when all are written are they renamed over their paths (``os.replace``, atomic per
+    file) and the directories fsynced. An OSError names the file it concerns (``filename``).
     """
-    path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    temps: dict[Path, str] = {}
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
+        for path, data in files.items():
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+            try:
+                fd, temps[path] = tempfile.mkstemp(
+                    prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+                )
+                with os.fdopen(fd, "wb") as f:
+                    f.write(raw)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(temps[path], 0o666 & ~umask)  # mkstemp makes 0600; the usual mode
+            except OSError as e:
+                raise OSError(e.errno, f"cannot write ({e.strerror or e})", str(path)) from None
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in temps.values():
+            Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    for directory in {path.parent for path in files}:
+        _fsync_dir(directory)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -165,6 +184,7 @@ def _dumps(obj: Any) -> str:
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
+    check_not_special(path, f"{path}: {what}")
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -309,8 +329,12 @@ def save_model(path: str | Path, model: Forecaster) -> None:
     The architecture lives in ``config.json`` (``"model"``); a copy is kept in the
     file's metadata for people inspecting it.
     """
+    atomic_write(path, _model_bytes(model))
+
+
+def _model_bytes(model: Forecaster) -> bytes:
     meta = {"format_version": str(FORMAT_VERSION), "model": json.dumps(model.config)}
-    atomic_write(path, _tensors_bytes(model.state_dict(), meta))
+    return _tensors_bytes(model.state_dict(), meta)
 
 
 def load_model(run_dir: str | Path, file: str = MODEL_FILE) -> Forecaster:
@@ -333,12 +357,16 @@ def load_model(run_dir: str | Path, file: str = MODEL_FILE) -> Forecaster:
 
 def write_history(run_dir: str | Path, history: list[dict[str, Any]]) -> None:
     """Write ``history.csv`` (floats in full precision: they read back bit for bit)."""
+    atomic_write(output_path(run_dir, HISTORY_FILE), _history_text(history))
+
+
+def _history_text(history: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(HISTORY_FIELDS)
     for row in history:
         writer.writerow([int(row["epoch"])] + [repr(float(row[k])) for k in HISTORY_FIELDS[1:]])
-    atomic_write(output_path(run_dir, HISTORY_FILE), buf.getvalue())
+    return buf.getvalue()
 
 
 def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -385,11 +413,28 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     return doc
 
 
-def update_metrics(run_dir: str | Path, key: str, value: Any) -> dict[str, Any]:
+def write_results(
+    run_dir: str | Path, model: Forecaster, history: list[dict[str, Any]], metrics: dict[str, Any]
+) -> None:
+    """Write a finished run's ``model.safetensors``, ``history.csv`` and ``metrics.json``,
+    all or nothing (:func:`write_files`)."""
+    write_files(
+        {
+            output_path(run_dir, MODEL_FILE): _model_bytes(model),
+            output_path(run_dir, HISTORY_FILE): _history_text(history),
+            output_path(run_dir, METRICS_FILE): _dumps(metrics),
+        }
+    )
+
+
+def update_metrics(
+    run_dir: str | Path, key: str, value: Any, files: Mapping[Path, bytes | str] | None = None
+) -> dict[str, Any]:
     """Set ``key`` in ``metrics.json`` and write it back atomically; return all metrics.
 
     A dotted key (``"forecast.window"``) names a nested entry, created as needed.
-    ``value`` must be JSON-able (non-finite floats are not).
+    ``value`` must be JSON-able (non-finite floats are not). ``files`` (path: data)
+    are written together with it, all or nothing (:func:`write_files`).
     """
     metrics = read_metrics(run_dir)
     *parents, leaf = key.split(".")
@@ -399,7 +444,7 @@ def update_metrics(run_dir: str | Path, key: str, value: Any) -> dict[str, Any]:
             node[part] = {}
         node = node[part]
     node[leaf] = value
-    write_metrics(run_dir, metrics)
+    write_files({**(files or {}), output_path(run_dir, METRICS_FILE): _dumps(metrics)})
     return metrics
 
 

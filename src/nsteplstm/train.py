@@ -907,8 +907,6 @@ def train(
     if config.keep_best and best is not None:
         model.load_state_dict(best)
     final_val = state.best_val_loss if config.keep_best else state.history[-1]["val_loss"]
-    runs.save_model(runs.output_path(out, runs.MODEL_FILE), model)
-    runs.write_history(out, state.history)
     metrics = _final_metrics(config, state, dataset, float(final_val))
-    runs.write_metrics(out, metrics)
+    runs.write_results(out, model, state.history, metrics)
     return TrainResult([dict(row) for row in state.history], metrics, out)
