@@ -7,6 +7,7 @@ with real Chainer); these tests need no Chainer.
 from __future__ import annotations
 
 import io as bytes_io
+import math
 import os
 import shutil
 import threading
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nsteplstm import runs
-from nsteplstm.chainer_import import import_chainer_run, load_chainer_npz
+from nsteplstm.chainer_import import import_chainer_run, load_chainer_npz, read_npz_shapes
 from nsteplstm.cli import main
 from nsteplstm.errors import InputError
 from nsteplstm.forecast import forecast
@@ -291,19 +292,84 @@ def npy_header(shape: tuple[int, ...], version: int = 1) -> bytes:
     return data[:6] + bytes([version]) + data[7:]
 
 
+def error_and_peak(path: Path, **kwargs: object) -> tuple[str, int]:
+    """:func:`one_line_error`'s message and the peak of traced memory while it ran
+    (NumPy traces its array data too)."""
+    tracemalloc.start()
+    try:
+        return one_line_error(path, **kwargs), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_header_claiming_more_than_the_member_holds_is_not_allocated(tmp_path: Path) -> None:
     """NumPy allocates what the header claims before reading; a crafted claim is refused."""
     path = with_member(tmp_path, "article_nstep", "l2/W", npy_header((10**9, 10**9)) + bytes(800))
     assert "header claims shape (1000000000, 1000000000)" in one_line_error(path)
     path = with_member(tmp_path, "article_nstep", "l2/W", npy_header((10**4, 10**4)) + bytes(800))
-    tracemalloc.start()
-    try:
-        message = one_line_error(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    message, peak = error_and_peak(path)
     assert "claims shape (10000, 10000), 400000000 bytes, but it holds 800" in message
     assert peak < 50 * 2**20  # the claimed 400 MB were never allocated
+
+
+def with_zeros(tmp_path: Path, name: str, key: str, shape: tuple[int, ...]) -> Path:
+    """A compressed copy of fixture ``name`` whose member ``key`` holds float32 zeros of
+    ``shape`` under an honest header: 256 MiB of zeros take about 1 MB on disk, written in
+    1 MiB pieces, never whole in memory."""
+    path = tmp_path / "zeros.npz"
+    with (
+        zipfile.ZipFile(fixture(name)) as src,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out,
+    ):
+        for member in src.namelist():
+            if member != f"{key}.npy":
+                out.writestr(member, src.read(member))
+        with out.open(f"{key}.npy", "w") as f:
+            f.write(npy_header(shape))
+            size, piece = 4 * math.prod(shape), bytes(2**20)
+            for start in range(0, size, len(piece)):
+                f.write(piece[: size - start])
+    return path
+
+
+BIG = (16384, 4096)  # 256 MiB of float32
+
+
+@pytest.mark.parametrize("prefix", [None, "l1/"])
+def test_extra_array_is_refused_before_it_is_decompressed(
+    tmp_path: Path, prefix: str | None
+) -> None:
+    """Names are checked on the archive's directory: an extra 40000x40000 array (6.8 MB
+    compressed) was decompressed first, 25 s and 6.4 GB, to be refused as unmapped."""
+    path = with_zeros(tmp_path, "article_nstep", "l1/extra", BIG)
+    assert read_npz_shapes(path, "l1/extra") == {"l1/extra": BIG}
+    message, peak = error_and_peak(path, prefix=prefix)
+    assert "cannot map keys 'l1/extra'" in message
+    assert peak < 32 * 2**20  # the 256 MiB were never read
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "wrong"),
+    [
+        (
+            "article_step",
+            "l1/lateral/W",
+            "l1/lateral/W has shape (16384, 4096), expected (800, 200)",
+        ),
+        ("article_nstep", "l1/0/w4", "l1/0/w4 has shape (16384, 4096), expected (200, 200)"),
+        ("article_nstep", "l2/b", "l2/b has shape (16384, 4096), expected (1,)"),
+        # upward/W gives the sizes, so the keys that then do not fit are named
+        ("article_step", "l1/upward/W", "l1/upward/b has shape (800,), expected (16384,)"),
+    ],
+    ids=["step-lateral", "nstep-w4", "head-bias", "step-upward"],
+)
+def test_absurd_shape_is_refused_before_it_is_decompressed(
+    tmp_path: Path, name: str, key: str, wrong: str
+) -> None:
+    """Shapes are checked on the .npy headers, before any array is decompressed."""
+    message, peak = error_and_peak(with_zeros(tmp_path, name, key, BIG))
+    assert wrong in message
+    assert peak < 32 * 2**20  # the 256 MiB were never read
 
 
 def test_npy_versions_and_compression(tmp_path: Path) -> None:
@@ -316,6 +382,9 @@ def test_npy_versions_and_compression(tmp_path: Path) -> None:
     data = npy_header((1, 200), 9) + np.ones((1, 200), "<f4").tobytes()
     path = with_member(tmp_path, "article_nstep", "l2/W", data)
     assert "truncated or corrupt file at array 'l2/W'" in one_line_error(path)
+    data = npy_header((-1, 200)) + np.ones((1, 200), "<f4").tobytes()
+    path = with_member(tmp_path, "article_nstep", "l2/W", data)
+    assert "array 'l2/W' (its header claims shape (-1, 200))" in one_line_error(path)
     with np.load(fixture("article_nstep"), allow_pickle=False) as f:
         np.savez_compressed(tmp_path / "compressed.npz", **f)
     assert isinstance(load_chainer_npz(tmp_path / "compressed.npz"), Forecaster)

@@ -19,19 +19,21 @@ a = w2/w6, output o = w3/w7 (what Chainer runs, not its docstring), both biases
 added; ours stack the gates (i, f, a, o). links.LSTM interleaves the gates per unit
 in the 4N axis as (a, i, f, o) (row ``unit * 4 + gate``) and has no lateral bias.
 
-Nothing is loaded partially: every key is mapped and every shape checked before
+Nothing is loaded partially: every key is mapped and every shape checked, on the
+``.npy`` headers, before any array is decompressed, and again before
 ``load_state_dict(strict=True)``; any problem is one :class:`InputError` line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import stat
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +75,21 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
     not get in the way of the model inside it.
 
     Raises:
+        InputError: as :func:`read_npz_shapes`, which checks every header first.
+    """
+    return _read_arrays(path, "", read_npz_shapes(path, prefix))
+
+
+def read_npz_shapes(path: str | Path, prefix: str = "") -> Shapes:
+    """The shapes of the arrays of the ``.npz`` file at ``path`` whose names start with
+    ``prefix`` (full names as keys), from their ``.npy`` headers alone: no array data
+    is decompressed, so names and shapes can be checked before anything large is read.
+
+    Raises:
         InputError: missing or unreadable file, not an npz archive, a truncated or
-            corrupt archive, a member that is not a plain numeric array (pickled
-            objects, raw bytes).
+            corrupt archive, a header claiming more data than its member holds, a
+            member that is not a plain numeric array (pickled objects, raw bytes), no
+            member under ``prefix``, an array that is not floating point.
     """
     where = f"Chainer checkpoint {path}"
     if not isinstance(path, (str, Path)):
@@ -100,36 +114,50 @@ def read_npz(path: str | Path, prefix: str = "") -> Arrays:
             f"{where}: not an .npz archive (no zip header); expected a file written by "
             "chainer.serializers.save_npz"
         )
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    with _corrupt_file(where, "archive"), np.load(path, allow_pickle=False) as npz:
+        for key in (k for k in npz.files if k.startswith(prefix)):
+            with _corrupt_file(where, f"array {key!r}"):
+                headers[key] = _read_header(npz.zip, key, where)
+    if not headers:
+        under = f" under prefix {prefix!r}" if prefix else ""
+        raise InputError(f"{where}: the archive holds no arrays{under}")
+    for key, (_, dtype) in headers.items():
+        if dtype.kind != "f":
+            raise InputError(f"{where}: array {key!r} has dtype {dtype}, expected floating point")
+    return {key: shape for key, (shape, _) in headers.items()}
+
+
+def _read_arrays(path: str | Path, prefix: str, shapes: Shapes) -> Arrays:
+    """The arrays ``prefix + k`` for the keys ``k`` of ``shapes`` (from
+    :func:`read_npz_shapes`), keyed ``k``; each must have the shape its header claimed."""
+    where = f"Chainer checkpoint {path}"
     arrays: Arrays = {}
-    key = None
+    with _corrupt_file(where, "archive"), np.load(path, allow_pickle=False) as npz:
+        for key, shape in shapes.items():
+            with _corrupt_file(where, f"array {prefix + key!r}"):
+                value = npz[prefix + key]
+            if not isinstance(value, np.ndarray) or value.shape != shape:
+                raise InputError(
+                    f"{where}: truncated or corrupt file at array {prefix + key!r} (its data "
+                    f"does not have the shape {shape} its header claims)"
+                )
+            arrays[key] = value
+    return arrays
+
+
+@contextlib.contextmanager
+def _corrupt_file(where: str, member: str) -> Iterator[None]:
+    """Turn any error but :class:`InputError` into one naming ``member``: zipfile, zlib,
+    EOF, struct, memory errors all mean a broken file."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            for key in (k for k in npz.files if k.startswith(prefix)):
-                _check_claimed_size(npz.zip, key, where)
-                value = npz[key]
-                if not isinstance(value, np.ndarray):
-                    raise InputError(f"{where}: member {key!r} is not a .npy array")
-                arrays[key] = value
+        yield
     except InputError:
         raise
-    except Exception as e:  # zipfile, zlib, EOF, struct, memory: all mean a broken file
-        member = f"array {key!r}" if key is not None else "archive"
-        if isinstance(e, ValueError) and "allow_pickle" in str(e):
-            raise InputError(
-                f"{where}: {member} holds pickled Python objects; refusing to load it"
-            ) from None
+    except Exception as e:
         raise InputError(
             f"{where}: truncated or corrupt file at {member} ({type(e).__name__}: {_one_line(e)})"
         ) from None
-    if not arrays:
-        under = f" under prefix {prefix!r}" if prefix else ""
-        raise InputError(f"{where}: the archive holds no arrays{under}")
-    for key, value in arrays.items():
-        if value.dtype.kind != "f":
-            raise InputError(
-                f"{where}: array {key!r} has dtype {value.dtype}, expected floating point"
-            )
-    return arrays
 
 
 def _is_special(path: str | Path) -> bool:
@@ -141,12 +169,16 @@ def _is_special(path: str | Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def _check_claimed_size(archive: zipfile.ZipFile, key: str, where: str) -> None:
-    """Raise :class:`InputError` if member ``key``'s ``.npy`` header claims more data than
-    the member holds: NumPy allocates the claimed shape before it reads, so a crafted
-    header of shape ``(10**9, 10**9)`` must be refused, not allocated.
+def _read_header(
+    archive: zipfile.ZipFile, key: str, where: str
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the ``.npy`` header of member ``key``: only the first bytes
+    of the member are decompressed.
 
-    Members that are not ``.npy`` or hold objects are left to ``np.load`` (refused there).
+    Raises :class:`InputError` for a member that is not ``.npy``, holds objects (pickles),
+    or whose header claims more data than the member holds: NumPy allocates the claimed
+    shape before it reads, so a crafted header of shape ``(10**9, 10**9)`` must be
+    refused, not allocated.
     """
     try:  # the member np.load reads for key: "W" itself, else "W.npy"
         info = archive.getinfo(key)
@@ -154,19 +186,32 @@ def _check_claimed_size(archive: zipfile.ZipFile, key: str, where: str) -> None:
         info = archive.getinfo(key + ".npy")
     with archive.open(info) as f:
         if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
-            return
+            raise InputError(f"{where}: member {key!r} is not a .npy array")
         major = f.read(2)[:1]
         if major == b"\x01":
             shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        else:  # 2.0 and 3.0 (UTF-8 field names) share the layout; others fail in here
+        elif major in (b"\x02", b"\x03"):  # 3.0 (UTF-8 field names) has 2.0's layout
             shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise InputError(
+                f"{where}: truncated or corrupt file at array {key!r} (unknown .npy version)"
+            )
         held = info.file_size - f.tell()
+    if dtype.hasobject:
+        raise InputError(
+            f"{where}: array {key!r} holds pickled Python objects; refusing to load it"
+        )
+    if min(shape, default=0) < 0:
+        raise InputError(
+            f"{where}: truncated or corrupt file at array {key!r} (its header claims shape {shape})"
+        )
     claimed = math.prod(shape) * dtype.itemsize
-    if not dtype.hasobject and claimed > held:
+    if claimed > held:
         raise InputError(
             f"{where}: truncated or corrupt file at array {key!r} (its header claims shape "
             f"{shape}, {claimed} bytes, but it holds {held})"
         )
+    return shape, dtype
 
 
 # ------------------------------------------------------------------------- loading
@@ -209,71 +254,70 @@ def load_chainer_npz(
     """
     if bidirectional is not None and not isinstance(bidirectional, bool):
         raise InputError(f"bidirectional must be None, True or False, got {bidirectional!r}")
+    shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
     if prefix is None:
-        arrays, where, _ = _read_under(path, "")
-        model, state = _link_or_chain(arrays, where, "", bidirectional, dropout)
+        model = _link_or_chain(shapes, where, p, bidirectional, dropout)
     else:
-        arrays, where, p = _read_under(path, prefix)
-        model, state = _lstm_link(arrays, where, p, bidirectional, dropout)
-    _load_exact(model, state)
+        model = _lstm_link(shapes, where, p, bidirectional, dropout)
+    _load_exact(model, _state(model, _read_arrays(path, p, shapes)))
     return model.eval()
 
 
-def _read_under(path: str | Path, prefix: str) -> tuple[Arrays, str, str]:
-    """The arrays under ``prefix`` (keys relative to it), the file's name for messages
-    and the prefix normalized to ``""`` or ``"a/b/"`` (a missing trailing ``/`` added)."""
+def _shapes_under(path: str | Path, prefix: str) -> tuple[Shapes, str, str]:
+    """The header shapes under ``prefix`` (keys relative to it), the file's name for
+    messages and the prefix normalized to ``""`` or ``"a/b/"`` (a missing trailing ``/``
+    added). The structure is checked on these; only then are the arrays read
+    (:func:`_read_arrays`), all of them: a name the checks do not map is refused."""
     if not isinstance(prefix, str):
         raise InputError(f"prefix must be None or a string such as 'l1/', got {prefix!r}")
     p = prefix.strip("/") + "/" if prefix.strip("/") else ""
     where = f"Chainer checkpoint {path}" + (f" (prefix {p!r})" if p else "")
-    arrays = {k[len(p) :]: v for k, v in read_npz(path, p).items()}
-    return arrays, where, p
+    shapes = {k[len(p) :]: v for k, v in read_npz_shapes(path, p).items()}
+    return shapes, where, p
 
 
 def _link_or_chain(
-    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
-) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """The article's chain if ``arrays`` has ``l1/`` or ``l2/`` keys, else a bare LSTM link."""
-    if any(k.startswith(("l1/", "l2/")) for k in arrays):
-        return _article_chain(arrays, where, prefix, bidirectional, dropout)
-    return _lstm_link(arrays, where, prefix, bidirectional, dropout)
+    shapes: Shapes, where: str, prefix: str, bidirectional: bool | None, dropout: float
+) -> nn.Module:
+    """The article's chain if ``shapes`` has ``l1/`` or ``l2/`` keys, else a bare LSTM link."""
+    if any(k.startswith(("l1/", "l2/")) for k in shapes):
+        return _article_chain(shapes, where, prefix, bidirectional, dropout)
+    return _lstm_link(shapes, where, prefix, bidirectional, dropout)
 
 
 def _lstm_link(
-    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
-) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """The bare LSTM link in ``arrays`` (keys relative to ``prefix``): module and state."""
-    if any(k in arrays for k in _LSTM_KEYS):
-        return _step_lstm(arrays, where, prefix)
-    if any(_NSTEP_KEY.fullmatch(k) for k in arrays):
-        return _nstep_lstm(arrays, where, prefix, bidirectional, dropout)
-    hint = _prefix_hint(arrays, prefix)
+    shapes: Shapes, where: str, prefix: str, bidirectional: bool | None, dropout: float
+) -> nn.Module:
+    """The bare LSTM link that ``shapes`` (keys relative to ``prefix``) describe."""
+    if any(k in shapes for k in _LSTM_KEYS):
+        return _step_lstm(shapes, where, prefix)
+    if any(_NSTEP_KEY.fullmatch(k) for k in shapes):
+        return _nstep_lstm(shapes, where, prefix, bidirectional, dropout)
+    hint = _prefix_hint(shapes, prefix)
     raise InputError(
         f"{where}: no Chainer LSTM link found: expected keys 0/w0..0/b7 (NStepLSTM) or "
-        f"upward/W, upward/b, lateral/W (LSTM); cannot map keys {_list(arrays, prefix)}{hint}"
+        f"upward/W, upward/b, lateral/W (LSTM); cannot map keys {_list(shapes, prefix)}{hint}"
     )
 
 
 def _nstep_lstm(
-    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
-) -> tuple[NStepLSTM, dict[str, torch.Tensor]]:
-    """``links.NStep(Bi)LSTM`` keys -> :class:`NStepLSTM` / :class:`NStepBiLSTM` and state."""
-    w0 = arrays.get("0/w0")
-    if w0 is None or w0.ndim != 2:
-        got = "missing" if w0 is None else f"shape {w0.shape}"
+    shapes: Shapes, where: str, prefix: str, bidirectional: bool | None, dropout: float
+) -> NStepLSTM:
+    """``links.NStep(Bi)LSTM`` keys -> :class:`NStepLSTM` / :class:`NStepBiLSTM`."""
+    w0 = shapes.get("0/w0")
+    if w0 is None or len(w0) != 2:
+        got = "missing" if w0 is None else f"shape {w0}"
         raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
-    n_hidden, n_in = w0.shape
-    _check_sizes(where, f"{prefix}0/w0", w0.shape, ("out_size", "in_size"))
-    n_links = _count_links(arrays, where, prefix)
+    n_hidden, n_in = w0
+    _check_sizes(where, f"{prefix}0/w0", w0, ("out_size", "in_size"))
+    n_links = _count_links(shapes, where, prefix)
     if bidirectional is None:
-        bidirectional = _infer_bidirectional(arrays, n_links, n_in, n_hidden, where)
+        bidirectional = _infer_bidirectional(shapes, n_links, n_in, n_hidden, where)
     n_dirs = 2 if bidirectional else 1
     if n_links % n_dirs:
         raise InputError(
             f"{where}: {n_links} link indices cannot be a bidirectional stack (needs an even count)"
         )
-    n_layers = n_links // n_dirs
-
     expected: Shapes = {}
     for k in range(n_links):
         layer_in = n_in if k < n_dirs else n_dirs * n_hidden
@@ -282,31 +326,19 @@ def _nstep_lstm(
             expected[f"{k}/w{j + 4}"] = (n_hidden, n_hidden)
         for j in range(8):
             expected[f"{k}/b{j}"] = (n_hidden,)
-    _check(arrays, expected, where, prefix)
-
-    def cat(k: int, name: str, first: int) -> torch.Tensor:
-        return _tensor(np.concatenate([arrays[f"{k}/{name}{j}"] for j in range(first, first + 4)]))
-
-    state = {}
-    for k in range(n_links):
-        layer, direction = divmod(k, n_dirs)
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        state[f"lstm.weight_ih{suffix}"] = cat(k, "w", 0)  # (4N, I_layer), gates i, f, a, o
-        state[f"lstm.weight_hh{suffix}"] = cat(k, "w", 4)  # (4N, N)
-        state[f"lstm.bias_ih{suffix}"] = cat(k, "b", 0)  # (4N,)
-        state[f"lstm.bias_hh{suffix}"] = cat(k, "b", 4)  # (4N,)
+    _check(shapes, expected, where, prefix)
     cls = NStepBiLSTM if bidirectional else NStepLSTM
-    return cls(n_layers, n_in, n_hidden, dropout), state
+    return cls(n_links // n_dirs, n_in, n_hidden, dropout)
 
 
-def _count_links(arrays: Arrays, where: str, prefix: str) -> int:
+def _count_links(shapes: Shapes, where: str, prefix: str) -> int:
     """The number of link indices ``k`` in the ``{k}/w0``.. keys, which must run 0, 1, ..
 
     Compared as strings, never as ints: a crafted index such as ``99999999999999999999``
     would otherwise size the table of expected keys (a hang), and one of 5000 digits
     is a ValueError in ``int()``.
     """
-    found = {m.group(1): k for k in arrays if (m := _NSTEP_KEY.fullmatch(k))}
+    found = {m.group(1): k for k in shapes if (m := _NSTEP_KEY.fullmatch(k))}
     allowed = {str(k) for k in range(len(found))}
     stray = sorted(key for index, key in found.items() if index not in allowed)
     if stray:
@@ -318,7 +350,7 @@ def _count_links(arrays: Arrays, where: str, prefix: str) -> int:
 
 
 def _infer_bidirectional(
-    arrays: Arrays, n_links: int, n_in: int, n_hidden: int, where: str
+    shapes: Shapes, n_links: int, n_in: int, n_hidden: int, where: str
 ) -> bool:
     """Bidirectional or not, from the input-side shapes ``w0`` of the link indices.
 
@@ -327,15 +359,10 @@ def _infer_bidirectional(
     """
     if n_links % 2:
         return False
-
-    def shape(k: int) -> tuple[int, ...] | None:
-        w = arrays.get(f"{k}/w0")
-        return None if w is None else w.shape
-
     if n_links >= 4:
-        return shape(2) == (n_hidden, 2 * n_hidden)
+        return shapes.get("2/w0") == (n_hidden, 2 * n_hidden)
     if n_in != n_hidden:
-        return shape(1) == (n_hidden, n_in)
+        return shapes.get("1/w0") == (n_hidden, n_in)
     warnings.warn(
         f"{where}: two link indices with in_size == out_size == {n_in} fit both a 2-layer "
         "NStepLSTM and a 1-layer NStepBiLSTM; reading a 2-layer NStepLSTM "
@@ -345,29 +372,99 @@ def _infer_bidirectional(
     return False
 
 
-def _step_lstm(arrays: Arrays, where: str, prefix: str) -> tuple[StepLSTM, dict[str, torch.Tensor]]:
-    """``links.LSTM`` keys -> :class:`StepLSTM` and its state (gates de-interleaved)."""
-    upward = arrays.get("upward/W")
-    if upward is None or upward.ndim != 2 or upward.shape[0] % 4:
-        got = "missing" if upward is None else f"shape {upward.shape}"
+def _step_lstm(shapes: Shapes, where: str, prefix: str) -> StepLSTM:
+    """``links.LSTM`` keys -> :class:`StepLSTM`."""
+    upward = shapes.get("upward/W")
+    if upward is None or len(upward) != 2 or upward[0] % 4:
+        got = "missing" if upward is None else f"shape {upward}"
         raise InputError(
             f"{where}: {prefix}upward/W must be 2-D (4 * out_size, in_size), got {got}"
         )
-    n_in, n_hidden = upward.shape[1], upward.shape[0] // 4
-    _check_sizes(where, f"{prefix}upward/W", upward.shape, ("4 * out_size", "in_size"))
+    n_in, n_hidden = upward[1], upward[0] // 4
+    _check_sizes(where, f"{prefix}upward/W", upward, ("4 * out_size", "in_size"))
     expected: Shapes = {
         "upward/W": (4 * n_hidden, n_in),
         "upward/b": (4 * n_hidden,),
         "lateral/W": (4 * n_hidden, n_hidden),
     }
-    _check(arrays, expected, where, prefix)
-    state = {
-        "weight_ih": _tensor(_deinterleave(arrays["upward/W"])),  # (4N, I)
-        "weight_hh": _tensor(_deinterleave(arrays["lateral/W"])),  # (4N, N)
-        "bias_ih": _tensor(_deinterleave(arrays["upward/b"])),  # (4N,)
-        "bias_hh": torch.zeros(4 * n_hidden),  # links.LSTM has no lateral bias
-    }
-    return StepLSTM(n_in, n_hidden), state
+    _check(shapes, expected, where, prefix)
+    return StepLSTM(n_in, n_hidden)
+
+
+def _article_chain(
+    shapes: Shapes, where: str, prefix: str, bidirectional: bool | None, dropout: float
+) -> Forecaster:
+    """The article's ``MyNet`` (keys relative to ``prefix``): LSTM link under ``l1/``,
+    ``links.Linear`` under ``l2/``."""
+    head_keys = {"l2/W", "l2/b"}
+    unknown = [k for k in shapes if not k.startswith("l1/") and k not in head_keys]
+    if unknown:
+        raise InputError(
+            f"{where}: cannot map keys {_list(unknown, prefix)} (the article's chain holds "
+            "only l1/... and l2/W, l2/b; pass prefix= to read only the LSTM link)"
+        )
+    if "l2/W" not in shapes:
+        raise InputError(f"{where}: missing key '{prefix}l2/W' of the Linear layer under l2/")
+    lstm_shapes = {k[3:]: v for k, v in shapes.items() if k.startswith("l1/")}
+    if not lstm_shapes:
+        raise InputError(f"{where}: missing the LSTM link under {prefix}l1/")
+    lstm = _lstm_link(lstm_shapes, where, f"{prefix}l1/", bidirectional, dropout)
+    if isinstance(lstm, NStepBiLSTM):
+        raise InputError(
+            f"{where}: {prefix}l1/ holds an NStepBiLSTM, which the article's Forecaster does "
+            f"not have; load the LSTM alone with prefix='{prefix}l1/'"
+        )
+    n_layers, cell = (lstm.n_layers, "nstep") if isinstance(lstm, NStepLSTM) else (1, "step")
+    n_in, n_hidden = lstm.in_size, lstm.out_size
+    head = shapes["l2/W"]
+    if len(head) != 2:
+        raise InputError(f"{where}: {prefix}l2/W must be 2-D (n_out, {n_hidden}), got shape {head}")
+    n_out = head[0]
+    _check_sizes(where, f"{prefix}l2/W", head, ("n_out",))
+    expected: Shapes = {"W": (n_out, n_hidden), "b": (n_out,)}
+    head_shapes = {k[3:]: v for k, v in shapes.items() if k in head_keys}
+    _check(
+        head_shapes, {k: s for k, s in expected.items() if k in head_shapes}, where, f"{prefix}l2/"
+    )
+    return Forecaster(n_layers, n_in, n_hidden, n_out, dropout, cell)
+
+
+def _state(model: nn.Module, arrays: Arrays) -> dict[str, torch.Tensor]:
+    """``model``'s state from ``arrays`` (keys relative to the prefix), whose shapes
+    :func:`_link_or_chain` or :func:`_lstm_link` checked when they built ``model``."""
+    if isinstance(model, Forecaster):
+        lstm_arrays = {k[3:]: v for k, v in arrays.items() if k.startswith("l1/")}
+        if isinstance(model.lstm, NStepLSTM):
+            state = {f"lstm.{k}": v for k, v in _state(model.lstm, lstm_arrays).items()}
+        else:
+            cell = _state(model.lstm.cells[0], lstm_arrays)
+            state = {f"lstm.cells.0.{k}": v for k, v in cell.items()}
+        n_out = model.head.out_features
+        b = arrays.get("l2/b")
+        state["head.weight"] = _tensor(arrays["l2/W"])  # (n_out, N)
+        state["head.bias"] = torch.zeros(n_out) if b is None else _tensor(b)  # nobias: zeros
+        return state
+    if isinstance(model, StepLSTM):
+        return {
+            "weight_ih": _tensor(_deinterleave(arrays["upward/W"])),  # (4N, I)
+            "weight_hh": _tensor(_deinterleave(arrays["lateral/W"])),  # (4N, N)
+            "bias_ih": _tensor(_deinterleave(arrays["upward/b"])),  # (4N,)
+            "bias_hh": torch.zeros(4 * model.out_size),  # links.LSTM has no lateral bias
+        }
+    assert isinstance(model, NStepLSTM), type(model)
+
+    def cat(k: int, name: str, first: int) -> torch.Tensor:
+        return _tensor(np.concatenate([arrays[f"{k}/{name}{j}"] for j in range(first, first + 4)]))
+
+    state = {}
+    for k in range(model.n_layers * model.n_directions):
+        layer, direction = divmod(k, model.n_directions)
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        state[f"lstm.weight_ih{suffix}"] = cat(k, "w", 0)  # (4N, I_layer), gates i, f, a, o
+        state[f"lstm.weight_hh{suffix}"] = cat(k, "w", 4)  # (4N, N)
+        state[f"lstm.bias_ih{suffix}"] = cat(k, "b", 0)  # (4N,)
+        state[f"lstm.bias_hh{suffix}"] = cat(k, "b", 4)  # (4N,)
+    return state
 
 
 def _deinterleave(w: np.ndarray) -> np.ndarray:
@@ -378,54 +475,6 @@ def _deinterleave(w: np.ndarray) -> np.ndarray:
     n = w.shape[0] // 4
     per_unit = w.reshape(n, 4, *w.shape[1:])  # (N, 4, ...), gates a, i, f, o
     return np.concatenate([per_unit[:, g] for g in (1, 2, 0, 3)])  # (4N, ...)
-
-
-def _article_chain(
-    arrays: Arrays, where: str, prefix: str, bidirectional: bool | None, dropout: float
-) -> tuple[Forecaster, dict[str, torch.Tensor]]:
-    """The article's ``MyNet`` (keys relative to ``prefix``): LSTM link under ``l1/``,
-    ``links.Linear`` under ``l2/``."""
-    head_keys = {"l2/W", "l2/b"}
-    unknown = [k for k in arrays if not k.startswith("l1/") and k not in head_keys]
-    if unknown:
-        raise InputError(
-            f"{where}: cannot map keys {_list(unknown, prefix)} (the article's chain holds "
-            "only l1/... and l2/W, l2/b; pass prefix= to read only the LSTM link)"
-        )
-    if "l2/W" not in arrays:
-        raise InputError(f"{where}: missing key '{prefix}l2/W' of the Linear layer under l2/")
-    lstm_arrays = {k[3:]: v for k, v in arrays.items() if k.startswith("l1/")}
-    if not lstm_arrays:
-        raise InputError(f"{where}: missing the LSTM link under {prefix}l1/")
-    lstm, lstm_state = _lstm_link(lstm_arrays, where, f"{prefix}l1/", bidirectional, dropout)
-    if isinstance(lstm, NStepBiLSTM):
-        raise InputError(
-            f"{where}: {prefix}l1/ holds an NStepBiLSTM, which the article's Forecaster does "
-            f"not have; load the LSTM alone with prefix='{prefix}l1/'"
-        )
-    if isinstance(lstm, NStepLSTM):
-        n_layers, n_in, n_hidden, cell = lstm.n_layers, lstm.in_size, lstm.out_size, "nstep"
-        state = {f"lstm.{k}": v for k, v in lstm_state.items()}
-    else:
-        n_layers, n_in, n_hidden, cell = 1, lstm.in_size, lstm.out_size, "step"
-        state = {f"lstm.cells.0.{k}": v for k, v in lstm_state.items()}
-    head = arrays["l2/W"]
-    if head.ndim != 2:
-        raise InputError(
-            f"{where}: {prefix}l2/W must be 2-D (n_out, {n_hidden}), got shape {head.shape}"
-        )
-    n_out = head.shape[0]
-    _check_sizes(where, f"{prefix}l2/W", head.shape, ("n_out",))
-    expected: Shapes = {"W": (n_out, n_hidden), "b": (n_out,)}
-    head_arrays = {k[3:]: v for k, v in arrays.items() if k in head_keys}
-    _check(
-        head_arrays, {k: s for k, s in expected.items() if k in head_arrays}, where, f"{prefix}l2/"
-    )
-    state["head.weight"] = _tensor(head)  # (n_out, N)
-    b = head_arrays.get("b")
-    state["head.bias"] = torch.zeros(n_out) if b is None else _tensor(b)  # nobias=True: zeros
-    model = Forecaster(n_layers, n_in, n_hidden, n_out, dropout, cell)
-    return model, state
 
 
 # ------------------------------------------------------------------------- run dir
@@ -467,11 +516,11 @@ def import_chainer_run(
     overrides = {k: v for k, v in config_overrides.items() if v is not None}
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
     dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
-    arrays, where, p = _read_under(path, "" if prefix is None else prefix)
-    model, state = _link_or_chain(arrays, where, p, None, dropout)
+    shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
+    model = _link_or_chain(shapes, where, p, None, dropout)
     if not isinstance(model, Forecaster):
         raise _not_a_chain(model, where, p)
-    _load_exact(model, state)
+    _load_exact(model, _state(model, _read_arrays(path, p, shapes)))
     model.eval()
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise InputError(f"Chainer checkpoint {path}: holds NaN or infinite weights")
@@ -533,18 +582,18 @@ def _is_ratio(x: Any) -> bool:
 # ------------------------------------------------------------------------- helpers
 
 
-def _check(arrays: Mapping[str, np.ndarray], expected: Shapes, where: str, prefix: str) -> None:
-    """Raise :class:`InputError` unless ``arrays`` has exactly the ``expected`` keys and shapes."""
-    unknown = [k for k in arrays if k not in expected]
+def _check(shapes: Shapes, expected: Shapes, where: str, prefix: str) -> None:
+    """Raise :class:`InputError` unless ``shapes`` has exactly the ``expected`` keys and shapes."""
+    unknown = [k for k in shapes if k not in expected]
     if unknown:
         raise InputError(f"{where}: cannot map keys {_list(unknown, prefix)}")
-    missing = [k for k in expected if k not in arrays]
+    missing = [k for k in expected if k not in shapes]
     if missing:
         raise InputError(f"{where}: missing keys {_list(missing, prefix)}")
     wrong = [
-        f"{prefix}{k} has shape {tuple(arrays[k].shape)}, expected {shape}"
+        f"{prefix}{k} has shape {shapes[k]}, expected {shape}"
         for k, shape in expected.items()
-        if tuple(arrays[k].shape) != shape
+        if shapes[k] != shape
     ]
     if wrong:
         raise InputError(f"{where}: {'; '.join(wrong[:_MAX_LISTED])}")
@@ -570,12 +619,12 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
-def _prefix_hint(arrays: Mapping[str, Any], prefix: str) -> str:
+def _prefix_hint(shapes: Shapes, prefix: str) -> str:
     """A ``; pass prefix=...`` hint naming sub-chains that look like LSTM links."""
     found = sorted(
         {
             prefix + k[: -len(tail)]
-            for k in arrays
+            for k in shapes
             for tail in ("0/w0", "upward/W")
             if k.endswith("/" + tail)
         }
