@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
-import stat
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -42,7 +40,7 @@ import torch
 from torch import nn
 
 from .config import Config
-from .errors import InputError, check_int
+from .errors import InputError, check_int, check_not_special
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
     MODEL_FILE,
@@ -96,8 +94,7 @@ def read_npz_shapes(path: str | Path, prefix: str = "") -> Shapes:
         raise InputError(f"path must be a file name (str or Path), got {type(path).__name__}")
     if not isinstance(prefix, str):
         raise InputError(f"prefix must be a string such as 'l1/', got {prefix!r}")
-    if _is_special(path):
-        raise InputError(f"{where}: not a regular file (a pipe, socket or device)")
+    check_not_special(path, where)
     try:
         with open(path, "rb") as f:
             magic = f.read(len(NPY_MAGIC))
@@ -158,15 +155,6 @@ def _corrupt_file(where: str, member: str) -> Iterator[None]:
         raise InputError(
             f"{where}: truncated or corrupt file at {member} ({type(e).__name__}: {_one_line(e)})"
         ) from None
-
-
-def _is_special(path: str | Path) -> bool:
-    """True for a pipe, socket or device: open() on a FIFO waits for a writer forever."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False  # open() names the problem
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _read_header(
