@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from nsteplstm import runs
@@ -69,6 +72,22 @@ def test_write_files_is_all_or_nothing(
     monkeypatch.undo()
     runs.write_files({a: "new a", b: b"new b", c: "new c"})
     assert [p.read_text() for p in (a, b, c)] == ["new a", "new b", "new c"]
+
+
+def test_tensor_files_that_cannot_be_written_name_the_file(tmp_path: Path) -> None:
+    """safetensors streams the tensors itself; its I/O errors become OSErrors too."""
+    path = tmp_path / runs.MODEL_FILE
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # Python ignores SIGXFSZ
+    try:
+        with pytest.raises(OSError, match=r"cannot write \(File too large\)") as e:
+            runs.save_model(path, Forecaster(1, 1, 64, 1, 0.0))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert e.value.filename == str(path) and e.value.errno == errno.EFBIG
+    assert list(tmp_path.iterdir()) == []
+    runs.save_model(path, Forecaster(1, 1, 64, 1, 0.0))
+    assert safetensors.torch.load_file(path)["head.weight"].shape == (1, 64)
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "x\x00"])

@@ -60,13 +60,25 @@ _CHECKPOINT_WEIGHTS = re.compile(r"checkpoint-[0-9]+(-[0-9]+)?\.safetensors")
 # ------------------------------------------------------------------ writing files
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> None:
+@dataclass(frozen=True)
+class Tensors:
+    """Tensors to write as a safetensors file, streamed from their memory: no copy of
+    the whole file is built (a checkpoint holds the weights three times over)."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+
+
+FileData = bytes | str | Tensors
+
+
+def atomic_write(path: str | Path, data: FileData) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new
     (:func:`write_files` with one file)."""
     write_files({Path(path): data})
 
 
-def write_files(files: Mapping[Path, bytes | str]) -> None:
+def write_files(files: Mapping[Path, FileData]) -> None:
     """Write several files all or nothing: a failure (a full disk, say) leaves every
     one of them as it was.
 
@@ -79,15 +91,11 @@ def write_files(files: Mapping[Path, bytes | str]) -> None:
     temps: dict[Path, str] = {}
     try:
         for path, data in files.items():
-            raw = data.encode("utf-8") if isinstance(data, str) else data
             try:
                 fd, temps[path] = tempfile.mkstemp(
                     prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
                 )
-                with os.fdopen(fd, "wb") as f:
-                    f.write(raw)
-                    f.flush()
-                    os.fsync(f.fileno())
+                _write(fd, temps[path], data)
                 os.chmod(temps[path], 0o666 & ~umask)  # mkstemp makes 0600; the usual mode
             except OSError as e:
                 raise OSError(e.errno, f"cannot write ({e.strerror or e})", str(path)) from None
@@ -99,6 +107,27 @@ def write_files(files: Mapping[Path, bytes | str]) -> None:
         raise
     for directory in {path.parent for path in files}:
         _fsync_dir(directory)
+
+
+def _write(fd: int, path: str, data: FileData) -> None:
+    """Write ``data`` into the open, empty file ``fd`` at ``path``, fsync and close it."""
+    if isinstance(data, Tensors):
+        os.close(fd)
+        cpu = {k: v.detach().to("cpu").contiguous() for k, v in data.tensors.items()}
+        try:
+            safetensors.torch.save_file(cpu, path, metadata=data.metadata)
+        except SafetensorError as e:  # its I/O errors end in "(os error N)"
+            code = re.search(r"\(os error (\d+)\)", str(e))
+            errno = int(code.group(1)) if code else None
+            raise OSError(errno, os.strerror(errno) if errno else str(e)) from None
+        fd = os.open(path, os.O_RDONLY)
+    else:
+        with open(fd, "wb", closefd=False) as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -254,11 +283,6 @@ def _check_tensors(
             raise InputError(f"{path}: {what} tensor {key} contains NaN or infinite values")
 
 
-def _tensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return safetensors.torch.save(cpu, metadata=metadata)
-
-
 # ------------------------------------------------------------------ config.json
 
 
@@ -329,12 +353,12 @@ def save_model(path: str | Path, model: Forecaster) -> None:
     The architecture lives in ``config.json`` (``"model"``); a copy is kept in the
     file's metadata for people inspecting it.
     """
-    atomic_write(path, _model_bytes(model))
+    atomic_write(path, _model_tensors(model))
 
 
-def _model_bytes(model: Forecaster) -> bytes:
+def _model_tensors(model: Forecaster) -> Tensors:
     meta = {"format_version": str(FORMAT_VERSION), "model": json.dumps(model.config)}
-    return _tensors_bytes(model.state_dict(), meta)
+    return Tensors(model.state_dict(), meta)
 
 
 def load_model(run_dir: str | Path, file: str = MODEL_FILE) -> Forecaster:
@@ -420,7 +444,7 @@ def write_results(
     all or nothing (:func:`write_files`)."""
     write_files(
         {
-            output_path(run_dir, MODEL_FILE): _model_bytes(model),
+            output_path(run_dir, MODEL_FILE): _model_tensors(model),
             output_path(run_dir, HISTORY_FILE): _history_text(history),
             output_path(run_dir, METRICS_FILE): _dumps(metrics),
         }
@@ -522,7 +546,7 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> None:
     state = checkpoint.state
     name = checkpoint_weights_name(int(state["epoch"]), int(state["batch"]))
     weights = output_path(run_dir, name)
-    atomic_write(weights, _tensors_bytes(checkpoint.tensors, {"format_version": "1"}))
+    atomic_write(weights, Tensors(checkpoint.tensors, {"format_version": "1"}))
     delay = os.environ.get(SLOW_CHECKPOINT_ENV)
     if delay:
         time.sleep(float(delay))
