@@ -18,6 +18,7 @@ import string
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -156,6 +157,14 @@ def _bench_with_notes(tmp: Path, base: Path) -> Path:
     return out
 
 
+def _chainer_npz_extra(tmp: Path, base: Path) -> Path:
+    with np.load(FIXTURES / "article_nstep.npz") as npz:
+        arrays = dict(npz)
+    path = tmp / "extra.npz"
+    np.savez(path, **arrays, **{"l3/W": np.zeros((1, 200), np.float32)})
+    return path
+
+
 def _file(name: str, content: bytes | str) -> Callable[[Path, Path], Path]:
     def make(tmp: Path, base: Path) -> Path:
         path = tmp / name
@@ -185,6 +194,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "csv_short": _file("short.csv", "v\n1\n2\n3\n"),
     "random_bytes": _file("random.npz", bytes(range(7, 256)) * 3),
     "chainer_npz": lambda tmp, base: FIXTURES / "article_nstep.npz",
+    "chainer_npz_extra": _chainer_npz_extra,
 }
 
 

@@ -41,9 +41,9 @@ from torch import Tensor
 from . import runs
 from .config import Config, absolute_data
 from .data import AddingDataset, Dataset, load_adding, load_dataset, random_lengths
-from .device import resolve_device, seed_everything
+from .device import physical_memory, resolve_device, seed_everything
 from .errors import InputError, is_finite_number, is_int
-from .model import Forecaster
+from .model import Forecaster, lstm_weight_count
 from .packing import PackedLayout
 
 EVAL_ROWS = 65536  # packed rows per evaluation batch (memory ~ rows * 4 * n_hidden floats)
@@ -216,6 +216,52 @@ def _as_data(
     if isinstance(dataset, TrainData):
         return dataset
     return prepare_data(dataset, config, next(model.parameters()).device)
+
+
+def training_memory(config: Config, dataset: Dataset | AddingDataset) -> dict[str, int]:
+    """A lower bound of the memory CPU training takes, in bytes, by part.
+
+    - ``parameters``: 6 float32 per weight: the weights, their gradients, Adam's two
+      moments, and the copies of weights and gradients that oneDNN's fused LSTM makes
+      in its own layout (the step-wise cell takes more for its per-step graph);
+    - ``data``: the dataset's arrays and the tensors :func:`prepare_data` copies them to;
+    - ``activations``: what one batch keeps for its backward pass, at least the four
+      gates, ``c`` and ``h`` of every layer and step: ``L * S * B * 6H`` float32.
+
+    ``nsteplstm train`` peaked at 1.8 to 2.5 times this sum (whole process, hidden 1500
+    to 3000, 1 to 3 layers; ``tests/test_train.py`` checks one such run).
+    """
+    n_hidden, n_out = config.n_hidden, config.n_out
+    weights = lstm_weight_count(config.n_layers, config.n_in, n_hidden) + n_hidden * n_out + n_out
+    if isinstance(dataset, AddingDataset):
+        arrays = [*dataset.train_x, *dataset.val_x, dataset.train_y, dataset.val_y]
+    else:
+        arrays = [dataset.train_x, dataset.train_y, dataset.val_x, dataset.val_y]
+    steps, batch = config.sequence_size, min(config.batch_size, len(dataset.train_x))
+    per_step = 6 * config.n_layers * n_hidden * batch  # float32
+    return {
+        "parameters": 4 * 6 * weights,
+        "data": 2 * sum(a.nbytes for a in arrays),
+        "activations": 4 * per_step * steps,
+    }
+
+
+def _check_memory(config: Config, dataset: Dataset | AddingDataset) -> None:
+    """:class:`InputError` when CPU training would surely exceed this machine's memory
+    (:func:`training_memory`): better than the kernel's out-of-memory killer, which
+    ends the process without a word. (CUDA reports out-of-memory as an error.)"""
+    memory = physical_memory()
+    parts = training_memory(config, dataset)
+    if memory is None or sum(parts.values()) <= memory:
+        return
+    gib = {k: f"{v / 2**30:,.1f}" for k, v in parts.items()}
+    raise InputError(
+        f"training needs at least {sum(parts.values()) / 2**30:,.1f} GiB (weights, gradients, "
+        f"Adam's moments {gib['parameters']}, data {gib['data']}, one batch's LSTM "
+        f"activations {gib['activations']}), more than this machine's "
+        f"{memory / 2**30:,.1f} GiB; smaller n_hidden, n_layers, batch_size, sequence_size "
+        "or total_size need less"
+    )
 
 
 def load_data(config: Config) -> Dataset | AddingDataset:
@@ -803,6 +849,8 @@ def train(
     device = resolve_device(config.device)
     seed_everything(config.seed)
     dataset = load_data(config)
+    if device.type == "cpu":
+        _check_memory(config, dataset)
     model = Forecaster(
         config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout, config.cell
     ).to(device)
