@@ -43,13 +43,9 @@ from .config import Config
 from .errors import InputError, check_int, check_not_special
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
-    MODEL_FILE,
-    output_path,
     prepare_run_dir,
-    save_model,
     write_config,
-    write_history,
-    write_metrics,
+    write_results,
 )
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file; an empty one
@@ -527,9 +523,7 @@ def import_chainer_run(
 
     run_dir = prepare_run_dir(out_dir, force)
     write_config(run_dir, config, model.config, None)
-    save_model(output_path(run_dir, MODEL_FILE), model)
-    write_history(run_dir, [])
-    write_metrics(run_dir, {"imported_from": str(Path(path).resolve())})
+    write_results(run_dir, model, [], {"imported_from": str(Path(path).resolve())})
     return run_dir
 
 
