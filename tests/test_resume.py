@@ -306,6 +306,17 @@ def test_checkpoint_batch_past_the_epoch(interrupted: Path) -> None:
         train(None, interrupted, resume=True, quiet=True)
 
 
+@pytest.mark.parametrize(
+    "edit", [lambda d: d.update(best_epoch=99), lambda d: d.update(best_epoch=0)], ids=["99", "0"]
+)
+def test_checkpoint_best_epoch_must_fit(interrupted: Path, edit: Any) -> None:
+    _edit_checkpoint(interrupted, edit)
+    with pytest.raises(
+        InputError, match=r"best_epoch (99|0) with best_val_loss [\d.]+ does not fit"
+    ):
+        train(None, interrupted, resume=True, quiet=True)
+
+
 def test_checkpoint_bad_rng_state(interrupted: Path) -> None:
     path = interrupted / runs.CHECKPOINT_FILE
     doc = json.loads(path.read_text())

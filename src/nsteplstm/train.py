@@ -717,6 +717,11 @@ def _restore(
             f"{source}: checkpoint at epoch {state.epoch} with {len(state.history)} history "
             f"rows does not fit a run of {config.epochs} epochs"
         )
+    if state.best_epoch > state.epoch or (state.best_epoch == 0) != (state.best_val_loss is None):
+        raise InputError(
+            f"{source}: best_epoch {state.best_epoch} with best_val_loss "
+            f"{state.best_val_loss} does not fit a checkpoint at epoch {state.epoch}"
+        )
     with_best = config.keep_best and state.best_epoch > 0
     with_optim = any(k.startswith("optim.") for k in ckpt.tensors)
     runs.check_checkpoint_tensors(
