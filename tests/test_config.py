@@ -67,25 +67,25 @@ def test_int_accepted_for_float_bool_not_int() -> None:
     cfg = Config.from_dict({"lr": 1, "dropout": 0}, "t")
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.dropout == 0.0
     with pytest.raises(
-        InputError, match=r"config t: n_layers = True has type bool, expected an int"
+        InputError, match=r"config t: n_layers = true is a boolean, expected an int"
     ):
         Config.from_dict({"n_layers": True}, "t")
-    with pytest.raises(InputError, match=r"lr = False has type bool, expected a number"):
+    with pytest.raises(InputError, match=r"lr = false is a boolean, expected a number"):
         Config.from_dict({"lr": False}, "t")
 
 
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("n_layers", 2.0, "n_layers = 2.0 has type float, expected an integer"),
-        ("epochs", "60", "epochs = '60' has type str, expected an integer"),
-        ("keep_best", 1, "keep_best = 1 has type int, expected a boolean"),
-        ("data", 3, "data = 3 has type int, expected a string"),
-        ("csv_columns", "a", "csv_columns = 'a' has type str, expected a list"),
-        ("csv_columns", [1.5], "csv_columns = [1.5] has type list, expected a list"),
-        ("min_length", 3.0, "min_length = 3.0 has type float, expected an integer"),
-        ("device", 1.0, "device = 1.0 has type float, expected a string or an integer"),
-        ("seed", None, "seed = None has type NoneType, expected an integer"),
+        ("n_layers", 2.0, "n_layers = 2.0 is a float, expected an integer"),
+        ("epochs", "60", "epochs = '60' is a string, expected an integer"),
+        ("keep_best", 1, "keep_best = 1 is an integer, expected a boolean"),
+        ("data", 3, "data = 3 is an integer, expected a string"),
+        ("csv_columns", "a", "csv_columns = 'a' is a string, expected a list"),
+        ("csv_columns", [1.5], "csv_columns = [1.5] is an array, expected a list"),
+        ("min_length", 3.0, "min_length = 3.0 is a float, expected an integer"),
+        ("device", 1.0, "device = 1.0 is a float, expected a string or an integer"),
+        ("seed", None, "seed is null, expected an integer"),
     ],
 )
 def test_wrong_type(key: str, value: Any, expected: str) -> None:
@@ -121,8 +121,8 @@ def test_wrong_type(key: str, value: Any, expected: str) -> None:
         ({"data": "adding", "n_in": 1}, "n_in = 1 is out of range (allowed: 2 for data = 'add"),
         ({"data": "sine", "n_out": 2}, "n_out = 2 is out of range (allowed: 1 for data = 'sine')"),
         ({"data": "csv:a.csv", "csv_columns": ["a", "b"], "n_in": 1}, "n_in = 1 is out of range"),
-        ({"csv_columns": []}, "csv_columns = () is out of range (allowed: a non-empty list)"),
-        ({"csv_columns": [-1]}, "csv_columns = (-1,) is out of range"),
+        ({"csv_columns": []}, "csv_columns = [] is out of range (allowed: a non-empty list)"),
+        ({"csv_columns": [-1]}, "csv_columns = [-1] is out of range"),
         ({"grad_clip": -1}, "grad_clip = -1.0 is out of range (allowed: >= 0"),
         ({"seed": -1}, "seed = -1 is out of range"),
         ({"split_rate": 0.99}, "split_rate = 0.99 of total_size = 2000 gives 1980 training and"),
@@ -229,7 +229,7 @@ def test_load_toml_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"bad.toml: unknown key 'section' \(known: n_layers"):
         Config.from_dict(load_toml(bad), str(bad))
     bad.write_text("[dropout]\nx = 2\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"dropout = \{'x': 2\} has type dict, expected a num"):
+    with pytest.raises(InputError, match=r"dropout = \{x = 2\} is a table, expected a num"):
         Config.from_dict(load_toml(bad), str(bad))
 
 

@@ -295,8 +295,39 @@ def _one_line(x: object) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    """``value`` as TOML writes it (``true``, ``[1, 'a']``, ``{x = 2}``), cut to 60 characters."""
+    text = _toml(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"  # JSON's (config.json); TOML has none
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in value.items()) + "}"
+    return repr(value)
+
+
+def _described(key: str, value: Any) -> str:
+    """``"key = value is a <kind>"`` in TOML's words (a boolean, an array, a table...)."""
+    if value is None:
+        return f"{key} is null"
+    kind = next((name for types, name in _VALUE_KINDS if isinstance(value, types)), None)
+    return f"{key} = {_show(value)} is {kind or 'a ' + type(value).__name__}"
+
+
+_VALUE_KINDS = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    ((list, tuple), "an array"),
+    (dict, "a table"),
+)
 
 
 _TYPE_NAMES = {
@@ -374,7 +405,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
         if converted is None:
             raise fail(
                 key,
-                f"{key} = {_show(raw)} has type {type(raw).__name__}, expected {_TYPE_NAMES[kind]}",
+                f"{_described(key, raw)}, expected {_TYPE_NAMES[kind]}",
             )
         v[key] = converted
 
