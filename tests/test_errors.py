@@ -32,6 +32,7 @@ ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*`nsteplstm (.+?)`\s*\|\s*`(.+?)`\s*\|\s*(\
 # Rows whose documented behaviour the program does not have yet: strict xfail, so
 # the mark has to go when the bug is fixed.
 KNOWN_BUGS: dict[str, str] = {}
+COMMANDS = {"train", "forecast", "plot", "demo", "bench", "import-chainer"}  # the line names it
 # Files whose appearance means a failed command left half-written output behind.
 RESULT_FILES = {"model.safetensors", "history.csv", "metrics.json"}
 
@@ -248,7 +249,8 @@ def test_documented_error(command, message, code, tmp_path, base_run, capsys, mo
     assert rc == code, err
     assert "Traceback" not in out + err
     assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
-    assert err.startswith("nsteplstm"), err
+    named = argv[0] in COMMANDS
+    assert err.startswith(f"nsteplstm {argv[0]}: error: " if named else "nsteplstm: error: "), err
     assert expected in err
 
     after = _snapshot(tmp)

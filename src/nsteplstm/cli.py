@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_flags(p)
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, parser=p)
 
     p = sub.add_parser(
         "forecast",
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="first point of the given start window (t counts from the series start)",
     )
-    p.set_defaults(func=_cmd_forecast)
+    p.set_defaults(func=_cmd_forecast, parser=p)
 
     p = sub.add_parser("plot", help="overlay the loss curves of several runs")
     p.add_argument("runs", type=_path, nargs="+", metavar="RUN")
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--labels", nargs="+", help="legend label per run (default: run names)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-    p.set_defaults(func=_cmd_plot)
+    p.set_defaults(func=_cmd_plot, parser=p)
 
     p = sub.add_parser(
         "demo",
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=60, help="training epochs per model")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_demo, parser=p)
 
     p = sub.add_parser(
         "bench",
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace bench.json, bench.md and bench.png already in --out",
     )
-    p.set_defaults(func=_cmd_bench)
+    p.set_defaults(func=_cmd_bench, parser=p)
 
     p = sub.add_parser(
         "import-chainer",
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "'updater/model:main/predictor/' in a Trainer snapshot (default: the whole file)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
-    p.set_defaults(func=_cmd_import_chainer)
+    p.set_defaults(func=_cmd_import_chainer, parser=p)
     return parser
 
 
@@ -285,7 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error)."""
     from .train import Interrupted, NonFiniteLoss
 
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # said by the command's parser, so the line names the command
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except InputError as e:
