@@ -117,9 +117,9 @@ def _write(fd: int, path: str, data: FileData) -> None:
         try:
             safetensors.torch.save_file(cpu, path, metadata=data.metadata)
         except SafetensorError as e:  # its I/O errors end in "(os error N)"
-            code = re.search(r"\(os error (\d+)\)", str(e))
-            errno = int(code.group(1)) if code else None
-            raise OSError(errno, os.strerror(errno) if errno else str(e)) from None
+            found = re.search(r"\(os error (\d+)\)", str(e))
+            number = int(found.group(1)) if found else None
+            raise OSError(number, os.strerror(number) if number else str(e)) from None
         fd = os.open(path, os.O_RDONLY)
     else:
         with open(fd, "wb", closefd=False) as f:
@@ -452,7 +452,7 @@ def write_results(
 
 
 def update_metrics(
-    run_dir: str | Path, key: str, value: Any, files: Mapping[Path, bytes | str] | None = None
+    run_dir: str | Path, key: str, value: Any, files: Mapping[Path, FileData] | None = None
 ) -> dict[str, Any]:
     """Set ``key`` in ``metrics.json`` and write it back atomically; return all metrics.
 
