@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nsteplstm import __version__
@@ -142,6 +143,35 @@ def test_import_chainer_then_forecast(tmp_path, capsys):
     assert main(["forecast", str(run), "--horizon", "12"]) == 0
     assert "points 12" in capsys.readouterr().out
     assert (run / "forecast-window.csv").is_file()
+
+
+def test_import_chainer_of_a_two_feature_model_needs_its_data(tmp_path, monkeypatch, capsys):
+    """The article's chain with n_in = n_out = 2 (random weights, Chainer's key layout)."""
+    rng = np.random.default_rng(0)
+    hidden, arrays = 6, {"l2/W": rng.normal(size=(2, 6)), "l2/b": np.zeros(2)}
+    for j in range(8):
+        arrays[f"l1/0/w{j}"] = rng.normal(size=(hidden, 2 if j < 4 else hidden))
+        arrays[f"l1/0/b{j}"] = np.zeros(hidden)
+    npz = tmp_path / "mynet.npz"
+    np.savez(npz, **{k: v.astype(np.float32) for k, v in arrays.items()})
+    rows = "".join(f"{i % 5},{i * 3 % 7},{i % 2}\n" for i in range(400))
+    (tmp_path / "three.csv").write_text("a,b,c\n" + rows)
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+
+    assert main(["import-chainer", str(npz), "--out", str(run)]) == 2
+    one_error_line(capsys, "import-chainer", "n_in = 2 and n_out = 2, the built-in series one")
+    assert main(["import-chainer", str(npz), "--out", str(run), "--data", "csv:three.csv"]) == 2
+    one_error_line(capsys, "import-chainer", "three.csv: the data has 3 columns but n_in = 2")
+    assert not run.exists()
+
+    flags = ["--data", "csv:three.csv", "--csv-columns", "a,c"]
+    assert main(["import-chainer", str(npz), "--out", str(run), *flags]) == 0
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert (config["data"], config["csv_columns"]) == (f"csv:{tmp_path / 'three.csv'}", ["a", "c"])
+    monkeypatch.chdir(run)  # the CSV path is stored absolute
+    assert main(["forecast", str(run), "--horizon", "5"]) == 0
+    assert "points 10" in capsys.readouterr().out  # 5 points of each of the 2 features
 
 
 # ---------------------------------------------------------------- help and version

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config
+from .config import Config, absolute_data
+from .data import load_dataset
 from .errors import InputError, check_int, check_not_special
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
@@ -515,11 +516,21 @@ def import_chainer_run(
                 f"Chainer checkpoint {path}: has {key} = {value!r}, but {overrides[key]!r} "
                 "was asked for"
             )
+    if "data" not in overrides and (found["n_in"], found["n_out"]) != (1, 1):
+        raise InputError(
+            f"Chainer checkpoint {path}: the model has n_in = {found['n_in']} and n_out = "
+            f"{found['n_out']}, the built-in series one feature; name the data it forecasts "
+            "(--data csv:PATH, data= from Python)"
+        )
     if overrides.get("scale", "none") != "none":
         raise InputError("import-chainer: scale must be 'none' (a Chainer model has no scaler)")
     check_int(f"import of {path}: sequence_size (--sequence-size)", sequence_size)
+    if isinstance(overrides.get("data"), str):
+        overrides["data"] = absolute_data(overrides["data"])  # as train stores it
     settings = {"sequence_size": sequence_size, "scale": "none", **overrides, **found}
     config = _run_config(path, settings)
+    if config.data != "adding":
+        load_dataset(config)  # the run must be able to forecast: its data loads and fits
 
     run_dir = prepare_run_dir(out_dir, force)
     write_config(run_dir, config, model.config, None)

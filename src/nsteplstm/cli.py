@@ -146,7 +146,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_import_chainer(args: argparse.Namespace) -> int:
     from .chainer_import import import_chainer_run
 
-    overrides = {k: v for k, v in (("dropout", args.dropout), ("seed", args.seed)) if v is not None}
+    given = {"dropout": args.dropout, "seed": args.seed, "data": args.data}
+    if args.csv_columns is not None:
+        given["csv_columns"] = parse_cli_value("csv_columns", args.csv_columns)
+    overrides = {k: v for k, v in given.items() if v is not None}
     run = import_chainer_run(
         args.path,
         args.out,
@@ -270,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="dropout the model was trained with (default: the article's 0.3)",
     )
     p.add_argument("--seed", type=int, default=None, help="seed recorded in the run (default 0)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="series the model forecasts: fibonacci (the article's, default), sine or "
+        "csv:PATH; a model with n_in or n_out > 1 needs csv:PATH with that many columns",
+    )
+    p.add_argument(
+        "--csv-columns",
+        default=None,
+        metavar="COLUMNS",
+        help="with --data csv:PATH, the columns to use: names or 0-based indices, "
+        "comma-separated (default: every numeric column)",
+    )
     p.add_argument(
         "--prefix",
         default=None,
