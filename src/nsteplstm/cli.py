@@ -233,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--repeats",
         type=int,
-        default=3,
-        help="timed epochs per configuration (default: 3; 1 with --quick)",
+        default=None,
+        help="timed epochs per configuration (default: 3, or 1 with --quick)",
     )
     p.add_argument(
         "--device",
