@@ -151,6 +151,19 @@ def test_trainer_snapshot_with_prefix(tmp_path: Path) -> None:
     assert type(model) is NStepLSTM and model.out_size == 200
 
 
+def test_importing_a_snapshot_without_prefix_names_the_chain_to_pass(tmp_path: Path) -> None:
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
+        arrays = {f"updater/model:main/predictor/{k}": v for k, v in f.items()}
+    arrays["updater/iteration"] = np.array(1000.0)
+    path = tmp_path / "snapshot.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(InputError, match=r"under prefix 'updater/model:main/predictor/': pass"):
+        import_chainer_run(path, tmp_path / "run")  # the parent of l1/, not l1/ itself
+    assert not (tmp_path / "run").exists()
+    run = import_chainer_run(path, tmp_path / "run", prefix="updater/model:main/predictor/")
+    assert (run / "model.safetensors").is_file()
+
+
 def test_ambiguous_bidirectionality_reads_unidirectional_unless_forced(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     arrays = {f"{k}/{p}{j}": rng.random((4, 4) if p == "w" else (4,), np.float32)

@@ -386,7 +386,7 @@ def _article_chain(
     if unknown:
         raise InputError(
             f"{where}: cannot map keys {_list(unknown, prefix)} (the article's chain holds "
-            "only l1/... and l2/W, l2/b; pass prefix= to read only the LSTM link)"
+            "only l1/... and l2/W, l2/b)"
         )
     if "l2/W" not in shapes:
         raise InputError(f"{where}: missing key '{prefix}l2/W' of the Linear layer under l2/")
@@ -502,6 +502,12 @@ def import_chainer_run(
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
     dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
     shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
+    chains = _chain_prefixes(shapes, p)
+    if not any(k.startswith(("l1/", "l2/")) for k in shapes) and chains:
+        raise InputError(
+            f"{where}: no l1/ and l2/ of the article's chain here; they seem to be under "
+            f"prefix {chains[0]!r}: pass --prefix {chains[0]} (prefix= from Python)"
+        )
     model = _link_or_chain(shapes, where, p, None, dropout)
     if not isinstance(model, Forecaster):
         raise _not_a_chain(model, where, p)
@@ -623,6 +629,12 @@ def _prefix_hint(shapes: Shapes, prefix: str) -> str:
         }
     )
     return f"; an LSTM link seems to be under prefix {found[0]!r}: pass prefix=" if found else ""
+
+
+def _chain_prefixes(shapes: Shapes, prefix: str) -> list[str]:
+    """Prefixes under which the article's chain (an LSTM link under ``l1/``) seems to be."""
+    tails = ("l1/0/w0", "l1/upward/W")
+    return sorted({prefix + k[: -len(t)] for k in shapes for t in tails if k.endswith("/" + t)})
 
 
 def _list(keys: Any, prefix: str = "") -> str:

@@ -76,9 +76,10 @@ CONFIG_HELP: dict[str, str] = {
     "epochs": "number of training epochs",
     "batch_size": "windows per mini-batch",
     "n_in": "input features per time step (default: 2 for data = adding, the number of "
-    "csv_columns, else 1)",
+    "csv_columns when they are given, else 1)",
     "n_hidden": "LSTM hidden units per layer",
-    "n_out": "output features per time step (default: the number of csv_columns, else 1)",
+    "n_out": "output features per time step (default: the number of csv_columns when they "
+    "are given, else 1)",
     "device": "auto, cpu, cuda, cuda:K, or the article's -1 (CPU) / K >= 0 (GPU K)",
     "seed": "random seed for data, weights and shuffling",
     "cell": "nstep (whole sequences per call) or step (one time step per call)",
@@ -89,7 +90,8 @@ CONFIG_HELP: dict[str, str] = {
     "min_length": "variable-length training windows: lengths uniform in [min_length, "
     "sequence_size] (each on an equal share of the windows), batches grouped by length "
     "(default: all full length)",
-    "csv_columns": "CSV columns to use, by header name or 0-based index (default: all)",
+    "csv_columns": "CSV columns to use, by header name or 0-based index, comma-separated "
+    "(default: all, which then need n_in and n_out set to their number)",
     "csv_header": "whether the CSV has a header row (default: auto-detect)",
     "csv_series_id": "CSV column (name or index) that splits the rows into several series",
     "scale": "standard (mean 0, std 1 fitted on the training split) or none; CSV only",
