@@ -162,7 +162,8 @@ class NStepLSTM(nn.Module):
 
     The math of each layer is in :mod:`nsteplstm.functional`. Dropout of ratio
     ``dropout`` acts on the input of every layer but the first, in training mode.
-    Parameters are those of ``torch.nn.LSTM`` (``lstm.weight_ih_l0`` ...), gates
+    Parameters are those of a ``torch.nn.LSTM`` held as ``self.lstm``
+    (``lstm.lstm.weight_ih_l0`` ...; state-dict keys ``lstm.weight_ih_l0`` ...), gates
     ordered (i, f, a, o).
     """
 
@@ -295,8 +296,9 @@ class StepLSTM(nn.Module):
 
     ``h = cell(x)`` with ``x`` ``(B_t, in_size)`` returns the new hidden state
     ``(B_t, out_size)``. When ``B_t`` is smaller than the carried state's batch, only
-    the first ``B_t`` rows advance and the others keep their state; when larger, the
-    new rows start from zeros (Chainer's rule). Parameters as ``torch.nn.LSTMCell``:
+    the first ``B_t`` rows advance and the others keep their state (Chainer's rule); when
+    larger, the new rows start from zeros (Chainer raises a TypeError). Parameters as
+    ``torch.nn.LSTMCell``:
     ``weight_ih`` ``(4H, I)``, ``weight_hh`` ``(4H, H)``, ``bias_ih``, ``bias_hh``,
     gates (i, f, a, o); math in :func:`nsteplstm.functional.lstm_cell`.
     """
