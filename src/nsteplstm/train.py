@@ -63,14 +63,20 @@ class Interrupted(Exception):
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite at ``epoch`` (1-based), ``batch`` (1-based, or
-    ``"validation"``); the last good checkpoint is kept. The CLI exits with code 1."""
+    ``"validation"``). ``checkpoint``: whether the run has a checkpoint, which is kept
+    (:func:`train` sets it). The CLI exits with code 1."""
 
     def __init__(self, epoch: int, batch: int | str, value: float, n_batches: int = 0) -> None:
         self.epoch, self.batch, self.value = epoch, batch, value
-        where = f"batch {batch} of {n_batches}" if isinstance(batch, int) else str(batch)
-        super().__init__(
-            f"non-finite loss ({value}) at epoch {epoch}, {where}; the last good checkpoint "
-            "is kept (try a lower --lr or a --grad-clip > 0)"
+        self.where = f"batch {batch} of {n_batches}" if isinstance(batch, int) else str(batch)
+        self.checkpoint = True
+        super().__init__(epoch, batch, value, n_batches)
+
+    def __str__(self) -> str:
+        kept = "the last good checkpoint is kept" if self.checkpoint else "nothing was written"
+        return (
+            f"non-finite loss ({self.value}) at epoch {self.epoch}, {self.where}; {kept} "
+            "(try a lower --lr or a --grad-clip > 0)"
         )
 
 
@@ -826,7 +832,7 @@ def train(
     Raises:
         InputError: a bad run directory, data or checkpoint.
         Interrupted: SIGINT/SIGTERM arrived; a checkpoint was written first.
-        NonFiniteLoss: the loss became NaN/inf; the last good checkpoint is kept.
+        NonFiniteLoss: the loss became NaN/inf; the last good checkpoint, if any, is kept.
     """
     out = Path(out_dir)
     checkpoint = None
@@ -949,6 +955,10 @@ def train(
     except Interrupted as e:
         progress.close()
         print(f"nsteplstm: {e}", file=sys.stderr)
+        raise
+    except NonFiniteLoss as e:
+        progress.close()
+        e.checkpoint = position is not None
         raise
     except BaseException:
         progress.close()
