@@ -86,6 +86,7 @@ def test_int_accepted_for_float_bool_not_int() -> None:
         ("min_length", 3.0, "min_length = 3.0 is a float, expected an integer"),
         ("device", 1.0, "device = 1.0 is a float, expected a string or an integer"),
         ("seed", None, "seed is null, expected an integer"),
+        ("n_layers", {"\n": None}, "n_layers = {'\\n' = null} is a table"),  # one line
     ],
 )
 def test_wrong_type(key: str, value: Any, expected: str) -> None:

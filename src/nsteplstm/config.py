@@ -310,8 +310,13 @@ def _toml(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(x) for x in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml(x)}" for k, x in value.items()) + "}"
     return repr(value)
+
+
+def _toml_key(key: Any) -> str:
+    """A bare TOML key as is, any other quoted (escapes keep it on one line)."""
+    return key if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
 
 
 def _described(key: str, value: Any) -> str:
