@@ -450,6 +450,25 @@ def test_resolve_device():
                 nl.resolve_device(spec)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_cuda_paths_packed_call_matches_the_cpu_path(bidirectional):
+    """CUDA runs n_step_lstm as one packed call (functional.packed_lstm); the same call
+    runs on the CPU, so its arguments and result order are checked here, GPU or not."""
+    torch.manual_seed(11)
+    cls = nl.NStepBiLSTM if bidirectional else nl.NStepLSTM
+    lstm = cls(2, 3, 4).eval()
+    xs = make_xs([5, 3, 6, 1, 3])
+    layout = nl.PackedLayout([len(x) for x in xs])
+    data = layout.pack(xs)  # (N, 3)
+    hx, cx = make_states(lstm, len(xs))
+    hx_s, cx_s = layout.sort_states(hx), layout.sort_states(cx)
+    args = (lstm.weights, 2, 0.0, False, bidirectional)
+    expected = nl.functional.n_step_lstm(data, layout, hx_s, cx_s, *args)
+    got = nl.functional.packed_lstm(data, layout, hx_s, cx_s, *args)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
 

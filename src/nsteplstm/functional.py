@@ -121,17 +121,7 @@ def n_step_lstm(
         )
         return out.flatten(0, 1), hy, cy  # (N, D * H)
     if data.is_cuda:
-        return _VF.lstm(
-            data,
-            layout.batch_sizes,
-            (hx, cx),
-            weights,
-            True,
-            n_layers,
-            dropout,
-            train,
-            bidirectional,
-        )
+        return packed_lstm(data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional)
     if not bidirectional and not final_states:
         out = _merged_segments(data, layout, hx, cx, weights, n_layers, dropout, train)
         return out, None, None
@@ -150,6 +140,25 @@ def n_step_lstm(
             cy.append(c)
         data = torch.cat(outs, dim=1) if directions == 2 else outs[0]  # (N, D * H)
     return data, torch.cat(hy), torch.cat(cy)
+
+
+def packed_lstm(
+    data: Tensor,
+    layout: PackedLayout,
+    hx: Tensor,
+    cx: Tensor,
+    weights: Sequence[Tensor],
+    n_layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """PyTorch's own packed-sequence LSTM, the whole stack in one call (cuDNN on CUDA,
+    :func:`n_step_lstm`'s path there). Arguments and results as :func:`n_step_lstm`'s;
+    it runs on the CPU too, which lets the CPU test the CUDA path's call."""
+    return _VF.lstm(
+        data, layout.batch_sizes, (hx, cx), weights, True, n_layers, dropout, train, bidirectional
+    )
 
 
 def _layer_by_layer(
