@@ -54,3 +54,17 @@ def test_seed_everything_refuses_what_torch_cannot_seed(seed) -> None:
 
     with pytest.raises(nl.InputError, match=r"seed must be an integer in \[-2\*\*63, 2\*\*64\)"):
         nl.seed_everything(seed)
+
+
+def test_seed_everything_keeps_cudnn_in_float32() -> None:
+    import torch
+
+    import nsteplstm as nl
+
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default
+    try:
+        nl.seed_everything(0)
+        assert torch.backends.cudnn.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32 = before

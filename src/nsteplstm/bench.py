@@ -326,7 +326,8 @@ def torch_defaults() -> Iterator[None]:
     determinism), as a plain user's loop runs; the previous settings come back after.
 
     :func:`nsteplstm.device.seed_everything` (called by ``nsteplstm train``) turns them
-    on, process-wide; ours is timed with them, as it runs.
+    on, process-wide; ours is timed with them, as it runs. Float32 math stays as it is
+    (cuDNN's TF32 off, :func:`run_bench`): contenders are compared at one precision.
     """
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -937,7 +938,8 @@ def run_bench(
 
     ``device`` None: the CPU, and CUDA when present; else only that device.
     ``quick``: one layer, a 500-point series (CI smoke test). ``repeats``: timed epochs
-    per contender, by default 3, or 1 with ``quick``.
+    per contender, by default 3, or 1 with ``quick``. Everything runs in float32 (no
+    TF32 in cuDNN: :func:`~nsteplstm.device.seed_everything`).
     Raises InputError for a bad device, ``repeats < 1``, an ``out`` that already
     holds one of the three files (unless ``force``) or cannot be created, or an
     unusable ``chainer_python``: all before the first timing. ``out`` is created
@@ -946,6 +948,7 @@ def run_bench(
     repeats = check_int("--repeats", (1 if quick else 3) if repeats is None else repeats)
     out = Path(out)
     _check_out(out, force)
+    seed_everything(0)  # as nsteplstm train: float32 in cuDNN too, also for the peak
     devices = _devices(device)
     script = None
     if chainer_python is not None:

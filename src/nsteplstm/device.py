@@ -64,9 +64,12 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) generators with ``seed``, and
-    ask torch for deterministic algorithms where it has them (warning, not failing,
-    where it has none). ``seed``: an integer in ``[-2**63, 2**64)``, torch's range.
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) generators with ``seed``, ask
+    torch for deterministic algorithms where it has them (warning, not failing, where
+    it has none), and keep cuDNN's float32 products in float32 (PyTorch lets cuDNN
+    round their inputs to TF32, 10 mantissa bits, on Ampere and newer GPUs): training
+    on a GPU then computes what it computes on the CPU, to float32 rounding.
+    ``seed``: an integer in ``[-2**63, 2**64)``, torch's range.
     """
     if not is_int(seed) or not -(2**63) <= seed < 2**64:
         raise InputError(f"seed must be an integer in [-2**63, 2**64), got {seed!r}")
@@ -80,6 +83,7 @@ def seed_everything(seed: int) -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def physical_memory() -> int | None:
