@@ -4,15 +4,17 @@
 #   bash benchmarks/gpu.sh                 # results in ./bench-gpu
 #   OUT=/tmp/gpu-run bash benchmarks/gpu.sh
 #
-# Installs the project (editable, with the test extras) when `import nsteplstm`
-# fails, prints the GPU and the versions, runs the tests that exercise CUDA
+# Runs from the source tree (PYTHONPATH=src; needs torch, numpy, safetensors,
+# matplotlib, pytest and hypothesis installed), prints the GPU and the versions, runs
+# the tests that exercise CUDA
 # (pytest -k cuda), then `nsteplstm bench --device cuda` (bench.json, bench.md,
-# bench.png in $OUT). Exits non-zero when no CUDA device is visible to torch.
+# bench.png in $OUT), also when a test failed. Exits non-zero when no CUDA device
+# is visible to torch, a test failed or the bench failed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT="${OUT:-bench-gpu}"
-PYTHON="${PYTHON:-python}"
+PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
 
 echo "== GPU"
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -21,10 +23,16 @@ else
     echo "nvidia-smi not found"
 fi
 
-echo "== install"
-if ! "$PYTHON" -c "import nsteplstm, pytest" >/dev/null 2>&1; then
-    "$PYTHON" -m pip install --quiet -e ".[test]"
-fi
+echo "== packages"
+# The source tree, not an install: GPU machines often cannot fetch pip's build tools.
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+"$PYTHON" - <<'PY'
+import importlib.util, sys
+missing = [m for m in ("torch", "numpy", "safetensors", "matplotlib", "pytest", "hypothesis")
+           if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"missing Python packages: {', '.join(missing)} (pip install them, then run again)")
+PY
 
 echo "== versions"
 "$PYTHON" - <<'PY'
@@ -39,8 +47,14 @@ for k in range(torch.cuda.device_count()):
 PY
 
 echo "== CUDA tests"
-timeout 150 "$PYTHON" -m pytest -q -k cuda tests
+# A failing test must not cost the bench (device time is scarce): run both, fail after.
+tests=0
+timeout 150 "$PYTHON" -m pytest -q -rs -k cuda tests || tests=$?
 
 echo "== bench (CUDA)"
 timeout 240 "$PYTHON" -m nsteplstm.cli bench --device cuda --out "$OUT" --force
 echo "== done: $OUT/bench.json $OUT/bench.md $OUT/bench.png"
+if [ "$tests" -ne 0 ]; then
+    echo "== the CUDA tests failed (exit $tests): see above"
+    exit "$tests"
+fi

@@ -462,3 +462,29 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_the_old_run(
     with pytest.raises(MemoryError):
         train(Config.from_dict(SETTINGS, "test"), tmp_path / "new", quiet=True)
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_run_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path: Path) -> None:
+    """On CUDA too: weights, Adam, and the CUDA generator (dropout) survive a checkpoint."""
+    settings = Config.from_dict({**SETTINGS, "device": "cuda"}, "test")
+    train(settings, tmp_path / "reference", quiet=True)
+
+    class Stop:
+        def batch(self, epoch: int, epochs: int, batch: int, n_batches: int, loss: float) -> None:
+            if (epoch, batch) == (3, 2):
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def epoch(self, *args: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    run = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        train(settings, run, progress=Stop())
+    ckpt = runs.load_checkpoint(run)
+    assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (2, 2)
+    train(None, run, resume=True, quiet=True)
+    assert_same_run(run, tmp_path / "reference")
