@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +217,15 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(
     assert not (run / runs.MODEL_FILE).exists()
 
 
-@pytest.fixture
-def interrupted(tmp_path: Path) -> Path:
-    """A run interrupted (in-process) after epoch 2, with its checkpoint."""
+def interrupt(
+    config: Config, run: Path, at: Callable[[int, int, int], bool]
+) -> runs.Checkpoint | None:
+    """Train ``config`` into ``run`` in this process, sending ourselves SIGINT after the
+    batch where ``at(epoch, batch, n_batches)`` holds; return the checkpoint written."""
 
     class Stop:
         def batch(self, epoch: int, epochs: int, batch: int, n_batches: int, loss: float) -> None:
-            if (epoch, batch) == (2, n_batches):
+            if at(epoch, batch, n_batches):
                 os.kill(os.getpid(), signal.SIGINT)
 
         def epoch(self, *args: Any) -> None:
@@ -232,11 +234,17 @@ def interrupted(tmp_path: Path) -> Path:
         def close(self) -> None:
             pass
 
-    run = tmp_path / "run"
     with pytest.raises(Interrupted) as info:
-        train(Config.from_dict(SETTINGS, "test"), run, progress=Stop())
+        train(config, run, progress=Stop())
     assert info.value.exit_code == 130
-    ckpt = runs.load_checkpoint(run)
+    return runs.load_checkpoint(run)
+
+
+@pytest.fixture
+def interrupted(tmp_path: Path) -> Path:
+    """A run interrupted (in-process) after epoch 2, with its checkpoint."""
+    run = tmp_path / "run"
+    ckpt = interrupt(Config.from_dict(SETTINGS, "test"), run, lambda e, b, n: (e, b) == (2, n))
     assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (2, 0)
     return run
 
@@ -469,22 +477,8 @@ def test_cuda_run_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path: Path) -> N
     """On CUDA too: weights, Adam, and the CUDA generator (dropout) survive a checkpoint."""
     settings = Config.from_dict({**SETTINGS, "device": "cuda"}, "test")
     train(settings, tmp_path / "reference", quiet=True)
-
-    class Stop:
-        def batch(self, epoch: int, epochs: int, batch: int, n_batches: int, loss: float) -> None:
-            if (epoch, batch) == (3, 2):
-                os.kill(os.getpid(), signal.SIGINT)
-
-        def epoch(self, *args: Any) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
     run = tmp_path / "run"
-    with pytest.raises(Interrupted):
-        train(settings, run, progress=Stop())
-    ckpt = runs.load_checkpoint(run)
+    ckpt = interrupt(settings, run, lambda e, b, n: (e, b) == (3, 2))
     assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (2, 2)
     train(None, run, resume=True, quiet=True)
     assert_same_run(run, tmp_path / "reference")
