@@ -256,7 +256,7 @@ def test_read_csv_missing_and_empty(tmp_path: Path) -> None:
         read_csv(write(tmp_path, "\n\n  \n"))
     with pytest.raises(InputError, match=r"no data rows after the header"):
         read_csv(write(tmp_path, "a,b\n"))
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="is a directory, not a file"):
         read_csv(tmp_path)
 
 

@@ -206,7 +206,7 @@ def test_plot_runs_overlays_run_histories(tmp_path: Path) -> None:
     plots.plot_runs(dirs, tmp_path / "o.png", labels=["one", "two"], force=True)
     with pytest.raises(InputError, match="got 1 labels for 2 runs"):
         plots.plot_runs(dirs, tmp_path / "x.png", labels=["one"])
-    with pytest.raises(InputError, match="history.csv is missing"):
+    with pytest.raises(InputError, match="history.csv: file not found"):
         plots.plot_runs([tmp_path / "a", tmp_path], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 

@@ -336,7 +336,7 @@ def test_checkpoint_bad_rng_state(interrupted: Path) -> None:
 
 def test_missing_checkpoint_weights(interrupted: Path) -> None:
     (interrupted / "checkpoint-2.safetensors").unlink()
-    with pytest.raises(InputError, match="checkpoint-2.safetensors is missing"):
+    with pytest.raises(InputError, match="checkpoint-2.safetensors: file not found"):
         train(None, interrupted, resume=True, quiet=True)
 
 
@@ -354,7 +354,7 @@ def test_resume_needs_a_run(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         train(None, tmp_path / "nope", resume=True, quiet=True)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="config.json is missing"):
+    with pytest.raises(InputError, match="config.json: file not found"):
         train(None, tmp_path / "empty", resume=True, quiet=True)
 
 

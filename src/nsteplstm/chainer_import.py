@@ -41,7 +41,7 @@ from torch import nn
 
 from .config import Config, absolute_data
 from .data import load_dataset
-from .errors import InputError, check_int, check_not_special
+from .errors import InputError, check_int, read_input
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
     prepare_run_dir,
@@ -91,16 +91,7 @@ def read_npz_shapes(path: str | Path, prefix: str = "") -> Shapes:
         raise InputError(f"path must be a file name (str or Path), got {type(path).__name__}")
     if not isinstance(prefix, str):
         raise InputError(f"prefix must be a string such as 'l1/', got {prefix!r}")
-    check_not_special(path, where)
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(len(NPY_MAGIC))
-    except FileNotFoundError:
-        raise InputError(f"{where}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{where}: is a directory, not a file") from None
-    except OSError as e:
-        raise InputError(f"{where}: cannot read ({e.strerror or type(e).__name__})") from None
+    magic = read_input(path, where, limit=len(NPY_MAGIC))
     if magic.startswith(NPY_MAGIC):
         raise InputError(f"{where}: a single .npy array, not an .npz archive of named arrays")
     if not magic.startswith(ZIP_MAGIC):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nsteplstm.errors import InputError, check_not_special, is_int
+from nsteplstm.errors import InputError, is_int, read_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -262,15 +262,7 @@ def parse_cli_value(key: str, text: str) -> Any:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file into a dict; every problem with the file raises InputError."""
-    check_not_special(path, f"config {path}")
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"config {path}: file not found") from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        raise InputError(
-            f"config {path}: cannot read ({getattr(e, 'strerror', None) or e})"
-        ) from None
+    raw = read_input(path, f"config {path}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

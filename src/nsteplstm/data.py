@@ -19,7 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nsteplstm.config import Config
-from nsteplstm.errors import InputError, check_int, check_not_special, is_finite_number
+from nsteplstm.errors import InputError, check_int, is_finite_number, read_input
 
 
 def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
@@ -161,13 +161,7 @@ def _is_number(cell: str) -> bool:
 
 def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
     """Non-blank rows of a CSV file with their 1-based line numbers."""
-    check_not_special(path, str(path))
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        raise InputError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    raw = read_input(path, str(path))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -1,5 +1,5 @@
 """The one error type for mistakes a user can make (bad arguments, files, configs),
-and the checks every module uses: integers, input files."""
+and the checks every module uses: integers, input files, reading an input file."""
 
 import os
 import stat
@@ -47,3 +47,22 @@ def check_not_special(path: str | os.PathLike[str], where: str) -> None:
         return
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise InputError(f"{where}: not a regular file (a pipe, socket or device)")
+
+
+def read_input(path: str | os.PathLike[str], where: str, limit: int = -1) -> bytes:
+    """The bytes of the input file ``path`` (the first ``limit`` of them, if >= 0).
+
+    Every problem is an :class:`InputError` starting ``"{where}: "``: a pipe, socket
+    or device (:func:`check_not_special`), a missing file, a directory, or any other
+    read error (permissions, a NUL byte in the name) with the system's reason.
+    """
+    check_not_special(path, where)
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except FileNotFoundError:
+        raise InputError(f"{where}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{where}: is a directory, not a file") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise InputError(f"{where}: cannot read ({getattr(e, 'strerror', None) or e})") from None

@@ -40,7 +40,7 @@ from safetensors import SafetensorError
 
 from .config import Config
 from .data import Scaler
-from .errors import InputError, check_int, check_not_special
+from .errors import InputError, check_int, read_input
 from .model import Forecaster
 
 FORMAT_VERSION = 1
@@ -212,24 +212,12 @@ def _dumps(obj: Any) -> str:
 # ------------------------------------------------------------------ reading files
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
-    check_not_special(path, f"{path}: {what}")
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} is missing") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: {what} is a directory, expected a file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read {what} ({e.strerror or e})") from None
-
-
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _read_json(path: Path, what: str) -> Any:
-    raw = _read_bytes(path, what)
+    raw = read_input(path, str(path))
     try:  # NaN and Infinity are refused: _dumps could not write them back
         return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -247,7 +235,7 @@ def _check_run_dir(run_dir: str | Path) -> Path:
 
 
 def _read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
-    raw = _read_bytes(path, what)
+    raw = read_input(path, str(path))
     try:
         return safetensors.torch.load(raw)
     except (SafetensorError, ValueError, RuntimeError) as e:
@@ -397,7 +385,7 @@ def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
     """Rows of ``history.csv`` as dicts (epoch int, the rest float)."""
     path = output_path(_check_run_dir(run_dir), HISTORY_FILE)
     try:
-        text = _read_bytes(path, HISTORY_FILE).decode("utf-8-sig")
+        text = read_input(path, str(path)).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: {HISTORY_FILE} is not UTF-8 text") from None
     rows = list(csv.reader(io.StringIO(text)))

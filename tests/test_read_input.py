@@ -1,0 +1,49 @@
+"""``errors.read_input``: the one reader of user input files (TOML, CSV, run files,
+Chainer archives), and the one-line errors every caller shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nsteplstm.errors import InputError, read_input
+
+
+def test_reads_all_or_the_first_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abcdef")
+    assert read_input(path, "f") == b"abcdef"
+    assert read_input(str(path), "f", limit=2) == b"ab"
+    assert read_input(path, "f", limit=100) == b"abcdef"
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("missing.toml", "^where: file not found$"),
+        (".", "^where: is a directory, not a file$"),
+        ("a\x00b", r"^where: cannot read \(.*null byte.*\)$"),
+    ],
+)
+def test_one_line_errors(tmp_path: Path, name: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        read_input(str(tmp_path / name), "where")
+
+
+def test_refuses_what_is_not_a_file(not_a_file: Callable[[str], Path]) -> None:
+    with pytest.raises(InputError, match="^where: not a regular file"):
+        read_input(not_a_file("s"), "where")
+
+
+def test_other_os_errors_give_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(InputError, match=r"^where: cannot read \(Permission denied\)$"):
+        read_input(path, "where")
