@@ -283,6 +283,9 @@ def test_read_csv_non_numeric_names_line_and_column(tmp_path: Path) -> None:
     msg = str(e.value)
     assert "d.csv" in msg and "line 3" in msg and "column 'b'" in msg and "'oops'" in msg
     assert "\n" not in msg
+    assert msg.endswith("; without csv_columns every column is read)")  # e.g. a date column
+    with pytest.raises(InputError, match=r"number \(expected a finite decimal number\)$"):
+        read_csv(p, columns=["b"])  # chosen: no hint
     p = write(tmp_path, "1,2\n3,\n")
     with pytest.raises(InputError, match=r"line 2, column 1: '' is not a number"):
         read_csv(p)

@@ -227,6 +227,8 @@ def read_csv(
         if id_index is not None and id_index in use:
             raise InputError(f"{path}: column {id_index} is both a data column and the series_id")
 
+    hint = "; without csv_columns every column is read" if columns is None else ""
+
     def col_name(i: int) -> str:
         return _show(names[i]) if names is not None else str(i)
 
@@ -244,7 +246,7 @@ def read_csv(
             except ValueError:
                 raise InputError(
                     f"{path}: line {line}, column {col_name(i)}: {_show(cells[i])} is not a "
-                    "number (expected a finite decimal number)"
+                    f"number (expected a finite decimal number{hint})"
                 ) from None
             if not abs(x) <= _FLOAT32_MAX:
                 raise InputError(
