@@ -26,7 +26,7 @@ from nsteplstm.config import fields_help
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = ["--n-hidden", "8", "--total-size", "300", "--sequence-size", "10", "--batch-size", "50"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FORECAST_KEYS = {"points", "rmse", "mae", "round_accuracy", "seconds"}
+FORECAST_KEYS = {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -78,7 +78,11 @@ def test_train_writes_the_run_directory(trained):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "extra", "start", "points"),
-    [("window", [], 0, 40), ("stream", ["--horizon", "25", "--start", "5"], 5, 25)],
+    [
+        ("window", [], 0, 40),
+        ("stream", ["--horizon", "25", "--start", "5"], 5, 25),
+        ("window", ["--start", "-15", "--horizon", "5"], 300 - 15, 5),  # counted from the end
+    ],
 )
 def test_forecast_writes_csv_png_and_metrics(trained, tmp_path, capsys, mode, extra, start, points):
     run = tmp_path / "RUN"

@@ -214,20 +214,21 @@ def test_load_dataset_sine() -> None:
 
 def test_read_csv_header_auto_and_columns(tmp_path: Path) -> None:
     p = write(tmp_path, "t,a,b\n0,1.5,10\n1,2.5,20\n\n2,3.5,30\n")
-    (all_cols,) = read_csv(p)
+    (all_cols,) = read_csv(p).values()
     assert all_cols.dtype == np.float32
     assert all_cols.tolist() == [[0, 1.5, 10], [1, 2.5, 20], [2, 3.5, 30]]
-    (by_name,) = read_csv(p, columns=["b", "a"])
+    (by_name,) = read_csv(p, columns=["b", "a"]).values()
     assert by_name.tolist() == [[10, 1.5], [20, 2.5], [30, 3.5]]
-    (by_index,) = read_csv(p, columns=[2])
+    (by_index,) = read_csv(p, columns=[2]).values()
     assert by_index.tolist() == [[10], [20], [30]]
 
 
 def test_read_csv_no_header(tmp_path: Path) -> None:
     p = write(tmp_path, "1,2\n3,4\n")
-    (a,) = read_csv(p)
+    assert list(read_csv(p)) == [""]  # one series, no id
+    (a,) = read_csv(p).values()
     assert a.tolist() == [[1, 2], [3, 4]]
-    (b,) = read_csv(p, header=True)
+    (b,) = read_csv(p, header=True).values()
     assert b.tolist() == [[3, 4]]
     with pytest.raises(InputError, match=r"column 'x' given by name but the file has no header"):
         read_csv(p, columns=["x"])
@@ -236,8 +237,9 @@ def test_read_csv_no_header(tmp_path: Path) -> None:
 def test_read_csv_series_id(tmp_path: Path) -> None:
     p = write(tmp_path, "id,v\nb,1\nb,2\na,3\nb,4\na,5\nc,6\n")
     series = read_csv(p, series_id="id")
-    assert [s.tolist() for s in series] == [[[1], [2], [4]], [[3], [5]], [[6]]]
-    assert [s.tolist() for s in read_csv(p, series_id=0, columns=[1])] == [
+    assert list(series) == ["b", "a", "c"]  # ids in order of first appearance
+    assert [s.tolist() for s in series.values()] == [[[1], [2], [4]], [[3], [5]], [[6]]]
+    assert [s.tolist() for s in read_csv(p, series_id=0, columns=[1]).values()] == [
         [[1], [2], [4]],
         [[3], [5]],
         [[6]],
@@ -307,7 +309,7 @@ def test_read_csv_not_utf8_ragged_and_malformed(tmp_path: Path) -> None:
         read_csv(write(tmp_path, "a,b\n1,2\n3,4,5\n"))
     with pytest.raises(InputError, match="malformed CSV"):
         read_csv(write(tmp_path, 'a,b\n1,"2\r3\n'))
-    (bom,) = read_csv(write(tmp_path, b"\xef\xbb\xbfa,b\r\n1,2\r\n"), columns=["a"])
+    (bom,) = read_csv(write(tmp_path, b"\xef\xbb\xbfa,b\r\n1,2\r\n"), columns=["a"]).values()
     assert bom.tolist() == [[1]]
 
 
@@ -331,8 +333,9 @@ def test_read_csv_any_bytes_gives_input_error_or_arrays(
     except InputError as e:
         assert "\n" not in str(e)
         return
-    assert result and all(a.dtype == np.float32 and a.ndim == 2 for a in result)
-    assert all(np.isfinite(a).all() for a in result)
+    arrays = list(result.values())
+    assert arrays and all(a.dtype == np.float32 and a.ndim == 2 for a in arrays)
+    assert all(np.isfinite(a).all() for a in arrays)
 
 
 def test_load_dataset_csv_scaled_on_train_split(tmp_path: Path) -> None:
@@ -344,6 +347,7 @@ def test_load_dataset_csv_scaled_on_train_split(tmp_path: Path) -> None:
     ds = load_dataset(cfg)
     assert ds.kind == "csv" and ds.integer_valued and ds.n_features == 1
     assert len(ds.series) == 3 and ds.series[0].shape == (40, 1)
+    assert ds.series_ids == ["0", "1", "2"]
     assert ds.train_x.shape == (3 * (20 - 5), 5, 1) and ds.val_x.shape == (3 * 15, 5, 1)
     train_raw = np.arange(20, dtype=np.float32) * 2
     np.testing.assert_allclose(ds.scaler.mean, [train_raw.mean()], rtol=1e-6)
@@ -351,6 +355,10 @@ def test_load_dataset_csv_scaled_on_train_split(tmp_path: Path) -> None:
     np.testing.assert_allclose(ds.scaler.inverse(ds.series[0])[:, 0], 2 * np.arange(40), atol=1e-4)
     unscaled = load_dataset(dataclasses.replace(cfg, scale="none"))
     assert unscaled.scaler is None and unscaled.series[0][-1, 0] == 78.0
+    assert (
+        load_dataset(dataclasses.replace(cfg, csv_series_id=None, csv_columns=("v",))).series_ids
+        is None
+    )
 
 
 def test_load_dataset_csv_column_count_must_match_n_in(tmp_path: Path) -> None:
@@ -431,7 +439,7 @@ def test_read_csv_columns_must_be_a_list(tmp_path: Path) -> None:
     # A bare string was taken letter by letter: "column 'u' not present".
     with pytest.raises(InputError, match=r"columns must be a list .* got 'units'"):
         read_csv(path, columns="units")
-    np.testing.assert_array_equal(read_csv(path, columns=["units"])[0][:, 0], [1, 2])
+    np.testing.assert_array_equal(read_csv(path, columns=["units"])[""][:, 0], [1, 2])
 
 
 @pytest.mark.parametrize("settings", [dict(period=1e-320), dict(noise=1e300)])

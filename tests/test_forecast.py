@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import numpy as np
 import pytest
 import torch
@@ -228,12 +230,12 @@ def test_is_integer_valued() -> None:
 # ------------------------------------------------------------------ forecast_run
 
 
-def make_run(tmp_path, data: str = "fibonacci", name: str = "run"):
+def make_run(tmp_path, data: str = "fibonacci", name: str = "run", **settings):
     runs = pytest.importorskip("nsteplstm.runs")
     from nsteplstm.config import Config
     from nsteplstm.data import load_dataset
 
-    config = Config(data=data, total_size=80, sequence_size=S, n_hidden=8, epochs=1)
+    config = Config(data=data, total_size=80, sequence_size=S, n_hidden=8, epochs=1, **settings)
     model = Forecaster(1, 1, 8, 1, dropout=config.dropout)
     run_dir = tmp_path / name
     run_dir.mkdir()
@@ -255,7 +257,8 @@ def test_forecast_run_writes_csv_png_and_metrics(tmp_path, mode: str) -> None:
 
     run_dir, model = make_run(tmp_path)
     result = forecast_run(run_dir, mode=mode, horizon=80, start=4)  # runs past the end (80)
-    assert set(result) == {"points", "rmse", "mae", "round_accuracy", "seconds"}
+    assert set(result) == {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series"}
+    assert (result["start"], result["series"]) == (4, None)
     assert result["points"] == 80 - 4 - S
     assert 0 <= result["round_accuracy"] <= 1
 
@@ -294,6 +297,12 @@ def test_forecast_run_errors(tmp_path) -> None:
     run_dir, _ = make_run(tmp_path)
     with pytest.raises(InputError, match=r"start 75 out of range: .* \[0, 74\]"):
         forecast_run(run_dir, start=75)
+    with pytest.raises(InputError, match=r"start -5 out of range: .* or in \[-80, -6\] counted"):
+        forecast_run(run_dir, start=-S + 1)  # the window would run past the end
+    with pytest.raises(InputError, match=r"start -81 out of range"):
+        forecast_run(run_dir, start=-81)
+    with pytest.raises(InputError, match="series 'a': data = 'fibonacci' is one series"):
+        forecast_run(run_dir, series="a")
     with pytest.raises(InputError, match="mode must be one of"):
         forecast_run(run_dir, mode="x")
     with pytest.raises(InputError, match="does not exist"):
@@ -349,3 +358,43 @@ def test_forecast_run_renders_before_writing(tmp_path, monkeypatch) -> None:
     with pytest.raises(RuntimeError, match="render failed"):
         forecast_run(run_dir, horizon=5)
     assert _files(run_dir) == before  # the CSV was not written ahead of the PNG
+
+
+@pytest.mark.parametrize("mode", ["window", "stream"])
+def test_forecast_run_negative_start_counts_from_the_end(tmp_path, mode: str) -> None:
+    import json
+
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    by_end = forecast_run(run_dir, mode=mode, horizon=7, start=-S)  # the last window: no truth
+    assert by_end["start"] == 80 - S and by_end["points"] == 0 and by_end["rmse"] is None
+    csv_by_end = (run_dir / f"forecast-{mode}.csv").read_text()
+    assert csv_by_end.splitlines()[-1].startswith(f"{80 + 6},,")  # t past the series
+    by_start = forecast_run(run_dir, mode=mode, horizon=7, start=80 - S)
+    assert (run_dir / f"forecast-{mode}.csv").read_text() == csv_by_end
+    assert by_start["start"] == by_end["start"]
+    assert json.loads((run_dir / "metrics.json").read_text())["forecast"][mode] == by_start
+
+
+def test_forecast_run_picks_a_series_by_id(tmp_path) -> None:
+    import json
+
+    from nsteplstm.forecast import forecast_run
+
+    lines = [f"{shop},{(k * t) % 7}" for shop, k in (("b", 1), ("a", 3)) for t in range(80)]
+    path = tmp_path / "shops.csv"
+    path.write_text("shop,units\n" + "\n".join(lines) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", csv_series_id="shop")
+
+    first = forecast_run(run_dir, horizon=5, start=2)
+    assert first["series"] == "b"
+    assert forecast_run(run_dir, horizon=5, start=2, series="b") == {**first, "seconds": ANY}
+    second = forecast_run(run_dir, horizon=5, start=2, series="a")
+    assert second["series"] == "a" and second["rmse"] != first["rmse"]
+    rows = (run_dir / "forecast-window.csv").read_text().split()[1:]
+    truth = [float(r.split(",")[1]) for r in rows]
+    assert truth[:S] == [(3 * t) % 7 for t in range(2, 2 + S)]  # series 'a', in data units
+    assert json.loads((run_dir / "metrics.json").read_text())["forecast"]["window"]["series"] == "a"
+    with pytest.raises(InputError, match=r"series 'c' not in the data \(ids: 'b', 'a'\)"):
+        forecast_run(run_dir, series="c")

@@ -102,7 +102,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_forecast(args: argparse.Namespace) -> int:
     from .forecast import forecast_run
 
-    result = forecast_run(args.run, mode=args.mode, horizon=args.horizon, start=args.start)
+    result = forecast_run(
+        args.run, mode=args.mode, horizon=args.horizon, start=args.start, series=args.series
+    )
     print(_format_metrics(result))
     return 0
 
@@ -213,7 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--start",
         type=int,
         default=0,
-        help="first point of the given start window (t counts from the series start)",
+        help="first point of the given start window (t counts from the series start); "
+        "negative counts from the series end: -SEQUENCE_SIZE forecasts past the data",
+    )
+    p.add_argument(
+        "--series",
+        default=None,
+        metavar="ID",
+        help="the series to forecast, by its id in the csv_series_id column "
+        "(default: the first series in the file)",
     )
     p.set_defaults(func=_cmd_forecast, parser=p)
 

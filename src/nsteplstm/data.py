@@ -187,15 +187,16 @@ def read_csv(
     columns: Sequence[str | int] | None = None,
     header: bool | None = None,
     series_id: str | int | None = None,
-) -> list[np.ndarray]:
-    """Read numeric columns of a CSV file as float32 series (T_k, n_columns).
+) -> dict[str, np.ndarray]:
+    """Read numeric columns of a CSV file as float32 series (T_k, n_columns), by id.
 
     header None detects one: a first row with any non-numeric cell is a header.
     columns are header names or 0-based indices (default: every column but the
     series id). With series_id, the rows are grouped by that column's text into
-    one series per id, in order of first appearance (each keeps its row order);
-    without it the file is one series. Blank lines are skipped. Every problem
-    with the file raises InputError naming the file, line, column and value.
+    one series per id, keyed by that text in order of first appearance (each keeps
+    its row order); without it the file is one series, keyed "". Blank lines are
+    skipped. Every problem with the file raises InputError naming the file, line,
+    column and value.
     """
     rows = _read_rows(path)
     if not rows:
@@ -256,7 +257,7 @@ def read_csv(
             values.append(x)
         key = cells[id_index] if id_index is not None else ""
         groups.setdefault(key, []).append(values)
-    return [np.asarray(g, dtype=np.float32).reshape(len(g), len(use)) for g in groups.values()]
+    return {k: np.asarray(g, dtype=np.float32).reshape(len(g), len(use)) for k, g in groups.items()}
 
 
 # ----------------------------------------------------------------------- scaling
@@ -389,7 +390,8 @@ class Dataset:
 
     train_x, train_y, val_x, val_y: float32 (N, sequence_size, F), targets = inputs
     shifted by one step. series: the full series (T_k, F), scaled like the windows,
-    for closed-loop forecasting. scaler: the scaling applied (None when unscaled);
+    for closed-loop forecasting; series_ids their ids (the csv_series_id column's
+    text), None for one series without an id. scaler: the scaling applied (None when unscaled);
     `scaler.inverse` returns to data units. integer_valued: every raw value is an
     integer (fibonacci always), so forecasts may be rounded. kind: "fibonacci",
     "sine" or "csv".
@@ -403,6 +405,7 @@ class Dataset:
     scaler: Scaler | None
     integer_valued: bool
     kind: str
+    series_ids: list[str] | None = None
 
     @property
     def n_features(self) -> int:
@@ -442,6 +445,7 @@ def load_dataset(config: Config) -> Dataset:
     use `load_adding`.
     """
     s = config.sequence_size
+    series_ids = None
     if config.data == "adding":
         raise ValueError("load_dataset: data = 'adding' has no series; use load_adding")
     if config.data == "fibonacci":
@@ -452,7 +456,10 @@ def load_dataset(config: Config) -> Dataset:
         integer_valued = False
     elif config.data.startswith("csv:"):
         path = config.data[4:]
-        raw = read_csv(path, config.csv_columns, config.csv_header, config.csv_series_id)
+        by_id = read_csv(path, config.csv_columns, config.csv_header, config.csv_series_id)
+        raw = list(by_id.values())
+        if config.csv_series_id is not None:
+            series_ids = list(by_id)
         n_features = raw[0].shape[1]
         if (config.n_in, config.n_out) != (n_features, n_features):
             raise InputError(
@@ -481,7 +488,7 @@ def load_dataset(config: Config) -> Dataset:
     train_x, train_y = _windows(train_parts, s)
     val_x, val_y = _windows(val_parts, s)
     kind = "csv" if config.data.startswith("csv:") else config.data
-    return Dataset(train_x, train_y, val_x, val_y, raw, scaler, integer_valued, kind)
+    return Dataset(train_x, train_y, val_x, val_y, raw, scaler, integer_valued, kind, series_ids)
 
 
 def load_adding(config: Config) -> AddingDataset:

@@ -308,14 +308,17 @@ def forecast_run(
     mode: str = "window",
     horizon: int | None = None,
     start: int = 0,
+    series: str | None = None,
 ) -> dict[str, Any]:
     """Forecast a trained run closed loop and record it: the ``nsteplstm forecast`` command.
 
     Loads the run (model on the CPU: one start point is a batch of one, where the
     CPU beats a GPU's per-step launches), rebuilds its series from ``config.json``
-    (the first series for a CSV split by series id), forecasts ``horizon`` points
-    (default ``4 * sequence_size``) from the start window at ``start``, and writes
-    into ``run_dir``:
+    (for a CSV split by ``csv_series_id``, the one with id ``series``, by default
+    the first in the file), forecasts ``horizon`` points (default
+    ``4 * sequence_size``) from the start window at ``start`` (a negative start
+    counts from the series' end: ``-sequence_size`` starts at the last window and
+    forecasts past the data), and writes into ``run_dir``:
 
     - ``forecast-<mode>.csv``: ``t,truth,prediction`` (``t`` counts from the series
       start; a cell is empty where there is no truth or no prediction), in data
@@ -323,8 +326,10 @@ def forecast_run(
     - ``forecast-<mode>.png``: truth vs prediction, one panel per feature.
     - ``metrics.json`` key ``forecast.<mode>``: the returned dict.
 
-    Returns ``{points, rmse, mae, round_accuracy, seconds}`` (see
-    :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself).
+    Returns ``{points, rmse, mae, round_accuracy, seconds, start, series}`` (see
+    :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself;
+    ``start``: the start window's first point, counted from the series' start;
+    ``series``: the series' id, None without ``csv_series_id``).
 
     Everything is checked and rendered before the first file is written: a
     directory in the way of an output, or a ``metrics.json`` that cannot take the
@@ -348,31 +353,63 @@ def forecast_run(
     size = run.config.sequence_size
     horizon = 4 * size if horizon is None else horizon
     dataset = load_dataset(run.config)
-    series = dataset.series[0]  # (T, F), scaled like the training data
+    index = _series_index(dataset.series_ids, series, run.config.data)
+    x = dataset.series[index]  # (T, F), scaled like the training data
+    start = _run_start(start, x.shape[0], size)
     began = time.perf_counter()
-    pred = forecast(run.model, series, [start], size, horizon, mode)  # (1, horizon, F)
+    pred = forecast(run.model, x, [start], size, horizon, mode)  # (1, horizon, F)
     seconds = time.perf_counter() - began
     if dataset.scaler is not None:
-        series, pred = dataset.scaler.inverse(series), dataset.scaler.inverse(pred)
-    truth = forecast_truth(series, [start], size, horizon)
+        x, pred = dataset.scaler.inverse(x), dataset.scaler.inverse(pred)
+    truth = forecast_truth(x, [start], size, horizon)
     metrics = forecast_metrics(pred, truth, dataset.integer_valued)
     metrics = {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
-    metrics["seconds"] = seconds
+    series = None if dataset.series_ids is None else dataset.series_ids[index]
+    metrics.update(seconds=seconds, start=start, series=series)
 
-    t, truth_all, pred_all = forecast_series(series, [start], size, pred)  # (1, n), (1, n, F)
+    t, truth_all, pred_all = forecast_series(x, [start], size, pred)  # (1, n), (1, n, F)
     layers = run.config.n_layers
+    of_series = "" if series is None else f" of series {series!r}"
     figure = plots.forecast_figure(
         t[0],
         truth_all[0].T,  # (F, n): one panel per feature
         pred_all[0].T,
         (start, start + size),
         f"{run.path.name}: closed-loop forecast, {mode} mode "
-        f"({layers} layer{'s' * (layers > 1)}, {horizon} points from t = {start})",
+        f"({layers} layer{'s' * (layers > 1)}, {horizon} points from t = {start}{of_series})",
     )
     csv_text = _forecast_csv(t[0], truth_all[0], pred_all[0])
     png = plots.png_bytes(figure)
     runs.update_metrics(run.path, f"forecast.{mode}", metrics, {csv_path: csv_text, png_path: png})
     return metrics
+
+
+def _series_index(ids: list[str] | None, series: str | None, data: str) -> int:
+    """Index of the series with id ``series`` in ``ids`` (0 when ``series`` is None)."""
+    if series is None:
+        return 0
+    if ids is None:
+        raise InputError(
+            f"series {series!r}: data = {data!r} is one series (no csv_series_id column to "
+            "pick one by)"
+        )
+    if series not in ids:
+        more = f", ... ({len(ids)} in all)" if len(ids) > 5 else ""
+        shown = ", ".join(repr(i) for i in ids[:5]) + more
+        raise InputError(f"series {series!r} not in the data (ids: {shown})")
+    return ids.index(series)
+
+
+def _run_start(start: int, length: int, sequence_size: int) -> int:
+    """``start`` as a point of a series of ``length``; a negative one counts from its end."""
+    last = length - sequence_size
+    if not is_int(start) or not (0 <= start <= last or -length <= start <= -sequence_size):
+        raise InputError(
+            f"start {start!r} out of range: a start window of {sequence_size} points in a "
+            f"series of {length} must start in [0, {last}], or in [-{length}, "
+            f"-{sequence_size}] counted from the end"
+        )
+    return start + length if start < 0 else start
 
 
 def _check_metrics(metrics: dict[str, Any], path: os.PathLike[str]) -> None:
