@@ -59,20 +59,28 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _config_from(args: argparse.Namespace) -> Config | dict[str, Any] | None:
-    """Defaults < --config TOML < flags. With --resume only what was given (TOML < flags),
-    to check against the run's own settings; None when nothing was."""
+def _config_from(args: argparse.Namespace) -> Config | None:
+    """Defaults < --config TOML < flags. With --resume the run's own settings < TOML <
+    flags, for train to check against the run's (None when nothing was given); each
+    bad value is named with the file or the command line it came from."""
     flags = {
         key[4:]: parse_cli_value(key[4:], value)
         for key, value in vars(args).items()
         if key.startswith("cfg_") and value is not None
     }
     toml = load_toml(args.config) if args.config else None
-    if args.resume:
-        given = {**(toml or {}), **flags}
-        return given or None
     source = str(args.config) if args.config else "TOML file"
-    return Config.merged(toml, flags, toml_source=source)
+    if not args.resume:
+        return Config.merged(toml, flags, toml_source=source)
+    if toml is None and not flags:
+        return None
+    from . import runs
+
+    saved, _, _ = runs.read_config(args.resume)
+    run_file = str(runs.output_path(args.resume, runs.CONFIG_FILE))
+    if toml is not None:
+        saved = Config.merged(saved.to_dict(), toml, toml_source=run_file, overrides_source=source)
+    return Config.merged(saved.to_dict(), flags, toml_source=run_file)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
