@@ -291,6 +291,26 @@ def test_forecast_run_undoes_the_scaling(tmp_path) -> None:
     assert float(lines[S + 1].split(",")[2]) > 500  # data units, not standardized ones
 
 
+def test_forecast_run_scales_with_the_runs_own_scaler(tmp_path) -> None:
+    from nsteplstm import runs
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "data.csv"
+    path.write_text("v\n" + "\n".join(str(t % 9) for t in range(80)) + "\n")
+    run_dir, model = make_run(tmp_path, data=f"csv:{path}")
+    scaler = runs.load_run(run_dir).scaler
+    # New observations arrive, far from the old range: a scaler fitted again would move.
+    values = [t % 9 for t in range(80)] + [100 + t for t in range(40)]
+    path.write_text("v\n" + "\n".join(str(v) for v in values) + "\n")
+    forecast_run(run_dir, horizon=3, start=-S)
+    rows = (run_dir / "forecast-window.csv").read_text().split()[1:]
+    got = [float(r.split(",")[2]) for r in rows[S:]]
+
+    x = scaler.transform(np.asarray(values, dtype=np.float32).reshape(-1, 1))
+    want = scaler.inverse(forecast(model, x, [len(values) - S], S, 3, "window"))[0, :, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_forecast_run_errors(tmp_path) -> None:
     from nsteplstm.forecast import forecast_run
 

@@ -437,12 +437,13 @@ def _windows(parts: list[np.ndarray], sequence_size: int) -> tuple[np.ndarray, n
     )
 
 
-def load_dataset(config: Config) -> Dataset:
+def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
     """Build the windows of config.data ("fibonacci", "sine" or "csv:PATH").
 
     Built-in series are not scaled; CSV data is standardized (config.scale =
-    "standard") with a Scaler fitted on the training parts only. For "adding"
-    use `load_adding`.
+    "standard") with a Scaler fitted on the training parts only, or with `scaler`
+    when given: a trained run's, so that its model sees the data as in training
+    even when the file has changed since. For "adding" use `load_adding`.
     """
     s = config.sequence_size
     series_ids = None
@@ -472,9 +473,11 @@ def load_dataset(config: Config) -> Dataset:
             f"config: data = {config.data!r} is not one of fibonacci, sine, adding, csv:PATH"
         )
     train_parts, val_parts = split_series(raw, config.split_rate, s)
-    scaler = None
-    if config.data.startswith("csv:") and config.scale == "standard":
+    if not (config.data.startswith("csv:") and config.scale == "standard"):
+        scaler = None
+    elif scaler is None:
         scaler = Scaler.fit(train_parts)
+    if scaler is not None:
         train_parts = [scaler.transform(p) for p in train_parts]
         val_parts = [scaler.transform(p) for p in val_parts]
         raw = [scaler.transform(a) for a in raw]

@@ -313,7 +313,8 @@ def forecast_run(
     """Forecast a trained run closed loop and record it: the ``nsteplstm forecast`` command.
 
     Loads the run (model on the CPU: one start point is a batch of one, where the
-    CPU beats a GPU's per-step launches), rebuilds its series from ``config.json``
+    CPU beats a GPU's per-step launches), reads its series again as ``config.json``
+    says, scaled with the run's own scaling (a CSV may have grown since training)
     (for a CSV split by ``csv_series_id``, the one with id ``series``, by default
     the first in the file), forecasts ``horizon`` points (default
     ``4 * sequence_size``) from the start window at ``start`` (a negative start
@@ -352,7 +353,7 @@ def forecast_run(
     _check_metrics(run.metrics, run.path / runs.METRICS_FILE)
     size = run.config.sequence_size
     horizon = 4 * size if horizon is None else horizon
-    dataset = load_dataset(run.config)
+    dataset = load_dataset(run.config, scaler=run.scaler)  # scaled as in training
     index = _series_index(dataset.series_ids, series, run.config.data)
     x = dataset.series[index]  # (T, F), scaled like the training data
     start = _run_start(start, x.shape[0], size)
