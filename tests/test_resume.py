@@ -392,6 +392,24 @@ def test_cli_resume_names_where_a_bad_setting_came_from(
     assert sorted((p.name, p.read_bytes()) for p in interrupted.iterdir()) == before
 
 
+def test_resume_refuses_a_changed_csv(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    text = "v\n" + "\n".join(str(t % 7) for t in range(120)) + "\n"
+    data.write_text(text)
+    settings = {"data": f"csv:{data}", "sequence_size": 10, "n_hidden": 4, "epochs": 2}
+    run = tmp_path / "run"
+    interrupt(Config.from_dict(settings, "test"), run, lambda e, b, n: (e, b) == (1, n))
+    assert len(json.loads((run / runs.CONFIG_FILE).read_text())["data_sha256"]) == 64
+    before = sorted((p.name, p.read_bytes()) for p in run.iterdir())
+
+    data.write_text(text + "3\n")  # one new observation: another training split, scaler
+    with pytest.raises(InputError, match=rf"^{data}: the file changed since the run in"):
+        train(None, run, resume=True, quiet=True)
+    assert sorted((p.name, p.read_bytes()) for p in run.iterdir()) == before
+    data.write_text(text)
+    assert train(None, run, resume=True, quiet=True).metrics["epochs"] == 2
+
+
 def test_resume_with_named_settings_continues_the_run(tmp_path: Path, reference: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(reference, run)

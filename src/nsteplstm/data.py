@@ -8,6 +8,7 @@ first `sequence_size` points, targets the same window shifted by one step.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 from collections.abc import Sequence
@@ -435,6 +436,14 @@ def _windows(parts: list[np.ndarray], sequence_size: int) -> tuple[np.ndarray, n
         np.concatenate([x for x, _ in pairs], axis=0),
         np.concatenate([y for _, y in pairs], axis=0),
     )
+
+
+def source_digest(config: Config) -> str | None:
+    """SHA-256 (hex) of the CSV file ``config.data`` names; None for generated data."""
+    if not config.data.startswith("csv:"):
+        return None
+    path = config.data[4:]
+    return hashlib.sha256(read_input(path, str(path))).hexdigest()
 
 
 def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:

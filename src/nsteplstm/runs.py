@@ -3,7 +3,8 @@
 A run directory holds:
 
 - ``config.json``: ``{"format_version": 1, "config": Config.to_dict(), "model":
-  Forecaster.config, "scaler": Scaler.to_dict() or null}``; written first.
+  Forecaster.config, "scaler": Scaler.to_dict() or null, "data_sha256": the CSV
+  file's SHA-256 or null}``; written first.
 - ``model.safetensors``: the final weights (``Forecaster.state_dict()`` keys), float32.
 - ``history.csv``: ``epoch,train_loss,val_loss,seconds``, one row per finished epoch
   (losses are mean squared errors in the data's (scaled) units, seconds wall time).
@@ -275,7 +276,11 @@ def _check_tensors(
 
 
 def write_config(
-    run_dir: str | Path, config: Config, model_config: dict[str, Any], scaler: Scaler | None
+    run_dir: str | Path,
+    config: Config,
+    model_config: dict[str, Any],
+    scaler: Scaler | None,
+    data_sha256: str | None = None,
 ) -> None:
     """Write ``config.json`` (see the module docstring)."""
     doc = {
@@ -283,8 +288,24 @@ def write_config(
         "config": config.to_dict(),
         "model": model_config,
         "scaler": None if scaler is None else scaler.to_dict(),
+        "data_sha256": data_sha256,
     }
     atomic_write(output_path(run_dir, CONFIG_FILE), _dumps(doc))
+
+
+def check_same_data(run_dir: str | Path, data_sha256: str | None) -> None:
+    """InputError unless the run's data file is unchanged: its ``config.json`` holds
+    ``data_sha256`` (runs of generated data, and runs written before this check, hold
+    none and pass)."""
+    config, _, _ = read_config(run_dir)
+    doc = _read_json(output_path(run_dir, CONFIG_FILE), CONFIG_FILE)
+    saved = doc.get("data_sha256")  # a dict: read_config checked it
+    if saved is not None and saved != data_sha256:
+        data = config.data
+        raise InputError(
+            f"{data[4:]}: the file changed since the run in {run_dir} started (its SHA-256 "
+            f"differs); resuming needs the same data: restore the file, or train anew"
+        )
 
 
 def _check_version(doc: dict[str, Any], path: Path) -> None:

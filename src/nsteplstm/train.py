@@ -40,7 +40,14 @@ from torch import Tensor
 
 from . import runs
 from .config import Config, absolute_data
-from .data import AddingDataset, Dataset, load_adding, load_dataset, random_lengths
+from .data import (
+    AddingDataset,
+    Dataset,
+    load_adding,
+    load_dataset,
+    random_lengths,
+    source_digest,
+)
 from .device import physical_memory, resolve_device, seed_everything
 from .errors import InputError, is_finite_number, is_int
 from .model import Forecaster, lstm_weight_count
@@ -859,6 +866,9 @@ def train(
 
     device = resolve_device(config.device)
     seed_everything(config.seed)
+    digest = source_digest(config)
+    if resume:
+        runs.check_same_data(out, digest)
     dataset = load_data(config)
     if device.type == "cpu":
         _check_memory(config, dataset)
@@ -888,7 +898,8 @@ def train(
         nonlocal dir_ready, out
         if not dir_ready:
             out = runs.prepare_run_dir(out, force)
-            runs.write_config(out, config, model.config, getattr(dataset, "scaler", None))
+            scaler = getattr(dataset, "scaler", None)
+            runs.write_config(out, config, model.config, scaler, digest)
             dir_ready = True
 
     def save() -> None:
