@@ -193,6 +193,19 @@ def test_building_blocks() -> None:
     assert model.training  # evaluate restores the mode
 
 
+def test_building_blocks_refuse_a_model_of_other_outputs() -> None:
+    config = tiny()
+    dataset = load_dataset(config)  # one target feature
+    model = Forecaster(1, 1, 8, 3, 0.0)  # (N, 3) against (N, 1) broadcast: 3x the MSE
+    optimizer = make_optimizer(model, config)
+    with pytest.raises(InputError, match="the model has n_out = 3, the data's targets 1 features"):
+        evaluate(model, dataset, config)
+    with pytest.raises(InputError, match="n_out = 3"):
+        train_epoch(
+            model, optimizer, prepare_data(dataset, config), config, np.random.default_rng()
+        )
+
+
 def test_optimizer_is_fused_adam_where_torch_has_one(monkeypatch) -> None:
     model = Forecaster(1, 1, 8, 1, 0.3)
     assert make_optimizer(model, tiny()).defaults["fused"] is True  # CPU: torch >= 2.4

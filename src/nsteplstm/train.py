@@ -224,11 +224,17 @@ def prepare_data(
 
 
 def _as_data(
-    dataset: Dataset | AddingDataset | TrainData, config: Config, model: torch.nn.Module
+    dataset: Dataset | AddingDataset | TrainData, config: Config, model: Forecaster
 ) -> TrainData:
-    if isinstance(dataset, TrainData):
-        return dataset
-    return prepare_data(dataset, config, next(model.parameters()).device)
+    """``dataset`` as TrainData on the model's device; InputError unless the model
+    predicts as many features as the targets hold (the loss would broadcast)."""
+    data = dataset
+    if not isinstance(data, TrainData):
+        data = prepare_data(data, config, next(model.parameters()).device)
+    n_out, features = model.config["n_out"], data.val.y.shape[-1]
+    if n_out != features:
+        raise InputError(f"the model has n_out = {n_out}, the data's targets {features} features")
+    return data
 
 
 def training_memory(config: Config, dataset: Dataset | AddingDataset) -> dict[str, int]:
