@@ -234,6 +234,19 @@ def test_read_csv_no_header(tmp_path: Path) -> None:
         read_csv(p, columns=["x"])
 
 
+def test_read_csv_header_is_decided_by_the_data_columns(tmp_path: Path) -> None:
+    # A first row whose id or date is text, but whose data columns are numbers, is data.
+    p = write(tmp_path, "a,1\na,2\nb,10\n")
+    got = {k: v.tolist() for k, v in read_csv(p, series_id=0).items()}
+    assert got == {"a": [[1], [2]], "b": [[10]]}
+    p = write(tmp_path, "2020-01-01,5\n2020-01-02,6\n")
+    assert read_csv(p, columns=[1])[""].tolist() == [[5], [6]]
+    p = write(tmp_path, ",v\n0,5\n1,6\n")  # pandas' to_csv: an empty cell over the index
+    assert read_csv(p, columns=[1])[""].tolist() == [[5], [6]]
+    p = write(tmp_path, "id,v\na,5\n")  # the data column's text makes it a header
+    assert {k: v.tolist() for k, v in read_csv(p, series_id=0).items()} == {"a": [[5]]}
+
+
 def test_read_csv_series_id(tmp_path: Path) -> None:
     p = write(tmp_path, "id,v\nb,1\nb,2\na,3\nb,4\na,5\nc,6\n")
     series = read_csv(p, series_id="id")
@@ -373,6 +386,22 @@ def test_load_dataset_csv_column_count_must_match_n_in(tmp_path: Path) -> None:
         Config.from_dict({"data": f"csv:{p}", "csv_columns": ["b"], "sequence_size": 3}, "t")
     )
     assert ds.n_features == 1 and ds.integer_valued
+
+
+def test_integers_past_float32s_exact_range_are_not_integer_valued(tmp_path: Path) -> None:
+    rows = [str(2**24 + 1 + t) for t in range(60)]  # read as float32: not the file's integers
+    p = write(tmp_path, "v\n" + "\n".join(rows) + "\n")
+    ds = load_dataset(Config.from_dict({"data": f"csv:{p}", "sequence_size": 3}, "t"))
+    assert not ds.integer_valued
+    assert int(ds.unscaled[0][0, 0]) == 2**24  # float32 rounds 2**24 + 1 down
+
+
+def test_load_dataset_keeps_the_series_as_read(tmp_path: Path) -> None:
+    values = fibonacci_mod(300, 5).astype(int).tolist()
+    p = write(tmp_path, "v\n" + "\n".join(map(str, values)) + "\n")
+    ds = load_dataset(Config.from_dict({"data": f"csv:{p}", "sequence_size": 3}, "t"))
+    assert ds.scaler is not None and ds.unscaled[0][:, 0].tolist() == values
+    assert ds.scaler.inverse(ds.series[0])[:, 0].tolist() != values  # not exact in float32
 
 
 # ----------------------------------------------------------------------- Scaler

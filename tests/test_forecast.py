@@ -311,6 +311,19 @@ def test_forecast_run_scales_with_the_runs_own_scaler(tmp_path) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_forecast_run_truth_is_the_files_values(tmp_path) -> None:
+    from nsteplstm.data import fibonacci_mod
+    from nsteplstm.forecast import forecast_run
+
+    values = fibonacci_mod(300, 5).astype(int).tolist()  # scaled and back: 0 -> 1.19e-07
+    path = tmp_path / "fib.csv"
+    path.write_text("v\n" + "\n".join(map(str, values)) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}")
+    forecast_run(run_dir, horizon=250, start=0)
+    rows = [r.split(",") for r in (run_dir / "forecast-window.csv").read_text().split()[1:]]
+    assert [float(r[1]) for r in rows if r[1]] == values[: S + 250]
+
+
 def test_forecast_run_errors(tmp_path) -> None:
     from nsteplstm.forecast import forecast_run
 

@@ -92,7 +92,8 @@ CONFIG_HELP: dict[str, str] = {
     "(default: all full length)",
     "csv_columns": "CSV columns to use, by header name or 0-based index, comma-separated "
     "(default: all, which then need n_in and n_out set to their number)",
-    "csv_header": "whether the CSV has a header row (default: auto-detect)",
+    "csv_header": "whether the CSV has a header row (default: auto-detect: a first row with "
+    "text in a data column)",
     "csv_series_id": "CSV column (name or index) that splits the rows into several series",
     "scale": "standard (mean 0, std 1 fitted on the training split) or none; CSV only",
     "adding_samples": "number of samples of the adding problem (data=adding)",

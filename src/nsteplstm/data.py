@@ -20,7 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nsteplstm.config import Config
-from nsteplstm.errors import InputError, check_int, is_finite_number, read_input
+from nsteplstm.errors import InputError, check_int, is_finite_number, is_int, read_input
 
 
 def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
@@ -160,6 +160,23 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def _data_cells(
+    first: list[str], columns: Sequence[str | int] | None, series_id: str | int | None
+) -> list[int]:
+    """Indices of ``first``'s cells that decide whether it is a header: the data
+    columns when they are known by index, else (a column named: names need a header;
+    no such column) every cell."""
+    every = list(range(len(first)))
+    given = [] if columns is None or isinstance(columns, (str, bytes)) else list(columns)
+    if isinstance(series_id, str) or any(isinstance(c, str) for c in given):
+        return every
+    if columns is None:
+        data = [i for i in every if i != series_id]
+    else:
+        data = [c for c in given if is_int(c) and 0 <= c < len(first)]
+    return data or every
+
+
 def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
     """Non-blank rows of a CSV file with their 1-based line numbers."""
     raw = read_input(path, str(path))
@@ -191,7 +208,10 @@ def read_csv(
 ) -> dict[str, np.ndarray]:
     """Read numeric columns of a CSV file as float32 series (T_k, n_columns), by id.
 
-    header None detects one: a first row with any non-numeric cell is a header.
+    header None detects one: a first row with a non-numeric cell is a header,
+    counting only the data columns when they are given by index (or are all but an
+    index series_id): an id or a date in the first row of a file without header
+    then stays data.
     columns are header names or 0-based indices (default: every column but the
     series id). With series_id, the rows are grouped by that column's text into
     one series per id, keyed by that text in order of first appearance (each keeps
@@ -204,7 +224,7 @@ def read_csv(
         raise InputError(f"{path}: empty file (no rows)")
     first_line, first = rows[0]
     if header is None:
-        header = not all(_is_number(c) for c in first)
+        header = not all(_is_number(first[i]) for i in _data_cells(first, columns, series_id))
     names = first if header else None
     body = rows[1:] if header else rows
     n_cols = len(first)
@@ -391,7 +411,8 @@ class Dataset:
 
     train_x, train_y, val_x, val_y: float32 (N, sequence_size, F), targets = inputs
     shifted by one step. series: the full series (T_k, F), scaled like the windows,
-    for closed-loop forecasting; series_ids their ids (the csv_series_id column's
+    for closed-loop forecasting; unscaled: the same in data units (float32 as read);
+    series_ids their ids (the csv_series_id column's
     text), None for one series without an id. scaler: the scaling applied (None when unscaled);
     `scaler.inverse` returns to data units. integer_valued: every raw value is an
     integer (fibonacci always), so forecasts may be rounded. kind: "fibonacci",
@@ -403,6 +424,7 @@ class Dataset:
     val_x: np.ndarray
     val_y: np.ndarray
     series: list[np.ndarray]
+    unscaled: list[np.ndarray]
     scaler: Scaler | None
     integer_valued: bool
     kind: str
@@ -476,11 +498,13 @@ def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
                 f"{path}: the data has {n_features} columns but n_in = {config.n_in} and "
                 f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns"
             )
-        integer_valued = all(bool(np.all(a == np.round(a))) for a in raw)
+        # An integer past 2**24 is not exact in float32: rounding to it means nothing.
+        integer_valued = all(bool(np.all((a == np.round(a)) & (abs(a) <= 2**24))) for a in raw)
     else:
         raise InputError(
             f"config: data = {config.data!r} is not one of fibonacci, sine, adding, csv:PATH"
         )
+    unscaled = raw
     train_parts, val_parts = split_series(raw, config.split_rate, s)
     if not (config.data.startswith("csv:") and config.scale == "standard"):
         scaler = None
@@ -500,7 +524,9 @@ def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
     train_x, train_y = _windows(train_parts, s)
     val_x, val_y = _windows(val_parts, s)
     kind = "csv" if config.data.startswith("csv:") else config.data
-    return Dataset(train_x, train_y, val_x, val_y, raw, scaler, integer_valued, kind, series_ids)
+    return Dataset(
+        train_x, train_y, val_x, val_y, raw, unscaled, scaler, integer_valued, kind, series_ids
+    )
 
 
 def load_adding(config: Config) -> AddingDataset:

@@ -361,7 +361,8 @@ def forecast_run(
     pred = forecast(run.model, x, [start], size, horizon, mode)  # (1, horizon, F)
     seconds = time.perf_counter() - began
     if dataset.scaler is not None:
-        x, pred = dataset.scaler.inverse(x), dataset.scaler.inverse(pred)
+        pred = dataset.scaler.inverse(pred)
+    x = dataset.unscaled[index]  # as read: scaling there and back is not exact in float32
     truth = forecast_truth(x, [start], size, horizon)
     metrics = forecast_metrics(pred, truth, dataset.integer_valued)
     metrics = {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
