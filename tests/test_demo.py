@@ -17,8 +17,8 @@ RUNS = ("layers-1", "layers-2", "layers-3", "dropout-0.4", "dropout-0.5")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def demo(out: Path, **kw) -> Path:
-    return run_demo(out, epochs=1, quiet=True, base=TINY, echo=lambda line: None, **kw)
+def demo(out: Path, base: Config = TINY, **kw) -> Path:
+    return run_demo(out, epochs=1, quiet=True, base=base, echo=lambda line: None, **kw)
 
 
 @pytest.mark.slow
@@ -58,3 +58,39 @@ def test_demo_checks_every_run_directory_before_replacing_any(tmp_path):
     with pytest.raises(InputError, match="layers-3 exists and is not a directory"):
         demo(out, force=True)
     assert (out / "layers-1" / runs.MODEL_FILE).read_bytes() == b"an earlier model"
+
+
+@pytest.mark.slow
+def test_demo_follows_its_base_settings(tmp_path, monkeypatch):
+    import dataclasses
+
+    from nsteplstm import demo as demo_module
+
+    plotted = {}
+    real = demo_module.plot_overlay
+
+    def overlay(path, histories, *args, **kw):
+        plotted[Path(path).name] = list(histories)
+        return real(path, histories, *args, **kw)
+
+    monkeypatch.setattr(demo_module, "plot_overlay", overlay)
+    base = dataclasses.replace(TINY, dropout=0.4, data="sine")
+    report = demo(tmp_path / "demo", base=base).read_text()
+    # 0.4 is the base's: the 2-layer run stands for it (it was trained twice, plotted once).
+    assert plotted["dropout.png"] == ["dropout 0.4", "dropout 0.5"]
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir() if p.is_dir()) == [
+        "dropout-0.5",
+        "layers-1",
+        "layers-2",
+        "layers-3",
+    ]
+    assert "dropout 0.4, 0.5, 2 layers" in report and "0.3" not in report.split("<table>")[0]
+    assert "a sine of period" in report and "Fibonacci" not in report
+
+
+def test_demo_refuses_the_adding_problem(tmp_path):
+    import dataclasses
+
+    with pytest.raises(InputError, match="demo: data = 'adding' is sequence-to-one"):
+        demo(tmp_path / "demo", base=dataclasses.replace(TINY, data="adding", n_in=2))
+    assert not (tmp_path / "demo").exists()

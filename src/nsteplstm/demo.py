@@ -17,6 +17,7 @@ from typing import Any
 
 from . import runs
 from .config import Config
+from .errors import InputError
 from .forecast import forecast_run
 from .plots import plot_losses, plot_overlay
 from .train import train
@@ -40,15 +41,18 @@ def run_demo(
     """Train, forecast and plot the article's experiment into ``out``; return ``report.html``.
 
     ``base`` is the configuration every model starts from (default: the article's,
-    with ``epochs``); ``n_layers`` and ``dropout`` vary per model. ``echo`` gets the
-    progress lines and the final table.
+    with ``epochs``); ``n_layers`` and ``dropout`` vary per model: 1, 2 and 3 layers at
+    ``base.dropout``, and 2 layers at each of :data:`DROPOUTS` besides. ``echo`` gets
+    the progress lines and the final table.
     """
     base = Config.from_dict(replace(base or Config(), epochs=epochs).to_dict(), "of the demo")
+    if base.data == "adding":
+        raise InputError("demo: data = 'adding' is sequence-to-one; the demo forecasts a series")
+    dropouts = sorted({base.dropout, *DROPOUTS})  # compared at DROPOUT_LAYERS
+    extra = [p for p in dropouts if p != base.dropout]
     out = runs.prepare_run_dir(out, force)
     models = [(f"layers-{n}", replace(base, n_layers=n)) for n in LAYERS]
-    models += [
-        (f"dropout-{p}", replace(base, n_layers=DROPOUT_LAYERS, dropout=p)) for p in DROPOUTS
-    ]
+    models += [(f"dropout-{p}", replace(base, n_layers=DROPOUT_LAYERS, dropout=p)) for p in extra]
     for name, _ in models:  # all checked before any is replaced
         runs.check_run_dir_free(out / name, force)
     rows, histories = [], {}
@@ -62,15 +66,19 @@ def run_demo(
 
     layer_runs = {f"{n} layer{'s' * (n > 1)}": histories[f"layers-{n}"] for n in LAYERS}
     plot_overlay(out / "layers.png", layer_runs, "Loss per epoch by number of layers", "both")
-    dropout_runs = {f"dropout {base.dropout}": histories[f"layers-{DROPOUT_LAYERS}"]}
-    dropout_runs |= {f"dropout {p}": histories[f"dropout-{p}"] for p in DROPOUTS}
+    dropout_runs = {
+        f"dropout {p}": histories[
+            f"layers-{DROPOUT_LAYERS}" if p == base.dropout else f"dropout-{p}"
+        ]
+        for p in dropouts
+    }
     title = f"Validation loss by dropout ({DROPOUT_LAYERS} layers)"
     plot_overlay(out / "dropout.png", dropout_runs, title)
 
     table = _markdown_table(rows)
     echo(table)
     report = out / "report.html"
-    runs.atomic_write(report, _report_html(out, rows, base))
+    runs.atomic_write(report, _report_html(out, rows, base, dropouts))
     return report
 
 
@@ -123,7 +131,19 @@ def _image(path: Path, alt: str) -> str:
     )
 
 
-def _report_html(out: Path, rows: list[dict[str, Any]], base: Config) -> str:
+def _data_words(config: Config) -> str:
+    """What the series is, for the report's first line."""
+    if config.data == "fibonacci":
+        return f"Fibonacci numbers modulo {config.value}, {config.total_size} points"
+    if config.data == "sine":
+        return (
+            f"a sine of period {config.period} with noise {config.noise}, "
+            f"{config.total_size} points"
+        )
+    return f"the CSV file {config.data[4:]}"
+
+
+def _report_html(out: Path, rows: list[dict[str, Any]], base: Config, dropouts: list[float]) -> str:
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in COLUMNS)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
@@ -133,7 +153,7 @@ def _report_html(out: Path, rows: list[dict[str, Any]], base: Config) -> str:
     figures.append(
         _image(
             out / "dropout.png",
-            f"Validation loss, dropout 0.3, 0.4 and 0.5, {DROPOUT_LAYERS} layers",
+            f"Validation loss, dropout {', '.join(map(str, dropouts))}, {DROPOUT_LAYERS} layers",
         )
     )
     for row in rows:
@@ -154,10 +174,10 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #bbb; padding
 td {{ text-align: right; }} img {{ max-width: 100%; }} figure {{ margin: 1.5em 0; }}
 </style></head><body>
 <h1>nsteplstm demo: the NStepLSTM article, reproduced</h1>
-<p>Fibonacci numbers modulo {base.value}, {base.total_size} points, first
-{base.split_rate:.0%} for training; windows of {base.sequence_size}; hidden
-{base.n_hidden}; Adam (lr {base.lr}); {base.epochs} epochs. Forecasts are closed loop
-from the first {base.sequence_size} true points, {4 * base.sequence_size} points ahead.</p>
+<p>{html.escape(_data_words(base))}, first {base.split_rate:.0%} of each series for
+training; windows of {base.sequence_size}; hidden {base.n_hidden}; Adam (lr {base.lr});
+{base.epochs} epochs. Forecasts are closed loop from the first {base.sequence_size} true
+points, {4 * base.sequence_size} points ahead.</p>
 <table><tr>{head}</tr>{body}</table>
 {"".join(figures)}
 <h2>Configuration</h2><pre>{config}</pre>
