@@ -152,11 +152,7 @@ def test_trainer_snapshot_with_prefix(tmp_path: Path) -> None:
 
 
 def test_importing_a_snapshot_without_prefix_names_the_chain_to_pass(tmp_path: Path) -> None:
-    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
-        arrays = {f"updater/model:main/predictor/{k}": v for k, v in f.items()}
-    arrays["updater/iteration"] = np.array(1000.0)
-    path = tmp_path / "snapshot.npz"
-    np.savez(path, **arrays)
+    path = snapshot(tmp_path)
     with pytest.raises(InputError, match=r"under prefix 'updater/model:main/predictor/': pass"):
         import_chainer_run(path, tmp_path / "run")  # the parent of l1/, not l1/ itself
     assert not (tmp_path / "run").exists()
@@ -555,7 +551,8 @@ def snapshot(tmp_path: Path, **changes: np.ndarray) -> Path:
     beside its bookkeeping."""
     with np.load(fixture("article_nstep"), allow_pickle=False) as f:
         arrays = {f"updater/model:main/predictor/{k}": v for k, v in {**f, **changes}.items()}
-    arrays["updater/iteration"] = np.array(1000.0)
+    arrays["updater/iteration"] = np.array(1000)  # int64, as Chainer's Trainer writes it
+    arrays["updater/iterator:main/current_position"] = np.array(17)
     path = tmp_path / "snapshot.npz"
     np.savez(path, **arrays)
     return path

@@ -86,6 +86,16 @@ def read_npz_shapes(path: str | Path, prefix: str = "") -> Shapes:
             member that is not a plain numeric array (pickled objects, raw bytes), no
             member under ``prefix``, an array that is not floating point.
     """
+    headers = _read_headers(path, prefix)
+    _check_floating(headers, f"Chainer checkpoint {path}")
+    return {key: shape for key, (shape, _) in headers.items()}
+
+
+Headers = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
+def _read_headers(path: str | Path, prefix: str) -> Headers:
+    """:func:`read_npz_shapes` with the dtypes, any dtype accepted."""
     where = f"Chainer checkpoint {path}"
     if not isinstance(path, (str, Path)):
         raise InputError(f"path must be a file name (str or Path), got {type(path).__name__}")
@@ -99,7 +109,7 @@ def read_npz_shapes(path: str | Path, prefix: str = "") -> Shapes:
             f"{where}: not an .npz archive (no zip header); expected a file written by "
             "chainer.serializers.save_npz"
         )
-    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    headers: Headers = {}
     with _corrupt_file(where, "archive"), np.load(path, allow_pickle=False) as npz:
         for key in (k for k in npz.files if k.startswith(prefix)):
             with _corrupt_file(where, f"array {key!r}"):
@@ -107,10 +117,13 @@ def read_npz_shapes(path: str | Path, prefix: str = "") -> Shapes:
     if not headers:
         under = f" under prefix {prefix!r}" if prefix else ""
         raise InputError(f"{where}: the archive holds no arrays{under}")
+    return headers
+
+
+def _check_floating(headers: Headers, where: str) -> None:
     for key, (_, dtype) in headers.items():
         if dtype.kind != "f":
             raise InputError(f"{where}: array {key!r} has dtype {dtype}, expected floating point")
-    return {key: shape for key, (shape, _) in headers.items()}
 
 
 def _read_arrays(path: str | Path, prefix: str, shapes: Shapes) -> Arrays:
@@ -248,7 +261,16 @@ def _shapes_under(path: str | Path, prefix: str) -> tuple[Shapes, str, str]:
         raise InputError(f"prefix must be None or a string such as 'l1/', got {prefix!r}")
     p = prefix.strip("/") + "/" if prefix.strip("/") else ""
     where = f"Chainer checkpoint {path}" + (f" (prefix {p!r})" if p else "")
-    shapes = {k[len(p) :]: v for k, v in read_npz_shapes(path, p).items()}
+    headers = _read_headers(path, p)
+    shapes = {k[len(p) :]: shape for k, (shape, _) in headers.items()}
+    chains = _chain_prefixes(shapes, p)
+    if not any(k.startswith(("l1/", "l2/")) for k in shapes) and chains:
+        # Before the dtypes: a Trainer snapshot also holds the iterator's integers.
+        raise InputError(
+            f"{where}: no l1/ and l2/ of the article's chain here; they seem to be under "
+            f"prefix {chains[0]!r}: pass --prefix {chains[0]} (prefix= from Python)"
+        )
+    _check_floating(headers, f"Chainer checkpoint {path}")
     return shapes, where, p
 
 
@@ -493,12 +515,6 @@ def import_chainer_run(
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
     dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
     shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
-    chains = _chain_prefixes(shapes, p)
-    if not any(k.startswith(("l1/", "l2/")) for k in shapes) and chains:
-        raise InputError(
-            f"{where}: no l1/ and l2/ of the article's chain here; they seem to be under "
-            f"prefix {chains[0]!r}: pass --prefix {chains[0]} (prefix= from Python)"
-        )
     model = _link_or_chain(shapes, where, p, None, dropout)
     if not isinstance(model, Forecaster):
         raise _not_a_chain(model, where, p)
