@@ -14,6 +14,7 @@ from nsteplstm.bench import (
     CHART_FILE,
     JSON_FILE,
     TABLE_FILE,
+    best_peak,
     chainer,
     check_chainer_python,
     epoch_flops,
@@ -177,3 +178,12 @@ def test_a_failed_bench_leaves_no_out_directory(tmp_path: Path):
     with pytest.raises(InputError, match="the baseline run failed .*: chainer broke"):
         run_bench(out=out, quick=True, device="cpu", chainer_python=python)
     assert not (tmp_path / "new").exists()
+
+
+def test_best_peak_keeps_each_kernels_best_reading() -> None:
+    # One reading disturbed by other load must not lower the peak (and inflate every roofline).
+    before = {"kernels": [{"name": "mm", "gflops": 190.0}, {"name": "lstm", "gflops": 4.0}]}
+    after = {"kernels": [{"name": "mm", "gflops": 2.0}, {"name": "lstm", "gflops": 150.0}]}
+    merged = best_peak(before, after)
+    assert merged["kernels"] == [{"name": "mm", "gflops": 190.0}, {"name": "lstm", "gflops": 150.0}]
+    assert (merged["best"], merged["gflops"]) == ("mm", 190.0)

@@ -212,6 +212,18 @@ def measure_peak(
                 "gflops": 2 * steps * batch * 4 * h * 2 * h / seconds / 1e9,
             }
         )
+    return _peak(kernels)
+
+
+def best_peak(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two :func:`measure_peak` results of the same kernels, each kernel at its best."""
+    rates = {k["name"]: k["gflops"] for k in a["kernels"]}
+    return _peak(
+        [{"name": k["name"], "gflops": max(k["gflops"], rates[k["name"]])} for k in b["kernels"]]
+    )
+
+
+def _peak(kernels: list[dict[str, Any]]) -> dict[str, Any]:
     best = max(kernels, key=lambda k: k["gflops"])
     return {"kernels": kernels, "best": best["name"], "gflops": best["gflops"]}
 
@@ -807,7 +819,9 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += [
             "",
             f"Variable-length windows (lengths uniform in [{doc['setup']['variable_min_length']}, "
-            f"{doc['setup']['sequence_size']}]), us per processed time step (best epoch):",
+            f"{doc['setup']['sequence_size']}]), us per real time step (best epoch; the "
+            "padded plain loop also computes its padding, about 1.5x the real steps, so "
+            "its roofline counts useful work only):",
             "",
             "| device | layers | equal length | variable | variable / equal | variable / plain "
             "| variable / plain, variable |",
@@ -845,7 +859,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "Targets: "
         + ", ".join(
-            f"{k} {v['value']:.3g} ({'met' if v['met'] else 'MISSED'})"
+            f"{k} {v['value']:.4g} ({'met' if v['met'] else 'MISSED'})"  # 1.001 is not 1
             for k, v in doc["targets"].items()
         ),
     ]
@@ -984,13 +998,19 @@ def run_bench(
                 Contender("nstep-var", str(dev), layers, ours("nstep", var, dataset, dev))
             )
 
+    trials = 3 if quick else 7
+    # The peak is measured before and after the timed epochs and the best of each kernel
+    # kept: one second of it disturbed by other load would inflate every roofline.
+    before = {str(dev): measure_peak(dev, base.n_hidden, base.batch_size, size, trials)
+              for dev in devices}  # fmt: skip
     names = ", ".join(map(str, devices))
     _log(f"{len(contenders)} configurations x {repeats} timed epochs on {names}")
     race(contenders, repeats, _log)
 
     peak = {}
     for dev in devices:
-        peak[str(dev)] = measure_peak(dev, base.n_hidden, base.batch_size, size, 3 if quick else 7)
+        after = measure_peak(dev, base.n_hidden, base.batch_size, size, trials)
+        peak[str(dev)] = best_peak(before[str(dev)], after)
         _log(f"peak {dev}: {peak[str(dev)]['gflops']:.0f} GFLOP/s ({peak[str(dev)]['best']})")
     rows = [_summary(c, base, peak[c.device]["gflops"]) for c in contenders]
     _ratios(rows)
