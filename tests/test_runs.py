@@ -117,13 +117,19 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     assert len(list(run.iterdir())) == 5  # checking changed nothing
     (run / "forecast-mine.csv").write_text("the user's own")  # not a name a run writes
     (run / "losses.png").write_bytes(b"the user's plot")
+    (run / "checkpoint-backup.safetensors").write_bytes(b"the user's copy")  # not a run's name
     (run / runs.MODEL_FILE).mkdir()  # in the way: nothing may be removed
     with pytest.raises(InputError, match="cannot replace .*model.safetensors: it is a directory"):
         runs.prepare_run_dir(run, force=True)
-    assert len(list(run.iterdir())) == 8
+    assert len(list(run.iterdir())) == 9
     (run / runs.MODEL_FILE).rmdir()
     runs.prepare_run_dir(run, force=True)
-    assert sorted(p.name for p in run.iterdir()) == ["forecast-mine.csv", "losses.png", "notes.txt"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint-backup.safetensors",
+        "forecast-mine.csv",
+        "losses.png",
+        "notes.txt",
+    ]
     file = tmp_path / "file"
     file.write_text("x")
     with pytest.raises(InputError, match="not a directory"):
@@ -292,9 +298,10 @@ def checkpoint(epoch: int, batch: int = 0) -> runs.Checkpoint:
 
 def test_checkpoint_pairs_json_with_one_weights_file(tmp_path: Path) -> None:
     runs.save_checkpoint(tmp_path, checkpoint(1))
+    (tmp_path / "checkpoint-keep.safetensors").write_bytes(b"the user's copy")
     runs.save_checkpoint(tmp_path, checkpoint(2, 5))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["checkpoint-2-5.safetensors", "checkpoint.json"]
+    assert names == ["checkpoint-2-5.safetensors", "checkpoint-keep.safetensors", "checkpoint.json"]
     back = runs.load_checkpoint(tmp_path)
     assert back is not None and back.name == "checkpoint-2-5.safetensors"
     assert back.state == {"epoch": 2, "batch": 5, "history": []}

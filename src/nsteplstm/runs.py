@@ -185,7 +185,13 @@ def _old_run_files(path: Path) -> list[Path]:
     if not path.is_dir():
         return []
     found = [path / name for name in RUN_FILES if os.path.lexists(path / name)]
-    return found + sorted(path.glob("checkpoint-*.safetensors"))
+    return found + _checkpoint_weights(path)
+
+
+def _checkpoint_weights(run_dir: Path) -> list[Path]:
+    """The checkpoint weights files in ``run_dir`` (``checkpoint-E[-B].safetensors``
+    exactly: a user's ``checkpoint-backup.safetensors`` is not one)."""
+    return sorted(p for p in run_dir.glob("checkpoint-*") if _CHECKPOINT_WEIGHTS.fullmatch(p.name))
 
 
 def prepare_run_dir(path: str | Path, force: bool) -> Path:
@@ -561,7 +567,7 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> None:
         time.sleep(float(delay))
     doc = {"format_version": FORMAT_VERSION, "weights": name, **state}
     atomic_write(output_path(run_dir, CHECKPOINT_FILE), _dumps(doc))
-    for old in Path(run_dir).glob("checkpoint-*.safetensors"):
+    for old in _checkpoint_weights(Path(run_dir)):
         if old.name != name:
             old.unlink(missing_ok=True)
 
