@@ -122,8 +122,14 @@ def test_wrong_type(key: str, value: Any, expected: str) -> None:
         ({"data": "adding", "n_in": 1}, "n_in = 1 is out of range (allowed: 2 for data = 'add"),
         ({"data": "sine", "n_out": 2}, "n_out = 2 is out of range (allowed: 1 for data = 'sine')"),
         ({"data": "csv:a.csv", "csv_columns": ["a", "b"], "n_in": 1}, "n_in = 1 is out of range"),
-        ({"csv_columns": []}, "csv_columns = [] is out of range (allowed: a non-empty list)"),
-        ({"csv_columns": [-1]}, "csv_columns = [-1] is out of range"),
+        (
+            {"data": "csv:a.csv", "csv_columns": []},
+            "csv_columns = [] is out of range (allowed: a non-empty list)",
+        ),
+        ({"data": "csv:a.csv", "csv_columns": [-1]}, "csv_columns = [-1] is out of range"),
+        ({"csv_columns": ["units"]}, "csv_columns = ['units'] applies only to data = 'csv:PATH'"),
+        ({"data": "sine", "csv_header": True}, "csv_header = true applies only to data = 'csv"),
+        ({"csv_series_id": 0}, "csv_series_id = 0 applies only to data = 'csv:PATH', not data"),
         ({"grad_clip": -1}, "grad_clip = -1.0 is out of range (allowed: >= 0"),
         ({"seed": -1}, "seed = -1 is out of range"),
         ({"split_rate": 0.99}, "split_rate = 0.99 of total_size = 2000 gives 1980 training and"),
@@ -210,6 +216,17 @@ def test_load_toml_refuses_what_is_not_a_file(not_a_file: Callable[[str], Path])
     path = not_a_file("c.toml")
     with pytest.raises(InputError, match=f"^config {path}: not a regular file"):
         load_toml(path)
+
+
+def test_load_toml_takes_a_relative_csv_path_from_the_toml_files_folder(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    toml = tmp_path / "conf" / "run.toml"
+    toml.write_text('data = "csv:sales.csv"\n')
+    assert load_toml(toml)["data"] == f"csv:{tmp_path / 'conf' / 'sales.csv'}"
+    toml.write_text('data = "csv:/abs/sales.csv"\n')
+    assert load_toml(toml)["data"] == "csv:/abs/sales.csv"
+    toml.write_text('data = "sine"\n')
+    assert load_toml(toml)["data"] == "sine"
 
 
 def test_load_toml_errors(tmp_path: Path) -> None:

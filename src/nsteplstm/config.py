@@ -262,7 +262,10 @@ def parse_cli_value(key: str, text: str) -> Any:
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file into a dict; every problem with the file raises InputError."""
+    """Read a TOML file into a dict; every problem with the file raises InputError.
+
+    A relative ``csv:`` path in ``data`` is taken relative to the TOML file's folder
+    (as it reads there), and returned joined to it."""
     raw = read_input(path, f"config {path}")
     try:
         text = raw.decode("utf-8")
@@ -278,6 +281,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise InputError(f"config {path}: invalid TOML: nested too deeply") from None
     if not isinstance(d, dict):  # pragma: no cover - tomllib always returns a table
         raise InputError(f"config {path}: expected a table of settings")
+    data = d.get("data")
+    if isinstance(data, str) and data.startswith("csv:") and data[4:].strip():
+        d["data"] = "csv:" + os.path.join(os.path.dirname(path), data[4:])  # kept if absolute
     return d
 
 
@@ -448,6 +454,15 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
     data = v["data"]
     is_csv = data.startswith("csv:") and data[4:].strip() != ""
     check("data", data in BUILTIN_DATA or is_csv, "fibonacci, sine, adding, csv:PATH")
+
+    if not is_csv:  # accepted and ignored, they would be stored as if they applied
+        for key in ("csv_columns", "csv_header", "csv_series_id"):
+            if v[key] is not None:
+                raise fail(
+                    key,
+                    f"{key} = {_show(v[key])} applies only to data = 'csv:PATH', not "
+                    f"data = {_show(data)}",
+                )
 
     columns = v["csv_columns"]
     if columns is not None:
