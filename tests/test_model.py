@@ -444,6 +444,9 @@ def test_resolve_device():
     assert nl.resolve_device("auto").type == expected_auto
     with pytest.raises(ValueError, match="is not a device"):
         nl.resolve_device("tpu")
+    for spec in (-2, "-7"):  # only -1 means the CPU, as Config says (bench took -2 for it)
+        with pytest.raises(ValueError, match="is not a device"):
+            nl.resolve_device(spec)
     if not torch.cuda.is_available():
         for spec in (0, "cuda", "cuda:1"):
             with pytest.raises(ValueError, match=rf"device '?{spec}'? was asked for.*no CUDA"):

@@ -31,7 +31,7 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
 
     Accepts ``"auto"``/``None`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``,
     ``"cuda:K"``, a CPU or CUDA ``torch.device``, or the article's integers (also as strings):
-    a negative number means the CPU, ``K >= 0`` means ``cuda:K``.
+    ``-1`` means the CPU, ``K >= 0`` means ``cuda:K``.
 
     Raises:
         InputError: for any other spec, or when CUDA device K is asked for and missing.
@@ -45,8 +45,8 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
         raise InputError(f"device: {spec!r} is not a device; use {DEVICE_FORMS}")
     if isinstance(spec, str) and spec.strip().lstrip("+-").isdigit():
         spec = int(spec)
-    if isinstance(spec, int):
-        spec = "cpu" if spec < 0 else f"cuda:{spec}"
+    if isinstance(spec, int) and spec >= -1:  # -2 and below: no device (as in Config)
+        spec = "cpu" if spec == -1 else f"cuda:{spec}"
     if not isinstance(spec, str):
         raise InputError(f"device: {spec!r} is not a device; use {DEVICE_FORMS}")
     name = spec.strip().lower()
