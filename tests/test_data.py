@@ -491,3 +491,16 @@ def test_fibonacci_modulus_stays_exact_in_float32() -> None:
     with pytest.raises(InputError, match=r"value = 16777217 is out of range .* <= 2\*\*24"):
         Config.from_dict({"value": 2**24 + 1}, "test")
     assert fibonacci_mod(3, 2**24)[2] == 1.0
+
+
+def test_seeds_and_scaler_inputs_are_checked() -> None:
+    for bad in (-1, 1.5):
+        with pytest.raises(InputError, match="seed must be an integer >= 0"):
+            sine(5, noise=0.1, seed=bad)
+        with pytest.raises(InputError, match="seed must be an integer >= 0"):
+            adding_problem(3, 4, bad)
+    with pytest.raises(InputError, match="non-empty list of .* got ndarray"):
+        Scaler.fit(np.ones((5, 2)))
+    for rows in (np.zeros((0, 2)), np.array([[1.0, np.nan]])):  # mean NaN, silently
+        with pytest.raises(InputError, match="must hold rows, all finite"):
+            Scaler.fit([rows])

@@ -651,3 +651,29 @@ def test_weight_count_is_the_modules(cls, n_layers):
 def test_sizes_beyond_this_machines_memory_are_refused_at_once(build):
     with pytest.raises(nl.InputError, match=r"weights \(.* GiB of float32\) do not fit in this"):
         build()
+
+
+def test_state_carried_from_inference_mode_can_be_trained_on():
+    # An inference tensor cannot be saved for backward: the next call used to fail in _VF.lstm.
+    torch.manual_seed(0)
+    xs = [torch.randn(5, 3), torch.randn(5, 3)]
+    st = nl.StatefulNStepLSTM(1, 3, 4)
+    with torch.inference_mode():
+        st(xs)
+    h0, c0 = st.h.clone(), st.c.clone()
+    ys = st(xs)
+    sum(y.sum() for y in ys).backward()
+    _, _, want = st.lstm(h0, c0, xs)  # the same call from plain tensors
+    assert all(torch.equal(y, w) for y, w in zip(ys, want, strict=True))
+    assert st.lstm.weights[0].grad is not None
+    cell = nl.StepLSTM(3, 4)
+    with torch.inference_mode():
+        cell(torch.randn(2, 3))
+    cell(torch.randn(2, 3)).sum().backward()
+    assert cell.weight_hh.grad is not None
+
+
+def test_argument_checks_take_numpy_numbers_and_name_a_wrong_layout():
+    assert nl.NStepLSTM(1, 3, 4, dropout=np.float32(0.25)).dropout == 0.25
+    with pytest.raises(nl.InputError, match="layout must be a PackedLayout, got list"):
+        nl.NStepLSTM(1, 3, 4).forward_packed(torch.randn(6, 3), [4, 2])

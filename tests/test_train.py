@@ -314,3 +314,21 @@ def test_training_memory_is_a_lower_bound_of_the_real_peak(tmp_path: Path) -> No
     estimate = sum(training_memory(config, load_data(config)).values())
     assert estimate > 200 * 2**20  # the model's share dominates the process's own ~300 MiB
     assert peak >= estimate
+
+
+def test_evaluate_first_then_train_on_the_same_prepared_data() -> None:
+    # evaluate() cached the adding problem's last-step rows under inference_mode, and
+    # training then failed: "Inference tensors cannot be saved for backward".
+    settings = {"data": "adding", "adding_samples": 40, "sequence_size": 6, "batch_size": 20}
+    config = Config.from_dict({**settings, "split_rate": 0.5, "n_hidden": 8}, "t")
+    model = Forecaster(1, 2, 8, 1, 0.0)
+    data = prepare_data(load_data(config), config)
+    before = evaluate(model, data, config)
+    train_epoch(model, make_optimizer(model, config), data, config, np.random.default_rng(0))
+    assert evaluate(model, data, config) != before
+
+
+def test_a_float64_model_is_told_to_be_float32() -> None:
+    config = tiny()
+    with pytest.raises(InputError, match=r"float32 models .* got a torch.float64 model: call"):
+        evaluate(Forecaster(1, 1, 8, 1, 0.0).double(), load_dataset(config), config)

@@ -38,6 +38,7 @@ def sine(total_size: int, period: float = 20.0, noise: float = 0.0, seed: int = 
     """sin(2 pi t / period) for t = 0..total_size-1 (period in time steps), plus Gaussian
     noise of standard deviation `noise`; float32 (total_size,)."""
     total_size = check_int("total_size", total_size)
+    seed = check_int("seed", seed, 0)
     if not is_finite_number(period) or period <= 0:
         raise InputError(f"sine: period must be a finite number > 0, got {period!r}")
     if not is_finite_number(noise) or noise < 0:
@@ -65,6 +66,7 @@ def adding_problem(
     squared error of Var(U1 + U2) = 1/6 ~= 0.167, the baseline to beat.
     """
     n_samples, seq_len = check_int("n_samples", n_samples), check_int("seq_len", seq_len)
+    seed = check_int("seed", seed, 0)
     lowest = seq_len if min_length is None else check_int("min_length", min_length)
     if not 2 <= lowest <= seq_len:
         raise InputError(
@@ -294,8 +296,11 @@ class Scaler:
     @classmethod
     def fit(cls, train_arrays: Sequence[np.ndarray]) -> Scaler:
         """Fit on arrays (T_k, F) stacked along time; a feature with std 0 gets std 1."""
-        if not train_arrays:
-            raise InputError("Scaler.fit: no training data to fit the scaling on")
+        if not isinstance(train_arrays, (list, tuple)) or not train_arrays:
+            raise InputError(
+                "Scaler.fit: train_arrays must be a non-empty list of (T_k, F) arrays, got "
+                f"{type(train_arrays).__name__}"
+            )
         shapes = {np.shape(a)[1:] for a in train_arrays}
         if len(shapes) != 1 or len(next(iter(shapes))) != 1:
             raise InputError(
@@ -303,6 +308,8 @@ class Scaler:
                 f"{sorted(np.shape(a) for a in train_arrays)}"
             )
         stacked = np.concatenate([np.asarray(a, dtype=np.float64) for a in train_arrays], axis=0)
+        if len(stacked) == 0 or not np.isfinite(stacked).all():
+            raise InputError("Scaler.fit: the training data must hold rows, all finite")
         mean = stacked.mean(axis=0).astype(np.float32)
         std = stacked.std(axis=0).astype(np.float32)
         std[~(std > 0)] = 1.0  # after the cast: a spread below float32's range is none

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import physical_memory
-from .errors import InputError, check_int
+from .errors import InputError, check_int, is_finite_number
 from .functional import dropout, lstm_cell, n_step_lstm
 from .packing import PackedLayout
 
@@ -55,11 +55,7 @@ def _check_fits(n_layers: int, in_size: int, out_size: int, directions: int = 1)
 
 
 def _check_dropout(dropout: float) -> None:
-    if (
-        isinstance(dropout, bool)
-        or not isinstance(dropout, (int, float))
-        or not (0.0 <= dropout < 1.0)
-    ):
+    if not is_finite_number(dropout) or not (0.0 <= dropout < 1.0):
         raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
@@ -105,6 +101,8 @@ def check_packed(data: Tensor, layout: PackedLayout, in_size: int, weight: Tenso
 
     The fused kernels trust these sizes; a mismatch must never reach them.
     """
+    if not isinstance(layout, PackedLayout):
+        raise InputError(f"layout must be a PackedLayout, got {type(layout).__name__}")
     if (
         not isinstance(data, Tensor)
         or data.dim() != 2
@@ -251,6 +249,15 @@ class NStepBiLSTM(NStepLSTM):
     bidirectional = True
 
 
+def _carried(state: Tensor | None) -> Tensor | None:
+    """A carried state as the next call can use it: one left by a call under
+    ``torch.inference_mode`` becomes a normal tensor (a copy) outside it, where autograd
+    must save it (an inference tensor cannot be saved for backward)."""
+    if state is not None and state.is_inference() and not torch.is_inference_mode_enabled():
+        return state.clone()
+    return state
+
+
 class StatefulNStepLSTM(nn.Module):
     """The article's wrapper: an :class:`NStepLSTM` that carries ``hy``/``cy`` between calls.
 
@@ -287,7 +294,7 @@ class StatefulNStepLSTM(nn.Module):
                 f"batch of {batch} sequences, but the carried state is for "
                 f"{self.h.shape[1]}: call reset_state() first"
             )
-        self.h, self.c, ys = self.lstm(self.h, self.c, xs)
+        self.h, self.c, ys = self.lstm(_carried(self.h), _carried(self.c), xs)
         return ys
 
 
@@ -337,7 +344,7 @@ class StepLSTM(nn.Module):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_size:
             raise InputError(f"x must have shape (B, {self.in_size}), got {_describe(x)}")
         _check_like("x", x, self.weight_ih)
-        rows, h, c = x.shape[0], self.h, self.c  # buffers: read once (Module.__getattr__)
+        rows, h, c = x.shape[0], _carried(self.h), _carried(self.c)  # buffers: read once
         if h is None:
             h0 = c0 = x.new_zeros(rows, self.out_size)
         elif rows == h.shape[0]:  # no slice: its backward would copy (B, H) twice

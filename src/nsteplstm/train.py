@@ -143,8 +143,10 @@ class TrainData:
         rows ``(batch,)`` of their last steps."""
         key = (steps, batch)
         if key not in self._layouts:
-            layout = PackedLayout.dense(steps, batch, self.device)
-            last = torch.arange((steps - 1) * batch, steps * batch, device=self.device)
+            # Normal tensors even when evaluate() builds them: training saves them too.
+            with torch.inference_mode(False):
+                layout = PackedLayout.dense(steps, batch, self.device)
+                last = torch.arange((steps - 1) * batch, steps * batch, device=self.device)
             self._layouts[key] = (layout, last)
         return self._layouts[key]
 
@@ -228,9 +230,15 @@ def _as_data(
 ) -> TrainData:
     """``dataset`` as TrainData on the model's device; InputError unless the model
     predicts as many features as the targets hold (the loss would broadcast)."""
+    weight = next(model.parameters())
+    if weight.dtype != torch.float32:
+        raise InputError(
+            f"training and evaluation run float32 models (the data is prepared in float32), "
+            f"got a {weight.dtype} model: call .float() on it"
+        )
     data = dataset
     if not isinstance(data, TrainData):
-        data = prepare_data(data, config, next(model.parameters()).device)
+        data = prepare_data(data, config, weight.device)
     n_out, features = model.config["n_out"], data.val.y.shape[-1]
     if n_out != features:
         raise InputError(f"the model has n_out = {n_out}, the data's targets {features} features")
