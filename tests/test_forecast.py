@@ -431,3 +431,15 @@ def test_forecast_run_picks_a_series_by_id(tmp_path) -> None:
     assert json.loads((run_dir / "metrics.json").read_text())["forecast"]["window"]["series"] == "a"
     with pytest.raises(InputError, match=r"series 'c' not in the data \(ids: 'b', 'a'\)"):
         forecast_run(run_dir, series="c")
+
+
+def test_forecast_run_names_a_series_too_short_to_start_from(tmp_path) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    lines = [f"tiny,{t}" for t in range(3)] + [f"big,{t % 5}" for t in range(80)]
+    path = tmp_path / "shops.csv"
+    path.write_text("shop,units\n" + "\n".join(lines) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", csv_series_id="shop")
+    with pytest.raises(InputError, match=r"series 'tiny' has 3 points, fewer than one start "):
+        forecast_run(run_dir)  # the first series: its message said 'must start in [0, -3]'
+    assert forecast_run(run_dir, series="big", horizon=2)["series"] == "big"

@@ -262,3 +262,14 @@ def test_log_axis_only_for_positive_losses(tmp_path: Path, losses, scale: str) -
         for fig in (plots.losses_figure(rows, "t"), plots.overlay_figure({"r": rows}, "t")):
             assert fig.axes[0].get_yscale() == scale
             assert plots.png_bytes(fig)[:8] == PNG_MAGIC
+
+
+def test_a_one_epoch_curve_is_drawn_and_many_runs_keep_their_own_colors() -> None:
+    one = [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0}]  # a line of one point is invisible
+    assert {line.get_marker() for line in plots.losses_figure(one, "x").axes[0].get_lines()} == {
+        "o"
+    }
+    runs = {f"run {i}": one if i == 0 else history() for i in range(12)}
+    lines = plots.overlay_figure(runs, "x").axes[0].get_lines()
+    assert lines[0].get_marker() == "o" and lines[1].get_marker() == "None"
+    assert len({to_rgba(line.get_color()) for line in lines}) == 12  # C{i % 10} repeated

@@ -356,6 +356,13 @@ def forecast_run(
     dataset = load_dataset(run.config, scaler=run.scaler)  # scaled as in training
     index = _series_index(dataset.series_ids, series, run.config.data)
     x = dataset.series[index]  # (T, F), scaled like the training data
+    if x.shape[0] < size and dataset.series_ids is not None:
+        ids, series_list = dataset.series_ids, dataset.series
+        longer = [i for i, s in zip(ids, series_list, strict=True) if len(s) >= size]
+        raise InputError(
+            f"series {dataset.series_ids[index]!r} has {x.shape[0]} points, fewer than one "
+            f"start window ({size}); choose another with --series (e.g. {longer[0]!r})"
+        )
     start = _run_start(start, x.shape[0], size)
     began = time.perf_counter()
     pred = forecast(run.model, x, [start], size, horizon, mode)  # (1, horizon, F)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -202,6 +203,12 @@ def _loss_axes(ax: Any, ylabel: str) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
+def _marker(epochs: Sequence[int]) -> str | None:
+    """The marker of a curve over ``epochs``: a dot for a lone epoch (a line of one point
+    is invisible), none otherwise."""
+    return "o" if len(epochs) == 1 else None
+
+
 def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
     """Train and validation loss per epoch, log y axis (linear when a loss is <= 0).
 
@@ -211,8 +218,9 @@ def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
     epochs = _epochs(history, "history")
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()
-    ax.plot(epochs, _column(history, "train_loss"), "-", color="tab:blue", label="train")
-    ax.plot(epochs, _column(history, "val_loss"), "-", color="tab:orange", label="validation")
+    for key, color in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
+        y = _column(history, key)
+        ax.plot(epochs, y, "-", marker=_marker(epochs), color=color, label=_LABELS[key])
     _loss_axes(ax, "loss (MSE)")
     ax.legend()
     ax.set_title(title)
@@ -244,11 +252,15 @@ def overlay_figure(
     styles = {"train_loss": "--", "val_loss": "-"}
     fig = Figure(figsize=(8.5, 4.5), layout="constrained")
     ax = fig.subplots()
+    colors = matplotlib.colormaps["tab10" if len(runs) <= 10 else "tab20"].colors
     for i, (label, history) in enumerate(runs.items()):
         epochs = _epochs(history, f"the history of run {label!r}")
         for key in keys:
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
-            ax.plot(epochs, _column(history, key), styles[key], color=f"C{i % 10}", label=name)
+            color, mark = colors[i % len(colors)], _marker(epochs)
+            ax.plot(
+                epochs, _column(history, key), styles[key], marker=mark, color=color, label=name
+            )
     what = "loss" if metric == "both" else f"{_LABELS[metric]} loss"
     _loss_axes(ax, f"{what} (MSE)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
