@@ -215,7 +215,7 @@ def test_load_dataset_sine() -> None:
 def test_read_csv_header_auto_and_columns(tmp_path: Path) -> None:
     p = write(tmp_path, "t,a,b\n0,1.5,10\n1,2.5,20\n\n2,3.5,30\n")
     (all_cols,) = read_csv(p).values()
-    assert all_cols.dtype == np.float32
+    assert all_cols.dtype == np.float64  # scaled in float64, then float32 for the model
     assert all_cols.tolist() == [[0, 1.5, 10], [1, 2.5, 20], [2, 3.5, 30]]
     (by_name,) = read_csv(p, columns=["b", "a"]).values()
     assert by_name.tolist() == [[10, 1.5], [20, 2.5], [30, 3.5]]
@@ -347,7 +347,7 @@ def test_read_csv_any_bytes_gives_input_error_or_arrays(
         assert "\n" not in str(e)
         return
     arrays = list(result.values())
-    assert arrays and all(a.dtype == np.float32 and a.ndim == 2 for a in arrays)
+    assert arrays and all(a.dtype == np.float64 and a.ndim == 2 for a in arrays)
     assert all(np.isfinite(a).all() for a in arrays)
 
 
@@ -389,11 +389,11 @@ def test_load_dataset_csv_column_count_must_match_n_in(tmp_path: Path) -> None:
 
 
 def test_integers_past_float32s_exact_range_are_not_integer_valued(tmp_path: Path) -> None:
-    rows = [str(2**24 + 1 + t) for t in range(60)]  # read as float32: not the file's integers
+    rows = [str(2**24 + 1 + t) for t in range(60)]  # the model's float32 cannot hold them
     p = write(tmp_path, "v\n" + "\n".join(rows) + "\n")
     ds = load_dataset(Config.from_dict({"data": f"csv:{p}", "sequence_size": 3}, "t"))
     assert not ds.integer_valued
-    assert int(ds.unscaled[0][0, 0]) == 2**24  # float32 rounds 2**24 + 1 down
+    assert int(ds.unscaled[0][0, 0]) == 2**24 + 1  # as read; float32 would give 2**24
 
 
 def test_load_dataset_keeps_the_series_as_read(tmp_path: Path) -> None:
@@ -504,3 +504,22 @@ def test_seeds_and_scaler_inputs_are_checked() -> None:
     for rows in (np.zeros((0, 2)), np.array([[1.0, np.nan]])):  # mean NaN, silently
         with pytest.raises(InputError, match="must hold rows, all finite"):
             Scaler.fit([rows])
+
+
+def test_csv_is_scaled_in_float64(tmp_path: Path) -> None:
+    import warnings
+
+    # A signal on a large offset: read as float32 every value was 1e10, the signal lost.
+    values = [1e10 + round(math.sin(t / 5), 4) for t in range(100)]
+    p = write(tmp_path, "v\n" + "\n".join(repr(v) for v in values) + "\n", "offset.csv")
+    ds = load_dataset(Config.from_dict({"data": f"csv:{p}", "sequence_size": 5}, "t"))
+    assert ds.unscaled[0][:, 0].tolist() == values
+    assert ds.series[0].dtype == np.float32 and 0.9 < float(ds.series[0].std()) < 1.1
+    np.testing.assert_allclose(ds.scaler.inverse(ds.series[0])[:, 0], values, rtol=0, atol=1e-4)
+    # Finite in float32, but x - mean overflowed in float32 (with a RuntimeWarning).
+    span = [3e38 if (t // 10) % 2 else -3e38 for t in range(60)]
+    p = write(tmp_path, "v\n" + "\n".join(map(repr, span)) + "\n", "span.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_dataset(Config.from_dict({"data": f"csv:{p}", "sequence_size": 5}, "t"))
+    assert np.isfinite(ds.train_x).all() and float(np.abs(ds.train_x).max()) < 2

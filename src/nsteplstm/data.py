@@ -208,7 +208,8 @@ def read_csv(
     header: bool | None = None,
     series_id: str | int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Read numeric columns of a CSV file as float32 series (T_k, n_columns), by id.
+    """Read numeric columns of a CSV file as float64 series (T_k, n_columns), by id
+    (every value finite in float32, the models' type; scaling happens in float64).
 
     header None detects one: a first row with a non-numeric cell is a header,
     counting only the data columns when they are given by index (or are all but an
@@ -280,7 +281,7 @@ def read_csv(
             values.append(x)
         key = cells[id_index] if id_index is not None else ""
         groups.setdefault(key, []).append(values)
-    return {k: np.asarray(g, dtype=np.float32).reshape(len(g), len(use)) for k, g in groups.items()}
+    return {k: np.asarray(g, dtype=np.float64).reshape(len(g), len(use)) for k, g in groups.items()}
 
 
 # ----------------------------------------------------------------------- scaling
@@ -288,7 +289,10 @@ def read_csv(
 
 @dataclass
 class Scaler:
-    """Per-feature standardization x' = (x - mean) / std; mean, std float32 (F,)."""
+    """Per-feature standardization x' = (x - mean) / std; mean, std float64 (F,).
+
+    Computed in float64: a signal riding on a large offset (1e10 + sin t) keeps its
+    shape, and (x - mean) cannot overflow for values finite in float32."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -310,20 +314,19 @@ class Scaler:
         stacked = np.concatenate([np.asarray(a, dtype=np.float64) for a in train_arrays], axis=0)
         if len(stacked) == 0 or not np.isfinite(stacked).all():
             raise InputError("Scaler.fit: the training data must hold rows, all finite")
-        mean = stacked.mean(axis=0).astype(np.float32)
-        std = stacked.std(axis=0).astype(np.float32)
-        std[~(std > 0)] = 1.0  # after the cast: a spread below float32's range is none
+        mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+        std[~(std.astype(np.float32) > 0)] = 1.0  # a spread below float32's range is none
         return cls(mean, std)
 
     def transform(self, a: np.ndarray) -> np.ndarray:
-        """Scale `a` (..., F) to float32."""
+        """Scale `a` (..., F) to float32 (computed in float64)."""
         self._check_features(a)
-        return ((np.asarray(a, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+        return ((np.asarray(a, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
 
     def inverse(self, a: np.ndarray) -> np.ndarray:
-        """Undo `transform` on `a` (..., F), float32."""
+        """Undo `transform` on `a` (..., F): float64 data units."""
         self._check_features(a)
-        return (np.asarray(a, dtype=np.float32) * self.std + self.mean).astype(np.float32)
+        return np.asarray(a, dtype=np.float64) * self.std + self.mean
 
     def _check_features(self, a: np.ndarray) -> None:
         if np.ndim(a) < 1 or np.shape(a)[-1] != self.mean.shape[0]:
@@ -345,7 +348,7 @@ class Scaler:
             values = d[key]
             if not isinstance(values, list) or not all(is_finite_number(x) for x in values):
                 raise InputError(f"{source}: scaler {key} must be a list of finite numbers")
-            arrays.append(np.asarray(values, dtype=np.float32))
+            arrays.append(np.asarray(values, dtype=np.float64))
         mean, std = arrays
         if mean.shape != std.shape or mean.size == 0 or not np.all(std > 0):
             raise InputError(
@@ -418,7 +421,8 @@ class Dataset:
 
     train_x, train_y, val_x, val_y: float32 (N, sequence_size, F), targets = inputs
     shifted by one step. series: the full series (T_k, F), scaled like the windows,
-    for closed-loop forecasting; unscaled: the same in data units (float32 as read);
+    for closed-loop forecasting; unscaled: the same in data units, as read (float64 for
+    a CSV, float32 for a generated series);
     series_ids their ids (the csv_series_id column's
     text), None for one series without an id. scaler: the scaling applied (None when unscaled);
     `scaler.inverse` returns to data units. integer_valued: every raw value is an
@@ -517,10 +521,11 @@ def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
         scaler = None
     elif scaler is None:
         scaler = Scaler.fit(train_parts)
-    if scaler is not None:
-        train_parts = [scaler.transform(p) for p in train_parts]
-        val_parts = [scaler.transform(p) for p in val_parts]
-        raw = [scaler.transform(a) for a in raw]
+    # The model's float32, scaled in float64 first where a scaler applies.
+    to_model = scaler.transform if scaler is not None else lambda a: a.astype(np.float32)
+    train_parts = [to_model(p) for p in train_parts]
+    val_parts = [to_model(p) for p in val_parts]
+    raw = [to_model(a) for a in raw]
     for part in raw:
         if not np.isfinite(part).all():
             scaled = " after standard scaling" if scaler is not None else ""

@@ -161,10 +161,10 @@ def _check(
     return x
 
 
-def _series(series: np.ndarray, n_in: int | None = None) -> np.ndarray:
-    """``series`` ``(T, F)`` or ``(T,)`` as float32 ``(T, F)``; F must be ``n_in`` if given."""
+def _series(series: np.ndarray, n_in: int | None = None, dtype: type = np.float32) -> np.ndarray:
+    """``series`` ``(T, F)`` or ``(T,)`` as ``dtype`` ``(T, F)``; F must be ``n_in`` if given."""
     try:
-        x = np.asarray(series, dtype=np.float32)
+        x = np.asarray(series, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise InputError(f"series must be an array of numbers: {e}") from None
     if x.ndim == 1:
@@ -212,19 +212,19 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
 def forecast_truth(
     series: np.ndarray, starts: Sequence[int], sequence_size: int, horizon: int
 ) -> np.ndarray:
-    """The true values a forecast predicts: float32 ``(len(starts), horizon, F)``.
+    """The true values a forecast predicts: float64 ``(len(starts), horizon, F)``.
 
     ``out[i, k] = series[starts[i] + sequence_size + k]``, NaN past the end of the series.
     Arguments as for :func:`forecast`.
     """
-    x = _series(series)
+    x = _series(series, dtype=np.float64)
     _check_windows(x, starts, sequence_size, horizon)
     return _truth(x, starts, sequence_size, horizon)
 
 
 def _truth(x: np.ndarray, starts: Sequence[int], sequence_size: int, horizon: int) -> np.ndarray:
     """:func:`forecast_truth` of a checked ``x`` ``(T, F)``."""
-    out = np.full((len(starts), horizon, x.shape[1]), np.nan, dtype=np.float32)
+    out = np.full((len(starts), horizon, x.shape[1]), np.nan, dtype=x.dtype)
     for i, s in enumerate(starts):
         part = x[s + sequence_size : s + sequence_size + horizon]
         out[i, : len(part)] = part
@@ -242,11 +242,11 @@ def forecast_series(
 
     Returns:
         ``(t, truth, prediction)``: ``t`` int64 ``(P, S + horizon)``, the series index
-        of every point (P starts, S = sequence_size); ``truth`` float32
+        of every point (P starts, S = sequence_size); ``truth`` float64
         ``(P, S + horizon, F)``, NaN past the series end; ``prediction`` the same
         shape, NaN over the start window.
     """
-    x = _series(series)  # (T, F)
+    x = _series(series, dtype=np.float64)  # (T, F): a CSV's values as read
     pred = np.asarray(pred)
     if pred.ndim != 3 or pred.shape[0] != len(starts) or pred.shape[2] != x.shape[1]:
         raise InputError(
@@ -259,8 +259,8 @@ def forecast_series(
     t = first + np.arange(sequence_size + horizon)  # (P, S + horizon)
     window = x[first + np.arange(sequence_size)]  # (P, S, F)
     truth = np.concatenate([window, _truth(x, starts, sequence_size, horizon)], axis=1)
-    gap = np.full((n, sequence_size, features), np.nan, dtype=np.float32)
-    return t, truth, np.concatenate([gap, pred.astype(np.float32)], axis=1)
+    gap = np.full((n, sequence_size, features), np.nan)
+    return t, truth, np.concatenate([gap, pred.astype(np.float64)], axis=1)
 
 
 def is_integer_valued(series: np.ndarray) -> bool:
