@@ -313,13 +313,13 @@ def forecast_run(
     """Forecast a trained run closed loop and record it: the ``nsteplstm forecast`` command.
 
     Loads the run (model on the CPU: one start point is a batch of one, where the
-    CPU beats a GPU's per-step launches), reads its series again as ``config.json``
-    says, scaled with the run's own scaling (a CSV may have grown since training)
-    (for a CSV split by ``csv_series_id``, the one with id ``series``, by default
-    the first in the file), forecasts ``horizon`` points (default
-    ``4 * sequence_size``) from the start window at ``start`` (a negative start
-    counts from the series' end: ``-sequence_size`` starts at the last window and
-    forecasts past the data), and writes into ``run_dir``:
+    CPU beats a GPU's per-step launches) and reads its series again as ``config.json``
+    says, scaled with the run's own scaler (the CSV may have grown since training).
+    For a CSV split by ``csv_series_id`` it takes the series with id ``series``, by
+    default the first in the file. It forecasts ``horizon`` points (default
+    ``4 * sequence_size``) from the start window at ``start`` (a negative start counts
+    from the series' end: ``-sequence_size`` starts at the last window and forecasts
+    past the data), and writes into ``run_dir``:
 
     - ``forecast-<mode>.csv``: ``t,truth,prediction`` (``t`` counts from the series
       start; a cell is empty where there is no truth or no prediction), in data
