@@ -303,11 +303,10 @@ def check_same_data(run_dir: str | Path, data_sha256: str | None) -> None:
     """InputError unless the run's data file is unchanged: its ``config.json`` holds
     ``data_sha256`` (runs of generated data, and runs written before this check, hold
     none and pass)."""
-    config, _, _ = read_config(run_dir)
-    doc = _read_json(output_path(run_dir, CONFIG_FILE), CONFIG_FILE)
-    saved = doc.get("data_sha256")  # a dict: read_config checked it
+    doc = _read_json(output_path(_check_run_dir(run_dir), CONFIG_FILE), CONFIG_FILE)
+    saved = doc.get("data_sha256") if isinstance(doc, dict) else None
     if saved is not None and saved != data_sha256:
-        data = config.data
+        data = read_config(run_dir)[0].data  # the document checked, only to name the file
         raise InputError(
             f"{data[4:]}: the file changed since the run in {run_dir} started (its SHA-256 "
             f"differs); resuming needs the same data: restore the file, or train anew"
