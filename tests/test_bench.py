@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from nsteplstm.bench import (
+    _CHAINER_PROBE,
     CHART_FILE,
     JSON_FILE,
     TABLE_FILE,
+    _chainer_words,
     best_peak,
     chainer,
     check_chainer_python,
@@ -126,10 +132,13 @@ def test_every_existing_output_is_kept_unless_force(tmp_path: Path, name: str):
         run_bench(out=tmp_path, device="tpu", force=True)
 
 
-def fake_python(path: Path, run: str) -> Path:
-    """An executable that passes the chainer probe (``-c ...`` prints a version) and
-    runs the shell commands ``run`` for the baseline script."""
-    path.write_text(f'#!/bin/sh\ncase "$1" in -c) echo 7.8.1;; *) {run};; esac\n')
+FAKE_FACTS = {"chainer": "7.8.1", "numpy": "1.26.4", "blas": None, "blas_threads": None}
+
+
+def fake_python(path: Path, run: str, probe: str = f"echo '{json.dumps(FAKE_FACTS)}'") -> Path:
+    """An executable that answers the chainer probe (``-c ...``) by running ``probe``
+    (by default printing FAKE_FACTS) and the baseline script by running ``run``."""
+    path.write_text(f'#!/bin/sh\ncase "$1" in -c) {probe};; *) {run};; esac\n')
     path.chmod(0o755)
     return path
 
@@ -137,7 +146,7 @@ def fake_python(path: Path, run: str) -> Path:
 def test_chainer_python_is_run_from_where_it_is(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fake_python(tmp_path / "python", "exit 0")
-    assert check_chainer_python(Path("./python")) == tmp_path / "python"  # not from PATH
+    assert check_chainer_python(Path("./python")) == (tmp_path / "python", FAKE_FACTS)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "notpy").write_text("x = 1\n")  # no #! line
     (tmp_path / "sub" / "notpy").chmod(0o755)
@@ -145,6 +154,29 @@ def test_chainer_python_is_run_from_where_it_is(tmp_path: Path, monkeypatch):
         check_chainer_python(Path("sub/notpy"))
     with pytest.raises(InputError, match="/bin/true: printed no chainer version"):
         check_chainer_python(Path("/bin/true"))
+    with pytest.raises(InputError, match="other: printed no chainer version"):
+        check_chainer_python(fake_python(tmp_path / "other", "exit 0", probe="echo 7.8.1"))
+
+
+def test_the_chainer_probe_reports_its_blas_threads(tmp_path: Path):
+    # The probe really runs in a Python: a fake chainer module, numpy as installed here.
+    (tmp_path / "chainer.py").write_text("__version__ = '7.8.1'\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _CHAINER_PROBE], capture_output=True, text=True, env=env
+    )
+    facts = json.loads(done.stdout)
+    assert (facts["chainer"], facts["numpy"]) == ("7.8.1", np.__version__)
+    assert facts["blas_threads"] is None or facts["blas_threads"] >= 1
+
+
+def test_the_report_names_chainers_side() -> None:
+    facts = {"chainer": "7.8.1", "numpy": "1.26.4", "blas": "openblas64 0.3.23", "blas_threads": 2}
+    assert _chainer_words(facts) == "; Chainer 7.8.1 (numpy 1.26.4, openblas64 0.3.23, 2 threads)"
+    assert _chainer_words(FAKE_FACTS) == (
+        "; Chainer 7.8.1 (numpy 1.26.4, BLAS unknown, BLAS threads unknown)"
+    )
+    assert _chainer_words(None) == ""
 
 
 @pytest.mark.parametrize(
@@ -164,7 +196,7 @@ def test_chainer_python_is_run_from_where_it_is(tmp_path: Path, monkeypatch):
     ],
 )
 def test_a_failing_chainer_baseline_is_one_input_error(tmp_path: Path, run: str, message: str):
-    python = check_chainer_python(fake_python(tmp_path / "python", run))
+    python, _ = check_chainer_python(fake_python(tmp_path / "python", run))
     epoch = chainer(python, tmp_path / "script.py", "step", Config(), 10, malloc=False)
     with pytest.raises(InputError, match=rf"python: the baseline run failed.*{message}") as e:
         epoch()

@@ -469,7 +469,24 @@ def _plain_worker(config_json: str) -> None:
     print(json.dumps({"seconds_per_epoch": [epoch()[0]]}))
 
 
-_CHAINER_PROBE = "import chainer; print(chainer.__version__)"
+# Prints the facts of the Chainer side as one JSON line: versions, numpy's BLAS and the
+# threads it runs (asked of the OpenBLAS that numpy wheels bundle; None elsewhere).
+_CHAINER_PROBE = """
+import ctypes, glob, json, os, platform
+import chainer, numpy
+blas = getattr(numpy.__config__, "CONFIG", {}).get("Build Dependencies", {}).get("blas") or {}
+libs = os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs", "*blas*")
+threads = None
+for lib in glob.glob(libs):
+    for name in ("openblas_get_num_threads64_", "openblas_get_num_threads"):
+        get = getattr(ctypes.CDLL(lib), name, None)
+        threads = get() if get is not None and threads is None else threads
+print(json.dumps({
+    "chainer": chainer.__version__, "numpy": numpy.__version__,
+    "python": platform.python_version(), "blas_threads": threads,
+    "blas": " ".join(filter(None, [blas.get("name"), blas.get("version")])) or None,
+}))
+"""
 
 
 def find_chainer_script() -> Path:
@@ -487,9 +504,10 @@ def find_chainer_script() -> Path:
     )
 
 
-def check_chainer_python(python: str | os.PathLike[str]) -> Path:
-    """``python`` as an absolute path, once it has run, imported chainer and printed its
-    version; InputError otherwise.
+def check_chainer_python(python: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """``python`` as an absolute path, and the facts of its Chainer side (versions of
+    chainer, numpy and Python, numpy's BLAS and its thread count, None where unknown),
+    once it has run, imported chainer and printed them; InputError otherwise.
 
     Absolute, so that ``./python`` is run rather than looked up on ``PATH``; not
     resolved, because a venv's python is a symlink whose target is outside the venv.
@@ -502,9 +520,13 @@ def check_chainer_python(python: str | os.PathLike[str]) -> Path:
     if probe.returncode != 0:
         last = _last_line(probe.stderr, "nothing on stderr")
         raise InputError(f"{who}: cannot import chainer (exit code {probe.returncode}: {last})")
-    if not probe.stdout.strip():
+    try:
+        facts = json.loads(_last_line(probe.stdout, ""))
+    except ValueError:
+        facts = None
+    if not isinstance(facts, dict) or not facts.get("chainer"):
         raise InputError(f"{who}: printed no chainer version (is it a Python interpreter?)")
-    return python
+    return python, facts
 
 
 def chainer(
@@ -769,6 +791,16 @@ def _targets(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _chainer_words(facts: dict[str, Any] | None) -> str:
+    """``; Chainer 7.8.1 (numpy 1.26.4, openblas64 0.3.23, 2 threads)``, or ``""``."""
+    if not facts:
+        return ""
+    threads = facts.get("blas_threads")
+    inside = [f"numpy {facts.get('numpy')}", facts.get("blas") or "BLAS unknown"]
+    inside.append(f"{threads} threads" if threads is not None else "BLAS threads unknown")
+    return f"; Chainer {facts['chainer']} ({', '.join(inside)})"
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     lines = [
@@ -778,7 +810,8 @@ def markdown(doc: dict[str, Any]) -> str:
             f", CUDA: {', '.join(doc['machine']['cuda_devices'])}"
             if doc["machine"]["cuda_devices"]
             else ""
-        ),
+        )
+        + _chainer_words(doc["machine"].get("chainer")),
         "",
         f"Training, seconds per epoch ({doc['setup']['windows']} windows of "
         f"{doc['setup']['sequence_size']} steps, batch {doc['setup']['batch_size']}, hidden "
@@ -964,9 +997,9 @@ def run_bench(
     _check_out(out, force)
     seed_everything(0)  # as nsteplstm train: float32 in cuDNN too, also for the peak
     devices = _devices(device)
-    script = None
+    script, chainer_facts = None, None
     if chainer_python is not None:
-        chainer_python = check_chainer_python(chainer_python)
+        chainer_python, chainer_facts = check_chainer_python(chainer_python)
         script = find_chainer_script()
     malloc_tuned = tune_malloc()  # as nsteplstm train does; baselines get the same
 
@@ -1035,7 +1068,7 @@ def run_bench(
             "device": device,
             "chainer_python": None if chainer_python is None else str(chainer_python),
         },
-        "machine": machine() | {"malloc_tuned": malloc_tuned},
+        "machine": machine() | {"malloc_tuned": malloc_tuned, "chainer": chainer_facts},
         "setup": {
             "n_hidden": base.n_hidden,
             "batch_size": base.batch_size,
