@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nsteplstm import __version__
+from nsteplstm import __version__, cli
 from nsteplstm.cli import build_parser, main
 from nsteplstm.config import fields_help
 
@@ -131,6 +131,19 @@ def test_flags_override_the_toml_config(toml_run):
 
 
 @pytest.mark.slow
+def test_a_flag_resets_what_the_toml_sets(toml_run, tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text((toml_run.parent / "run.toml").read_text() + "min_length = 10\n")
+    argv = ["train", "--config", str(toml), "--out", str(tmp_path / "x")]
+    parse = build_parser().parse_args
+    assert cli._config_from(parse(argv)).min_length == 10
+    assert cli._config_from(parse([*argv, "--min-length", "none"])).min_length is None
+    # On resume: the run's value < TOML < flags, and the flag's reset wins over both.
+    resumed = ["train", "--resume", str(toml_run), "--config", str(toml)]
+    assert cli._config_from(parse(resumed)).min_length == 10
+    assert cli._config_from(parse([*resumed, "--min-length", "none"])).min_length is None
+
+
 def test_plot_overlays_runs(trained, toml_run, tmp_path, capsys):
     out = tmp_path / "x.png"
     assert main(["plot", str(trained), str(toml_run), "--out", str(out)]) == 0

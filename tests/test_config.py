@@ -268,6 +268,37 @@ def test_parse_cli_value() -> None:
         parse_cli_value("keep_best", "maybe")
     with pytest.raises(InputError, match=r"unknown setting 'bogus'"):
         parse_cli_value("bogus", "1")
+    with pytest.raises(
+        InputError, match=r"--csv-header 'maybe' is not a boolean \(true or false, or auto\)"
+    ):
+        parse_cli_value("csv_header", "maybe")
+
+
+def test_a_flag_sets_an_optional_setting_back_to_its_default(tmp_path: Path) -> None:
+    words = {
+        "min_length": "none",
+        "csv_columns": "all",
+        "csv_header": "AUTO",
+        "csv_series_id": "none",
+    }
+    assert {key: parse_cli_value(key, word) for key, word in words.items()} == dict.fromkeys(words)
+    assert parse_cli_value("csv_columns", "none") == ["none"]  # a column name, as before
+    assert parse_cli_value("csv_series_id", "all") == "all"
+    toml = tmp_path / "run.toml"
+    (tmp_path / "a.csv").write_text("shop,units\nx,1\n")
+    toml.write_text(
+        'data = "csv:a.csv"\nmin_length = 10\ncsv_columns = ["units"]\ncsv_header = true\n'
+        'csv_series_id = "shop"\n'
+    )
+    set_by_toml = Config.merged(load_toml(toml), {})
+    assert (set_by_toml.min_length, set_by_toml.csv_header, set_by_toml.csv_series_id) == (
+        10,
+        True,
+        "shop",
+    )
+    reset = Config.merged(load_toml(toml), {"epochs": 2}, resets=list(words))
+    assert [getattr(reset, key) for key in words] == [None] * 4
+    assert reset.epochs == 2 and reset.data == set_by_toml.data
 
 
 @settings(

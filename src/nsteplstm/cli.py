@@ -63,16 +63,18 @@ def _config_from(args: argparse.Namespace) -> Config | None:
     """Defaults < --config TOML < flags. With --resume the run's own settings < TOML <
     flags, for train to check against the run's (None when nothing was given); each
     bad value is named with the file or the command line it came from."""
-    flags = {
+    given = {
         key[4:]: parse_cli_value(key[4:], value)
         for key, value in vars(args).items()
         if key.startswith("cfg_") and value is not None
     }
+    flags = {key: value for key, value in given.items() if value is not None}
+    resets = [key for key, value in given.items() if value is None]  # --min-length none
     toml = load_toml(args.config) if args.config else None
     source = str(args.config) if args.config else "TOML file"
     if not args.resume:
-        return Config.merged(toml, flags, toml_source=source)
-    if toml is None and not flags:
+        return Config.merged(toml, flags, toml_source=source, resets=resets)
+    if toml is None and not given:
         return None
     from . import runs
 
@@ -80,7 +82,7 @@ def _config_from(args: argparse.Namespace) -> Config | None:
     run_file = str(runs.output_path(args.resume, runs.CONFIG_FILE))
     if toml is not None:
         saved = Config.merged(saved.to_dict(), toml, toml_source=run_file, overrides_source=source)
-    return Config.merged(saved.to_dict(), flags, toml_source=run_file)
+    return Config.merged(saved.to_dict(), flags, toml_source=run_file, resets=resets)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,12 +89,14 @@ CONFIG_HELP: dict[str, str] = {
     "noise": "standard deviation of Gaussian noise added to the sine series (data=sine)",
     "min_length": "variable-length training windows: lengths uniform in [min_length, "
     "sequence_size] (each on an equal share of the windows), batches grouped by length "
-    "(default: all full length)",
+    "(default, or --min-length none: all full length)",
     "csv_columns": "CSV columns to use, by header name or 0-based index, comma-separated "
-    "(default: all, which then need n_in and n_out set to their number)",
-    "csv_header": "whether the CSV has a header row (default: auto-detect: a first row with "
-    "text in a data column)",
-    "csv_series_id": "CSV column (name or index) that splits the rows into several series",
+    "(default, or --csv-columns all: all, which then need n_in and n_out set to their "
+    "number)",
+    "csv_header": "whether the CSV has a header row (default, or --csv-header auto: "
+    "auto-detect: a first row with text in a data column)",
+    "csv_series_id": "CSV column (name or index) that splits the rows into several series "
+    "(default, or --csv-series-id none: one series)",
     "scale": "standard (mean 0, std 1 fitted on the training split) or none; CSV only",
     "adding_samples": "number of samples of the adding problem (data=adding)",
     "grad_clip": "clip the gradient norm to this value; 0 disables",
@@ -160,8 +162,11 @@ class Config:
         overrides: Mapping[str, Any],
         toml_source: str = "TOML file",
         overrides_source: str = "command line",
+        resets: Collection[str] = (),
     ) -> Config:
-        """Defaults < `toml_dict` < `overrides`; an override whose value is None is not given."""
+        """Defaults < `toml_dict` < `overrides`; an override whose value is None is not
+        given. The optional settings named in `resets` go back to None (their default)
+        whatever `toml_dict` says: what ``--min-length none`` asks (:func:`parse_cli_value`)."""
         values: dict[str, Any] = {}
         origin: dict[str, str] = {}
         if toml_dict is not None:
@@ -176,6 +181,9 @@ class Config:
             if value is not None:
                 values[key] = value
                 origin[key] = overrides_source
+        for key in resets:
+            values[key] = None
+            origin[key] = overrides_source
         return _build(values, origin, toml_source if toml_dict is not None else overrides_source)
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,13 +239,21 @@ def absolute_data(data: str) -> str:
     return "csv:" + os.path.abspath(data[4:]) if data.startswith("csv:") else data
 
 
+# The word that sets an optional setting back to its default, None, on the command line
+# (over a TOML file's or a resumed run's value). A column named so is given by index.
+RESET_WORDS = {"int?": "none", "columns?": "all", "bool?": "auto", "id?": "none"}
+
+
 def parse_cli_value(key: str, text: str) -> Any:
-    """Convert the command-line string of field `key` to its type (checked later by Config)."""
+    """Convert the command-line string of field `key` to its type (checked later by Config);
+    None for the word of :data:`RESET_WORDS` that resets an optional setting."""
     kind = _KINDS.get(key)
     if kind is None:
         raise InputError(f"command line: unknown setting '{key}' (known: {', '.join(_KINDS)})")
     flag = "--" + key.replace("_", "-")
     token = text.strip()
+    if kind in RESET_WORDS and token.lower() == RESET_WORDS[kind]:
+        return None
     if kind in ("int", "int?"):
         if re.fullmatch(r"[+-]?\d+", token):
             return int(token)
@@ -253,7 +269,8 @@ def parse_cli_value(key: str, text: str) -> Any:
             return True
         if lowered in ("false", "no", "off", "0"):
             return False
-        raise InputError(f"command line: {flag} {text!r} is not a boolean (true or false)")
+        allowed = "true or false" + (", or auto" if kind == "bool?" else "")
+        raise InputError(f"command line: {flag} {text!r} is not a boolean ({allowed})")
     if kind == "columns?":
         return [_name_or_index(part.strip()) for part in text.split(",")]
     if kind == "id?":
