@@ -7,8 +7,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.nn.utils import prune
 
 import nsteplstm as nl
+from nsteplstm.config import Config
 
 LENGTHS = [5, 2, 7, 3, 7, 1]  # unsorted, with a tie and a length-1 sequence
 TOL = dict(atol=1e-5, rtol=0)
@@ -181,6 +183,74 @@ def test_gradients_reach_inputs_states_and_weights():
     (sum(y.square().sum() for y in ys) + hy.sum() + cy.sum()).backward()
     for t in [*xs, hx, cx, *lstm.parameters()]:
         assert t.grad is not None and t.grad.abs().sum() > 0
+
+
+def _outputs_and_grads(lstm, xs):
+    """``(hy, cy, *ys)`` and the gradients of one scalar of them w.r.t. the weights."""
+    hy, cy, ys = lstm(None, None, xs)
+    loss = hy.square().sum() + cy.sum() + sum(y.sum() for y in ys)
+    return (hy, cy, *ys), torch.autograd.grad(loss, list(lstm.parameters()))
+
+
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+@pytest.mark.parametrize("lengths", [LENGTHS, (6, 6, 6)])
+def test_functional_call_uses_and_differentiates_the_weights_it_is_given(cls, lengths):
+    # torch.func.functional_call swaps weights in without attribute assignment: they
+    # once went unseen (the module's own weights ran and got the gradients).
+    torch.manual_seed(5)
+    lstm, other = cls(2, 3, 4).eval(), cls(2, 3, 4).eval()
+    xs = make_xs(lengths)
+    given = {k: v.detach().clone().requires_grad_() for k, v in other.named_parameters()}
+    hy, cy, ys = torch.func.functional_call(lstm, given, (None, None, xs))
+    loss = hy.square().sum() + cy.sum() + sum(y.sum() for y in ys)
+    grads = torch.autograd.grad(loss, list(given.values()))
+    want, want_grads = _outputs_and_grads(other, xs)
+    for a, b in zip((hy, cy, *ys, *grads), (*want, *want_grads), strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+    # torch.func.grad too, where a layout's host arrays once were functorch tensors
+    loss_of = lambda w: torch.func.functional_call(lstm, w, (None, None, xs))[0].sum()  # noqa: E731
+    func_grads = torch.func.grad(loss_of)({k: v.detach() for k, v in given.items()})
+    hy_grads = torch.autograd.grad(other(None, None, xs)[0].sum(), list(other.parameters()))
+    for a, b in zip(func_grads.values(), hy_grads, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_a_parametrization_on_the_weights_is_used_and_trained():
+    torch.manual_seed(6)
+    lstm = nl.NStepLSTM(1, 3, 4).eval()
+    torch.nn.utils.parametrizations.weight_norm(lstm.lstm, "weight_hh_l0")
+    with torch.no_grad():
+        lstm.lstm.parametrizations.weight_hh_l0.original0.mul_(3.0)  # the norms: w_hh x 3
+    plain = nl.NStepLSTM(1, 3, 4).eval()
+    with torch.no_grad():
+        for name, p in plain.named_parameters():
+            p.copy_(getattr(lstm.lstm, name.removeprefix("lstm.")))  # the effective weights
+    xs = make_xs(LENGTHS)
+    got, want = lstm(None, None, xs), plain(None, None, xs)
+    torch.testing.assert_close(got[0], want[0], **TOL)
+    got[0].sum().backward()
+    assert lstm.lstm.parametrizations.weight_hh_l0.original0.grad.abs().sum() > 0
+
+
+def test_hooks_on_the_parameter_holder_are_refused_not_skipped():
+    lstm = nl.NStepLSTM(1, 3, 4)
+    prune.l1_unstructured(lstm.lstm, "weight_hh_l0", amount=0.5)
+    with pytest.raises(nl.InputError, match=r"NStepLSTM.lstm has forward hooks .*which never run"):
+        lstm(None, None, make_xs(LENGTHS))
+
+
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+def test_mixed_lengths_run_under_cpu_autocast(cls):
+    torch.manual_seed(7)
+    lstm = cls(2, 3, 8)
+    xs = make_xs((5, 2, 7, 7, 3, 1, 30, 29))  # segments, and sequences ending inside them
+    want = lstm(None, None, xs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = lstm(None, None, xs)
+        sum(y.float().sum() for y in got[2]).backward()
+    for a, b in zip((*got[:2], *got[2]), (*want[:2], *want[2]), strict=True):
+        torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=0)  # bfloat16 rounding
+    assert all(p.grad.abs().sum() > 0 for p in lstm.parameters())
 
 
 def run_once(seed):
@@ -440,6 +510,15 @@ def test_resolve_device():
     assert nl.resolve_device(-1) == torch.device("cpu")
     assert nl.resolve_device("-1") == torch.device("cpu")
     assert nl.resolve_device("cpu") == torch.device("cpu")
+    # torch's own names of the CPU, and what Config stores for them
+    assert (
+        nl.resolve_device("cpu:0")
+        == nl.resolve_device(torch.device("cpu", 0))
+        == torch.device("cpu")
+    )
+    assert Config.merged(None, {"device": "CPU:0"}).device == "cpu"
+    with pytest.raises(ValueError, match="'cpu:1' is not a device"):
+        nl.resolve_device("cpu:1")
     expected_auto = "cuda" if torch.cuda.is_available() else "cpu"
     assert nl.resolve_device("auto").type == expected_auto
     with pytest.raises(ValueError, match="is not a device"):
@@ -530,6 +609,18 @@ def test_merged_segments_give_exact_outputs_and_gradients(n_layers):
     ]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_outputs_only_means_no_states_and_the_same_outputs(cls, n_layers):
+    torch.manual_seed(11)
+    lstm = cls(n_layers, 3, 4).eval()
+    layout = nl.PackedLayout(LENGTHS)
+    data = layout.pack(make_xs(LENGTHS))
+    out, hy, cy = lstm.forward_packed(data, layout, final_states=False)
+    assert hy is None and cy is None  # as documented, bidirectional too
+    torch.testing.assert_close(out, lstm.forward_packed(data, layout)[0], **TOL)
 
 
 @pytest.mark.parametrize("cell", ["nstep", "step"])

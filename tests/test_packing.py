@@ -72,7 +72,10 @@ def test_cover_ends_point_at_each_sequences_final_state_and_its_real_steps():
 
 @pytest.mark.parametrize(
     "lengths,shown",
-    [([], "an empty list"), ([3, 0], "0"), ([3, -1], "-1"), ([2.5], "2.5"), ([True], "True")],
+    [
+        *[([], "an empty list"), ([3, 0], "0"), ([3, -1], "-1"), ([2.5], "2.5"), ([True], "True")],
+        *[(None, "None"), (3, "3"), ("34", "'34'"), (iter([2]), "<list_iterator object.*")],
+    ],
 )
 def test_lengths_must_be_integers_of_at_least_one(lengths, shown):
     with pytest.raises(nl.InputError, match=f"integers >= 1, got {shown}$"):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nsteplstm.device import device_name
 from nsteplstm.errors import InputError, is_int, read_input
 
 if sys.version_info >= (3, 11):
@@ -389,21 +390,6 @@ def _check_type(kind: str, v: Any) -> Any | None:
     raise AssertionError(kind)
 
 
-def _normalize_device(v: str | int) -> str | None:
-    token = v.strip().lower() if isinstance(v, str) else str(v)
-    if token in ("auto", "cpu", "cuda"):
-        return token
-    if re.fullmatch(r"cuda:\d+", token):
-        return f"cuda:{int(token[5:])}"
-    if re.fullmatch(r"[+-]?\d+", token):
-        k = int(token)
-        if k == -1:
-            return "cpu"
-        if k >= 0:
-            return f"cuda:{k}"
-    return None
-
-
 def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source: str) -> Config:
     """Type-check, range-check and cross-check `values` over the defaults."""
 
@@ -464,7 +450,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
     check("scale", v["scale"] in ("standard", "none"), "standard, none")
     check("format_version", v["format_version"] == FORMAT_VERSION, str(FORMAT_VERSION))
 
-    device = _normalize_device(v["device"])
+    device = device_name(v["device"])
     check("device", device is not None, "auto, cpu, cuda, cuda:K, -1 (CPU), K >= 0 (GPU K)")
     v["device"] = device
 

@@ -7,6 +7,7 @@ import ctypes.util
 import os
 import platform
 import random
+import re
 
 import numpy as np
 import torch
@@ -26,6 +27,22 @@ MALLOC_ENV = {
 DEVICE_FORMS = "'auto', 'cpu', 'cuda', 'cuda:K', or an integer (-1 = CPU, K >= 0 = cuda:K)"
 
 
+def device_name(spec: str | int) -> str | None:
+    """The canonical name of a device spec of :data:`DEVICE_FORMS`: ``"auto"``, ``"cpu"``,
+    ``"cuda"`` or ``"cuda:K"`` (``"cpu:0"``, torch's name of the CPU, is ``"cpu"``);
+    None for anything else. Says nothing about whether the device exists."""
+    if isinstance(spec, bool) or not isinstance(spec, (str, int)):
+        return None
+    token = spec.strip().lower() if isinstance(spec, str) else str(spec)
+    if token in ("auto", "cpu", "cpu:0", "cuda"):
+        return token[:3] if token.startswith("cpu") else token
+    if re.fullmatch(r"cuda:\d+", token):
+        return f"cuda:{int(token[5:])}"
+    if re.fullmatch(r"[+-]?\d+", token) and int(token) >= -1:  # -2 and below: no device
+        return "cpu" if int(token) == -1 else f"cuda:{int(token)}"
+    return None
+
+
 def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.device:
     """Turn a device spec into a ``torch.device``.
 
@@ -36,27 +53,16 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
     Raises:
         InputError: for any other spec, or when CUDA device K is asked for and missing.
     """
-    if isinstance(spec, torch.device):
-        spec = str(spec)
-    given = spec
-    if spec is None or spec == "auto":
+    given = str(spec) if isinstance(spec, torch.device) else spec
+    name = "auto" if given is None else device_name(given)
+    if name is None:
+        raise InputError(f"device: {given!r} is not a device; use {DEVICE_FORMS}")
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(spec, bool):
-        raise InputError(f"device: {spec!r} is not a device; use {DEVICE_FORMS}")
-    if isinstance(spec, str) and spec.strip().lstrip("+-").isdigit():
-        spec = int(spec)
-    if isinstance(spec, int) and spec >= -1:  # -2 and below: no device (as in Config)
-        spec = "cpu" if spec == -1 else f"cuda:{spec}"
-    if not isinstance(spec, str):
-        raise InputError(f"device: {spec!r} is not a device; use {DEVICE_FORMS}")
-    name = spec.strip().lower()
     if name == "cpu":
         return torch.device("cpu")
-    kind, _, index = name.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise InputError(f"device: {spec!r} is not a device; use {DEVICE_FORMS}")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    k = int(index or 0)
+    k = int(name.partition(":")[2] or 0)
     if k >= count:
         have = f"{count} CUDA device(s)" if count else "no CUDA device"
         raise InputError(f"device {given!r} was asked for, but this machine has {have}")

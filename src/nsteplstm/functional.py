@@ -251,7 +251,7 @@ def _cell_states(
     gates = torch.addmm(
         b_ih[:three] + b_hh[:three], data.index_select(0, ends.inputs), w_ih[:three].t()
     )
-    gates = gates.addmm_(h_prev, w_hh[:three].t())  # (n, 3H)
+    gates = torch.addmm(gates, h_prev, w_hh[:three].t())  # (n, 3H); not in place: autocast
     i, f, a = gates.chunk(3, dim=1)  # (n, H) each
     grid = (ends.steps, count, hidden)
     ia = gates.new_zeros(grid).flatten(0, 1).index_copy(0, ends.cells, i.sigmoid() * a.tanh())

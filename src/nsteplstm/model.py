@@ -188,8 +188,19 @@ class NStepLSTM(nn.Module):
 
     @property
     def weights(self) -> list[Tensor]:
-        """The flat weight list ``[w_ih, w_hh, b_ih, b_hh]`` per layer and direction."""
-        return self.lstm._flat_weights
+        """The flat weight list ``[w_ih, w_hh, b_ih, b_hh]`` per layer and direction.
+
+        Read by name each call, as ``torch.nn.LSTM.forward`` does, so that weights put in
+        place without attribute assignment count: ``torch.func.functional_call``, and
+        parametrizations such as ``torch.nn.utils.parametrizations.weight_norm``.
+        """
+        if self.lstm._forward_pre_hooks or self.lstm._forward_hooks:
+            raise InputError(
+                f"{type(self).__name__}.lstm has forward hooks (torch.nn.utils.prune adds "
+                "one), which never run: it only holds the parameters; put hooks on the "
+                f"{type(self).__name__} itself, or a parametrization on .lstm"
+            )
+        return [getattr(self.lstm, name) for name in self.lstm._flat_weights_names]
 
     def forward(
         self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor] | Tensor
@@ -232,7 +243,7 @@ class NStepLSTM(nn.Module):
             self.bidirectional,
             final_states,
         )
-        if hy is None or cy is None:
+        if not final_states or hy is None or cy is None:
             return out, None, None
         return out, layout.unsort_states(hy), layout.unsort_states(cy)
 
@@ -394,7 +405,7 @@ class StepLSTMStack(nn.Module):
         for cell in self.cells:
             cell.reset_state()
         outs, start = [], 0
-        for rows in layout.batch_sizes.tolist():
+        for rows in layout.step_rows.tolist():
             x = data[start : start + rows]  # (B_t, in_size)
             for layer, cell in enumerate(self.cells):
                 if layer > 0 and self.dropout > 0 and self.training:

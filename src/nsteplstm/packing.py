@@ -94,6 +94,9 @@ class PackedLayout:
     """
 
     def __init__(self, lengths: Sequence[int], device: torch.device | str = "cpu") -> None:
+        if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__len__"):
+            got = repr(lengths)[:60]
+            raise InputError(f"lengths must be a non-empty list of integers >= 1, got {got}")
         bad = [n for n in lengths if not is_int(n)]
         if len(lengths) == 0 or bad or min(lengths) < 1:
             shown = repr(bad[0] if bad else min(lengths)) if len(lengths) else "an empty list"
@@ -118,8 +121,9 @@ class PackedLayout:
             self.segments.append(Segment(t, length, running))
             sizes += [running] * (length - t)
             t, running = length, running - count
+        self.step_rows = np.array(sizes, dtype=np.int64)  # (T,) rows at each step, on the host
         # PackedSequence wants batch_sizes as a CPU int64 tensor.
-        self.batch_sizes = torch.tensor(sizes, dtype=torch.int64)
+        self.batch_sizes = torch.from_numpy(self.step_rows)
 
         if self._identity:
             self.sorted_indices = self.unsorted_indices = None
@@ -244,8 +248,7 @@ class PackedLayout:
     @cached_property
     def first_rows(self) -> np.ndarray:
         """(T,) the packed row of step t of the first (longest) sequence."""
-        sizes = self.batch_sizes.numpy()
-        return np.cumsum(sizes) - sizes
+        return np.cumsum(self.step_rows) - self.step_rows
 
     @cached_property
     def last_rows(self) -> torch.Tensor:
