@@ -168,6 +168,17 @@ def test_make_windows_too_short() -> None:
     assert x.shape == (1, 4, 1)
 
 
+def test_make_windows_and_split_series_name_what_they_were_given() -> None:
+    with pytest.raises(InputError, match=r"2-D numpy array \(T, F\), got a list$"):
+        make_windows([[1.0], [2.0], [3.0]], 2)
+    with pytest.raises(InputError, match=r"2-D array \(T, F\), got \(3,\)$"):
+        make_windows(np.zeros(3), 2)
+    series = np.zeros((40, 1), dtype=np.float32)  # its rows are not 40 series
+    with pytest.raises(InputError, match=r"got one array of shape \(40, 1\): pass \[series\]"):
+        split_series(series, 0.9, 5)
+    assert [len(p) for p in split_series([series], 0.5, 5)[0]] == [20]
+
+
 def test_split_series_disjoint_and_time_ordered() -> None:
     s = np.arange(100, dtype=np.float32).reshape(100, 1)
     train, val = split_series([s], 0.9, 5)

@@ -366,8 +366,11 @@ def make_windows(series: np.ndarray, sequence_size: int) -> tuple[np.ndarray, np
     Returns inputs and targets, each float32 (N, sequence_size, F) with
     N = T - sequence_size; targets[n, t] = series[n + t + 1] = inputs[n, t + 1].
     """
-    if not isinstance(series, np.ndarray) or series.ndim != 2:
-        raise InputError(f"make_windows: series must be a 2-D array (T, F), got {np.shape(series)}")
+    if not isinstance(series, np.ndarray):
+        got = type(series).__name__
+        raise InputError(f"make_windows: series must be a 2-D numpy array (T, F), got a {got}")
+    if series.ndim != 2:
+        raise InputError(f"make_windows: series must be a 2-D array (T, F), got {series.shape}")
     sequence_size = check_int("sequence_size", sequence_size)
     t = series.shape[0]
     if t < sequence_size + 1:
@@ -391,6 +394,11 @@ def split_series(
     Only parts long enough for one window (sequence_size + 1 points) are returned;
     InputError when no training or no validation window remains.
     """
+    if isinstance(series_list, np.ndarray):  # its rows would be taken as series
+        raise InputError(
+            f"split_series: series_list must be a list of (T, F) arrays, got one array of "
+            f"shape {series_list.shape}: pass [series]"
+        )
     if not is_finite_number(split_rate) or not 0 < split_rate < 1:
         raise InputError(f"split_rate must be a number in (0, 1), got {split_rate!r}")
     sequence_size = check_int("sequence_size", sequence_size)
