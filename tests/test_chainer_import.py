@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 import tracemalloc
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -146,9 +147,45 @@ def test_trainer_snapshot_with_prefix(tmp_path: Path) -> None:
     arrays["updater/iterator:main/order"] = np.array(None, dtype=object)
     path = tmp_path / "snapshot.npz"
     np.savez(path, **arrays)
-    assert "pickled" in one_line_error(path)
+    # The iterator's pickled None (shuffle=False) once hid this hint behind "pickled".
+    hint = (
+        "under prefix 'updater/model:main/predictor/': pass --prefix updater/model:main/predictor/"
+    )
+    assert hint in one_line_error(path)
     model = load_chainer_npz(path, prefix="updater/model:main/predictor/l1")
     assert type(model) is NStepLSTM and model.out_size == 200
+    # The whole chain, as the hint says: from Python this once returned nothing.
+    chain = load_chainer_npz(path, prefix="updater/model:main/predictor/")
+    whole = load_chainer_npz(fixture("article_nstep"))
+    assert type(chain) is Forecaster
+    for (name, a), b in zip(chain.state_dict().items(), whole.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_an_uninitialised_chainer_parameter_is_named_as_such(tmp_path: Path) -> None:
+    # L.Linear(None, 1) saved before its first call: Chainer writes W as a pickled None.
+    path = rewrite(tmp_path, "article_nstep", **{"l2/W": np.array(None, dtype=object)})
+    assert (
+        "'l2/W' holds pickled Python objects, not numbers (Chainer saves a parameter as "
+        "None when it was never initialised" in one_line_error(path)
+    )
+    other = rewrite(tmp_path, "article_nstep", **{"l2/extra": np.array(None, dtype=object)})
+    assert "never initialised" not in one_line_error(other)  # not a parameter's name
+
+
+def test_the_head_tells_a_bidirectional_article_chain_apart(tmp_path: Path) -> None:
+    # in_size == out_size: an NStepBiLSTM(1, 4, 4) and an NStepLSTM(2, 4, 4) have the
+    # same l1/ keys; the head's width (N or 2N) decides, without the ambiguity warning.
+    rng = np.random.default_rng(1)
+    arrays = {f"l1/{k}/{p}{j}": rng.random((4, 4) if p == "w" else (4,), np.float32)
+              for k in (0, 1) for p in "wb" for j in range(8)}  # fmt: skip
+    for width, name in ((8, "bi"), (4, "uni")):
+        np.savez(tmp_path / f"{name}.npz", **arrays, **{"l2/W": np.zeros((4, width), np.float32)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "l1/ holds an NStepBiLSTM" in one_line_error(tmp_path / "bi.npz")
+        uni = load_chainer_npz(tmp_path / "uni.npz")
+    assert type(uni) is Forecaster and uni.lstm.n_layers == 2
 
 
 def test_importing_a_snapshot_without_prefix_names_the_chain_to_pass(tmp_path: Path) -> None:
@@ -166,8 +203,9 @@ def test_ambiguous_bidirectionality_reads_unidirectional_unless_forced(tmp_path:
               for k in (0, 1) for p in "wb" for j in range(8)}  # fmt: skip
     path = tmp_path / "square.npz"
     np.savez(path, **arrays)
-    with pytest.warns(UserWarning, match="bidirectional=True"):
+    with pytest.warns(UserWarning, match="bidirectional=True") as caught:
         uni = load_chainer_npz(path)
+    assert caught[0].filename == __file__  # the caller's line, not the library's
     assert type(uni) is NStepLSTM and uni.n_layers == 2
     bi = load_chainer_npz(path, bidirectional=True)
     assert type(bi) is NStepBiLSTM and bi.n_layers == 1
@@ -525,6 +563,30 @@ def test_import_run_step_cell_and_overrides(tmp_path: Path) -> None:
         30,
     )
     assert model_config["cell"] == "step" and model_config["dropout"] == 0.5
+
+
+def test_import_run_of_a_model_that_cannot_run_closed_loop(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    arrays = {f"l1/0/{p}{j}": rng.random((4, 3 if p == "w" and j < 4 else 4) if p == "w" else (4,),
+                                         np.float32) for p in "wb" for j in range(8)}  # fmt: skip
+    path = tmp_path / "three_in_two_out.npz"
+    np.savez(path, **arrays, **{"l2/W": np.zeros((2, 4), np.float32)})
+    assert load_chainer_npz(path).config["n_in"] == 3  # the model itself loads
+    with pytest.raises(InputError, match=r"n_in = 3 and n_out = 2; a run forecasts closed loop"):
+        import_chainer_run(path, tmp_path / "run", data="csv:x.csv")
+    with pytest.raises(InputError, match=r"run directory must be a path, got None"):
+        import_chainer_run(fixture("article_nstep"), None)
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_import_run_needs_one_window_of_data_not_a_split(tmp_path: Path) -> None:
+    # 40 points: no validation window at split_rate 0.9, which a forecast does not use.
+    csv = tmp_path / "short.csv"
+    csv.write_text("v\n" + "".join(f"{t % 5}\n" for t in range(40)))
+    run = import_chainer_run(fixture("article_nstep"), tmp_path / "run", data=f"csv:{csv}")
+    from nsteplstm.forecast import forecast_run
+
+    assert forecast_run(run, horizon=15)["points"] == 10
 
 
 def test_import_run_errors(tmp_path: Path) -> None:

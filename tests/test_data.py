@@ -169,7 +169,7 @@ def test_make_windows_too_short() -> None:
 
 
 def test_make_windows_and_split_series_name_what_they_were_given() -> None:
-    with pytest.raises(InputError, match=r"2-D numpy array \(T, F\), got a list$"):
+    with pytest.raises(InputError, match=r"2-D array \(T, F\) in numpy, got a list$"):
         make_windows([[1.0], [2.0], [3.0]], 2)
     with pytest.raises(InputError, match=r"2-D array \(T, F\), got \(3,\)$"):
         make_windows(np.zeros(3), 2)

@@ -443,3 +443,23 @@ def test_forecast_run_names_a_series_too_short_to_start_from(tmp_path) -> None:
     with pytest.raises(InputError, match=r"series 'tiny' has 3 points, fewer than one start "):
         forecast_run(run_dir)  # the first series: its message said 'must start in [0, -3]'
     assert forecast_run(run_dir, series="big", horizon=2)["series"] == "big"
+    path.write_text("shop,units\n" + "\n".join(lines[:3]) + "\n")  # no series long enough
+    with pytest.raises(
+        InputError, match=rf"series 'tiny' has 3 points, .*\(sequence_size = {S}\)$"
+    ):
+        forecast_run(run_dir)
+
+
+def test_forecast_needs_one_window_of_data_not_a_split(tmp_path) -> None:
+    # A forecast reads the series with the run's scaler: no split, no validation part
+    # (a short CSV once failed on split_rate, which a forecast does not use).
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "units.csv"
+    path.write_text("units\n" + "".join(f"{t % 5}\n" for t in range(80)))
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}")
+    path.write_text("units\n" + "".join(f"{t % 5}\n" for t in range(S + 1)))
+    assert forecast_run(run_dir, horizon=3)["points"] == 1  # truth for one point
+    path.write_text("units\n" + "".join(f"{t % 5}\n" for t in range(S - 1)))
+    with pytest.raises(InputError, match=rf"has {S - 1} points, fewer than one start window"):
+        forecast_run(run_dir)

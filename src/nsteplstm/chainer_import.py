@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import sys
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ import torch
 from torch import nn
 
 from .config import Config, absolute_data
-from .data import load_dataset
+from .data import load_series
 from .errors import InputError, check_int, read_input
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
@@ -95,7 +96,8 @@ Headers = dict[str, tuple[tuple[int, ...], np.dtype]]
 
 
 def _read_headers(path: str | Path, prefix: str) -> Headers:
-    """:func:`read_npz_shapes` with the dtypes, any dtype accepted."""
+    """:func:`read_npz_shapes` with the dtypes, any dtype accepted (pickled object
+    arrays too: their headers only)."""
     where = f"Chainer checkpoint {path}"
     if not isinstance(path, (str, Path)):
         raise InputError(f"path must be a file name (str or Path), got {type(path).__name__}")
@@ -121,7 +123,18 @@ def _read_headers(path: str | Path, prefix: str) -> Headers:
 
 
 def _check_floating(headers: Headers, where: str) -> None:
-    for key, (_, dtype) in headers.items():
+    for key, (shape, dtype) in headers.items():
+        if dtype.hasobject:
+            never_set = (
+                " (Chainer saves a parameter as None when it was never initialised: a link "
+                "built with in_size None, saved before its first call)"
+                if shape == () and re.search(r"(^|/)(W|b|[wb]\d+)$", key)
+                else ""
+            )
+            raise InputError(
+                f"{where}: array {key!r} holds pickled Python objects, not numbers"
+                f"{never_set}; refusing to load it"
+            )
         if dtype.kind != "f":
             raise InputError(f"{where}: array {key!r} has dtype {dtype}, expected floating point")
 
@@ -186,10 +199,8 @@ def _read_header(
                 f"{where}: truncated or corrupt file at array {key!r} (unknown .npy version)"
             )
         held = info.file_size - f.tell()
-    if dtype.hasobject:
-        raise InputError(
-            f"{where}: array {key!r} holds pickled Python objects; refusing to load it"
-        )
+    if dtype.hasobject:  # pickled data, never read: _check_floating refuses it
+        return shape, dtype
     if min(shape, default=0) < 0:
         raise InputError(
             f"{where}: truncated or corrupt file at array {key!r} (its header claims shape {shape})"
@@ -217,10 +228,13 @@ def load_chainer_npz(
 
     Args:
         path: the ``.npz`` file.
-        prefix: the sub-chain holding the LSTM link (``"l1/"``, ``"encoder/lstm"``;
-            a missing trailing ``/`` is added). Only keys under it are read, and the
-            bare LSTM module is returned. ``None``: the whole file is a bare LSTM link
-            or the article's ``l1``/``l2`` chain.
+        prefix: the sub-chain to read (a missing trailing ``/`` is added): an LSTM
+            link (``"l1/"``, ``"encoder/lstm/"``), returned as the bare LSTM module, or
+            the article's ``l1``/``l2`` chain inside a larger file
+            (``"predictor/"`` in an ``L.Classifier``,
+            ``"updater/model:main/predictor/"`` in a Trainer snapshot), returned as a
+            :class:`Forecaster`. Only keys under it are read. ``None``: the whole file
+            is either.
         bidirectional: force how NStep keys are read. ``None`` infers it from the
             shapes; the one ambiguous case (two link indices ``0/``, ``1/`` and
             ``in_size == out_size``: a 1-layer NStepBiLSTM and a 2-layer NStepLSTM
@@ -244,10 +258,7 @@ def load_chainer_npz(
     if bidirectional is not None and not isinstance(bidirectional, bool):
         raise InputError(f"bidirectional must be None, True or False, got {bidirectional!r}")
     shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
-    if prefix is None:
-        model = _link_or_chain(shapes, where, p, bidirectional, dropout)
-    else:
-        model = _lstm_link(shapes, where, p, bidirectional, dropout)
+    model = _link_or_chain(shapes, where, p, bidirectional, dropout)
     _load_exact(model, _state(model, _read_arrays(path, p, shapes)))
     return model.eval()
 
@@ -268,7 +279,8 @@ def _shapes_under(path: str | Path, prefix: str) -> tuple[Shapes, str, str]:
         # Before the dtypes: a Trainer snapshot also holds the iterator's integers.
         raise InputError(
             f"{where}: no l1/ and l2/ of the article's chain here; they seem to be under "
-            f"prefix {chains[0]!r}: pass --prefix {chains[0]} (prefix= from Python)"
+            f"prefix {chains[0]!r}: pass --prefix {chains[0]} (prefix={chains[0]!r} "
+            "from Python)"
         )
     _check_floating(headers, f"Chainer checkpoint {path}")
     return shapes, where, p
@@ -365,7 +377,7 @@ def _infer_bidirectional(
         f"{where}: two link indices with in_size == out_size == {n_in} fit both a 2-layer "
         "NStepLSTM and a 1-layer NStepBiLSTM; reading a 2-layer NStepLSTM "
         "(pass bidirectional=True for the other)",
-        stacklevel=5,
+        stacklevel=_caller_level(),
     )
     return False
 
@@ -406,6 +418,9 @@ def _article_chain(
     lstm_shapes = {k[3:]: v for k, v in shapes.items() if k.startswith("l1/")}
     if not lstm_shapes:
         raise InputError(f"{where}: missing the LSTM link under {prefix}l1/")
+    w0, head = lstm_shapes.get("0/w0"), shapes["l2/W"]
+    if bidirectional is None and w0 is not None and len(w0) == 2 == len(head):
+        bidirectional = head[1] == 2 * w0[0]  # the head reads (N) or both directions (2N)
     lstm = _lstm_link(lstm_shapes, where, f"{prefix}l1/", bidirectional, dropout)
     if isinstance(lstm, NStepBiLSTM):
         raise InputError(
@@ -414,7 +429,6 @@ def _article_chain(
         )
     n_layers, cell = (lstm.n_layers, "nstep") if isinstance(lstm, NStepLSTM) else (1, "step")
     n_in, n_hidden = lstm.in_size, lstm.out_size
-    head = shapes["l2/W"]
     if len(head) != 2:
         raise InputError(f"{where}: {prefix}l2/W must be 2-D (n_out, {n_hidden}), got shape {head}")
     n_out = head[0]
@@ -489,11 +503,11 @@ def import_chainer_run(
 ) -> Path:
     """Turn the article's chain checkpoint (``l1`` LSTM + ``l2`` Linear) into a run directory.
 
-    A run needs the whole chain, head included, so ``prefix`` here names the sub-chain
-    that holds ``l1/`` and ``l2/`` (e.g. ``"updater/model:main/predictor/"`` in a
-    Trainer snapshot; ``None`` or ``""``: the whole file). That differs from
-    :func:`load_chainer_npz`, whose ``prefix`` names the LSTM link itself: ``"l1/"``
-    here holds a bare LSTM, no head, and is refused with a hint to name its parent.
+    A run needs the whole chain, head included, so ``prefix`` here must name the
+    sub-chain that holds ``l1/`` and ``l2/`` (e.g. ``"updater/model:main/predictor/"``
+    in a Trainer snapshot; ``None`` or ``""``: the whole file). :func:`load_chainer_npz`
+    also takes a prefix of the LSTM link alone (``"l1/"``); here that holds no head
+    and is refused with a hint to name its parent.
 
     The architecture (``n_layers``, ``n_in``, ``n_hidden``, ``n_out``, ``cell``) comes
     from the file; what it cannot tell comes from ``sequence_size`` and
@@ -529,6 +543,13 @@ def import_chainer_run(
                 f"Chainer checkpoint {path}: has {key} = {value!r}, but {overrides[key]!r} "
                 "was asked for"
             )
+    if found["n_in"] != found["n_out"]:
+        raise InputError(
+            f"Chainer checkpoint {path}: the model has n_in = {found['n_in']} and n_out = "
+            f"{found['n_out']}; a run forecasts closed loop, feeding each prediction back "
+            "as the next input, which needs n_in == n_out (nl.load_chainer_npz loads the "
+            "model itself)"
+        )
     if "data" not in overrides and (found["n_in"], found["n_out"]) != (1, 1):
         raise InputError(
             f"Chainer checkpoint {path}: the model has n_in = {found['n_in']} and n_out = "
@@ -543,7 +564,7 @@ def import_chainer_run(
     settings = {"sequence_size": sequence_size, "scale": "none", **overrides, **found}
     config = _run_config(path, settings)
     if config.data != "adding":
-        load_dataset(config)  # the run must be able to forecast: its data loads and fits
+        load_series(config)  # the run must be able to forecast: its data loads and fits
 
     run_dir = prepare_run_dir(out_dir, force)
     write_config(run_dir, config, model.config, None)
@@ -635,7 +656,12 @@ def _prefix_hint(shapes: Shapes, prefix: str) -> str:
             if k.endswith("/" + tail)
         }
     )
-    return f"; an LSTM link seems to be under prefix {found[0]!r}: pass prefix=" if found else ""
+    return (
+        f"; an LSTM link seems to be under prefix {found[0]!r}: load it alone with "
+        f"nl.load_chainer_npz(path, prefix={found[0]!r})"
+        if found
+        else ""
+    )
 
 
 def _chain_prefixes(shapes: Shapes, prefix: str) -> list[str]:
@@ -648,6 +674,16 @@ def _list(keys: Any, prefix: str = "") -> str:
     names = sorted(prefix + k for k in keys)
     more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
     return ", ".join(repr(n) for n in names[:_MAX_LISTED]) + more
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` for a warning raised here that names the first caller outside
+    this package (the user's line), however deep in the package the warning is."""
+    package = str(Path(__file__).parent)
+    frame, level = sys._getframe(1), 1  # the frame that calls warnings.warn: level 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _one_line(x: object) -> str:

@@ -368,7 +368,7 @@ def make_windows(series: np.ndarray, sequence_size: int) -> tuple[np.ndarray, np
     """
     if not isinstance(series, np.ndarray):
         got = type(series).__name__
-        raise InputError(f"make_windows: series must be a 2-D numpy array (T, F), got a {got}")
+        raise InputError(f"make_windows: series must be a 2-D array (T, F) in numpy, got a {got}")
     if series.ndim != 2:
         raise InputError(f"make_windows: series must be a 2-D array (T, F), got {series.shape}")
     sequence_size = check_int("sequence_size", sequence_size)
@@ -424,18 +424,31 @@ def split_series(
 
 
 @dataclass
+class Series:
+    """The series of a data source (fibonacci, sine, csv), for closed-loop forecasting.
+
+    series: each series (T_k, F) float32, scaled as the model sees it; unscaled: the
+    same in data units, as read (float64 for a CSV, float32 for a generated series);
+    scaler: the scaling applied (None when unscaled), `scaler.inverse` returns to
+    data units; integer_valued: every raw value is an integer (fibonacci always), so
+    forecasts may be rounded; kind: "fibonacci", "sine" or "csv"; series_ids: their
+    ids (the csv_series_id column's text), None for one series without an id.
+    """
+
+    series: list[np.ndarray]
+    unscaled: list[np.ndarray]
+    scaler: Scaler | None
+    integer_valued: bool
+    kind: str
+    series_ids: list[str] | None = None
+
+
+@dataclass
 class Dataset:
-    """Windows of a series data source (fibonacci, sine, csv).
+    """Windows of a series data source (fibonacci, sine, csv), with its :class:`Series`.
 
     train_x, train_y, val_x, val_y: float32 (N, sequence_size, F), targets = inputs
-    shifted by one step. series: the full series (T_k, F), scaled like the windows,
-    for closed-loop forecasting; unscaled: the same in data units, as read (float64 for
-    a CSV, float32 for a generated series);
-    series_ids their ids (the csv_series_id column's
-    text), None for one series without an id. scaler: the scaling applied (None when unscaled);
-    `scaler.inverse` returns to data units. integer_valued: every raw value is an
-    integer (fibonacci always), so forecasts may be rounded. kind: "fibonacci",
-    "sine" or "csv".
+    shifted by one step; the other fields as :class:`Series`'s.
     """
 
     train_x: np.ndarray
@@ -487,18 +500,19 @@ def source_digest(config: Config) -> str | None:
     return hashlib.sha256(read_input(path, str(path))).hexdigest()
 
 
-def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
-    """Build the windows of config.data ("fibonacci", "sine" or "csv:PATH").
+def load_series(config: Config, scaler: Scaler | None = None) -> Series:
+    """The series of config.data ("fibonacci", "sine" or "csv:PATH") as the model sees
+    them, and as read: what a closed-loop forecast needs, no windows.
 
-    Built-in series are not scaled; CSV data is standardized (config.scale =
-    "standard") with a Scaler fitted on the training parts only, or with `scaler`
-    when given: a trained run's, so that its model sees the data as in training
-    even when the file has changed since. For "adding" use `load_adding`.
+    Built-in series are not scaled. CSV data is standardized (config.scale = "standard")
+    with `scaler` when given (a trained run's, so that its model sees the data as in
+    training even when the file has changed since), else with a Scaler fitted on the
+    training parts of config.split_rate. Only that fit splits the series, so a series
+    too short to split still loads when a scaler is given or none applies.
     """
-    s = config.sequence_size
     series_ids = None
     if config.data == "adding":
-        raise ValueError("load_dataset: data = 'adding' has no series; use load_adding")
+        raise ValueError("load_series: data = 'adding' has no series; use load_adding")
     if config.data == "fibonacci":
         raw = [fibonacci_mod(config.total_size, config.value).reshape(-1, 1)]
         integer_valued = True
@@ -523,29 +537,38 @@ def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
         raise InputError(
             f"config: data = {config.data!r} is not one of fibonacci, sine, adding, csv:PATH"
         )
-    unscaled = raw
-    train_parts, val_parts = split_series(raw, config.split_rate, s)
     if not (config.data.startswith("csv:") and config.scale == "standard"):
         scaler = None
     elif scaler is None:
-        scaler = Scaler.fit(train_parts)
+        scaler = Scaler.fit(split_series(raw, config.split_rate, config.sequence_size)[0])
     # The model's float32, scaled in float64 first where a scaler applies.
     to_model = scaler.transform if scaler is not None else lambda a: a.astype(np.float32)
-    train_parts = [to_model(p) for p in train_parts]
-    val_parts = [to_model(p) for p in val_parts]
-    raw = [to_model(a) for a in raw]
-    for part in raw:
+    series = [to_model(a) for a in raw]
+    for part in series:
         if not np.isfinite(part).all():
             scaled = " after standard scaling" if scaler is not None else ""
             raise InputError(
                 f"config: data = {config.data!r} gives values that are not finite in float32"
                 f"{scaled} (check period, noise, the data's range)"
             )
+    kind = "csv" if config.data.startswith("csv:") else config.data
+    return Series(series, raw, scaler, integer_valued, kind, series_ids)
+
+
+def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
+    """The windows of config.data: :func:`load_series` (`scaler` as there), each series
+    split in time by config.split_rate (:func:`split_series`), then every window of
+    sequence_size + 1 points of each part. For "adding" use `load_adding`."""
+    if config.data == "adding":
+        raise ValueError("load_dataset: data = 'adding' has no series; use load_adding")
+    data = load_series(config, scaler)
+    s = config.sequence_size
+    train_parts, val_parts = split_series(data.series, config.split_rate, s)
     train_x, train_y = _windows(train_parts, s)
     val_x, val_y = _windows(val_parts, s)
-    kind = "csv" if config.data.startswith("csv:") else config.data
     return Dataset(
-        train_x, train_y, val_x, val_y, raw, unscaled, scaler, integer_valued, kind, series_ids
+        *(train_x, train_y, val_x, val_y, data.series, data.unscaled, data.scaler),
+        *(data.integer_valued, data.kind, data.series_ids),
     )
 
 

@@ -338,7 +338,7 @@ def forecast_run(
     it was.
     """
     from . import plots, runs  # the run-directory layer is only needed here
-    from .data import load_dataset
+    from .data import load_series
 
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -353,27 +353,33 @@ def forecast_run(
     _check_metrics(run.metrics, run.path / runs.METRICS_FILE)
     size = run.config.sequence_size
     horizon = 4 * size if horizon is None else horizon
-    dataset = load_dataset(run.config, scaler=run.scaler)  # scaled as in training
-    index = _series_index(dataset.series_ids, series, run.config.data)
-    x = dataset.series[index]  # (T, F), scaled like the training data
-    if x.shape[0] < size and dataset.series_ids is not None:
-        ids, series_list = dataset.series_ids, dataset.series
+    source = load_series(run.config, scaler=run.scaler)  # scaled as in training
+    index = _series_index(source.series_ids, series, run.config.data)
+    x = source.series[index]  # (T, F), scaled like the training data
+    if x.shape[0] < size and source.series_ids is not None:
+        ids, series_list = source.series_ids, source.series
         longer = [i for i, s in zip(ids, series_list, strict=True) if len(s) >= size]
+        other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
         raise InputError(
-            f"series {dataset.series_ids[index]!r} has {x.shape[0]} points, fewer than one "
-            f"start window ({size}); choose another with --series (e.g. {longer[0]!r})"
+            f"series {source.series_ids[index]!r} has {x.shape[0]} points, fewer than one "
+            f"start window (sequence_size = {size}){other}"
+        )
+    if x.shape[0] < size:
+        raise InputError(
+            f"data = {run.config.data!r} has {x.shape[0]} points, fewer than one start "
+            f"window (sequence_size = {size})"
         )
     start = _run_start(start, x.shape[0], size)
     began = time.perf_counter()
     pred = forecast(run.model, x, [start], size, horizon, mode)  # (1, horizon, F)
     seconds = time.perf_counter() - began
-    if dataset.scaler is not None:
-        pred = dataset.scaler.inverse(pred)
-    x = dataset.unscaled[index]  # as read: scaling there and back is not exact in float32
+    if source.scaler is not None:
+        pred = source.scaler.inverse(pred)
+    x = source.unscaled[index]  # as read: scaling there and back is not exact in float32
     truth = forecast_truth(x, [start], size, horizon)
-    metrics = forecast_metrics(pred, truth, dataset.integer_valued)
+    metrics = forecast_metrics(pred, truth, source.integer_valued)
     metrics = {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
-    series = None if dataset.series_ids is None else dataset.series_ids[index]
+    series = None if source.series_ids is None else source.series_ids[index]
     metrics.update(seconds=seconds, start=start, series=series)
 
     t, truth_all, pred_all = forecast_series(x, [start], size, pred)  # (1, n), (1, n, F)

@@ -162,11 +162,19 @@ def output_path(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / name
 
 
+def run_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path; InputError for None, a number, or an empty string (which
+    Path would take as the current directory)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise InputError(f"run directory must be a path, got {path!r}")
+    return Path(path)
+
+
 def check_run_dir_free(path: str | Path, force: bool) -> Path:
     """Raise :class:`InputError` unless :func:`prepare_run_dir` may use ``path``: it does
     not exist, is an empty directory, or (with ``force``) any directory. Changes nothing,
     so a command can check its output before the slow or failing part of its work."""
-    path = Path(path)
+    path = run_path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"run directory {path} exists and is not a directory; pick another --out")
     if not force and path.is_dir() and any(path.iterdir()):
@@ -233,7 +241,7 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _check_run_dir(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
+    run_dir = run_path(run_dir)
     if not run_dir.exists():
         raise InputError(f"run directory {run_dir} does not exist")
     if not run_dir.is_dir():

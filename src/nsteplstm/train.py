@@ -855,7 +855,7 @@ def train(
         Interrupted: SIGINT/SIGTERM arrived; a checkpoint was written first.
         NonFiniteLoss: the loss became NaN/inf; the last good checkpoint, if any, is kept.
     """
-    out = Path(out_dir)
+    out = runs.run_path(out_dir)
     checkpoint = None
     if resume:
         saved, saved_model, _ = runs.read_config(out)
