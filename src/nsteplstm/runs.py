@@ -379,8 +379,10 @@ def save_model(path: str | Path, model: Forecaster) -> None:
 
 
 def _model_tensors(model: Forecaster) -> Tensors:
-    meta = {"format_version": str(FORMAT_VERSION), "model": json.dumps(model.config)}
-    return Tensors(model.state_dict(), meta)
+    # One metadata key: safetensors writes several in an order that varies from call
+    # to call, so the same weights would not give the same bytes (sha256sum checks).
+    about = {"format_version": FORMAT_VERSION, "model": model.config}
+    return Tensors(model.state_dict(), {"nsteplstm": json.dumps(about, sort_keys=True)})
 
 
 def load_model(run_dir: str | Path, file: str = MODEL_FILE) -> Forecaster:
