@@ -83,6 +83,18 @@ def test_run_directory_files(tmp_path: Path) -> None:
     assert evaluate(run.model, data, run.config) == pytest.approx(best["val_loss"], rel=1e-6)
 
 
+def test_the_reported_losses_are_the_kept_epochs(tmp_path: Path) -> None:
+    # Once train_loss came from the last epoch beside the best epoch's val_loss.
+    result = train(tiny(epochs=4, lr=0.3, grad_clip=0.0), tmp_path / "run", quiet=True)
+    metrics, history = result.metrics, result.history
+    assert metrics["best_epoch"] == 3  # not the last: this run overshoots at epoch 4
+    kept = history[2]
+    assert (metrics["train_loss"], metrics["val_loss"]) == (kept["train_loss"], kept["val_loss"])
+    assert metrics["last_train_loss"] == history[-1]["train_loss"] != kept["train_loss"]
+    last = train(tiny(epochs=4, lr=0.3, grad_clip=0.0, keep_best=False), tmp_path / "b", quiet=True)
+    assert last.metrics["train_loss"] == last.history[-1]["train_loss"]
+
+
 def test_loss_goes_down(tmp_path: Path) -> None:
     config = tiny(data="sine", n_hidden=16, lr=1e-2, epochs=6, dropout=0.0)
     history = train(config, tmp_path / "run", quiet=True).history

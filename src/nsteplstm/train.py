@@ -804,11 +804,15 @@ def _final_metrics(
     final_val: float,
 ) -> dict[str, Any]:
     last = state.history[-1]
+    kept = last
+    if config.keep_best:  # the losses beside the weights are the kept epoch's
+        kept = next((r for r in state.history if r["epoch"] == state.best_epoch), last)
     seconds = sum(row["seconds"] for row in state.history)
     metrics: dict[str, Any] = {
         "epochs": len(state.history),
-        "train_loss": last["train_loss"],
+        "train_loss": kept["train_loss"],
         "val_loss": final_val,
+        "last_train_loss": last["train_loss"],
         "last_val_loss": last["val_loss"],
         "best_epoch": state.best_epoch,
         "best_val_loss": state.best_val_loss,
@@ -839,7 +843,9 @@ def train(
     leaves nothing), a checkpoint every ``config.checkpoint_every`` epochs (and at the
     last, or when interrupted), then ``model.safetensors``, ``history.csv`` and
     ``metrics.json``. With ``config.keep_best`` the weights of the epoch with the
-    lowest validation loss are the ones kept. ``resume`` continues ``out_dir`` from
+    lowest validation loss are the ones kept; ``train_loss`` and ``val_loss`` in
+    ``metrics.json`` are that epoch's (``last_train_loss``, ``last_val_loss``: the last
+    epoch's). ``resume`` continues ``out_dir`` from
     its checkpoint and ends with the weights and history of an uninterrupted run;
     ``config`` is then None (the run's own), a full Config that must match the run's,
     or a mapping of the settings to check against it (only ``device`` may differ). A
