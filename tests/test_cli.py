@@ -271,6 +271,45 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"nsteplstm {__version__}"
 
 
+# Ctrl-C while torch is being imported: a finder that interrupts the import of torch.
+INTERRUPTED_IMPORT = """
+import sys
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+from nsteplstm.cli import main
+print("torch" in sys.modules)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_start_up_imports_no_torch_and_ctrl_c_there_is_one_line(tmp_path):
+    # It once printed a traceback through torch's imports: the package imported torch
+    # before main() could catch anything.
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_IMPORT, "forecast", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        130,
+        "False\n",
+        "nsteplstm forecast: interrupted\n",
+    )
+
+
+def test_the_package_exports_what_all_names() -> None:
+    import nsteplstm as nl
+
+    assert sorted(nl.__all__) == sorted([*nl._EXPORTS, "__version__"])
+    assert all(getattr(nl, name) is not None for name in nl.__all__)
+    assert nl.functional.dropout is not None  # submodules too, imported on first use
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        nl.nothing  # noqa: B018
+
+
 def test_an_error_is_one_line_even_for_a_path_with_a_line_break(tmp_path, capsys):
     assert main(["forecast", str(tmp_path / "no\nrun")]) == 2
     err = capsys.readouterr().err

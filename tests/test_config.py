@@ -118,6 +118,12 @@ def test_wrong_type(key: str, value: Any, expected: str) -> None:
         ({"device": "tpu"}, "device = 'tpu' is out of range (allowed: auto, cpu, cuda"),
         ({"device": -2}, "device = -2 is out of range"),
         ({"format_version": 2}, "format_version = 2 is out of range (allowed: 1)"),
+        # Past 1e12 NumPy raised its own errors (a traceback) or sine gave an empty series.
+        (
+            {"total_size": 2**62},
+            f"total_size = {2**62} is out of range (allowed: 1 <= total_size <= 1e12)",
+        ),
+        ({"adding_samples": 2**63}, "adding_samples = 9223372036854775808 is out of range"),
         ({"n_in": 3}, "n_in = 3 is out of range (allowed: 1 for data = 'fibonacci')"),
         ({"data": "adding", "n_in": 1}, "n_in = 1 is out of range (allowed: 2 for data = 'add"),
         ({"data": "sine", "n_out": 2}, "n_out = 2 is out of range (allowed: 1 for data = 'sine')"),

@@ -61,7 +61,7 @@ def test_fibonacci_mod5_has_period_20() -> None:
 def test_fibonacci_bad_arguments() -> None:
     with pytest.raises(InputError, match="value must be an integer >= 1, got 0"):
         fibonacci_mod(10, 0)
-    with pytest.raises(InputError, match="total_size must be an integer >= 1, got 10.5"):
+    with pytest.raises(InputError, match="total_size must be an integer >= 1 and <= 1e12, got 10.5"):
         fibonacci_mod(10.5, 5)
 
 
@@ -166,6 +166,19 @@ def test_make_windows_too_short() -> None:
         make_windows(np.zeros((4, 1), dtype=np.float32), 4)
     x, _ = make_windows(np.zeros((5, 1), dtype=np.float32), 4)
     assert x.shape == (1, 4, 1)
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: fibonacci_mod(2**62, 5), "total_size"),
+        (lambda: sine(2**63), "total_size"),  # once an empty series, silently
+        (lambda: adding_problem(2**63, 5), "n_samples"),
+    ],
+)
+def test_generated_data_sizes_numpy_cannot_hold_are_named(make, name: str) -> None:
+    with pytest.raises(InputError, match=rf"^{name} must be an integer >= 1 and <= 1e12, got "):
+        make()
 
 
 def test_make_windows_and_split_series_name_what_they_were_given() -> None:
@@ -453,7 +466,7 @@ def test_scaler_from_dict_errors(bad: object) -> None:
     [
         (lambda: sine(10, period=0), r"period must be a finite number > 0, got 0"),
         (lambda: sine(10, noise=-1.0), r"noise must be a finite number >= 0, got -1.0"),
-        (lambda: sine(0), "total_size must be an integer >= 1, got 0"),
+        (lambda: sine(0), "total_size must be an integer >= 1 and <= 1e12, got 0"),
         (lambda: random_lengths(-1, 2, 4, np.random.default_rng(0)), "n must be .* got -1"),
         (lambda: make_windows([[1.0], [2.0]], 1), r"series must be a 2-D array \(T, F\)"),
         (lambda: make_windows(np.zeros((5, 1)), 2.5), "sequence_size must be .* got 2.5"),

@@ -13,7 +13,6 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .config import Config, fields_help, load_toml, parse_cli_value
-from .device import tune_malloc
 from .errors import InputError
 
 
@@ -86,6 +85,7 @@ def _config_from(args: argparse.Namespace) -> Config | None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .device import tune_malloc
     from .train import train
 
     tune_malloc()
@@ -136,6 +136,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    from .device import tune_malloc
 
     tune_malloc()
     report = run_demo(args.out, epochs=args.epochs, force=args.force, quiet=args.quiet)
@@ -338,12 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error)."""
-    from .train import Interrupted, NonFiniteLoss
-
+    """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error,
+    130 interrupted)."""
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # said by the command's parser, so the line names the command
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # also while torch is being imported
+        print(f"nsteplstm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command ``args`` names; every error a user can cause as one line."""
+    from .train import Interrupted, NonFiniteLoss
+
     try:
         return args.func(args)
     except InputError as e:
@@ -364,9 +375,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = "n_hidden, n_layers, total_size, batch_size, horizon"
         _error(args.command, f"out of memory ({reason}); smaller sizes ({sizes}) need less")
         return 2
-    except KeyboardInterrupt:
-        print(f"nsteplstm {args.command}: interrupted", file=sys.stderr)
-        return 130
 
 
 def _error(command: str, message: str) -> None:

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nsteplstm.device import device_name
-from nsteplstm.errors import InputError, is_int, read_input
+from nsteplstm.errors import MAX_DATA_SIZE, InputError, is_int, read_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -390,6 +389,25 @@ def _check_type(kind: str, v: Any) -> Any | None:
     raise AssertionError(kind)
 
 
+DEVICE_FORMS = "'auto', 'cpu', 'cuda', 'cuda:K', or an integer (-1 = CPU, K >= 0 = cuda:K)"
+
+
+def device_name(spec: str | int) -> str | None:
+    """The canonical name of a device spec of :data:`DEVICE_FORMS`: ``"auto"``, ``"cpu"``,
+    ``"cuda"`` or ``"cuda:K"`` (``"cpu:0"``, torch's name of the CPU, is ``"cpu"``);
+    None for anything else. Says nothing about whether the device exists."""
+    if isinstance(spec, bool) or not isinstance(spec, (str, int)):
+        return None
+    token = spec.strip().lower() if isinstance(spec, str) else str(spec)
+    if token in ("auto", "cpu", "cpu:0", "cuda"):
+        return token[:3] if token.startswith("cpu") else token
+    if re.fullmatch(r"cuda:\d+", token):
+        return f"cuda:{int(token[5:])}"
+    if re.fullmatch(r"[+-]?\d+", token) and int(token) >= -1:  # -2 and below: no device
+        return "cpu" if int(token) == -1 else f"cuda:{int(token)}"
+    return None
+
+
 def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source: str) -> Config:
     """Type-check, range-check and cross-check `values` over the defaults."""
 
@@ -439,6 +457,8 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
     ):
         check(key, v[key] >= 1, ">= 1")
     check("value", v["value"] <= 2**24, "1 <= value <= 2**24, every number exact in float32")
+    for key in ("total_size", "adding_samples"):
+        check(key, v[key] <= MAX_DATA_SIZE, f"1 <= {key} <= 1e12")
     check("dropout", 0.0 <= v["dropout"] < 1.0, "0 <= dropout < 1")
     check("split_rate", 0.0 < v["split_rate"] < 1.0, "0 < split_rate < 1")
     check("lr", v["lr"] > 0.0, "> 0")

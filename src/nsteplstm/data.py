@@ -20,12 +20,22 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nsteplstm.config import Config
-from nsteplstm.errors import InputError, check_int, is_finite_number, is_int, read_input
+from nsteplstm.errors import (
+    MAX_DATA_SIZE,
+    InputError,
+    check_int,
+    is_finite_number,
+    is_int,
+    read_input,
+)
 
 
 def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
     """The Fibonacci numbers F0=0, F1=1, ... modulo `value`, exactly; float32 (total_size,)."""
-    total_size, value = check_int("total_size", total_size), check_int("value", value)
+    total_size, value = (
+        check_int("total_size", total_size, maximum=MAX_DATA_SIZE),
+        check_int("value", value),
+    )
     out = np.empty(total_size, dtype=np.float32)
     a, b = 0, 1 % value
     for i in range(total_size):
@@ -37,7 +47,7 @@ def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
 def sine(total_size: int, period: float = 20.0, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     """sin(2 pi t / period) for t = 0..total_size-1 (period in time steps), plus Gaussian
     noise of standard deviation `noise`; float32 (total_size,)."""
-    total_size = check_int("total_size", total_size)
+    total_size = check_int("total_size", total_size, maximum=MAX_DATA_SIZE)
     seed = check_int("seed", seed, 0)
     if not is_finite_number(period) or period <= 0:
         raise InputError(f"sine: period must be a finite number > 0, got {period!r}")
@@ -65,7 +75,8 @@ def adding_problem(
     min_length is given (min_length >= 2). Always answering 1.0 gives a mean
     squared error of Var(U1 + U2) = 1/6 ~= 0.167, the baseline to beat.
     """
-    n_samples, seq_len = check_int("n_samples", n_samples), check_int("seq_len", seq_len)
+    n_samples = check_int("n_samples", n_samples, maximum=MAX_DATA_SIZE)
+    seq_len = check_int("seq_len", seq_len)
     seed = check_int("seed", seed, 0)
     lowest = seq_len if min_length is None else check_int("min_length", min_length)
     if not 2 <= lowest <= seq_len:

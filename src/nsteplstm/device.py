@@ -7,11 +7,11 @@ import ctypes.util
 import os
 import platform
 import random
-import re
 
 import numpy as np
 import torch
 
+from .config import DEVICE_FORMS, device_name
 from .errors import InputError, is_int
 
 # glibc mallopt parameters (malloc.h) and the values tune_malloc sets.
@@ -23,24 +23,6 @@ MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
     "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD_BYTES),
 }
-
-DEVICE_FORMS = "'auto', 'cpu', 'cuda', 'cuda:K', or an integer (-1 = CPU, K >= 0 = cuda:K)"
-
-
-def device_name(spec: str | int) -> str | None:
-    """The canonical name of a device spec of :data:`DEVICE_FORMS`: ``"auto"``, ``"cpu"``,
-    ``"cuda"`` or ``"cuda:K"`` (``"cpu:0"``, torch's name of the CPU, is ``"cpu"``);
-    None for anything else. Says nothing about whether the device exists."""
-    if isinstance(spec, bool) or not isinstance(spec, (str, int)):
-        return None
-    token = spec.strip().lower() if isinstance(spec, str) else str(spec)
-    if token in ("auto", "cpu", "cpu:0", "cuda"):
-        return token[:3] if token.startswith("cpu") else token
-    if re.fullmatch(r"cuda:\d+", token):
-        return f"cuda:{int(token[5:])}"
-    if re.fullmatch(r"[+-]?\d+", token) and int(token) >= -1:  # -2 and below: no device
-        return "cpu" if int(token) == -1 else f"cuda:{int(token)}"
-    return None
 
 
 def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.device:

@@ -29,11 +29,18 @@ def is_finite_number(value: object) -> bool:
     )
 
 
-def check_int(name: str, value: object, minimum: int = 1) -> int:
+# The most points or samples a generated data set may have: past it NumPy fails with
+# errors that name no setting ("Maximum allowed dimension exceeded"), or, for sine,
+# silently returns an empty series; below it a size too large is a MemoryError.
+MAX_DATA_SIZE = 10**12
+
+
+def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
     """``value`` as an int; :class:`InputError` naming ``name`` unless it is an integer
-    (:func:`is_int`) of at least ``minimum``."""
-    if not is_int(value) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    (:func:`is_int`) of at least ``minimum`` (and at most ``maximum`` when given)."""
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        most = "" if maximum is None else f" and <= {maximum:.0e}".replace("+", "")
+        raise InputError(f"{name} must be an integer >= {minimum}{most}, got {value!r}")
     return int(value)
 
 
