@@ -264,6 +264,9 @@ def test_parse_cli_value() -> None:
     assert parse_cli_value("csv_header", "yes") is True
     assert parse_cli_value("csv_columns", "a, 2,b") == ["a", 2, "b"]
     assert parse_cli_value("csv_series_id", "0") == 0
+    # A negative index is an index (refused by Config's range), not a column name.
+    assert parse_cli_value("csv_columns", "-1,b") == [-1, "b"]
+    assert parse_cli_value("csv_series_id", "-1") == -1
     assert parse_cli_value("device", "-1") == "-1"
     assert Config.merged(None, {"device": parse_cli_value("device", "-1")}).device == "cpu"
     with pytest.raises(InputError, match=r"command line: --n-layers 'two' is not an integer"):

@@ -61,7 +61,9 @@ def test_fibonacci_mod5_has_period_20() -> None:
 def test_fibonacci_bad_arguments() -> None:
     with pytest.raises(InputError, match="value must be an integer >= 1, got 0"):
         fibonacci_mod(10, 0)
-    with pytest.raises(InputError, match="total_size must be an integer >= 1 and <= 1e12, got 10.5"):
+    with pytest.raises(
+        InputError, match="total_size must be an integer >= 1 and <= 1e12, got 10.5"
+    ):
         fibonacci_mod(10.5, 5)
 
 
@@ -313,6 +315,16 @@ def test_read_csv_missing_column_lists_available(tmp_path: Path) -> None:
         read_csv(p, columns=[5])
     with pytest.raises(InputError, match=r"series_id column 'id' not present"):
         read_csv(p, series_id="id")
+
+
+def test_read_csv_refuses_one_column_named_twice(tmp_path: Path) -> None:
+    # It once read the column twice: a model of n_in = 2 on two copies of one series.
+    path = tmp_path / "a.csv"
+    path.write_text("t,units,other\n1,2,3\n4,5,6\n")
+    for columns, shown in ((["units", "units"], "'units', 'units'"), ([1, "units"], "1, 'units'")):
+        with pytest.raises(InputError, match=rf"a.csv: columns {shown} name the same column"):
+            read_csv(path, columns)
+    assert read_csv(path, ["units", "other"])[""].tolist() == [[2.0, 3.0], [5.0, 6.0]]
 
 
 def test_read_csv_non_numeric_names_line_and_column(tmp_path: Path) -> None:

@@ -208,6 +208,9 @@ def test_plot_runs_overlays_run_histories(tmp_path: Path) -> None:
         plots.plot_runs(dirs, tmp_path / "x.png", labels=["one"])
     with pytest.raises(InputError, match="history.csv: file not found"):
         plots.plot_runs([tmp_path / "a", tmp_path], tmp_path / "x.png")
+    # The same run twice once blamed labels the user never gave.
+    with pytest.raises(InputError, match=r"run .*a/\.\./a is given twice \(also as .*a\)$"):
+        plots.plot_runs([tmp_path / "a", tmp_path / "a" / ".." / "a"], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -229,6 +232,9 @@ def test_plot_runs_keeps_an_existing_out_unless_force(tmp_path: Path) -> None:
         ("a/history.csv", r"history\.csv: the name must end in \.png"),  # a run's own file
         ("a", "a: it is a directory"),
         ("", r"cannot write \.: it is a directory"),
+        ("a/history.csv/x.png", r"history\.csv/x\.png: .*a/history\.csv is not a directory$"),
+        ("a/history.csv/b/x.png", r"x\.png: .*a/history\.csv is not a directory$"),
+        ("a/new/x.png", r"x\.png: directory .*a/new does not exist$"),
     ],
 )
 def test_plot_runs_refuses_a_bad_out_even_with_force(tmp_path: Path, name, message) -> None:

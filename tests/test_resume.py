@@ -446,6 +446,36 @@ def test_force_keeps_the_old_run_until_the_new_one_can_start(
     assert not (tmp_path / "new").exists()  # nothing created for a run that cannot start
 
 
+@pytest.mark.parametrize("at_end", [False, True])
+def test_ctrl_c_before_a_forced_runs_first_checkpoint_keeps_the_old_run(
+    tmp_path: Path, reference: Path, at_end: bool
+) -> None:
+    # It once wrote the interrupt's checkpoint, and so replaced the old run the user
+    # was cancelling the replacement of.
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    config = Config.from_dict({**SETTINGS, "seed": 5, "checkpoint_every": 3}, "test")
+
+    class Stop:
+        def batch(self, epoch: int, epochs: int, batch: int, n_batches: int, loss: float) -> None:
+            if (epoch, batch) == (1, n_batches if at_end else 1):
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def epoch(self, *args: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    with pytest.raises(Interrupted, match=f"first checkpoint; {run} keeps the old run$"):
+        train(config, run, force=True, progress=Stop())
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # A new directory has no old run to keep: the interrupt checkpoints as before.
+    ckpt = interrupt(config, tmp_path / "new", lambda e, b, n: (e, b) == (1, 1))
+    assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (0, 1)
+
+
 def cli(*args: str, **kw: str) -> subprocess.Popen:
     """``nsteplstm`` itself (``python -m nsteplstm.cli``) in a subprocess."""
     return subprocess.Popen(

@@ -137,6 +137,22 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
         runs.prepare_run_dir(file, force=True)
 
 
+def test_a_run_directory_that_cannot_be_created_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # train() checks this first; it once trained, then failed at the first checkpoint.
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=r"run directory .*file/a/run: .*file is not a directory$"):
+        runs.check_run_dir_free(tmp_path / "file" / "a" / "run", force=False)
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as non-root
+    with pytest.raises(InputError, match=rf"new/run: {tmp_path} is not writable$"):
+        runs.check_run_dir_free(tmp_path / "new" / "run", force=False)
+    assert not (tmp_path / "new").exists()
+    for bad in (None, "", 3):
+        with pytest.raises(InputError, match=r"run directory must be a path, got"):
+            runs.check_run_dir_free(bad, force=False)
+
+
 def test_model_round_trip(tmp_path: Path) -> None:
     model = make_run(tmp_path)
     loaded = runs.load_model(tmp_path)

@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="replace the run in an existing --out directory (only the files a run writes "
-        "are removed, and only once the new run reaches its first checkpoint)",
+        "are removed, and only once the new run reaches its first checkpoint; a Ctrl-C "
+        "before then keeps the old run)",
     )
     p.add_argument(
         "--quiet",

@@ -305,7 +305,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _name_or_index(token: str) -> str | int:
-    return int(token) if re.fullmatch(r"\d+", token) else token
+    """An integer (a negative one too, refused later as an index) or a column name."""
+    return int(token) if re.fullmatch(r"[+-]?\d+", token) else token
 
 
 def _one_line(x: object) -> str:

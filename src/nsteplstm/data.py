@@ -260,6 +260,10 @@ def read_csv(
         if len(columns) == 0:
             raise InputError(f"{path}: columns is empty (give at least one column)")
         use = [_resolve_column(c, names, n_cols, str(path), "column") for c in columns]
+        twice = [c for c, i in zip(columns, use, strict=True) if use.count(i) > 1]
+        if twice:  # the model would get one column as two features
+            shown = ", ".join(_show(c) if isinstance(c, str) else str(c) for c in twice)
+            raise InputError(f"{path}: columns {shown} name the same column; give it once")
         if id_index is not None and id_index in use:
             raise InputError(f"{path}: column {id_index} is both a data column and the series_id")
 

@@ -44,6 +44,9 @@ def check_output_file(
     if suffix is not None and path.suffix.lower() != suffix:
         raise InputError(f"cannot write {path}: the name must end in {suffix} (the format written)")
     if not path.parent.is_dir():
+        existing = next((p for p in path.parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise InputError(f"cannot write {path}: {existing} is not a directory")
         raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
     if not force and os.path.lexists(path):
         raise InputError(f"{path} already exists; use --force to overwrite it")
@@ -296,6 +299,10 @@ def plot_runs(
 
     out = check_output_file(out, force, suffix=".png")
     dirs = [Path(d) for d in run_dirs]
+    seen: dict[Path, Path] = {}
+    for d in dirs:
+        if seen.setdefault(d.resolve(), d) is not d:
+            raise InputError(f"run {d} is given twice (also as {seen[d.resolve()]})")
     if labels is None:
         names = [d.name for d in dirs]
         labels = names if len(set(names)) == len(names) else [str(d) for d in dirs]

@@ -177,6 +177,11 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
     path = run_path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"run directory {path} exists and is not a directory; pick another --out")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():  # training first and failing at its first checkpoint wastes it
+        raise InputError(f"cannot create run directory {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create run directory {path}: {existing} is not writable")
     if not force and path.is_dir() and any(path.iterdir()):
         raise InputError(
             f"run directory {path} exists and is not empty; pass --force to overwrite "
@@ -186,6 +191,12 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
         if old.is_dir() and not old.is_symlink():
             raise InputError(f"cannot replace {old}: it is a directory")
     return path
+
+
+def holds_run(path: str | Path) -> bool:
+    """Whether ``path`` holds files of a run (what :func:`prepare_run_dir` with ``force``
+    would remove)."""
+    return bool(_old_run_files(Path(path)))
 
 
 def _old_run_files(path: Path) -> list[Path]:

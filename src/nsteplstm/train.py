@@ -57,14 +57,19 @@ EVAL_ROWS = 65536  # packed rows per evaluation batch (memory ~ rows * 4 * n_hid
 
 
 class Interrupted(Exception):
-    """Training stopped by a signal after writing a checkpoint; ``exit_code`` is 128 + signum."""
+    """Training stopped by a signal after writing a checkpoint to ``run_dir``, or, with
+    ``kept``, before replacing the old run in ``kept``; ``exit_code`` is 128 + signum."""
 
-    def __init__(self, signum: int, run_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, signum: int, run_dir: str | Path | None = None, kept: str | Path | None = None
+    ) -> None:
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
         self.run_dir = run_dir
         name = signal.Signals(self.signum).name
         where = f"; resume with: {resume_command(run_dir)}" if run_dir is not None else ""
+        if kept is not None:
+            where = f" before the new run's first checkpoint; {kept} keeps the old run"
         super().__init__(f"training interrupted by {name}{where}")
 
 
@@ -922,6 +927,15 @@ def train(
             runs.write_config(out, config, model.config, scaler, digest)
             dir_ready = True
 
+    def interrupted(signum: int | None) -> Interrupted:
+        """Save a checkpoint to resume from, unless this is still a ``force`` run that
+        has not replaced the old run: a Ctrl-C then cancels, and the old run stays."""
+        signum = signum or signal.SIGINT
+        if not dir_ready and runs.holds_run(out):
+            return Interrupted(signum, kept=out)
+        save()
+        return Interrupted(signum, out)
+
     def save() -> None:
         nonlocal position
         start()
@@ -956,8 +970,7 @@ def train(
                 state.epoch_seconds = base_seconds + time.perf_counter() - started
                 if done < plan.n_batches:
                     state.batch = done
-                    save()
-                    raise Interrupted(stop.signum or signal.SIGINT, out)
+                    raise interrupted(stop.signum)
                 val = evaluate(model, data, config)
                 if not math.isfinite(val):
                     raise NonFiniteLoss(epoch, "validation", val)
@@ -979,10 +992,10 @@ def train(
                 if state.peak_rss_mib_epoch1 is None:
                     state.peak_rss_mib_epoch1 = _peak_rss_mib()
                 progress.epoch(epoch, config.epochs, row["train_loss"], val)
-                if epoch % config.checkpoint_every == 0 or epoch == config.epochs or stop():
-                    save()
                 if stop():
-                    raise Interrupted(stop.signum or signal.SIGINT, out)
+                    raise interrupted(stop.signum)
+                if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                    save()
     except Interrupted as e:
         progress.close()
         print(f"nsteplstm: {e}", file=sys.stderr)
