@@ -863,7 +863,8 @@ def train(
 
     Raises:
         InputError: a bad run directory, data or checkpoint.
-        Interrupted: SIGINT/SIGTERM arrived; a checkpoint was written first.
+        Interrupted: SIGINT/SIGTERM arrived; a checkpoint was written first (except in
+            a ``force`` run before its first checkpoint: the old run is kept as it was).
         NonFiniteLoss: the loss became NaN/inf; the last good checkpoint, if any, is kept.
     """
     out = runs.run_path(out_dir)
