@@ -450,6 +450,20 @@ def test_forecast_run_names_a_series_too_short_to_start_from(tmp_path) -> None:
         forecast_run(run_dir)
 
 
+def test_forecast_run_refuses_a_horizon_its_outputs_cannot_hold(tmp_path, monkeypatch) -> None:
+    # Only the model's float32 buffer was counted: horizons 40x too large passed,
+    # then ran for hours (stream mode, about 50 us a point) before running out.
+    from nsteplstm import forecast as forecasting
+
+    run_dir, _ = make_run(tmp_path)
+    before = sorted(p.name for p in run_dir.iterdir())
+    monkeypatch.setattr(forecasting, "physical_memory", lambda: 2**30)
+    with pytest.raises(InputError, match=r"horizon = 5000000: .* about 1 GiB, more than .* 1 GiB"):
+        forecasting.forecast_run(run_dir, mode="stream", horizon=5_000_000)
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    assert forecasting.forecast_run(run_dir, mode="stream", horizon=1000)["points"] > 0
+
+
 def test_forecast_needs_one_window_of_data_not_a_split(tmp_path) -> None:
     # A forecast reads the series with the run's scaler: no split, no validation part
     # (a short CSV once failed on split_rate, which a forecast does not use).
