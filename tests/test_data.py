@@ -410,6 +410,13 @@ def test_load_dataset_csv_scaled_on_train_split(tmp_path: Path) -> None:
     )
 
 
+def test_a_csv_too_short_to_split_is_named(tmp_path: Path) -> None:
+    p = write(tmp_path, "a\n" + "".join(f"{t}\n" for t in range(8)))
+    config = Config.from_dict({"data": f"csv:{p}", "sequence_size": 3, "scale": "none"}, "t")
+    with pytest.raises(InputError, match=rf"^data = 'csv:{p}': split_rate = 0.9 leaves no val"):
+        load_dataset(config)
+
+
 def test_load_dataset_csv_column_count_must_match_n_in(tmp_path: Path) -> None:
     p = write(tmp_path, "a,b\n" + "\n".join(f"{t}.5,{t}" for t in range(50)) + "\n")
     with pytest.raises(InputError, match=r"2 columns but n_in = 1 and n_out = 1; set both to 2"):

@@ -555,7 +555,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
     if not (config.data.startswith("csv:") and config.scale == "standard"):
         scaler = None
     elif scaler is None:
-        scaler = Scaler.fit(split_series(raw, config.split_rate, config.sequence_size)[0])
+        scaler = Scaler.fit(_split(raw, config)[0])
     # The model's float32, scaled in float64 first where a scaler applies.
     to_model = scaler.transform if scaler is not None else lambda a: a.astype(np.float32)
     series = [to_model(a) for a in raw]
@@ -570,6 +570,17 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
     return Series(series, raw, scaler, integer_valued, kind, series_ids)
 
 
+def _split(
+    series: list[np.ndarray], config: Config
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`split_series` by config's split_rate and sequence_size; its error names
+    the data (a CSV's path)."""
+    try:
+        return split_series(series, config.split_rate, config.sequence_size)
+    except InputError as e:
+        raise InputError(f"data = {config.data!r}: {e}") from None
+
+
 def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
     """The windows of config.data: :func:`load_series` (`scaler` as there), each series
     split in time by config.split_rate (:func:`split_series`), then every window of
@@ -578,7 +589,7 @@ def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
         raise ValueError("load_dataset: data = 'adding' has no series; use load_adding")
     data = load_series(config, scaler)
     s = config.sequence_size
-    train_parts, val_parts = split_series(data.series, config.split_rate, s)
+    train_parts, val_parts = _split(data.series, config)
     train_x, train_y = _windows(train_parts, s)
     val_x, val_y = _windows(val_parts, s)
     return Dataset(
