@@ -6,15 +6,23 @@
 #
 # Runs from the source tree (PYTHONPATH=src; needs torch, numpy, safetensors,
 # matplotlib, pytest and hypothesis installed), prints the GPU and the versions, runs
-# the tests that exercise CUDA
-# (pytest -k cuda), then `nsteplstm bench --device cuda` (bench.json, bench.md,
-# bench.png in $OUT), also when a test failed. Exits non-zero when no CUDA device
-# is visible to torch, a test failed or the bench failed.
+# the tests that exercise CUDA (pytest -k cuda, 120 s at most; log in
+# $OUT/pytest.log), then `nsteplstm bench --device cuda` (170 s at most; bench.json,
+# bench.md, bench.png and bench.log in $OUT), also when a test failed. Exits non-zero
+# when no CUDA device is visible to torch, a test failed or the bench failed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT="${OUT:-bench-gpu}"
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
+mkdir -p "$OUT"
+
+# Float32 means float32: no TF32 forced by the environment (some containers set the
+# override), which would make the measured peak TF32's and every roofline too low.
+unset TORCH_ALLOW_TF32_CUBLAS_OVERRIDE
+export NVIDIA_TF32_OVERRIDE=0
+# Deterministic cuBLAS (seed_everything asks torch for deterministic algorithms).
+export CUBLAS_WORKSPACE_CONFIG="${CUBLAS_WORKSPACE_CONFIG:-:4096:8}"
 
 echo "== GPU"
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -48,11 +56,22 @@ PY
 
 echo "== CUDA tests"
 # A failing test must not cost the bench (device time is scarce): run both, fail after.
-tests=0
-timeout 150 "$PYTHON" -m pytest -q -rs -k cuda tests || tests=$?
+# The log is kept in $OUT: what comes back of stdout is only its end.
+set +e
+timeout 120 "$PYTHON" -m pytest -q -rs -k cuda tests 2>&1 | tee "$OUT/pytest.log"
+tests=${PIPESTATUS[0]}
+set -e
 
 echo "== bench (CUDA)"
-timeout 240 "$PYTHON" -m nsteplstm.cli bench --device cuda --out "$OUT" --force
+set +e
+timeout 170 "$PYTHON" -m nsteplstm.cli bench --device cuda --out "$OUT" --force 2>&1 \
+    | tee "$OUT/bench.log"
+bench=${PIPESTATUS[0]}
+set -e
+if [ "$bench" -ne 0 ]; then
+    echo "== the bench failed (exit $bench): see $OUT/bench.log"
+    exit "$bench"
+fi
 echo "== done: $OUT/bench.json $OUT/bench.md $OUT/bench.png"
 if [ "$tests" -ne 0 ]; then
     echo "== the CUDA tests failed (exit $tests): see above"

@@ -219,3 +219,41 @@ def test_best_peak_keeps_each_kernels_best_reading() -> None:
     merged = best_peak(before, after)
     assert merged["kernels"] == [{"name": "mm", "gflops": 190.0}, {"name": "lstm", "gflops": 150.0}]
     assert (merged["best"], merged["gflops"]) == ("mm", 190.0)
+
+
+def _cuda_doc() -> dict:
+    """A report of CUDA rows only, as ``nsteplstm bench --device cuda`` makes one (no
+    GPU here: the timings are made up, the report's code is real)."""
+    from nsteplstm import bench
+
+    rows = []
+    for layers in (1, 2, 3):
+        for name, seconds in (("plain", 0.05), ("step", 0.2 * layers), ("nstep", 0.05)):
+            run = bench.Contender(name, "cuda:0", layers, lambda: (0, 0), seconds=[seconds] * 3,
+                                  steps=[53_100] * 3)  # fmt: skip
+            rows.append(bench._summary(run, Config(), 55_000.0))
+    bench._ratios(rows)
+    return {
+        "machine": {"cpu": "x", "cores": 16, "torch": "2.11", "torch_threads": 16,
+                    "cuda_devices": ["NVIDIA H200"], "malloc_tuned": True, "chainer": None},
+        "setup": {"windows": 1770, "sequence_size": 30, "batch_size": 100, "n_hidden": 200,
+                  "variable_min_length": 10},
+        "repeats": 3, "layers": [1, 2, 3], "training": rows, "arguments": {"quick": False},
+        "forecast": [],
+        "peak": {"cuda:0": {"gflops": 55_000.0, "best": "mm",
+                            "kernels": [{"name": "mm", "gflops": 55_000.0}]}},
+        "peak_rss": {"command": "nsteplstm train --device cuda:0", "peak_rss_mib": 1500.0,
+                     "device": "cuda:0"},
+    }  # fmt: skip
+
+
+def test_a_cuda_report_grades_no_cpu_target_and_shows_small_rooflines() -> None:
+    from nsteplstm import bench
+
+    doc = _cuda_doc()
+    assert bench._targets(doc) == {}  # the 1 GiB line is for CPU training: not a CUDA process
+    doc["targets"] = {}
+    nstep = [line for line in bench.markdown(doc).splitlines() if "| ours, nstep | 1 |" in line]
+    # 51.29 GFLOP in 0.05 s against 55 TFLOP/s: 1.9% (it printed as "2%")
+    assert nstep and nstep[0].endswith("| 1.9% |")
+    assert [bench._percent(x) for x in (0.713, 1.0, 0.0152)] == ["71%", "100%", "1.5%"]

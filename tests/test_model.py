@@ -576,6 +576,43 @@ def test_cuda_matches_cpu(cls):
     torch.testing.assert_close(g_hy.cpu(), hy, atol=1e-4, rtol=0)
 
 
+def _gradients_on(device: str, cell: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The loss and weight gradients of one batch of mixed lengths, 2 layers, on
+    ``device`` (no dropout: the devices draw their masks from different generators)."""
+    nl.seed_everything(12)
+    model = nl.Forecaster(2, 3, 8, 3, dropout=0.0, cell=cell)
+    torch.nn.init.normal_(model.head.weight)  # std 1, not the article's 0.01: O(1) numbers
+    xs = make_xs(LENGTHS)
+    model.to(device)
+    loss = sum(y.square().sum() for y in model([x.to(device) for x in xs]))
+    loss.backward()
+    return loss.detach().cpu(), [p.grad.cpu() for p in model.parameters()]
+
+
+def _forecasts_on(device: str, cell: str, mode: str) -> np.ndarray:
+    from nsteplstm.forecast import forecast
+
+    nl.seed_everything(13)
+    model = nl.Forecaster(2, 1, 8, 1, cell=cell)
+    torch.nn.init.normal_(model.head.weight)  # O(1) forecasts, not 0.001
+    model.to(device)
+    series = np.sin(np.arange(60) / 3).astype(np.float32)
+    return forecast(model, series, [0, 7], 10, 25, mode)  # (2, 25, 1)
+
+
+@cuda
+@pytest.mark.parametrize("cell", ["nstep", "step"])
+def test_cuda_training_gradients_and_forecasts_match_cpu(cell):
+    loss, grads = _gradients_on("cuda", cell)
+    want_loss, want_grads = _gradients_on("cpu", cell)
+    torch.testing.assert_close(loss, want_loss, atol=0, rtol=1e-5)
+    for got, want in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    for mode in ("window", "stream"):
+        got, want = _forecasts_on("cuda", cell, mode), _forecasts_on("cpu", cell, mode)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0, err_msg=mode)
+
+
 @cuda
 def test_cuda_stateful_state_moves_and_mixed_devices_rejected():
     st_ = nl.StatefulNStepLSTM(1, 3, 4).to("cuda")

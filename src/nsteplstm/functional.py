@@ -104,13 +104,17 @@ def n_step_lstm(
         ``(out, hy, cy)``: packed last-layer hidden states ``(N, D * H)`` and each
         sequence's state after its own last step ``(n_layers * D, B, H)``, sorted order.
 
-    On CUDA one cuDNN call runs everything. On the CPU, a batch of equal lengths is
-    one fused (oneDNN) call. Otherwise the steps are cut into a few segments
+    On CUDA one cuDNN call runs the stack, except in training with dropout between
+    layers: then each layer is its own call and :func:`dropout` draws the masks, as on
+    the CPU, because cuDNN keeps its dropout state outside torch's random state, where
+    a checkpoint cannot save it (a resumed run would draw other masks; see
+    pytorch/pytorch#104697). On the CPU, a batch of equal lengths is one fused (oneDNN)
+    call. Otherwise the steps are cut into a few segments
     (:meth:`PackedLayout.merged_segments`: kernel-call overhead against padding), one
     fused call each; with ``final_states`` each layer runs on its own so that the
     sequences ending inside a segment can have their exact final states.
     """
-    if n_layers > 1 and dropout > 0 and train and not data.is_cuda:
+    if n_layers > 1 and dropout > 0 and train:
         return _layer_by_layer(
             data, layout, hx, cx, weights, n_layers, dropout, bidirectional, final_states
         )
@@ -172,9 +176,10 @@ def _layer_by_layer(
     bidirectional: bool,
     final_states: bool,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """:func:`n_step_lstm` in training with dropout on the CPU: one layer per call, and
-    :func:`dropout` on the input of every layer but the first (not torch's, inside the
-    fused call: see :func:`dropout`). Arguments and results as :func:`n_step_lstm`'s."""
+    """:func:`n_step_lstm` in training with dropout between layers: one layer per call,
+    and :func:`dropout` on the input of every layer but the first (not the fused call's
+    own: see :func:`dropout` and :func:`n_step_lstm`). Arguments and results as
+    :func:`n_step_lstm`'s."""
     d = 2 if bidirectional else 1
     hy, cy = [], []
     for layer in range(n_layers):
