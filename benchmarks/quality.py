@@ -6,19 +6,24 @@ then forecasts closed loop from the series start: 120 points in window mode and
 predictions that round to the truth, RMSE and the kept validation loss.
 
     python benchmarks/quality.py [--seeds 0 1 2] [--layers 1 2 3] [--min-length L] [--out DIR]
+
+Every setting is checked, and so is every run directory under --out (runs there and
+quality.json are replaced only with --force), before the first run trains.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 from nsteplstm.config import Config
 from nsteplstm.data import load_dataset
+from nsteplstm.errors import InputError
 from nsteplstm.forecast import forecast, forecast_metrics, forecast_truth
-from nsteplstm.runs import load_run
+from nsteplstm.runs import atomic_write, check_run_dir_free, load_run
 from nsteplstm.train import train
 
 
@@ -42,6 +47,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
     parser.add_argument(
+        "--force", action="store_true", help="replace runs and quality.json already in --out"
+    )
+    parser.add_argument(
         "--grad-clip",
         type=float,
         default=Config.grad_clip,
@@ -61,7 +69,28 @@ def main() -> None:
         help="train on variable-length windows, lengths uniform in [MIN_LENGTH, 30]",
     )
     args = parser.parse_args()
+    try:
+        run(args)
+    except InputError as e:
+        print(f"quality.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
+
+def run(args: argparse.Namespace) -> None:
+    """Train, forecast and print the table; InputError before any training for a bad
+    setting or an --out that holds runs or quality.json (unless --force)."""
+    plan = []
+    for n_layers in args.layers:
+        for seed in args.seeds:
+            settings = dict(n_layers=n_layers, seed=seed, epochs=args.epochs, device=args.device)
+            settings |= dict(grad_clip=args.grad_clip, keep_best=bool(args.keep_best))
+            config = Config.from_dict({**settings, "min_length": args.min_length}, "quality.py")
+            plan.append((f"l{n_layers}-s{seed}", config))
+    if args.out is not None:
+        for name, _ in plan:
+            check_run_dir_free(args.out / name, args.force)
+        if (args.out / "quality.json").exists() and not args.force:
+            raise InputError(f"{args.out / 'quality.json'} already exists; use --force")
     root = args.out or Path(tempfile.mkdtemp(prefix="nsteplstm-quality-"))
     rows = []
     print(
@@ -69,32 +98,22 @@ def main() -> None:
         "stream RMSE | val loss | best epoch |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for n_layers in args.layers:
-        for seed in args.seeds:
-            config = Config(
-                n_layers=n_layers,
-                seed=seed,
-                epochs=args.epochs,
-                device=args.device,
-                grad_clip=args.grad_clip,
-                keep_best=bool(args.keep_best),
-                min_length=args.min_length,
-            )
-            run_dir = root / f"l{n_layers}-s{seed}"
-            train(config, run_dir, force=True, quiet=True)
-            row = {"n_layers": n_layers, "seed": seed, **evaluate_run(run_dir)}
-            rows.append(row)
-            w, st = row["window"], row["stream"]
-            print(
-                f"| {n_layers} | {seed} | {w['accuracy']:.1%} | {st['accuracy']:.1%} | "
-                f"{w['rmse']:.3f} | {st['rmse']:.3f} | {row['val_loss']:.4f} | "
-                f"{row['best_epoch']} |",
-                flush=True,
-            )
+    for name, config in plan:
+        n_layers, seed = config.n_layers, config.seed
+        train(config, root / name, force=args.force, quiet=True)
+        row = {"n_layers": n_layers, "seed": seed, **evaluate_run(root / name)}
+        rows.append(row)
+        w, st = row["window"], row["stream"]
+        print(
+            f"| {n_layers} | {seed} | {w['accuracy']:.1%} | {st['accuracy']:.1%} | "
+            f"{w['rmse']:.3f} | {st['rmse']:.3f} | {row['val_loss']:.4f} | "
+            f"{row['best_epoch']} |",
+            flush=True,
+        )
     full_window = sum(r["window"]["accuracy"] == 1.0 for r in rows)
     good_stream = sum(r["stream"]["accuracy"] >= 0.99 for r in rows)
     print(f"\nwindow 100%: {full_window}/{len(rows)}; stream >= 99%: {good_stream}/{len(rows)}")
-    (root / "quality.json").write_text(json.dumps(rows, indent=1))
+    atomic_write(root / "quality.json", json.dumps(rows, indent=1))
     print(f"runs and quality.json in {root}")
 
 

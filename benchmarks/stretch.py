@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from variable_lengths import parse_common, print_report, race
+from variable_lengths import at_least, parse_common, print_report, race
 
 
 class HandLSTM(torch.autograd.Function):
@@ -205,8 +205,8 @@ def case(in_size: int, steps: int, batch: int, hidden: int, rounds: int) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--in-sizes", type=int, nargs="+", default=[1, 200])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--in-sizes", type=at_least(1), nargs="+", default=[1, 200])
+    parser.add_argument("--steps", type=at_least(1), default=30)
     args, tuned = parse_common(parser)
     results = [case(n, args.steps, args.batch, args.hidden, args.rounds) for n in args.in_sizes]
     print_report(results, tuned)

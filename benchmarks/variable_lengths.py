@@ -52,13 +52,24 @@ def race(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, fl
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def at_least(lowest: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``lowest`` (else argparse's one-line error)."""
+
+    def parse(text: str) -> int:
+        if not text.strip().lstrip("+-").isdigit() or int(text) < lowest:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lowest}, got {text!r}")
+        return int(text)
+
+    return parse
+
+
 def parse_common(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, bool]:
     """Add the flags every benchmark script here shares (--batch, --hidden, --rounds,
     --seed, --tune-malloc), parse, apply --tune-malloc and --seed; return the arguments
     and whether malloc was tuned."""
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--hidden", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--batch", type=at_least(2), default=100)  # stretch.py halves it
+    parser.add_argument("--hidden", type=at_least(1), default=200)
+    parser.add_argument("--rounds", type=at_least(1), default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tune-malloc", action="store_true")
     args = parser.parse_args()
@@ -121,11 +132,13 @@ def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=int, nargs="+", default=[1, 3])
-    parser.add_argument("--in-size", type=int, default=1)
-    parser.add_argument("--min-length", type=int, default=10)
-    parser.add_argument("--max-length", type=int, default=50)
+    parser.add_argument("--layers", type=at_least(1), nargs="+", default=[1, 3])
+    parser.add_argument("--in-size", type=at_least(1), default=1)
+    parser.add_argument("--min-length", type=at_least(1), default=10)
+    parser.add_argument("--max-length", type=at_least(1), default=50)
     args, tuned = parse_common(parser)
+    if args.min_length > args.max_length:
+        parser.error(f"--min-length {args.min_length} is above --max-length {args.max_length}")
     lengths = torch.randint(args.min_length, args.max_length + 1, (args.batch,)).tolist()
     results = []
     for n_layers in args.layers:

@@ -64,3 +64,23 @@ def test_case_reports_every_contender(stretch: ModuleType, one_thread: None):
     }
     assert all(v > 0 for v in result["ms"].values())
     assert torch.get_num_threads() == 1  # the one-thread contender restores the setting
+
+
+def test_quality_script_checks_its_settings_and_keeps_what_out_holds(tmp_path: Path):
+    # It once trained over runs and quality.json in --out without asking, and bad
+    # settings ended in tracebacks after the table's header.
+    import subprocess
+
+    (tmp_path / "quality.json").write_text("my notes")
+    script = [sys.executable, str(BENCHMARKS / "quality.py"), "--layers", "1", "--epochs", "1"]
+    kept = subprocess.run([*script, "--out", str(tmp_path)], capture_output=True, text=True)
+    bad = subprocess.run([*script, "--seeds", "-1"], capture_output=True, text=True)
+    assert (kept.returncode, kept.stdout) == (2, "")
+    assert (
+        kept.stderr
+        == f"quality.py: error: {tmp_path / 'quality.json'} already exists; use --force\n"
+    )
+    assert (tmp_path / "quality.json").read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quality.json"]
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert "seed = -1 is out of range" in bad.stderr and "Traceback" not in bad.stderr

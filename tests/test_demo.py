@@ -44,6 +44,40 @@ def test_demo_writes_every_run_plot_and_the_report_and_reruns_only_with_force(tm
     assert runs.read_metrics(out / "dropout-0.5")["epochs"] == 1
 
 
+@pytest.mark.slow
+def test_an_interrupted_forced_demo_leaves_no_report_that_contradicts_its_runs(
+    tmp_path, monkeypatch
+):
+    import signal
+
+    from nsteplstm import demo as demo_module
+    from nsteplstm.train import Interrupted
+
+    out = tmp_path / "demo"
+    demo(out)
+    real, calls = demo_module.train, []
+
+    def train(config, run_dir, **kw):  # the second run is stopped as by Ctrl-C
+        calls.append(run_dir)
+        if len(calls) == 2:
+            raise Interrupted(signal.SIGINT, run_dir)
+        return real(config, run_dir, **kw)
+
+    monkeypatch.setattr(demo_module, "train", train)
+    with pytest.raises(Interrupted) as info:
+        demo(out, force=True)
+    # It once kept the old report, plots and losses.png beside half-replaced runs, and
+    # said to resume the one run with train --resume, which never finishes a demo.
+    assert str(info.value) == (
+        "interrupted by SIGINT while training layers-2 (finished: layers-1); a demo does "
+        f"not resume: start it again with: nsteplstm demo --out {out} --force"
+    )
+    assert info.value.exit_code == 130
+    assert not any((out / name).exists() for name in ("report.html", "layers.png", "dropout.png"))
+    assert (out / "layers-1" / "losses.png").is_file()  # the new run's
+    assert not (out / "layers-2" / "losses.png").exists()
+
+
 def test_demo_checks_its_settings_before_creating_anything(tmp_path):
     with pytest.raises(InputError, match="config of the demo: epochs = 0 is out of range"):
         run_demo(tmp_path / "demo", epochs=0, base=TINY, echo=lambda line: None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,23 @@ def test_seed_everything_keeps_cudnn_in_float32() -> None:
         assert torch.backends.cudnn.allow_tf32 is False
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+PEAK_PROBE = """
+import numpy as np
+from nsteplstm.device import peak_memory_mib, reset_peak_memory
+block = np.ones(256 * 2**20 // 8)  # 256 MiB, written; glibc maps it, and unmaps it on del
+high = peak_memory_mib()
+del block
+assert reset_peak_memory()
+print(high, peak_memory_mib())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_each_run_of_one_process_can_report_its_own_peak_memory() -> None:
+    # The demo trains five models in one process: later runs reported the earlier ones'
+    # peaks (ru_maxrss only grows). In a process of its own: glibc's defaults.
+    done = subprocess.run([sys.executable, "-c", PEAK_PROBE], capture_output=True, text=True)
+    high, low = map(float, done.stdout.split())
+    assert high - low > 200, (high, low)

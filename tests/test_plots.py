@@ -272,9 +272,13 @@ def test_log_axis_only_for_positive_losses(tmp_path: Path, losses, scale: str) -
 
 def test_a_one_epoch_curve_is_drawn_and_many_runs_keep_their_own_colors() -> None:
     one = [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0}]  # a line of one point is invisible
-    assert {line.get_marker() for line in plots.losses_figure(one, "x").axes[0].get_lines()} == {
-        "o"
-    }
+    ax = plots.losses_figure(one, "x").axes[0]
+    assert [line.get_marker() for line in ax.get_lines()] == ["x", "o"]  # train, validation
+    assert list(ax.get_xticks()) == [1]  # not 0.96, 0.98, ...
+    hidden = plots.overlay_figure({"_base": one, "b": one}, "x").axes[0].get_legend()
+    assert [t.get_text().lstrip("\u200b") for t in hidden.get_texts()] == ["_base", "b"]
+    both = plots.overlay_figure({"a": one, "b": one}, "x", "both").axes[0]
+    assert [line.get_marker() for line in both.get_lines()] == ["x", "o", "x", "o"]
     runs = {f"run {i}": one if i == 0 else history() for i in range(12)}
     lines = plots.overlay_figure(runs, "x").axes[0].get_lines()
     assert lines[0].get_marker() == "o" and lines[1].get_marker() == "None"

@@ -58,7 +58,8 @@ class Hook:
 config = None if mode == "resume" else Config.from_dict(json.loads(settings), "test")
 try:
     train(config, run, resume=mode == "resume", progress=Hook())
-except Interrupted as e:
+except Interrupted as e:  # as the command line reports it
+    print(f"nsteplstm train: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
 """
 

@@ -361,7 +361,8 @@ def _run(args: argparse.Namespace) -> int:
     except InputError as e:
         _error(args.command, str(e))
         return 2
-    except Interrupted as e:  # train() has printed the resume command
+    except Interrupted as e:  # the message says how to resume, where one can
+        print(f"nsteplstm {args.command}: {e}", file=sys.stderr)
         return e.exit_code
     except NonFiniteLoss as e:
         _error(args.command, str(e))

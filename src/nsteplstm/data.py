@@ -570,9 +570,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
     return Series(series, raw, scaler, integer_valued, kind, series_ids)
 
 
-def _split(
-    series: list[np.ndarray], config: Config
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _split(series: list[np.ndarray], config: Config) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """:func:`split_series` by config's split_rate and sequence_size; its error names
     the data (a CSV's path)."""
     try:

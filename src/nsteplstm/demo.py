@@ -17,16 +17,20 @@ from typing import Any
 
 from . import runs
 from .config import Config
+from .device import reset_peak_memory
 from .errors import InputError
 from .forecast import forecast_run
 from .plots import plot_losses, plot_overlay
-from .train import train
+from .train import Interrupted, train
 
 LAYERS = (1, 2, 3)
 # With the 2-layer run's 0.3, the article's dropout comparison. Two layers, since
 # dropout acts on the input of every layer but the first: one layer has none.
 DROPOUT_LAYERS = 2
 DROPOUTS = (0.4, 0.5)
+# What the demo writes besides the run directories, and into each of them.
+DEMO_FILES = ("report.html", "layers.png", "dropout.png")
+LOSS_PLOT = "losses.png"
 
 
 def run_demo(
@@ -55,12 +59,30 @@ def run_demo(
     models += [(f"dropout-{p}", replace(base, n_layers=DROPOUT_LAYERS, dropout=p)) for p in extra]
     for name, _ in models:  # all checked before any is replaced
         runs.check_run_dir_free(out / name, force)
+    # An earlier demo's report and plots go first: a demo stopped half way must not
+    # leave a report that contradicts the runs beside it.
+    stale = [out / f for f in DEMO_FILES] + [out / name / LOSS_PLOT for name, _ in models]
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            raise InputError(f"cannot replace {path}: it is a directory")
+    for path in stale:
+        path.unlink(missing_ok=True)
     rows, histories = [], {}
     for name, config in models:
         echo(f"training {name} ({config.epochs} epochs)...")
-        result = train(config, out / name, force=force, quiet=quiet)
+        reset_peak_memory()  # each run's metrics.json: its own peak, not the demo's so far
+        try:
+            result = train(config, out / name, force=force, quiet=quiet)
+        except Interrupted as e:
+            done = ", ".join(r["run"] for r in rows) or "none"
+            raise Interrupted(
+                e.signum,
+                text=f"interrupted by {e.signal_name} while training {name} (finished: "
+                f"{done}); a demo does not resume: start it again with: nsteplstm demo "
+                f"--out {out} --force",
+            ) from None
         forecasts = {mode: forecast_run(out / name, mode=mode) for mode in ("window", "stream")}
-        plot_losses(out / name / "losses.png", result.history, f"{name}: loss per epoch")
+        plot_losses(out / name / LOSS_PLOT, result.history, f"{name}: loss per epoch")
         histories[name] = result.history
         rows.append(_row(name, config, result.metrics, forecasts))
 
@@ -164,7 +186,7 @@ def _report_html(out: Path, rows: list[dict[str, Any]], base: Config, dropouts: 
                     f"{row['run']}: closed-loop forecast, {mode} mode",
                 )
             )
-        figures.append(_image(out / row["run"] / "losses.png", f"{row['run']}: loss per epoch"))
+        figures.append(_image(out / row["run"] / LOSS_PLOT, f"{row['run']}: loss per epoch"))
     config = html.escape(json.dumps(base.to_dict(), indent=2))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>nsteplstm demo</title>

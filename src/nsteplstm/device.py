@@ -7,6 +7,9 @@ import ctypes.util
 import os
 import platform
 import random
+import resource
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,6 +83,28 @@ def physical_memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def peak_memory_mib() -> float:
+    """This process's peak resident memory in MiB: Linux's ``VmHWM``, which
+    :func:`reset_peak_memory` can start afresh; elsewhere ``ru_maxrss`` (since start)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024  # kB
+    except (OSError, IndexError, ValueError):
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def reset_peak_memory() -> bool:
+    """Start :func:`peak_memory_mib` afresh from the current resident memory (Linux
+    4.0+); False where that is not possible. For a process that trains one model
+    after another (``nsteplstm demo``), so that each run reports its own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def tune_malloc() -> bool:

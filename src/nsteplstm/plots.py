@@ -201,15 +201,19 @@ def _loss_axes(ax: Any, ylabel: str) -> None:
         minor = _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
         ax.yaxis.set_minor_formatter(minor)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    epochs = np.unique(np.concatenate([np.asarray(line.get_xdata()) for line in ax.get_lines()]))
+    if epochs.size == 1:  # the locator falls back to 0.96, 0.98, ... on a lone epoch
+        ax.set_xticks(epochs)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
 
 
-def _marker(epochs: Sequence[int]) -> str | None:
-    """The marker of a curve over ``epochs``: a dot for a lone epoch (a line of one point
-    is invisible), none otherwise."""
-    return "o" if len(epochs) == 1 else None
+def _marker(epochs: Sequence[int], key: str) -> str | None:
+    """The marker of the ``key`` curve over ``epochs``: for a lone epoch (a line of one
+    point is invisible) a cross for train and a dot for validation, which the legend
+    tells apart; none otherwise."""
+    return ("x" if key == "train_loss" else "o") if len(epochs) == 1 else None
 
 
 def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
@@ -223,7 +227,7 @@ def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
     ax = fig.subplots()
     for key, color in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
         y = _column(history, key)
-        ax.plot(epochs, y, "-", marker=_marker(epochs), color=color, label=_LABELS[key])
+        ax.plot(epochs, y, "-", marker=_marker(epochs, key), color=color, label=_LABELS[key])
     _loss_axes(ax, "loss (MSE)")
     ax.legend()
     ax.set_title(title)
@@ -260,7 +264,9 @@ def overlay_figure(
         epochs = _epochs(history, f"the history of run {label!r}")
         for key in keys:
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
-            color, mark = colors[i % len(colors)], _marker(epochs)
+            if name.startswith("_"):  # matplotlib leaves such labels out of the legend
+                name = "\u200b" + name  # a zero-width space: shown as given
+            color, mark = colors[i % len(colors)], _marker(epochs, key)
             ax.plot(
                 epochs, _column(history, key), styles[key], marker=mark, color=color, label=name
             )

@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import math
 import random
-import resource
 import shlex
 import signal
 import sys
@@ -48,7 +47,7 @@ from .data import (
     random_lengths,
     source_digest,
 )
-from .device import physical_memory, resolve_device, seed_everything
+from .device import peak_memory_mib, physical_memory, resolve_device, seed_everything
 from .errors import InputError, is_finite_number, is_int
 from .model import Forecaster, lstm_weight_count
 from .packing import PackedLayout
@@ -58,19 +57,24 @@ EVAL_ROWS = 65536  # packed rows per evaluation batch (memory ~ rows * 4 * n_hid
 
 class Interrupted(Exception):
     """Training stopped by a signal after writing a checkpoint to ``run_dir``, or, with
-    ``kept``, before replacing the old run in ``kept``; ``exit_code`` is 128 + signum."""
+    ``kept``, before replacing the old run in ``kept``; ``exit_code`` is 128 + signum.
+    ``text``, when given, is the message (a caller that knows more, such as the demo)."""
 
     def __init__(
-        self, signum: int, run_dir: str | Path | None = None, kept: str | Path | None = None
+        self,
+        signum: int,
+        run_dir: str | Path | None = None,
+        kept: str | Path | None = None,
+        text: str | None = None,
     ) -> None:
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
         self.run_dir = run_dir
-        name = signal.Signals(self.signum).name
+        self.signal_name = signal.Signals(self.signum).name
         where = f"; resume with: {resume_command(run_dir)}" if run_dir is not None else ""
         if kept is not None:
             where = f" before the new run's first checkpoint; {kept} keeps the old run"
-        super().__init__(f"training interrupted by {name}{where}")
+        super().__init__(text or f"training interrupted by {self.signal_name}{where}")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -624,12 +628,6 @@ class _State:
     epoch_rng: dict[str, Any] | None = None  # the shuffle generator at the epoch's start
 
 
-def _peak_rss_mib() -> float:
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
 def _rng_states(device: torch.device) -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
@@ -825,7 +823,7 @@ def _final_metrics(
         "seconds": seconds,
         "seconds_per_epoch": seconds / len(state.history),
         "peak_rss_mib_epoch1": state.peak_rss_mib_epoch1,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_memory_mib(),
     }
     if isinstance(dataset, AddingDataset):
         metrics["test_mse"] = final_val
@@ -991,15 +989,14 @@ def train(
                 state.epoch_rng = rng.bit_generator.state  # where the next epoch starts
                 state.loss_sum, state.loss_count, state.epoch_seconds = 0.0, 0, 0.0
                 if state.peak_rss_mib_epoch1 is None:
-                    state.peak_rss_mib_epoch1 = _peak_rss_mib()
+                    state.peak_rss_mib_epoch1 = peak_memory_mib()
                 progress.epoch(epoch, config.epochs, row["train_loss"], val)
                 if stop():
                     raise interrupted(stop.signum)
                 if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                     save()
-    except Interrupted as e:
+    except Interrupted:
         progress.close()
-        print(f"nsteplstm: {e}", file=sys.stderr)
         raise
     except NonFiniteLoss as e:
         progress.close()
