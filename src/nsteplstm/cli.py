@@ -362,7 +362,7 @@ def _run(args: argparse.Namespace) -> int:
         _error(args.command, str(e))
         return 2
     except Interrupted as e:  # the message says how to resume, where one can
-        print(f"nsteplstm {args.command}: {e}", file=sys.stderr)
+        _error(args.command, str(e), kind="")
         return e.exit_code
     except NonFiniteLoss as e:
         _error(args.command, str(e))
@@ -379,10 +379,10 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _error(command: str, message: str) -> None:
+def _error(command: str, message: str, kind: str = "error: ") -> None:
     """The one line on stderr: line breaks in the message (a path may hold one) escaped."""
     message = message.replace("\r", "\\r").replace("\n", "\\n")
-    print(f"nsteplstm {command}: error: {message}", file=sys.stderr)
+    print(f"nsteplstm {command}: {kind}{message}", file=sys.stderr)
 
 
 def _is_out_of_memory(e: RuntimeError) -> bool:
