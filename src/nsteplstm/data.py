@@ -32,10 +32,8 @@ from nsteplstm.errors import (
 
 def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
     """The Fibonacci numbers F0=0, F1=1, ... modulo `value`, exactly; float32 (total_size,)."""
-    total_size, value = (
-        check_int("total_size", total_size, maximum=MAX_DATA_SIZE),
-        check_int("value", value),
-    )
+    total_size = check_int("total_size", total_size, maximum=MAX_DATA_SIZE)
+    value = check_int("value", value)
     out = np.empty(total_size, dtype=np.float32)
     a, b = 0, 1 % value
     for i in range(total_size):

@@ -7,7 +7,6 @@ import ctypes.util
 import os
 import platform
 import random
-import resource
 import sys
 from pathlib import Path
 
@@ -92,6 +91,8 @@ def peak_memory_mib() -> float:
         status = Path("/proc/self/status").read_text()
         return int(status.split("VmHWM:")[1].split()[0]) / 1024  # kB
     except (OSError, IndexError, ValueError):
+        import resource  # POSIX only, like this fallback
+
         scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
