@@ -456,24 +456,15 @@ class Series:
     series_ids: list[str] | None = None
 
 
-@dataclass
-class Dataset:
-    """Windows of a series data source (fibonacci, sine, csv), with its :class:`Series`.
-
-    train_x, train_y, val_x, val_y: float32 (N, sequence_size, F), targets = inputs
-    shifted by one step; the other fields as :class:`Series`'s.
-    """
+@dataclass(kw_only=True)
+class Dataset(Series):
+    """A :class:`Series` with its windows: train_x, train_y, val_x, val_y float32
+    (N, sequence_size, F), targets = inputs shifted by one step."""
 
     train_x: np.ndarray
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
-    series: list[np.ndarray]
-    unscaled: list[np.ndarray]
-    scaler: Scaler | None
-    integer_valued: bool
-    kind: str
-    series_ids: list[str] | None = None
 
     @property
     def n_features(self) -> int:
@@ -588,10 +579,7 @@ def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
     train_parts, val_parts = _split(data.series, config)
     train_x, train_y = _windows(train_parts, s)
     val_x, val_y = _windows(val_parts, s)
-    return Dataset(
-        *(train_x, train_y, val_x, val_y, data.series, data.unscaled, data.scaler),
-        *(data.integer_valued, data.kind, data.series_ids),
-    )
+    return Dataset(**vars(data), train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y)
 
 
 def load_adding(config: Config) -> AddingDataset:
