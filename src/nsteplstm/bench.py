@@ -612,17 +612,17 @@ def forecast_speed(
     return rows
 
 
-# Runs the CLI, then copies its own /proc/self/status (VmHWM: the peak resident set
-# of this program alone) to argv[1]. The wait4 figure is no good on Linux: a child
+# Runs the CLI, then writes its own peak resident set in MiB (VmHWM: of this program
+# alone) to argv[1] where /proc has it. The wait4 figure is no good on Linux: a child
 # inherits the parent's peak at fork and keeps it across exec.
 _RSS_PROBE = """
 import sys
 from pathlib import Path
 from nsteplstm.cli import main
+from nsteplstm.device import peak_memory_mib
 code = main(sys.argv[2:])
-status = Path("/proc/self/status")
-if status.exists():
-    Path(sys.argv[1]).write_text(status.read_text())
+if Path("/proc/self/status").exists():
+    Path(sys.argv[1]).write_text(str(peak_memory_mib()))
 sys.exit(code)
 """
 
@@ -638,8 +638,8 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
             *("--epochs", str(epochs), "--device", str(device)),
             *("--total-size", str(config.total_size), "--seed", str(config.seed)),
         ]
-        status = Path(tmp) / "status.txt"
-        cmd = [sys.executable, "-c", _RSS_PROBE, str(status), *args]
+        peak_file = Path(tmp) / "peak_mib.txt"
+        cmd = [sys.executable, "-c", _RSS_PROBE, str(peak_file), *args]
         with open(Path(tmp) / "stderr.txt", "w+") as err:
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -648,18 +648,18 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
             seconds = time.perf_counter() - started
             err.seek(0)
             tail = err.read().strip().splitlines()
-        hwm = status.read_text().split("VmHWM:")[1].split()[0] if status.exists() else None
+        hwm = float(peak_file.read_text()) if peak_file.exists() else None  # MiB
     if proc.returncode != 0:
         raise RuntimeError(f"nsteplstm {' '.join(args)} failed: {tail[-1] if tail else code}")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    peak = int(hwm) * 1024 if hwm is not None else usage.ru_maxrss * scale
+    peak = hwm if hwm is not None else usage.ru_maxrss * scale / 2**20
     return {
         "command": "nsteplstm " + " ".join(args),
         "device": str(device),
         "epochs": epochs,
         "seconds": seconds,
         "source": "VmHWM" if hwm is not None else "ru_maxrss",
-        "peak_rss_mib": peak / 2**20,
+        "peak_rss_mib": peak,
     }
 
 
