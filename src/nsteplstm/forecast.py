@@ -357,19 +357,14 @@ def forecast_run(
     source = load_series(run.config, scaler=run.scaler)  # scaled as in training
     index = _series_index(source.series_ids, series, run.config.data)
     x = source.series[index]  # (T, F), scaled like the training data
-    if x.shape[0] < size and source.series_ids is not None:
-        ids, series_list = source.series_ids, source.series
-        longer = [i for i, s in zip(ids, series_list, strict=True) if len(s) >= size]
-        other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
-        raise InputError(
-            f"series {source.series_ids[index]!r} has {x.shape[0]} points, fewer than one "
-            f"start window (sequence_size = {size}){other}"
-        )
     if x.shape[0] < size:
-        raise InputError(
-            f"data = {run.config.data!r} has {x.shape[0]} points, fewer than one start "
-            f"window (sequence_size = {size})"
-        )
+        too_short = f"{x.shape[0]} points, fewer than one start window (sequence_size = {size})"
+        ids = source.series_ids
+        if ids is None:
+            raise InputError(f"data = {run.config.data!r} has {too_short}")
+        longer = [i for i, s in zip(ids, source.series, strict=True) if len(s) >= size]
+        other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
+        raise InputError(f"series {ids[index]!r} has {too_short}{other}")
     start = _run_start(start, x.shape[0], size)
     began = time.perf_counter()
     pred = forecast(run.model, x, [start], size, horizon, mode)  # (1, horizon, F)
