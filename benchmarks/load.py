@@ -6,14 +6,18 @@
 2. Forecasts 10,000 series at once in stream mode (one batch) and reports the time
    and the peak resident memory of that process.
 
-    python benchmarks/load.py [--points 1000000] [--epochs 3] [--series 10000]
+Prints the forecast's result as one JSON line first, then both as one JSON object.
+Settings are checked before anything runs; a failed training run ends the script
+with its own one-line error and exit status.
+
+    python benchmarks/load.py [--points 1000000] [--epochs 3] [--n-hidden 32] \
+                              [--series 10000] [--horizon 120]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,6 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from variable_lengths import at_least
+
+from nsteplstm.config import Config
+from nsteplstm.data import split_series
+from nsteplstm.device import peak_memory_mib
+from nsteplstm.errors import InputError
 
 
 def write_csv(path: Path, points: int) -> None:
@@ -52,7 +62,9 @@ def train_big(root: Path, points: int, epochs: int, hidden: int) -> dict:
         "--quiet",
     ]
     began = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    done = subprocess.run(cmd)
+    if done.returncode != 0:  # the command printed its own one-line reason
+        sys.exit(done.returncode)
     metrics = json.loads((run / "metrics.json").read_text())
     return {
         "points": points,
@@ -78,25 +90,29 @@ def forecast_many(n_series: int, horizon: int) -> dict:
     began = time.perf_counter()
     pred = forecast(model, series, list(range(n_series)), 30, horizon, "stream")
     seconds = time.perf_counter() - began
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "series": n_series,
         "horizon": horizon,
         "shape": list(pred.shape),
         "seconds": seconds,
         "points_per_second": n_series * horizon / seconds,
-        "peak_rss_mib": rss,
+        "peak_rss_mib": peak_memory_mib(),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--n-hidden", type=int, default=32)
-    parser.add_argument("--series", type=int, default=10_000)
-    parser.add_argument("--horizon", type=int, default=120)
+    parser.add_argument("--points", type=at_least(1), default=1_000_000)
+    parser.add_argument("--epochs", type=at_least(1), default=3)
+    parser.add_argument("--n-hidden", type=at_least(1), default=32)
+    parser.add_argument("--series", type=at_least(1), default=10_000)
+    parser.add_argument("--horizon", type=at_least(1), default=120)
     args = parser.parse_args()
+    config = Config()  # the training run's settings but --data, --epochs, --n-hidden
+    try:
+        split_series([np.zeros((args.points, 1))], config.split_rate, config.sequence_size)
+    except InputError as e:
+        parser.error(f"--points {args.points}: {e}")
     with tempfile.TemporaryDirectory() as tmp:
         result = {"forecast": forecast_many(args.series, args.horizon)}
         print(json.dumps(result), flush=True)

@@ -84,3 +84,19 @@ def test_quality_script_checks_its_settings_and_keeps_what_out_holds(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quality.json"]
     assert (bad.returncode, bad.stdout) == (2, "")
     assert "seed = -1 is out of range" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_load_script_checks_its_settings_before_running(tmp_path: Path):
+    # It once forecast 10,000 series first and then failed on --points 10 with a
+    # CalledProcessError traceback; a zero or negative count went through unchecked.
+    import subprocess
+
+    script = [sys.executable, str(BENCHMARKS / "load.py")]
+    short = subprocess.run([*script, "--points", "10"], capture_output=True, text=True)
+    zero = subprocess.run([*script, "--series", "0"], capture_output=True, text=True)
+    for done in (short, zero):
+        assert (done.returncode, done.stdout) == (2, "")
+        assert "Traceback" not in done.stderr
+        assert done.stderr.count("\nload.py: error: ") == 1
+    assert "--points 10: split_rate = 0.9 leaves no training window" in short.stderr
+    assert "argument --series: must be an integer >= 1, got '0'" in zero.stderr
