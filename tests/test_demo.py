@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,11 @@ def test_demo_follows_its_base_settings(tmp_path, monkeypatch):
     ]
     assert "dropout 0.4, 0.5, 2 layers" in report and "0.3" not in report.split("<table>")[0]
     assert "a sine of period" in report and "Fibonacci" not in report
+    # The configuration block once showed the base's n_layers and dropout, which four
+    # of the five models do not have.
+    shown = html.unescape(report.split("<h2>Configuration</h2>")[1])
+    assert '"n_hidden"' in shown and '"n_layers"' not in shown and '"dropout"' not in shown
+    assert "layers and dropout of each are in the table" in shown
 
 
 def test_demo_refuses_the_adding_problem(tmp_path):

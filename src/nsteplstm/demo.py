@@ -187,7 +187,8 @@ def _report_html(out: Path, rows: list[dict[str, Any]], base: Config, dropouts: 
                 )
             )
         figures.append(_image(out / row["run"] / LOSS_PLOT, f"{row['run']}: loss per epoch"))
-    config = html.escape(json.dumps(base.to_dict(), indent=2))
+    shared = {k: v for k, v in base.to_dict().items() if k not in ("n_layers", "dropout")}
+    config = html.escape(json.dumps(shared, indent=2))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>nsteplstm demo</title>
 <style>
@@ -202,6 +203,9 @@ training; windows of {base.sequence_size}; hidden {base.n_hidden}; Adam (lr {bas
 points, {4 * base.sequence_size} points ahead.</p>
 <table><tr>{head}</tr>{body}</table>
 {"".join(figures)}
-<h2>Configuration</h2><pre>{config}</pre>
+<h2>Configuration</h2>
+<p>What every model shares. The layers and dropout of each are in the table; each run
+directory's <code>config.json</code> holds its model's whole configuration.</p>
+<pre>{config}</pre>
 </body></html>
 """
