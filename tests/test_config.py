@@ -354,3 +354,17 @@ def test_any_dict_gives_input_error_or_config(d: dict[str, Any]) -> None:
         assert "\n" not in str(e)
         return
     assert Config.from_json(cfg.to_json(), "again") == cfg
+
+
+def test_load_toml_reads_a_file_that_starts_with_a_byte_order_mark(tmp_path: Path) -> None:
+    # Some Windows editors write one; it was "invalid TOML ... line 1, column 1".
+    path = tmp_path / "run.toml"
+    path.write_bytes(b"\xef\xbb\xbfepochs = 3\n")
+    assert load_toml(path) == {"epochs": 3}
+
+
+def test_a_string_of_csv_columns_is_refused_when_a_config_is_checked_again() -> None:
+    # to_dict once turned 'ab' into ['a', 'b'], which from_dict then accepted.
+    config = Config(data="csv:x.csv", csv_columns="ab", n_in=2, n_out=2)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="csv_columns = 'ab' is a string"):
+        Config.from_dict(config.to_dict(), "x")

@@ -566,3 +566,54 @@ def test_csv_is_scaled_in_float64(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         ds = load_dataset(Config.from_dict({"data": f"csv:{p}", "sequence_size": 5}, "t"))
     assert np.isfinite(ds.train_x).all() and float(np.abs(ds.train_x).max()) < 2
+
+
+def test_a_row_of_empty_cells_is_a_missing_value_not_a_blank_line(tmp_path: Path) -> None:
+    # Such rows were dropped without a word: every later time step moved one earlier.
+    # Python's csv.writer writes one missing value as "" and several as ",".
+    for text, line, column in (('t\n1\n""\n3\n', 3, "'t'"), ("a,b\n1,2\n,\n5,6\n", 3, "'a'")):
+        with pytest.raises(InputError, match=rf"line {line}, column {column}: '' is not a number"):
+            read_csv(write(tmp_path, text))
+    # Blank lines (nothing, or white space alone) are still skipped, lines still counted.
+    series = read_csv(write(tmp_path, "t\n1\n\n   \n2\r\n\r\n3\n"))[""]
+    assert series[:, 0].tolist() == [1, 2, 3]
+    with pytest.raises(InputError, match="line 5, column 't': 'x'"):
+        read_csv(write(tmp_path, "t\n1\n\n  \nx\n"))
+
+
+def test_a_first_row_with_an_empty_cell_is_data_not_a_header(tmp_path: Path) -> None:
+    # An empty cell is no column name: the row was taken as the header and lost.
+    path = write(tmp_path, "1,\n2,3\n4,5\n")
+    for columns in (None, [1]):
+        with pytest.raises(InputError, match=r"line 1, column 1: '' is not a number"):
+            read_csv(path, columns)
+    # pandas' to_csv writes an unnamed index column: an empty name beside real ones.
+    assert read_csv(write(tmp_path, ",v\n0,1.5\n1,2.5\n"), ["v"])[""][:, 0].tolist() == [1.5, 2.5]
+
+
+def test_every_row_needs_its_series_id(tmp_path: Path) -> None:
+    # An empty id made a series named '' of its own, too short to train on.
+    path = write(tmp_path, "shop,v\na,1\n,2\na,3\n")
+    with pytest.raises(InputError, match=r"d\.csv: line 3, series_id column 'shop': empty"):
+        read_csv(path, series_id="shop")
+
+
+def test_read_csv_messages_stay_short_and_say_why(tmp_path: Path) -> None:
+    wide = write(tmp_path, ",".join(f"c{i}" for i in range(2000)) + "\n" + "1," * 1999 + "1\n")
+    with pytest.raises(InputError) as e:
+        read_csv(wide, ["zz"])  # the message listed all 2000 names (229 kB at 20,000)
+    shown = "(available: 'c0', 'c1', 'c2', 'c3', 'c4', ... (2000 columns in all))"
+    assert str(e.value).endswith(shown)
+    for sep, name in ((";", "semicolon"), ("\t", "tab")):
+        path = write(tmp_path, f"a{sep}b\n1{sep}2\n")
+        with pytest.raises(InputError, match=rf"the file looks {name}-separated, but only commas"):
+            read_csv(path)
+
+
+def test_read_csv_checks_its_arguments(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b\n1,2\n3,4\n")
+    assert read_csv(path, [np.int64(1)])[""][:, 0].tolist() == [2, 4]  # was "must be a name"
+    with pytest.raises(InputError, match=r"header must be None \(detect\), True or False, got 'no"):
+        read_csv(path, header="no")  # truthy: the first row was taken as the header
+    with pytest.raises(InputError, match="read_csv: path must be a file path, got NoneType"):
+        read_csv(None)  # type: ignore[arg-type]

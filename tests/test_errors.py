@@ -192,6 +192,8 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "csv_empty": _file("empty.csv", ""),
     "csv_text_cell": _file("text.csv", "a,b\n1,2\n3,x\n4,5\n"),
     "csv_nan": _file("nan.csv", "v\n1\n2\nnan\n4\n"),
+    "csv_gap": _file("gap.csv", "a,b\n1,2\n,\n4,5\n"),
+    "csv_no_id": _file("ids.csv", "shop,v\na,1\n,2\na,3\n"),
     "csv_short": _file("short.csv", "v\n1\n2\n3\n"),
     "random_bytes": _file("random.npz", bytes(range(7, 256)) * 3),
     "chainer_npz": lambda tmp, base: FIXTURES / "article_nstep.npz",

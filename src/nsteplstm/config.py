@@ -189,7 +189,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-able values (None stays None, csv_columns a list)."""
         d = dataclasses.asdict(self)
-        if self.csv_columns is not None:
+        if isinstance(self.csv_columns, (list, tuple)):  # anything else: from_dict refuses
             d["csv_columns"] = list(self.csv_columns)
         return d
 
@@ -285,7 +285,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     (as it reads there), and returned joined to it."""
     raw = read_input(path, f"config {path}")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is no key
     except UnicodeDecodeError as e:
         raise InputError(
             f"config {path}: not UTF-8 text TOML (invalid byte at offset {e.start})"

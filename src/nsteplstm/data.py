@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,12 +135,17 @@ def _resolve_column(
     col: str | int, names: list[str] | None, n_cols: int, path: str, key: str
 ) -> int:
     """0-based index of `col` (a header name or an index)."""
-    available = (
-        ", ".join(_show(n) for n in names) if names is not None else f"indices 0..{n_cols - 1}"
-    )
-    if isinstance(col, bool) or not isinstance(col, (int, str)):
+    if names is None:
+        available = f"indices 0..{n_cols - 1}"
+    else:
+        shown = names if len(names) <= 10 else names[:5]
+        available = ", ".join(_show(n) for n in shown)
+        if len(shown) < len(names):
+            available += f", ... ({len(names)} columns in all)"
+    if not is_int(col) and not isinstance(col, str):
         raise InputError(f"{path}: {key} {col!r} must be a column name or a 0-based index")
-    if isinstance(col, int):
+    if is_int(col):
+        col = int(col)
         if 0 <= col < n_cols:
             return col
         raise InputError(
@@ -171,6 +177,14 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def _not_a_number_hint(cell: str) -> str:
+    """Why a cell that should be one number is not, where the cell shows it."""
+    for sep, name in ((";", "semicolon"), ("\t", "tab")):
+        if sep in cell:
+            return f"; the file looks {name}-separated, but only commas separate columns"
+    return ""
+
+
 def _data_cells(
     first: list[str], columns: Sequence[str | int] | None, series_id: str | int | None
 ) -> list[int]:
@@ -189,7 +203,11 @@ def _data_cells(
 
 
 def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
-    """Non-blank rows of a CSV file with their 1-based line numbers."""
+    """Non-blank rows of a CSV file with their 1-based line numbers.
+
+    A blank line is one with no cells, or one unquoted cell of white space. A row of
+    empty cells (``,,`` or a quoted ``""``) is a row whose values are missing: kept,
+    for the reader to refuse (dropping it would shift every later time step)."""
     raw = read_input(path, str(path))
     try:
         text = raw.decode("utf-8-sig")
@@ -203,7 +221,7 @@ def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
     try:
         for row in reader:
             cells = [c.strip() for c in row]
-            if any(cells):
+            if row and not (len(row) == 1 and row[0] != "" and not cells[0]):
                 rows.append((line, cells))
             line = reader.line_num + 1
     except csv.Error as e:
@@ -231,12 +249,17 @@ def read_csv(
     skipped. Every problem with the file raises InputError naming the file, line,
     column and value.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
+    if header is not None and not isinstance(header, bool):
+        raise InputError(f"{path}: header must be None (detect), True or False, got {header!r}")
     rows = _read_rows(path)
     if not rows:
         raise InputError(f"{path}: empty file (no rows)")
     first_line, first = rows[0]
-    if header is None:
-        header = not all(_is_number(first[i]) for i in _data_cells(first, columns, series_id))
+    if header is None:  # an empty cell is a missing value, not a column's name
+        cells = _data_cells(first, columns, series_id)
+        header = not all(_is_number(first[i]) or first[i] == "" for i in cells)
     names = first if header else None
     body = rows[1:] if header else rows
     n_cols = len(first)
@@ -284,7 +307,8 @@ def read_csv(
             except ValueError:
                 raise InputError(
                     f"{path}: line {line}, column {col_name(i)}: {_show(cells[i])} is not a "
-                    f"number (expected a finite decimal number{hint})"
+                    f"number (expected a finite decimal number{hint}"
+                    f"{_not_a_number_hint(cells[i])})"
                 ) from None
             if not abs(x) <= _FLOAT32_MAX:
                 raise InputError(
@@ -293,6 +317,11 @@ def read_csv(
                 )
             values.append(x)
         key = cells[id_index] if id_index is not None else ""
+        if id_index is not None and not key:
+            raise InputError(
+                f"{path}: line {line}, series_id column {col_name(id_index)}: empty "
+                "(every row needs the id of its series)"
+            )
         groups.setdefault(key, []).append(values)
     return {k: np.asarray(g, dtype=np.float64).reshape(len(g), len(use)) for k, g in groups.items()}
 
