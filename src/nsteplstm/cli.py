@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_forecast, parser=p)
 
     p = sub.add_parser("plot", help="overlay the loss curves of several runs")
-    p.add_argument("runs", type=_path, nargs="+", metavar="RUN")
+    p.add_argument("runs", type=_path, nargs="+", metavar="RUN", help="run directories to plot")
     p.add_argument(
         "--out",
         type=_path,
@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error,
-    130 interrupted)."""
+    130 interrupted by SIGINT, 143 by SIGTERM)."""
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # said by the command's parser, so the line names the command
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")

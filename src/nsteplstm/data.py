@@ -246,8 +246,9 @@ def read_csv(
     series id). With series_id, the rows are grouped by that column's text into
     one series per id, keyed by that text in order of first appearance (each keeps
     its row order); without it the file is one series, keyed "". Blank lines are
-    skipped. Every problem with the file raises InputError naming the file, line,
-    column and value.
+    skipped; a row of empty cells is a missing value, refused like any other cell
+    that is not a number (an empty cell is no header name either). Every problem with
+    the file raises InputError naming the file, line, column and value.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
