@@ -411,3 +411,37 @@ def test_a_csv_run_forecasts_from_any_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the relative path no longer points at the file
     assert main(["forecast", str(data / "run"), "--horizon", "3"]) == 0, capsys.readouterr().err
     assert main(["train", "--resume", str(data / "run"), "--data", "csv:data/units.csv"]) == 0
+
+
+def test_train_says_how_many_series_gave_no_window(tmp_path, capsys):
+    # Series too short for a part of the split were left out of it without a word.
+    rows = [f"s{k},{i % 7}" for k in range(6) for i in range(120 if k < 2 else 45)]
+    (tmp_path / "shops.csv").write_text("shop,v\n" + "\n".join(rows) + "\n")
+    flags = ["--csv-series-id", "shop", "--sequence-size", "10", "--n-hidden", "4", "--quiet"]
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--data",
+                f"csv:{tmp_path / 'shops.csv'}",
+                "--epochs",
+                "1",
+                *flags,
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    # 45 points split 40 + 5: no 11-point validation part; 120 split 108 + 12: both
+    assert out[1] == (
+        "note: of 6 series, 0 gave no training window and 4 no validation window "
+        "(their part of the split is under sequence_size + 1 points)"
+    )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["series"], metrics["series_without_val_window"]) == (6, 4)
+    assert metrics["series_without_train_window"] == 0
+    assert main(["train", "--out", str(tmp_path / "r2"), *TINY, "--epochs", "1", "--quiet"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # no note when every series counts

@@ -108,6 +108,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"trained {result.path}: train loss {m['train_loss']:.4g}, "
         f"validation loss {m['val_loss']:.4g}, {m['seconds']:.1f} s"
     )
+    short = m.get("series_without_train_window", 0), m.get("series_without_val_window", 0)
+    if any(short):
+        print(
+            f"note: of {m['series']} series, {short[0]} gave no training window and {short[1]} "
+            "no validation window (their part of the split is under sequence_size + 1 points)"
+        )
     return 0
 
 

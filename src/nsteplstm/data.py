@@ -489,12 +489,15 @@ class Series:
 @dataclass(kw_only=True)
 class Dataset(Series):
     """A :class:`Series` with its windows: train_x, train_y, val_x, val_y float32
-    (N, sequence_size, F), targets = inputs shifted by one step."""
+    (N, sequence_size, F), targets = inputs shifted by one step. left_out: how many
+    series gave no training window and how many no validation window (their part
+    of the split was shorter than sequence_size + 1 points)."""
 
     train_x: np.ndarray
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
+    left_out: tuple[int, int] = (0, 0)
 
     @property
     def n_features(self) -> int:
@@ -609,7 +612,11 @@ def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
     train_parts, val_parts = _split(data.series, config)
     train_x, train_y = _windows(train_parts, s)
     val_x, val_y = _windows(val_parts, s)
-    return Dataset(**vars(data), train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y)
+    n = len(data.series)
+    left_out = (n - len(train_parts), n - len(val_parts))  # one part per series at most
+    return Dataset(
+        **vars(data), train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y, left_out=left_out
+    )
 
 
 def load_adding(config: Config) -> AddingDataset:

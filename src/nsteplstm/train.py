@@ -825,6 +825,10 @@ def _final_metrics(
         "peak_rss_mib_epoch1": state.peak_rss_mib_epoch1,
         "peak_rss_mib": peak_memory_mib(),
     }
+    if isinstance(dataset, Dataset):
+        metrics["series"] = len(dataset.series)
+        metrics["series_without_train_window"] = dataset.left_out[0]
+        metrics["series_without_val_window"] = dataset.left_out[1]
     if isinstance(dataset, AddingDataset):
         metrics["test_mse"] = final_val
         metrics["baseline_mse"] = float(np.mean((dataset.val_y.astype(np.float64) - 1.0) ** 2))
