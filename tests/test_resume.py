@@ -335,6 +335,37 @@ def test_checkpoint_bad_rng_state(interrupted: Path) -> None:
         train(None, interrupted, resume=True, quiet=True)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: (d.update(batch=1), d["rng"].update(shuffle=None)),
+        lambda d: d["rng"]["shuffle"]["state"].update(state=-1),
+    ],
+    ids=["mid-epoch without one", "negative"],
+)
+def test_checkpoint_bad_shuffle_state(interrupted: Path, edit: Any) -> None:
+    # TypeError and OverflowError tracebacks once.
+    _edit_checkpoint(interrupted, edit)
+    with pytest.raises(InputError, match="shuffle generator state is malformed"):
+        train(None, interrupted, resume=True, quiet=True)
+
+
+def test_resume_of_a_finished_run_writes_damaged_final_files_again(
+    tmp_path: Path, reference: Path
+) -> None:
+    # It said "trained" and left them as they were; odd metrics crashed the CLI's line.
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    model = run / runs.MODEL_FILE
+    model.write_bytes(model.read_bytes()[:100])
+    (run / runs.HISTORY_FILE).unlink()
+    metrics = json.loads((run / runs.METRICS_FILE).read_text())
+    runs.write_metrics(run, {**metrics, "train_loss": "x"})
+    result = train(None, run, resume=True, quiet=True)
+    assert_same_run(run, reference)  # rebuilt from the checkpoint, bit for bit
+    assert result.metrics["train_loss"] == runs.read_metrics(reference)["train_loss"]
+
+
 def test_missing_checkpoint_weights(interrupted: Path) -> None:
     (interrupted / "checkpoint-2.safetensors").unlink()
     with pytest.raises(InputError, match="checkpoint-2.safetensors: file not found"):

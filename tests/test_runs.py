@@ -75,6 +75,19 @@ def test_write_files_is_all_or_nothing(
     assert [p.read_text() for p in (a, b, c)] == ["new a", "new b", "new c"]
 
 
+def test_write_files_with_a_directory_in_the_way_writes_none_and_names_it(tmp_path: Path) -> None:
+    # The renames ran in order: the files before the directory were replaced, and the
+    # error named a temporary file that no longer existed.
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.json", tmp_path / "c.json"
+    a.write_text("old a")
+    b.mkdir()
+    with pytest.raises(OSError, match=r"cannot write \(is a directory\)") as e:
+        runs.write_files({a: "new a", b: "new b", c: "new c"})
+    assert e.value.filename == str(b)
+    assert a.read_text() == "old a" and b.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json"]
+
+
 def test_tensor_files_that_cannot_be_written_name_the_file(tmp_path: Path) -> None:
     """safetensors streams the tensors itself; its I/O errors become OSErrors too."""
     path = tmp_path / runs.MODEL_FILE
@@ -264,18 +277,49 @@ def test_newer_format_version(tmp_path: Path) -> None:
     [
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
-        ('{"format_version": 1, "config": {}, "model": 3}', "'model' must be a JSON object"),
-        ('{"format_version": 1, "config": {"epochs": 0}, "model": {}}', "epochs"),
-        ('{"format_version": 1, "config": {}, "model": {"n_hidden": -1}}', "does not match"),
-        ('{"format_version": 1, "config": {}, "model": {"foo": 1}}', "not a valid arch"),
-        ('{"format_version": "1", "config": {}, "model": {}}', "format_version must be"),
+        ('{"format_version": 1, "config": CONFIG, "model": 3}', "'model' must be a JSON object"),
+        ('{"format_version": 1, "config": CONFIG, "model": {"n_hidden": -1}}', "does not match"),
+        ('{"format_version": 1, "config": CONFIG, "model": {"foo": 1}}', "not a valid arch"),
+        ('{"format_version": "1", "config": CONFIG, "model": {}}', "format_version must be"),
+        ('{"format_version": 1, "config": {"epochs": 0}, "model": {}}', "'config' lacks 'n_"),
+        ('{"format_version": 1, "config": {"x": 1e999}, "model": {}}', "beyond float64's"),
     ],
 )
 def test_bad_config_json(tmp_path: Path, text: str, message: str) -> None:
     make_run(tmp_path)
-    (tmp_path / runs.CONFIG_FILE).write_text(text)
+    full = json.loads((tmp_path / runs.CONFIG_FILE).read_text())["config"]
+    (tmp_path / runs.CONFIG_FILE).write_text(text.replace("CONFIG", json.dumps(full)))
     with pytest.raises(InputError, match=message):
         runs.load_model(tmp_path)
+
+
+def test_a_setting_missing_from_config_json_is_refused_not_defaulted(tmp_path: Path) -> None:
+    # It took its default: a model trained on windows of 10 forecast with windows of 30.
+    make_run(tmp_path)
+    path = tmp_path / runs.CONFIG_FILE
+    doc = json.loads(path.read_text())
+    del doc["config"]["sequence_size"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"config.json: 'config' lacks 'sequence_size'$"):
+        runs.read_config(tmp_path)
+
+
+def test_a_data_hash_beside_generated_data_is_named_as_such(tmp_path: Path) -> None:
+    # The message cut "fibonacci" as if it were "csv:PATH": "nacci: the file changed".
+    make_run(tmp_path)
+    path = tmp_path / runs.CONFIG_FILE
+    doc = json.loads(path.read_text())
+    doc["data_sha256"] = "abc"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"data_sha256 is set, but data = 'fibonacci' is no file"):
+        runs.check_same_data(tmp_path, None)
+
+
+def test_metrics_beyond_float64_are_refused(tmp_path: Path) -> None:
+    # 1e999 read as inf, and writing the metrics back (forecast) ended in a traceback.
+    (tmp_path / runs.METRICS_FILE).write_text('{"val_loss": 1e999}')
+    with pytest.raises(InputError, match=r"metrics.json is not valid JSON \(1e999 is beyond"):
+        runs.read_metrics(tmp_path)
 
 
 def test_history_round_trip_is_exact(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ naming the file.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import errno
 import io
 import json
 import math
@@ -100,8 +102,14 @@ def write_files(files: Mapping[Path, FileData]) -> None:
                 os.chmod(temps[path], 0o666 & ~umask)  # mkstemp makes 0600; the usual mode
             except OSError as e:
                 raise OSError(e.errno, f"cannot write ({e.strerror or e})", str(path)) from None
+        for path in temps:  # the one failure a rename can meet here: none is done yet
+            if path.is_dir() and not path.is_symlink():
+                raise OSError(errno.EISDIR, "cannot write (is a directory)", str(path))
         for path, tmp in temps.items():
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot write ({e.strerror or e})", str(path)) from None
     except BaseException:
         for tmp in temps.values():
             Path(tmp).unlink(missing_ok=True)
@@ -242,10 +250,17 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: _dumps could not write it back either
+        raise ValueError(f"{text} is beyond float64's range")
+    return value
+
+
 def _read_json(path: Path, what: str) -> Any:
     raw = read_input(path, str(path))
     try:  # NaN and Infinity are refused: _dumps could not write them back
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         msg = " ".join(str(e).split())
         raise InputError(f"{path}: {what} is not valid JSON ({msg})") from None
@@ -326,6 +341,10 @@ def check_same_data(run_dir: str | Path, data_sha256: str | None) -> None:
     saved = doc.get("data_sha256") if isinstance(doc, dict) else None
     if saved is not None and saved != data_sha256:
         data = read_config(run_dir)[0].data  # the document checked, only to name the file
+        if not data.startswith("csv:"):
+            raise InputError(
+                f"{run_dir / CONFIG_FILE}: data_sha256 is set, but data = {data!r} is no file"
+            )
         raise InputError(
             f"{data[4:]}: the file changed since the run in {run_dir} started (its SHA-256 "
             f"differs); resuming needs the same data: restore the file, or train anew"
@@ -354,6 +373,11 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
     for key in ("config", "model"):
         if not isinstance(doc.get(key), dict):
             raise InputError(f"{path}: '{key}' must be a JSON object")
+    # Every setting of this format is written: a missing one would silently take its
+    # default (a model trained on windows of 10 forecast with windows of 30).
+    missing = [f.name for f in dataclasses.fields(Config) if f.name not in doc["config"]]
+    if missing:
+        raise InputError(f"{path}: 'config' lacks {', '.join(map(repr, missing[:5]))}")
     config = Config.from_dict(doc["config"], str(path))
     model = doc["model"]
     for key in ("n_layers", "n_in", "n_hidden", "n_out", "dropout", "cell"):

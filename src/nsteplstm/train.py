@@ -768,10 +768,10 @@ def _restore(
         }
         optimizer.load_state_dict(opt)
     _restore_rngs(d["rng"], device, source)
-    if state.epoch_rng is not None:
+    if state.epoch_rng is not None or state.batch > 0:  # mid-epoch: the epoch's plan needs it
         try:
             rng.bit_generator.state = state.epoch_rng
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, OverflowError):
             raise InputError(f"{source}: the shuffle generator state is malformed") from None
     return state, best
 
@@ -798,6 +798,19 @@ def _resume_config(
             f"{run_dir}: --resume continues the run with its own settings; these differ: {shown}"
         )
     return saved if a["device"] == b["device"] else given
+
+
+def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run whose final files all read back; None when one is
+    missing or damaged, and the run's checkpoint is to write them again."""
+    try:
+        runs.load_model(run_dir)
+        runs.read_history(run_dir)
+        metrics = runs.read_metrics(run_dir)
+    except InputError:
+        return None
+    losses = [metrics.get(k) for k in ("train_loss", "val_loss", "seconds")]
+    return metrics if all(is_finite_number(x) for x in losses) else None
 
 
 def _final_metrics(
@@ -913,9 +926,10 @@ def train(
         state, best = _restore(out, checkpoint, model, optimizer, rng, config, device)
     position = (state.epoch, state.batch) if checkpoint is not None else None
     finished = state.epoch == config.epochs and state.batch == 0
-    if checkpoint is not None and finished and (out / runs.MODEL_FILE).exists():
+    kept = _finished_metrics(out) if checkpoint is not None and finished else None
+    if kept is not None:
         # Nothing to train: keep the run's files (its forecasts in metrics.json too).
-        return TrainResult([dict(row) for row in state.history], runs.read_metrics(out), out)
+        return TrainResult([dict(row) for row in state.history], kept, out)
 
     dir_ready = resume
 
