@@ -283,3 +283,33 @@ def test_a_one_epoch_curve_is_drawn_and_many_runs_keep_their_own_colors() -> Non
     lines = plots.overlay_figure(runs, "x").axes[0].get_lines()
     assert lines[0].get_marker() == "o" and lines[1].get_marker() == "None"
     assert len({to_rgba(line.get_color()) for line in lines}) == 12  # C{i % 10} repeated
+
+
+def test_user_text_is_shown_as_given_never_as_math(tmp_path: Path) -> None:
+    # "lr$x_1$" was drawn as "lrx₁"; "a $\frac{$ b" raised a parse error (a traceback).
+    names = ["lr$x_1$", "a $\\frac{$ b"]
+    overlay = plots.overlay_figure({n: history(1) for n in names}, "run $\\bad$")
+    losses = plots.losses_figure(history(1), "run $\\bad$")
+    forecast = plots.forecast_figure(
+        np.arange(4), np.zeros((1, 4)), np.zeros((1, 4)), (0, 2), "r$\\bad$: forecast"
+    )
+    for fig in (overlay, losses, forecast):
+        assert plots.png_bytes(fig)[:8] == PNG_MAGIC
+    texts = [t.get_text() for t in overlay.axes[0].get_legend().get_texts()]
+    assert texts == ["lr\\$x_1\\$", "a \\$\\frac{\\$ b"]  # a \$ is drawn as a $
+    assert overlay.axes[0].get_title() == losses.axes[0].get_title() == "run \\$\\bad\\$"
+
+
+def test_a_run_given_as_dot_is_named_by_its_directory(tmp_path: Path, monkeypatch) -> None:
+    dirs = _two_runs(tmp_path)
+    monkeypatch.chdir(dirs[0])
+    seen = {}
+    real = plots.plot_overlay
+
+    def overlay(path, runs, *args, **kw):
+        seen["labels"] = list(runs)
+        return real(path, runs, *args, **kw)
+
+    monkeypatch.setattr(plots, "plot_overlay", overlay)
+    plots.plot_runs([".", dirs[1]], tmp_path / "o.png")
+    assert seen["labels"] == [dirs[0].name, dirs[1].name]  # '.' was a blank label

@@ -405,3 +405,12 @@ def test_bad_checkpoint_json(tmp_path: Path, change: dict, message: str) -> None
     path.write_text(json.dumps(doc))
     with pytest.raises(InputError, match=message):
         runs.load_checkpoint(tmp_path)
+
+
+def test_run_name_is_the_directorys_name_however_given(tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "fib"
+    (run / "sub").mkdir(parents=True)
+    monkeypatch.chdir(run)
+    assert [runs.run_name(p) for p in (".", "sub/..", run, "./sub")] == ["fib", "fib", "fib", "sub"]
+    (tmp_path / "link").symlink_to(run)
+    assert runs.run_name(tmp_path / "link") == "link"  # the name the user gave

@@ -386,7 +386,7 @@ def forecast_run(
         truth_all[0].T,  # (F, n): one panel per feature
         pred_all[0].T,
         (start, start + size),
-        f"{run.path.name}: closed-loop forecast, {mode} mode "
+        f"{runs.run_name(run.path)}: closed-loop forecast, {mode} mode "
         f"({layers} layer{'s' * (layers > 1)}, {horizon} points from t = {start}{of_series})",
     )
     csv_text = _forecast_csv(t[0], truth_all[0], pred_all[0])

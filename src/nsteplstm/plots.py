@@ -153,7 +153,7 @@ def forecast_figure(
         bbox_to_anchor=(1.0, 1.0),
         frameon=False,
     )
-    fig.suptitle(title)
+    fig.suptitle(_shown(title))
     return fig
 
 
@@ -216,6 +216,13 @@ def _marker(epochs: Sequence[int], key: str) -> str | None:
     return ("x" if key == "train_loss" else "o") if len(epochs) == 1 else None
 
 
+def _shown(text: str) -> str:
+    """Text as given (a run's name, a label, a series id), never read as math: matplotlib
+    takes what lies between two ``$`` for a formula ("lr$x_1$" showed as "lrx₁", and
+    "a $\\frac{$ b" raised an error)."""
+    return text.replace("$", r"\$")
+
+
 def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
     """Train and validation loss per epoch, log y axis (linear when a loss is <= 0).
 
@@ -230,7 +237,7 @@ def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
         ax.plot(epochs, y, "-", marker=_marker(epochs, key), color=color, label=_LABELS[key])
     _loss_axes(ax, "loss (MSE)")
     ax.legend()
-    ax.set_title(title)
+    ax.set_title(_shown(title))
     return fig
 
 
@@ -264,6 +271,7 @@ def overlay_figure(
         epochs = _epochs(history, f"the history of run {label!r}")
         for key in keys:
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
+            name = _shown(name)
             if name.startswith("_"):  # matplotlib leaves such labels out of the legend
                 name = "\u200b" + name  # a zero-width space: shown as given
             color, mark = colors[i % len(colors)], _marker(epochs, key)
@@ -273,7 +281,7 @@ def overlay_figure(
     what = "loss" if metric == "both" else f"{_LABELS[metric]} loss"
     _loss_axes(ax, f"{what} (MSE)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
-    ax.set_title(title)
+    ax.set_title(_shown(title))
     return fig
 
 
@@ -301,7 +309,7 @@ def plot_runs(
     directories' names, or their full paths when names repeat. ``out`` must end in
     ``.png`` (so it can never name a run's own files) and, unless ``force``, not exist.
     """
-    from .runs import read_history  # the run-directory layer is only needed here
+    from .runs import read_history, run_name  # the run-directory layer is only needed here
 
     out = check_output_file(out, force, suffix=".png")
     dirs = [Path(d) for d in run_dirs]
@@ -310,7 +318,7 @@ def plot_runs(
         if seen.setdefault(d.resolve(), d) is not d:
             raise InputError(f"run {d} is given twice (also as {seen[d.resolve()]})")
     if labels is None:
-        names = [d.name for d in dirs]
+        names = [run_name(d) for d in dirs]
         labels = names if len(set(names)) == len(names) else [str(d) for d in dirs]
     if len(labels) != len(dirs):
         raise InputError(f"got {len(labels)} labels for {len(dirs)} runs: give one label per run")

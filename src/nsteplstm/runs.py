@@ -170,6 +170,12 @@ def output_path(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / name
 
 
+def run_name(path: str | os.PathLike[str]) -> str:
+    """The name a run goes by in titles and legends: its directory's name, also when
+    given as ``.`` or ``..`` (whose own name is empty or "..")."""
+    return Path(os.path.abspath(path)).name  # symlinks keep the name they were given
+
+
 def run_path(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path; InputError for None, a number, or an empty string (which
     Path would take as the current directory)."""
