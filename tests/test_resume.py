@@ -587,3 +587,36 @@ def test_cuda_run_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path: Path) -> N
     assert ckpt is not None and (ckpt.state["epoch"], ckpt.state["batch"]) == (2, 2)
     train(None, run, resume=True, quiet=True)
     assert_same_run(run, tmp_path / "reference")
+
+
+def test_a_run_another_process_trains_is_refused_whole(interrupted: Path) -> None:
+    # Two resumes of one run ran side by side, each deleting the other's checkpoint
+    # weights: a crash between left "checkpoint-2.safetensors: file not found".
+    pytest.importorskip("fcntl")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+            str(interrupted),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        before = sorted((p.name, p.read_bytes()) for p in interrupted.iterdir())
+        refused = f"^{interrupted}: another process is training this run; wait for it to end$"
+        with pytest.raises(InputError, match=refused):
+            train(None, interrupted, resume=True, quiet=True)
+        with pytest.raises(InputError, match=refused):  # nor replaced under it
+            train(Config.from_dict(SETTINGS, "test"), interrupted, force=True, quiet=True)
+        assert sorted((p.name, p.read_bytes()) for p in interrupted.iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train(None, interrupted, resume=True, quiet=True).metrics["epochs"] == 6

@@ -37,6 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
@@ -182,6 +187,40 @@ def run_path(path: str | os.PathLike[str]) -> Path:
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise InputError(f"run directory must be a path, got {path!r}")
     return Path(path)
+
+
+class RunLock:
+    """One process at a time trains into a run directory: an exclusive, non-blocking
+    ``flock`` on the directory itself, held until :meth:`release` (or the process ends).
+    Two processes resuming one run deleted each other's checkpoint weights, and a
+    crash between left a run that could not be resumed. Where ``flock`` does not exist
+    (Windows) or the file system refuses it, there is no lock."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def acquire(self, run_dir: Path) -> None:
+        """Hold ``run_dir`` (an existing directory); InputError if another process does.
+        Holding it already: nothing to do."""
+        if self._fd is not None or fcntl is None:
+            return
+        fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(
+                f"{run_dir}: another process is training this run; wait for it to end"
+            ) from None
+        except OSError:  # no flock on this file system
+            os.close(fd)
+            return
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def check_run_dir_free(path: str | Path, force: bool) -> Path:

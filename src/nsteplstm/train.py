@@ -881,12 +881,31 @@ def train(
         Interrupted: SIGINT/SIGTERM arrived; a checkpoint was written first (except in
             a ``force`` run before its first checkpoint: the old run is kept as it was).
         NonFiniteLoss: the loss became NaN/inf; the last good checkpoint, if any, is kept.
+        InputError also when another process trains into ``out_dir``
+            (:class:`nsteplstm.runs.RunLock`).
     """
+    lock = runs.RunLock()
+    try:
+        return _train(config, out_dir, force, resume, quiet, progress, lock)
+    finally:
+        lock.release()
+
+
+def _train(
+    config: Config | Mapping[str, Any] | None,
+    out_dir: str | Path,
+    force: bool,
+    resume: bool,
+    quiet: bool,
+    progress: Progress | None,
+    lock: runs.RunLock,
+) -> TrainResult:
     out = runs.run_path(out_dir)
     checkpoint = None
     if resume:
         saved, saved_model, _ = runs.read_config(out)
         config = _resume_config(saved, config, out)
+        lock.acquire(out)  # before the checkpoint: another process may be replacing it
         checkpoint = runs.load_checkpoint(out)
         if checkpoint is None and (out / runs.MODEL_FILE).exists():
             raise InputError(
@@ -900,6 +919,8 @@ def train(
         config = Config.from_dict(config.to_dict(), "settings")
         config = dataclasses.replace(config, data=absolute_data(config.data))
         runs.check_run_dir_free(out, force)
+        if out.is_dir():  # an old run in it may be in training: fail now, not at the end
+            lock.acquire(out)
     if progress is None:
         # The bar goes to stderr, and only when the user watches: both streams on a terminal.
         watching = sys.stdout.isatty() and sys.stderr.isatty()
@@ -939,7 +960,10 @@ def train(
         memory for the first batch, say) leaves the old run, or no directory, behind."""
         nonlocal dir_ready, out
         if not dir_ready:
+            if out.is_dir():  # held before its old run's files go
+                lock.acquire(out)
             out = runs.prepare_run_dir(out, force)
+            lock.acquire(out)
             scaler = getattr(dataset, "scaler", None)
             runs.write_config(out, config, model.config, scaler, digest)
             dir_ready = True
