@@ -610,6 +610,14 @@ def test_read_csv_messages_stay_short_and_say_why(tmp_path: Path) -> None:
             read_csv(path)
 
 
+def test_a_number_is_written_in_ascii_without_underscores(tmp_path: Path) -> None:
+    # float() read "2_51" as 251 and full-width digits as digits, without a word.
+    for cell in ("2_51", "\uff11\uff12"):
+        with pytest.raises(InputError, match=rf"line 3, column 'v': '{cell}' is not a number"):
+            read_csv(write(tmp_path, f"v\n1\n{cell}\n"))
+    assert read_csv(write(tmp_path, "v\n+1.5e3\n-.5\n 7 \n"))[""][:, 0].tolist() == [1500, -0.5, 7]
+
+
 def test_read_csv_checks_its_arguments(tmp_path: Path) -> None:
     path = write(tmp_path, "a,b\n1,2\n3,4\n")
     assert read_csv(path, [np.int64(1)])[""][:, 0].tolist() == [2, 4]  # was "must be a name"

@@ -169,9 +169,17 @@ def _resolve_column(
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def _number(cell: str) -> float:
+    """The cell's number; ValueError unless it is written in ASCII without ``_``:
+    Python's float() also reads "2_51" as 251 and full-width digits."""
+    if "_" in cell or not cell.isascii():
+        raise ValueError(cell)
+    return float(cell)
+
+
 def _is_number(cell: str) -> bool:
     try:
-        float(cell)
+        _number(cell)
     except ValueError:
         return False
     return True
@@ -304,7 +312,7 @@ def read_csv(
         values = []
         for i in use:
             try:
-                x = float(cells[i])
+                x = _number(cells[i])
             except ValueError:
                 raise InputError(
                     f"{path}: line {line}, column {col_name(i)}: {_show(cells[i])} is not a "
