@@ -805,3 +805,77 @@ def test_argument_checks_take_numpy_numbers_and_name_a_wrong_layout():
     assert nl.NStepLSTM(1, 3, 4, dropout=np.float32(0.25)).dropout == 0.25
     with pytest.raises(nl.InputError, match="layout must be a PackedLayout, got list"):
         nl.NStepLSTM(1, 3, 4).forward_packed(torch.randn(6, 3), [4, 2])
+
+
+def test_the_functional_calls_check_what_the_fused_kernels_trust():
+    # n_step_lstm and packed_lstm handed these to _VF.lstm, which corrupted the heap
+    # (a state for another batch size: "munmap_chunk(): invalid pointer", exit 134) or
+    # ran on wrong sizes without a word (extra data rows, a wrong-shaped weight).
+    from nsteplstm.functional import n_step_lstm, packed_lstm
+
+    lstm = nl.NStepLSTM(1, 3, 4)
+    layout = nl.PackedLayout([5, 5, 5])
+    zeros = torch.zeros(1, 3, 4)
+    data = torch.randn(15, 3)
+    cases = [
+        ((data, layout, torch.zeros(1, 1, 4), zeros), r"hx must be a tensor of shape \(1, 3, 4\)"),
+        (
+            (torch.randn(100, 3), layout, zeros, zeros),
+            r"packed data must be .* \(15, 3\), got .*100",
+        ),
+        ((data, layout, None, zeros), r"hx must be a tensor of shape \(1, 3, 4\), got NoneType"),
+    ]
+    for call in (n_step_lstm, packed_lstm):
+        for args, message in cases:
+            with pytest.raises(nl.InputError, match=message):
+                call(*args, lstm.weights, 1, 0.0, False, False)
+        with pytest.raises(nl.InputError, match="weights must be a list of 4 tensors"):
+            call(data, layout, zeros, zeros, lstm.weights[:3], 1, 0.0, False, False)
+        wrong = [*lstm.weights[:1], torch.randn(16, 5), *lstm.weights[2:]]
+        with pytest.raises(
+            nl.InputError,
+            match=r"weights\[1\] must be a tensor of shape \(16, 4\), got .*\(16, 5\)",
+        ):
+            call(data, layout, zeros, zeros, wrong, 1, 0.0, False, False)
+    with pytest.raises(nl.InputError, match=r"dropout must be a number in \[0, 1\), got 1.5"):
+        n_step_lstm(data, layout, zeros, zeros, lstm.weights, 1, 1.5, True, False)
+    out, _, _ = n_step_lstm(data, layout, zeros, zeros, lstm.weights, 1, 0.0, False, False)
+    torch.testing.assert_close(out, lstm.forward_packed(data, layout)[0])
+
+
+def test_weights_given_to_the_module_must_fit_it():
+    # A (16, 5) hidden-to-hidden weight for 4 hidden units ran through functional_call.
+    lstm = nl.NStepLSTM(1, 3, 4)
+    xs = make_xs((5, 3))
+    for name, shape in (("weight_hh_l0", (16, 5)), ("weight_ih_l0", (16, 2))):
+        with pytest.raises(nl.InputError, match=rf"lstm\.{name} must be a tensor of shape"):
+            torch.func.functional_call(lstm, {f"lstm.{name}": torch.randn(shape)}, (None, None, xs))
+
+
+def test_a_layout_on_another_device_than_the_data_is_refused():
+    lstm = nl.NStepLSTM(1, 3, 4)
+    layout = nl.PackedLayout([2, 3, 1], "meta")
+    with pytest.raises(nl.InputError, match="the layout is on meta but the packed data on cpu"):
+        lstm.forward_packed(torch.randn(6, 3), layout)
+
+
+def test_dropout_checks_its_ratio_and_input():
+    from nsteplstm.functional import dropout
+
+    for ratio in (1.0, -0.1, 1.5, float("nan")):  # 1.0 gave NaN, the others scaled silently
+        with pytest.raises(nl.InputError, match=r"dropout ratio must be a number in \[0, 1\)"):
+            dropout(torch.ones(3), ratio)
+    with pytest.raises(nl.InputError, match="x must be a floating-point tensor"):
+        dropout(torch.ones(3, dtype=torch.int64), 0.5)
+
+
+def test_a_one_output_forecaster_runs_under_cpu_autocast():
+    # The head's addmv shortcut met a bfloat16 input beside float32 weights.
+    torch.manual_seed(0)
+    model = nl.Forecaster(1, 1, 8, 1, 0.0)
+    xs = make_xs((5, 3), in_size=1)
+    want = model(xs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model(xs)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=0)

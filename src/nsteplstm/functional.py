@@ -24,11 +24,13 @@ from __future__ import annotations
 import functools
 import platform
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor
 
+from .errors import InputError, check_int, is_finite_number
 from .packing import Cover, CoverEnds, PackedLayout
 
 # The cost of one more fused LSTM call (forward and backward) on the CPU, in row-steps
@@ -36,6 +38,144 @@ from .packing import Cover, CoverEnds, PackedLayout
 # but one call more also means fewer cell states to rebuild (_cell_states): on mixed
 # lengths 10..50 any value from 16 to 96 ran within 4% of the others, 32 never worse.
 CALL_OVERHEAD_ROW_STEPS = 32.0
+
+
+# ------------------------------------------------------------------ input checks
+# The fused kernels trust every size they are given: a mismatch reaching them reads or
+# writes out of bounds (heap corruption, or silently wrong numbers), never an error.
+
+
+def describe(t: Any) -> str:
+    """A value as an error message names it: a tensor by shape, dtype and device."""
+    if isinstance(t, Tensor):
+        return f"tensor of shape {tuple(t.shape)}, {t.dtype}, on {t.device}"
+    return type(t).__name__
+
+
+def check_like(name: str, t: Tensor, weight: Tensor) -> None:
+    """Raise :class:`InputError` unless ``t`` has ``weight``'s dtype and device."""
+    if t.dtype != weight.dtype or t.device != weight.device:
+        raise InputError(
+            f"{name} must be {weight.dtype} on {weight.device} like the module's weights, "
+            f"got {t.dtype} on {t.device}"
+        )
+
+
+def check_packed(data: Tensor, layout: PackedLayout, in_size: int, weight: Tensor) -> None:
+    """Raise :class:`InputError` unless ``data`` is ``(layout.n_rows, in_size)``, of
+    ``weight``'s dtype and device, and ``layout`` is on that device."""
+    if not isinstance(layout, PackedLayout):
+        raise InputError(f"layout must be a PackedLayout, got {type(layout).__name__}")
+    if (
+        not isinstance(data, Tensor)
+        or data.dim() != 2
+        or data.shape[0] != layout.n_rows
+        or data.shape[1] != in_size
+    ):
+        raise InputError(
+            f"packed data must be a tensor of shape ({layout.n_rows}, {in_size}), "
+            f"got {describe(data)}"
+        )
+    check_like("packed data", data, weight)
+    where, there = layout.device, data.device  # "cuda" (the current one) fits "cuda:0"
+    if where.type != there.type or where.index not in (None, there.index):
+        raise InputError(
+            f"the layout is on {layout.device} but the packed data on {data.device}: "
+            "make the PackedLayout with the data's device"
+        )
+
+
+def check_states(
+    hx: Tensor | None,
+    cx: Tensor | None,
+    shape: tuple[int, int, int],
+    weight: Tensor,
+    optional: bool = True,
+) -> None:
+    """Raise :class:`InputError` unless ``hx`` and ``cx`` are each a tensor of ``shape``
+    ``(layers * D, B, H)``, of ``weight``'s dtype and device, or (``optional``) None."""
+    allowed = "None or a tensor" if optional else "a tensor"
+    for name, state in (("hx", hx), ("cx", cx)):
+        if state is None and optional:
+            continue
+        if not isinstance(state, Tensor) or tuple(state.shape) != shape:
+            raise InputError(f"{name} must be {allowed} of shape {shape}, got {describe(state)}")
+        check_like(name, state, weight)
+
+
+def weight_shapes(
+    n_layers: int, in_size: int, hidden: int, directions: int = 1
+) -> list[tuple[int, ...]]:
+    """The shapes of the flat weight list (module docstring), in its order:
+    ``(4H, I_l)``, ``(4H, H)``, ``(4H,)``, ``(4H,)`` per layer and direction, with
+    ``I_0 = in_size`` and ``I_l = directions * H`` above."""
+    return [
+        shape
+        for layer in range(n_layers)
+        for _ in range(directions)
+        for shape in (
+            (4 * hidden, in_size if layer == 0 else directions * hidden),
+            (4 * hidden, hidden),
+            (4 * hidden,),
+            (4 * hidden,),
+        )
+    ]
+
+
+def check_weights(
+    weights: Sequence[Tensor],
+    shapes: list[tuple[int, ...]],
+    names: Sequence[str] | None = None,
+    prefix: str = "",
+) -> None:
+    """Raise :class:`InputError` unless ``weights`` are tensors of ``shapes``, all of the
+    first one's dtype and device. ``prefix + names[k]`` names them in the message
+    (default ``weights[k]``)."""
+    if not isinstance(weights, (list, tuple)) or len(weights) != len(shapes):
+        got = f"{len(weights)} of them" if isinstance(weights, (list, tuple)) else describe(weights)
+        raise InputError(f"weights must be a list of {len(shapes)} tensors, got {got}")
+
+    def name(k: int) -> str:
+        return prefix + names[k] if names is not None else f"weights[{k}]"
+
+    first = weights[0]
+    for k, (w, shape) in enumerate(zip(weights, shapes, strict=True)):
+        if not isinstance(w, Tensor) or tuple(w.shape) != shape:
+            raise InputError(f"{name(k)} must be a tensor of shape {shape}, got {describe(w)}")
+        if k and (w.dtype != first.dtype or w.device != first.device):
+            raise InputError(
+                f"{name(k)} must be {first.dtype} on {first.device} like the other weights, "
+                f"got {w.dtype} on {w.device}"
+            )
+
+
+def check_call(
+    data: Tensor,
+    layout: PackedLayout,
+    hx: Tensor,
+    cx: Tensor,
+    weights: Sequence[Tensor],
+    n_layers: int,
+    bidirectional: bool,
+) -> None:
+    """Raise :class:`InputError` unless the arguments of :func:`n_step_lstm` and
+    :func:`packed_lstm` fit together: ``weights`` a stack of ``n_layers`` layers
+    (H and I from ``weights[0]``, ``(4H, I)``), ``data`` ``(N, I)`` for
+    ``layout``, ``hx`` and ``cx`` ``(n_layers * D, B, H)`` tensors, all alike."""
+    n_layers = check_int("n_layers", n_layers)
+    directions = 2 if bidirectional else 1
+    count = 4 * n_layers * directions
+    if not isinstance(weights, (list, tuple)) or len(weights) != count:
+        got = f"{len(weights)}" if isinstance(weights, (list, tuple)) else describe(weights)
+        raise InputError(f"weights must be a list of {count} tensors (4 per layer), got {got}")
+    w_ih = weights[0]
+    if not isinstance(w_ih, Tensor) or w_ih.dim() != 2 or w_ih.shape[0] % 4 or not len(w_ih):
+        raise InputError(f"weights[0] must be a tensor of shape (4H, I), got {describe(w_ih)}")
+    hidden = w_ih.shape[0] // 4
+    check_weights(weights, weight_shapes(n_layers, w_ih.shape[1], hidden, directions))
+    check_packed(data, layout, w_ih.shape[1], w_ih)
+    shape = (n_layers * directions, layout.batch, hidden)
+    check_states(hx, cx, shape, w_ih, optional=False)
 
 
 def lstm_cell(
@@ -46,14 +186,18 @@ def lstm_cell(
 
 
 def dropout(x: Tensor, ratio: float) -> Tensor:
-    """Inverted dropout (training): each element zeroed with probability ``ratio``, the
-    others scaled by ``1 / (1 - ratio)``; same shape as ``x``.
+    """Inverted dropout (training): each element zeroed with probability ``ratio`` in
+    [0, 1), the others scaled by ``1 / (1 - ratio)``; same shape as ``x`` (floating).
 
     ``F.dropout``'s mask comes from ``bernoulli_``, which on the CPU is fast only through
     Intel MKL on Intel processors; elsewhere it draws element by element: 6 ms for a
     (30, 100, 200) mask on this project's AMD machine, against 2 ms for ``torch.rand``
     and a comparison. So the CPU mask is ``rand >= ratio`` unless MKL's path applies.
     """
+    if not is_finite_number(ratio) or not 0.0 <= ratio < 1.0:
+        raise InputError(f"dropout ratio must be a number in [0, 1), got {ratio!r}")
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise InputError(f"dropout: x must be a floating-point tensor, got {describe(x)}")
     if ratio == 0.0:
         return x
     if x.is_cuda or _mkl_bernoulli():
@@ -113,7 +257,33 @@ def n_step_lstm(
     (:meth:`PackedLayout.merged_segments`: kernel-call overhead against padding), one
     fused call each; with ``final_states`` each layer runs on its own so that the
     sequences ending inside a segment can have their exact final states.
+
+    Raises:
+        InputError: arguments that do not fit together (:func:`check_call`) or a
+            ``dropout`` outside [0, 1).
     """
+    check_call(data, layout, hx, cx, weights, n_layers, bidirectional)
+    if not is_finite_number(dropout) or not 0.0 <= dropout < 1.0:
+        raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    return run_checked(
+        data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional, final_states
+    )
+
+
+def run_checked(
+    data: Tensor,
+    layout: PackedLayout,
+    hx: Tensor,
+    cx: Tensor,
+    weights: Sequence[Tensor],
+    n_layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+    final_states: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """:func:`n_step_lstm` on arguments already checked (:func:`check_call`), for
+    callers that check them once, not per call (:class:`nsteplstm.NStepLSTM`)."""
     if n_layers > 1 and dropout > 0 and train:
         return _layer_by_layer(
             data, layout, hx, cx, weights, n_layers, dropout, bidirectional, final_states
@@ -125,7 +295,7 @@ def n_step_lstm(
         )
         return out.flatten(0, 1), hy, cy  # (N, D * H)
     if data.is_cuda:
-        return packed_lstm(data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional)
+        return _packed(data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional)
     if not bidirectional and not final_states:
         out = _merged_segments(data, layout, hx, cx, weights, n_layers, dropout, train)
         return out, None, None
@@ -160,6 +330,21 @@ def packed_lstm(
     """PyTorch's own packed-sequence LSTM, the whole stack in one call (cuDNN on CUDA,
     :func:`n_step_lstm`'s path there). Arguments and results as :func:`n_step_lstm`'s;
     it runs on the CPU too, which lets the CPU test the CUDA path's call."""
+    check_call(data, layout, hx, cx, weights, n_layers, bidirectional)
+    return _packed(data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional)
+
+
+def _packed(
+    data: Tensor,
+    layout: PackedLayout,
+    hx: Tensor,
+    cx: Tensor,
+    weights: Sequence[Tensor],
+    n_layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
     return _VF.lstm(
         data, layout.batch_sizes, (hx, cx), weights, True, n_layers, dropout, train, bidirectional
     )
@@ -187,7 +372,7 @@ def _layer_by_layer(
             data = dropout(data, ratio)  # (N, D * H)
         rows = slice(d * layer, d * (layer + 1))
         w = weights[4 * d * layer : 4 * d * (layer + 1)]
-        data, h, c = n_step_lstm(
+        data, h, c = run_checked(
             data, layout, hx[rows], cx[rows], w, 1, 0.0, True, bidirectional, final_states
         )
         hy.append(h)

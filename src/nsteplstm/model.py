@@ -15,16 +15,20 @@ from torch import Tensor, nn
 
 from .device import physical_memory
 from .errors import InputError, check_int, is_finite_number
-from .functional import dropout, lstm_cell, n_step_lstm
+from .functional import (
+    check_like,
+    check_packed,
+    check_states,
+    check_weights,
+    describe,
+    dropout,
+    lstm_cell,
+    run_checked,
+    weight_shapes,
+)
 from .packing import PackedLayout
 
 CELLS = ("nstep", "step")
-
-
-def _describe(t: Any) -> str:
-    if isinstance(t, Tensor):
-        return f"tensor of shape {tuple(t.shape)}, {t.dtype}, on {t.device}"
-    return type(t).__name__
 
 
 def _positive(**sizes: int) -> list[int]:
@@ -59,14 +63,6 @@ def _check_dropout(dropout: float) -> None:
         raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
-def _check_like(name: str, t: Tensor, weight: Tensor) -> None:
-    if t.dtype != weight.dtype or t.device != weight.device:
-        raise InputError(
-            f"{name} must be {weight.dtype} on {weight.device} like the module's weights, "
-            f"got {t.dtype} on {t.device}"
-        )
-
-
 def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor) -> PackedLayout:
     """Raise :class:`InputError` unless ``xs`` is a non-empty list or tuple of tensors
     ``(L_i >= 1, in_size)``, or one tensor ``(B >= 1, L >= 1, in_size)`` (B sequences
@@ -78,57 +74,21 @@ def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor)
                 f"xs as one tensor must have shape (B >= 1, L >= 1, {in_size}), "
                 f"got {tuple(xs.shape)}"
             )
-        _check_like("xs", xs, weight)
+        check_like("xs", xs, weight)
         return PackedLayout.dense(xs.shape[1], xs.shape[0], weight.device)
     if not isinstance(xs, (list, tuple)) or len(xs) == 0:
-        got = "an empty one" if isinstance(xs, (list, tuple)) else _describe(xs)
+        got = "an empty one" if isinstance(xs, (list, tuple)) else describe(xs)
         raise InputError(
             f"xs must be a non-empty list or tuple of tensors (L_i, {in_size}) "
             f"or a tensor (B, L, {in_size}), got {got}"
         )
     for i, x in enumerate(xs):
         if not isinstance(x, Tensor):
-            raise InputError(f"xs[{i}] must be a tensor, got {_describe(x)}")
+            raise InputError(f"xs[{i}] must be a tensor, got {describe(x)}")
         if x.dim() != 2 or x.shape[1] != in_size or x.shape[0] < 1:
             raise InputError(f"xs[{i}] must have shape (L >= 1, {in_size}), got {tuple(x.shape)}")
-        _check_like(f"xs[{i}]", x, weight)
+        check_like(f"xs[{i}]", x, weight)
     return PackedLayout([x.shape[0] for x in xs], weight.device)
-
-
-def check_packed(data: Tensor, layout: PackedLayout, in_size: int, weight: Tensor) -> None:
-    """Raise :class:`InputError` unless ``data`` is ``(layout.n_rows, in_size)``, of
-    ``weight``'s dtype and device.
-
-    The fused kernels trust these sizes; a mismatch must never reach them.
-    """
-    if not isinstance(layout, PackedLayout):
-        raise InputError(f"layout must be a PackedLayout, got {type(layout).__name__}")
-    if (
-        not isinstance(data, Tensor)
-        or data.dim() != 2
-        or data.shape[0] != layout.n_rows
-        or data.shape[1] != in_size
-    ):
-        raise InputError(
-            f"packed data must be a tensor of shape ({layout.n_rows}, {in_size}), "
-            f"got {_describe(data)}"
-        )
-    _check_like("packed data", data, weight)
-
-
-def check_states(
-    hx: Tensor | None, cx: Tensor | None, shape: tuple[int, int, int], weight: Tensor
-) -> None:
-    """Raise :class:`InputError` unless ``hx`` and ``cx`` are each None or a tensor of
-    ``shape`` ``(layers * D, B, H)``, of ``weight``'s dtype and device."""
-    for name, state in (("hx", hx), ("cx", cx)):
-        if state is None:
-            continue
-        if not isinstance(state, Tensor) or tuple(state.shape) != shape:
-            raise InputError(
-                f"{name} must be None or a tensor of shape {shape}, got {_describe(state)}"
-            )
-        _check_like(name, state, weight)
 
 
 def run_sequences(
@@ -179,6 +139,7 @@ class NStepLSTM(nn.Module):
         _check_fits(n_layers, in_size, out_size, self.n_directions)
         # Only a parameter container: the call goes through functional.n_step_lstm.
         self.lstm = nn.LSTM(in_size, out_size, n_layers, bidirectional=self.bidirectional)
+        self._weight_shapes = weight_shapes(n_layers, in_size, out_size, self.n_directions)
 
     def extra_repr(self) -> str:
         return (
@@ -202,7 +163,10 @@ class NStepLSTM(nn.Module):
             )
         held = self.lstm._parameters  # what functional_call swaps; 20x faster than getattr
         names = self.lstm._flat_weights_names
-        return [held[n] if n in held else getattr(self.lstm, n) for n in names]
+        weights = [held[n] if n in held else getattr(self.lstm, n) for n in names]
+        # Weights given through functional_call or a parametrization may not fit.
+        check_weights(weights, self._weight_shapes, names, prefix="lstm.")
+        return weights
 
     def forward(
         self, hx: Tensor | None, cx: Tensor | None, xs: Sequence[Tensor] | Tensor
@@ -233,7 +197,7 @@ class NStepLSTM(nn.Module):
         check_states(hx, cx, shape, weight)
         hx = data.new_zeros(shape) if hx is None else layout.sort_states(hx)
         cx = data.new_zeros(shape) if cx is None else layout.sort_states(cx)
-        out, hy, cy = n_step_lstm(
+        out, hy, cy = run_checked(  # data and states checked above, weights in .weights
             data,
             layout,
             hx,
@@ -355,8 +319,8 @@ class StepLSTM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_size:
-            raise InputError(f"x must have shape (B, {self.in_size}), got {_describe(x)}")
-        _check_like("x", x, self.weight_ih)
+            raise InputError(f"x must have shape (B, {self.in_size}), got {describe(x)}")
+        check_like("x", x, self.weight_ih)
         rows, h, c = x.shape[0], _carried(self.h), _carried(self.c)  # buffers: read once
         if h is None:
             h0 = c0 = x.new_zeros(rows, self.out_size)
@@ -429,7 +393,13 @@ class Head(nn.Linear):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.out_features == 1 and x.dim() == 2 and self.bias is not None:
+        # Under CPU autocast x may be bfloat16 beside float32 weights: only F.linear casts.
+        if (
+            self.out_features == 1
+            and x.dim() == 2
+            and self.bias is not None
+            and x.dtype == self.weight.dtype
+        ):
             return torch.addmv(self.bias, x, self.weight[0]).unsqueeze(1)  # (N, 1)
         return super().forward(x)
 
