@@ -136,7 +136,12 @@ def test_one_dimensional_series_is_one_feature() -> None:
         (dict(starts=[]), r"starts must be a non-empty list of integers, got \[\]"),
         (dict(starts=3), r"starts must be a list of integers, got int"),
         (dict(starts=np.array([[0]])), r"starts must be a non-empty list .* got array"),
-        (dict(series=["a"] * 40), r"series must be an array of numbers: could not convert"),
+        (dict(series=["a"] * 40), r"series must hold real numbers, got dtype <U1"),
+        # The next four raised torch's or NumPy's errors, or lost the mask / imaginary part.
+        (dict(starts=[[0], [1, 2]]), r"start \[0\] out of range"),
+        (dict(series=np.ma.masked_array(make_series())), r"a masked array's mask would be lost"),
+        (dict(series=make_series().astype(complex)), r"real numbers, got dtype complex128"),
+        (dict(series=np.arange(40).astype("datetime64[D]")), r"got dtype datetime64\[D\]"),
         (dict(horizon=0), r"horizon must be an integer >= 1, got 0"),
         (dict(sequence_size=0), r"sequence_size must be an integer >= 1, got 0"),
         (dict(sequence_size=41), r"sequence_size = 41 is longer than the series \(40 points\)"),
@@ -161,6 +166,23 @@ def test_starts_may_be_a_numpy_array() -> None:
     np.testing.assert_array_equal(
         forecast(model, series, np.array([0, 4]), S, 3), forecast(model, series, [0, 4], S, 3)
     )
+
+
+def test_starts_and_series_of_other_integer_and_tensor_types() -> None:
+    # numpy.uint64 starts and a series tensor that requires grad ended in torch errors.
+    model, series = make_model(), make_series()
+    want = forecast(model, series, [2], S, 3)
+    np.testing.assert_array_equal(forecast(model, series, [np.uint64(2)], S, 3), want)
+    tensor = torch.from_numpy(series).requires_grad_()
+    np.testing.assert_array_equal(forecast(model, tensor, [2], S, 3), want)
+
+
+def test_each_submodules_mode_is_restored() -> None:
+    model = make_model()
+    model.train()
+    model.lstm.eval()  # it came back in training mode
+    forecast(model, make_series(), [0], S, 3)
+    assert (model.training, model.lstm.training, model.head.training) == (True, False, True)
 
 
 def test_model_must_feed_back_its_outputs() -> None:

@@ -65,18 +65,19 @@ def forecast(
     horizon = 4 * sequence_size if horizon is None else horizon
     x = _check(model, series, starts, sequence_size, horizon, mode)  # (T, F)
     weight = model.head.weight
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # a submodule may differ from model
     model.eval()
     try:
         with torch.inference_mode():
             data = torch.as_tensor(x).to(device=weight.device, dtype=weight.dtype)  # (T, F)
-            first = torch.as_tensor(list(starts), device=weight.device)  # (B,)
+            first = torch.as_tensor([int(s) for s in starts], device=weight.device)  # (B,)
             rows = first[None, :] + torch.arange(sequence_size, device=weight.device)[:, None]
             windows = data[rows]  # (S, B, F), time-major
             run = _window if mode == "window" else _stream
             out = run(model, windows, horizon)  # (horizon, B, F)
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     return out.transpose(0, 1).float().cpu().numpy()
 
 
@@ -162,11 +163,20 @@ def _check(
 
 
 def _series(series: np.ndarray, n_in: int | None = None, dtype: type = np.float32) -> np.ndarray:
-    """``series`` ``(T, F)`` or ``(T,)`` as ``dtype`` ``(T, F)``; F must be ``n_in`` if given."""
+    """``series`` ``(T, F)`` or ``(T,)`` as ``dtype`` ``(T, F)``; F must be ``n_in`` if given.
+    Real numbers only: a masked array's mask, a complex part or a date would be lost."""
+    if isinstance(series, torch.Tensor):
+        series = series.detach().cpu()
+    if isinstance(series, np.ma.MaskedArray):
+        raise InputError("series must be a plain array: a masked array's mask would be lost")
     try:
-        x = np.asarray(series, dtype=dtype)
+        raw = np.asarray(series)
+        kind = raw.dtype.kind  # O: objects, numbers or not (the cast below decides)
+        x = raw.astype(dtype) if kind in "biufO" else None
     except (TypeError, ValueError) as e:
         raise InputError(f"series must be an array of numbers: {e}") from None
+    if x is None:
+        raise InputError(f"series must hold real numbers, got dtype {raw.dtype}")
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or (n_in is not None and x.shape[1] != n_in):
@@ -191,7 +201,7 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
         )
     if not isinstance(starts, (Sequence, np.ndarray)) or isinstance(starts, (str, bytes)):
         raise InputError(f"starts must be a list of integers, got {type(starts).__name__}")
-    if len(starts) == 0 or np.ndim(starts) != 1:
+    if len(starts) == 0 or (isinstance(starts, np.ndarray) and starts.ndim != 1):
         raise InputError(f"starts must be a non-empty list of integers, got {starts!r}")
     last = length - sequence_size
     for s in starts:
