@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -180,8 +181,12 @@ def test_device_forms() -> None:
         ("cpu", "cpu"),
         ("cuda", "cuda"),
         ("auto", "auto"),
+        (np.int64(0), "cuda:0"),  # refused as "not a device"; seeds take NumPy integers too
+        (np.int64(-1), "cpu"),
     ]:
         assert Config.from_dict({"device": given_value}, "t").device == stored
+    with pytest.raises(InputError, match="device"):
+        Config.from_dict({"device": "cuda:\u0663"}, "t")  # an Arabic-Indic 3 was read as 3
 
 
 def test_n_in_n_out_derived_from_data() -> None:

@@ -95,3 +95,28 @@ def test_pack_refuses_sequences_that_do_not_fit_the_layout():
         nl.PackedLayout([4, 4]).pack(torch.zeros(4, 2, 1))
     with pytest.raises(nl.InputError, match="device must be a torch.device or its name"):
         nl.PackedLayout([2], "bogus")
+
+
+def test_layout_pack_and_unpack_check_what_they_are_given():
+    # Each raised torch's own errors (an AssertionError for CUDA on a machine without).
+    if not torch.cuda.is_available():
+        with pytest.raises(nl.InputError, match="device 'cuda': no CUDA device on this machine"):
+            nl.PackedLayout([2, 3], "cuda")
+    layout = nl.PackedLayout([2, 3])
+    with pytest.raises(nl.InputError, match=r"one F, got \[\(1,\), \(2,\)\]"):
+        layout.pack([torch.zeros(2, 1), torch.zeros(3, 2)])
+    with pytest.raises(nl.InputError, match=r"packed data must be \(5, H\), got \(4, 1\)"):
+        layout.unpack(torch.zeros(4, 1))
+    with pytest.raises(nl.InputError, match=r"unpack_dense: lengths \[2, 3\] are not all equal"):
+        layout.unpack_dense(torch.zeros(5, 1))
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_sparse_and_nested_inputs_are_refused():
+    lstm = nl.NStepLSTM(1, 3, 4)
+    sparse = torch.ones(2, 3).to_sparse()
+    with pytest.raises(nl.InputError, match=r"xs\[0\] must be a dense \(strided\) tensor"):
+        lstm(None, None, [sparse])
+    nested = torch.nested.nested_tensor([torch.ones(2, 3), torch.ones(4, 3)])
+    with pytest.raises(nl.InputError, match="must be a dense|must have shape"):
+        lstm(None, None, nested)

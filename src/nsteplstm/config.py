@@ -397,14 +397,14 @@ def device_name(spec: str | int) -> str | None:
     """The canonical name of a device spec of :data:`DEVICE_FORMS`: ``"auto"``, ``"cpu"``,
     ``"cuda"`` or ``"cuda:K"`` (``"cpu:0"``, torch's name of the CPU, is ``"cpu"``);
     None for anything else. Says nothing about whether the device exists."""
-    if isinstance(spec, bool) or not isinstance(spec, (str, int)):
+    if not isinstance(spec, str) and not is_int(spec):
         return None
-    token = spec.strip().lower() if isinstance(spec, str) else str(spec)
+    token = spec.strip().lower() if isinstance(spec, str) else str(int(spec))
     if token in ("auto", "cpu", "cpu:0", "cuda"):
         return token[:3] if token.startswith("cpu") else token
-    if re.fullmatch(r"cuda:\d+", token):
+    if re.fullmatch(r"cuda:[0-9]+", token):  # ASCII digits: \d also takes "٣"
         return f"cuda:{int(token[5:])}"
-    if re.fullmatch(r"[+-]?\d+", token) and int(token) >= -1:  # -2 and below: no device
+    if re.fullmatch(r"[+-]?[0-9]+", token) and int(token) >= -1:  # -2 and below: no device
         return "cpu" if int(token) == -1 else f"cuda:{int(token)}"
     return None
 

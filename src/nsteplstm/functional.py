@@ -53,7 +53,10 @@ def describe(t: Any) -> str:
 
 
 def check_like(name: str, t: Tensor, weight: Tensor) -> None:
-    """Raise :class:`InputError` unless ``t`` has ``weight``'s dtype and device."""
+    """Raise :class:`InputError` unless ``t`` is a dense tensor of ``weight``'s dtype and
+    device (a sparse or nested one fails deep inside torch)."""
+    if t.layout != torch.strided or t.is_nested:
+        raise InputError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
     if t.dtype != weight.dtype or t.device != weight.device:
         raise InputError(
             f"{name} must be {weight.dtype} on {weight.device} like the module's weights, "

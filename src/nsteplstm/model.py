@@ -69,6 +69,8 @@ def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor)
     of one length), of ``weight``'s dtype and device; return the batch's layout.
     """
     if isinstance(xs, Tensor):
+        if xs.is_nested or xs.layout != torch.strided:  # their shapes raise inside torch
+            raise InputError(f"xs must be a dense (strided) tensor, got layout {xs.layout}")
         if xs.dim() != 3 or xs.shape[2] != in_size or xs.shape[0] < 1 or xs.shape[1] < 1:
             raise InputError(
                 f"xs as one tensor must have shape (B >= 1, L >= 1, {in_size}), "
@@ -241,7 +243,7 @@ class StatefulNStepLSTM(nn.Module):
     ``ys = st(xs)`` continues every sequence of the batch from where the previous
     call left it. The batch size must stay the same until :meth:`reset_state`.
     The state moves with ``.to(device)``; :meth:`detach_state` cuts the graph
-    (truncated back-propagation through time).
+    (truncated back-propagation through time), which ``copy.deepcopy`` needs first.
     """
 
     h: Tensor | None
@@ -285,6 +287,8 @@ class StepLSTM(nn.Module):
     ``torch.nn.LSTMCell``:
     ``weight_ih`` ``(4H, I)``, ``weight_hh`` ``(4H, H)``, ``bias_ih``, ``bias_hh``,
     gates (i, f, a, o); math in :func:`nsteplstm.functional.lstm_cell`.
+    ``copy.deepcopy`` needs a state without graph: call :meth:`detach_state` (or
+    :meth:`reset_state`) first.
     """
 
     h: Tensor | None

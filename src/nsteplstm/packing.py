@@ -114,6 +114,8 @@ class PackedLayout:
             self.device = torch.device(device)
         except (RuntimeError, TypeError) as e:
             raise InputError(f"device must be a torch.device or its name, got {device!r}") from e
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device {device!r}: no CUDA device on this machine")
 
         sizes, t, running = [], 0, self.batch
         self.segments: list[Segment] = []
@@ -313,19 +315,33 @@ class PackedLayout:
         got = [x.shape[0] if isinstance(x, torch.Tensor) else None for x in xs]
         if got != self.lengths:
             raise InputError(f"pack: sequences of lengths {got}, the layout is for {self.lengths}")
+        widths = {tuple(x.shape[1:]) for x in xs}
+        if len(widths) > 1 or xs[0].dim() != 2:
+            raise InputError(
+                f"pack: sequences must all be (L_i, F) with one F, got {sorted(widths)}"
+            )
         if self.is_dense:
             return torch.stack(tuple(xs), dim=1).flatten(0, 1)  # (T, B, F) -> (N, F)
         return torch.cat(tuple(xs)).index_select(0, self.packed_to_seq)
 
     def unpack(self, data: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Packed ``(N, H)`` -> tuple of B tensors ``(L_i, H)`` in the batch's own order."""
+        self._check_rows(data)
         if self.is_dense:
             return data.view(self.max_length, self.batch, -1).unbind(1)
         return data.index_select(0, self.seq_to_packed).split(self.lengths)
 
     def unpack_dense(self, data: torch.Tensor) -> torch.Tensor:
         """Packed ``(N, H)`` of a dense layout -> ``(B, T, H)``, a view."""
+        self._check_rows(data)
+        if not self.is_dense:
+            raise InputError(f"unpack_dense: lengths {self.lengths} are not all equal")
         return data.view(self.max_length, self.batch, -1).transpose(0, 1)
+
+    def _check_rows(self, data: torch.Tensor) -> None:
+        if not isinstance(data, torch.Tensor) or data.dim() != 2 or data.shape[0] != self.n_rows:
+            shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+            raise InputError(f"unpack: packed data must be ({self.n_rows}, H), got {shape}")
 
     def sort_states(self, state: torch.Tensor) -> torch.Tensor:
         """(layers, B, H) in the batch's order -> in sorted order."""
