@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,12 @@ def test_bad_arguments_are_input_errors(tmp_path: Path):
     not_dir.write_text("")
     with pytest.raises(InputError, match="not a directory"):
         run_bench(out=not_dir)
+    # Both were accepted, then failed after the whole bench ("File exists"), or ran forever.
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(InputError, match=r"dangling: exists and is not a directory \(or a broken"):
+        run_bench(out=tmp_path / "dangling")
+    with pytest.raises(InputError, match=r"--repeats must be an integer >= 1 and <= 1e03"):
+        run_bench(out=tmp_path / "new", repeats=10**20)
 
 
 def test_torch_defaults_restores_settings():
@@ -103,6 +110,7 @@ def test_quick_run_writes_complete_json(tmp_path: Path, capsys: pytest.CaptureFi
     assert "glibc malloc defaults" not in (tmp_path / "bench.md").read_text()  # no such row
     assert saved["peak"]["cpu"]["gflops"] > 0
     assert saved["peak_rss"]["peak_rss_mib"] > 0
+    assert " --out RUN " in saved["peak_rss"]["command"]  # not a temporary directory, gone
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert (tmp_path / "bench.md").read_text().startswith("Machine:")
     with pytest.raises(InputError, match="--force"):
@@ -203,6 +211,57 @@ def test_a_failing_chainer_baseline_is_one_input_error(tmp_path: Path, run: str,
     with pytest.raises(InputError, match=rf"python: the baseline run failed.*{message}") as e:
         epoch()
     assert "\n" not in str(e.value)
+
+
+def test_chainers_python_runs_without_this_packages_directory(tmp_path: Path):
+    # An installed nsteplstm's directory holds its numpy too; put first on Chainer's
+    # PYTHONPATH, it hid Chainer's numpy 1.26 ("np.sctypes was removed in NumPy 2.0").
+    import nsteplstm
+
+    package_root = str(Path(nsteplstm.__file__).resolve().parents[1])
+    python = fake_python(
+        tmp_path / "python", 'echo "{\\"seconds_per_epoch\\": [1], \\"p\\": \\"$PYTHONPATH\\"}"'
+    )
+    python, _ = check_chainer_python(python)
+    epoch = chainer(python, tmp_path / "script.py", "step", Config(), 10, malloc=True)
+    assert epoch() == (1.0, 10)
+    from nsteplstm import bench
+
+    env = bench._env(malloc=True, package=False)
+    assert package_root not in env.get("PYTHONPATH", "").split(os.pathsep)
+    assert package_root in bench._env(malloc=True)["PYTHONPATH"].split(os.pathsep)
+
+
+def test_a_baseline_that_hangs_is_stopped_with_its_children(tmp_path: Path):
+    from nsteplstm import bench
+
+    pid_file = tmp_path / "pid"
+    spawn = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        "open(sys.argv[1], 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    with pytest.raises(InputError, match="hang: no result within 2 s"):
+        bench._run_python([sys.executable, "-c", spawn, str(pid_file)], "hang", 2)
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the orphan is reaped by init shortly after the kill
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the baseline's child {child} outlived it")
+
+
+def test_chainer_facts_that_bench_json_cannot_hold_are_refused(tmp_path: Path):
+    # NaN passed the check, and bench.json failed to write after the whole bench.
+    python = fake_python(
+        tmp_path / "python", "exit 0", probe="""echo '{"chainer": "7.8.1", "numpy": NaN}'"""
+    )
+    with pytest.raises(InputError, match="printed no chainer version"):
+        check_chainer_python(python)
 
 
 @pytest.mark.slow

@@ -42,6 +42,7 @@ import dataclasses
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,7 @@ from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
 
 JSON_FILE, TABLE_FILE, CHART_FILE = "bench.json", "bench.md", "bench.png"
 LAYERS, QUICK_LAYERS = (1, 2, 3), (1,)
+MAX_REPEATS = 1000  # timed epochs per contender: about 4 hours at 3 layers here
 QUICK_TOTAL_SIZE = 500  # points of the series in --quick (5 batches per epoch instead of 18)
 VARIABLE_MIN_LENGTH = 10  # nstep-var: window lengths uniform in [10, sequence_size]
 ORIGINAL_FORECAST_SECONDS, ORIGINAL_FORECAST_POINTS = 10.2, 121  # the article's predict.py
@@ -391,12 +393,16 @@ def plain(
     return epoch
 
 
-def _package_env(malloc: bool) -> dict[str, str]:
-    """The environment for a subprocess that imports this package: ``malloc`` True
-    adds :func:`nsteplstm.device.tune_malloc`'s settings, False removes them."""
+def _env(malloc: bool, package: bool = True) -> dict[str, str]:
+    """The environment for a subprocess: ``malloc`` True adds
+    :func:`nsteplstm.device.tune_malloc`'s settings, False removes them; ``package``
+    puts this package's directory first on ``PYTHONPATH``. Chainer's Python gets no
+    ``package``: the directory of an installed nsteplstm holds its numpy too, which
+    would hide Chainer's own (numpy 2 cannot import chainer 7)."""
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
-    package_root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    if package:
+        package_root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     return env | (MALLOC_ENV if malloc else {})
 
 
@@ -404,15 +410,31 @@ def _run_python(
     cmd: list[str], who: str, timeout: float, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``subprocess.run(cmd)``, output captured as text; InputError starting with ``who``
-    (e.g. ``--chainer-python PATH``) when it cannot start or runs past ``timeout`` s."""
+    (e.g. ``--chainer-python PATH``) when it cannot start or runs past ``timeout`` s.
+    Runs in a process group of its own, killed whole when it times out or this process
+    is interrupted: a script's own children do not outlive it."""
     try:
-        return subprocess.run(
-            cmd, capture_output=True, text=True, errors="replace", timeout=timeout, env=env
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=env,
+            start_new_session=True,
         )
     except OSError as e:
         raise InputError(f"{who}: cannot run it ({e.strerror or e})") from None
-    except subprocess.TimeoutExpired:
-        raise InputError(f"{who}: no result within {timeout:g} s") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise InputError(f"{who}: no result within {timeout:g} s") from None
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _last_line(text: str, default: str) -> str:
@@ -452,7 +474,7 @@ def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
     """:func:`plain` in its own process with glibc's malloc defaults, as a user's
     script runs it: one subprocess per call, a warm-up epoch, then one timed epoch."""
     cmd = [sys.executable, "-m", "nsteplstm.bench", "plain-worker", config.to_json()]
-    env = _package_env(malloc=False)
+    env = _env(malloc=False)
     steps = load_dataset(config).train_x.shape[0] * config.sequence_size
 
     def epoch() -> tuple[float, int]:
@@ -489,6 +511,10 @@ print(json.dumps({
 """
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON bench.json can hold")
+
+
 def find_chainer_script() -> Path:
     """``benchmarks/chainer_baseline.py`` of the source tree (it is not installed)."""
     candidates = [
@@ -521,10 +547,12 @@ def check_chainer_python(python: str | os.PathLike[str]) -> tuple[Path, dict[str
         last = _last_line(probe.stderr, "nothing on stderr")
         raise InputError(f"{who}: cannot import chainer (exit code {probe.returncode}: {last})")
     try:
-        facts = json.loads(_last_line(probe.stdout, ""))
+        facts = json.loads(_last_line(probe.stdout, ""), parse_constant=_no_constant)
     except ValueError:
         facts = None
-    if not isinstance(facts, dict) or not facts.get("chainer"):
+    if isinstance(facts, dict):  # what bench.json records: text and counts only
+        facts = {k: v for k, v in facts.items() if v is None or isinstance(v, (str, int))}
+    if not isinstance(facts, dict) or not isinstance(facts.get("chainer"), str):
         raise InputError(f"{who}: printed no chainer version (is it a Python interpreter?)")
     return python, facts
 
@@ -533,7 +561,7 @@ def chainer(
     python: Path, script: Path, cell: str, config: Config, steps: int, malloc: bool
 ) -> Callable[[], tuple[float, int]]:
     """One subprocess per call: Chainer's warm-up epoch, then one timed epoch; with
-    ``malloc``, under the same malloc settings as ours (:func:`_package_env`)."""
+    ``malloc``, under the same malloc settings as ours (:func:`_env`)."""
     cmd = [
         str(python),
         str(script),
@@ -544,7 +572,7 @@ def chainer(
         *("--split-rate", str(config.split_rate), "--modulo", str(config.value)),
     ]
 
-    env = _package_env(malloc)
+    env = _env(malloc, package=False)
 
     def epoch() -> tuple[float, int]:
         return _subprocess_epoch(cmd, env, f"--chainer-python {python}"), steps
@@ -631,7 +659,7 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
     """Peak resident memory of ``nsteplstm train`` (``epochs`` epochs, otherwise
     ``config``'s settings) in a subprocess: its ``VmHWM`` where ``/proc`` has one,
     else its ``ru_maxrss``."""
-    env = _package_env(malloc=False)  # nsteplstm train tunes malloc itself
+    env = _env(malloc=False)  # nsteplstm train tunes malloc itself
     with tempfile.TemporaryDirectory(prefix="nsteplstm-bench-") as tmp:
         args = [
             *("train", "--quiet", "--out", str(Path(tmp) / "run")),
@@ -643,7 +671,12 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
         with open(Path(tmp) / "stderr.txt", "w+") as err:
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-            _, code, usage = os.wait4(proc.pid, 0)
+            try:
+                _, code, usage = os.wait4(proc.pid, 0)
+            except BaseException:  # interrupted: the run must not outlive the bench
+                proc.kill()
+                proc.wait()
+                raise
             proc.returncode = os.waitstatus_to_exitcode(code)
             seconds = time.perf_counter() - started
             err.seek(0)
@@ -653,8 +686,9 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
         raise RuntimeError(f"nsteplstm {' '.join(args)} failed: {tail[-1] if tail else code}")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     peak = hwm if hwm is not None else usage.ru_maxrss * scale / 2**20
+    shown = [a if a != str(Path(tmp) / "run") else "RUN" for a in args]  # tmp is gone
     return {
-        "command": "nsteplstm " + " ".join(args),
+        "command": "nsteplstm " + " ".join(shown),
         "device": str(device),
         "epochs": epochs,
         "seconds": seconds,
@@ -983,8 +1017,8 @@ def _log(message: str) -> None:
 def _check_out(out: Path, force: bool) -> None:
     """InputError unless ``out`` is a directory holding none of the bench's files
     (unless ``force``), or can be created in a writable directory."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory")
+    if os.path.lexists(out) and not out.is_dir():  # a broken symlink does not "exist"
+        raise InputError(f"--out {out}: exists and is not a directory (or a broken link)")
     if out.is_dir():
         for name in (JSON_FILE, TABLE_FILE, CHART_FILE):
             check_output_file(out / name, force)
@@ -1013,11 +1047,18 @@ def run_bench(
     unusable ``chainer_python``: all before the first timing. ``out`` is created
     only when the results are written, so a failed run leaves nothing behind.
     """
-    repeats = check_int("--repeats", (1 if quick else 3) if repeats is None else repeats)
+    repeats = check_int(
+        "--repeats", (1 if quick else 3) if repeats is None else repeats, maximum=MAX_REPEATS
+    )
     out = Path(out)
     _check_out(out, force)
     seed_everything(0)  # as nsteplstm train: float32 in cuDNN too, also for the peak
     devices = _devices(device)
+    if chainer_python is not None and all(d.type != "cpu" for d in devices):
+        raise InputError(
+            f"--chainer-python: Chainer's baseline runs on the CPU, and --device {device} "
+            "times no CPU contender to compare it with"
+        )
     script, chainer_facts = None, None
     if chainer_python is not None:
         chainer_python, chainer_facts = check_chainer_python(chainer_python)
