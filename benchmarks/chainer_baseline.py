@@ -1,7 +1,7 @@
 """Time the article's training epoch with Chainer 7.8.1 on the CPU (reference numbers).
 
-Chainer is never a dependency of the project; run this with the side venv described
-in ``/work/shared/SEED-NOTES.md``::
+Chainer is never a dependency of the project; run this with a side venv (the recipe
+is in docs/performance.md, "Chainer's side")::
 
     /tmp/chainer/bin/python benchmarks/chainer_baseline.py --cell nstep --layers 1
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import chainer
 import chainer.functions as F
@@ -117,22 +119,44 @@ def run_epoch(
     return total / len(x), n_batches
 
 
+def _number(kind: type, lowest: float, below: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` number >= ``lowest`` (and < ``below``). This script
+    runs in Chainer's venv, without nsteplstm, so it has its own."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value >= lowest or (below is not None and not value < below):
+            limits = f">= {lowest}" + ("" if below is None else f" and < {below}")
+            raise argparse.ArgumentTypeError(f"must be {limits}, got {text!r}")
+        return value
+
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; defaults are the article's setup."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cell", choices=("nstep", "step"), default="nstep")
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3, help="timed epochs")
-    p.add_argument("--warmup", type=int, default=1, help="untimed epochs first")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--sequence-size", type=int, default=30)
-    p.add_argument("--total-size", type=int, default=2000)
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--split-rate", type=float, default=0.9)
-    p.add_argument("--modulo", type=int, default=5)
-    return p.parse_args(argv)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--cell", choices=("nstep", "step"), default="nstep", help="LSTM link")
+    p.add_argument("--layers", type=_number(int, 1), default=1, help="stacked layers")
+    p.add_argument("--repeats", type=_number(int, 1), default=3, help="timed epochs")
+    p.add_argument("--warmup", type=_number(int, 0), default=1, help="untimed epochs first")
+    p.add_argument("--seed", type=_number(int, 0, 2**32), default=0, help="numpy's seed")
+    p.add_argument("--hidden", type=_number(int, 1), default=200, help="hidden units")
+    p.add_argument("--batch-size", type=_number(int, 1), default=100, help="windows per batch")
+    p.add_argument("--sequence-size", type=_number(int, 1), default=30, help="window length")
+    p.add_argument("--total-size", type=_number(int, 2), default=2000, help="series points")
+    p.add_argument("--dropout", type=_number(float, 0, 1), default=0.3, help="between layers")
+    p.add_argument("--split-rate", type=_number(float, 0, 1), default=0.9, help="training part")
+    p.add_argument("--modulo", type=_number(int, 1), default=5, help="Fibonacci modulo")
+    args = p.parse_args(argv)
+    if int(args.total_size * args.split_rate) <= args.sequence_size:
+        p.error("the training part of the series is shorter than one window plus one point")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

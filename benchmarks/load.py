@@ -16,7 +16,6 @@ with its own one-line error and exit status.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from variable_lengths import at_least
 
+from nsteplstm.cli import Parser
 from nsteplstm.config import Config
 from nsteplstm.data import split_series
 from nsteplstm.device import peak_memory_mib
@@ -62,7 +62,7 @@ def train_big(root: Path, points: int, epochs: int, hidden: int) -> dict:
         "--quiet",
     ]
     began = time.perf_counter()
-    done = subprocess.run(cmd)
+    done = subprocess.run(cmd, stdout=sys.stderr)  # stdout holds only this script's JSON
     if done.returncode != 0:  # the command printed its own one-line reason
         sys.exit(done.returncode)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -101,12 +101,12 @@ def forecast_many(n_series: int, horizon: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=at_least(1), default=1_000_000)
-    parser.add_argument("--epochs", type=at_least(1), default=3)
-    parser.add_argument("--n-hidden", type=at_least(1), default=32)
-    parser.add_argument("--series", type=at_least(1), default=10_000)
-    parser.add_argument("--horizon", type=at_least(1), default=120)
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=at_least(1), default=1_000_000, help="CSV points")
+    parser.add_argument("--epochs", type=at_least(1), default=3, help="training epochs")
+    parser.add_argument("--n-hidden", type=at_least(1), default=32, help="hidden units")
+    parser.add_argument("--series", type=at_least(1), default=10_000, help="forecast starts")
+    parser.add_argument("--horizon", type=at_least(1), default=120, help="points forecast")
     args = parser.parse_args()
     config = Config()  # the training run's settings but --data, --epochs, --n-hidden
     try:

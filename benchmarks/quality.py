@@ -19,8 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nsteplstm.cli import Parser
 from nsteplstm.config import Config
 from nsteplstm.data import load_dataset
+from nsteplstm.device import resolve_device
 from nsteplstm.errors import InputError
 from nsteplstm.forecast import forecast, forecast_metrics, forecast_truth
 from nsteplstm.runs import atomic_write, check_run_dir_free, load_run
@@ -40,11 +42,11 @@ def evaluate_run(run_dir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--device", default="cpu")
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run each")
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3], help="per seed")
+    parser.add_argument("--epochs", type=int, default=60, help="per run")
+    parser.add_argument("--device", default="cpu", help="as nsteplstm train --device")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
     parser.add_argument(
         "--force", action="store_true", help="replace runs and quality.json already in --out"
@@ -79,6 +81,10 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     """Train, forecast and print the table; InputError before any training for a bad
     setting or an --out that holds runs or quality.json (unless --force)."""
+    for name, values in (("--seeds", args.seeds), ("--layers", args.layers)):
+        if len(set(values)) != len(values):  # the same run would be trained twice
+            raise InputError(f"{name} {' '.join(map(str, values))}: each value once")
+    resolve_device(args.device)  # a CUDA run on a machine without one: refused now
     plan = []
     for n_layers in args.layers:
         for seed in args.seeds:

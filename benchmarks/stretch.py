@@ -28,13 +28,14 @@ and ``print_report`` this script uses (run it as ``python benchmarks/stretch.py`
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 from variable_lengths import at_least, parse_common, print_report, race
+
+from nsteplstm.cli import Parser
 
 
 class HandLSTM(torch.autograd.Function):
@@ -204,7 +205,7 @@ def case(in_size: int, steps: int, batch: int, hidden: int, rounds: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--in-sizes", type=at_least(1), nargs="+", default=[1, 200])
     parser.add_argument("--steps", type=at_least(1), default=30)
     args, tuned = parse_common(parser)

@@ -33,6 +33,7 @@ import torch
 from torch.nn.utils.rnn import pack_sequence
 
 import nsteplstm as nl
+from nsteplstm.cli import Parser
 
 
 def timed(fn: Callable[[], None]) -> float:
@@ -52,12 +53,16 @@ def race(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, fl
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def at_least(lowest: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``lowest`` (else argparse's one-line error)."""
+def at_least(lowest: int, below: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``lowest`` (and < ``below``, when given), else
+    the parser's one-line error."""
 
     def parse(text: str) -> int:
-        if not text.strip().lstrip("+-").isdigit() or int(text) < lowest:
+        digits = text.strip().lstrip("+-")
+        if not (digits.isascii() and digits.isdigit()) or int(text) < lowest:
             raise argparse.ArgumentTypeError(f"must be an integer >= {lowest}, got {text!r}")
+        if below is not None and int(text) >= below:
+            raise argparse.ArgumentTypeError(f"must be an integer < {below}, got {text!r}")
         return int(text)
 
     return parse
@@ -70,7 +75,7 @@ def parse_common(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, b
     parser.add_argument("--batch", type=at_least(2), default=100)  # stretch.py halves it
     parser.add_argument("--hidden", type=at_least(1), default=200)
     parser.add_argument("--rounds", type=at_least(1), default=30)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=at_least(0, below=2**63), default=0)
     parser.add_argument("--tune-malloc", action="store_true")
     args = parser.parse_args()
     tuned = nl.tune_malloc() if args.tune_malloc else False
@@ -131,7 +136,7 @@ def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=at_least(1), nargs="+", default=[1, 3])
     parser.add_argument("--in-size", type=at_least(1), default=1)
     parser.add_argument("--min-length", type=at_least(1), default=10)

@@ -97,6 +97,27 @@ def test_load_script_checks_its_settings_before_running(tmp_path: Path):
     for done in (short, zero):
         assert (done.returncode, done.stdout) == (2, "")
         assert "Traceback" not in done.stderr
-        assert done.stderr.count("\nload.py: error: ") == 1
+        assert done.stderr.startswith("load.py: error: ") and done.stderr.count("\n") == 1
     assert "--points 10: split_rate = 0.9 leaves no training window" in short.stderr
     assert "argument --series: must be an integer >= 1, got '0'" in zero.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        # A 3-line usage block came first; a huge seed ended in an OverflowError traceback.
+        ("variable_lengths.py", ["--seed", "99999999999999999999"], "argument --seed: must be"),
+        ("stretch.py", ["--steps", "0"], "argument --steps: must be an integer >= 1"),
+        # Trained seed 0 twice (or failed on the second's directory after the first).
+        ("quality.py", ["--seeds", "0", "0", "--layers", "1"], "--seeds 0 0: each value once"),
+    ],
+)
+def test_the_scripts_say_a_mistake_in_one_line(script: str, args: list[str], message: str):
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"{script}: error: ") and done.stderr.count("\n") == 1
+    assert message in done.stderr

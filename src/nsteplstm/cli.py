@@ -26,8 +26,9 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (no usage dump) and exit code 2."""
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (no usage dump) and exit code 2, and
+    ``--help`` shows each default. The scripts under ``benchmarks/`` use it too."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Help)
@@ -184,13 +185,13 @@ def _cmd_import_chainer(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="nsteplstm",
         description="Stacked LSTMs over variable-length sequences: train, forecast, plot, "
         "benchmark, import Chainer checkpoints.",
     )
     parser.add_argument("--version", action="version", version=f"nsteplstm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a model and write a run directory")
     p.add_argument("--config", type=_path, help="TOML file of settings (flags win over it)")
