@@ -62,7 +62,7 @@ def test_bad_arguments_are_input_errors(tmp_path: Path):
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     with pytest.raises(InputError, match=r"dangling: exists and is not a directory \(or a broken"):
         run_bench(out=tmp_path / "dangling")
-    with pytest.raises(InputError, match=r"--repeats must be an integer >= 1 and <= 1e03"):
+    with pytest.raises(InputError, match=r"--repeats must be an integer >= 1 and <= 1,000"):
         run_bench(out=tmp_path / "new", repeats=10**20)
 
 

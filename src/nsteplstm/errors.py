@@ -39,7 +39,10 @@ def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = 
     """``value`` as an int; :class:`InputError` naming ``name`` unless it is an integer
     (:func:`is_int`) of at least ``minimum`` (and at most ``maximum`` when given)."""
     if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
-        most = "" if maximum is None else f" and <= {maximum:.0e}".replace("+", "")
+        most = ""
+        if maximum is not None:
+            shown = f"{maximum:,}" if maximum < 10**6 else f"{maximum:.0e}".replace("+", "")
+            most = f" and <= {shown}"
         raise InputError(f"{name} must be an integer >= {minimum}{most}, got {value!r}")
     return int(value)
 
