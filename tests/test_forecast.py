@@ -499,3 +499,23 @@ def test_forecast_needs_one_window_of_data_not_a_split(tmp_path) -> None:
     path.write_text("units\n" + "".join(f"{t % 5}\n" for t in range(S - 1)))
     with pytest.raises(InputError, match=rf"has {S - 1} points, fewer than one start window"):
         forecast_run(run_dir)
+
+
+def test_forecast_run_refuses_a_run_another_process_holds(tmp_path) -> None:
+    # Two forecasts at once each read metrics.json, then wrote it back without the
+    # other's entry; a forecast during training met half-written files.
+    runs = pytest.importorskip("nsteplstm.runs")
+    pytest.importorskip("fcntl")
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    before = sorted((p.name, p.read_bytes()) for p in run_dir.iterdir())
+    holder = runs.RunLock()
+    holder.acquire(run_dir)  # another open file description: as another process's
+    try:
+        with pytest.raises(InputError, match="another process is training or forecasting"):
+            forecast_run(run_dir, horizon=3)
+    finally:
+        holder.release()
+    assert sorted((p.name, p.read_bytes()) for p in run_dir.iterdir()) == before
+    assert forecast_run(run_dir, horizon=3)["points"] == 3

@@ -610,7 +610,7 @@ def test_a_run_another_process_trains_is_refused_whole(interrupted: Path) -> Non
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         before = sorted((p.name, p.read_bytes()) for p in interrupted.iterdir())
-        refused = f"^{interrupted}: another process is training this run; wait for it to end$"
+        refused = f"^{interrupted}: another process is training or forecasting this run; "
         with pytest.raises(InputError, match=refused):
             train(None, interrupted, resume=True, quiet=True)
         with pytest.raises(InputError, match=refused):  # nor replaced under it

@@ -19,7 +19,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from .errors import InputError, check_int, is_int
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
+
+if TYPE_CHECKING:  # for the annotation; forecast_run imports the run layer where used
+    from .runs import Run
 
 MODES = ("window", "stream")
 
@@ -345,14 +348,30 @@ def forecast_run(
     Everything is checked and rendered before the first file is written: a
     directory in the way of an output, or a ``metrics.json`` that cannot take the
     new entry (see :func:`_check_metrics`), is an InputError that leaves the run as
-    it was.
+    it was. So is a run that another process trains or forecasts
+    (:class:`nsteplstm.runs.RunLock`): two forecasts at once could each write
+    ``metrics.json`` over the other's entry.
     """
-    from . import plots, runs  # the run-directory layer is only needed here
-    from .data import load_series
+    from . import runs  # the run-directory layer is only needed here
 
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     run = runs.load_run(run_dir)
+    lock = runs.RunLock()
+    lock.acquire(run.path)
+    try:
+        return _forecast_run(run, mode, horizon, start, series)
+    finally:
+        lock.release()
+
+
+def _forecast_run(
+    run: Run, mode: str, horizon: int | None, start: int, series: str | None
+) -> dict[str, Any]:
+    """:func:`forecast_run` on a loaded run that this process holds."""
+    from . import plots, runs
+    from .data import load_series
+
     if run.config.data == "adding":
         raise InputError(
             f"{run.path}: the adding problem is sequence-to-one; there is no series to forecast"

@@ -190,10 +190,11 @@ def run_path(path: str | os.PathLike[str]) -> Path:
 
 
 class RunLock:
-    """One process at a time trains into a run directory: an exclusive, non-blocking
-    ``flock`` on the directory itself, held until :meth:`release` (or the process ends).
-    Two processes resuming one run deleted each other's checkpoint weights, and a
-    crash between left a run that could not be resumed. Where ``flock`` does not exist
+    """One process at a time trains or forecasts into a run directory: an exclusive,
+    non-blocking ``flock`` on the directory itself, held until :meth:`release` (or the
+    process ends). Two processes resuming one run deleted each other's checkpoint
+    weights, and a crash between left a run that could not be resumed; two forecasts
+    could each write ``metrics.json`` over the other's entry. Where ``flock`` does not exist
     (Windows) or the file system refuses it, there is no lock."""
 
     def __init__(self) -> None:
@@ -210,7 +211,8 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             raise InputError(
-                f"{run_dir}: another process is training this run; wait for it to end"
+                f"{run_dir}: another process is training or forecasting this run; wait for "
+                "it to end"
             ) from None
         except OSError:  # no flock on this file system
             os.close(fd)
