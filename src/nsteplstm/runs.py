@@ -205,7 +205,10 @@ class RunLock:
         Holding it already: nothing to do."""
         if self._fd is not None or fcntl is None:
             return
-        fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            fd = os.open(run_dir, os.O_RDONLY)
+        except OSError:  # not readable: what uses the run reports that itself
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
