@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -373,3 +374,27 @@ def test_a_string_of_csv_columns_is_refused_when_a_config_is_checked_again() -> 
     config = Config(data="csv:x.csv", csv_columns="ab", n_in=2, n_out=2)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="csv_columns = 'ab' is a string"):
         Config.from_dict(config.to_dict(), "x")
+
+
+def test_a_setting_of_another_kind_of_data_is_refused_where_it_was_given(tmp_path: Path) -> None:
+    # --total-size with CSV data, --value with a sine, --scale with generated data were
+    # accepted, ignored and written to config.json as if they applied.
+    cases = [
+        (
+            {"data": "csv:d.csv", "total_size": 300},
+            "total_size = 300 applies only to data = fibonacci or sine, not data = 'csv:d.csv'",
+        ),
+        ({"data": "sine", "value": 7}, "value = 7 applies only to data = fibonacci"),
+        ({"scale": "none"}, "scale = 'none' applies only to data = csv, not data = 'fibonacci'"),
+        ({"data": "fibonacci", "period": 5.0}, "period = 5.0 applies only to data = sine"),
+    ]
+    for flags, message in cases:
+        with pytest.raises(InputError, match=rf"^config command line: {re.escape(message)}"):
+            Config.merged(None, flags)
+    # From a TOML file, it is named; a flag that switches the data does not hide it.
+    with pytest.raises(InputError, match=r"^config run.toml: total_size = 3000 applies only"):
+        Config.merged({"total_size": 3000}, {"data": "csv:d.csv"}, toml_source="run.toml")
+    # A run's stored settings hold every key: not "given".
+    stored = Config(data="csv:d.csv").to_dict()
+    assert Config.merged(stored, {"epochs": 3}, stored=True).epochs == 3
+    assert Config.merged(None, {"data": "sine", "period": 5.0, "total_size": 400}).period == 5.0

@@ -561,7 +561,9 @@ def import_chainer_run(
     check_int(f"import of {path}: sequence_size (--sequence-size)", sequence_size)
     if isinstance(overrides.get("data"), str):
         overrides["data"] = absolute_data(overrides["data"])  # as train stores it
-    settings = {"sequence_size": sequence_size, "scale": "none", **overrides, **found}
+    settings = {"sequence_size": sequence_size, **overrides, **found}
+    if str(settings.get("data", "")).startswith("csv:"):  # scale is a CSV setting
+        settings = {"scale": "none", **settings}
     config = _run_config(path, settings)
     if config.data != "adding":
         load_series(config)  # the run must be able to forecast: its data loads and fits

@@ -81,8 +81,10 @@ def _config_from(args: argparse.Namespace) -> Config | None:
     saved, _, _ = runs.read_config(args.resume)
     run_file = str(runs.output_path(args.resume, runs.CONFIG_FILE))
     if toml is not None:
-        saved = Config.merged(saved.to_dict(), toml, toml_source=run_file, overrides_source=source)
-    return Config.merged(saved.to_dict(), flags, toml_source=run_file, resets=resets)
+        saved = Config.merged(
+            saved.to_dict(), toml, toml_source=run_file, overrides_source=source, stored=True
+        )
+    return Config.merged(saved.to_dict(), flags, toml_source=run_file, resets=resets, stored=True)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -163,10 +163,13 @@ class Config:
         toml_source: str = "TOML file",
         overrides_source: str = "command line",
         resets: Collection[str] = (),
+        stored: bool = False,
     ) -> Config:
         """Defaults < `toml_dict` < `overrides`; an override whose value is None is not
         given. The optional settings named in `resets` go back to None (their default)
-        whatever `toml_dict` says: what ``--min-length none`` asks (:func:`parse_cli_value`)."""
+        whatever `toml_dict` says: what ``--min-length none`` asks (:func:`parse_cli_value`).
+        A setting of :data:`DATA_SETTINGS` given for another kind of data is refused,
+        except in a ``stored`` `toml_dict` (a run's config.json, which holds every key)."""
         values: dict[str, Any] = {}
         origin: dict[str, str] = {}
         if toml_dict is not None:
@@ -184,7 +187,18 @@ class Config:
         for key in resets:
             values[key] = None
             origin[key] = overrides_source
-        return _build(values, origin, toml_source if toml_dict is not None else overrides_source)
+        config = _build(values, origin, toml_source if toml_dict is not None else overrides_source)
+        kind = "csv" if config.data.startswith("csv:") else config.data
+        given = {k for k, v in overrides.items() if v is not None}
+        if toml_dict is not None and not stored:
+            given |= set(toml_dict)
+        for key, kinds in DATA_SETTINGS.items():  # given, it would be stored as if it applied
+            if key in given and kind not in kinds:
+                raise InputError(
+                    f"config {origin[key]}: {key} = {_show(values[key])} applies only to "
+                    f"data = {' or '.join(kinds)}, not data = {_show(config.data)}"
+                )
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-able values (None stays None, csv_columns a list)."""
@@ -391,6 +405,18 @@ def _check_type(kind: str, v: Any) -> Any | None:
 
 
 DEVICE_FORMS = "'auto', 'cpu', 'cuda', 'cuda:K', or an integer (-1 = CPU, K >= 0 = cuda:K)"
+
+
+# The settings of one kind of data, and the kinds they apply to ("csv" for csv:PATH).
+# Given for another kind (on the command line or in a TOML file), they are refused.
+DATA_SETTINGS: dict[str, tuple[str, ...]] = {
+    "value": ("fibonacci",),
+    "total_size": ("fibonacci", "sine"),
+    "period": ("sine",),
+    "noise": ("sine",),
+    "adding_samples": ("adding",),
+    "scale": ("csv",),
+}
 
 
 def device_name(spec: str | int) -> str | None:

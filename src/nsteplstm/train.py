@@ -788,7 +788,7 @@ def _resume_config(
         return saved
     a = saved.to_dict()
     if isinstance(given, Mapping):
-        given = Config.merged(a, given, toml_source=str(run_dir / runs.CONFIG_FILE))
+        given = Config.merged(a, given, toml_source=str(run_dir / runs.CONFIG_FILE), stored=True)
     b = given.to_dict()
     a["data"], b["data"] = absolute_data(a["data"]), absolute_data(b["data"])  # as stored
     differ = [k for k in a if k != "device" and a[k] != b[k]]
