@@ -159,13 +159,16 @@ def check_call(
     cx: Tensor,
     weights: Sequence[Tensor],
     n_layers: int,
+    dropout: float,
     bidirectional: bool,
 ) -> None:
     """Raise :class:`InputError` unless the arguments of :func:`n_step_lstm` and
-    :func:`packed_lstm` fit together: ``weights`` a stack of ``n_layers`` layers
-    (H and I from ``weights[0]``, ``(4H, I)``), ``data`` ``(N, I)`` for
-    ``layout``, ``hx`` and ``cx`` ``(n_layers * D, B, H)`` tensors, all alike."""
+    :func:`packed_lstm` fit together: ``weights`` a stack of ``n_layers`` layers (H and
+    I from ``weights[0]``, ``(4H, I)``), ``data`` ``(N, I)`` for ``layout``, ``hx`` and
+    ``cx`` ``(n_layers * D, B, H)`` tensors, all alike, and ``dropout`` in [0, 1)."""
     n_layers = check_int("n_layers", n_layers)
+    if not is_finite_number(dropout) or not 0.0 <= dropout < 1.0:
+        raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
     directions = 2 if bidirectional else 1
     count = 4 * n_layers * directions
     if not isinstance(weights, (list, tuple)) or len(weights) != count:
@@ -235,6 +238,7 @@ def n_step_lstm(
     train: bool,
     bidirectional: bool,
     final_states: bool = True,
+    check: bool = True,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """A stack of LSTM layers over a packed batch of variable-length sequences.
 
@@ -246,6 +250,9 @@ def n_step_lstm(
         weights: the flat weight list described in the module docstring.
         final_states: when False, ``hy`` and ``cy`` are not needed and come back None,
             which lets the CPU path merge segments (see :func:`_merged_segments`).
+        check: False skips :func:`check_call`, for callers that checked the arguments
+            already (:class:`nsteplstm.NStepLSTM` checks data and states once per call,
+            its weights as it reads them).
 
     Returns:
         ``(out, hy, cy)``: packed last-layer hidden states ``(N, D * H)`` and each
@@ -262,31 +269,10 @@ def n_step_lstm(
     sequences ending inside a segment can have their exact final states.
 
     Raises:
-        InputError: arguments that do not fit together (:func:`check_call`) or a
-            ``dropout`` outside [0, 1).
+        InputError: arguments that do not fit together (:func:`check_call`).
     """
-    check_call(data, layout, hx, cx, weights, n_layers, bidirectional)
-    if not is_finite_number(dropout) or not 0.0 <= dropout < 1.0:
-        raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
-    return run_checked(
-        data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional, final_states
-    )
-
-
-def run_checked(
-    data: Tensor,
-    layout: PackedLayout,
-    hx: Tensor,
-    cx: Tensor,
-    weights: Sequence[Tensor],
-    n_layers: int,
-    dropout: float,
-    train: bool,
-    bidirectional: bool,
-    final_states: bool = True,
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """:func:`n_step_lstm` on arguments already checked (:func:`check_call`), for
-    callers that check them once, not per call (:class:`nsteplstm.NStepLSTM`)."""
+    if check:
+        check_call(data, layout, hx, cx, weights, n_layers, dropout, bidirectional)
     if n_layers > 1 and dropout > 0 and train:
         return _layer_by_layer(
             data, layout, hx, cx, weights, n_layers, dropout, bidirectional, final_states
@@ -298,7 +284,9 @@ def run_checked(
         )
         return out.flatten(0, 1), hy, cy  # (N, D * H)
     if data.is_cuda:
-        return _packed(data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional)
+        return packed_lstm(
+            data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional, check=False
+        )
     if not bidirectional and not final_states:
         out = _merged_segments(data, layout, hx, cx, weights, n_layers, dropout, train)
         return out, None, None
@@ -329,25 +317,13 @@ def packed_lstm(
     dropout: float,
     train: bool,
     bidirectional: bool,
+    check: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """PyTorch's own packed-sequence LSTM, the whole stack in one call (cuDNN on CUDA,
     :func:`n_step_lstm`'s path there). Arguments and results as :func:`n_step_lstm`'s;
     it runs on the CPU too, which lets the CPU test the CUDA path's call."""
-    check_call(data, layout, hx, cx, weights, n_layers, bidirectional)
-    return _packed(data, layout, hx, cx, weights, n_layers, dropout, train, bidirectional)
-
-
-def _packed(
-    data: Tensor,
-    layout: PackedLayout,
-    hx: Tensor,
-    cx: Tensor,
-    weights: Sequence[Tensor],
-    n_layers: int,
-    dropout: float,
-    train: bool,
-    bidirectional: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
+    if check:
+        check_call(data, layout, hx, cx, weights, n_layers, dropout, bidirectional)
     return _VF.lstm(
         data, layout.batch_sizes, (hx, cx), weights, True, n_layers, dropout, train, bidirectional
     )
@@ -375,8 +351,8 @@ def _layer_by_layer(
             data = dropout(data, ratio)  # (N, D * H)
         rows = slice(d * layer, d * (layer + 1))
         w = weights[4 * d * layer : 4 * d * (layer + 1)]
-        data, h, c = run_checked(
-            data, layout, hx[rows], cx[rows], w, 1, 0.0, True, bidirectional, final_states
+        data, h, c = n_step_lstm(
+            data, layout, hx[rows], cx[rows], w, 1, 0.0, True, bidirectional, final_states, False
         )
         hy.append(h)
         cy.append(c)

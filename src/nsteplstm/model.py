@@ -23,7 +23,7 @@ from .functional import (
     describe,
     dropout,
     lstm_cell,
-    run_checked,
+    n_step_lstm,
     weight_shapes,
 )
 from .packing import PackedLayout
@@ -199,7 +199,7 @@ class NStepLSTM(nn.Module):
         check_states(hx, cx, shape, weight)
         hx = data.new_zeros(shape) if hx is None else layout.sort_states(hx)
         cx = data.new_zeros(shape) if cx is None else layout.sort_states(cx)
-        out, hy, cy = run_checked(  # data and states checked above, weights in .weights
+        out, hy, cy = n_step_lstm(  # data and states checked above, weights in .weights
             data,
             layout,
             hx,
@@ -210,6 +210,7 @@ class NStepLSTM(nn.Module):
             self.training,
             self.bidirectional,
             final_states,
+            check=False,
         )
         if not final_states or hy is None or cy is None:
             return out, None, None
