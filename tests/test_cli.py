@@ -108,6 +108,19 @@ def test_forecast_writes_csv_png_and_metrics(trained, tmp_path, capsys, mode, ex
     assert f"rmse {recorded['rmse']:.4g}" in out
 
 
+def test_forecast_again_needs_force(trained, tmp_path, capsys):
+    run = tmp_path / "RUN"
+    shutil.copytree(trained, run)
+    assert main(["forecast", str(run), "--horizon", "5"]) == 0
+    first = (run / "forecast-window.csv").read_text()
+    capsys.readouterr()
+    assert main(["forecast", str(run), "--horizon", "5", "--start", "3"]) == 2
+    one_error_line(capsys, "forecast", f"{run}/forecast-window.csv already exists; use --force")
+    assert (run / "forecast-window.csv").read_text() == first
+    assert main(["forecast", str(run), "--horizon", "5", "--start", "3", "--force"]) == 0
+    assert (run / "forecast-window.csv").read_text().splitlines()[1].startswith("3,")
+
+
 @pytest.fixture(scope="module")
 def toml_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Settings from a TOML file, two of them overridden by flags."""

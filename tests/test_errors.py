@@ -151,6 +151,12 @@ def _run_nan_metrics(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_forecast_done(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_forecast_done")
+    (run / "forecast-window.csv").write_text("t,truth,prediction\n")
+    return run
+
+
 def _bench_with_notes(tmp: Path, base: Path) -> Path:
     out = tmp / "bench_with_notes"
     out.mkdir()
@@ -185,6 +191,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run_future_format": _run_future_format,
     "run_corrupt_config": _run_corrupt_config,
     "run_nan_metrics": _run_nan_metrics,
+    "run_forecast_done": _run_forecast_done,
     "bench_with_notes": _bench_with_notes,
     "existing_png": _file("mine.png", b"my picture"),
     "toml_unknown_key": _file("unknown.toml", "epochs = 2\nbogus = 1\n"),

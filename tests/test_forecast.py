@@ -299,6 +299,33 @@ def test_forecast_run_writes_csv_png_and_metrics(tmp_path, mode: str) -> None:
     assert metrics["val_loss"] == 2.0  # the run's own metrics are kept
 
 
+def test_forecast_run_replaces_an_earlier_forecast_only_with_force(tmp_path) -> None:
+    # A second forecast in one mode replaced the first one's files and metrics entry
+    # without being asked.
+    import json
+
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    first = forecast_run(run_dir, horizon=5, start=0)
+    files = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(InputError, match=r"forecast-window.csv already exists; use --force"):
+        forecast_run(run_dir, horizon=5, start=3)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == files
+    assert forecast_run(run_dir, mode="stream", horizon=5)["start"] == 0  # the other mode
+    for name in ("forecast-window.csv", "forecast-window.png"):  # only the entry is left
+        (run_dir / name).unlink()
+    metrics = (run_dir / "metrics.json").read_text()
+    with pytest.raises(
+        InputError, match=r"metrics.json already records a window forecast; use --force"
+    ):
+        forecast_run(run_dir, horizon=5, start=3)
+    assert (run_dir / "metrics.json").read_text() == metrics
+    again = forecast_run(run_dir, horizon=5, start=3, force=True)
+    assert again["start"] == 3 != first["start"]
+    assert json.loads((run_dir / "metrics.json").read_text())["forecast"]["window"] == again
+
+
 def test_forecast_run_undoes_the_scaling(tmp_path) -> None:
     from nsteplstm.forecast import forecast_run
 
@@ -426,7 +453,7 @@ def test_forecast_run_negative_start_counts_from_the_end(tmp_path, mode: str) ->
     assert by_end["start"] == 80 - S and by_end["points"] == 0 and by_end["rmse"] is None
     csv_by_end = (run_dir / f"forecast-{mode}.csv").read_text()
     assert csv_by_end.splitlines()[-1].startswith(f"{80 + 6},,")  # t past the series
-    by_start = forecast_run(run_dir, mode=mode, horizon=7, start=80 - S)
+    by_start = forecast_run(run_dir, mode=mode, horizon=7, start=80 - S, force=True)
     assert (run_dir / f"forecast-{mode}.csv").read_text() == csv_by_end
     assert by_start["start"] == by_end["start"]
     assert json.loads((run_dir / "metrics.json").read_text())["forecast"][mode] == by_start
@@ -444,15 +471,16 @@ def test_forecast_run_picks_a_series_by_id(tmp_path) -> None:
 
     first = forecast_run(run_dir, horizon=5, start=2)
     assert first["series"] == "b"
-    assert forecast_run(run_dir, horizon=5, start=2, series="b") == {**first, "seconds": ANY}
-    second = forecast_run(run_dir, horizon=5, start=2, series="a")
+    again = forecast_run(run_dir, horizon=5, start=2, series="b", force=True)
+    assert again == {**first, "seconds": ANY}
+    second = forecast_run(run_dir, horizon=5, start=2, series="a", force=True)
     assert second["series"] == "a" and second["rmse"] != first["rmse"]
     rows = (run_dir / "forecast-window.csv").read_text().split()[1:]
     truth = [float(r.split(",")[1]) for r in rows]
     assert truth[:S] == [(3 * t) % 7 for t in range(2, 2 + S)]  # series 'a', in data units
     assert json.loads((run_dir / "metrics.json").read_text())["forecast"]["window"]["series"] == "a"
     with pytest.raises(InputError, match=r"series 'c' not in the data \(ids: 'b', 'a'\)"):
-        forecast_run(run_dir, series="c")
+        forecast_run(run_dir, series="c", force=True)
 
 
 def test_forecast_run_names_a_series_too_short_to_start_from(tmp_path) -> None:
@@ -469,7 +497,7 @@ def test_forecast_run_names_a_series_too_short_to_start_from(tmp_path) -> None:
     with pytest.raises(
         InputError, match=rf"series 'tiny' has 3 points, .*\(sequence_size = {S}\)$"
     ):
-        forecast_run(run_dir)
+        forecast_run(run_dir, force=True)
 
 
 def test_forecast_run_refuses_a_horizon_its_outputs_cannot_hold(tmp_path, monkeypatch) -> None:
@@ -498,7 +526,7 @@ def test_forecast_needs_one_window_of_data_not_a_split(tmp_path) -> None:
     assert forecast_run(run_dir, horizon=3)["points"] == 1  # truth for one point
     path.write_text("units\n" + "".join(f"{t % 5}\n" for t in range(S - 1)))
     with pytest.raises(InputError, match=rf"has {S - 1} points, fewer than one start window"):
-        forecast_run(run_dir)
+        forecast_run(run_dir, force=True)
 
 
 def test_forecast_run_refuses_a_run_another_process_holds(tmp_path) -> None:

@@ -124,7 +124,12 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     from .forecast import forecast_run
 
     result = forecast_run(
-        args.run, mode=args.mode, horizon=args.horizon, start=args.start, series=args.series
+        args.run,
+        mode=args.mode,
+        horizon=args.horizon,
+        start=args.start,
+        series=args.series,
+        force=args.force,
     )
     print(_format_metrics(result))
     return 0
@@ -218,10 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         "forecast",
         help="closed-loop forecast from a trained run",
         description="Closed-loop forecast from a trained run: writes forecast-MODE.csv and "
-        "forecast-MODE.png into RUN (replacing those of an earlier forecast in the same "
-        "mode) and records the scores under forecast.MODE in its metrics.json. 'points' "
-        "counts the forecast values that have a true value to compare with (those past "
-        "the series' end have none), over all features.",
+        "forecast-MODE.png into RUN (an earlier forecast in the same mode is replaced "
+        "only with --force) and records the scores under forecast.MODE in its "
+        "metrics.json. 'points' counts the forecast values that have a true value to "
+        "compare with (those past the series' end have none), over all features.",
     )
     p.add_argument("run", type=_path, help="run directory written by `nsteplstm train`")
     p.add_argument(
@@ -247,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="the series to forecast, by its id in the csv_series_id column "
         "(default: the first series in the file)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier forecast in the same mode (its files and metrics entry)",
     )
     p.set_defaults(func=_cmd_forecast, parser=p)
 

@@ -322,6 +322,7 @@ def forecast_run(
     horizon: int | None = None,
     start: int = 0,
     series: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Forecast a trained run closed loop and record it: the ``nsteplstm forecast`` command.
 
@@ -339,6 +340,9 @@ def forecast_run(
       units (scaling undone); ``truth_k``/``prediction_k`` columns for F > 1.
     - ``forecast-<mode>.png``: truth vs prediction, one panel per feature.
     - ``metrics.json`` key ``forecast.<mode>``: the returned dict.
+
+    An earlier forecast in the same mode (either file, or its ``metrics.json`` entry)
+    is replaced only with ``force``; without it the call is an InputError.
 
     Returns ``{points, rmse, mae, round_accuracy, seconds, start, series}`` (see
     :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself;
@@ -360,13 +364,13 @@ def forecast_run(
     lock = runs.RunLock()
     lock.acquire(run.path)
     try:
-        return _forecast_run(run, mode, horizon, start, series)
+        return _forecast_run(run, mode, horizon, start, series, force)
     finally:
         lock.release()
 
 
 def _forecast_run(
-    run: Run, mode: str, horizon: int | None, start: int, series: str | None
+    run: Run, mode: str, horizon: int | None, start: int, series: str | None, force: bool
 ) -> dict[str, Any]:
     """:func:`forecast_run` on a loaded run that this process holds."""
     from . import plots, runs
@@ -377,9 +381,9 @@ def _forecast_run(
             f"{run.path}: the adding problem is sequence-to-one; there is no series to forecast"
         )
     name = f"forecast-{mode}"
-    csv_path = plots.check_output_file(runs.output_path(run.path, f"{name}.csv"), force=True)
-    png_path = plots.check_output_file(runs.output_path(run.path, f"{name}.png"), force=True)
-    _check_metrics(run.metrics, run.path / runs.METRICS_FILE)
+    csv_path = plots.check_output_file(runs.output_path(run.path, f"{name}.csv"), force)
+    png_path = plots.check_output_file(runs.output_path(run.path, f"{name}.png"), force)
+    _check_metrics(run.metrics, run.path / runs.METRICS_FILE, mode, force)
     size = run.config.sequence_size
     horizon = check_int("horizon", 4 * size if horizon is None else horizon)
     _check_run_memory(horizon, run.config.n_out)
@@ -471,14 +475,18 @@ def _run_start(start: int, length: int, sequence_size: int) -> int:
     return start + length if start < 0 else start
 
 
-def _check_metrics(metrics: dict[str, Any], path: os.PathLike[str]) -> None:
+def _check_metrics(metrics: dict[str, Any], path: os.PathLike[str], mode: str, force: bool) -> None:
     """InputError unless ``metrics`` (read from ``path``, strict JSON) can take a
-    ``forecast.<mode>`` entry: ``forecast``, if present, an object (else it would be lost)."""
-    if not isinstance(metrics.get("forecast", {}), dict):
+    ``forecast.<mode>`` entry: ``forecast``, if present, an object (else it would be
+    lost), without a ``mode`` entry unless ``force``."""
+    recorded = metrics.get("forecast", {})
+    if not isinstance(recorded, dict):
         raise InputError(
             f"{path}: 'forecast' must be a JSON object (forecasts are recorded in it), "
             f"got {metrics['forecast']!r}"
         )
+    if mode in recorded and not force:
+        raise InputError(f"{path} already records a {mode} forecast; use --force to overwrite it")
 
 
 def _forecast_csv(t: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> str:
