@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -311,6 +312,41 @@ def test_start_up_imports_no_torch_and_ctrl_c_there_is_one_line(tmp_path):
         "False\n",
         "nsteplstm forecast: interrupted\n",
     )
+
+
+# SIGTERM in the middle of a bench, inside a temporary directory (where its
+# memory probe runs): the race is replaced by one that sends it.
+TERMINATED_BENCH = """
+import os, signal, sys, tempfile, time
+import nsteplstm.bench as bench
+def race(*args):
+    with tempfile.TemporaryDirectory(dir=sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
+bench.race = race
+from nsteplstm.cli import main
+sys.exit(main(["bench", "--quick", "--device", "cpu", "--out", sys.argv[2]]))
+"""
+
+
+def test_sigterm_outside_training_unwinds_and_exits_143(tmp_path):
+    # SIGTERM killed bench outright: its temporary directory (and memory probe) stayed.
+    scratch, out = tmp_path / "tmp", tmp_path / "out"
+    scratch.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", TERMINATED_BENCH, str(scratch), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stderr.splitlines()[-1:]) == (
+        143,
+        ["nsteplstm bench: interrupted by SIGTERM"],
+    ), done.stderr
+    assert list(scratch.iterdir()) == [] and not out.exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main() in this process:
+    assert main(["forecast", str(tmp_path / "missing")]) == 2  # restores the handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_the_package_exports_what_all_names() -> None:

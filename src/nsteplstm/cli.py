@@ -6,7 +6,9 @@ Every mistake a user can cause ends in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -358,17 +360,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that it unwinds as after Ctrl-C:
+    temporary files go, child processes are stopped. Training handles SIGTERM
+    itself (a checkpoint first): its handler replaces this one while it runs."""
+
+
+def _terminated(signum: int, frame: Any) -> NoReturn:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error,
     130 interrupted by SIGINT, 143 by SIGTERM)."""
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # said by the command's parser, so the line names the command
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    handles = threading.current_thread() is threading.main_thread()  # signal's own rule
+    previous = signal.signal(signal.SIGTERM, _terminated) if handles else None
     try:
         return _run(args)
     except KeyboardInterrupt:  # also while torch is being imported
         print(f"nsteplstm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"nsteplstm {args.command}: interrupted by SIGTERM", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if handles:  # None: a handler set outside Python, which signal cannot restore
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _run(args: argparse.Namespace) -> int:
