@@ -28,6 +28,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = ["--n-hidden", "8", "--total-size", "300", "--sequence-size", "10", "--batch-size", "50"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FORECAST_KEYS = {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series"}
+FORECAST_KEYS |= {"non_finite"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -279,8 +279,9 @@ def test_forecast_run_writes_csv_png_and_metrics(tmp_path, mode: str) -> None:
 
     run_dir, model = make_run(tmp_path)
     result = forecast_run(run_dir, mode=mode, horizon=80, start=4)  # runs past the end (80)
-    assert set(result) == {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series"}
-    assert (result["start"], result["series"]) == (4, None)
+    keys = {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series", "non_finite"}
+    assert set(result) == keys
+    assert (result["start"], result["series"], result["non_finite"]) == (4, None, 0)
     assert result["points"] == 80 - 4 - S
     assert 0 <= result["round_accuracy"] <= 1
 
@@ -324,6 +325,32 @@ def test_forecast_run_replaces_an_earlier_forecast_only_with_force(tmp_path) -> 
     again = forecast_run(run_dir, horizon=5, start=3, force=True)
     assert again["start"] == 3 != first["start"]
     assert json.loads((run_dir / "metrics.json").read_text())["forecast"]["window"] == again
+
+
+def test_forecast_run_counts_predictions_that_overflowed(tmp_path, capsys) -> None:
+    # They were written as empty cells with null scores, and nothing said why.
+    import json
+
+    runs = pytest.importorskip("nsteplstm.runs")
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, model = make_run(tmp_path)
+    with torch.no_grad():
+        for bias in (model.lstm.lstm.bias_ih_l0, model.lstm.lstm.bias_hh_l0):
+            bias.fill_(5.0)  # every gate open, cell input 1: hidden states near 1
+        model.head.bias.fill_(3e38)  # + 8 units * 1e38 * ~1: beyond float32's 3.4e38
+        model.head.weight.fill_(1e38)
+    runs.save_model(run_dir / runs.MODEL_FILE, model)
+    result = forecast_run(run_dir, horizon=6, start=0)
+    assert (result["points"], result["non_finite"], result["rmse"]) == (6, 6, None)
+    rows = (run_dir / "forecast-window.csv").read_text().splitlines()[1 + S :]
+    assert [r.split(",")[2] for r in rows] == [""] * 6
+    assert json.loads((run_dir / "metrics.json").read_text())["forecast"]["window"] == result
+    from nsteplstm.cli import main
+
+    assert main(["forecast", str(run_dir), "--horizon", "6", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "non_finite 6" in out and "note: 6 predicted values are infinite or NaN" in out
 
 
 def test_forecast_run_undoes_the_scaling(tmp_path) -> None:

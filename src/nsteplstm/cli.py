@@ -134,6 +134,11 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(_format_metrics(result))
+    if result["non_finite"]:
+        print(
+            f"note: {result['non_finite']} predicted values are infinite or NaN (the closed "
+            "loop overflowed float32); their cells are empty and scores over them null"
+        )
     return 0
 
 

@@ -344,10 +344,12 @@ def forecast_run(
     An earlier forecast in the same mode (either file, or its ``metrics.json`` entry)
     is replaced only with ``force``; without it the call is an InputError.
 
-    Returns ``{points, rmse, mae, round_accuracy, seconds, start, series}`` (see
-    :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself;
+    Returns ``{points, rmse, mae, round_accuracy, seconds, start, series, non_finite}``
+    (see :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself;
     ``start``: the start window's first point, counted from the series' start;
-    ``series``: the series' id, None without ``csv_series_id``).
+    ``series``: the series' id, None without ``csv_series_id``; ``non_finite``: how
+    many predicted values are infinite or NaN, a closed loop that overflowed float32:
+    their CSV cells are empty, and scores over them None).
 
     Everything is checked and rendered before the first file is written: a
     directory in the way of an output, or a ``metrics.json`` that cannot take the
@@ -409,7 +411,8 @@ def _forecast_run(
     metrics = forecast_metrics(pred, truth, source.integer_valued)
     metrics = {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
     series = None if source.series_ids is None else source.series_ids[index]
-    metrics.update(seconds=seconds, start=start, series=series)
+    non_finite = int(np.count_nonzero(~np.isfinite(pred)))
+    metrics.update(seconds=seconds, start=start, series=series, non_finite=non_finite)
 
     t, truth_all, pred_all = forecast_series(x, [start], size, pred)  # (1, n), (1, n, F)
     layers = run.config.n_layers
