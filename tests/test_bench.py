@@ -320,3 +320,43 @@ def test_a_cuda_report_grades_no_cpu_target_and_shows_small_rooflines() -> None:
     # 51.29 GFLOP in 0.05 s against 55 TFLOP/s: 1.9% (it printed as "2%")
     assert nstep and nstep[0].endswith("| 1.9% |")
     assert [bench._percent(x) for x in (0.713, 1.0, 0.0152)] == ["71%", "100%", "1.5%"]
+
+
+def test_targets_grade_best_epochs_and_give_the_median_of_paired_rounds() -> None:
+    # Three rounds. Ours's best epoch (round 3) and plain's (round 1) come from
+    # different rounds: best against best says 0.9, while ours was slower in two
+    # rounds of three (the median of the rounds' ratios, 'paired', says 1.05).
+    from nsteplstm import bench
+
+    times = {
+        "plain": [1.0, 1.2, 1.1],
+        "nstep": [1.05, 1.26, 0.9],
+        "chainer-nstep": [4.0, 4.2, 4.6],
+        "step": [2.0, 2.0, 2.0],
+        "chainer-step": [3.2, 2.8, 3.0],
+    }
+    rows = []
+    for name, seconds in times.items():
+        run = bench.Contender(name, "cpu", 1, lambda: (0, 0), seconds=seconds, steps=[100] * 3)
+        rows.append(bench._summary(run, Config(), 200.0))
+    bench._ratios(rows)
+    doc = {"arguments": {"quick": False}, "training": rows, "forecast": [],
+           "peak_rss": {"device": "cpu", "peak_rss_mib": 400.0}}  # fmt: skip
+    targets = bench._targets(doc)
+    assert targets["nstep_1L_vs_plain"] == {
+        "value": pytest.approx(0.9),
+        "paired": pytest.approx(1.05),
+        "met": True,
+    }
+    chainer = targets["nstep_1L_speedup_vs_chainer_nstep"]
+    assert (chainer["value"], chainer["met"]) == (pytest.approx(4.0 / 0.9), True)
+    assert chainer["paired"] == pytest.approx(4.0 / 1.05)  # rounds: 3.81, 3.33, 5.11
+    step = targets["step_1L_speedup_vs_chainer_step"]
+    assert (step["value"], step["paired"]) == (pytest.approx(1.4), pytest.approx(1.5))
+    assert step["met"] is False
+    assert step["against"] == "measured"
+    doc["targets"] = targets
+    words = bench._targets_words(doc)
+    assert "nstep_1L_vs_plain 0.9 (met; paired 1.05)" in words
+    assert "step_1L_speedup_vs_chainer_step 1.4 (MISSED; paired 1.5)" in words
+    assert "peak_rss_mib 400 (met)" in words
