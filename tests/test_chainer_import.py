@@ -486,6 +486,44 @@ def test_npy_and_non_array_members_are_refused(tmp_path: Path) -> None:
     assert "expected floating point" in one_line_error(ints)
 
 
+def test_a_snapshot_of_a_bare_link_names_its_prefix_before_refusing_integers(
+    tmp_path: Path,
+) -> None:
+    # The iterator's integers were refused first, without the prefix to pass.
+    with np.load(fixture("nstep_l1"), allow_pickle=False) as f:
+        arrays = {f"updater/model:main/{k}": v for k, v in f.items()}
+    arrays["updater/iterator:main/current_position"] = np.array(7)
+    np.savez(tmp_path / "snapshot.npz", **arrays)
+    message = one_line_error(tmp_path / "snapshot.npz")
+    assert "'updater/iterator:main/current_position' has dtype int64" in message
+    assert message.endswith("prefix='updater/model:main/')")
+    assert type(load_chainer_npz(tmp_path / "snapshot.npz", prefix="updater/model:main/")) is (
+        NStepLSTM
+    )
+
+
+@pytest.mark.parametrize(("matrices", "link"), [(6, "NStepGRU"), (2, "NStepRNNTanh")])
+def test_other_nstep_links_are_named(tmp_path: Path, matrices: int, link: str) -> None:
+    # A GRU's file was reported as an LSTM's with keys missing.
+    arrays = {f"0/{kind}{j}": np.zeros((4, 3) if kind == "w" else 4, np.float32)
+              for kind in "wb" for j in range(matrices)}  # fmt: skip
+    np.savez(tmp_path / "other.npz", **arrays)
+    message = one_line_error(tmp_path / "other.npz")
+    assert f"0/ holds {matrices} weight matrices" in message and link in message
+
+
+def test_csv_columns_that_do_not_fit_the_model_name_both(tmp_path: Path) -> None:
+    (tmp_path / "two.csv").write_text("a,b\n" + "".join(f"{i % 5},{i % 3}\n" for i in range(80)))
+    with pytest.raises(InputError, match=r"takes n_in = 1 features, but --csv-columns names 2 "):
+        import_chainer_run(
+            fixture("article_nstep"),
+            tmp_path / "run",
+            data=f"csv:{tmp_path / 'two.csv'}",
+            csv_columns=["a", "b"],
+        )
+    assert not (tmp_path / "run").exists()
+
+
 def test_nothing_to_load(tmp_path: Path) -> None:
     path = rewrite(tmp_path, "nstep_l1", **{"0/w0": None})
     assert "0/w0 must be 2-D" in one_line_error(path)

@@ -56,6 +56,10 @@ ARTICLE_DROPOUT = 0.3
 _NSTEP_KEY = re.compile(r"(\d+)/([wb][0-7])")
 _LSTM_KEYS = ("upward/W", "upward/b", "lateral/W")
 _MAX_LISTED = 12
+OTHER_NSTEP_LINKS = {  # weight matrices per link index -> the other NStep links that have them
+    2: "NStepRNNTanh or NStepRNNReLU (or a Bi one)",
+    6: "NStepGRU (or NStepBiGRU)",
+}
 
 Arrays = dict[str, np.ndarray]
 Shapes = dict[str, tuple[int, ...]]
@@ -136,7 +140,10 @@ def _check_floating(headers: Headers, where: str) -> None:
                 f"{never_set}; refusing to load it"
             )
         if dtype.kind != "f":
-            raise InputError(f"{where}: array {key!r} has dtype {dtype}, expected floating point")
+            raise InputError(
+                f"{where}: array {key!r} has dtype {dtype}, expected floating point: not a "
+                "weight, so nothing it could be loaded into"
+            )
 
 
 def _read_arrays(path: str | Path, prefix: str, shapes: Shapes) -> Arrays:
@@ -282,7 +289,10 @@ def _shapes_under(path: str | Path, prefix: str) -> tuple[Shapes, str, str]:
             f"prefix {chains[0]!r}: pass --prefix {chains[0]} (prefix={chains[0]!r} "
             "from Python)"
         )
-    _check_floating(headers, f"Chainer checkpoint {path}")
+    try:
+        _check_floating(headers, f"Chainer checkpoint {path}")
+    except InputError as e:  # a snapshot holds more than weights: say where the link is
+        raise InputError(f"{e}{_prefix_hint(shapes, p)}") from None
     return shapes, where, p
 
 
@@ -320,6 +330,12 @@ def _nstep_lstm(
         raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
     n_hidden, n_in = w0
     _check_sizes(where, f"{prefix}0/w0", w0, ("out_size", "in_size"))
+    matrices = sum(re.fullmatch(r"0/w\d+", k) is not None for k in shapes)
+    if matrices in OTHER_NSTEP_LINKS:
+        raise InputError(
+            f"{where}: {prefix}0/ holds {matrices} weight matrices (w0..w{matrices - 1}), as "
+            f"Chainer's {OTHER_NSTEP_LINKS[matrices]} does; only LSTMs (w0..w7) can be loaded"
+        )
     n_links = _count_links(shapes, where, prefix)
     if bidirectional is None:
         bidirectional = _infer_bidirectional(shapes, n_links, n_in, n_hidden, where)
@@ -555,6 +571,13 @@ def import_chainer_run(
             f"Chainer checkpoint {path}: the model has n_in = {found['n_in']} and n_out = "
             f"{found['n_out']}, the built-in series one feature; name the data it forecasts "
             "(--data csv:PATH, data= from Python)"
+        )
+    columns = overrides.get("csv_columns")
+    if isinstance(columns, (list, tuple)) and len(columns) != found["n_in"]:
+        raise InputError(
+            f"Chainer checkpoint {path}: the model takes n_in = {found['n_in']} features, but "
+            f"--csv-columns names {len(columns)} column{'s' * (len(columns) != 1)} "
+            f"({', '.join(map(repr, columns))})"
         )
     if overrides.get("scale", "none") != "none":
         raise InputError("import-chainer: scale must be 'none' (a Chainer model has no scaler)")

@@ -48,15 +48,25 @@ CALL_OVERHEAD_ROW_STEPS = 32.0
 def describe(t: Any) -> str:
     """A value as an error message names it: a tensor by shape, dtype and device."""
     if isinstance(t, Tensor):
+        if t.is_nested:  # it has no shape to ask for
+            return f"nested tensor, {t.dtype}, on {t.device}"
         return f"tensor of shape {tuple(t.shape)}, {t.dtype}, on {t.device}"
     return type(t).__name__
 
 
+def check_dense(name: str, t: Tensor) -> None:
+    """Raise :class:`InputError` unless the tensor ``t`` is dense (strided): a nested
+    one has no shape to check, and a sparse one fails deep inside torch."""
+    if t.is_nested:
+        raise InputError(f"{name} must be a dense (strided) tensor, got a nested tensor")
+    if t.layout != torch.strided:
+        raise InputError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+
+
 def check_like(name: str, t: Tensor, weight: Tensor) -> None:
     """Raise :class:`InputError` unless ``t`` is a dense tensor of ``weight``'s dtype and
-    device (a sparse or nested one fails deep inside torch)."""
-    if t.layout != torch.strided or t.is_nested:
-        raise InputError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+    device (:func:`check_dense`)."""
+    check_dense(name, t)
     if t.dtype != weight.dtype or t.device != weight.device:
         raise InputError(
             f"{name} must be {weight.dtype} on {weight.device} like the module's weights, "
@@ -69,6 +79,8 @@ def check_packed(data: Tensor, layout: PackedLayout, in_size: int, weight: Tenso
     ``weight``'s dtype and device, and ``layout`` is on that device."""
     if not isinstance(layout, PackedLayout):
         raise InputError(f"layout must be a PackedLayout, got {type(layout).__name__}")
+    if isinstance(data, Tensor):
+        check_dense("packed data", data)
     if (
         not isinstance(data, Tensor)
         or data.dim() != 2
@@ -101,6 +113,8 @@ def check_states(
     for name, state in (("hx", hx), ("cx", cx)):
         if state is None and optional:
             continue
+        if isinstance(state, Tensor):
+            check_dense(name, state)
         if not isinstance(state, Tensor) or tuple(state.shape) != shape:
             raise InputError(f"{name} must be {allowed} of shape {shape}, got {describe(state)}")
         check_like(name, state, weight)

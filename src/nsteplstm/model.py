@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .device import physical_memory
 from .errors import InputError, check_int, is_finite_number
 from .functional import (
+    check_dense,
     check_like,
     check_packed,
     check_states,
@@ -69,8 +70,7 @@ def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor)
     of one length), of ``weight``'s dtype and device; return the batch's layout.
     """
     if isinstance(xs, Tensor):
-        if xs.is_nested or xs.layout != torch.strided:  # their shapes raise inside torch
-            raise InputError(f"xs must be a dense (strided) tensor, got layout {xs.layout}")
+        check_dense("xs", xs)
         if xs.dim() != 3 or xs.shape[2] != in_size or xs.shape[0] < 1 or xs.shape[1] < 1:
             raise InputError(
                 f"xs as one tensor must have shape (B >= 1, L >= 1, {in_size}), "
@@ -87,6 +87,7 @@ def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor)
     for i, x in enumerate(xs):
         if not isinstance(x, Tensor):
             raise InputError(f"xs[{i}] must be a tensor, got {describe(x)}")
+        check_dense(f"xs[{i}]", x)
         if x.dim() != 2 or x.shape[1] != in_size or x.shape[0] < 1:
             raise InputError(f"xs[{i}] must have shape (L >= 1, {in_size}), got {tuple(x.shape)}")
         check_like(f"xs[{i}]", x, weight)
@@ -194,6 +195,8 @@ class NStepLSTM(nn.Module):
         lengths may run as fewer, padded kernel calls (outputs stay exact).
         """
         weight = self.lstm.weight_ih_l0
+        if not isinstance(final_states, bool):
+            raise InputError(f"final_states must be True or False, got {final_states!r}")
         check_packed(data, layout, self.in_size, weight)
         shape = (self.n_layers * self.n_directions, layout.batch, self.out_size)
         check_states(hx, cx, shape, weight)

@@ -94,7 +94,10 @@ class PackedLayout:
     """
 
     def __init__(self, lengths: Sequence[int], device: torch.device | str = "cpu") -> None:
-        if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__len__"):
+        if isinstance(lengths, (torch.Tensor, np.ndarray)) and lengths.ndim == 1:
+            lengths = lengths.tolist()  # its elements: 0-d arrays, not integers
+        unordered = isinstance(lengths, (set, frozenset, dict))
+        if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__len__") or unordered:
             got = repr(lengths)[:60]
             raise InputError(f"lengths must be a non-empty list of integers >= 1, got {got}")
         bad = [n for n in lengths if not is_int(n)]
@@ -116,6 +119,12 @@ class PackedLayout:
             raise InputError(f"device must be a torch.device or its name, got {device!r}") from e
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InputError(f"device {device!r}: no CUDA device on this machine")
+        if self.device.type not in ("cpu", "cuda", "meta"):
+            try:  # mps, xpu, ...: torch says whether this machine has one
+                torch.empty(0, device=self.device)
+            except (RuntimeError, AssertionError) as e:
+                reason = " ".join(str(e).split())[:120]
+                raise InputError(f"device {device!r} is not available here ({reason})") from None
 
         sizes, t, running = [], 0, self.batch
         self.segments: list[Segment] = []
@@ -312,6 +321,10 @@ class PackedLayout:
                     f"{self.max_length}, F), got {tuple(xs.shape)} for lengths {self.lengths}"
                 )
             return xs.transpose(0, 1).reshape(self.n_rows, -1)  # (T, B, F) -> (N, F)
+        if not isinstance(xs, (list, tuple)):
+            raise InputError(
+                f"pack: xs must be a list or tuple of tensors, got {type(xs).__name__}"
+            )
         got = [x.shape[0] if isinstance(x, torch.Tensor) else None for x in xs]
         if got != self.lengths:
             raise InputError(f"pack: sequences of lengths {got}, the layout is for {self.lengths}")
@@ -345,8 +358,15 @@ class PackedLayout:
 
     def sort_states(self, state: torch.Tensor) -> torch.Tensor:
         """(layers, B, H) in the batch's order -> in sorted order."""
+        self._check_states(state)
         return state if self._identity else state.index_select(1, self.sorted_indices)
 
     def unsort_states(self, state: torch.Tensor) -> torch.Tensor:
         """(layers, B, H) in sorted order -> in the batch's order."""
+        self._check_states(state)
         return state if self._identity else state.index_select(1, self.unsorted_indices)
+
+    def _check_states(self, state: torch.Tensor) -> None:
+        if not isinstance(state, torch.Tensor) or state.dim() != 3 or state.shape[1] != self.batch:
+            shape = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise InputError(f"states must be (layers, {self.batch}, H), got {shape}")
