@@ -312,6 +312,8 @@ def test_forecast_run_replaces_an_earlier_forecast_only_with_force(tmp_path) -> 
     files = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     with pytest.raises(InputError, match=r"forecast-window.csv already exists; use --force"):
         forecast_run(run_dir, horizon=5, start=3)
+    with pytest.raises(InputError, match=r"start 75 out of range"):  # the mistake comes first
+        forecast_run(run_dir, horizon=5, start=75)
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == files
     assert forecast_run(run_dir, mode="stream", horizon=5)["start"] == 0  # the other mode
     for name in ("forecast-window.csv", "forecast-window.png"):  # only the entry is left
@@ -336,13 +338,19 @@ def test_forecast_run_counts_predictions_that_overflowed(tmp_path, capsys) -> No
 
     run_dir, model = make_run(tmp_path)
     with torch.no_grad():
-        for bias in (model.lstm.lstm.bias_ih_l0, model.lstm.lstm.bias_hh_l0):
-            bias.fill_(5.0)  # every gate open, cell input 1: hidden states near 1
+        for weight in model.lstm.parameters():  # every gate open, cell input 1, for any
+            weight.fill_(5.0 if weight.dim() == 1 else 0.0)  # input: hidden states near 0.75
         model.head.bias.fill_(3e38)  # + 8 units * 1e38 * ~1: beyond float32's 3.4e38
         model.head.weight.fill_(1e38)
     runs.save_model(run_dir / runs.MODEL_FILE, model)
     result = forecast_run(run_dir, horizon=6, start=0)
-    assert (result["points"], result["non_finite"], result["rmse"]) == (6, 6, None)
+    assert (result["points"], result["non_finite"], result["rmse"], result["mae"]) == (
+        6,
+        6,
+        None,
+        None,
+    )
+    assert result["round_accuracy"] == 0.0
     rows = (run_dir / "forecast-window.csv").read_text().splitlines()[1 + S :]
     assert [r.split(",")[2] for r in rows] == [""] * 6
     assert json.loads((run_dir / "metrics.json").read_text())["forecast"]["window"] == result
@@ -535,7 +543,8 @@ def test_forecast_run_refuses_a_horizon_its_outputs_cannot_hold(tmp_path, monkey
     run_dir, _ = make_run(tmp_path)
     before = sorted(p.name for p in run_dir.iterdir())
     monkeypatch.setattr(forecasting, "physical_memory", lambda: 2**30)
-    with pytest.raises(InputError, match=r"horizon = 5000000: .* about 1 GiB, more than .* 1 GiB"):
+    # Both sizes were rounded to whole GiB: "about 1 GiB, more than this machine's 1 GiB".
+    with pytest.raises(InputError, match=r"horizon = 5000000: .* about 1.19 GiB, more .*'s 1 GiB"):
         forecasting.forecast_run(run_dir, mode="stream", horizon=5_000_000)
     assert sorted(p.name for p in run_dir.iterdir()) == before
     assert forecasting.forecast_run(run_dir, mode="stream", horizon=1000)["points"] > 0
@@ -570,6 +579,13 @@ def test_forecast_run_refuses_a_run_another_process_holds(tmp_path) -> None:
     try:
         with pytest.raises(InputError, match="another process is training or forecasting"):
             forecast_run(run_dir, horizon=3)
+        # A run in the middle of its training has no model yet: the lock is what to
+        # report (it said 'missing, the training did not finish; resume it with ...').
+        model = (run_dir / runs.MODEL_FILE).read_bytes()
+        (run_dir / runs.MODEL_FILE).unlink()
+        with pytest.raises(InputError, match="another process is training or forecasting"):
+            forecast_run(run_dir, horizon=3)
+        (run_dir / runs.MODEL_FILE).write_bytes(model)
     finally:
         holder.release()
     assert sorted((p.name, p.read_bytes()) for p in run_dir.iterdir()) == before

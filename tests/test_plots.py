@@ -313,3 +313,36 @@ def test_a_run_given_as_dot_is_named_by_its_directory(tmp_path: Path, monkeypatc
     monkeypatch.setattr(plots, "plot_overlay", overlay)
     plots.plot_runs([".", dirs[1]], tmp_path / "o.png")
     assert seen["labels"] == [dirs[0].name, dirs[1].name]  # '.' was a blank label
+
+
+def test_a_lone_predicted_point_is_drawn() -> None:
+    # A forecast of one point (or one finite value between overflowed ones) was in the
+    # CSV but not in the figure: a line through one point draws nothing.
+    t = np.arange(6)
+    truth = np.arange(6.0)
+    pred = np.array([np.nan, np.nan, np.nan, 2.5, np.nan, 4.0])
+    ax = plots.forecast_figure(t, truth, pred, (0, 3), "one point").axes[0]
+    dots = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(dots) == 1 and dots[0].get_label().startswith("_")  # not in the legend
+    assert list(dots[0].get_xdata()) == [3, 5] and list(dots[0].get_ydata()) == [2.5, 4.0]
+    pred[4] = 3.5  # points 3 to 5 make a line: no dots
+    ax = plots.forecast_figure(t, truth, pred, (0, 3), "a line").axes[0]
+    assert [len(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o"] == [0]
+
+
+def test_long_titles_and_labels_are_wrapped_and_fit(tmp_path: Path) -> None:
+    # A 150-character title ran off the figure, and a long run name in the legend
+    # squeezed the axes or left the legend cut off (with a constrained-layout warning).
+    title = "sales-2layers-dropout0.3-seed1-lr1e-3-h64: closed-loop forecast, stream mode " * 2
+    t, truth, pred = forecast_data()
+    fig = plots.forecast_figure(t, truth[0], pred[0], (0, 5), title)
+    assert max(len(line) for line in fig.get_suptitle().split("\n")) <= plots.TITLE_CHARS
+    assert fig.get_suptitle().replace("\n", " ") == title.strip()
+    name = "runs/" + "x" * 140
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the layout warning is a UserWarning
+        overlay = plots.overlay_figure({name: history(), "short": history()}, "t", "val_loss")
+        plots.save_png(overlay, tmp_path / "long.png")
+    labels = [text.get_text() for text in overlay.axes[0].get_legend().get_texts()]
+    assert labels[0].replace("\n", "") == name and labels[1] == "short"
+    assert max(len(line) for line in labels[0].split("\n")) <= plots.LEGEND_CHARS

@@ -165,15 +165,20 @@ def test_sigterm_writes_checkpoint_and_exits_143(tmp_path: Path, reference: Path
     assert_same_run(run, reference)
 
 
-def test_resume_of_a_finished_run_is_a_no_op(tmp_path: Path, reference: Path) -> None:
+def test_resume_of_a_finished_run_is_a_no_op(tmp_path: Path, reference: Path, capsys) -> None:
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     runs.update_metrics(run, "forecast.window", {"points": 3})  # as `nsteplstm forecast` does
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     result = train(None, run, resume=True, quiet=True)
-    assert result.metrics["epochs"] == 6
+    assert result.metrics["epochs"] == 6 and not result.trained
     assert_same_run(run, reference)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # forecasts kept
+    # The command said 'trained RUN' as if it had trained again.
+    from nsteplstm.cli import main
+
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"{run} had finished already: train loss ")
 
 
 def test_non_finite_loss_names_epoch_and_batch(tmp_path: Path) -> None:
@@ -181,6 +186,15 @@ def test_non_finite_loss_names_epoch_and_batch(tmp_path: Path) -> None:
     with pytest.raises(NonFiniteLoss, match=r"epoch 1, batch \d+ of 6; nothing was written"):
         train(config, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()  # no checkpoint had been reached
+
+
+@pytest.mark.parametrize(
+    ("grad_clip", "hint"), [(1.0, "--grad-clip below 1)"), (0.0, "--grad-clip > 0)")]
+)
+def test_non_finite_loss_hints_at_the_clipping_in_use(grad_clip, hint) -> None:
+    # It said 'a --grad-clip > 0' with clipping on (the default, 1.0).
+    error = NonFiniteLoss(2, 3, float("inf"), 6, grad_clip)
+    assert str(error).endswith(f"(try a lower --lr or a {hint}")
 
 
 def test_non_finite_loss_keeps_the_last_good_checkpoint(
@@ -362,6 +376,7 @@ def test_resume_of_a_finished_run_writes_damaged_final_files_again(
     metrics = json.loads((run / runs.METRICS_FILE).read_text())
     runs.write_metrics(run, {**metrics, "train_loss": "x"})
     result = train(None, run, resume=True, quiet=True)
+    assert not result.trained
     assert_same_run(run, reference)  # rebuilt from the checkpoint, bit for bit
     assert result.metrics["train_loss"] == runs.read_metrics(reference)["train_loss"]
 

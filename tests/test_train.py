@@ -67,6 +67,7 @@ def test_same_seed_same_history_bit_for_bit(tmp_path: Path) -> None:
 
 def test_run_directory_files(tmp_path: Path) -> None:
     result = train(tiny(), tmp_path / "run", quiet=True)
+    assert result.trained
     names = {p.name for p in result.path.iterdir()}
     assert {"config.json", "model.safetensors", "history.csv", "metrics.json"} <= names
     assert "checkpoint.json" in names

@@ -109,8 +109,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     m = result.metrics
+    done = f"trained {result.path}" if result.trained else f"{result.path} had finished already"
     print(
-        f"trained {result.path}: train loss {m['train_loss']:.4g}, "
+        f"{done}: train loss {m['train_loss']:.4g}, "
         f"validation loss {m['val_loss']:.4g}, {m['seconds']:.1f} s"
     )
     short = m.get("series_without_train_window", 0), m.get("series_without_val_window", 0)
@@ -137,7 +138,8 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     if result["non_finite"]:
         print(
             f"note: {result['non_finite']} predicted values are infinite or NaN (the closed "
-            "loop overflowed float32); their cells are empty and scores over them null"
+            "loop overflowed float32): their CSV cells are empty, rmse and mae null, and "
+            "round_accuracy counts them as wrong"
         )
     return 0
 

@@ -349,7 +349,8 @@ def forecast_run(
     ``start``: the start window's first point, counted from the series' start;
     ``series``: the series' id, None without ``csv_series_id``; ``non_finite``: how
     many predicted values are infinite or NaN, a closed loop that overflowed float32:
-    their CSV cells are empty, and scores over them None).
+    their CSV cells are empty, ``rmse`` and ``mae`` None, and ``round_accuracy`` counts
+    them as wrong).
 
     Everything is checked and rendered before the first file is written: a
     directory in the way of an output, or a ``metrics.json`` that cannot take the
@@ -362,11 +363,10 @@ def forecast_run(
 
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    run = runs.load_run(run_dir)
     lock = runs.RunLock()
-    lock.acquire(run.path)
+    lock.acquire(runs.run_path(run_dir))  # first: a run being trained is read half-written
     try:
-        return _forecast_run(run, mode, horizon, start, series, force)
+        return _forecast_run(runs.load_run(run_dir), mode, horizon, start, series, force)
     finally:
         lock.release()
 
@@ -382,10 +382,6 @@ def _forecast_run(
         raise InputError(
             f"{run.path}: the adding problem is sequence-to-one; there is no series to forecast"
         )
-    name = f"forecast-{mode}"
-    csv_path = plots.check_output_file(runs.output_path(run.path, f"{name}.csv"), force)
-    png_path = plots.check_output_file(runs.output_path(run.path, f"{name}.png"), force)
-    _check_metrics(run.metrics, run.path / runs.METRICS_FILE, mode, force)
     size = run.config.sequence_size
     horizon = check_int("horizon", 4 * size if horizon is None else horizon)
     _check_run_memory(horizon, run.config.n_out)
@@ -401,6 +397,10 @@ def _forecast_run(
         other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
         raise InputError(f"series {ids[index]!r} has {too_short}{other}")
     start = _run_start(start, x.shape[0], size)
+    name = f"forecast-{mode}"  # the outputs after the arguments: a mistake is named first
+    csv_path = plots.check_output_file(runs.output_path(run.path, f"{name}.csv"), force)
+    png_path = plots.check_output_file(runs.output_path(run.path, f"{name}.png"), force)
+    _check_metrics(run.metrics, run.path / runs.METRICS_FILE, mode, force)
     began = time.perf_counter()
     pred = forecast(run.model, x, [start], size, horizon, mode)  # (1, horizon, F)
     seconds = time.perf_counter() - began
@@ -423,7 +423,8 @@ def _forecast_run(
         pred_all[0].T,
         (start, start + size),
         f"{runs.run_name(run.path)}: closed-loop forecast, {mode} mode "
-        f"({layers} layer{'s' * (layers > 1)}, {horizon} points from t = {start}{of_series})",
+        f"({layers} layer{'s' * (layers > 1)}, {horizon} point{'s' * (horizon > 1)} after "
+        f"the window from t = {start}{of_series})",
     )
     csv_text = _forecast_csv(t[0], truth_all[0], pred_all[0])
     png = plots.png_bytes(figure)
@@ -462,7 +463,7 @@ def _check_run_memory(horizon: int, n_features: int) -> None:
     if memory is not None and needed > memory:
         raise InputError(
             f"horizon = {horizon}: writing a forecast of {horizon} points takes about "
-            f"{needed / 2**30:,.0f} GiB, more than this machine's {memory / 2**30:,.0f} GiB"
+            f"{needed / 2**30:,.3g} GiB, more than this machine's {memory / 2**30:,.3g} GiB"
         )
 
 

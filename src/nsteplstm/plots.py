@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from .runs import atomic_write
 
 METRICS = ("val_loss", "train_loss", "both")
 _LABELS = {"train_loss": "train", "val_loss": "validation"}
+TITLE_CHARS, LEGEND_CHARS = 80, 36  # longer lines are wrapped (they ran off the figure)
 
 
 def check_output_file(
@@ -129,6 +131,9 @@ def forecast_figure(
         ax.axvspan(first - 0.5, stop - 0.5, color="0.85", zorder=0, label="start window")
         # Truth on top, so a matching prediction does not hide it.
         ax.plot(ti, pi, "-", color="black", linewidth=1.3, label="prediction", zorder=2)
+        known = np.isfinite(pi)
+        alone = known & ~np.r_[False, known[:-1]] & ~np.r_[known[1:], False]
+        ax.plot(ti[alone], pi[alone], "o", color="black", markersize=3, zorder=2)  # no line
         ax.plot(
             ti,
             yi,
@@ -153,7 +158,7 @@ def forecast_figure(
         bbox_to_anchor=(1.0, 1.0),
         frameon=False,
     )
-    fig.suptitle(_shown(title))
+    fig.suptitle(_shown(_wrapped(title, TITLE_CHARS)))
     return fig
 
 
@@ -216,6 +221,12 @@ def _marker(epochs: Sequence[int], key: str) -> str | None:
     return ("x" if key == "train_loss" else "o") if len(epochs) == 1 else None
 
 
+def _wrapped(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters (a long run name or path is
+    cut too): a figure's text does not grow its figure, so a long line ran off it."""
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text
+
+
 def _shown(text: str) -> str:
     """Text as given (a run's name, a label, a series id), never read as math: matplotlib
     takes what lies between two ``$`` for a formula ("lr$x_1$" showed as "lrx₁", and
@@ -237,7 +248,7 @@ def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
         ax.plot(epochs, y, "-", marker=_marker(epochs, key), color=color, label=_LABELS[key])
     _loss_axes(ax, "loss (MSE)")
     ax.legend()
-    ax.set_title(_shown(title))
+    ax.set_title(_shown(_wrapped(title, TITLE_CHARS)))
     return fig
 
 
@@ -271,7 +282,7 @@ def overlay_figure(
         epochs = _epochs(history, f"the history of run {label!r}")
         for key in keys:
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
-            name = _shown(name)
+            name = _shown(_wrapped(name, LEGEND_CHARS))
             if name.startswith("_"):  # matplotlib leaves such labels out of the legend
                 name = "\u200b" + name  # a zero-width space: shown as given
             color, mark = colors[i % len(colors)], _marker(epochs, key)
@@ -281,7 +292,7 @@ def overlay_figure(
     what = "loss" if metric == "both" else f"{_LABELS[metric]} loss"
     _loss_axes(ax, f"{what} (MSE)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
-    ax.set_title(_shown(title))
+    ax.set_title(_shown(_wrapped(title, TITLE_CHARS)))
     return fig
 
 
@@ -307,7 +318,8 @@ def plot_runs(
 
     Each run's ``history.csv`` is read; ``labels`` (one per run) default to the run
     directories' names, or their full paths when names repeat. ``out`` must end in
-    ``.png`` (so it can never name a run's own files) and, unless ``force``, not exist.
+    ``.png`` (so it can never name a run's data: config, weights, history, metrics; with
+    ``force`` it may replace a run's forecast figure) and, unless ``force``, not exist.
     """
     from .runs import read_history, run_name  # the run-directory layer is only needed here
 

@@ -82,17 +82,26 @@ class NonFiniteLoss(RuntimeError):
     ``"validation"``). ``checkpoint``: whether the run has a checkpoint, which is kept
     (:func:`train` sets it). The CLI exits with code 1."""
 
-    def __init__(self, epoch: int, batch: int | str, value: float, n_batches: int = 0) -> None:
+    def __init__(
+        self,
+        epoch: int,
+        batch: int | str,
+        value: float,
+        n_batches: int = 0,
+        grad_clip: float = 0.0,
+    ) -> None:
         self.epoch, self.batch, self.value = epoch, batch, value
         self.where = f"batch {batch} of {n_batches}" if isinstance(batch, int) else str(batch)
         self.checkpoint = True
-        super().__init__(epoch, batch, value, n_batches)
+        self.grad_clip = grad_clip
+        super().__init__(epoch, batch, value, n_batches, grad_clip)
 
     def __str__(self) -> str:
         kept = "the last good checkpoint is kept" if self.checkpoint else "nothing was written"
+        clip = f"below {self.grad_clip:g}" if self.grad_clip > 0 else "> 0"
         return (
             f"non-finite loss ({self.value}) at epoch {self.epoch}, {self.where}; {kept} "
-            "(try a lower --lr or a --grad-clip > 0)"
+            f"(try a lower --lr or a --grad-clip {clip})"
         )
 
 
@@ -103,11 +112,13 @@ def resume_command(run_dir: str | Path | None) -> str:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: per-epoch history rows, final metrics, run directory."""
+    """What :func:`train` returns: per-epoch history rows, final metrics, run directory,
+    and whether this call trained (False: a resumed run had finished already)."""
 
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     path: Path
+    trained: bool = True
 
 
 # ---------------------------------------------------------------- data as tensors
@@ -449,7 +460,7 @@ def _run_batches(
         loss = F.mse_loss(out, y)
         value = loss.item()
         if not math.isfinite(value):
-            raise NonFiniteLoss(epoch, b + 1, value, n_batches)
+            raise NonFiniteLoss(epoch, b + 1, value, n_batches, config.grad_clip)
         for p in params:  # optimizer.zero_grad(set_to_none=True), without its hooks' cost
             p.grad = None
         loss.backward()
@@ -950,7 +961,7 @@ def _train(
     kept = _finished_metrics(out) if checkpoint is not None and finished else None
     if kept is not None:
         # Nothing to train: keep the run's files (its forecasts in metrics.json too).
-        return TrainResult([dict(row) for row in state.history], kept, out)
+        return TrainResult([dict(row) for row in state.history], kept, out, trained=False)
 
     dir_ready = resume
 
@@ -1014,7 +1025,7 @@ def _train(
                     raise interrupted(stop.signum)
                 val = evaluate(model, data, config)
                 if not math.isfinite(val):
-                    raise NonFiniteLoss(epoch, "validation", val)
+                    raise NonFiniteLoss(epoch, "validation", val, grad_clip=config.grad_clip)
                 state.epoch_seconds = base_seconds + time.perf_counter() - started
                 row = {
                     "epoch": epoch,
@@ -1056,4 +1067,5 @@ def _train(
     final_val = state.best_val_loss if config.keep_best else state.history[-1]["val_loss"]
     metrics = _final_metrics(config, state, dataset, float(final_val))
     runs.write_results(out, model, state.history, metrics)
-    return TrainResult([dict(row) for row in state.history], metrics, out)
+    trained = not (checkpoint is not None and finished)  # else: its files written again
+    return TrainResult([dict(row) for row in state.history], metrics, out, trained)
