@@ -80,7 +80,8 @@ class Interrupted(Exception):
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite at ``epoch`` (1-based), ``batch`` (1-based, or
     ``"validation"``). ``checkpoint``: whether the run has a checkpoint, which is kept
-    (:func:`train` sets it). The CLI exits with code 1."""
+    (:func:`train` sets it); ``grad_clip``: the run's clipping, which the hint names.
+    The CLI exits with code 1."""
 
     def __init__(
         self,
