@@ -361,6 +361,36 @@ def test_forecast_run_counts_predictions_that_overflowed(tmp_path, capsys) -> No
     assert "non_finite 6" in out and "note: 6 predicted values are infinite or NaN" in out
 
 
+@pytest.mark.parametrize(
+    ("head", "columns"),
+    [("units,price\n", ["truth_units", "truth_price", "prediction_units", "prediction_price"]),
+     ("", ["truth_0", "truth_1", "prediction_0", "prediction_1"])],
+)  # fmt: skip
+def test_forecast_run_names_the_features_by_the_csvs_header(tmp_path, head, columns) -> None:
+    # Columns were truth_0, truth_1, ... and every panel said "value", header or not.
+    import csv
+
+    runs = pytest.importorskip("nsteplstm.runs")
+    from nsteplstm.config import Config
+    from nsteplstm.data import load_dataset
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "shop.csv"
+    path.write_text(head + "".join(f"{t % 5},{100 + t % 3}\n" for t in range(80)))
+    config = Config(data=f"csv:{path}", n_in=2, n_out=2, sequence_size=S, n_hidden=8, epochs=1)
+    model = Forecaster(1, 2, 8, 2)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    runs.write_config(run_dir, config, model.config, load_dataset(config).scaler)
+    runs.save_model(run_dir / runs.MODEL_FILE, model)
+    runs.write_history(run_dir, [dict(epoch=1, train_loss=1.0, val_loss=2.0, seconds=0.1)])
+    runs.write_metrics(run_dir, {"train_loss": 1.0, "val_loss": 2.0})
+    assert forecast_run(run_dir, horizon=3)["points"] == 6
+    rows = list(csv.reader((run_dir / "forecast-window.csv").open()))
+    assert rows[0] == ["t", *columns]
+    assert [float(x) for x in rows[1][1:3]] == [0.0, 100.0]  # in the file's units
+
+
 def test_forecast_run_undoes_the_scaling(tmp_path) -> None:
     from nsteplstm.forecast import forecast_run
 

@@ -346,3 +346,12 @@ def test_long_titles_and_labels_are_wrapped_and_fit(tmp_path: Path) -> None:
     labels = [text.get_text() for text in overlay.axes[0].get_legend().get_texts()]
     assert labels[0].replace("\n", "") == name and labels[1] == "short"
     assert max(len(line) for line in labels[0].split("\n")) <= plots.LEGEND_CHARS
+
+
+def test_forecast_panels_take_their_features_names() -> None:
+    t, truth, pred = forecast_data(panels=2)
+    fig = plots.forecast_figure(t, truth, pred, (0, 5), "two", ylabels=["units", "price $"])
+    assert [ax.get_ylabel() for ax in fig.axes] == ["units", r"price \$"]
+    assert plots.forecast_figure(t, truth, pred, (0, 5), "two").axes[0].get_ylabel() == "value"
+    with pytest.raises(InputError, match="ylabels must name the 2 panels, got 1 labels"):
+        plots.forecast_figure(t, truth, pred, (0, 5), "two", ylabels=["units"])

@@ -231,8 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "forecast",
         help="closed-loop forecast from a trained run",
-        description="Closed-loop forecast from a trained run: writes forecast-MODE.csv and "
-        "forecast-MODE.png into RUN (an earlier forecast in the same mode is replaced "
+        description="Closed-loop forecast from a trained run: writes forecast-MODE.csv "
+        "(columns t, truth, prediction in the data's units; truth_NAME, prediction_NAME per "
+        "CSV column for several features) and forecast-MODE.png into RUN (an earlier "
+        "forecast in the same mode is replaced "
         "only with --force) and records the scores under forecast.MODE in its "
         "metrics.json. 'points' counts the forecast values that have a true value to "
         "compare with (those past the series' end have none), over all features.",

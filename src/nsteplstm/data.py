@@ -258,6 +258,17 @@ def read_csv(
     that is not a number (an empty cell is no header name either). Every problem with
     the file raises InputError naming the file, line, column and value.
     """
+    return _read_table(path, columns, header, series_id)[0]
+
+
+def _read_table(
+    path: str | Path,
+    columns: Sequence[str | int] | None,
+    header: bool | None,
+    series_id: str | int | None,
+) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """:func:`read_csv`, and the header's names of the columns read (None without a
+    header)."""
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
     if header is not None and not isinstance(header, bool):
@@ -332,7 +343,10 @@ def read_csv(
                 "(every row needs the id of its series)"
             )
         groups.setdefault(key, []).append(values)
-    return {k: np.asarray(g, dtype=np.float64).reshape(len(g), len(use)) for k, g in groups.items()}
+    series = {
+        k: np.asarray(g, dtype=np.float64).reshape(len(g), len(use)) for k, g in groups.items()
+    }
+    return series, None if names is None else [names[i] for i in use]
 
 
 # ----------------------------------------------------------------------- scaling
@@ -483,7 +497,8 @@ class Series:
     scaler: the scaling applied (None when unscaled), `scaler.inverse` returns to
     data units; integer_valued: every raw value is an integer (fibonacci always), so
     forecasts may be rounded; kind: "fibonacci", "sine" or "csv"; series_ids: their
-    ids (the csv_series_id column's text), None for one series without an id.
+    ids (the csv_series_id column's text), None for one series without an id;
+    features: the F features' names (a CSV's header), None where there are none.
     """
 
     series: list[np.ndarray]
@@ -492,6 +507,7 @@ class Series:
     integer_valued: bool
     kind: str
     series_ids: list[str] | None = None
+    features: list[str] | None = None
 
 
 @dataclass(kw_only=True)
@@ -555,7 +571,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
     training parts of config.split_rate. Only that fit splits the series, so a series
     too short to split still loads when a scaler is given or none applies.
     """
-    series_ids = None
+    series_ids = features = None
     if config.data == "adding":
         raise ValueError("load_series: data = 'adding' has no series; use load_adding")
     if config.data == "fibonacci":
@@ -566,7 +582,9 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
         integer_valued = False
     elif config.data.startswith("csv:"):
         path = config.data[4:]
-        by_id = read_csv(path, config.csv_columns, config.csv_header, config.csv_series_id)
+        by_id, features = _read_table(
+            path, config.csv_columns, config.csv_header, config.csv_series_id
+        )
         raw = list(by_id.values())
         if config.csv_series_id is not None:
             series_ids = list(by_id)
@@ -597,7 +615,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
                 f"{scaled} (check period, noise, the data's range)"
             )
     kind = "csv" if config.data.startswith("csv:") else config.data
-    return Series(series, raw, scaler, integer_valued, kind, series_ids)
+    return Series(series, raw, scaler, integer_valued, kind, series_ids, features)
 
 
 def _split(series: list[np.ndarray], config: Config) -> tuple[list[np.ndarray], list[np.ndarray]]:

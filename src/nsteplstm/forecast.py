@@ -337,7 +337,8 @@ def forecast_run(
 
     - ``forecast-<mode>.csv``: ``t,truth,prediction`` (``t`` counts from the series
       start; a cell is empty where there is no truth or no prediction), in data
-      units (scaling undone); ``truth_k``/``prediction_k`` columns for F > 1.
+      units (scaling undone); for F > 1 ``truth_<column>``/``prediction_<column>``
+      by the CSV's header (``truth_0``, ... without one).
     - ``forecast-<mode>.png``: truth vs prediction, one panel per feature.
     - ``metrics.json`` key ``forecast.<mode>``: the returned dict.
 
@@ -422,11 +423,12 @@ def _forecast_run(
         truth_all[0].T,  # (F, n): one panel per feature
         pred_all[0].T,
         (start, start + size),
-        f"{runs.run_name(run.path)}: closed-loop forecast, {mode} mode "
+        ylabels=source.features,
+        title=f"{runs.run_name(run.path)}: closed-loop forecast, {mode} mode "
         f"({layers} layer{'s' * (layers > 1)}, {horizon} point{'s' * (horizon > 1)} after "
         f"the window from t = {start}{of_series})",
     )
-    csv_text = _forecast_csv(t[0], truth_all[0], pred_all[0])
+    csv_text = _forecast_csv(t[0], truth_all[0], pred_all[0], source.features)
     png = plots.png_bytes(figure)
     runs.update_metrics(run.path, f"forecast.{mode}", metrics, {csv_path: csv_text, png_path: png})
     return metrics
@@ -493,13 +495,19 @@ def _check_metrics(metrics: dict[str, Any], path: os.PathLike[str], mode: str, f
         raise InputError(f"{path} already records a {mode} forecast; use --force to overwrite it")
 
 
-def _forecast_csv(t: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> str:
-    """CSV text: ``t`` ``(n,)``, ``truth`` and ``pred`` ``(n, F)``; NaN as an empty cell."""
-    features = truth.shape[1]
+def _forecast_csv(
+    t: np.ndarray, truth: np.ndarray, pred: np.ndarray, features: list[str] | None
+) -> str:
+    """CSV text: ``t`` ``(n,)``, ``truth`` and ``pred`` ``(n, F)``; NaN as an empty cell.
+    Columns ``t,truth,prediction``; for F > 1 ``truth_<feature>``, ... by the features'
+    names where they are distinct and not empty, else by their indices."""
+    count = truth.shape[1]
+    named = features is not None and len(set(features)) == count and all(features)
+    tags = features if named else [str(k) for k in range(count)]
     names = (
         ["truth", "prediction"]
-        if features == 1
-        else [f"{kind}_{k}" for kind in ("truth", "prediction") for k in range(features)]
+        if count == 1
+        else [f"{kind}_{tag}" for kind in ("truth", "prediction") for tag in tags]
     )
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

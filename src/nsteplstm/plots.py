@@ -91,8 +91,9 @@ def forecast_figure(
     prediction: np.ndarray,
     start_window: tuple[int, int] | Sequence[tuple[int, int]],
     title: str,
+    ylabels: Sequence[str] | None = None,
 ) -> Figure:
-    """Forecast vs truth, one subplot per start (panel).
+    """Forecast vs truth, one subplot per panel (a start, or a feature).
 
     Args:
         t: time steps ``(n,)`` shared by every panel, or ``(P, n)``.
@@ -101,6 +102,7 @@ def forecast_figure(
         start_window: ``(first, stop)`` in units of ``t``, the true input points
             ``first .. stop - 1``, shaded; one tuple for all panels or one per panel.
         title: the figure's title.
+        ylabels: each panel's y label (e.g. a CSV column's name), default "value".
 
     Truth is a dotted red line with dots, the prediction a solid black line.
     """
@@ -125,9 +127,14 @@ def forecast_figure(
             f"start_window must be one (first, stop) pair or {n_panels}, got {start_window!r}"
         )
 
+    ylabels = ["value"] * n_panels if ylabels is None else list(ylabels)
+    if len(ylabels) != n_panels:
+        raise InputError(f"ylabels must name the {n_panels} panels, got {len(ylabels)} labels")
+
     fig = Figure(figsize=(10, 1.0 + 2.4 * n_panels), layout="constrained")
     axes = fig.subplots(n_panels, 1, squeeze=False)[:, 0]
-    for ax, ti, yi, pi, (first, stop) in zip(axes, t_p, truth_p, pred_p, windows, strict=True):
+    panels = zip(axes, t_p, truth_p, pred_p, windows, ylabels, strict=True)
+    for ax, ti, yi, pi, (first, stop), ylabel in panels:
         ax.axvspan(first - 0.5, stop - 0.5, color="0.85", zorder=0, label="start window")
         # Truth on top, so a matching prediction does not hide it.
         ax.plot(ti, pi, "-", color="black", linewidth=1.3, label="prediction", zorder=2)
@@ -146,7 +153,7 @@ def forecast_figure(
             zorder=3,
         )
         ax.set_xlim(ti[0] - 0.5, ti[-1] + 0.5)
-        ax.set_ylabel("value")
+        ax.set_ylabel(_shown(_wrapped(ylabel, LEGEND_CHARS)) if ylabel else "value")
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("t (time step)")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -169,9 +176,10 @@ def plot_forecast(
     prediction: np.ndarray,
     start_window: tuple[int, int] | Sequence[tuple[int, int]],
     title: str,
+    ylabels: Sequence[str] | None = None,
 ) -> Path:
     """Write :func:`forecast_figure` to the PNG ``path`` (atomically); return the path."""
-    return save_png(forecast_figure(t, truth, prediction, start_window, title), path)
+    return save_png(forecast_figure(t, truth, prediction, start_window, title, ylabels), path)
 
 
 def _column(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
