@@ -203,7 +203,9 @@ def test_import_chainer_of_a_two_feature_model_needs_its_data(tmp_path, monkeypa
     assert (config["data"], config["csv_columns"]) == (f"csv:{tmp_path / 'three.csv'}", ["a", "c"])
     monkeypatch.chdir(run)  # the CSV path is stored absolute
     assert main(["forecast", str(run), "--horizon", "5"]) == 0
-    assert "points 10" in capsys.readouterr().out  # 5 points of each of the 2 features
+    out = capsys.readouterr().out
+    assert "points 10" in out  # 5 points of each of the 2 features
+    assert "features (a (points 5, rmse " in out and "), c (points 5, rmse " in out
 
 
 # ---------------------------------------------------------------- help and version

@@ -385,9 +385,17 @@ def test_forecast_run_names_the_features_by_the_csvs_header(tmp_path, head, colu
     runs.save_model(run_dir / runs.MODEL_FILE, model)
     runs.write_history(run_dir, [dict(epoch=1, train_loss=1.0, val_loss=2.0, seconds=0.1)])
     runs.write_metrics(run_dir, {"train_loss": 1.0, "val_loss": 2.0})
-    assert forecast_run(run_dir, horizon=3)["points"] == 6
+    result = forecast_run(run_dir, horizon=3)
+    assert result["points"] == 6
     rows = list(csv.reader((run_dir / "forecast-window.csv").open()))
     assert rows[0] == ["t", *columns]
+    # The pooled scores mix the features' units; each feature has its own too.
+    names = [c[len("truth_") :] for c in columns[:2]]
+    own = result["features"]
+    assert list(own) == names and [own[n]["points"] for n in names] == [3, 3]
+    pooled = (own[names[0]]["rmse"] ** 2 + own[names[1]]["rmse"] ** 2) / 2
+    assert result["rmse"] == pytest.approx(pooled**0.5)
+    assert result["mae"] == pytest.approx((own[names[0]]["mae"] + own[names[1]]["mae"]) / 2)
     assert [float(x) for x in rows[1][1:3]] == [0.0, 100.0]  # in the file's units
 
 

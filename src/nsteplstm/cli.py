@@ -145,7 +145,15 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def _format_metrics(m: dict[str, Any]) -> str:
-    parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()]
+    """``k v, ...``; a nested dict (a feature's own scores) as ``k (k v, ...)``."""
+    parts = [
+        f"{k} ({_format_metrics(v)})"
+        if isinstance(v, dict)
+        else f"{k} {v:.4g}"
+        if isinstance(v, float)
+        else f"{k} {v}"
+        for k, v in m.items()
+    ]
     return ", ".join(parts)
 
 

@@ -351,7 +351,9 @@ def forecast_run(
     ``series``: the series' id, None without ``csv_series_id``; ``non_finite``: how
     many predicted values are infinite or NaN, a closed loop that overflowed float32:
     their CSV cells are empty, ``rmse`` and ``mae`` None, and ``round_accuracy`` counts
-    them as wrong).
+    them as wrong). With several features, ``features`` holds each one's own
+    ``{points, rmse, mae, round_accuracy}`` by its name (the CSV's header, else its
+    index): the pooled scores mix their units.
 
     Everything is checked and rendered before the first file is written: a
     directory in the way of an output, or a ``metrics.json`` that cannot take the
@@ -409,11 +411,18 @@ def _forecast_run(
         pred = source.scaler.inverse(pred)
     x = source.unscaled[index]  # as read: scaling there and back is not exact in float32
     truth = forecast_truth(x, [start], size, horizon)
-    metrics = forecast_metrics(pred, truth, source.integer_valued)
-    metrics = {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
+    metrics = _finite_scores(forecast_metrics(pred, truth, source.integer_valued))
     series = None if source.series_ids is None else source.series_ids[index]
     non_finite = int(np.count_nonzero(~np.isfinite(pred)))
     metrics.update(seconds=seconds, start=start, series=series, non_finite=non_finite)
+    tags = _feature_tags(source.features, pred.shape[2])
+    if len(tags) > 1:  # pooled scores mix the features' units: each one's own too
+        metrics["features"] = {
+            tag: _finite_scores(
+                forecast_metrics(pred[..., k], truth[..., k], source.integer_valued)
+            )
+            for k, tag in enumerate(tags)
+        }
 
     t, truth_all, pred_all = forecast_series(x, [start], size, pred)  # (1, n), (1, n, F)
     layers = run.config.n_layers
@@ -495,18 +504,28 @@ def _check_metrics(metrics: dict[str, Any], path: os.PathLike[str], mode: str, f
         raise InputError(f"{path} already records a {mode} forecast; use --force to overwrite it")
 
 
+def _feature_tags(features: list[str] | None, count: int) -> list[str]:
+    """The ``count`` features' names where they are distinct and not empty (a CSV's
+    header), else their indices ``"0"``, ``"1"``, ..."""
+    named = features is not None and len(set(features)) == count and all(features)
+    return list(features) if named else [str(k) for k in range(count)]
+
+
+def _finite_scores(scores: dict[str, Any]) -> dict[str, Any]:
+    """:func:`forecast_metrics` scores with the non-finite ones (an overflowed
+    forecast) as None: JSON has no infinity."""
+    return {k: v if v is None or math.isfinite(v) else None for k, v in scores.items()}
+
+
 def _forecast_csv(
     t: np.ndarray, truth: np.ndarray, pred: np.ndarray, features: list[str] | None
 ) -> str:
     """CSV text: ``t`` ``(n,)``, ``truth`` and ``pred`` ``(n, F)``; NaN as an empty cell.
-    Columns ``t,truth,prediction``; for F > 1 ``truth_<feature>``, ... by the features'
-    names where they are distinct and not empty, else by their indices."""
-    count = truth.shape[1]
-    named = features is not None and len(set(features)) == count and all(features)
-    tags = features if named else [str(k) for k in range(count)]
+    Columns ``t,truth,prediction``; for F > 1 ``truth_<feature>``, ... (:func:`_feature_tags`)."""
+    tags = _feature_tags(features, truth.shape[1])
     names = (
         ["truth", "prediction"]
-        if count == 1
+        if len(tags) == 1
         else [f"{kind}_{tag}" for kind in ("truth", "prediction") for tag in tags]
     )
     buf = io.StringIO()
