@@ -146,14 +146,13 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 
 def _format_metrics(m: dict[str, Any]) -> str:
     """``k v, ...``; a nested dict (a feature's own scores) as ``k (k v, ...)``."""
-    parts = [
-        f"{k} ({_format_metrics(v)})"
-        if isinstance(v, dict)
-        else f"{k} {v:.4g}"
-        if isinstance(v, float)
-        else f"{k} {v}"
-        for k, v in m.items()
-    ]
+    parts = []
+    for k, v in m.items():
+        if isinstance(v, dict):
+            v = f"({_format_metrics(v)})"
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        parts.append(f"{k} {v}")
     return ", ".join(parts)
 
 
