@@ -28,7 +28,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = ["--n-hidden", "8", "--total-size", "300", "--sequence-size", "10", "--batch-size", "50"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FORECAST_KEYS = {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series"}
-FORECAST_KEYS |= {"non_finite"}
+FORECAST_KEYS |= {"non_finite", "mode"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -103,7 +103,7 @@ def test_forecast_writes_csv_png_and_metrics(trained, tmp_path, capsys, mode, ex
     assert (run / f"forecast-{mode}.png").read_bytes()[:8] == PNG_MAGIC
 
     recorded = json.loads((run / "metrics.json").read_text())["forecast"][mode]
-    assert set(recorded) == FORECAST_KEYS
+    assert set(recorded) == FORECAST_KEYS and recorded["mode"] == mode
     assert recorded["points"] == points
     assert recorded["round_accuracy"] is not None  # Fibonacci mod 5 is integer-valued
     assert 0.0 <= recorded["round_accuracy"] <= 1.0
@@ -121,6 +121,29 @@ def test_forecast_again_needs_force(trained, tmp_path, capsys):
     assert (run / "forecast-window.csv").read_text() == first
     assert main(["forecast", str(run), "--horizon", "5", "--start", "3", "--force"]) == 0
     assert (run / "forecast-window.csv").read_text().splitlines()[1].startswith("3,")
+
+
+def test_forecast_name_keeps_forecasts_side_by_side(trained, tmp_path, capsys):
+    # One forecast file per mode: a second series or start replaced the first (--force).
+    run = tmp_path / "RUN"
+    shutil.copytree(trained, run)
+    assert main(["forecast", str(run), "--horizon", "5"]) == 0
+    first = (run / "forecast-window.csv").read_text()
+    argv = ["forecast", str(run), "--horizon", "5", "--start", "3", "--name", "from-3"]
+    assert main(argv) == 0
+    assert (run / "forecast-window.csv").read_text() == first
+    assert (run / "forecast-from-3.csv").read_text().splitlines()[1].startswith("3,")
+    assert (run / "forecast-from-3.png").read_bytes()[:8] == PNG_MAGIC
+    recorded = json.loads((run / "metrics.json").read_text())["forecast"]
+    assert (recorded["window"]["start"], recorded["from-3"]["start"]) == (0, 3)
+    assert recorded["from-3"]["mode"] == "window"
+    capsys.readouterr()
+    assert main(argv) == 2  # the same name again
+    one_error_line(capsys, "forecast", "forecast-from-3.csv already exists; use --force")
+    for bad, said in (("a.b", ": use 1 to 64 letters"), ("stream", " is the stream mode's own")):
+        assert main(["forecast", str(run), "--name", bad]) == 2
+        one_error_line(capsys, "forecast", f"forecast name {bad!r}{said}")
+    assert not (run / "forecast-a.b.csv").exists() and not (run / "forecast-stream.csv").exists()
 
 
 @pytest.fixture(scope="module")

@@ -280,7 +280,7 @@ def test_forecast_run_writes_csv_png_and_metrics(tmp_path, mode: str) -> None:
     run_dir, model = make_run(tmp_path)
     result = forecast_run(run_dir, mode=mode, horizon=80, start=4)  # runs past the end (80)
     keys = {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series", "non_finite"}
-    assert set(result) == keys
+    assert set(result) == keys | {"mode"} and result["mode"] == mode
     assert (result["start"], result["series"], result["non_finite"]) == (4, None, 0)
     assert result["points"] == 80 - 4 - S
     assert 0 <= result["round_accuracy"] <= 1
@@ -310,7 +310,11 @@ def test_forecast_run_replaces_an_earlier_forecast_only_with_force(tmp_path) -> 
     run_dir, _ = make_run(tmp_path)
     first = forecast_run(run_dir, horizon=5, start=0)
     files = {p.name: p.read_bytes() for p in run_dir.iterdir()}
-    with pytest.raises(InputError, match=r"forecast-window.csv already exists; use --force"):
+    with pytest.raises(
+        InputError,
+        match=r"forecast-window.csv already exists; use --force to replace that "
+        "forecast, or --name to keep it",
+    ):
         forecast_run(run_dir, horizon=5, start=3)
     with pytest.raises(InputError, match=r"start 75 out of range"):  # the mistake comes first
         forecast_run(run_dir, horizon=5, start=75)
@@ -320,7 +324,7 @@ def test_forecast_run_replaces_an_earlier_forecast_only_with_force(tmp_path) -> 
         (run_dir / name).unlink()
     metrics = (run_dir / "metrics.json").read_text()
     with pytest.raises(
-        InputError, match=r"metrics.json already records a window forecast; use --force"
+        InputError, match=r"metrics.json \(entry forecast.window\) already exists; use --force"
     ):
         forecast_run(run_dir, horizon=5, start=3)
     assert (run_dir / "metrics.json").read_text() == metrics

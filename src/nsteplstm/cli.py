@@ -133,6 +133,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
         start=args.start,
         series=args.series,
         force=args.force,
+        name=args.name,
     )
     print(_format_metrics(result))
     if result["non_finite"]:
@@ -238,13 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "forecast",
         help="closed-loop forecast from a trained run",
-        description="Closed-loop forecast from a trained run: writes forecast-MODE.csv "
-        "(columns t, truth, prediction in the data's units; truth_NAME, prediction_NAME per "
-        "CSV column for several features) and forecast-MODE.png into RUN (an earlier "
-        "forecast in the same mode is replaced "
-        "only with --force) and records the scores under forecast.MODE in its "
-        "metrics.json. 'points' counts the forecast values that have a true value to "
-        "compare with (those past the series' end have none), over all features.",
+        description="Closed-loop forecast from a trained run: writes forecast-NAME.csv "
+        "(columns t, truth, prediction in the data's units; truth_COLUMN, "
+        "prediction_COLUMN per CSV column for several features) and forecast-NAME.png "
+        "into RUN and records the scores under forecast.NAME in its metrics.json; NAME "
+        "is the mode unless --name says otherwise (an earlier forecast under the same "
+        "name is replaced only with --force). 'points' counts the forecast values that "
+        "have a true value to compare with (those past the series' end have none), over "
+        "all features.",
     )
     p.add_argument("run", type=_path, help="run directory written by `nsteplstm train`")
     p.add_argument(
@@ -274,7 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="replace an earlier forecast in the same mode (its files and metrics entry)",
+        help="replace an earlier forecast under the same name (its files and metrics entry)",
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="name of the outputs, to keep several forecasts side by side (e.g. one per "
+        "series): letters, digits, _ and - (default: the mode)",
     )
     p.set_defaults(func=_cmd_forecast, parser=p)
 

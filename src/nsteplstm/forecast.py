@@ -17,6 +17,7 @@ import csv
 import io
 import math
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
 
 if TYPE_CHECKING:  # for the annotation; forecast_run imports the run layer where used
+    from pathlib import Path
+
     from .runs import Run
 
 MODES = ("window", "stream")
@@ -323,6 +326,7 @@ def forecast_run(
     start: int = 0,
     series: str | None = None,
     force: bool = False,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Forecast a trained run closed loop and record it: the ``nsteplstm forecast`` command.
 
@@ -333,19 +337,22 @@ def forecast_run(
     default the first in the file. It forecasts ``horizon`` points (default
     ``4 * sequence_size``) from the start window at ``start`` (a negative start counts
     from the series' end: ``-sequence_size`` starts at the last window and forecasts
-    past the data), and writes into ``run_dir``:
+    past the data), and writes into ``run_dir``, under ``name`` (default: the mode):
 
-    - ``forecast-<mode>.csv``: ``t,truth,prediction`` (``t`` counts from the series
+    - ``forecast-<name>.csv``: ``t,truth,prediction`` (``t`` counts from the series
       start; a cell is empty where there is no truth or no prediction), in data
       units (scaling undone); for F > 1 ``truth_<column>``/``prediction_<column>``
       by the CSV's header (``truth_0``, ... without one).
-    - ``forecast-<mode>.png``: truth vs prediction, one panel per feature.
-    - ``metrics.json`` key ``forecast.<mode>``: the returned dict.
+    - ``forecast-<name>.png``: truth vs prediction, one panel per feature.
+    - ``metrics.json`` key ``forecast.<name>``: the returned dict.
 
-    An earlier forecast in the same mode (either file, or its ``metrics.json`` entry)
-    is replaced only with ``force``; without it the call is an InputError.
+    ``name`` (letters, digits, ``_`` and ``-``, at most 64, the first a letter or
+    digit; not the other mode's name) keeps several forecasts side by side, e.g. one
+    per series or start. An earlier forecast under the same name (either file, or its
+    ``metrics.json`` entry) is replaced only with ``force``; without it the call is an
+    InputError.
 
-    Returns ``{points, rmse, mae, round_accuracy, seconds, start, series, non_finite}``
+    Returns ``{mode, points, rmse, mae, round_accuracy, seconds, start, series, non_finite}``
     (see :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself;
     ``start``: the start window's first point, counted from the series' start;
     ``series``: the series' id, None without ``csv_series_id``; ``non_finite``: how
@@ -366,16 +373,23 @@ def forecast_run(
 
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    name = _check_name(mode if name is None else name, mode)
     lock = runs.RunLock()
     lock.acquire(runs.run_path(run_dir))  # first: a run being trained is read half-written
     try:
-        return _forecast_run(runs.load_run(run_dir), mode, horizon, start, series, force)
+        return _forecast_run(runs.load_run(run_dir), mode, horizon, start, series, force, name)
     finally:
         lock.release()
 
 
 def _forecast_run(
-    run: Run, mode: str, horizon: int | None, start: int, series: str | None, force: bool
+    run: Run,
+    mode: str,
+    horizon: int | None,
+    start: int,
+    series: str | None,
+    force: bool,
+    name: str,
 ) -> dict[str, Any]:
     """:func:`forecast_run` on a loaded run that this process holds."""
     from . import plots, runs
@@ -400,10 +414,12 @@ def _forecast_run(
         other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
         raise InputError(f"series {ids[index]!r} has {too_short}{other}")
     start = _run_start(start, x.shape[0], size)
-    name = f"forecast-{mode}"  # the outputs after the arguments: a mistake is named first
-    csv_path = plots.check_output_file(runs.output_path(run.path, f"{name}.csv"), force)
-    png_path = plots.check_output_file(runs.output_path(run.path, f"{name}.png"), force)
-    _check_metrics(run.metrics, run.path / runs.METRICS_FILE, mode, force)
+    # The outputs after the arguments: a mistake is named first.
+    csv_path = runs.output_path(run.path, f"forecast-{name}.csv")
+    png_path = runs.output_path(run.path, f"forecast-{name}.png")
+    for path in (csv_path, png_path):
+        plots.check_output_file(path, force=True)  # a directory in the way
+    _check_earlier(run.metrics, run.path / runs.METRICS_FILE, name, [csv_path, png_path], force)
     began = time.perf_counter()
     pred = forecast(run.model, x, [start], size, horizon, mode)  # (1, horizon, F)
     seconds = time.perf_counter() - began
@@ -411,7 +427,7 @@ def _forecast_run(
         pred = source.scaler.inverse(pred)
     x = source.unscaled[index]  # as read: scaling there and back is not exact in float32
     truth = forecast_truth(x, [start], size, horizon)
-    metrics = _finite_scores(forecast_metrics(pred, truth, source.integer_valued))
+    metrics = {"mode": mode, **_finite_scores(forecast_metrics(pred, truth, source.integer_valued))}
     series = None if source.series_ids is None else source.series_ids[index]
     non_finite = int(np.count_nonzero(~np.isfinite(pred)))
     metrics.update(seconds=seconds, start=start, series=series, non_finite=non_finite)
@@ -439,7 +455,7 @@ def _forecast_run(
     )
     csv_text = _forecast_csv(t[0], truth_all[0], pred_all[0], source.features)
     png = plots.png_bytes(figure)
-    runs.update_metrics(run.path, f"forecast.{mode}", metrics, {csv_path: csv_text, png_path: png})
+    runs.update_metrics(run.path, f"forecast.{name}", metrics, {csv_path: csv_text, png_path: png})
     return metrics
 
 
@@ -490,18 +506,48 @@ def _run_start(start: int, length: int, sequence_size: int) -> int:
     return start + length if start < 0 else start
 
 
-def _check_metrics(metrics: dict[str, Any], path: os.PathLike[str], mode: str, force: bool) -> None:
+NAME_CHARS = 64
+
+
+def _check_name(name: str, mode: str) -> str:
+    """``name`` of a forecast's outputs, once it is a safe file-name part that does not
+    claim the other mode's default."""
+    ok = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name)
+    if not ok or len(name) > NAME_CHARS:
+        raise InputError(
+            f"forecast name {name!r}: use 1 to {NAME_CHARS} letters, digits, '_' or '-', "
+            "the first a letter or digit"
+        )
+    if name in MODES and name != mode:
+        raise InputError(
+            f"forecast name {name!r} is the {name} mode's own; choose another for a {mode} forecast"
+        )
+    return name
+
+
+def _check_earlier(
+    metrics: dict[str, Any], path: os.PathLike[str], name: str, files: list[Path], force: bool
+) -> None:
     """InputError unless ``metrics`` (read from ``path``, strict JSON) can take a
-    ``forecast.<mode>`` entry: ``forecast``, if present, an object (else it would be
-    lost), without a ``mode`` entry unless ``force``."""
+    ``forecast.<name>`` entry and, unless ``force``, neither it nor any of ``files``
+    (that forecast's outputs) exists yet. ``forecast``, if present, must be an object
+    (else it would be lost)."""
     recorded = metrics.get("forecast", {})
     if not isinstance(recorded, dict):
         raise InputError(
             f"{path}: 'forecast' must be a JSON object (forecasts are recorded in it), "
             f"got {metrics['forecast']!r}"
         )
-    if mode in recorded and not force:
-        raise InputError(f"{path} already records a {mode} forecast; use --force to overwrite it")
+    if force:
+        return
+    earlier = [str(p) for p in files if os.path.lexists(p)]
+    if name in recorded:
+        earlier.append(f"{path} (entry forecast.{name})")
+    if earlier:
+        raise InputError(
+            f"{earlier[0]} already exists; use --force to replace that forecast, or "
+            "--name to keep it and write another beside it"
+        )
 
 
 def _feature_tags(features: list[str] | None, count: int) -> list[str]:

@@ -8,7 +8,7 @@ A run directory holds:
 - ``model.safetensors``: the final weights (``Forecaster.state_dict()`` keys), float32.
 - ``history.csv``: ``epoch,train_loss,val_loss,seconds``, one row per finished epoch
   (losses are mean squared errors in the data's (scaled) units, seconds wall time).
-- ``metrics.json``: final numbers of the run; others add keys (``forecast.<mode>``)
+- ``metrics.json``: final numbers of the run; others add keys (``forecast.<name>``)
   with :func:`update_metrics`.
 - ``checkpoint.json`` + the ``checkpoint-*.safetensors`` file it names: the state to
   resume training from (see :func:`save_checkpoint`).
