@@ -29,11 +29,14 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (no usage dump) and exit code 2, and
-    ``--help`` shows each default. The scripts under ``benchmarks/`` use it too."""
+    """argparse, but a usage mistake is one line (no usage dump) and exit code 2,
+    ``--help`` shows each default, and a flag must be spelled out (``--hor`` for
+    ``--horizon`` would stop working, or change meaning, when a new flag shares its
+    start). The scripts under ``benchmarks/`` use it too."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Help)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
