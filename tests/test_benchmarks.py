@@ -1,5 +1,6 @@
 """The scripts under benchmarks/ that carry math of their own: `stretch.py`'s hand-written
-LSTM layer must be exact, or its timings compare different work. Never a speed."""
+LSTM layer and `compiled_step.py`'s cell must be exact, or their timings compare
+different work. Never a speed."""
 
 from __future__ import annotations
 
@@ -15,13 +16,38 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def stretch() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCHMARKS))  # as `python benchmarks/stretch.py` has it
+def _script(name: str) -> Iterator[ModuleType]:
+    sys.path.insert(0, str(BENCHMARKS))  # as `python benchmarks/NAME.py` has it
     try:
-        yield importlib.import_module("stretch")
+        yield importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def stretch() -> Iterator[ModuleType]:
+    yield from _script("stretch")
+
+
+@pytest.fixture(scope="module")
+def compiled_step() -> Iterator[ModuleType]:
+    yield from _script("compiled_step")
+
+
+def test_compiled_step_cell_ops_match_torch_lstm_cell(compiled_step: ModuleType):
+    # The cell the script compiles, run eagerly: torch.lstm_cell's outputs and gradients.
+    from nsteplstm.functional import lstm_cell
+
+    torch.manual_seed(2)
+    cell = torch.nn.LSTMCell(3, 5).double()
+    weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    x = torch.randn(4, 6, 3, dtype=torch.double, requires_grad=True)  # (T, B, I)
+    dy = torch.randn(4, 6, 5, dtype=torch.double)
+    got = compiled_step.gradients(compiled_step.cell_ops, x, weights, dy)
+    want = compiled_step.gradients(lstm_cell, x, weights, dy)
+    assert got[0].shape == (4, 6, 5) and len(got) == 6
+    for actual, expected in zip(got, want, strict=True):
+        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_hand_lstm_backward_passes_gradcheck(stretch: ModuleType):
