@@ -551,7 +551,77 @@ def test_the_cuda_paths_packed_call_matches_the_cpu_path(bidirectional):
         torch.testing.assert_close(a, b, **TOL)
 
 
+class _KernelCalls:
+    """Stands in for ``torch._VF`` in nsteplstm.functional: records each fused LSTM call's
+    arguments, then runs it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def lstm(self, *args):
+        self.calls.append(args)
+        return torch._VF.lstm(*args)
+
+
+@pytest.mark.parametrize("lengths", [[4, 4, 4], [5, 2, 4]])  # one dense call; one packed call
+def test_the_fused_calls_get_contiguous_states_and_no_dropout_to_skip(monkeypatch, lengths):
+    # cuDNN refuses strided states ("rnn: hx is not contiguous") where the CPU takes them,
+    # and given a dropout ratio it builds its dropout state (a draw from the CUDA
+    # generator) even for one layer, where there is nothing to drop.
+    calls = _KernelCalls()
+    monkeypatch.setattr(nl.functional, "_VF", calls)
+    torch.manual_seed(14)
+    lstm = nl.NStepLSTM(1, 3, 4, dropout=0.5).train()
+    layout = nl.PackedLayout(lengths)
+    data = torch.randn(sum(lengths), 3)
+    hx = torch.randn(1, 4, 3).transpose(1, 2)  # (1, B, H), not contiguous
+    cx = torch.randn(1, 4, 3).transpose(1, 2)
+    assert not hx.is_contiguous() and not cx.is_contiguous()
+    out, hy, cy = lstm.forward_packed(data, layout, hx, cx)
+    _, want_hy, want_cy = lstm.forward_packed(data, layout, hx.contiguous(), cx.contiguous())
+    torch.testing.assert_close((hy, cy), (want_hy, want_cy), atol=0, rtol=0)
+    assert calls.calls, "no fused call was made"
+    for args in calls.calls:
+        states = next(a for a in args if isinstance(a, tuple))
+        assert all(t.is_contiguous() for t in states)
+        floats = [a for a in args if isinstance(a, float)]
+        assert floats == [0.0], f"dropout ratio handed to the kernel: {floats}"
+
+
+def test_the_per_layer_weight_warning_is_silenced_on_cuda_only():
+    import warnings
+
+    from nsteplstm.functional import _one_layer_of_flat_weights
+
+    text = "RNN module weights are not part of single contiguous chunk of memory. ..."
+    for on_cuda, expected in ((True, ["other"]), (False, [text, "other"])):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with _one_layer_of_flat_weights(on_cuda):
+                warnings.warn(text, UserWarning, stacklevel=1)
+                warnings.warn("other", UserWarning, stacklevel=1)
+            warnings.warn("after", UserWarning, stacklevel=1)  # the filter is gone again
+        assert [str(w.message) for w in seen] == [*expected, "after"]
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@cuda
+def test_cuda_takes_strided_states_and_trains_layers_without_weight_warnings():
+    import warnings
+
+    nl.seed_everything(15)
+    lstm = nl.NStepLSTM(2, 3, 4, dropout=0.3).to("cuda").train()
+    xs = [x.cuda() for x in make_xs(LENGTHS)]
+    hx = torch.randn(len(xs), 2, 4, device="cuda").transpose(0, 1)  # (L, B, H), strided
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        hy, cy, ys = lstm(hx, hx, xs)
+        (hy.sum() + cy.sum() + sum(y.sum() for y in ys)).backward()
+    messages = [str(w.message) for w in seen]
+    assert not [m for m in messages if "contiguous chunk" in m or "CuBLAS" in m], messages
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in lstm.parameters())
 
 
 @cuda

@@ -21,9 +21,11 @@ the first, in training only (Chainer's rule, and PyTorch's).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -287,10 +289,12 @@ def n_step_lstm(
     """
     if check:
         check_call(data, layout, hx, cx, weights, n_layers, dropout, bidirectional)
+    hx, cx = hx.contiguous(), cx.contiguous()  # cuDNN refuses strided states (the CPU takes them)
     if n_layers > 1 and dropout > 0 and train:
         return _layer_by_layer(
             data, layout, hx, cx, weights, n_layers, dropout, bidirectional, final_states
         )
+    dropout = 0.0  # none to apply (one layer, or not training): cuDNN would still build its state
     if layout.is_dense:
         x = data.view(layout.max_length, layout.batch, -1)  # (T, B, I)
         out, hy, cy = _VF.lstm(
@@ -360,19 +364,36 @@ def _layer_by_layer(
     :func:`n_step_lstm`'s."""
     d = 2 if bidirectional else 1
     hy, cy = [], []
-    for layer in range(n_layers):
-        if layer > 0:
-            data = dropout(data, ratio)  # (N, D * H)
-        rows = slice(d * layer, d * (layer + 1))
-        w = weights[4 * d * layer : 4 * d * (layer + 1)]
-        data, h, c = n_step_lstm(
-            data, layout, hx[rows], cx[rows], w, 1, 0.0, True, bidirectional, final_states, False
-        )
-        hy.append(h)
-        cy.append(c)
+    with _one_layer_of_flat_weights(data.is_cuda):
+        for layer in range(n_layers):
+            if layer > 0:
+                data = dropout(data, ratio)  # (N, D * H)
+            rows = slice(d * layer, d * (layer + 1))
+            w = weights[4 * d * layer : 4 * d * (layer + 1)]
+            h, c = hx[rows], cx[rows]  # (D, B, H)
+            data, h, c = n_step_lstm(
+                data, layout, h, c, w, 1, 0.0, True, bidirectional, final_states, False
+            )
+            hy.append(h)
+            cy.append(c)
     if not final_states:
         return data, None, None
     return data, torch.cat(hy), torch.cat(cy)
+
+
+@contextlib.contextmanager
+def _one_layer_of_flat_weights(on_cuda: bool) -> Iterator[None]:
+    """Silence cuDNN's warning that a call's weights are "not part of single contiguous
+    chunk of memory" (on CUDA only). ``torch.nn.LSTM`` keeps the whole stack's weights in
+    one flat buffer, and a call with one layer's slice of it makes cuDNN copy that layer
+    into a buffer of its own (a few MB at most) and advise ``flatten_parameters()``,
+    which cannot help a call per layer."""
+    if not on_cuda:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "RNN module weights are not part of single contiguous")
+        yield
 
 
 def _segment_inputs(data: Tensor, cover: Cover) -> list[Tensor]:
