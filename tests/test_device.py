@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -69,6 +70,20 @@ def test_seed_everything_keeps_cudnn_in_float32() -> None:
         assert torch.backends.cudnn.allow_tf32 is False
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+def test_seed_everything_makes_cublas_deterministic_unless_the_environment_says(
+    monkeypatch,
+) -> None:
+    # Deterministic mode without CUBLAS_WORKSPACE_CONFIG: every cuBLAS call warned.
+    import nsteplstm as nl
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    nl.seed_everything(0)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's choice stays
+    nl.seed_everything(0)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
 
 PEAK_PROBE = """

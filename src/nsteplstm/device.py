@@ -60,6 +60,11 @@ def seed_everything(seed: int) -> None:
     round their inputs to TF32, 10 mantissa bits, on Ampere and newer GPUs): training
     on a GPU then computes what it computes on the CPU, to float32 rounding.
     ``seed``: an integer in ``[-2**63, 2**64)``, torch's range.
+
+    On CUDA, cuBLAS is deterministic only with ``CUBLAS_WORKSPACE_CONFIG`` set, which
+    it reads at its first use: unless the environment sets it, this sets it to
+    ``:4096:8`` (call this before the first CUDA matrix product, as ``nsteplstm train``
+    does; without it, every cuBLAS call warns that it is not deterministic).
     """
     if not is_int(seed) or not -(2**63) <= seed < 2**64:
         raise InputError(f"seed must be an integer in [-2**63, 2**64), got {seed!r}")
@@ -67,6 +72,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor (NaN/max int) in case a kernel
     # reads uninitialized memory; ours do not, and the fills cost 10-15% of a CPU epoch.
