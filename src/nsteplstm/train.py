@@ -186,7 +186,7 @@ class TrainData:
             if bool((lengths == lengths[0]).all()):  # one length: a dense batch
                 steps, lengths = int(lengths[0]), None
         if lengths is None:
-            idx = torch.from_numpy(index).to(self.device)
+            idx = torch.from_numpy(index).to(self.device, non_blocking=True)  # no stream sync
             layout, _ = self.dense_layout(steps, len(index))
             x = split.x[:steps].index_select(1, idx).view(steps * len(index), -1)  # (S*B, F_in)
             if self.last_only:
@@ -197,8 +197,8 @@ class TrainData:
         index, lengths = index[order], lengths[order]
         longest = int(lengths[0])
         valid = np.arange(longest)[:, None] < lengths[None, :]  # (T, B), packed order
-        rows = torch.from_numpy(np.flatnonzero(valid)).to(self.device)
-        idx = torch.from_numpy(index).to(self.device)
+        rows = torch.from_numpy(np.flatnonzero(valid)).to(self.device, non_blocking=True)
+        idx = torch.from_numpy(index).to(self.device, non_blocking=True)
         layout = PackedLayout(lengths.tolist(), self.device)
         x = split.x[:longest].index_select(1, idx).flatten(0, 1).index_select(0, rows)
         if self.last_only:
@@ -459,14 +459,14 @@ def _run_batches(
         if data.last_only:
             out = out.index_select(0, data.last_rows(layout))  # (B, n_out)
         loss = F.mse_loss(out, y)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(epoch, b + 1, value, n_batches, config.grad_clip)
         for p in params:  # optimizer.zero_grad(set_to_none=True), without its hooks' cost
             p.grad = None
         loss.backward()
         if config.grad_clip > 0:
             clip_grad_norm(params, config.grad_clip)
+        value = loss.item()  # once the backward is queued: a GPU waits for no host sync
+        if not math.isfinite(value):  # before the update: the weights stay finite
+            raise NonFiniteLoss(epoch, b + 1, value, n_batches, config.grad_clip)
         optimizer.step()
         totals.loss_sum += value * y.numel()
         totals.count += y.numel()
