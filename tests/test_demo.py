@@ -68,10 +68,12 @@ def test_an_interrupted_forced_demo_leaves_no_report_that_contradicts_its_runs(
     with pytest.raises(Interrupted) as info:
         demo(out, force=True)
     # It once kept the old report, plots and losses.png beside half-replaced runs, and
-    # said to resume the one run with train --resume, which never finishes a demo.
+    # said to resume the one run with train --resume, which never finishes a demo; then
+    # its command left out --epochs, so pasting it started a demo of 60 epochs.
     assert str(info.value) == (
         "interrupted by SIGINT while training layers-2 (finished: layers-1); a demo does "
-        f"not resume: start it again with: nsteplstm demo --out {out} --force"
+        f"not resume: start it again with: nsteplstm demo --out {out} --epochs 1 --quiet "
+        "--force"
     )
     assert info.value.exit_code == 130
     assert not any((out / name).exists() for name in ("report.html", "layers.png", "dropout.png"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shlex
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -75,11 +76,12 @@ def run_demo(
             result = train(config, out / name, force=force, quiet=quiet)
         except Interrupted as e:
             done = ", ".join(r["run"] for r in rows) or "none"
+            again = ["nsteplstm", "demo", "--out", str(out), "--epochs", str(epochs)]
+            again += ["--quiet", "--force"] if quiet else ["--force"]
             raise Interrupted(
                 e.signum,
                 text=f"interrupted by {e.signal_name} while training {name} (finished: "
-                f"{done}); a demo does not resume: start it again with: nsteplstm demo "
-                f"--out {out} --force",
+                f"{done}); a demo does not resume: start it again with: {shlex.join(again)}",
             ) from None
         forecasts = {mode: forecast_run(out / name, mode=mode) for mode in ("window", "stream")}
         plot_losses(out / name / LOSS_PLOT, result.history, f"{name}: loss per epoch")
