@@ -208,6 +208,34 @@ def test_split_series_disjoint_and_time_ordered() -> None:
     assert not train_points & val_points
 
 
+@pytest.mark.parametrize(
+    ("lengths", "rate", "size", "said"),
+    [
+        ([300], 0.9, 30, "(it splits into 270 training and 30 validation points)"),
+        ([300, 120], 0.05, 30, "(the longest splits into 15 training and 285 validation"),
+        ([40], 0.9, 30, "(it splits into 36 training and 4 validation points)"),
+    ],
+)
+def test_split_series_says_the_sizes_and_settings_that_would_fit(lengths, rate, size, said):
+    # It said only "leaves no validation window": a 300-point CSV at the defaults (30
+    # validation points, one short of a window) gave no clue what to change.
+    import re
+
+    series = [np.zeros((n, 1), dtype=np.float32) for n in lengths]
+    with pytest.raises(InputError) as info:
+        split_series(series, rate, size)
+    message = str(info.value)
+    assert said in message
+    tries = re.findall(r"(sequence_size|split_rate) (<=|>=) ([0-9.]+)", message.split("; try ")[1])
+    assert tries
+    for key, _, value in tries:  # each suggestion gives both parts a window
+        if key == "sequence_size":
+            train, val = split_series(series, rate, int(value))
+        else:
+            train, val = split_series(series, float(value), size)
+        assert train and val
+
+
 def test_split_series_errors_and_short_parts() -> None:
     s = np.zeros((100, 1), dtype=np.float32)
     with pytest.raises(InputError, match=r"split_rate = 0.95 leaves no validation window.*\[100\]"):

@@ -478,11 +478,35 @@ def split_series(
         lengths = [len(s) for s in series_list]
         shown = str(lengths) if len(lengths) <= 5 else f"{lengths[:5]} ... ({len(lengths)} series)"
         missing = "training" if not train else "validation"
+        longest = max(lengths, default=0)
+        n_train = math.floor(split_rate * longest)
+        parts = "it splits" if len(lengths) == 1 else "the longest splits"
         raise InputError(
-            f"split_rate = {split_rate} leaves no {missing} window: series of {shown} points, "
+            f"split_rate = {split_rate} leaves no {missing} window: series of {shown} points "
+            f"({parts} into {n_train} training and {longest - n_train} validation points); "
             f"each part needs at least sequence_size + 1 = {sequence_size + 1} points"
+            f"{_split_hint(longest, split_rate, sequence_size)}"
         )
     return train, val
+
+
+def _split_hint(length: int, split_rate: float, sequence_size: int) -> str:
+    """``"; try ..."``: the settings that give a series of ``length`` points a training
+    and a validation window (the largest sequence_size, the nearest split_rate in
+    steps of 0.001), or "" where none does."""
+    window = sequence_size + 1
+    n_train = math.floor(split_rate * length)
+    tries = []
+    if min(n_train, length - n_train) >= 2:
+        tries.append(f"sequence_size <= {min(n_train, length - n_train) - 1}")
+    if n_train < window:
+        rate = math.ceil(window / length * 1000) / 1000
+    else:
+        rate = math.floor((length - window) / length * 1000) / 1000
+    at_rate = math.floor(rate * length)
+    if 0 < rate < 1 and min(at_rate, length - at_rate) >= window:
+        tries.append(f"split_rate {'>=' if n_train < window else '<='} {rate}")
+    return f"; try {' or '.join(tries)}" if tries else ""
 
 
 # ------------------------------------------------------------------- datasets
