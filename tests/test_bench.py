@@ -315,7 +315,10 @@ def test_a_cuda_report_grades_no_cpu_target_and_shows_small_rooflines() -> None:
     assert bench._targets(doc) == {}  # the 1 GiB line is for CPU training: not a CUDA process
     doc["targets"] = {}
     table = bench.markdown(doc)
-    assert table.endswith("\nTargets: none on this device (the issue's targets are for the CPU)\n")
+    assert table.endswith(
+        "\nTargets: none on this device (the speed targets in docs/performance.md are for the "
+        "CPU)\n"
+    )
     nstep = [line for line in table.splitlines() if "| ours, nstep | 1 |" in line]
     # 51.29 GFLOP in 0.05 s against 55 TFLOP/s: 1.9% (it printed as "2%")
     assert nstep and nstep[0].endswith("| 1.9% |")

@@ -879,9 +879,12 @@ def _chainer_words(facts: dict[str, Any] | None) -> str:
 
 def _targets_words(doc: dict[str, Any]) -> str:
     if doc["arguments"]["quick"]:
-        return "not checked (--quick is a smoke test: a 500-point series, not the issue's settings)"
+        return (
+            "not checked (--quick is a smoke test on a 500-point series; the speed targets in "
+            "docs/performance.md are set for the article's settings)"
+        )
     if not doc["targets"]:
-        return "none on this device (the issue's targets are for the CPU)"
+        return "none on this device (the speed targets in docs/performance.md are for the CPU)"
     return ", ".join(
         f"{k} {v['value']:.4g} ({'met' if v['met'] else 'MISSED'}"  # 1.001 is not 1
         + (f"; paired {v['paired']:.4g})" if "paired" in v else ")")

@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default=None,
-        help="cpu, cuda or cuda:K (default: the CPU, and CUDA when present)",
+        help="auto, cpu, cuda, cuda:K, or the article's -1 (CPU) / K >= 0 (GPU K) "
+        "(default: the CPU, and CUDA when present)",
     )
     p.add_argument(
         "--chainer-python",
