@@ -14,7 +14,8 @@ problem is sequence-to-one: the loss is on each sequence's last output only.
 Determinism: :func:`seed_everything` seeds torch (weights, dropout) and a
 ``numpy.random.default_rng(config.seed)`` draws each epoch's permutation (and the
 window lengths with ``min_length``), so on the CPU a seed gives the same history
-bit for bit, and a resumed run ends exactly as an uninterrupted one.
+bit for bit, and a resumed run ends exactly as an uninterrupted one. A run resumed
+on another device draws its dropout masks from that device's generator from then on.
 """
 
 from __future__ import annotations
