@@ -93,6 +93,7 @@ def test_forecast_writes_csv_png_and_metrics(trained, tmp_path, capsys, mode, ex
     out, err = capsys.readouterr()
     assert err == ""
     assert re.search(rf"points {points}\b", out) and "rmse" in out and "mae" in out
+    assert "series" not in out  # the data holds one series: nothing to name
 
     rows = read_csv(run / f"forecast-{mode}.csv")
     assert list(rows[0]) == ["t", "truth", "prediction"]
@@ -518,5 +519,7 @@ def test_train_says_how_many_series_gave_no_window(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["series"], metrics["series_without_val_window"]) == (6, 4)
     assert metrics["series_without_train_window"] == 0
+    assert main(["forecast", str(run), "--series", "s1", "--horizon", "2"]) == 0
+    assert ", series s1," in capsys.readouterr().out  # named when the data holds several
     assert main(["train", "--out", str(tmp_path / "r2"), *TINY, "--epochs", "1", "--quiet"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1  # no note when every series counts

@@ -138,7 +138,8 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
         force=args.force,
         name=args.name,
     )
-    print(_format_metrics(result))
+    shown = {k: v for k, v in result.items() if k != "series" or v is not None}  # one series
+    print(_format_metrics(shown))
     if result["non_finite"]:
         print(
             f"note: {result['non_finite']} predicted values are infinite or NaN (the closed "
