@@ -168,6 +168,10 @@ def test_unknown_key_lists_known() -> None:
     msg = str(e.value)
     assert msg.startswith("config run.toml: unknown key 'foo' (known: n_layers, dropout, ")
     assert "format_version)" in msg
+    with pytest.raises(
+        InputError, match=r"unknown key 'n_hiden' \(did you mean 'n_hidden'\? known"
+    ):
+        Config.from_dict({"n_hiden": 10}, "run.toml")  # a typo is told the key it missed
     with pytest.raises(InputError, match="expected a table of settings, got list"):
         Config.from_dict([1, 2], "x")  # type: ignore[arg-type]
 

@@ -14,6 +14,7 @@ checks them against the file.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -444,9 +445,11 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
     known = [f.name for f in dataclasses.fields(Config)]
     for key in values:
         if not isinstance(key, str) or key not in _KINDS:
+            close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
+            guess = f"did you mean {close[0]!r}? " if close else ""
             raise InputError(
                 f"config {origin.get(key, default_source)}: unknown key {_show(key)} "
-                f"(known: {', '.join(known)})"
+                f"({guess}known: {', '.join(known)})"
             )
 
     v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
