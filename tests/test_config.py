@@ -398,6 +398,11 @@ def test_a_setting_of_another_kind_of_data_is_refused_where_it_was_given(tmp_pat
     # From a TOML file, it is named; a flag that switches the data does not hide it.
     with pytest.raises(InputError, match=r"^config run.toml: total_size = 3000 applies only"):
         Config.merged({"total_size": 3000}, {"data": "csv:d.csv"}, toml_source="run.toml")
+    # Each message ends with the way out, where the setting came from.
+    with pytest.raises(InputError, match=r"not data = 'csv:d.csv': remove it from run.toml$"):
+        Config.merged({"total_size": 3000}, {"data": "csv:d.csv"}, toml_source="run.toml")
+    with pytest.raises(InputError, match=r"not data = 'sine': drop --value$"):
+        Config.merged(None, {"data": "sine", "value": 7})
     # A run's stored settings hold every key: not "given".
     stored = Config(data="csv:d.csv").to_dict()
     assert Config.merged(stored, {"epochs": 3}, stored=True).epochs == 3

@@ -195,9 +195,14 @@ class Config:
             given |= set(toml_dict)
         for key, kinds in DATA_SETTINGS.items():  # given, it would be stored as if it applied
             if key in given and kind not in kinds:
+                fix = (
+                    f"drop --{key.replace('_', '-')}"
+                    if origin[key] == overrides_source
+                    else f"remove it from {origin[key]}"
+                )
                 raise InputError(
                     f"config {origin[key]}: {key} = {_show(values[key])} applies only to "
-                    f"data = {' or '.join(kinds)}, not data = {_show(config.data)}"
+                    f"data = {' or '.join(kinds)}, not data = {_show(config.data)}: {fix}"
                 )
         return config
 
