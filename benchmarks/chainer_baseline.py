@@ -17,6 +17,13 @@ sequences. ``--cell step`` stacks ``layers`` ``links.LSTM`` links driven one tim
 per call (state reset per batch), with the same dropout on the input of every layer
 but the first. Each epoch (forward, backward and update of every batch) is timed with
 ``time.perf_counter``; one JSON object is printed on stdout.
+
+``--forecast N`` times the article's closed-loop prediction instead, as its text
+describes it (the code of its ``predict.py`` is not published): from the series' first
+window, one call of the model per point on the latest ``--sequence-size`` points
+(batch 1, ``chainer.config.train = False``, no graph), the last step's output appended
+to the window, ``N`` times; ``--warmup`` untimed forecasts, then ``--repeats`` timed
+ones. The weights are untrained: the time does not depend on them.
 """
 
 from __future__ import annotations
@@ -153,14 +160,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dropout", type=_number(float, 0, 1), default=0.3, help="between layers")
     p.add_argument("--split-rate", type=_number(float, 0, 1), default=0.9, help="training part")
     p.add_argument("--modulo", type=_number(int, 1), default=5, help="Fibonacci modulo")
+    p.add_argument(
+        "--forecast", type=_number(int, 0), default=0, help="time an N-point forecast instead"
+    )
     args = p.parse_args(argv)
     if int(args.total_size * args.split_rate) <= args.sequence_size:
         p.error("the training part of the series is shorter than one window plus one point")
     return args
 
 
+def closed_loop(model: chainer.Chain, window: np.ndarray, points: int) -> list[float]:
+    """Predict ``points`` values after ``window`` (``(T,)``), one model call per point on
+    the latest ``T`` values, each prediction appended to them."""
+    values = [float(v) for v in window]
+    size = len(window)
+    with chainer.using_config("train", False), chainer.no_backprop_mode():
+        for _ in range(points):
+            x = np.array(values[-size:], dtype=np.float32).reshape(1, size, 1)
+            values.append(float(model(x).array[-1, 0]))  # the window's last step
+    return values[size:]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Train with the given flags and print the timings as one JSON object."""
+    """Train (or forecast) with the given flags and print the timings as one JSON object."""
     args = parse_args(argv)
     np.random.seed(args.seed)  # Chainer's initializers and CPU dropout draw from here
     rng = np.random.RandomState(args.seed)
@@ -170,6 +192,23 @@ def main(argv: list[str] | None = None) -> None:
     x, t = make_windows(series[: int(args.total_size * args.split_rate)], args.sequence_size)
     model_cls = NStepModel if args.cell == "nstep" else StepModel
     model = model_cls(args.layers, args.hidden, args.dropout)
+    if args.forecast:
+        seconds = []
+        for run in range(args.warmup + args.repeats):
+            start = time.perf_counter()
+            closed_loop(model, series[: args.sequence_size], args.forecast)
+            if run >= args.warmup:
+                seconds.append(round(time.perf_counter() - start, 4))
+        result = {
+            "framework": "chainer",
+            "chainer_version": chainer.__version__,
+            "cell": args.cell,
+            "n_layers": args.layers,
+            "forecast_points": args.forecast,
+            "seconds_per_forecast": seconds,
+        }
+        print(json.dumps(result))
+        return
     optimizer = optimizers.Adam()
     optimizer.setup(model)
 
