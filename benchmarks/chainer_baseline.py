@@ -181,6 +181,18 @@ def closed_loop(model: chainer.Chain, window: np.ndarray, points: int) -> list[f
     return values[size:]
 
 
+def timed_runs(run: Callable[[], Any], warmup: int, repeats: int) -> tuple[list[float], Any]:
+    """Call ``run`` ``warmup + repeats`` times; the seconds of the last ``repeats`` calls
+    and what the last call returned."""
+    seconds, result = [], None
+    for k in range(warmup + repeats):
+        start = time.perf_counter()
+        result = run()
+        if k >= warmup:
+            seconds.append(round(time.perf_counter() - start, 4))
+    return seconds, result
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train (or forecast) with the given flags and print the timings as one JSON object."""
     args = parse_args(argv)
@@ -189,49 +201,33 @@ def main(argv: list[str] | None = None) -> None:
     chainer.config.train = True
 
     series = fibonacci_mod(args.total_size, args.modulo)
-    x, t = make_windows(series[: int(args.total_size * args.split_rate)], args.sequence_size)
     model_cls = NStepModel if args.cell == "nstep" else StepModel
     model = model_cls(args.layers, args.hidden, args.dropout)
-    if args.forecast:
-        seconds = []
-        for run in range(args.warmup + args.repeats):
-            start = time.perf_counter()
-            closed_loop(model, series[: args.sequence_size], args.forecast)
-            if run >= args.warmup:
-                seconds.append(round(time.perf_counter() - start, 4))
-        result = {
-            "framework": "chainer",
-            "chainer_version": chainer.__version__,
-            "cell": args.cell,
-            "n_layers": args.layers,
-            "forecast_points": args.forecast,
-            "seconds_per_forecast": seconds,
-        }
-        print(json.dumps(result))
-        return
-    optimizer = optimizers.Adam()
-    optimizer.setup(model)
-
-    seconds = []
-    loss, n_batches = float("nan"), 0
-    for epoch in range(args.warmup + args.repeats):
-        start = time.perf_counter()
-        loss, n_batches = run_epoch(model, optimizer, x, t, args.batch_size, rng)
-        elapsed = time.perf_counter() - start
-        if epoch >= args.warmup:
-            seconds.append(round(elapsed, 4))
-
-    result = {
+    about = {
         "framework": "chainer",
         "chainer_version": chainer.__version__,
         "cell": args.cell,
         "n_layers": args.layers,
         "warmup": args.warmup,
-        "seconds_per_epoch": seconds,
-        "batches_per_epoch": n_batches,
-        "final_train_loss": loss,
     }
-    print(json.dumps(result))
+    if args.forecast:
+        window = series[: args.sequence_size]
+        seconds, _ = timed_runs(
+            lambda: closed_loop(model, window, args.forecast), args.warmup, args.repeats
+        )
+        print(
+            json.dumps({**about, "forecast_points": args.forecast, "seconds_per_forecast": seconds})
+        )
+        return
+
+    x, t = make_windows(series[: int(args.total_size * args.split_rate)], args.sequence_size)
+    optimizer = optimizers.Adam()
+    optimizer.setup(model)
+    seconds, (loss, n_batches) = timed_runs(
+        lambda: run_epoch(model, optimizer, x, t, args.batch_size, rng), args.warmup, args.repeats
+    )
+    timings = {"seconds_per_epoch": seconds, "batches_per_epoch": n_batches}
+    print(json.dumps({**about, **timings, "final_train_loss": loss}))
 
 
 if __name__ == "__main__":
