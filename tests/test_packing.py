@@ -97,6 +97,15 @@ def test_pack_refuses_sequences_that_do_not_fit_the_layout():
         nl.PackedLayout([2], "bogus")
 
 
+def test_layout_refuses_a_cuda_index_past_the_device_count(monkeypatch):
+    # It raised torch's bare RuntimeError (invalid device ordinal) at its first index tensor.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    told = r"device 'cuda:2': this machine has 2 CUDA device\(s\), cuda:0 to cuda:1"
+    with pytest.raises(nl.InputError, match=told):
+        nl.PackedLayout([2, 3], "cuda:2")
+
+
 def test_layout_pack_and_unpack_check_what_they_are_given():
     # Each raised torch's own errors (an AssertionError for CUDA on a machine without).
     if not torch.cuda.is_available():

@@ -117,8 +117,15 @@ class PackedLayout:
             self.device = torch.device(device)
         except (RuntimeError, TypeError) as e:
             raise InputError(f"device must be a torch.device or its name, got {device!r}") from e
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"device {device!r}: no CUDA device on this machine")
+        if self.device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if not count:
+                raise InputError(f"device {device!r}: no CUDA device on this machine")
+            if (self.device.index or 0) >= count:
+                raise InputError(
+                    f"device {device!r}: this machine has {count} CUDA device(s), "
+                    f"cuda:0 to cuda:{count - 1}"
+                )
         if self.device.type not in ("cpu", "cuda", "meta"):
             try:  # mps, xpu, ...: torch says whether this machine has one
                 torch.empty(0, device=self.device)
