@@ -127,6 +127,7 @@ def test_peak_rss_is_the_child_alone_not_the_parent():
     rss = peak_rss(Config(device="cpu", total_size=500), torch.device("cpu"), 1)
     assert rss["source"] == "VmHWM"
     assert 50 < rss["peak_rss_mib"] < 700  # a fork would report the parent's 768+ MiB
+    assert rss["cuda_peak_mib"] is None
     del ballast
 
 
@@ -304,7 +305,7 @@ def _cuda_doc() -> dict:
         "peak": {"cuda:0": {"gflops": 55_000.0, "best": "mm",
                             "kernels": [{"name": "mm", "gflops": 55_000.0}]}},
         "peak_rss": {"command": "nsteplstm train --device cuda:0", "peak_rss_mib": 1500.0,
-                     "device": "cuda:0"},
+                     "device": "cuda:0", "cuda_peak_mib": 41.4},
     }  # fmt: skip
 
 
@@ -323,6 +324,8 @@ def test_a_cuda_report_grades_no_cpu_target_and_shows_small_rooflines() -> None:
     # 51.29 GFLOP in 0.05 s against 55 TFLOP/s: 1.9% (it printed as "2%")
     assert nstep and nstep[0].endswith("| 1.9% |")
     assert [bench._percent(x) for x in (0.713, 1.0, 0.0152)] == ["71%", "100%", "1.5%"]
+    memory = [line for line in table.splitlines() if line.startswith("Peak resident memory")]
+    assert memory and "**1500 MiB**; on the GPU its tensors held at most **41 MiB**" in memory[0]
 
 
 def test_targets_grade_best_epochs_and_give_the_median_of_paired_rounds() -> None:

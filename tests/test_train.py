@@ -76,6 +76,7 @@ def test_run_directory_files(tmp_path: Path) -> None:
     metrics = runs.read_metrics(result.path)
     assert metrics == result.metrics
     assert metrics["epochs"] == 3 and metrics["peak_rss_mib"] > 0
+    assert "cuda_peak_mib" not in metrics  # a CPU run has no device memory to report
     best = min(result.history, key=lambda row: row["val_loss"])
     assert metrics["best_epoch"] == best["epoch"] and metrics["val_loss"] == best["val_loss"]
     # The saved weights are the best epoch's: evaluating them gives its validation loss.
@@ -345,3 +346,17 @@ def test_a_float64_model_is_told_to_be_float32() -> None:
     config = tiny()
     with pytest.raises(InputError, match=r"float32 models .* got a torch.float64 model: call"):
         evaluate(Forecaster(1, 1, 8, 1, 0.0).double(), load_dataset(config), config)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_a_cuda_run_reports_its_own_peak_device_memory(tmp_path: Path) -> None:
+    from nsteplstm.device import cuda_peak_memory_mib, reset_peak_memory
+
+    device = torch.device("cuda")
+    ballast = torch.ones(64 * 2**20 // 4, device=device)  # 64 MiB
+    del ballast
+    assert cuda_peak_memory_mib(device) >= 64
+    reset_peak_memory()  # what the demo does between runs
+    assert cuda_peak_memory_mib(device) < 64
+    metrics = train(tiny(device="cuda"), tmp_path / "run", quiet=True).metrics
+    assert 0 < metrics["cuda_peak_mib"] < 64  # a tiny model: its own peak, not the ballast's

@@ -67,7 +67,7 @@ from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
 from .model import Forecaster
 from .plots import check_output_file, png_bytes
-from .runs import write_files
+from .runs import read_metrics, write_files
 from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
 
 JSON_FILE, TABLE_FILE, CHART_FILE = "bench.json", "bench.md", "bench.png"
@@ -660,11 +660,13 @@ sys.exit(code)
 def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any]:
     """Peak resident memory of ``nsteplstm train`` (``epochs`` epochs, otherwise
     ``config``'s settings) in a subprocess: its ``VmHWM`` where ``/proc`` has one,
-    else its ``ru_maxrss``."""
+    else its ``ru_maxrss``; on CUDA also the device memory its tensors held at most
+    (``cuda_peak_mib``, from the run's ``metrics.json``; None on the CPU)."""
     env = _env(malloc=False)  # nsteplstm train tunes malloc itself
     with tempfile.TemporaryDirectory(prefix="nsteplstm-bench-") as tmp:
+        run = Path(tmp) / "run"
         args = [
-            *("train", "--quiet", "--out", str(Path(tmp) / "run")),
+            *("train", "--quiet", "--out", str(run)),
             *("--epochs", str(epochs), "--device", str(device)),
             *("--total-size", str(config.total_size), "--seed", str(config.seed)),
         ]
@@ -684,11 +686,12 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
             err.seek(0)
             tail = err.read().strip().splitlines()
         hwm = float(peak_file.read_text()) if peak_file.exists() else None  # MiB
+        cuda_peak = read_metrics(run).get("cuda_peak_mib") if proc.returncode == 0 else None
     if proc.returncode != 0:
         raise RuntimeError(f"nsteplstm {' '.join(args)} failed: {tail[-1] if tail else code}")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     peak = hwm if hwm is not None else usage.ru_maxrss * scale / 2**20
-    shown = [a if a != str(Path(tmp) / "run") else "RUN" for a in args]  # tmp is gone
+    shown = [a if a != str(run) else "RUN" for a in args]  # tmp is gone
     return {
         "command": "nsteplstm " + " ".join(shown),
         "device": str(device),
@@ -696,6 +699,7 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
         "seconds": seconds,
         "source": "VmHWM" if hwm is not None else "ru_maxrss",
         "peak_rss_mib": peak,
+        "cuda_peak_mib": cuda_peak,
     }
 
 
@@ -981,11 +985,21 @@ def markdown(doc: dict[str, Any]) -> str:
     rss = doc["peak_rss"]
     lines += [
         "",
-        f"Peak resident memory of `{rss['command']}`: **{rss['peak_rss_mib']:.0f} MiB**",
+        f"Peak resident memory of `{rss['command']}`: **{rss['peak_rss_mib']:.0f} MiB**"
+        + _cuda_peak_words(rss.get("cuda_peak_mib")),
         "",
         "Targets: " + _targets_words(doc),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cuda_peak_words(mib: float | None) -> str:
+    if mib is None:
+        return ""
+    return (
+        f"; on the GPU its tensors held at most **{mib:.0f} MiB** "
+        "(`torch.cuda.max_memory_allocated`; torch's caching allocator reserves more)"
+    )
 
 
 def chart(doc: dict[str, Any]) -> Figure:

@@ -103,10 +103,24 @@ def peak_memory_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def cuda_peak_memory_mib(device: torch.device) -> float | None:
+    """The most memory torch's tensors have held on CUDA ``device`` at once, in MiB
+    (``torch.cuda.max_memory_allocated``: since the process started or the last
+    :func:`reset_peak_memory`; the caching allocator reserves somewhat more); None for
+    any other device."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 def reset_peak_memory() -> bool:
     """Start :func:`peak_memory_mib` afresh from the current resident memory (Linux
-    4.0+); False where that is not possible. For a process that trains one model
-    after another (``nsteplstm demo``), so that each run reports its own peak."""
+    4.0+), and :func:`cuda_peak_memory_mib` from what each CUDA device holds now;
+    False where the first is not possible. For a process that trains one model
+    after another (``nsteplstm demo``), so that each run reports its own peaks."""
+    if torch.cuda.is_initialized():
+        for k in range(torch.cuda.device_count()):
+            torch.cuda.reset_peak_memory_stats(k)
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:

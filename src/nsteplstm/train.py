@@ -48,7 +48,13 @@ from .data import (
     random_lengths,
     source_digest,
 )
-from .device import peak_memory_mib, physical_memory, resolve_device, seed_everything
+from .device import (
+    cuda_peak_memory_mib,
+    peak_memory_mib,
+    physical_memory,
+    resolve_device,
+    seed_everything,
+)
 from .errors import InputError, is_finite_number, is_int
 from .model import Forecaster, lstm_weight_count
 from .packing import PackedLayout
@@ -831,6 +837,7 @@ def _final_metrics(
     state: _State,
     dataset: Dataset | AddingDataset,
     final_val: float,
+    device: torch.device,
 ) -> dict[str, Any]:
     last = state.history[-1]
     kept = last
@@ -851,6 +858,8 @@ def _final_metrics(
         "peak_rss_mib_epoch1": state.peak_rss_mib_epoch1,
         "peak_rss_mib": peak_memory_mib(),
     }
+    if device.type == "cuda":
+        metrics["cuda_peak_mib"] = cuda_peak_memory_mib(device)
     if isinstance(dataset, Dataset):
         metrics["series"] = len(dataset.series)
         metrics["series_without_train_window"] = dataset.left_out[0]
@@ -1067,7 +1076,7 @@ def _train(
     if config.keep_best and best is not None:
         model.load_state_dict(best)
     final_val = state.best_val_loss if config.keep_best else state.history[-1]["val_loss"]
-    metrics = _final_metrics(config, state, dataset, float(final_val))
+    metrics = _final_metrics(config, state, dataset, float(final_val), device)
     runs.write_results(out, model, state.history, metrics)
     trained = not (checkpoint is not None and finished)  # else: its files written again
     return TrainResult([dict(row) for row in state.history], metrics, out, trained)
