@@ -19,6 +19,8 @@ batch, interleaved round after round (medians):
 - ``onednn-half-1-thread``: the fused layer on half the batch with one thread. Two such
   halves on two threads at once is the best that splitting a batch across the cores
   could do, against ``onednn`` with both threads on the whole batch.
+  ``onednn-halves-at-once`` does that: two Python threads, one torch thread each,
+  each running forward and backward of its half at the same time.
 
 Prints one JSON object. ``--tune-malloc`` as in ``variable_lengths.py``, whose ``race``
 and ``print_report`` this script uses (run it as ``python benchmarks/stretch.py``).
@@ -28,6 +30,7 @@ and ``print_report`` this script uses (run it as ``python benchmarks/stretch.py`
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -183,6 +186,23 @@ def case(in_size: int, steps: int, batch: int, hidden: int, rounds: int) -> dict
         lstm(half)[0].backward(dy[:, : batch // 2])
         torch.set_num_threads(threads)
 
+    first, second = slice(0, batch // 2), slice(batch // 2, batch)
+    halves = [(x[:, s].contiguous(), dy[:, s].contiguous()) for s in (first, second)]
+
+    def halves_at_once() -> None:
+        start = threading.Barrier(len(halves))
+
+        def work(xs: Tensor, dys: Tensor) -> None:
+            torch.set_num_threads(1)  # this thread's own setting
+            start.wait()
+            lstm(xs)[0].backward(dys)
+
+        workers = [threading.Thread(target=work, args=half) for half in halves]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
     contenders: dict[str, Callable[[], None]] = {
         "onednn-train": lambda: lstm(x),
         "onednn-inference": inference,
@@ -191,6 +211,7 @@ def case(in_size: int, steps: int, batch: int, hidden: int, rounds: int) -> dict
         "hand-forward": lambda: HandLSTM.apply(x, zeros, zeros, *weights),
         "hand-products": lambda: products(x, w_ih, w_hh),
         "onednn-half-1-thread": one_thread_half,
+        "onednn-halves-at-once": halves_at_once,
     }
     medians = race(contenders, rounds)
     return {

@@ -87,6 +87,7 @@ def test_case_reports_every_contender(stretch: ModuleType, one_thread: None):
         "hand-forward",
         "hand-products",
         "onednn-half-1-thread",
+        "onednn-halves-at-once",
     }
     assert all(v > 0 for v in result["ms"].values())
     assert torch.get_num_threads() == 1  # the one-thread contender restores the setting
