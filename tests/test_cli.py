@@ -190,6 +190,20 @@ def test_plot_overlays_runs(trained, toml_run, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"wrote {out}"
 
 
+def test_plot_takes_runs_on_both_sides_of_its_flags(trained, toml_run, tmp_path, capsys):
+    # The second run after --out was an "unrecognized argument"; two labels would not
+    # match one run.
+    out = tmp_path / "x.png"
+    argv = ["plot", str(trained), "--out", str(out), str(toml_run), "--labels", "A", "B"]
+    assert main(argv) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(SystemExit) as stop:
+        main(["plot", str(trained), "--out", str(out), "--bogus"])
+    assert stop.value.code == 2
+    told = "nsteplstm plot: error: unrecognized arguments: --bogus (see --help)\n"
+    assert capsys.readouterr().err == told
+
+
 @pytest.mark.slow
 def test_import_chainer_then_forecast(tmp_path, capsys):
     run = tmp_path / "R"

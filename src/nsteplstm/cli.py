@@ -402,8 +402,12 @@ def _terminated(signum: int, frame: Any) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error,
     130 interrupted by SIGINT, 143 by SIGTERM)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, unknown = build_parser().parse_known_args(argv)
-    if unknown:  # said by the command's parser, so the line names the command
+    if unknown and args.command == "plot":  # runs on both sides of a flag: plot a --out x b
+        rest = argv[argv.index("plot") + 1 :]
+        args = args.parser.parse_intermixed_args(rest, argparse.Namespace(command="plot"))
+    elif unknown:  # said by the command's parser, so the line names the command
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handles = threading.current_thread() is threading.main_thread()  # signal's own rule
     previous = signal.signal(signal.SIGTERM, _terminated) if handles else None
