@@ -518,9 +518,10 @@ def _check_name(name: str, mode: str) -> str:
             f"forecast name {name!r}: use 1 to {NAME_CHARS} letters, digits, '_' or '-', "
             "the first a letter or digit"
         )
-    if name in MODES and name != mode:
+    own = name.lower()  # "Stream" is forecast-stream.csv on macOS and Windows
+    if own in MODES and own != mode:
         raise InputError(
-            f"forecast name {name!r} is the {name} mode's own; choose another for a {mode} forecast"
+            f"forecast name {name!r} is the {own} mode's own; choose another for a {mode} forecast"
         )
     return name
 
@@ -531,12 +532,24 @@ def _check_earlier(
     """InputError unless ``metrics`` (read from ``path``, strict JSON) can take a
     ``forecast.<name>`` entry and, unless ``force``, neither it nor any of ``files``
     (that forecast's outputs) exists yet. ``forecast``, if present, must be an object
-    (else it would be lost)."""
+    (else it would be lost). A name that differs only in case from a recorded one, or
+    from one with files in the run directory, is refused even with ``force``: on a
+    case-insensitive filesystem (macOS, Windows) the two would share their files, and
+    in a run directory copied there they would."""
     recorded = metrics.get("forecast", {})
     if not isinstance(recorded, dict):
         raise InputError(
             f"{path}: 'forecast' must be a JSON object (forecasts are recorded in it), "
             f"got {metrics['forecast']!r}"
+        )
+    outputs = [*files[0].parent.glob("forecast-*.csv"), *files[0].parent.glob("forecast-*.png")]
+    on_disk = [f.stem.removeprefix("forecast-") for f in outputs]
+    twins = [k for k in (*recorded, *on_disk) if k != name and k.lower() == name.lower()]
+    if twins:
+        raise InputError(
+            f"forecast name {name!r} differs from the earlier forecast {twins[0]!r} only in "
+            "case, and would share its files on a case-insensitive filesystem (macOS, "
+            "Windows); choose another --name"
         )
     if force:
         return
