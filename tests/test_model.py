@@ -248,8 +248,11 @@ def test_mixed_lengths_run_under_cpu_autocast(cls):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = lstm(None, None, xs)
         sum(y.float().sum() for y in got[2]).backward()
+        dense = lstm(None, None, torch.randn(2, 4, 3))  # (B, T, I): as torch.nn.LSTM gives
     for a, b in zip((*got[:2], *got[2]), (*want[:2], *want[2]), strict=True):
         torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=0)  # bfloat16 rounding
+    # The final states came back in float32 from a list, in bfloat16 from one tensor.
+    assert {t.dtype for t in (*got[:2], *got[2], *dense)} == {torch.bfloat16}
     assert all(p.grad.abs().sum() > 0 for p in lstm.parameters())
 
 

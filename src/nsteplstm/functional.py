@@ -428,6 +428,7 @@ def _layer(
         hs.append(h.squeeze(0))  # (rows, H); squeeze: a view also in backward
         cs.append(c.squeeze(0))
     out = torch.cat(outs).index_select(0, cover.scatter)  # (N, H)
+    hs[0], cs[0] = hs[0].to(out.dtype), cs[0].to(out.dtype)  # autocast: as the calls give
     h_table, c_table = torch.cat(hs), torch.cat(cs)  # (B + sum(rows), H)
     if len(ends.start):
         h0, c0 = h_table.index_select(0, ends.start), c_table.index_select(0, ends.start)
