@@ -239,21 +239,32 @@ def test_hooks_on_the_parameter_holder_are_refused_not_skipped():
         lstm(None, None, make_xs(LENGTHS))
 
 
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+AUTOCAST = [("cpu", torch.bfloat16), pytest.param("cuda", torch.float16, marks=cuda)]
+
+
+@pytest.mark.parametrize(("device", "dtype"), AUTOCAST, ids=["cpu", "cuda"])
 @pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
-def test_mixed_lengths_run_under_cpu_autocast(cls):
+def test_mixed_lengths_run_under_autocast(cls, device, dtype):
     torch.manual_seed(7)
-    lstm = cls(2, 3, 8)
-    xs = make_xs((5, 2, 7, 7, 3, 1, 30, 29))  # segments, and sequences ending inside them
+    lstm = cls(2, 3, 8).to(device)
+    xs = [x.to(device) for x in make_xs((5, 2, 7, 7, 3, 1, 30, 29))]  # ends inside segments
     want = lstm(None, None, xs)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=dtype):
         got = lstm(None, None, xs)
         sum(y.float().sum() for y in got[2]).backward()
-        dense = lstm(None, None, torch.randn(2, 4, 3))  # (B, T, I): as torch.nn.LSTM gives
+        dense = lstm(None, None, torch.randn(2, 4, 3, device=device))  # as torch.nn.LSTM gives
     for a, b in zip((*got[:2], *got[2]), (*want[:2], *want[2]), strict=True):
-        torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=0)  # bfloat16 rounding
-    # The final states came back in float32 from a list, in bfloat16 from one tensor.
-    assert {t.dtype for t in (*got[:2], *got[2], *dense)} == {torch.bfloat16}
+        torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=0)  # 16-bit rounding
+    # On the CPU the final states came back in float32 from a list, 16-bit from a tensor.
+    assert {t.dtype for t in (*got[:2], *got[2], *dense)} == {dtype}
     assert all(p.grad.abs().sum() > 0 for p in lstm.parameters())
+    dropped = cls(3, 3, 8, dropout=0.3).to(device).train()  # one call per layer, own masks
+    with torch.autocast(device, dtype=dtype):
+        hy, cy, ys = dropped(None, None, xs)
+        (hy.float().sum() + cy.float().sum() + sum(y.float().sum() for y in ys)).backward()
+    assert {t.dtype for t in (hy, cy, *ys)} == {dtype}
+    assert all(p.grad.isfinite().all() and p.grad.abs().sum() > 0 for p in dropped.parameters())
 
 
 def run_once(seed):
@@ -605,9 +616,6 @@ def test_the_per_layer_weight_warning_is_silenced_on_cuda_only():
                 warnings.warn("other", UserWarning, stacklevel=1)
             warnings.warn("after", UserWarning, stacklevel=1)  # the filter is gone again
         assert [str(w.message) for w in seen] == [*expected, "after"]
-
-
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
 
 @cuda
