@@ -78,9 +78,23 @@ def test_torch_defaults_restores_settings():
         torch.use_deterministic_algorithms(before)
 
 
+# A stand-in for Chainer's Python: each baseline epoch takes 2 s, each forecast 0.5 s;
+# it notes the arguments of every forecast run in the file named by FORECAST_ARGS.
+FAKE_BASELINE = (
+    'case "$*" in *--forecast*) echo "$*" >> "$FORECAST_ARGS"; '
+    """echo '{"seconds_per_forecast": [0.75, 0.5]}';; """
+    """*) echo '{"seconds_per_epoch": [2.0]}';; esac"""
+)
+
+
 @pytest.mark.slow
-def test_quick_run_writes_complete_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    doc = run_bench(out=tmp_path, quick=True, device="cpu", repeats=2)
+def test_quick_run_writes_complete_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "chainer").mkdir()
+    python = fake_python(tmp_path / "chainer" / "python", FAKE_BASELINE)
+    monkeypatch.setenv("FORECAST_ARGS", str(tmp_path / "chainer" / "args"))
+    doc = run_bench(out=tmp_path, quick=True, device="cpu", repeats=2, chainer_python=python)
     assert "| device | model |" in capsys.readouterr().out
     saved = json.loads((tmp_path / JSON_FILE).read_text())
     assert saved == json.loads(json.dumps(doc))
@@ -89,7 +103,19 @@ def test_quick_run_writes_complete_json(tmp_path: Path, capsys: pytest.CaptureFi
     for key in ("cpu", "cores", "torch", "torch_threads", "cuda_devices"):
         assert key in saved["machine"]
     names = {(r["contender"], r["n_layers"]) for r in saved["training"]}
-    assert names == {("plain", 1), ("step", 1), ("nstep", 1), ("plain-var", 1), ("nstep-var", 1)}
+    ours = {("plain", 1), ("step", 1), ("nstep", 1), ("plain-var", 1), ("nstep-var", 1)}
+    assert names == ours | {("chainer-step", 1), ("chainer-nstep", 1)}
+    # Chainer's forecast, timed in the same run: the article's 121 points, one layer.
+    args = (tmp_path / "chainer" / "args").read_text().split()
+    assert args[args.index("--forecast") + 1] == "121" and args[args.index("--layers") + 1] == "1"
+    assert args[args.index("--cell") + 1] == "nstep"
+    assert saved["chainer_forecast"]["seconds"] == [0.75, 0.5]
+    assert saved["chainer_forecast"]["points_per_second"] == 121 / 0.5
+    for f in saved["forecast"]:
+        assert f["vs_chainer"] == pytest.approx(f["points_per_second"] / 242)
+    table = (tmp_path / "bench.md").read_text()
+    assert "best 0.500 s for 121 points, 242 points/s." in table
+    assert "| device | mode | starts | best s | points/s | x original | x Chainer |" in table
     var = {r["contender"]: r for r in saved["training"] if r["contender"].endswith("-var")}
     assert var["plain-var"]["steps"] == var["nstep-var"]["steps"]  # the same windows, cut alike
     assert var["nstep-var"]["vs_plain_var_min"] > 0
@@ -212,6 +238,16 @@ def test_a_failing_chainer_baseline_is_one_input_error(tmp_path: Path, run: str,
     with pytest.raises(InputError, match=rf"python: the baseline run failed.*{message}") as e:
         epoch()
     assert "\n" not in str(e.value)
+
+
+def test_a_chainer_forecast_without_its_times_is_one_input_error(tmp_path: Path):
+    from nsteplstm.bench import chainer_forecast
+
+    run = """echo '{"seconds_per_epoch": [1.0], "seconds_per_forecast": [0.5, 0]}'"""
+    python, _ = check_chainer_python(fake_python(tmp_path / "python", run))
+    told = r"python: the baseline run failed: .* 'seconds_per_forecast': \[seconds, ...\]"
+    with pytest.raises(InputError, match=told):  # 0 s: no forecast takes that
+        chainer_forecast(python, tmp_path / "script.py", Config(), 2, malloc=False)
 
 
 def test_chainers_python_runs_without_this_packages_directory(tmp_path: Path):

@@ -31,8 +31,10 @@ What is timed, and how:
   rate in the same run. ``roofline = (flops / peak) / seconds``: the share of the
   device's matrix-product limit that a contender reaches (1.0 = at the limit).
 - **Forecast throughput** of both modes of :func:`nsteplstm.forecast.forecast`
-  against the original's 10.2 s for 121 points, and the **peak resident memory**
-  of a ``nsteplstm train`` subprocess.
+  against the original's 10.2 s for 121 points (the issue's figure, which the
+  targets use) and, with ``chainer_python``, against Chainer's NStepLSTM doing the
+  article's closed loop in the same run (:func:`chainer_forecast`); and the **peak
+  resident memory** of a ``nsteplstm train`` subprocess.
 """
 
 from __future__ import annotations
@@ -444,11 +446,14 @@ def _last_line(text: str, default: str) -> str:
     return (text.strip().splitlines() or [default])[-1]
 
 
-def _subprocess_epoch(cmd: list[str], env: dict[str, str], who: str) -> float:
-    """Run a baseline script that prints JSON with ``seconds_per_epoch`` last; its first.
+def _subprocess_seconds(
+    cmd: list[str], env: dict[str, str], who: str, key: str = "seconds_per_epoch"
+) -> list[float]:
+    """Run a baseline script that prints JSON with ``key`` (a list of seconds) last;
+    that list.
 
     InputError naming ``who`` and saying that the baseline run failed when it cannot
-    run, exits non-zero (with the last line of its stderr) or prints no positive time.
+    run, exits non-zero (with the last line of its stderr) or prints no positive times.
     """
     done = _run_python(cmd, f"{who}: the baseline run failed", 1200, env=env)
     if done.returncode != 0:
@@ -456,20 +461,19 @@ def _subprocess_epoch(cmd: list[str], env: dict[str, str], who: str) -> float:
         raise InputError(f"{who}: the baseline run failed (exit code {done.returncode}): {last}")
     last = _last_line(done.stdout, "")
     try:
-        times = json.loads(last).get("seconds_per_epoch")
+        times = json.loads(last).get(key)
     except (ValueError, AttributeError):
         times = None
     if (
         not isinstance(times, list)
         or not times
-        or not is_finite_number(times[0])
-        or not 1e-6 <= times[0] <= 1e6  # an epoch takes milliseconds to hours
+        or not all(is_finite_number(t) and 1e-6 <= t <= 1e6 for t in times)  # ms to hours
     ):
         raise InputError(
             f"{who}: the baseline run failed: its last line of output must be JSON with "
-            f"'seconds_per_epoch': [seconds, ...] (1e-6 to 1e6 s), got {last[:80]!r}"
+            f"'{key}': [seconds, ...] (1e-6 to 1e6 s), got {last[:80]!r}"
         )
-    return float(times[0])
+    return [float(t) for t in times]
 
 
 def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
@@ -480,7 +484,7 @@ def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
     steps = load_dataset(config).train_x.shape[0] * config.sequence_size
 
     def epoch() -> tuple[float, int]:
-        return _subprocess_epoch(cmd, env, f"plain-default ({sys.executable})"), steps
+        return _subprocess_seconds(cmd, env, f"plain-default ({sys.executable})")[0], steps
 
     return epoch
 
@@ -559,27 +563,53 @@ def check_chainer_python(python: str | os.PathLike[str]) -> tuple[Path, dict[str
     return python, facts
 
 
-def chainer(
-    python: Path, script: Path, cell: str, config: Config, steps: int, malloc: bool
-) -> Callable[[], tuple[float, int]]:
-    """One subprocess per call: Chainer's warm-up epoch, then one timed epoch; with
-    ``malloc``, under the same malloc settings as ours (:func:`_env`)."""
-    cmd = [
+def _chainer_cmd(python: Path, script: Path, cell: str, config: Config) -> list[str]:
+    """``benchmarks/chainer_baseline.py`` in Chainer's Python, at ``config``'s settings."""
+    return [
         str(python),
         str(script),
-        *("--cell", cell, "--layers", str(config.n_layers), "--warmup", "1", "--repeats", "1"),
+        *("--cell", cell, "--layers", str(config.n_layers)),
         *("--seed", str(config.seed), "--hidden", str(config.n_hidden)),
         *("--batch-size", str(config.batch_size), "--sequence-size", str(config.sequence_size)),
         *("--total-size", str(config.total_size), "--dropout", str(config.dropout)),
         *("--split-rate", str(config.split_rate), "--modulo", str(config.value)),
     ]
 
+
+def chainer(
+    python: Path, script: Path, cell: str, config: Config, steps: int, malloc: bool
+) -> Callable[[], tuple[float, int]]:
+    """One subprocess per call: Chainer's warm-up epoch, then one timed epoch; with
+    ``malloc``, under the same malloc settings as ours (:func:`_env`)."""
+    cmd = [*_chainer_cmd(python, script, cell, config), "--warmup", "1", "--repeats", "1"]
     env = _env(malloc, package=False)
 
     def epoch() -> tuple[float, int]:
-        return _subprocess_epoch(cmd, env, f"--chainer-python {python}"), steps
+        return _subprocess_seconds(cmd, env, f"--chainer-python {python}")[0], steps
 
     return epoch
+
+
+def chainer_forecast(
+    python: Path, script: Path, config: Config, repeats: int, malloc: bool
+) -> dict[str, Any]:
+    """Chainer's NStepLSTM (one layer) forecasting the original's 121 points closed loop,
+    one model call per point, as the article describes its prediction
+    (``chainer_baseline.py --forecast``): one warm-up forecast, then ``repeats`` timed."""
+    config = dataclasses.replace(config, n_layers=1)
+    cmd = [
+        *_chainer_cmd(python, script, "nstep", config),
+        *("--forecast", str(ORIGINAL_FORECAST_POINTS), "--warmup", "1", "--repeats", str(repeats)),
+    ]
+    env = _env(malloc, package=False)
+    times = _subprocess_seconds(cmd, env, f"--chainer-python {python}", "seconds_per_forecast")
+    return {
+        "model": "Chainer links.NStepLSTM, 1 layer",
+        "points": ORIGINAL_FORECAST_POINTS,
+        "seconds": times,
+        "best_seconds": min(times),
+        "points_per_second": ORIGINAL_FORECAST_POINTS / min(times),
+    }
 
 
 def race(contenders: list[Contender], repeats: int, log: Callable[[str], None]) -> None:
@@ -970,13 +1000,27 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Forecast, {FORECAST_HORIZON} points per start, one-layer model (original: "
         f"{ORIGINAL_FORECAST_POINTS} points in {ORIGINAL_FORECAST_SECONDS} s):",
         "",
-        "| device | mode | starts | best s | points/s | x original |",
-        "|---|---|---:|---:|---:|---:|",
+    ]
+    theirs = doc.get("chainer_forecast")
+    if theirs is not None:
+        lines += [
+            f"Chainer in this run ({theirs['model']}, the same closed loop as the article "
+            "describes it, one model call per point: `benchmarks/chainer_baseline.py "
+            f"--forecast {theirs['points']}`): best {theirs['best_seconds']:.3f} s for "
+            f"{theirs['points']} points, {theirs['points_per_second']:,.0f} points/s.",
+            "",
+        ]
+    chainer_column = " x Chainer |" if theirs is not None else ""
+    lines += [
+        "| device | mode | starts | best s | points/s | x original |" + chainer_column,
+        "|---|---|---:|---:|---:|---:|" + ("---:|" if theirs is not None else ""),
     ]
     for f in doc["forecast"]:
+        vs = f.get("vs_chainer")
+        cell = "" if theirs is None else (f" {vs:,.0f} |" if vs is not None else "  |")
         lines.append(
             f"| {f['device']} | {f['mode']} | {f['starts']} | {f['best_seconds']:.4f} | "
-            f"{f['points_per_second']:,.0f} | {f['speedup']:,.0f} |"
+            f"{f['points_per_second']:,.0f} | {f['speedup']:,.0f} |{cell}"
         )
     lines += ["", "Float32 peak (best of the kernels below, measured in this run):", ""]
     for device, p in doc["peak"].items():
@@ -1164,6 +1208,12 @@ def run_bench(
         for dev in devices
         for row in forecast_speed(base, dataset, dev, many, repeats, 2 if quick else 3)
     ]
+    chainer_fc = None
+    if script is not None:
+        chainer_fc = chainer_forecast(chainer_python, script, base, repeats, malloc_tuned)
+        for row in forecasts:
+            if row["device"] == "cpu":
+                row["vs_chainer"] = row["points_per_second"] / chainer_fc["points_per_second"]
     _log("forecast timed")
     rss = peak_rss(base, devices[0], QUICK_RSS_EPOCHS if quick else RSS_EPOCHS)
     _log(f"peak RSS {rss['peak_rss_mib']:.0f} MiB")
@@ -1197,6 +1247,7 @@ def run_bench(
         "peak": peak,
         "training": rows,
         "forecast": forecasts,
+        "chainer_forecast": chainer_fc,
         "peak_rss": rss,
     }
     doc["targets"] = _targets(doc)
