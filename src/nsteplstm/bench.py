@@ -1010,10 +1010,10 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{theirs['points']} points, {theirs['points_per_second']:,.0f} points/s.",
             "",
         ]
-    chainer_column = " x Chainer |" if theirs is not None else ""
+    column, rule = (" x Chainer |", "---:|") if theirs is not None else ("", "")
     lines += [
-        "| device | mode | starts | best s | points/s | x original |" + chainer_column,
-        "|---|---|---:|---:|---:|---:|" + ("---:|" if theirs is not None else ""),
+        "| device | mode | starts | best s | points/s | x original |" + column,
+        "|---|---|---:|---:|---:|---:|" + rule,
     ]
     for f in doc["forecast"]:
         vs = f.get("vs_chainer")
