@@ -280,14 +280,38 @@ def test_link_indices_must_run_from_zero(tmp_path: Path, index: str) -> None:
     assert "missing" not in message
 
 
+def test_one_wrong_first_matrix_is_the_one_named(tmp_path: Path) -> None:
+    """The sizes came from 0/w0 alone: a transposed 0/w0 had every other array of the
+    link listed as wrong, and 0/w0 itself not at all."""
+    with np.load(fixture("nstep_l2"), allow_pickle=False) as f:
+        w0 = f["0/w0"]
+    assert w0.shape[0] != w0.shape[1]
+    message = one_line_error(rewrite(tmp_path, "nstep_l2", **{"0/w0": w0.T.copy()}))
+    assert message.endswith(f"0/w0 has shape {w0.T.shape}, expected {w0.shape}")
+    message = one_line_error(rewrite(tmp_path, "nstep_l2", **{"0/b3": np.zeros(2, np.float32)}))
+    assert message.endswith("0/b3 has shape (2,), expected (4,)")
+
+
+@pytest.mark.parametrize(("size", "zero_rows"), [("out_size", True), ("in_size", False)])
+def test_zero_size_link_names_file_and_key(tmp_path: Path, size: str, zero_rows: bool) -> None:
+    """A link whose arrays are all empty in one size, as a zero-size Chainer link saves."""
+    with np.load(fixture("nstep_l1"), allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    for k, a in arrays.items():
+        if zero_rows:
+            arrays[k] = np.zeros((0, *(0 for _ in a.shape[1:])), np.float32)
+        elif k in ("0/w0", "0/w1", "0/w2", "0/w3"):
+            arrays[k] = np.zeros((a.shape[0], 0), np.float32)
+    message = one_line_error(rewrite(tmp_path, "nstep_l1", **arrays))
+    shape = arrays["0/w0"].shape
+    assert f"0/w0 has shape {shape}, so {size} must be an integer >= 1, got 0" in message
+
+
 @pytest.mark.parametrize(
     ("name", "key", "shape", "size"),
     [
-        ("nstep_l1", "0/w0", (0, 3), "out_size"),
-        ("nstep_l1", "0/w0", (4, 0), "in_size"),
         ("lstm_step", "upward/W", (0, 3), "4 * out_size"),
         ("lstm_step", "upward/W", (16, 0), "in_size"),
-        ("article_nstep", "l1/0/w0", (200, 0), "in_size"),
         ("article_nstep", "l2/W", (0, 200), "n_out"),
     ],
 )

@@ -328,8 +328,12 @@ def _nstep_lstm(
     if w0 is None or len(w0) != 2:
         got = "missing" if w0 is None else f"shape {w0}"
         raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
-    n_hidden, n_in = w0
-    _check_sizes(where, f"{prefix}0/w0", w0, ("out_size", "in_size"))
+    # The sizes most of layer 0's arrays agree on, so that one wrong array is the
+    # one named below (by _check) instead of every array that disagrees with it.
+    rows = [shapes[k][0] for k in _layer0_keys("w", "b") if len(shapes.get(k, ())) >= 1]
+    cols = [shapes[k][1] for k in _layer0_keys("w")[:4] if len(shapes.get(k, ())) == 2]
+    n_hidden, n_in = _most_common(rows), _most_common(cols)
+    _check_sizes(where, f"{prefix}0/w0", (n_hidden, n_in), ("out_size", "in_size"))
     matrices = sum(re.fullmatch(r"0/w\d+", k) is not None for k in shapes)
     if matrices in OTHER_NSTEP_LINKS:
         raise InputError(
@@ -355,6 +359,16 @@ def _nstep_lstm(
     _check(shapes, expected, where, prefix)
     cls = NStepBiLSTM if bidirectional else NStepLSTM
     return cls(n_links // n_dirs, n_in, n_hidden, dropout)
+
+
+def _layer0_keys(*kinds: str) -> list[str]:
+    """``0/w0..0/w7`` (kind ``w``), then ``0/b0..0/b7`` (kind ``b``)."""
+    return [f"0/{kind}{j}" for kind in kinds for j in range(8)]
+
+
+def _most_common(sizes: list[int]) -> int:
+    """The size most often seen; on a tie the first seen (``sizes`` starts with w0's)."""
+    return max(sizes, key=sizes.count)
 
 
 def _count_links(shapes: Shapes, where: str, prefix: str) -> int:
