@@ -138,7 +138,9 @@ def test_one_dimensional_series_is_one_feature() -> None:
         (dict(starts=np.array([[0]])), r"starts must be a non-empty list .* got array"),
         (dict(series=["a"] * 40), r"series must hold real numbers, got dtype <U1"),
         # The next four raised torch's or NumPy's errors, or lost the mask / imaginary part.
-        (dict(starts=[[0], [1, 2]]), r"start \[0\] out of range"),
+        (dict(starts=[[0], [1, 2]]), r"start \[0\] must be an integer, got list"),
+        (dict(starts=[1.0]), r"start 1.0 must be an integer, got float"),
+        (dict(starts=[True]), r"start True must be an integer, got bool"),
         (dict(series=np.ma.masked_array(make_series())), r"a masked array's mask would be lost"),
         (dict(series=make_series().astype(complex)), r"real numbers, got dtype complex128"),
         (dict(series=np.arange(40).astype("datetime64[D]")), r"got dtype datetime64\[D\]"),
@@ -460,6 +462,8 @@ def test_forecast_run_errors(tmp_path) -> None:
         forecast_run(run_dir, start=-S + 1)  # the window would run past the end
     with pytest.raises(InputError, match=r"start -81 out of range"):
         forecast_run(run_dir, start=-81)
+    with pytest.raises(InputError, match=r"start 2.0 must be an integer, got float"):
+        forecast_run(run_dir, start=2.0)  # was "out of range"
     with pytest.raises(InputError, match="series 'a': data = 'fibonacci' is one series"):
         forecast_run(run_dir, series="a")
     with pytest.raises(InputError, match="mode must be one of"):

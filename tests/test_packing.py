@@ -1,5 +1,7 @@
 """PackedLayout's index tables: every packed row lands where the docstrings say."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +81,19 @@ def test_cover_ends_point_at_each_sequences_final_state_and_its_real_steps():
 )
 def test_lengths_must_be_integers_of_at_least_one(lengths, shown):
     with pytest.raises(nl.InputError, match=f"integers >= 1, got {shown}$"):
+        nl.PackedLayout(lengths)
+
+
+@pytest.mark.parametrize(
+    "lengths,shown",
+    [
+        (torch.tensor(3), "0-D Tensor of shape ()"),
+        (np.ones((2, 1), int), "2-D ndarray of shape (2, 1)"),
+    ],
+)
+def test_lengths_must_be_one_dimensional(lengths, shown):
+    """A 0-d tensor raised torch's bare TypeError ("iteration over a 0-d tensor")."""
+    with pytest.raises(nl.InputError, match=re.escape(f"integers >= 1, got a {shown}")):
         nl.PackedLayout(lengths)
 
 

@@ -94,7 +94,12 @@ class PackedLayout:
     """
 
     def __init__(self, lengths: Sequence[int], device: torch.device | str = "cpu") -> None:
-        if isinstance(lengths, (torch.Tensor, np.ndarray)) and lengths.ndim == 1:
+        if isinstance(lengths, (torch.Tensor, np.ndarray)):
+            if lengths.ndim != 1:
+                raise InputError(
+                    "lengths must be a non-empty list of integers >= 1, got a "
+                    f"{lengths.ndim}-D {type(lengths).__name__} of shape {tuple(lengths.shape)}"
+                )
             lengths = lengths.tolist()  # its elements: 0-d arrays, not integers
         unordered = isinstance(lengths, (set, frozenset, dict))
         if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__len__") or unordered:
