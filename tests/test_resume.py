@@ -307,11 +307,12 @@ def _edit_checkpoint(run: Path, edit: Any) -> None:
         lambda d: d["history"][1].update(epoch=7),
         lambda d: d.update(epoch_seconds=float("inf")),
         lambda d: d.update(loss_count=-1),
+        lambda d: d.update(loss_count=10**400),  # OverflowError in the epoch's mean loss
         lambda d: d.update(best_val_loss="low"),
         # Finite alone, infinite summed: metrics.json could not be written at the end.
         lambda d: (d.update(epoch_seconds=1.7e308), d["history"][0].update(seconds=1.7e308)),
     ],
-    ids=["nan loss", "null loss", "text epoch", "order", "inf", "negative", "text", "sum"],
+    ids=["nan loss", "null loss", "text epoch", "order", "inf", "negative", "huge", "text", "sum"],
 )
 def test_checkpoint_bad_numbers(interrupted: Path, edit: Any) -> None:
     # Each once ended in a traceback, some only after another epoch had been trained.
@@ -365,20 +366,29 @@ def test_checkpoint_bad_shuffle_state(interrupted: Path, edit: Any) -> None:
 
 
 def test_resume_of_a_finished_run_writes_damaged_final_files_again(
-    tmp_path: Path, reference: Path
+    tmp_path: Path, reference: Path, capsys
 ) -> None:
     # It said "trained" and left them as they were; odd metrics crashed the CLI's line.
     run = tmp_path / "run"
     shutil.copytree(reference, run)
+    runs.update_metrics(run, "forecast.window", {"points": 3})  # as `nsteplstm forecast` does
     model = run / runs.MODEL_FILE
     model.write_bytes(model.read_bytes()[:100])
     (run / runs.HISTORY_FILE).unlink()
     metrics = json.loads((run / runs.METRICS_FILE).read_text())
     runs.write_metrics(run, {**metrics, "train_loss": "x"})
     result = train(None, run, resume=True, quiet=True)
-    assert not result.trained
+    assert not result.trained and result.rewritten
     assert_same_run(run, reference)  # rebuilt from the checkpoint, bit for bit
     assert result.metrics["train_loss"] == runs.read_metrics(reference)["train_loss"]
+    # The same weights: the forecast made with them stays recorded (it was dropped).
+    assert runs.read_metrics(run)["forecast"] == {"window": {"points": 3}}
+    from nsteplstm.cli import main
+
+    (run / runs.HISTORY_FILE).unlink()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "written again from its checkpoint" in capsys.readouterr().out
+    assert runs.read_metrics(run)["forecast"] == {"window": {"points": 3}}
 
 
 def test_missing_checkpoint_weights(interrupted: Path) -> None:

@@ -113,6 +113,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     m = result.metrics
     done = f"trained {result.path}" if result.trained else f"{result.path} had finished already"
+    if result.rewritten:
+        done += " (its final files were missing or damaged: written again from its checkpoint)"
     print(
         f"{done}: train loss {m['train_loss']:.4g}, "
         f"validation loss {m['val_loss']:.4g}, {m['seconds']:.1f} s"

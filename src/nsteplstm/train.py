@@ -121,12 +121,15 @@ def resume_command(run_dir: str | Path | None) -> str:
 @dataclass
 class TrainResult:
     """What :func:`train` returns: per-epoch history rows, final metrics, run directory,
-    and whether this call trained (False: a resumed run had finished already)."""
+    whether this call trained (False: a resumed run had finished already), and whether
+    it wrote such a run's final files again from its checkpoint (one was missing or
+    damaged; the forecasts recorded in a readable metrics.json are kept)."""
 
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     path: Path
     trained: bool = True
+    rewritten: bool = False
 
 
 # ---------------------------------------------------------------- data as tensors
@@ -750,7 +753,7 @@ def _restore(
             counts.append(row["epoch"])
             numbers += [row["train_loss"], row["val_loss"]]
             seconds.append(row["seconds"])
-        if not all(is_int(n) and n >= 0 for n in counts):
+        if not all(is_int(n) and 0 <= n < 2**63 for n in counts):  # 10**400 overflows a mean
             raise ValueError
         if not all(is_finite_number(x) and x >= 0 for x in numbers):
             raise ValueError
@@ -759,7 +762,7 @@ def _restore(
     except (KeyError, TypeError, ValueError):
         raise InputError(
             f"{source}: malformed checkpoint (bad or missing entries: counts must be integers "
-            ">= 0, losses and seconds finite numbers >= 0)"
+            "in [0, 2**63), losses and seconds finite numbers >= 0)"
         ) from None
     if state.epoch > config.epochs or len(state.history) != state.epoch:
         raise InputError(
@@ -830,6 +833,16 @@ def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
         return None
     losses = [metrics.get(k) for k in ("train_loss", "val_loss", "seconds")]
     return metrics if all(is_finite_number(x) for x in losses) else None
+
+
+def _recorded_forecasts(run_dir: Path) -> dict[str, Any]:
+    """``{"forecast": ...}`` as the run's metrics.json records it, or ``{}`` where that
+    file is missing or damaged."""
+    try:
+        recorded = runs.read_metrics(run_dir).get("forecast")
+    except InputError:
+        return {}
+    return {"forecast": recorded} if isinstance(recorded, dict) else {}
 
 
 def _final_metrics(
@@ -1077,6 +1090,8 @@ def _train(
         model.load_state_dict(best)
     final_val = state.best_val_loss if config.keep_best else state.history[-1]["val_loss"]
     metrics = _final_metrics(config, state, dataset, float(final_val), device)
+    rewritten = checkpoint is not None and finished  # a finished run's lost files
+    if rewritten:  # the same weights: the forecasts made with them still hold
+        metrics.update(_recorded_forecasts(out))
     runs.write_results(out, model, state.history, metrics)
-    trained = not (checkpoint is not None and finished)  # else: its files written again
-    return TrainResult([dict(row) for row in state.history], metrics, out, trained)
+    return TrainResult([dict(row) for row in state.history], metrics, out, not rewritten, rewritten)
