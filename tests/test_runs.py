@@ -150,6 +150,48 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
         runs.prepare_run_dir(file, force=True)
 
 
+def test_force_removes_the_old_runs_named_forecasts(tmp_path: Path) -> None:
+    """Named forecasts of the old model survived --force beside the new weights (and
+    blocked a new forecast of that name)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    runs.write_metrics(run, {"forecast": {"shop9": {"points": 3}, "window": {"points": 1}}})
+    for name in ("forecast-shop9.csv", "forecast-shop9.png", "forecast-window.csv"):
+        (run / name).write_text("old")
+    (run / "forecast-mine.csv").write_text("the user's own: not recorded")
+    runs.prepare_run_dir(run, force=True)
+    assert sorted(p.name for p in run.iterdir()) == ["forecast-mine.csv"]
+
+
+def test_force_removes_all_of_the_old_run_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that cannot be removed (an immutable one) was met after others had gone,
+    leaving a run that could be neither used nor resumed."""
+    run = tmp_path / "run"
+    run.mkdir()
+    names = [runs.CONFIG_FILE, runs.MODEL_FILE, runs.HISTORY_FILE, runs.METRICS_FILE]
+    for name in names:
+        (run / name).write_text(name)
+    real = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        if self.name == runs.METRICS_FILE:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(
+        InputError,
+        match=r"cannot remove .*metrics.json: Operation not permitted; nothing was removed",
+    ):
+        runs.prepare_run_dir(run, force=True)
+    assert {p.name: p.read_text() for p in run.iterdir()} == {n: n for n in names}
+    monkeypatch.setattr(Path, "rename", real)
+    runs.prepare_run_dir(run, force=True)
+    assert list(run.iterdir()) == []
+
+
 def test_a_run_directory_that_cannot_be_created_is_refused_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

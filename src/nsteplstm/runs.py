@@ -258,11 +258,28 @@ def holds_run(path: str | Path) -> bool:
 
 
 def _old_run_files(path: Path) -> list[Path]:
-    """The files of an earlier run in ``path`` that a new run replaces."""
+    """The files of an earlier run in ``path`` that a new run replaces: those it
+    writes, its checkpoints, and the named forecasts its metrics.json records."""
     if not path.is_dir():
         return []
     found = [path / name for name in RUN_FILES if os.path.lexists(path / name)]
-    return found + _checkpoint_weights(path)
+    named = recorded_forecasts(path)
+    forecasts = [
+        p
+        for p in sorted(path.glob("forecast-*"))
+        if p.suffix in (".csv", ".png") and p.stem.removeprefix("forecast-") in named
+    ]
+    return found + [p for p in forecasts if p not in found] + _checkpoint_weights(path)
+
+
+def recorded_forecasts(run_dir: str | Path) -> dict[str, Any]:
+    """The forecasts ``metrics.json`` records (key ``forecast``), by name; ``{}`` where
+    the file is missing or damaged."""
+    try:
+        recorded = read_metrics(run_dir).get("forecast")
+    except InputError:
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def _checkpoint_weights(run_dir: Path) -> list[Path]:
@@ -275,18 +292,39 @@ def prepare_run_dir(path: str | Path, force: bool) -> Path:
     """Create the run directory ``path`` (and parents), or accept an empty one.
 
     An existing non-empty directory is refused unless ``force``; with ``force`` the
-    files of an earlier run (:data:`RUN_FILES`, checkpoints) are removed so nothing
-    stale survives, other files are left alone. Nothing is removed when one of those
-    names is a directory.
+    files of an earlier run (:data:`RUN_FILES`, checkpoints, the named forecasts its
+    metrics.json records) are removed so nothing stale survives, other files are left
+    alone. Nothing is removed when one of those names is a directory, or one of the
+    files cannot be removed.
     """
     path = check_run_dir_free(path, force)
-    for old in _old_run_files(path):
-        old.unlink(missing_ok=True)
+    _remove_all_or_none(_old_run_files(path))
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create run directory {path}: {e.strerror or e}") from None
     return path
+
+
+def _remove_all_or_none(files: list[Path]) -> None:
+    """Remove ``files``, or (InputError) none of them: each is renamed aside first, so
+    one that cannot go (an immutable file) leaves the others where they were."""
+    moved: list[tuple[Path, Path]] = []
+    for old in files:
+        aside = old.with_name(f".{old.name}.{os.getpid()}.removed")
+        try:
+            old.rename(aside)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            for back, name in reversed(moved):
+                back.rename(name)
+            raise InputError(
+                f"cannot remove {old}: {e.strerror or e}; nothing was removed"
+            ) from None
+        moved.append((aside, old))
+    for aside, _ in moved:
+        aside.unlink(missing_ok=True)
 
 
 def _dumps(obj: Any) -> str:

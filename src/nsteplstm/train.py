@@ -835,16 +835,6 @@ def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
     return metrics if all(is_finite_number(x) for x in losses) else None
 
 
-def _recorded_forecasts(run_dir: Path) -> dict[str, Any]:
-    """``{"forecast": ...}`` as the run's metrics.json records it, or ``{}`` where that
-    file is missing or damaged."""
-    try:
-        recorded = runs.read_metrics(run_dir).get("forecast")
-    except InputError:
-        return {}
-    return {"forecast": recorded} if isinstance(recorded, dict) else {}
-
-
 def _final_metrics(
     config: Config,
     state: _State,
@@ -1092,6 +1082,8 @@ def _train(
     metrics = _final_metrics(config, state, dataset, float(final_val), device)
     rewritten = checkpoint is not None and finished  # a finished run's lost files
     if rewritten:  # the same weights: the forecasts made with them still hold
-        metrics.update(_recorded_forecasts(out))
+        recorded = runs.recorded_forecasts(out)
+        if recorded:
+            metrics["forecast"] = recorded
     runs.write_results(out, model, state.history, metrics)
     return TrainResult([dict(row) for row in state.history], metrics, out, not rewritten, rewritten)
