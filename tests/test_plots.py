@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -298,6 +299,21 @@ def test_user_text_is_shown_as_given_never_as_math(tmp_path: Path) -> None:
     texts = [t.get_text() for t in overlay.axes[0].get_legend().get_texts()]
     assert texts == ["lr\\$x_1\\$", "a \\$\\frac{\\$ b"]  # a \$ is drawn as a $
     assert overlay.axes[0].get_title() == losses.axes[0].get_title() == "run \\$\\bad\\$"
+
+
+def test_a_name_that_is_not_utf8_is_drawn_escaped(tmp_path: Path) -> None:
+    """A run directory named with byte 0xff (Python: the lone surrogate U+DCFF) crashed
+    matplotlib's text code with a traceback."""
+    path_name = os.fsdecode(b"nu\xffrun")
+    overlay = plots.overlay_figure({path_name: history(1), "x\ud800": history(1)}, path_name)
+    forecast = plots.forecast_figure(
+        np.arange(4), np.zeros((1, 4)), np.zeros((1, 4)), (0, 2), path_name, [path_name]
+    )
+    for fig in (overlay, forecast):
+        assert plots.png_bytes(fig)[:8] == PNG_MAGIC
+    texts = [t.get_text() for t in overlay.axes[0].get_legend().get_texts()]
+    assert texts == ["nu\\xffrun", "x\\ud800"]
+    assert overlay.axes[0].get_title() == forecast.axes[0].get_ylabel() == "nu\\xffrun"
 
 
 def test_a_run_given_as_dot_is_named_by_its_directory(tmp_path: Path, monkeypatch) -> None:

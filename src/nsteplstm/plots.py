@@ -238,7 +238,12 @@ def _wrapped(text: str, width: int) -> str:
 def _shown(text: str) -> str:
     """Text as given (a run's name, a label, a series id), never read as math: matplotlib
     takes what lies between two ``$`` for a formula ("lr$x_1$" showed as "lrx₁", and
-    "a $\\frac{$ b" raised an error)."""
+    "a $\\frac{$ b" raised an error). A byte of a path that is not UTF-8 (Python holds
+    it as a lone surrogate, which matplotlib refuses) is shown escaped, ``\\xff``."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no path decoding makes: shown as \udxxx
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text.replace("$", r"\$")
 
 
