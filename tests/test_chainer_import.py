@@ -649,6 +649,16 @@ def test_import_run_needs_one_window_of_data_not_a_split(tmp_path: Path) -> None
     from nsteplstm.forecast import forecast_run
 
     assert forecast_run(run, horizon=15)["points"] == 10
+    # Fewer points than one start window: the import went through, every forecast failed.
+    with pytest.raises(
+        InputError,
+        match=r"sequence_size \(--sequence-size\) = 41 is longer "
+        r"than the longest series of csv:.*short.csv \(40 points\)",
+    ):
+        import_chainer_run(
+            fixture("article_nstep"), tmp_path / "run2", data=f"csv:{csv}", sequence_size=41
+        )
+    assert not (tmp_path / "run2").exists()
 
 
 def test_import_run_errors(tmp_path: Path) -> None:

@@ -602,8 +602,14 @@ def import_chainer_run(
     if str(settings.get("data", "")).startswith("csv:"):  # scale is a CSV setting
         settings = {"scale": "none", **settings}
     config = _run_config(path, settings)
-    if config.data != "adding":
-        load_series(config)  # the run must be able to forecast: its data loads and fits
+    if config.data != "adding":  # the run must be able to forecast: its data loads and fits
+        longest = max(len(x) for x in load_series(config).series)
+        if longest < config.sequence_size:
+            raise InputError(
+                f"import of {path}: sequence_size (--sequence-size) = {config.sequence_size} "
+                f"is longer than the longest series of {config.data} ({longest} points): "
+                "the run could not forecast"
+            )
 
     run_dir = prepare_run_dir(out_dir, force)
     write_config(run_dir, config, model.config, None)
