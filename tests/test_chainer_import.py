@@ -290,6 +290,11 @@ def test_one_wrong_first_matrix_is_the_one_named(tmp_path: Path) -> None:
     assert message.endswith(f"0/w0 has shape {w0.T.shape}, expected {w0.shape}")
     message = one_line_error(rewrite(tmp_path, "nstep_l2", **{"0/b3": np.zeros(2, np.float32)}))
     assert message.endswith("0/b3 has shape (2,), expected (4,)")
+    # In the article's chain, 0/w0 alone decided bidirectional: half its rows read as
+    # a bidirectional head, "1 link indices cannot be a bidirectional stack".
+    cut = np.zeros((100, 1), np.float32)
+    message = one_line_error(rewrite(tmp_path, "article_nstep", **{"l1/0/w0": cut}))
+    assert message.endswith("l1/0/w0 has shape (100, 1), expected (200, 1)")
 
 
 @pytest.mark.parametrize(("size", "zero_rows"), [("out_size", True), ("in_size", False)])

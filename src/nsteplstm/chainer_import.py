@@ -328,11 +328,7 @@ def _nstep_lstm(
     if w0 is None or len(w0) != 2:
         got = "missing" if w0 is None else f"shape {w0}"
         raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
-    # The sizes most of layer 0's arrays agree on, so that one wrong array is the
-    # one named below (by _check) instead of every array that disagrees with it.
-    rows = [shapes[k][0] for k in _layer0_keys("w", "b") if len(shapes.get(k, ())) >= 1]
-    cols = [shapes[k][1] for k in _layer0_keys("w")[:4] if len(shapes.get(k, ())) == 2]
-    n_hidden, n_in = _most_common(rows), _most_common(cols)
+    n_hidden, n_in = _layer0_sizes(shapes)
     _check_sizes(where, f"{prefix}0/w0", (n_hidden, n_in), ("out_size", "in_size"))
     matrices = sum(re.fullmatch(r"0/w\d+", k) is not None for k in shapes)
     if matrices in OTHER_NSTEP_LINKS:
@@ -361,14 +357,14 @@ def _nstep_lstm(
     return cls(n_links // n_dirs, n_in, n_hidden, dropout)
 
 
-def _layer0_keys(*kinds: str) -> list[str]:
-    """``0/w0..0/w7`` (kind ``w``), then ``0/b0..0/b7`` (kind ``b``)."""
-    return [f"0/{kind}{j}" for kind in kinds for j in range(8)]
-
-
-def _most_common(sizes: list[int]) -> int:
-    """The size most often seen; on a tie the first seen (``sizes`` starts with w0's)."""
-    return max(sizes, key=sizes.count)
+def _layer0_sizes(shapes: Shapes) -> tuple[int, int]:
+    """``(out_size, in_size)`` as most of link 0's arrays have them (on a tie, as
+    ``0/w0``, which must be 2-D): so that one wrong array is the one :func:`_check`
+    names, instead of every array that disagrees with it."""
+    keys = [f"0/w{j}" for j in range(8)] + [f"0/b{j}" for j in range(8)]
+    rows = [shapes[k][0] for k in keys if len(shapes.get(k, ())) >= 1]
+    cols = [shapes[k][1] for k in keys[:4] if len(shapes.get(k, ())) == 2]
+    return max(rows, key=rows.count), max(cols, key=cols.count)
 
 
 def _count_links(shapes: Shapes, where: str, prefix: str) -> int:
@@ -450,7 +446,8 @@ def _article_chain(
         raise InputError(f"{where}: missing the LSTM link under {prefix}l1/")
     w0, head = lstm_shapes.get("0/w0"), shapes["l2/W"]
     if bidirectional is None and w0 is not None and len(w0) == 2 == len(head):
-        bidirectional = head[1] == 2 * w0[0]  # the head reads (N) or both directions (2N)
+        n_hidden = _layer0_sizes(lstm_shapes)[0]
+        bidirectional = head[1] == 2 * n_hidden  # the head reads (N) or both directions (2N)
     lstm = _lstm_link(lstm_shapes, where, f"{prefix}l1/", bidirectional, dropout)
     if isinstance(lstm, NStepBiLSTM):
         raise InputError(
