@@ -513,6 +513,11 @@ def test_npy_and_non_array_members_are_refused(tmp_path: Path) -> None:
     assert "'notes.txt' is not a .npy array" in one_line_error(odd)
     ints = rewrite(tmp_path, "lstm_step", **{"upward/b": np.zeros(16, np.int64)})
     assert "expected floating point" in one_line_error(ints)
+    # An integer array inside the chain's own link: no hint to load that link alone.
+    ints = rewrite(tmp_path, "article_nstep", **{"l1/0/w0": np.zeros((200, 1), np.int32)})
+    assert one_line_error(ints).endswith(
+        "expected floating point: not a weight, so nothing it could be loaded into"
+    )
 
 
 def test_a_snapshot_of_a_bare_link_names_its_prefix_before_refusing_integers(

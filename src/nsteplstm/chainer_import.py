@@ -32,7 +32,7 @@ import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,10 @@ def _read_headers(path: str | Path, prefix: str) -> Headers:
     return headers
 
 
-def _check_floating(headers: Headers, where: str) -> None:
+def _check_floating(headers: Headers, where: str, hint: Callable[[str], str] | None = None) -> None:
+    """InputError unless every array is floating point; ``hint(key)`` ends the message."""
     for key, (shape, dtype) in headers.items():
+        more = hint(key) if hint else ""
         if dtype.hasobject:
             never_set = (
                 " (Chainer saves a parameter as None when it was never initialised: a link "
@@ -137,12 +139,12 @@ def _check_floating(headers: Headers, where: str) -> None:
             )
             raise InputError(
                 f"{where}: array {key!r} holds pickled Python objects, not numbers"
-                f"{never_set}; refusing to load it"
+                f"{never_set}; refusing to load it{more}"
             )
         if dtype.kind != "f":
             raise InputError(
                 f"{where}: array {key!r} has dtype {dtype}, expected floating point: not a "
-                "weight, so nothing it could be loaded into"
+                f"weight, so nothing it could be loaded into{more}"
             )
 
 
@@ -289,10 +291,8 @@ def _shapes_under(path: str | Path, prefix: str) -> tuple[Shapes, str, str]:
             f"prefix {chains[0]!r}: pass --prefix {chains[0]} (prefix={chains[0]!r} "
             "from Python)"
         )
-    try:
-        _check_floating(headers, f"Chainer checkpoint {path}")
-    except InputError as e:  # a snapshot holds more than weights: say where the link is
-        raise InputError(f"{e}{_prefix_hint(shapes, p)}") from None
+    # A snapshot holds more than weights: say where a link is, if not around the array.
+    _check_floating(headers, f"Chainer checkpoint {path}", lambda k: _prefix_hint(shapes, p, k))
     return shapes, where, p
 
 
@@ -688,16 +688,12 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
-def _prefix_hint(shapes: Shapes, prefix: str) -> str:
-    """A ``; pass prefix=...`` hint naming sub-chains that look like LSTM links."""
-    found = sorted(
-        {
-            prefix + k[: -len(tail)]
-            for k in shapes
-            for tail in ("0/w0", "upward/W")
-            if k.endswith("/" + tail)
-        }
-    )
+def _prefix_hint(shapes: Shapes, prefix: str, outside: str = "") -> str:
+    """A ``; pass prefix=...`` hint naming sub-chains that look like LSTM links (not
+    one holding the key ``outside``: loading that link alone would not help)."""
+    tails = ("0/w0", "upward/W")
+    links = {prefix + k[: -len(t)] for k in shapes for t in tails if k.endswith("/" + t)}
+    found = sorted(link for link in links if not (outside and outside.startswith(link)))
     return (
         f"; an LSTM link seems to be under prefix {found[0]!r}: load it alone with "
         f"nl.load_chainer_npz(path, prefix={found[0]!r})"
