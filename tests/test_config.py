@@ -104,6 +104,8 @@ def test_wrong_type(key: str, value: Any, expected: str) -> None:
         ({"dropout": 1.0}, "dropout = 1.0 is out of range (allowed: 0 <= dropout < 1)"),
         ({"dropout": -0.1}, "dropout = -0.1 is out of range"),
         ({"n_hidden": 0}, "n_hidden = 0 is out of range (allowed: >= 1)"),
+        # No end: it trained forever, checkpoint.json growing by a row each epoch.
+        ({"epochs": 10**20}, "epochs = 100000000000000000000 is out of range (allowed: 1 <= "),
         ({"batch_size": -5}, "batch_size = -5 is out of range (allowed: >= 1)"),
         ({"sequence_size": 0}, "sequence_size = 0 is out of range"),
         ({"split_rate": 1.0}, "split_rate = 1.0 is out of range (allowed: 0 < split_rate < 1)"),

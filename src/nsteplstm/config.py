@@ -107,6 +107,9 @@ CONFIG_HELP: dict[str, str] = {
 }
 
 
+MAX_EPOCHS = 100_000
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings of a run; defaults are the article's experiment.
@@ -491,6 +494,8 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
         "checkpoint_every",
     ):
         check(key, v[key] >= 1, ">= 1")
+    # checkpoint.json keeps every epoch's row and is written again at each checkpoint
+    check("epochs", v["epochs"] <= MAX_EPOCHS, f"1 <= epochs <= {MAX_EPOCHS:,}")
     check("value", v["value"] <= 2**24, "1 <= value <= 2**24, every number exact in float32")
     for key in ("total_size", "adding_samples"):
         check(key, v[key] <= MAX_DATA_SIZE, f"1 <= {key} <= 1e12")
