@@ -469,7 +469,9 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
     config = Config.from_dict(doc["config"], str(path))
     model = doc["model"]
     for key in ("n_layers", "n_in", "n_hidden", "n_out", "dropout", "cell"):
-        if key in model and model[key] != getattr(config, key):
+        if key not in model:  # Forecaster's default would then not fit the weights
+            raise InputError(f"{path}: 'model' lacks {key!r}")
+        if model[key] != getattr(config, key):
             raise InputError(
                 f"{path}: 'model' does not match its 'config' ({key}: "
                 f"{getattr(config, key)!r} in config, {model[key]!r} in model)"
