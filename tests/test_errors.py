@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from nsteplstm.cli import main
+from nsteplstm.errors import gib
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -278,3 +279,13 @@ def test_documented_error(command, message, code, tmp_path, base_run, capsys, mo
         assert not made, f"a rejected command created the directories {made}"
     else:  # a failed run keeps its config and last good checkpoint, but no results
         assert not [p for p in new if os.path.basename(p) in RESULT_FILES], new
+
+
+def test_sizes_in_messages_keep_three_digits_or_group_thousands() -> None:
+    # A huge --n-hidden printed "894,069,678,365,439.1 GiB"; a small need "0.0 GiB".
+    assert [gib(x * 2**30) for x in (0.0012345, 23.54, 1234.4, 8.94e14)] == [
+        "0.00123 GiB",
+        "23.5 GiB",
+        "1,234 GiB",
+        "8.94e+14 GiB",
+    ]

@@ -20,6 +20,12 @@ def is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def gib(nbytes: float) -> str:
+    """``nbytes`` in GiB for a message: ``"23.5 GiB"``, ``"1,234 GiB"``, ``"8.94e+14 GiB"``."""
+    x = nbytes / 2**30
+    return f"{x:,.0f} GiB" if 1000 <= x < 1e9 else f"{x:.3g} GiB"
+
+
 def is_finite_number(value: object) -> bool:
     """True for a finite Python or NumPy int or float; False for a bool."""
     return (

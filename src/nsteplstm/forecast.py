@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .device import physical_memory
-from .errors import InputError, check_int, is_int
+from .errors import InputError, check_int, gib, is_int
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
@@ -223,7 +223,7 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
     if memory is not None and needed > memory:
         raise InputError(
             f"horizon = {horizon}: {len(starts)} forecasts of {horizon} points take "
-            f"{needed / 2**30:,.0f} GiB, more than this machine's {memory / 2**30:,.0f} GiB"
+            f"{gib(needed)}, more than this machine's {gib(memory)}"
         )
 
 
@@ -492,7 +492,7 @@ def _check_run_memory(horizon: int, n_features: int) -> None:
     if memory is not None and needed > memory:
         raise InputError(
             f"horizon = {horizon}: writing a forecast of {horizon} points takes about "
-            f"{needed / 2**30:,.3g} GiB, more than this machine's {memory / 2**30:,.3g} GiB"
+            f"{gib(needed)}, more than this machine's {gib(memory)}"
         )
 
 

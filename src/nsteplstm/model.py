@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import physical_memory
-from .errors import InputError, check_int, is_finite_number
+from .errors import InputError, check_int, gib, is_finite_number
 from .functional import (
     check_dense,
     check_like,
@@ -54,8 +54,8 @@ def _check_fits(n_layers: int, in_size: int, out_size: int, directions: int = 1)
     if memory is not None and 4 * count > memory:
         raise InputError(
             f"n_layers = {n_layers}, in_size = {in_size}, out_size (hidden units) = {out_size}: "
-            f"{count:,} weights ({4 * count / 2**30:,.0f} GiB of float32) do not fit in this "
-            f"machine's {memory / 2**30:,.0f} GiB of memory"
+            f"{count:,} weights ({gib(4 * count)} of float32) do not fit in this "
+            f"machine's {gib(memory)} of memory"
         )
 
 

@@ -55,7 +55,7 @@ from .device import (
     resolve_device,
     seed_everything,
 )
-from .errors import InputError, is_finite_number, is_int
+from .errors import InputError, gib, is_finite_number, is_int
 from .model import Forecaster, lstm_weight_count
 from .packing import PackedLayout
 
@@ -312,12 +312,11 @@ def _check_memory(config: Config, dataset: Dataset | AddingDataset) -> None:
     parts = training_memory(config, dataset)
     if memory is None or sum(parts.values()) <= memory:
         return
-    gib = {k: f"{v / 2**30:,.1f}" for k, v in parts.items()}
     raise InputError(
-        f"training needs at least {sum(parts.values()) / 2**30:,.1f} GiB (weights, gradients, "
-        f"Adam's moments {gib['parameters']}, data {gib['data']}, one batch's LSTM "
-        f"activations {gib['activations']}), more than this machine's "
-        f"{memory / 2**30:,.1f} GiB; smaller n_hidden, n_layers, batch_size, sequence_size "
+        f"training needs at least {gib(sum(parts.values()))} (weights, gradients, "
+        f"Adam's moments {gib(parts['parameters'])}, data {gib(parts['data'])}, one batch's "
+        f"LSTM activations {gib(parts['activations'])}), more than this machine's "
+        f"{gib(memory)}; smaller n_hidden, n_layers, batch_size, sequence_size "
         "or total_size need less"
     )
 
