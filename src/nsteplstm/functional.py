@@ -39,6 +39,13 @@ from .packing import Cover, CoverEnds, PackedLayout
 # lengths 10..50 any value from 16 to 96 ran within 4% of the others, 32 never worse.
 CALL_OVERHEAD_ROW_STEPS = 32.0
 
+# torch.compile runs these eagerly (a graph break): traced with gradients on, torch
+# 2.13's AOT autograd fails on the fused LSTM kernel (an AssertionError with aot_eager,
+# a TypeError for aten.mkldnn_rnn_layer with inductor), which it never meets otherwise
+# because it skips torch.nn.LSTM modules (torch._dynamo.config.allow_rnn). About 0.6 us
+# a call outside compile.
+_eager = torch.compiler.disable
+
 
 # ------------------------------------------------------------------ input checks
 # The fused kernels trust every size they are given: a mismatch reaching them reads or
@@ -228,6 +235,7 @@ def dropout(x: Tensor, ratio: float) -> Tensor:
     return x * keep
 
 
+@_eager
 def n_step_lstm(
     data: Tensor,
     layout: PackedLayout,
@@ -310,6 +318,7 @@ def n_step_lstm(
     return data, torch.cat(hy), torch.cat(cy)
 
 
+@_eager
 def packed_lstm(
     data: Tensor,
     layout: PackedLayout,
