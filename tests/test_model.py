@@ -240,6 +240,61 @@ def test_hooks_on_the_parameter_holder_are_refused_not_skipped():
         lstm(None, None, make_xs(LENGTHS))
 
 
+@pytest.mark.parametrize("cell", ["nstep", "step"])
+@pytest.mark.parametrize("dense", [False, True], ids=["list", "tensor"])
+def test_hooks_on_a_forecasters_lstm_run(cell, dense):
+    """Forecaster ran its LSTM's forward_packed, past the module call: hooks on
+    model.lstm never ran, without a word."""
+    torch.manual_seed(7)
+    model = nl.Forecaster(2, 3, 4, 2, dropout=0.0, cell=cell)
+    xs = torch.randn(3, 5, 3) if dense else make_xs(LENGTHS)
+    plain = model(xs)
+    seen = []
+
+    def doubled(module, args, out):  # the LSTM's outputs, doubled
+        seen.append("forward")
+        return (
+            (*out[:2], tuple(2 * y for y in out[2]))
+            if cell == "nstep"
+            else tuple(2 * y for y in out)
+        )
+
+    handles = [
+        model.lstm.register_forward_pre_hook(lambda module, args: seen.append("pre")),
+        model.lstm.register_forward_hook(doubled),
+    ]
+    got = model(xs)
+    assert seen == ["pre", "forward"]
+    bias = model.head.bias
+    for g, p in zip(got, plain, strict=True):  # head(2h) = 2 head(h) - bias
+        torch.testing.assert_close(g, 2 * p - bias, **TOL)
+    for h in handles:
+        h.remove()
+    for g, p in zip(model(xs), plain, strict=True):
+        torch.testing.assert_close(g, p, rtol=0, atol=0)
+
+
+def test_torch_compile_trains_the_same_as_eager():
+    """Compiled with gradients on, torch 2.13's AOT autograd failed on the fused LSTM
+    kernel ("expected all tensors_saved_with_vc_check to be Tensors"): the LSTM now runs
+    eagerly inside a compiled model (a graph break), the rest compiled."""
+    torch.manual_seed(8)
+    model = nl.Forecaster(2, 1, 8, 1, dropout=0.3)
+    twin = nl.Forecaster(2, 1, 8, 1, dropout=0.3)
+    twin.load_state_dict(model.state_dict())
+    compiled = torch.compile(twin, backend="aot_eager")
+    xs, dense = make_xs([7, 3, 5], in_size=1), torch.randn(4, 6, 1)
+    results = []
+    for m in (model, compiled):
+        torch.manual_seed(9)  # the same dropout masks
+        loss = sum(y.square().sum() for y in m(xs)) + m(dense).square().sum()
+        loss.backward()
+        results.append([loss.detach(), *(p.grad for p in m.parameters())])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+    torch._dynamo.reset()
+
+
 AUTOCAST = [("cpu", torch.bfloat16), pytest.param("cuda", torch.float16, marks=cuda)]
 
 

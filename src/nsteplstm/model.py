@@ -412,6 +412,18 @@ class Head(nn.Linear):
         return super().forward(x)
 
 
+def _called_for_hooks(module: nn.Module) -> bool:
+    """Whether ``module`` has hooks, or a ``module.compile()``, that act only when it is
+    called: then a caller that would run its ``forward_packed`` calls it instead."""
+    hooks = (
+        module._forward_pre_hooks,
+        module._forward_hooks,
+        module._backward_pre_hooks,
+        module._backward_hooks,
+    )
+    return any(hooks) or getattr(module, "_compiled_call_impl", None) is not None
+
+
 class Forecaster(nn.Module):
     """The article's model: an LSTM stack, then a Linear head on every time step.
 
@@ -462,7 +474,15 @@ class Forecaster(nn.Module):
 
     def forward_packed(self, data: Tensor, layout: PackedLayout) -> Tensor:
         """Packed inputs ``(N, n_in)`` -> packed outputs ``(N, n_out)``."""
-        if isinstance(self.lstm, NStepLSTM):
+        if _called_for_hooks(self.lstm):
+            seqs = layout.unpack(data)  # B tensors (L_i, n_in)
+            ys = (
+                self.lstm(None, None, seqs)[2]
+                if isinstance(self.lstm, NStepLSTM)
+                else self.lstm(seqs)
+            )
+            hidden = layout.pack(ys)  # (N, H)
+        elif isinstance(self.lstm, NStepLSTM):
             hidden, _, _ = self.lstm.forward_packed(data, layout, final_states=False)  # (N, H)
         else:
             hidden = self.lstm.forward_packed(data, layout)  # (N, H)
