@@ -54,6 +54,18 @@ def without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 
 
+def test_settings_may_come_as_a_mapping(tmp_path: Path) -> None:
+    """A dict was refused ("a Config is needed unless resuming") against train's hint."""
+    a = train(dict(TINY, epochs=1), tmp_path / "a", quiet=True)
+    b = train(tiny(epochs=1), tmp_path / "b", quiet=True)
+    assert without_seconds(a.history) == without_seconds(b.history)
+    with pytest.raises(InputError, match="config must be a Config or a mapping, got 3"):
+        train(3, tmp_path / "c")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"config settings: epochs = 0 is out of range"):
+        train({"epochs": 0}, tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
 def test_same_seed_same_history_bit_for_bit(tmp_path: Path) -> None:
     config = tiny(n_layers=2, min_length=4)  # dropout and random lengths in play
     a = train(config, tmp_path / "a", quiet=True)

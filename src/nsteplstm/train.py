@@ -883,7 +883,8 @@ def train(
 ) -> TrainResult:
     """Train a :class:`Forecaster` as ``config`` says and write the run directory.
 
-    Writes ``config.json`` with the first checkpoint (so a run that fails before it
+    ``config``: a :class:`~nsteplstm.config.Config`, or a mapping of the settings that
+    differ from its defaults (``{"n_layers": 2, "epochs": 10}``). Writes ``config.json`` with the first checkpoint (so a run that fails before it
     leaves nothing), a checkpoint every ``config.checkpoint_every`` epochs (and at the
     last, or when interrupted), then ``model.safetensors``, ``history.csv`` and
     ``metrics.json``. With ``config.keep_best`` the weights of the epoch with the
@@ -936,11 +937,12 @@ def _train(
                 f"{out}: no {runs.CHECKPOINT_FILE} to resume from, and the run has final "
                 f"weights ({runs.MODEL_FILE}); to train it anew: --out {out} --force"
             )
-    elif not isinstance(config, Config):
-        raise InputError("train: a Config is needed unless resuming")
+    elif not isinstance(config, (Config, Mapping)):
+        raise InputError(f"train: config must be a Config or a mapping, got {config!r:.60}")
     else:
         # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
-        config = Config.from_dict(config.to_dict(), "settings")
+        settings = config.to_dict() if isinstance(config, Config) else config
+        config = Config.from_dict(settings, "settings")
         config = dataclasses.replace(config, data=absolute_data(config.data))
         runs.check_run_dir_free(out, force)
         if out.is_dir():  # an old run in it may be in training: fail now, not at the end
