@@ -1,10 +1,10 @@
 """Load check (issue 6): big inputs run in bounded memory that does not grow per epoch.
 
-1. Trains on a generated 1,000,000-point CSV series through ``nsteplstm train`` in a
+1. Forecasts from 10,000 start windows of one generated series at once in stream
+   mode (one batch) and reports the time and the peak resident memory of that process.
+2. Trains on a generated 1,000,000-point CSV series through ``nsteplstm train`` in a
    subprocess and reports its peak resident memory after epoch 1 and after the
    last epoch (from the run's ``metrics.json``).
-2. Forecasts 10,000 series at once in stream mode (one batch) and reports the time
-   and the peak resident memory of that process.
 
 Prints the forecast's result as one JSON line first, then both as one JSON object.
 Settings are checked before anything runs; a failed training run ends the script

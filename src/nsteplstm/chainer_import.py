@@ -539,10 +539,11 @@ def import_chainer_run(
     The architecture (``n_layers``, ``n_in``, ``n_hidden``, ``n_out``, ``cell``) comes
     from the file; what it cannot tell comes from ``sequence_size`` and
     ``config_overrides`` (any :class:`~nsteplstm.config.Config` field; ``None`` values
-    count as not given) over the article's defaults. ``scale`` is ``"none"``: a Chainer
-    model carries no scaler. The directory gets ``config.json``, ``model.safetensors``,
-    an empty ``history.csv`` and ``metrics.json`` naming the source, all written by
-    :mod:`nsteplstm.runs`, so ``nsteplstm forecast`` reads it like a trained run.
+    count as not given) over the article's defaults. With CSV data ``scale`` is
+    ``"none"`` (a Chainer model carries no scaler; another ``scale`` is refused). The
+    directory gets ``config.json``, ``model.safetensors``, an empty ``history.csv`` and
+    ``metrics.json`` naming the source, all written by :mod:`nsteplstm.runs`, so
+    ``nsteplstm forecast`` reads it like a trained run.
 
     Returns:
         The run directory.

@@ -135,8 +135,8 @@ def tune_malloc() -> bool:
     get fresh pages from the kernel and go back to it when freed, and the top of the
     heap is trimmed. Training allocates and frees the same tens of MiB of LSTM
     workspace every batch, so every batch faults those pages in again: at the
-    article's defaults about 100,000 minor page faults per epoch, a quarter of the
-    epoch's time on a 2-core machine. With an mmap threshold of 1 GiB and no
+    article's defaults about 100,000 minor page faults per epoch, a sixth to a quarter
+    of the epoch's time on the 2-core machines measured. With an mmap threshold of 1 GiB and no
     trimming, freed blocks are reused instead; the price is that resident memory
     stays at its peak. Process-wide and not undone: the same as starting Python
     with ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647``.

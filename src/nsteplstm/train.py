@@ -884,22 +884,22 @@ def train(
     """Train a :class:`Forecaster` as ``config`` says and write the run directory.
 
     ``config``: a :class:`~nsteplstm.config.Config`, or a mapping of the settings that
-    differ from its defaults (``{"n_layers": 2, "epochs": 10}``). Writes ``config.json`` with the first checkpoint (so a run that fails before it
-    leaves nothing), a checkpoint every ``config.checkpoint_every`` epochs (and at the
-    last, or when interrupted), then ``model.safetensors``, ``history.csv`` and
-    ``metrics.json``. With ``config.keep_best`` the weights of the epoch with the
-    lowest validation loss are the ones kept; ``train_loss`` and ``val_loss`` in
-    ``metrics.json`` are that epoch's (``last_train_loss``, ``last_val_loss``: the last
-    epoch's). ``resume`` continues ``out_dir`` from
-    its checkpoint and ends with the weights and history of an uninterrupted run;
-    ``config`` is then None (the run's own), a full Config that must match the run's,
-    or a mapping of the settings to check against it (only ``device`` may differ). A
-    run without a checkpoint restarts from epoch 1 unless it has final weights (an
-    imported run, or one whose checkpoint was removed): those are never overwritten.
-    A new run checks ``out_dir``, the data and the model before it touches
-    ``out_dir`` (with ``force``: before it removes the old run). ``progress`` receives per-batch and
-    per-epoch reports; by default a bar on stderr when stdout and stderr are
-    terminals and not ``quiet``.
+    differ from its defaults (``{"n_layers": 2, "epochs": 10}``). Writes ``config.json``
+    with the first checkpoint (so a run that fails before it leaves nothing), a
+    checkpoint every ``config.checkpoint_every`` epochs (and at the last, or when
+    interrupted), then ``model.safetensors``, ``history.csv`` and ``metrics.json``. With
+    ``config.keep_best`` the weights of the epoch with the lowest validation loss are
+    the ones kept; ``train_loss`` and ``val_loss`` in ``metrics.json`` are that epoch's
+    (``last_train_loss``, ``last_val_loss``: the last epoch's). ``resume`` continues
+    ``out_dir`` from its checkpoint and ends with the weights and history of an
+    uninterrupted run; ``config`` is then None (the run's own), a full Config that must
+    match the run's, or a mapping of the settings to check against it (only ``device``
+    may differ). A run without a checkpoint restarts from epoch 1 unless it has final
+    weights (an imported run, or one whose checkpoint was removed): those are never
+    overwritten. A new run checks ``out_dir``, the data and the model before it touches
+    ``out_dir`` (with ``force``: before it removes the old run). ``progress`` receives
+    per-batch and per-epoch reports; by default a bar on stderr when stdout and stderr
+    are terminals and not ``quiet``.
 
     Raises:
         InputError: a bad run directory, data or checkpoint.
