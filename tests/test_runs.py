@@ -412,6 +412,16 @@ def test_load_run(tmp_path: Path) -> None:
     run = runs.load_run(tmp_path)
     assert run.path == tmp_path and run.config.n_hidden == 4 and run.scaler is None
     assert run.history[0]["val_loss"] == 2.0 and run.metrics == {"val_loss": 2.0}
+    (tmp_path / runs.HISTORY_FILE).unlink()
+    with pytest.raises(InputError, match=r"history.csv: file not found$"):
+        runs.load_run(tmp_path)  # no checkpoint: nothing to rebuild it from
+    (tmp_path / runs.CHECKPOINT_FILE).write_text("{}")
+    with pytest.raises(
+        InputError,
+        match=r"history.csv: file not found; nsteplstm train --resume .* writes the run's "
+        "final files again from its checkpoint$",
+    ):
+        runs.load_run(tmp_path)
 
 
 def checkpoint(epoch: int, batch: int = 0) -> runs.Checkpoint:

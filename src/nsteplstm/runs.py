@@ -651,8 +651,17 @@ def load_run(run_dir: str | Path) -> Run:
             else ""
         )
         raise InputError(f"{run_dir / MODEL_FILE}: missing, the training did not finish{hint}")
-    model = load_model(run_dir)
-    return Run(run_dir, config, model, read_history(run_dir), read_metrics(run_dir), scaler)
+    try:
+        model = load_model(run_dir)
+        history, metrics = read_history(run_dir), read_metrics(run_dir)
+    except InputError as e:
+        if not (run_dir / CHECKPOINT_FILE).exists():
+            raise
+        raise InputError(
+            f"{e}; nsteplstm train --resume {run_dir} writes the run's final files again "
+            "from its checkpoint"
+        ) from None
+    return Run(run_dir, config, model, history, metrics, scaler)
 
 
 # ------------------------------------------------------------------ checkpoints
