@@ -208,6 +208,18 @@ def test_split_series_disjoint_and_time_ordered() -> None:
     assert not train_points & val_points
 
 
+@pytest.mark.parametrize(("rate", "n_train"), [(0.29, 29), (0.57, 57), (0.58, 58), (0.9, 90)])
+def test_split_takes_the_rate_as_written(rate: float, n_train: int) -> None:
+    """0.29 * 100 is 28.999999999999996 in floats: the split gave 28 training points."""
+    s = np.arange(100, dtype=np.float32).reshape(100, 1)
+    train, val = split_series([s], rate, 5)
+    assert (len(train[0]), len(val[0])) == (n_train, 100 - n_train)
+    config = Config.from_dict({"split_rate": rate, "total_size": 100, "sequence_size": 5}, "t")
+    assert load_dataset(config).train_x.shape[0] == n_train - 5  # windows of the train part
+    adding = dict(data="adding", adding_samples=100, sequence_size=5, n_in=2, split_rate=rate)
+    assert len(load_adding(Config.from_dict(adding, "t")).train_x) == n_train
+
+
 @pytest.mark.parametrize(
     ("lengths", "rate", "size", "said"),
     [

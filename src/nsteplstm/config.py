@@ -22,6 +22,7 @@ import re
 import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,13 @@ CONFIG_HELP: dict[str, str] = {
 
 
 MAX_EPOCHS = 100_000
+
+
+def train_points(split_rate: float, length: int) -> int:
+    """The training part of ``length`` points: ``floor(split_rate * length)``, with
+    ``split_rate`` taken as its decimal (0.29 of 100 is 29 points; float arithmetic
+    gives 28.999999999999996, which floors to 28)."""
+    return math.floor(Fraction(str(float(split_rate))) * length)
 
 
 @dataclass(frozen=True)
@@ -558,7 +566,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
 
     if data == "adding":
         check("sequence_size", v["sequence_size"] >= 2, ">= 2 for data = 'adding'")
-        n_train = math.floor(v["split_rate"] * v["adding_samples"])
+        n_train = train_points(v["split_rate"], v["adding_samples"])
         if not 1 <= n_train < v["adding_samples"]:
             raise fail(
                 "split_rate",
@@ -567,7 +575,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
                 "samples (need at least 1 each)",
             )
     elif data in BUILTIN_DATA:
-        n_train = math.floor(v["split_rate"] * v["total_size"])
+        n_train = train_points(v["split_rate"], v["total_size"])
         n_val = v["total_size"] - n_train
         window = v["sequence_size"] + 1
         if n_train < window or n_val < window:

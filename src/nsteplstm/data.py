@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nsteplstm.config import Config
+from nsteplstm.config import Config, train_points
 from nsteplstm.errors import (
     MAX_DATA_SIZE,
     InputError,
@@ -470,7 +470,7 @@ def split_series(
     train: list[np.ndarray] = []
     val: list[np.ndarray] = []
     for s in series_list:
-        n_train = math.floor(split_rate * len(s))
+        n_train = train_points(split_rate, len(s))
         for part, out in ((s[:n_train], train), (s[n_train:], val)):
             if len(part) >= sequence_size + 1:
                 out.append(part)
@@ -479,7 +479,7 @@ def split_series(
         shown = str(lengths) if len(lengths) <= 5 else f"{lengths[:5]} ... ({len(lengths)} series)"
         missing = "training" if not train else "validation"
         longest = max(lengths, default=0)
-        n_train = math.floor(split_rate * longest)
+        n_train = train_points(split_rate, longest)
         parts = "it splits" if len(lengths) == 1 else "the longest splits"
         raise InputError(
             f"split_rate = {split_rate} leaves no {missing} window: series of {shown} points "
@@ -495,7 +495,7 @@ def _split_hint(length: int, split_rate: float, sequence_size: int) -> str:
     and a validation window (the largest sequence_size, the nearest split_rate in
     steps of 0.001), or "" where none does."""
     window = sequence_size + 1
-    n_train = math.floor(split_rate * length)
+    n_train = train_points(split_rate, length)
     tries = []
     if min(n_train, length - n_train) >= 2:
         tries.append(f"sequence_size <= {min(n_train, length - n_train) - 1}")
@@ -503,7 +503,7 @@ def _split_hint(length: int, split_rate: float, sequence_size: int) -> str:
         rate = math.ceil(window / length * 1000) / 1000
     else:
         rate = math.floor((length - window) / length * 1000) / 1000
-    at_rate = math.floor(rate * length)
+    at_rate = train_points(rate, length)
     if 0 < rate < 1 and min(at_rate, length - at_rate) >= window:
         tries.append(f"split_rate {'>=' if n_train < window else '<='} {rate}")
     return f"; try {' or '.join(tries)}" if tries else ""
@@ -676,7 +676,7 @@ def load_adding(config: Config) -> AddingDataset:
     inputs, targets = adding_problem(
         config.adding_samples, config.sequence_size, config.seed, config.min_length
     )
-    n_train = math.floor(config.split_rate * config.adding_samples)
+    n_train = train_points(config.split_rate, config.adding_samples)
     if not 1 <= n_train < config.adding_samples:
         raise InputError(
             f"split_rate = {config.split_rate} of adding_samples = {config.adding_samples} "
