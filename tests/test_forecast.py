@@ -382,7 +382,7 @@ def test_forecast_run_names_the_features_by_the_csvs_header(tmp_path, head, colu
     from nsteplstm.forecast import forecast_run
 
     path = tmp_path / "shop.csv"
-    path.write_text(head + "".join(f"{t % 5},{100 + t % 3}\n" for t in range(80)))
+    path.write_text(head + "".join(f"{t % 5},{100.5 + t % 3}\n" for t in range(80)))
     config = Config(data=f"csv:{path}", n_in=2, n_out=2, sequence_size=S, n_hidden=8, epochs=1)
     model = Forecaster(1, 2, 8, 2)
     run_dir = tmp_path / "run"
@@ -402,7 +402,10 @@ def test_forecast_run_names_the_features_by_the_csvs_header(tmp_path, head, colu
     pooled = (own[names[0]]["rmse"] ** 2 + own[names[1]]["rmse"] ** 2) / 2
     assert result["rmse"] == pytest.approx(pooled**0.5)
     assert result["mae"] == pytest.approx((own[names[0]]["mae"] + own[names[1]]["mae"]) / 2)
-    assert [float(x) for x in rows[1][1:3]] == [0.0, 100.0]  # in the file's units
+    assert [float(x) for x in rows[1][1:3]] == [0.0, 100.5]  # in the file's units
+    # Rounded where the feature holds integers (it was None as soon as one did not).
+    assert result["round_accuracy"] is None and own[names[1]]["round_accuracy"] is None
+    assert 0 <= own[names[0]]["round_accuracy"] <= 1
 
 
 def test_forecast_run_undoes_the_scaling(tmp_path) -> None:

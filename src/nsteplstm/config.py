@@ -96,10 +96,13 @@ CONFIG_HELP: dict[str, str] = {
     "(default, or --csv-columns all: all, which then need n_in and n_out set to their "
     "number)",
     "csv_header": "whether the CSV has a header row (default, or --csv-header auto: "
-    "auto-detect: a first row with text in a data column)",
+    "auto-detect: a first row with text in a data column; a header of numbers, such as "
+    "years, needs --csv-header true)",
     "csv_series_id": "CSV column (name or index) that splits the rows into several series "
     "(default, or --csv-series-id none: one series)",
-    "scale": "standard (mean 0, std 1 fitted on the training split) or none; CSV only",
+    "scale": "standard (mean 0, std 1 fitted on the training parts long enough for a "
+    "window; the losses of history.csv are then in these units, forecasts in the data's) "
+    "or none; CSV only",
     "adding_samples": "number of samples of the adding problem (data=adding)",
     "grad_clip": "clip the gradient norm to this value; 0 disables",
     "keep_best": "restore the weights of the best validation epoch at the end",

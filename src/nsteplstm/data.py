@@ -518,20 +518,26 @@ class Series:
 
     series: each series (T_k, F) float32, scaled as the model sees it; unscaled: the
     same in data units, as read (float64 for a CSV, float32 for a generated series);
-    scaler: the scaling applied (None when unscaled), `scaler.inverse` returns to
-    data units; integer_valued: every raw value is an integer (fibonacci always), so
-    forecasts may be rounded; kind: "fibonacci", "sine" or "csv"; series_ids: their
-    ids (the csv_series_id column's text), None for one series without an id;
-    features: the F features' names (a CSV's header), None where there are none.
+    scaler: the scaling applied (None when unscaled), `scaler.inverse` returns to data
+    units; integer_features: per feature, whether every raw value is an integer
+    (fibonacci always), so its forecasts may be rounded; kind: "fibonacci", "sine" or
+    "csv"; series_ids: their ids (the csv_series_id column's text), None for one series
+    without an id; features: the F features' names (a CSV's header), None where there
+    are none.
     """
 
     series: list[np.ndarray]
     unscaled: list[np.ndarray]
     scaler: Scaler | None
-    integer_valued: bool
+    integer_features: list[bool]
     kind: str
     series_ids: list[str] | None = None
     features: list[str] | None = None
+
+    @property
+    def integer_valued(self) -> bool:
+        """Every feature holds integers only."""
+        return all(self.integer_features)
 
 
 @dataclass(kw_only=True)
@@ -600,10 +606,10 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
         raise ValueError("load_series: data = 'adding' has no series; use load_adding")
     if config.data == "fibonacci":
         raw = [fibonacci_mod(config.total_size, config.value).reshape(-1, 1)]
-        integer_valued = True
+        integer_features = [True]
     elif config.data == "sine":
         raw = [sine(config.total_size, config.period, config.noise, config.seed).reshape(-1, 1)]
-        integer_valued = False
+        integer_features = [False]
     elif config.data.startswith("csv:"):
         path = config.data[4:]
         by_id, features = _read_table(
@@ -619,7 +625,8 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
                 f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns"
             )
         # An integer past 2**24 is not exact in float32: rounding to it means nothing.
-        integer_valued = all(bool(np.all((a == np.round(a)) & (abs(a) <= 2**24))) for a in raw)
+        whole = [(a == np.round(a)) & (abs(a) <= 2**24) for a in raw]  # (T_k, F) each
+        integer_features = [all(bool(w[:, k].all()) for w in whole) for k in range(n_features)]
     else:
         raise InputError(
             f"config: data = {config.data!r} is not one of fibonacci, sine, adding, csv:PATH"
@@ -639,7 +646,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
                 f"{scaled} (check period, noise, the data's range)"
             )
     kind = "csv" if config.data.startswith("csv:") else config.data
-    return Series(series, raw, scaler, integer_valued, kind, series_ids, features)
+    return Series(series, raw, scaler, integer_features, kind, series_ids, features)
 
 
 def _split(series: list[np.ndarray], config: Config) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -362,7 +362,8 @@ def forecast_run(
     their CSV cells are empty, ``rmse`` and ``mae`` None, and ``round_accuracy`` counts
     them as wrong). With several features, ``features`` holds each one's own
     ``{points, rmse, mae, round_accuracy}`` by its name (the CSV's header, else its
-    index): the pooled scores mix their units.
+    index; its ``round_accuracy`` is there when that feature holds integers only, the
+    pooled one when every feature does): the pooled scores mix their units.
 
     Everything is checked and rendered before the first file is written: a
     directory in the way of an output, or a ``metrics.json`` that cannot take the
@@ -437,7 +438,7 @@ def _forecast_run(
     if len(tags) > 1:  # pooled scores mix the features' units: each one's own too
         metrics["features"] = {
             tag: _finite_scores(
-                forecast_metrics(pred[..., k], truth[..., k], source.integer_valued)
+                forecast_metrics(pred[..., k], truth[..., k], source.integer_features[k])
             )
             for k, tag in enumerate(tags)
         }
