@@ -29,6 +29,7 @@ compiler, as ``torch.compile`` on the CPU does. Prints one JSON object.
 from __future__ import annotations
 
 import statistics
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ from variable_lengths import at_least, print_report
 
 from nsteplstm import StepLSTM, model, tune_malloc
 from nsteplstm.bench import ours
-from nsteplstm.cli import Parser
+from nsteplstm.cli import Parser, run_command
 from nsteplstm.config import Config
 from nsteplstm.data import load_dataset
 from nsteplstm.functional import lstm_cell
@@ -137,8 +138,8 @@ def main() -> None:
     args = parser.parse_args()
     tuned = tune_malloc() if args.tune_malloc else False
     results = [case(n, args.rounds) for n in args.layers]
-    print_report(results, tuned)
+    print_report(results, tuned, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("compiled_step.py", main))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from variable_lengths import at_least
 
-from nsteplstm.cli import Parser
+from nsteplstm.cli import Parser, run_command
 from nsteplstm.config import Config
 from nsteplstm.data import split_series
 from nsteplstm.device import peak_memory_mib
@@ -93,6 +93,7 @@ def forecast_many(n_series: int, horizon: int) -> dict:
     return {
         "series": n_series,
         "horizon": horizon,
+        "model": model.config,  # the article's model (an untrained one: speed and memory)
         "shape": list(pred.shape),
         "seconds": seconds,
         "points_per_second": n_series * horizon / seconds,
@@ -121,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("load.py", main))

@@ -19,14 +19,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nsteplstm.cli import Parser
+from nsteplstm.cli import Parser, path_arg, run_command
 from nsteplstm.config import Config
 from nsteplstm.data import load_dataset
 from nsteplstm.device import resolve_device
 from nsteplstm.errors import InputError
 from nsteplstm.forecast import forecast, forecast_metrics, forecast_truth
 from nsteplstm.runs import atomic_write, check_run_dir_free, load_run
-from nsteplstm.train import train
+from nsteplstm.train import Interrupted, train
+
+# The settings each row of quality.json records beside n_layers and seed.
+RECORDED = ("epochs", "min_length", "grad_clip", "keep_best", "device")
 
 
 def evaluate_run(run_dir: Path) -> dict:
@@ -41,13 +44,13 @@ def evaluate_run(run_dir: Path) -> dict:
     return row
 
 
-def main() -> None:
+def main() -> int:
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run each")
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3], help="per seed")
     parser.add_argument("--epochs", type=int, default=60, help="per run")
     parser.add_argument("--device", default="cpu", help="as nsteplstm train --device")
-    parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument("--out", type=path_arg, default=None, help="keep the runs here")
     parser.add_argument(
         "--force", action="store_true", help="replace runs and quality.json already in --out"
     )
@@ -70,17 +73,14 @@ def main() -> None:
         default=None,
         help="train on variable-length windows, lengths uniform in [MIN_LENGTH, 30]",
     )
-    args = parser.parse_args()
-    try:
-        run(args)
-    except InputError as e:
-        print(f"quality.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    return run(parser.parse_args())
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int:
     """Train, forecast and print the table; InputError before any training for a bad
-    setting or an --out that holds runs or quality.json (unless --force)."""
+    setting or an --out that holds runs or quality.json (unless --force). Returns the
+    exit code: 0, or a signal's when a run was interrupted (it cannot be resumed here:
+    its directory is partly trained, and only --force starts it over)."""
     for name, values in (("--seeds", args.seeds), ("--layers", args.layers)):
         if len(set(values)) != len(values):  # the same run would be trained twice
             raise InputError(f"{name} {' '.join(map(str, values))}: each value once")
@@ -106,8 +106,13 @@ def run(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, config in plan:
         n_layers, seed = config.n_layers, config.seed
-        train(config, root / name, force=args.force, quiet=True)
-        row = {"n_layers": n_layers, "seed": seed, **evaluate_run(root / name)}
+        try:
+            train(config, root / name, force=args.force, quiet=True)
+        except Interrupted as e:
+            print(f"quality.py: interrupted; {root / name} is partly trained", file=sys.stderr)
+            return e.exit_code
+        settings = {k: getattr(config, k) for k in RECORDED}
+        row = {"n_layers": n_layers, "seed": seed, **settings, **evaluate_run(root / name)}
         rows.append(row)
         w, st = row["window"], row["stream"]
         print(
@@ -121,7 +126,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"\nwindow 100%: {full_window}/{len(rows)}; stream >= 99%: {good_stream}/{len(rows)}")
     atomic_write(root / "quality.json", json.dumps(rows, indent=1))
     print(f"runs and quality.json in {root}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("quality.py", main))

@@ -30,6 +30,7 @@ and ``print_report`` this script uses (run it as ``python benchmarks/stretch.py`
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,7 @@ import torch
 from torch import Tensor
 from variable_lengths import at_least, parse_common, print_report, race
 
-from nsteplstm.cli import Parser
+from nsteplstm.cli import Parser, run_command
 
 
 class HandLSTM(torch.autograd.Function):
@@ -231,8 +232,8 @@ def main() -> None:
     parser.add_argument("--steps", type=at_least(1), default=30)
     args, tuned = parse_common(parser)
     results = [case(n, args.steps, args.batch, args.hidden, args.rounds) for n in args.in_sizes]
-    print_report(results, tuned)
+    print_report(results, tuned, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("stretch.py", main))

@@ -8,7 +8,8 @@ Three ways to run the same batch of B sequences (lengths drawn from [min, max]):
   floor to beat: its final states are wrong for every shorter sequence, and it
   computes every step of padding.
 
-plus the equal-length case: NStepLSTM on B sequences of one length against
+plus the equal-length case: NStepLSTM on B sequences of length 30 (the article's
+windows, whatever --min-length and --max-length say) against
 ``torch.nn.LSTM`` on the same dense tensor (``padded``: nothing is padded then), and
 ``listed``: ``torch.nn.LSTM`` handling the same list as NStepLSTM does (stack the
 inputs, unbind the outputs), the cost of the list form itself, and ``nstep-tensor``:
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -33,7 +35,7 @@ import torch
 from torch.nn.utils.rnn import pack_sequence
 
 import nsteplstm as nl
-from nsteplstm.cli import Parser
+from nsteplstm.cli import Parser, run_command
 
 
 def timed(fn: Callable[[], None]) -> float:
@@ -83,10 +85,12 @@ def parse_common(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, b
     return args, tuned
 
 
-def print_report(results: list[dict], malloc_tuned: bool) -> None:
-    """Print the run's results with the facts that qualify them, as one JSON object."""
+def print_report(results: list[dict], malloc_tuned: bool, args: argparse.Namespace) -> None:
+    """Print the run's results with the facts that qualify them (the script's
+    arguments among them), as one JSON object."""
     facts = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-    print(json.dumps({**facts, "malloc_tuned": malloc_tuned, "results": results}, indent=1))
+    report = {**facts, "malloc_tuned": malloc_tuned, "settings": vars(args), "results": results}
+    print(json.dumps(report, indent=1))
 
 
 def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: int) -> dict:
@@ -150,8 +154,8 @@ def main() -> None:
         results.append(case(n_layers, lengths, args.in_size, args.hidden, args.rounds))
         same = [30] * args.batch
         results.append(case(n_layers, same, args.in_size, args.hidden, args.rounds))
-    print_report(results, tuned)
+    print_report(results, tuned, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("variable_lengths.py", main))

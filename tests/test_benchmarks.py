@@ -137,14 +137,48 @@ def test_load_script_checks_its_settings_before_running(tmp_path: Path):
         ("stretch.py", ["--steps", "0"], "argument --steps: must be an integer >= 1"),
         # Trained seed 0 twice (or failed on the second's directory after the first).
         ("quality.py", ["--seeds", "0", "0", "--layers", "1"], "--seeds 0 0: each value once"),
+        # Wrote its runs and quality.json into the current directory.
+        ("quality.py", ["--out", "", "--layers", "1", "--epochs", "1"], "an empty path"),
+        # The library's InputError came as a traceback, exit 1.
+        ("variable_lengths.py", ["--hidden", "200000", "--batch", "2"], "do not fit in this"),
+        ("stretch.py", ["--hidden", "200000", "--batch", "2"], "out of memory"),
     ],
 )
-def test_the_scripts_say_a_mistake_in_one_line(script: str, args: list[str], message: str):
+def test_the_scripts_say_a_mistake_in_one_line(
+    script: str, args: list[str], message: str, tmp_path: Path
+):
     import subprocess
 
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True
+    done = subprocess.run(  # in tmp_path: what a script writes by mistake lands there
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith(f"{script}: error: ") and done.stderr.count("\n") == 1
     assert message in done.stderr
+
+
+def test_quality_script_interrupted_says_so_in_one_line(tmp_path: Path):
+    """Ctrl-C ended in a traceback, exit 1, suggesting a --resume the script cannot do."""
+    import signal
+    import subprocess
+    import time
+
+    script = [sys.executable, str(BENCHMARKS / "quality.py"), "--layers", "1", "--seeds", "0"]
+    out = tmp_path / "q"
+    proc = subprocess.Popen(
+        [*script, "--epochs", "500", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "l1-s0" / "config.json").exists():  # written at the first checkpoint
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == f"quality.py: interrupted; {out / 'l1-s0'} is partly trained\n"

@@ -9,7 +9,7 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,7 +43,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _path(text: str) -> Path:
+def path_arg(text: str) -> Path:
     """A path argument; an empty one (an unset shell variable, say) would mean ``.``."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
@@ -224,9 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a model and write a run directory")
-    p.add_argument("--config", type=_path, help="TOML file of settings (flags win over it)")
-    p.add_argument("--out", type=_path, help="run directory to create")
-    p.add_argument("--resume", type=_path, metavar="RUN", help="continue RUN from its checkpoint")
+    p.add_argument("--config", type=path_arg, help="TOML file of settings (flags win over it)")
+    p.add_argument("--out", type=path_arg, help="run directory to create")
+    p.add_argument(
+        "--resume", type=path_arg, metavar="RUN", help="continue RUN from its checkpoint"
+    )
     p.add_argument(
         "--force",
         action="store_true",
@@ -254,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "have a true value to compare with (those past the series' end have none), over "
         "all features.",
     )
-    p.add_argument("run", type=_path, help="run directory written by `nsteplstm train`")
+    p.add_argument("run", type=path_arg, help="run directory written by `nsteplstm train`")
     p.add_argument(
         "--mode",
         choices=("window", "stream"),
@@ -293,10 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_forecast, parser=p)
 
     p = sub.add_parser("plot", help="overlay the loss curves of several runs")
-    p.add_argument("runs", type=_path, nargs="+", metavar="RUN", help="run directories to plot")
+    p.add_argument("runs", type=path_arg, nargs="+", metavar="RUN", help="run directories to plot")
     p.add_argument(
         "--out",
-        type=_path,
+        type=path_arg,
         required=True,
         help="PNG file to write, in an existing directory (the name must end in .png)",
     )
@@ -309,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the article end to end: 1, 2, 3 layers, dropout 0.4 and 0.5, forecasts, plots, "
         "report.html",
     )
-    p.add_argument("--out", type=_path, default=Path("demo"), help="output directory")
+    p.add_argument("--out", type=path_arg, default=Path("demo"), help="output directory")
     p.add_argument("--epochs", type=int, default=60, help="training epochs per model")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -319,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="training and forecast speed: step vs nstep, CPU and CUDA",
     )
-    p.add_argument("--out", type=_path, default=Path("bench"), help="output directory")
+    p.add_argument("--out", type=path_arg, default=Path("bench"), help="output directory")
     p.add_argument(
         "--quick", action="store_true", help="a reduced set, one timed epoch each, under a minute"
     )
@@ -337,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--chainer-python",
-        type=_path,
+        type=path_arg,
         default=None,
         help="python of a Chainer 7.8.1 venv: run the Chainer baseline side by side",
     )
@@ -352,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
         "import-chainer",
         help="turn a Chainer save_npz checkpoint into a run directory",
     )
-    p.add_argument("path", type=_path, help=".npz file written by chainer.serializers.save_npz")
-    p.add_argument("--out", type=_path, required=True, help="run directory to create")
+    p.add_argument("path", type=path_arg, help=".npz file written by chainer.serializers.save_npz")
+    p.add_argument("--out", type=path_arg, required=True, help="run directory to create")
     p.add_argument(
         "--sequence-size",
         type=int,
@@ -411,52 +413,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = args.parser.parse_intermixed_args(rest, argparse.Namespace(command="plot"))
     elif unknown:  # said by the command's parser, so the line names the command
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return run_command(f"nsteplstm {args.command}", lambda: args.func(args))
+
+
+def run_command(name: str, call: Callable[[], int | None]) -> int:
+    """Run ``call`` as the command ``name`` (``"nsteplstm train"``, a benchmark script)
+    and return its exit code (None: 0): every error a user can cause is one line on
+    stderr, ``NAME: error: ...``, SIGINT and SIGTERM end it as Ctrl-C does."""
     handles = threading.current_thread() is threading.main_thread()  # signal's own rule
     previous = signal.signal(signal.SIGTERM, _terminated) if handles else None
     try:
-        return _run(args)
+        return _run(name, call)
     except KeyboardInterrupt:  # also while torch is being imported
-        print(f"nsteplstm {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except _Terminated:
-        print(f"nsteplstm {args.command}: interrupted by SIGTERM", file=sys.stderr)
+        print(f"{name}: interrupted by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM
     finally:
         if handles:  # None: a handler set outside Python, which signal cannot restore
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-def _run(args: argparse.Namespace) -> int:
-    """The command ``args`` names; every error a user can cause as one line."""
+def _run(name: str, call: Callable[[], int | None]) -> int:
+    """``call``'s exit code; every error a user can cause as one line."""
     from .train import Interrupted, NonFiniteLoss
 
     try:
-        return args.func(args)
+        return call() or 0
     except InputError as e:
-        _error(args.command, str(e))
+        _error(name, str(e))
         return 2
     except Interrupted as e:  # the message says how to resume, where one can
-        _error(args.command, str(e), kind="")
+        _error(name, str(e), kind="")
         return e.exit_code
     except NonFiniteLoss as e:
-        _error(args.command, str(e))
+        _error(name, str(e))
         return 1
     except OSError as e:  # a path the user named cannot be read or written
-        _error(args.command, f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
+        _error(name, f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
         return 2
     except (MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not _is_out_of_memory(e):
             raise
         reason = " ".join(str(e).split())[:200]
         sizes = "n_hidden, n_layers, total_size, batch_size, horizon"
-        _error(args.command, f"out of memory ({reason}); smaller sizes ({sizes}) need less")
+        _error(name, f"out of memory ({reason}); smaller sizes ({sizes}) need less")
         return 2
 
 
-def _error(command: str, message: str, kind: str = "error: ") -> None:
+def _error(name: str, message: str, kind: str = "error: ") -> None:
     """The one line on stderr: line breaks in the message (a path may hold one) escaped."""
     message = message.replace("\r", "\\r").replace("\n", "\\n")
-    print(f"nsteplstm {command}: {kind}{message}", file=sys.stderr)
+    print(f"{name}: {kind}{message}", file=sys.stderr)
 
 
 def _is_out_of_memory(e: RuntimeError) -> bool:
