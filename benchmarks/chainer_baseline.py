@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         "cell": args.cell,
         "n_layers": args.layers,
         "warmup": args.warmup,
+        "settings": vars(args),  # everything that ran: sizes, seed, dropout, ...
     }
     if args.forecast:
         window = series[: args.sequence_size]

@@ -1047,7 +1047,9 @@ def _cuda_peak_words(mib: float | None) -> str:
 
 
 def chart(doc: dict[str, Any]) -> Figure:
-    """Grouped bars: seconds per epoch for each model, grouped by layers, one panel per device."""
+    """Grouped bars: seconds per epoch for each model of the article's equal-length
+    windows (the variable-length contenders are in the table only), grouped by layers,
+    one panel per device."""
     devices = list(dict.fromkeys(r["device"] for r in doc["training"]))
     fig = Figure(figsize=(4.2 + 2.6 * len(doc["layers"]), 4.2 * len(devices)), layout="constrained")
     axes = fig.subplots(len(devices), 1, squeeze=False)[:, 0]

@@ -70,7 +70,7 @@ def run_demo(
         path.unlink(missing_ok=True)
     rows, histories = [], {}
     for name, config in models:
-        echo(f"training {name} ({config.epochs} epochs)...")
+        echo(f"training {name} ({config.epochs} epoch{'s' * (config.epochs != 1)})...")
         reset_peak_memory()  # each run's metrics.json: its own peak, not the demo's so far
         try:
             result = train(config, out / name, force=force, quiet=quiet)
@@ -201,8 +201,8 @@ td {{ text-align: right; }} img {{ max-width: 100%; }} figure {{ margin: 1.5em 0
 <h1>nsteplstm demo: the NStepLSTM article, reproduced</h1>
 <p>{html.escape(_data_words(base))}, first {base.split_rate:.0%} of each series for
 training; windows of {base.sequence_size}; hidden {base.n_hidden}; Adam (lr {base.lr});
-{base.epochs} epochs. Forecasts are closed loop from the first {base.sequence_size} true
-points, {4 * base.sequence_size} points ahead.</p>
+{base.epochs} epoch{"s" * (base.epochs != 1)}. Forecasts are closed loop from the first
+{base.sequence_size} true points, {4 * base.sequence_size} points ahead.</p>
 <table><tr>{head}</tr>{body}</table>
 {"".join(figures)}
 <h2>Configuration</h2>
