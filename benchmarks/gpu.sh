@@ -24,6 +24,8 @@ unset TORCH_ALLOW_TF32_CUBLAS_OVERRIDE
 export NVIDIA_TF32_OVERRIDE=0
 # Deterministic cuBLAS (seed_everything asks torch for deterministic algorithms).
 export CUBLAS_WORKSPACE_CONFIG="${CUBLAS_WORKSPACE_CONFIG:-:4096:8}"
+# Unbuffered: what a timeout kills still reaches the logs (tee), the bench's table too.
+export PYTHONUNBUFFERED=1
 
 echo "== GPU"
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -59,14 +61,14 @@ echo "== CUDA tests"
 # A failing test must not cost the bench (device time is scarce): run both, fail after.
 # The log is kept in $OUT: what comes back of stdout is only its end.
 set +e
-timeout 120 "$PYTHON" -m pytest -q -rs -k cuda tests 2>&1 | tee "$OUT/pytest.log"
+timeout -k 10 120 "$PYTHON" -m pytest -q -rs -k cuda tests 2>&1 | tee "$OUT/pytest.log"
 tests=${PIPESTATUS[0]}
 set -e
 
 echo "== bench (CUDA)"
 set +e
 left=$((290 - SECONDS))
-timeout "$((left > 170 ? left : 170))" "$PYTHON" -m nsteplstm.cli bench --device cuda \
+timeout -k 10 "$((left > 170 ? left : 170))" "$PYTHON" -m nsteplstm.cli bench --device cuda \
     --out "$OUT" --force 2>&1 \
     | tee "$OUT/bench.log"
 bench=${PIPESTATUS[0]}

@@ -121,6 +121,17 @@ def test_layout_refuses_a_cuda_index_past_the_device_count(monkeypatch):
         nl.PackedLayout([2, 3], "cuda:2")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_a_layout_on_plain_cuda_takes_the_current_devices_index():
+    """Its index tensors go to the current device: a "cuda" layout passed the check
+    against data on any GPU, then failed in torch with a cross-device error."""
+    here = torch.device("cuda", torch.cuda.current_device())
+    layout = nl.PackedLayout([2, 3], "cuda")
+    assert layout.device == here and layout.device.index is not None
+    last = torch.cuda.device_count() - 1
+    assert nl.PackedLayout([2, 3], f"cuda:{last}").device == torch.device("cuda", last)
+
+
 def test_layout_pack_and_unpack_check_what_they_are_given():
     # Each raised torch's own errors (an AssertionError for CUDA on a machine without).
     if not torch.cuda.is_available():

@@ -365,10 +365,12 @@ def test_a_cuda_run_reports_its_own_peak_device_memory(tmp_path: Path) -> None:
     from nsteplstm.device import cuda_peak_memory_mib, reset_peak_memory
 
     device = torch.device("cuda")
-    ballast = torch.ones(64 * 2**20 // 4, device=device)  # 64 MiB
+    # cuBLAS keeps a workspace per thread (about 32 MiB each on Hopper) in torch's
+    # allocator, and they count: a GiB of ballast stands far above them.
+    ballast = torch.ones(2**30 // 4, device=device)  # 1 GiB
     del ballast
-    assert cuda_peak_memory_mib(device) >= 64
+    assert cuda_peak_memory_mib(device) >= 1024
     reset_peak_memory()  # what the demo does between runs
-    assert cuda_peak_memory_mib(device) < 64
+    assert cuda_peak_memory_mib(device) < 512
     metrics = train(tiny(device="cuda"), tmp_path / "run", quiet=True).metrics
-    assert 0 < metrics["cuda_peak_mib"] < 64  # a tiny model: its own peak, not the ballast's
+    assert 0 < metrics["cuda_peak_mib"] < 512  # a tiny model: its own peak, not the ballast's

@@ -99,7 +99,7 @@ def check_packed(data: Tensor, layout: PackedLayout, in_size: int, weight: Tenso
             f"got {describe(data)}"
         )
     check_like("packed data", data, weight)
-    where, there = layout.device, data.device  # "cuda" (the current one) fits "cuda:0"
+    where, there = layout.device, data.device  # a layout's CUDA device has its index
     if where.type != there.type or where.index not in (None, there.index):
         raise InputError(
             f"the layout is on {layout.device} but the packed data on {data.device}: "

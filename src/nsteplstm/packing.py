@@ -131,6 +131,8 @@ class PackedLayout:
                     f"device {device!r}: this machine has {count} CUDA device(s), "
                     f"cuda:0 to cuda:{count - 1}"
                 )
+            if self.device.index is None:  # where its index tensors go: the current one
+                self.device = torch.device("cuda", torch.cuda.current_device())
         if self.device.type not in ("cpu", "cuda", "meta"):
             try:  # mps, xpu, ...: torch says whether this machine has one
                 torch.empty(0, device=self.device)

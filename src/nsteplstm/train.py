@@ -196,7 +196,9 @@ class TrainData:
             if bool((lengths == lengths[0]).all()):  # one length: a dense batch
                 steps, lengths = int(lengths[0]), None
         if lengths is None:
-            idx = torch.from_numpy(index).to(self.device, non_blocking=True)  # no stream sync
+            # From pageable memory CUDA may still wait for the stream: not pinned, as
+            # pinning a few hundred bytes per batch costs more than it saves.
+            idx = torch.from_numpy(index).to(self.device, non_blocking=True)
             layout, _ = self.dense_layout(steps, len(index))
             x = split.x[:steps].index_select(1, idx).view(steps * len(index), -1)  # (S*B, F_in)
             if self.last_only:
