@@ -211,8 +211,7 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
         raise InputError(f"starts must be a non-empty list of integers, got {starts!r}")
     last = length - sequence_size
     for s in starts:
-        if not is_int(s):
-            raise InputError(f"start {s!r} must be an integer, got {type(s).__name__}")
+        _check_start_type(s)
         if not 0 <= s <= last:
             raise InputError(
                 f"start {s!r} out of range: a start window of {sequence_size} points in a "
@@ -497,11 +496,16 @@ def _check_run_memory(horizon: int, n_features: int) -> None:
         )
 
 
+def _check_start_type(start: object) -> None:
+    """InputError unless ``start`` is an integer (a float or a list is not "out of range")."""
+    if not is_int(start):
+        raise InputError(f"start {start!r} must be an integer, got {type(start).__name__}")
+
+
 def _run_start(start: int, length: int, sequence_size: int) -> int:
     """``start`` as a point of a series of ``length``; a negative one counts from its end."""
     last = length - sequence_size
-    if not is_int(start):
-        raise InputError(f"start {start!r} must be an integer, got {type(start).__name__}")
+    _check_start_type(start)
     if not (0 <= start <= last or -length <= start <= -sequence_size):
         raise InputError(
             f"start {start!r} out of range: a start window of {sequence_size} points in a "
