@@ -27,10 +27,8 @@ import numpy as np
 from variable_lengths import at_least
 
 from nsteplstm.cli import Parser, run_command
-from nsteplstm.config import Config
-from nsteplstm.data import split_series
+from nsteplstm.config import Config, train_points
 from nsteplstm.device import peak_memory_mib
-from nsteplstm.errors import InputError
 
 
 def write_csv(path: Path, points: int) -> None:
@@ -38,6 +36,16 @@ def write_csv(path: Path, points: int) -> None:
     rng = np.random.default_rng(0)
     values = 50 + 10 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 1, points)
     np.savetxt(path, values, fmt="%.4f", header="load", comments="")
+
+
+def fewest_points(config: Config) -> int:
+    """The shortest series that ``config``'s split leaves a training and a validation
+    window (each part at least ``sequence_size + 1`` points)."""
+    window = config.sequence_size + 1
+    points = 2 * window
+    while min(n := train_points(config.split_rate, points), points - n) < window:
+        points += 1
+    return points
 
 
 def train_big(root: Path, points: int, epochs: int, hidden: int) -> dict:
@@ -110,10 +118,12 @@ def main() -> None:
     parser.add_argument("--horizon", type=at_least(1), default=120, help="points forecast")
     args = parser.parse_args()
     config = Config()  # the training run's settings but --data, --epochs, --n-hidden
-    try:
-        split_series([np.zeros((args.points, 1))], config.split_rate, config.sequence_size)
-    except InputError as e:
-        parser.error(f"--points {args.points}: {e}")
+    least = fewest_points(config)
+    if args.points < least:
+        parser.error(
+            f"argument --points: must be an integer >= {least}, got {args.points} (the run "
+            f"splits at {config.split_rate} and each part needs {config.sequence_size + 1} points)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         result = {"forecast": forecast_many(args.series, args.horizon)}
         print(json.dumps(result), flush=True)
