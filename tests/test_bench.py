@@ -64,6 +64,10 @@ def test_bad_arguments_are_input_errors(tmp_path: Path):
         run_bench(out=tmp_path / "dangling")
     with pytest.raises(InputError, match=r"--repeats must be an integer >= 1 and <= 1,000"):
         run_bench(out=tmp_path / "new", repeats=10**20)
+    # As root, os.access allowed /proc, and the bench failed only at its end.
+    if Path("/proc/self").is_dir():
+        with pytest.raises(InputError, match=r"--out /proc/nsteplstm-x: cannot write into /proc$"):
+            run_bench(out=Path("/proc/nsteplstm-x"))
 
 
 def test_torch_defaults_restores_settings():

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import resource
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,10 +200,24 @@ def test_a_run_directory_that_cannot_be_created_is_refused_before_training(
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match=r"run directory .*file/a/run: .*file is not a directory$"):
         runs.check_run_dir_free(tmp_path / "file" / "a" / "run", force=False)
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as non-root
+    real = tempfile.mkdtemp
+
+    def refused(*args: object, dir: Path, **kwargs: object) -> str:  # as a read-only mount
+        if Path(dir) == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
     with pytest.raises(InputError, match=rf"new/run: {tmp_path} is not writable$"):
         runs.check_run_dir_free(tmp_path / "new" / "run", force=False)
     assert not (tmp_path / "new").exists()
+    # As root, os.access allowed /proc: training ran, then failed at its first checkpoint.
+    if Path("/proc/self").is_dir():
+        with pytest.raises(InputError, match=r"/proc/nsteplstm-x/run: /proc is not writable$"):
+            runs.check_run_dir_free("/proc/nsteplstm-x/run", force=False)
+    monkeypatch.setattr(tempfile, "mkdtemp", real)
+    runs.check_run_dir_free(tmp_path / "new" / "run", force=False)
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "file"]  # the probe left nothing
     for bad in (None, "", 3):
         with pytest.raises(InputError, match=r"run directory must be a path, got"):
             runs.check_run_dir_free(bad, force=False)

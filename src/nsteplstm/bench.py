@@ -69,7 +69,7 @@ from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
 from .model import Forecaster
 from .plots import check_output_file, png_bytes
-from .runs import read_metrics, write_files
+from .runs import can_create_in, read_metrics, write_files
 from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
 
 JSON_FILE, TABLE_FILE, CHART_FILE = "bench.json", "bench.md", "bench.png"
@@ -1117,7 +1117,7 @@ def _check_out(out: Path, force: bool) -> None:
         for name in (JSON_FILE, TABLE_FILE, CHART_FILE):
             check_output_file(out / name, force)
     parent = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    if not parent.is_dir() or not can_create_in(parent):
         raise InputError(f"--out {out}: cannot write into {parent}")
 
 

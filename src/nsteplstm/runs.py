@@ -228,6 +228,16 @@ class RunLock:
             self._fd = None
 
 
+def can_create_in(directory: Path) -> bool:
+    """Whether an entry can be made in the existing ``directory``, found by making and
+    removing one (``os.access`` says yes to root everywhere, ``/proc`` included)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".nsteplstm-", dir=directory))
+    except OSError:
+        return False
+    return True
+
+
 def check_run_dir_free(path: str | Path, force: bool) -> Path:
     """Raise :class:`InputError` unless :func:`prepare_run_dir` may use ``path``: it does
     not exist, is an empty directory, or (with ``force``) any directory. Changes nothing,
@@ -238,7 +248,7 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir():  # training first and failing at its first checkpoint wastes it
         raise InputError(f"cannot create run directory {path}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not can_create_in(existing):
         raise InputError(f"cannot create run directory {path}: {existing} is not writable")
     if not force and path.is_dir() and any(path.iterdir()):
         raise InputError(
