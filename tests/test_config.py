@@ -221,9 +221,9 @@ def test_load_toml_and_precedence(tmp_path: Path) -> None:
 def test_merged_error_names_the_source(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^config run.toml: dropout = 2.0 is out of range"):
         Config.merged({"dropout": 2.0}, {}, toml_source="run.toml")
-    with pytest.raises(InputError, match=r"^config command line: dropout = 2.0 is out of range"):
+    with pytest.raises(InputError, match=r"^command line: dropout = 2.0 is out of range"):
         Config.merged({"dropout": 0.5}, {"dropout": 2.0}, toml_source="run.toml")
-    with pytest.raises(InputError, match=r"^config command line: unknown key 'bogus'"):
+    with pytest.raises(InputError, match=r"^command line: unknown key 'bogus'"):
         Config.merged({}, {"bogus": 1}, toml_source="run.toml")
     # a flag can repair what the TOML alone would break
     cfg = Config.merged({"min_length": 40}, {"sequence_size": 50}, toml_source="run.toml")
@@ -395,7 +395,7 @@ def test_a_setting_of_another_kind_of_data_is_refused_where_it_was_given(tmp_pat
         ({"data": "fibonacci", "period": 5.0}, "period = 5.0 applies only to data = sine"),
     ]
     for flags, message in cases:
-        with pytest.raises(InputError, match=rf"^config command line: {re.escape(message)}"):
+        with pytest.raises(InputError, match=rf"^command line: {re.escape(message)}"):
             Config.merged(None, flags)
     # From a TOML file, it is named; a flag that switches the data does not hide it.
     with pytest.raises(InputError, match=r"^config run.toml: total_size = 3000 applies only"):

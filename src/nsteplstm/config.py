@@ -114,6 +114,14 @@ CONFIG_HELP: dict[str, str] = {
 MAX_EPOCHS = 100_000
 
 
+COMMAND_LINE = "command line"  # the source of flags' settings, as errors name it
+
+
+def _where(source: str) -> str:
+    """Where a setting came from, as an error begins: ``command line`` or ``config PATH``."""
+    return source if source == COMMAND_LINE else f"config {source}"
+
+
 def train_points(split_rate: float, length: int) -> int:
     """The training part of ``length`` points: ``floor(split_rate * length)``, with
     ``split_rate`` taken as its decimal (0.29 of 100 is 29 points; float arithmetic
@@ -176,7 +184,7 @@ class Config:
         toml_dict: Mapping[str, Any] | None,
         overrides: Mapping[str, Any],
         toml_source: str = "TOML file",
-        overrides_source: str = "command line",
+        overrides_source: str = COMMAND_LINE,
         resets: Collection[str] = (),
         stored: bool = False,
     ) -> Config:
@@ -215,7 +223,7 @@ class Config:
                     else f"remove it from {origin[key]}"
                 )
                 raise InputError(
-                    f"config {origin[key]}: {key} = {_show(values[key])} applies only to "
+                    f"{_where(origin[key])}: {key} = {_show(values[key])} applies only to "
                     f"data = {' or '.join(kinds)}, not data = {_show(config.data)}: {fix}"
                 )
         return config
@@ -459,7 +467,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
     """Type-check, range-check and cross-check `values` over the defaults."""
 
     def fail(key: str, what: str) -> InputError:
-        return InputError(f"config {origin.get(key, default_source)}: {what}")
+        return InputError(f"{_where(origin.get(key, default_source))}: {what}")
 
     known = [f.name for f in dataclasses.fields(Config)]
     for key in values:
@@ -467,7 +475,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
             close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
             guess = f"did you mean {close[0]!r}? " if close else ""
             raise InputError(
-                f"config {origin.get(key, default_source)}: unknown key {_show(key)} "
+                f"{_where(origin.get(key, default_source))}: unknown key {_show(key)} "
                 f"({guess}known: {', '.join(known)})"
             )
 
