@@ -66,7 +66,9 @@ def forecast(
         ``series[starts[i] + sequence_size + k]``.
 
     The model runs in eval mode (restored afterwards) under ``torch.inference_mode()``
-    on its own device. Raises :class:`InputError` for arguments out of range.
+    on its own device. Its kernels are called directly (one LSTM step at a time in
+    stream mode), so hooks on its modules and a ``module.compile()`` do not act here.
+    Raises :class:`InputError` for arguments out of range.
     """
     horizon = 4 * sequence_size if horizon is None else horizon
     x = _check(model, series, starts, sequence_size, horizon, mode)  # (T, F)
