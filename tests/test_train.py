@@ -374,3 +374,48 @@ def test_a_cuda_run_reports_its_own_peak_device_memory(tmp_path: Path) -> None:
     assert cuda_peak_memory_mib(device) < 512
     metrics = train(tiny(device="cuda"), tmp_path / "run", quiet=True).metrics
     assert 0 < metrics["cuda_peak_mib"] < 512  # a tiny model: its own peak, not the ballast's
+
+
+def _torch_settings() -> tuple:
+    cudnn = torch.backends.cudnn
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+        cudnn.deterministic,
+        cudnn.benchmark,
+        cudnn.allow_tf32,
+    )
+
+
+def test_train_restores_torch_settings_it_trains_under(tmp_path: Path) -> None:
+    # train() left deterministic mode on for the rest of a library user's process.
+    class Seen:
+        settings: list[tuple] = []
+
+        def batch(self, *args: Any) -> None:
+            self.settings.append(_torch_settings())
+
+        def epoch(self, *args: Any) -> None: ...
+
+        def close(self) -> None: ...
+
+    before = _torch_settings()
+    mine = (False, False, True, False, True, True)  # none as seed_everything sets them
+    cudnn = torch.backends.cudnn
+    try:
+        torch.use_deterministic_algorithms(False)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = False, True, True
+        seen = Seen()
+        train(dict(TINY, epochs=1), tmp_path / "run", progress=seen)
+        assert seen.settings and set(seen.settings) == {(True, True, False, True, False, False)}
+        assert _torch_settings() == mine
+        seen.batch = lambda *args: 1 / 0  # restored when training fails too
+        with pytest.raises(ZeroDivisionError):
+            train(dict(TINY, epochs=1), tmp_path / "run2", progress=seen)
+        assert _torch_settings() == mine
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]
+        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = before[3:]

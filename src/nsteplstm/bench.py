@@ -64,7 +64,7 @@ from torch import Tensor, nn
 
 from .config import Config
 from .data import Dataset, load_dataset
-from .device import MALLOC_ENV, resolve_device, seed_everything, tune_malloc
+from .device import MALLOC_ENV, resolve_device, seed_everything, torch_settings_kept, tune_malloc
 from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
 from .model import Forecaster
@@ -347,16 +347,10 @@ def torch_defaults() -> Iterator[None]:
     on, process-wide; ours is timed with them, as it runs. Float32 math stays as it is
     (cuDNN's TF32 off, :func:`run_bench`): contenders are compared at one precision.
     """
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    cudnn = torch.backends.cudnn.deterministic
-    torch.use_deterministic_algorithms(False)
-    torch.backends.cudnn.deterministic = False
-    try:
+    with torch_settings_kept():
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
         yield
-    finally:
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-        torch.backends.cudnn.deterministic = cudnn
 
 
 def plain(

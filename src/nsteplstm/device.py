@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import platform
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,26 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.allow_tf32 = False
+
+
+@contextlib.contextmanager
+def torch_settings_kept() -> Iterator[None]:
+    """Inside, the process-wide settings that :func:`seed_everything` changes may be
+    changed; after, they are as before (deterministic algorithms and their fill of new
+    tensors, cuDNN's determinism, autotuning and TF32). The random generators are not."""
+    deterministic = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    cudnn = torch.backends.cudnn
+    flags = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = flags
 
 
 def physical_memory() -> int | None:

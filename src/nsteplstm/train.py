@@ -54,6 +54,7 @@ from .device import (
     physical_memory,
     resolve_device,
     seed_everything,
+    torch_settings_kept,
 )
 from .errors import InputError, gib, is_finite_number, is_int
 from .model import Forecaster, lstm_weight_count
@@ -901,7 +902,9 @@ def train(
     overwritten. A new run checks ``out_dir``, the data and the model before it touches
     ``out_dir`` (with ``force``: before it removes the old run). ``progress`` receives
     per-batch and per-epoch reports; by default a bar on stderr when stdout and stderr
-    are terminals and not ``quiet``.
+    are terminals and not ``quiet``. It trains under
+    :func:`~nsteplstm.device.seed_everything` (``config.seed``); torch's deterministic
+    and cuDNN settings are restored when it returns, the random generators are not.
 
     Raises:
         InputError: a bad run directory, data or checkpoint.
@@ -913,7 +916,8 @@ def train(
     """
     lock = runs.RunLock()
     try:
-        return _train(config, out_dir, force, resume, quiet, progress, lock)
+        with torch_settings_kept():  # seed_everything's process-wide settings end here
+            return _train(config, out_dir, force, resume, quiet, progress, lock)
     finally:
         lock.release()
 
