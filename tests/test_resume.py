@@ -415,6 +415,19 @@ def test_resume_needs_a_run(tmp_path: Path) -> None:
         train(None, tmp_path / "empty", resume=True, quiet=True)
 
 
+def test_resume_and_force_together_are_refused(interrupted: Path, capsys) -> None:
+    # train() ignored force and resumed; only the command line refused the pair.
+    from nsteplstm.cli import main
+
+    files = {p.name: p.read_bytes() for p in interrupted.iterdir()}
+    with pytest.raises(InputError, match=r"replaces a run, resume \(--resume\) keeps it"):
+        train(None, interrupted, resume=True, force=True, quiet=True)
+    assert main(["train", "--resume", str(interrupted), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "force (--force) replaces a run" in err
+    assert {p.name: p.read_bytes() for p in interrupted.iterdir()} == files
+
+
 def test_resume_refuses_other_settings(interrupted: Path) -> None:
     other = Config.from_dict({**SETTINGS, "n_hidden": 9}, "test")
     with pytest.raises(InputError, match="n_hidden"):

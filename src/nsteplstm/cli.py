@@ -101,8 +101,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise InputError("--out RUN is required (or --resume RUN to continue a run)")
     if args.resume is not None and args.out is not None:
         raise InputError("give either --out RUN or --resume RUN, not both")
-    if args.resume is not None and args.force:
-        raise InputError("--force replaces a run given with --out; --resume keeps its run")
     config = _config_from(args)
     result = train(
         config,

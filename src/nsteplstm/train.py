@@ -914,6 +914,8 @@ def train(
         InputError also when another process trains into ``out_dir``
             (:class:`nsteplstm.runs.RunLock`).
     """
+    if force and resume:  # it was ignored: the run was resumed
+        raise InputError("force (--force) replaces a run, resume (--resume) keeps it: not both")
     lock = runs.RunLock()
     try:
         with torch_settings_kept():  # seed_everything's process-wide settings end here
