@@ -588,6 +588,21 @@ def test_one_tensor_argument_checking_never_crashes_otherwise(shape, hx_batch, d
         assert ys.shape == (*shape[:2], 4) and hy.shape == (2, shape[0], 4)
 
 
+def test_cuda_without_an_index_is_the_current_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "cuda" was cuda:0 even after torch.cuda.set_device(1), where torch and a
+    # PackedLayout take cuda:1. Two devices are faked: nothing here touches CUDA.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    for spec in ("cuda", "auto", None, torch.device("cuda"), "CUDA"):
+        assert nl.resolve_device(spec) == torch.device("cuda", 1), spec
+    for spec in ("cuda:0", 0, "0", torch.device("cuda", 0)):
+        assert nl.resolve_device(spec) == torch.device("cuda", 0), spec
+    assert nl.resolve_device(1) == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="'cuda:2' was asked for, but this machine has 2 CUDA"):
+        nl.resolve_device("cuda:2")
+
+
 def test_resolve_device():
     assert nl.resolve_device(-1) == torch.device("cpu")
     assert nl.resolve_device("-1") == torch.device("cpu")

@@ -1094,7 +1094,8 @@ def chart(doc: dict[str, Any]) -> Figure:
 
 def _devices(device: str | None) -> list[torch.device]:
     if device is None:
-        return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+        cuda = [resolve_device("cuda")] if torch.cuda.is_available() else []
+        return [torch.device("cpu"), *cuda]
     return [resolve_device(device)]
 
 

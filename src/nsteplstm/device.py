@@ -34,7 +34,9 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
 
     Accepts ``"auto"``/``None`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``,
     ``"cuda:K"``, a CPU or CUDA ``torch.device``, or the article's integers (also as strings):
-    ``-1`` means the CPU, ``K >= 0`` means ``cuda:K``.
+    ``-1`` means the CPU, ``K >= 0`` means ``cuda:K``. ``"cuda"`` and ``"auto"`` give the
+    current CUDA device, as in torch (``cuda:0`` unless ``torch.cuda.set_device`` moved it),
+    always with its index.
 
     Raises:
         InputError: for any other spec, or when CUDA device K is asked for and missing.
@@ -44,11 +46,12 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
     if name is None:
         raise InputError(f"device: {given!r} is not a device; use {DEVICE_FORMS}")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    k = int(name.partition(":")[2] or 0)
+    current = torch.cuda.current_device() if count else 0
+    k = int(name[5:]) if name.startswith("cuda:") else current  # "cuda": torch's meaning
     if k >= count:
         have = f"{count} CUDA device(s)" if count else "no CUDA device"
         raise InputError(f"device {given!r} was asked for, but this machine has {have}")
