@@ -42,7 +42,7 @@ from torch import nn
 
 from .config import Config, absolute_data
 from .data import load_series
-from .errors import InputError, check_int, read_input
+from .errors import InputError, check_int, one_line, read_input
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
     prepare_run_dir,
@@ -66,18 +66,6 @@ Shapes = dict[str, tuple[int, ...]]
 
 
 # ------------------------------------------------------------------------- reading
-
-
-def read_npz(path: str | Path, prefix: str = "") -> Arrays:
-    """The arrays of the ``.npz`` file at ``path`` whose names start with ``prefix``
-    (full names as keys), read with ``allow_pickle=False``. Other members are not
-    read at all, so a Trainer snapshot's bookkeeping (integers, pickled objects) does
-    not get in the way of the model inside it.
-
-    Raises:
-        InputError: as :func:`read_npz_shapes`, which checks every header first.
-    """
-    return _read_arrays(path, "", read_npz_shapes(path, prefix))
 
 
 def read_npz_shapes(path: str | Path, prefix: str = "") -> Shapes:
@@ -176,7 +164,7 @@ def _corrupt_file(where: str, member: str) -> Iterator[None]:
         raise
     except Exception as e:
         raise InputError(
-            f"{where}: truncated or corrupt file at {member} ({type(e).__name__}: {_one_line(e)})"
+            f"{where}: truncated or corrupt file at {member} ({type(e).__name__}: {one_line(e)})"
         ) from None
 
 
@@ -723,7 +711,3 @@ def _caller_level() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def _one_line(x: object) -> str:
-    return " ".join(str(x).split())

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .config import Config, fields_help, load_toml, parse_cli_value
-from .errors import InputError
+from .errors import InputError, one_line
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -454,7 +454,7 @@ def _run(name: str, call: Callable[[], int | None]) -> int:
     except (MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not _is_out_of_memory(e):
             raise
-        reason = " ".join(str(e).split())[:200]
+        reason = one_line(e)[:200]
         sizes = "n_hidden, n_layers, total_size, batch_size, horizon"
         _error(name, f"out of memory ({reason}); smaller sizes ({sizes}) need less")
         return 2

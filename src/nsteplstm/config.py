@@ -26,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from nsteplstm.errors import MAX_DATA_SIZE, InputError, is_int, read_input
+from .errors import MAX_DATA_SIZE, InputError, is_int, one_line, read_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -245,7 +245,7 @@ class Config:
         try:
             d = json.loads(text)
         except (ValueError, RecursionError) as e:
-            raise InputError(f"config {source}: not valid JSON ({_one_line(e)})") from None
+            raise InputError(f"config {source}: not valid JSON ({one_line(e)})") from None
         return cls.from_dict(d, source)
 
 
@@ -335,7 +335,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     try:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"config {path}: invalid TOML: {_one_line(e)}") from None
+        raise InputError(f"config {path}: invalid TOML: {one_line(e)}") from None
     except RecursionError:
         raise InputError(f"config {path}: invalid TOML: nested too deeply") from None
     if not isinstance(d, dict):  # pragma: no cover - tomllib always returns a table
@@ -349,10 +349,6 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def _name_or_index(token: str) -> str | int:
     """An integer (a negative one too, refused later as an index) or a column name."""
     return int(token) if re.fullmatch(r"[+-]?\d+", token) else token
-
-
-def _one_line(x: object) -> str:
-    return " ".join(str(x).split())
 
 
 def _show(value: Any) -> str:

@@ -20,6 +20,11 @@ def is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def one_line(x: object) -> str:
+    """``str(x)`` with every run of whitespace, line breaks included, as one space."""
+    return " ".join(str(x).split())
+
+
 def gib(nbytes: float) -> str:
     """``nbytes`` in GiB for a message: ``"23.5 GiB"``, ``"1,234 GiB"``, ``"8.94e+14 GiB"``."""
     x = nbytes / 2**30

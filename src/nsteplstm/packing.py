@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from .errors import InputError, is_int
+from .errors import InputError, is_int, one_line
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class PackedLayout:
             try:  # mps, xpu, ...: torch says whether this machine has one
                 torch.empty(0, device=self.device)
             except (RuntimeError, AssertionError) as e:
-                reason = " ".join(str(e).split())[:120]
+                reason = one_line(e)[:120]
                 raise InputError(f"device {device!r} is not available here ({reason})") from None
 
         sizes, t, running = [], 0, self.batch

@@ -48,7 +48,7 @@ from safetensors import SafetensorError
 
 from .config import Config
 from .data import Scaler
-from .errors import InputError, check_int, read_input
+from .errors import InputError, check_int, one_line, read_input
 from .model import Forecaster
 
 FORMAT_VERSION = 1
@@ -360,7 +360,7 @@ def _read_json(path: Path, what: str) -> Any:
     try:  # NaN and Infinity are refused: _dumps could not write them back
         return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        msg = " ".join(str(e).split())
+        msg = one_line(e)
         raise InputError(f"{path}: {what} is not valid JSON ({msg})") from None
 
 
@@ -378,7 +378,7 @@ def _read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     try:
         return safetensors.torch.load(raw)
     except (SafetensorError, ValueError, RuntimeError) as e:
-        msg = " ".join(str(e).split())
+        msg = one_line(e)
         raise InputError(
             f"{path}: {what} is truncated or corrupted (not a readable safetensors file: {msg})"
         ) from None
@@ -497,7 +497,7 @@ def build_model(model_config: dict[str, Any], source: str | Path) -> Forecaster:
     try:
         return Forecaster(**model_config)
     except (InputError, TypeError, ValueError) as e:
-        msg = " ".join(str(e).split())
+        msg = one_line(e)
         raise InputError(f"{source}: 'model' is not a valid architecture ({msg})") from None
 
 
