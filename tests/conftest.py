@@ -57,3 +57,22 @@ def not_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
     yield make
     for sock in sockets:
         sock.close()
+
+
+@pytest.fixture
+def legends_drawn(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The legend texts of every overlay figure (``plots.overlay_figure``) drawn in
+    the test, one list a figure."""
+    from nsteplstm import plots
+
+    drawn: list[list[str]] = []
+    real = plots.overlay_figure
+
+    def overlay_figure(*args: object, **kwargs: object) -> object:
+        fig = real(*args, **kwargs)
+        legends = [ax.get_legend() for ax in fig.axes] + list(fig.legends)
+        drawn.append([t.get_text() for lg in legends if lg is not None for t in lg.get_texts()])
+        return fig
+
+    monkeypatch.setattr(plots, "overlay_figure", overlay_figure)
+    return drawn

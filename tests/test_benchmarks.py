@@ -161,6 +161,7 @@ def test_the_scripts_say_a_mistake_in_one_line(
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith(f"{script}: error: ") and done.stderr.count("\n") == 1
     assert message in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_quality_script_interrupted_says_so_in_one_line(tmp_path: Path):

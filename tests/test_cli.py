@@ -196,13 +196,17 @@ def test_plot_overlays_runs(trained, toml_run, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"wrote {out}"
 
 
-def test_plot_takes_runs_on_both_sides_of_its_flags(trained, toml_run, tmp_path, capsys):
+def test_plot_takes_runs_on_both_sides_of_its_flags(
+    trained, toml_run, tmp_path, capsys, legends_drawn
+):
     # The second run after --out was an "unrecognized argument"; two labels would not
     # match one run.
+    drawn = legends_drawn
     out = tmp_path / "x.png"
     argv = ["plot", str(trained), "--out", str(out), str(toml_run), "--labels", "A", "B"]
     assert main(argv) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
+    assert drawn == [["A (train)", "A (validation)", "B (train)", "B (validation)"]]
     with pytest.raises(SystemExit) as stop:
         main(["plot", str(trained), "--out", str(out), "--bogus"])
     assert stop.value.code == 2
@@ -307,9 +311,10 @@ def _optional_help(name: str, capsys) -> dict[str, str]:
         main([name, "--help"])
     assert e.value.code == 0
     blocks = help_blocks(capsys.readouterr().out)
-    required = {
-        flag for a in subcommands()[name]._actions if a.required for flag in a.option_strings
-    }
+    actions = subcommands()[name]._actions
+    required = {flag for a in actions if a.required for flag in a.option_strings}
+    optional = {a.option_strings[0] for a in actions if a.option_strings and not a.required}
+    assert optional - {"-h"} and set(blocks) >= optional  # the help was read, every flag
     return {flag: text for flag, text in blocks.items() if flag not in required | {"-h"}}
 
 

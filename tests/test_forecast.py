@@ -14,7 +14,6 @@ from nsteplstm.forecast import (
     forecast_metrics,
     forecast_series,
     forecast_truth,
-    is_integer_valued,
 )
 from nsteplstm.model import Forecaster
 
@@ -245,17 +244,11 @@ def test_metrics() -> None:
         forecast_metrics(pred, truth[:, :2], integer_valued=True)
 
 
-def test_is_integer_valued() -> None:
-    assert is_integer_valued(np.array([0.0, 4.0, np.nan, 2.0]))
-    assert not is_integer_valued(np.array([0.0, 0.5]))
-    assert not is_integer_valued(np.array([np.nan]))
-
-
 # ------------------------------------------------------------------ forecast_run
 
 
 def make_run(tmp_path, data: str = "fibonacci", name: str = "run", **settings):
-    runs = pytest.importorskip("nsteplstm.runs")
+    from nsteplstm import runs
     from nsteplstm.config import Config
     from nsteplstm.data import load_dataset
 
@@ -289,12 +282,22 @@ def test_forecast_run_writes_csv_png_and_metrics(tmp_path, mode: str) -> None:
 
     series = fibonacci_mod(80, 5)
     pred = forecast(model, series, [4], S, 80, mode)[0, :, 0]
+    other = forecast(model, series, [4], S, 80, "stream" if mode == "window" else "window")
+    assert np.abs(pred[1:] - other[0, 1:, 0]).max() > 1e-5  # so the mode shows below
     rows = list(csv.reader((run_dir / f"forecast-{mode}.csv").open()))
     assert rows[0] == ["t", "truth", "prediction"]
     assert len(rows) == 1 + S + 80
     assert rows[1] == ["4", "3.0", ""]  # start window: truth only
-    assert int(rows[1 + S][0]) == 4 + S and float(rows[1 + S][2]) == pytest.approx(pred[0])
+    assert [int(r[0]) for r in rows[1:]] == list(range(4, 4 + S + 80))
+    assert [float(r[2]) for r in rows[1 + S :]] == pred.tolist()  # every row, exactly
     assert rows[-1][1] == ""  # past the series end: prediction only
+    # The scores, recomputed from the CSV over the points that have a truth.
+    both = np.array([(float(r[1]), float(r[2])) for r in rows[1 + S :] if r[1]])  # (P, 2)
+    truth, guess = both[:, 0], both[:, 1]
+    assert truth.tolist() == series[4 + S :].tolist() and len(both) == result["points"]
+    assert result["rmse"] == pytest.approx(np.sqrt(np.mean((guess - truth) ** 2)), rel=1e-6)
+    assert result["mae"] == pytest.approx(np.mean(np.abs(guess - truth)), rel=1e-6)
+    assert result["round_accuracy"] == pytest.approx(np.mean(np.rint(guess) == truth))
 
     assert (run_dir / f"forecast-{mode}.png").read_bytes()[:4] == b"\x89PNG"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -339,7 +342,7 @@ def test_forecast_run_counts_predictions_that_overflowed(tmp_path, capsys) -> No
     # They were written as empty cells with null scores, and nothing said why.
     import json
 
-    runs = pytest.importorskip("nsteplstm.runs")
+    from nsteplstm import runs
     from nsteplstm.forecast import forecast_run
 
     run_dir, model = make_run(tmp_path)
@@ -376,7 +379,7 @@ def test_forecast_run_names_the_features_by_the_csvs_header(tmp_path, head, colu
     # Columns were truth_0, truth_1, ... and every panel said "value", header or not.
     import csv
 
-    runs = pytest.importorskip("nsteplstm.runs")
+    from nsteplstm import runs
     from nsteplstm.config import Config
     from nsteplstm.data import load_dataset
     from nsteplstm.forecast import forecast_run
@@ -420,6 +423,13 @@ def test_forecast_run_undoes_the_scaling(tmp_path) -> None:
     lines = (run_dir / "forecast-stream.csv").read_text().splitlines()
     assert float(lines[1].split(",")[1]) == pytest.approx(values[0], abs=1e-3)
     assert float(lines[S + 1].split(",")[2]) > 500  # data units, not standardized ones
+    # The scores too: recomputed from the file's columns, in data units.
+    cells = [line.split(",") for line in lines[S + 1 :]]
+    both = np.array([(float(c[1]), float(c[2])) for c in cells if c[1]])  # (P, 2)
+    error = both[:, 1] - both[:, 0]
+    assert len(both) == result["points"] == 5
+    assert result["rmse"] == pytest.approx(np.sqrt(np.mean(error**2)), rel=1e-6)
+    assert result["mae"] == pytest.approx(np.mean(np.abs(error)), rel=1e-6)
 
 
 def test_forecast_run_scales_with_the_runs_own_scaler(tmp_path) -> None:
@@ -617,7 +627,8 @@ def test_forecast_needs_one_window_of_data_not_a_split(tmp_path) -> None:
 def test_forecast_run_refuses_a_run_another_process_holds(tmp_path) -> None:
     # Two forecasts at once each read metrics.json, then wrote it back without the
     # other's entry; a forecast during training met half-written files.
-    runs = pytest.importorskip("nsteplstm.runs")
+    from nsteplstm import runs
+
     pytest.importorskip("fcntl")
     from nsteplstm.forecast import forecast_run
 

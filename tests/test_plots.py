@@ -191,7 +191,8 @@ def test_errors(tmp_path: Path, call, message: str) -> None:
 
 
 def _two_runs(tmp_path: Path) -> list[Path]:
-    runs = pytest.importorskip("nsteplstm.runs")
+    from nsteplstm import runs
+
     dirs = []
     for name, scale in (("a", 1.0), ("b", 2.0)):
         (tmp_path / name).mkdir()
@@ -200,11 +201,17 @@ def _two_runs(tmp_path: Path) -> list[Path]:
     return dirs
 
 
-def test_plot_runs_overlays_run_histories(tmp_path: Path) -> None:
+def test_plot_runs_overlays_run_histories(tmp_path: Path, legends_drawn: list) -> None:
     dirs = _two_runs(tmp_path)
+    drawn = legends_drawn
     out = plots.plot_runs(dirs, tmp_path / "o.png")
     assert out.read_bytes()[:8] == PNG_MAGIC
     plots.plot_runs(dirs, tmp_path / "o.png", labels=["one", "two"], force=True)
+
+    def entries(names: list[str]) -> list[str]:
+        return [f"{name} ({m})" for name in names for m in ("train", "validation")]
+
+    assert drawn == [entries(["a", "b"]), entries(["one", "two"])]  # by default: directories
     with pytest.raises(InputError, match="got 1 labels for 2 runs"):
         plots.plot_runs(dirs, tmp_path / "x.png", labels=["one"])
     with pytest.raises(InputError, match="history.csv: file not found"):

@@ -101,12 +101,21 @@ def test_the_reported_losses_are_the_kept_epochs(tmp_path: Path) -> None:
     # Once train_loss came from the last epoch beside the best epoch's val_loss.
     result = train(tiny(epochs=4, lr=0.3, grad_clip=0.0), tmp_path / "run", quiet=True)
     metrics, history = result.metrics, result.history
-    assert metrics["best_epoch"] == 3  # not the last: this run overshoots at epoch 4
-    kept = history[2]
+    kept = min(history, key=lambda row: row["val_loss"])
+    assert kept is not history[-1]  # the premise: this run overshoots at its last epoch
+    assert metrics["best_epoch"] == kept["epoch"]
     assert (metrics["train_loss"], metrics["val_loss"]) == (kept["train_loss"], kept["val_loss"])
     assert metrics["last_train_loss"] == history[-1]["train_loss"] != kept["train_loss"]
+    # The weights saved are that epoch's (where the best is the last, any would pass).
+    run = runs.load_run(result.path)
+    val_loss = evaluate(run.model, load_dataset(run.config), run.config)
+    assert val_loss == pytest.approx(kept["val_loss"], rel=1e-6)
+    assert val_loss != pytest.approx(history[-1]["val_loss"], rel=1e-3)
     last = train(tiny(epochs=4, lr=0.3, grad_clip=0.0, keep_best=False), tmp_path / "b", quiet=True)
     assert last.metrics["train_loss"] == last.history[-1]["train_loss"]
+    run = runs.load_run(last.path)
+    val_loss = evaluate(run.model, load_dataset(run.config), run.config)
+    assert val_loss == pytest.approx(last.history[-1]["val_loss"], rel=1e-6)
 
 
 def test_loss_goes_down(tmp_path: Path) -> None:
@@ -156,8 +165,19 @@ def test_variable_length_batches_are_packed_without_padding() -> None:
 
 
 def test_variable_length_training(tmp_path: Path) -> None:
-    result = train(tiny(min_length=2, epochs=2), tmp_path / "run", quiet=True)
+    config = tiny(min_length=2, epochs=2)
+    result = train(config, tmp_path / "run", quiet=True)
     assert all(np.isfinite(row["train_loss"]) for row in result.history)
+    # The windows it trains on are cut to lengths drawn from [min_length, S]...
+    from nsteplstm.train import _plan, prepare_data
+
+    data = prepare_data(load_dataset(config), config, torch.device("cpu"))
+    plan = _plan(data, config, np.random.default_rng(0))
+    assert plan.lengths is not None and len(plan.lengths) == data.train.size
+    assert plan.lengths.min() == 2 and plan.lengths.max() == config.sequence_size
+    # ... so the run differs from one on whole windows (the same seed otherwise).
+    whole = train(tiny(epochs=2), tmp_path / "whole", quiet=True)
+    assert result.history[0]["train_loss"] != whole.history[0]["train_loss"]
 
 
 def test_adding_loss_is_on_the_last_step_only() -> None:
@@ -253,6 +273,12 @@ def test_grad_clip_changes_the_run(tmp_path: Path) -> None:
     clipped = train(dataclasses.replace(config, grad_clip=0.01), tmp_path / "a", quiet=True)
     free = train(dataclasses.replace(config, grad_clip=0.0), tmp_path / "b", quiet=True)
     assert clipped.history[0]["train_loss"] != free.history[0]["train_loss"]
+    # The value given is the one used: twice the bound, another run.
+    wider = train(dataclasses.replace(config, grad_clip=0.02), tmp_path / "c", quiet=True)
+    assert wider.history[0]["train_loss"] not in (
+        clipped.history[0]["train_loss"],
+        free.history[0]["train_loss"],
+    )
 
 
 @pytest.mark.parametrize("max_norm", [1e-3, 1.0, 1e6])

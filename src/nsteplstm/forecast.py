@@ -282,13 +282,6 @@ def forecast_series(
     return t, truth, np.concatenate([gap, pred.astype(np.float64)], axis=1)
 
 
-def is_integer_valued(series: np.ndarray) -> bool:
-    """True when every finite value of ``series`` is a whole number (e.g. Fibonacci mod 5)."""
-    x = np.asarray(series, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    return bool(x.size) and bool(np.all(x == np.rint(x)))
-
-
 def forecast_metrics(pred: np.ndarray, truth: np.ndarray, integer_valued: bool) -> dict[str, Any]:
     """Error of a forecast against the truth, over the values where the truth exists.
 
