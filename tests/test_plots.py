@@ -266,7 +266,8 @@ def test_save_png_names_a_directory_in_the_way(tmp_path: Path) -> None:
         ((1.0, 0.0), "linear"),
         ((-0.5, -0.1), "linear"),
         ((np.nan, np.nan), "linear"),
-        ((1, 2), "log"),
+        ((1, 10), "log"),
+        ((2.05, 4.05), "linear"),  # a log axis labelled only 3 and 4 here
     ],
 )
 def test_log_axis_only_for_positive_losses(tmp_path: Path, losses, scale: str) -> None:
@@ -275,6 +276,7 @@ def test_log_axis_only_for_positive_losses(tmp_path: Path, losses, scale: str) -
         warnings.simplefilter("error")  # matplotlib's "cannot be log-scaled" warning
         for fig in (plots.losses_figure(rows, "t"), plots.overlay_figure({"r": rows}, "t")):
             assert fig.axes[0].get_yscale() == scale
+            assert fig.axes[0].get_ylabel().endswith(", log scale") == (scale == "log")
             assert plots.png_bytes(fig)[:8] == PNG_MAGIC
 
 

@@ -203,12 +203,15 @@ class _PlainLogFormatter(ticker.LogFormatter):
 
 
 def _loss_axes(ax: Any, ylabel: str) -> None:
-    """A log y axis for the plotted losses, or a linear one when one of them is zero or
-    negative (a log axis would silently drop it) or none is finite."""
+    """A log y axis for losses that span a factor of 10 or more, said in the label; a
+    linear one for a narrower span (a log axis labels too few values there: 2.05 to
+    4.05 got only 3 and 4), for a loss that is zero or negative (a log axis would
+    silently drop it), or where none is finite."""
     ys = np.concatenate([np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.get_lines()])
     ys = ys[np.isfinite(ys)]
-    if ys.size and np.all(ys > 0):
+    if ys.size and np.all(ys > 0) and ys.max() >= 10 * ys.min():
         ax.set_yscale("log")
+        ylabel += ", log scale"
         # Plain numbers (0.4, 3, 0.01), not 4x10^-1; minor ticks labelled on short ranges.
         ax.yaxis.set_major_formatter(_PlainLogFormatter())
         minor = _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
@@ -248,7 +251,7 @@ def _shown(text: str) -> str:
 
 
 def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
-    """Train and validation loss per epoch, log y axis (linear when a loss is <= 0).
+    """Train and validation loss per epoch, log y axis where they span 10x or more.
 
     ``history``: one dict per epoch with ``train_loss`` and ``val_loss`` (mean squared
     error) and optionally ``epoch`` (1-based; default: the row number).
@@ -275,8 +278,8 @@ def plot_losses(
 def overlay_figure(
     runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str, metric: str = "val_loss"
 ) -> Figure:
-    """Several runs' loss curves overlaid, one color per run, log y axis (linear when a
-    loss is <= 0).
+    """Several runs' loss curves overlaid, one color per run, log y axis where they
+    span 10x or more.
 
     ``runs`` maps a label (e.g. ``"dropout 0.3"``) to that run's history (as in
     :func:`losses_figure`). ``metric``: ``"val_loss"``, ``"train_loss"`` or ``"both"``
