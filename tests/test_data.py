@@ -238,11 +238,14 @@ def test_split_series_says_the_sizes_and_settings_that_would_fit(lengths, rate, 
         split_series(series, rate, size)
     message = str(info.value)
     assert said in message
-    tries = re.findall(r"(sequence_size|split_rate) (<=|>=) ([0-9.]+)", message.split("; try ")[1])
-    assert tries
-    for key, _, value in tries:  # each suggestion gives both parts a window
+    hint = message.split("; try ")[1]
+    tries = re.findall(
+        r"(sequence_size|split_rate) (<=|>=) ([0-9.]+)(?: with split_rate ([0-9.]*[0-9]))?", hint
+    )
+    assert tries and "with split_rate 0.5" in hint  # an even split fits the most
+    for key, _, value, at in tries:  # each suggestion gives both parts a window
         if key == "sequence_size":
-            train, val = split_series(series, rate, int(value))
+            train, val = split_series(series, float(at or rate), int(value))
         else:
             train, val = split_series(series, float(value), size)
         assert train and val
@@ -648,6 +651,9 @@ def test_read_csv_messages_stay_short_and_say_why(tmp_path: Path) -> None:
         path = write(tmp_path, f"a{sep}b\n1{sep}2\n")
         with pytest.raises(InputError, match=rf"the file looks {name}-separated, but only commas"):
             read_csv(path)
+        # Named by a column of its header, it was only "not present (available: 'a;b')".
+        with pytest.raises(InputError, match=rf"'b' not present .*; the file looks {name}-sep"):
+            read_csv(path, ["b"])
 
 
 def test_a_number_is_written_in_ascii_without_underscores(tmp_path: Path) -> None:

@@ -158,7 +158,8 @@ def _resolve_column(
         )
     matches = [i for i, n in enumerate(names) if n == col.strip()]
     if not matches:
-        raise InputError(f"{path}: {key} {_show(col)} not present (available: {available})")
+        hint = next((h for n in names if (h := _not_a_number_hint(n))), "")
+        raise InputError(f"{path}: {key} {_show(col)} not present (available: {available}){hint}")
     if len(matches) > 1:
         raise InputError(
             f"{path}: {key} {_show(col)} names several columns ({matches}); use an index"
@@ -492,13 +493,16 @@ def split_series(
 
 def _split_hint(length: int, split_rate: float, sequence_size: int) -> str:
     """``"; try ..."``: the settings that give a series of ``length`` points a training
-    and a validation window (the largest sequence_size, the nearest split_rate in
-    steps of 0.001), or "" where none does."""
+    and a validation window (the largest sequence_size at this split and at an even
+    one, the nearest split_rate in steps of 0.001), or "" where none does."""
     window = sequence_size + 1
     n_train = train_points(split_rate, length)
     tries = []
-    if min(n_train, length - n_train) >= 2:
-        tries.append(f"sequence_size <= {min(n_train, length - n_train) - 1}")
+    here = min(n_train, length - n_train) - 1  # the largest sequence_size at this split
+    if here >= 1:
+        tries.append(f"sequence_size <= {here}")
+    if length // 2 - 1 > max(here, 0) and split_rate != 0.5:  # the most any split allows
+        tries.append(f"sequence_size <= {length // 2 - 1} with split_rate 0.5")
     if n_train < window:
         rate = math.ceil(window / length * 1000) / 1000
     else:
