@@ -52,7 +52,10 @@ def forecast(
 
     Args:
         model: a :class:`Forecaster` with ``n_out == n_in`` (its outputs are fed back).
-        series: float array ``(T, F)`` (or ``(T,)`` for F = 1), F = the model's ``n_in``.
+        series: float array ``(T, F)`` (or ``(T,)`` for F = 1), F = the model's ``n_in``,
+            in the units the model was trained on: a scaled CSV run's model takes
+            ``run.scaler.transform(x)``, and ``run.scaler.inverse`` turns the forecast
+            back into data units (:func:`forecast_run` does both).
         starts: first index of each start window; each in ``[0, T - sequence_size]``.
             The window ``series[s : s + sequence_size]`` is the true input; the
             forecast covers indices ``s + sequence_size ...`` and may run past T.
