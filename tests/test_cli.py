@@ -124,6 +124,16 @@ def test_forecast_again_needs_force(trained, tmp_path, capsys):
     assert (run / "forecast-window.csv").read_text().splitlines()[1].startswith("3,")
 
 
+def test_forecast_past_the_data_says_its_scores_do_not_apply(trained, tmp_path, capsys):
+    # They were printed as Python's None.
+    run = tmp_path / "RUN"
+    shutil.copytree(trained, run)
+    size = json.loads((run / "config.json").read_text())["config"]["sequence_size"]
+    assert main(["forecast", str(run), "--horizon", "5", "--start", str(-size)]) == 0
+    out = capsys.readouterr().out
+    assert "points 0, rmse n/a, mae n/a, round_accuracy n/a," in out and "None" not in out
+
+
 def test_forecast_name_keeps_forecasts_side_by_side(trained, tmp_path, capsys):
     # One forecast file per mode: a second series or start replaced the first (--force).
     run = tmp_path / "RUN"

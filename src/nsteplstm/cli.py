@@ -150,11 +150,15 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def _format_metrics(m: dict[str, Any]) -> str:
-    """``k v, ...``; a nested dict (a feature's own scores) as ``k (k v, ...)``."""
+    """``k v, ...``; a nested dict (a feature's own scores) as ``k (k v, ...)``, a
+    score that does not apply (None: no truth to score, a series not integer-valued)
+    as ``n/a``."""
     parts = []
     for k, v in m.items():
         if isinstance(v, dict):
             v = f"({_format_metrics(v)})"
+        elif v is None:
+            v = "n/a"
         elif isinstance(v, float):
             v = f"{v:.4g}"
         parts.append(f"{k} {v}")
