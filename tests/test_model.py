@@ -507,8 +507,16 @@ BAD_CALLS = [
     ("zero length", lambda m: m(None, None, [torch.zeros(0, 3)]), r"xs\[0\] must have shape"),
     ("feature size", lambda m: m(None, None, [torch.zeros(2, 5)]), r"\(L >= 1, 3\), got \(2, 5\)"),
     ("1-D input", lambda m: m(None, None, [torch.zeros(3)]), r"got \(3,\)"),
-    ("not a tensor", lambda m: m(None, None, [[1.0, 2.0, 3.0]]), "must be a tensor, got list"),
-    ("dtype", lambda m: m(None, None, [torch.zeros(2, 3, dtype=torch.float64)]), "torch.float64"),
+    (
+        "not a tensor",  # with what makes one of it
+        lambda m: m(None, None, [[1.0, 2.0, 3.0]]),
+        r"must be a tensor, got list \(torch.as_tensor\(x, dtype=torch.float32\) makes one\)$",
+    ),
+    (
+        "dtype",
+        lambda m: m(None, None, [torch.zeros(2, 3, dtype=torch.float64)]),
+        r"got torch.float64 on cpu \(.to\(dtype=torch.float32, device='cpu'\) converts it\)$",
+    ),
     (
         "hx shape",
         lambda m: m(torch.zeros(1, 1, 4), None, [torch.zeros(2, 3)]),

@@ -77,7 +77,8 @@ def check_like(name: str, t: Tensor, weight: Tensor) -> None:
     if t.dtype != weight.dtype or t.device != weight.device:
         raise InputError(
             f"{name} must be {weight.dtype} on {weight.device} like the module's weights, "
-            f"got {t.dtype} on {t.device}"
+            f"got {t.dtype} on {t.device} (.to(dtype={weight.dtype}, device='{weight.device}') "
+            "converts it)"
         )
 
 

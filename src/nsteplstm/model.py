@@ -86,7 +86,10 @@ def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor)
         )
     for i, x in enumerate(xs):
         if not isinstance(x, Tensor):
-            raise InputError(f"xs[{i}] must be a tensor, got {describe(x)}")
+            raise InputError(
+                f"xs[{i}] must be a tensor, got {describe(x)} (torch.as_tensor(x, "
+                f"dtype={weight.dtype}) makes one)"
+            )
         check_dense(f"xs[{i}]", x)
         if x.dim() != 2 or x.shape[1] != in_size or x.shape[0] < 1:
             raise InputError(f"xs[{i}] must have shape (L >= 1, {in_size}), got {tuple(x.shape)}")
