@@ -1071,17 +1071,11 @@ def _train(
                     raise interrupted(stop.signum)
                 if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                     save()
-    except Interrupted:
-        progress.close()
-        raise
     except NonFiniteLoss as e:
-        progress.close()
         e.checkpoint = position is not None
         raise
-    except BaseException:
+    finally:
         progress.close()
-        raise
-    progress.close()
 
     if not state.history:  # a resumed run that had already finished has its history
         raise InputError(f"{out}: nothing to train (epochs = {config.epochs})")
