@@ -36,10 +36,30 @@ SETTINGS = {
     "checkpoint_every": 1,
     "device": "cpu",
 }
+# Run first in every subprocess: with SLOW_CHECKPOINT=S in its environment, it
+# sleeps S seconds after writing a checkpoint's weights, before checkpoint.json names
+# them, where the tests kill it.
+SLOW_CHECKPOINT = """
+import os, sys, time
+from pathlib import Path
+from nsteplstm import runs
+
+if os.environ.get("SLOW_CHECKPOINT"):
+    write = runs.atomic_write
+
+    def atomic_write(path, data):
+        write(path, data)
+        if Path(path).name.startswith("checkpoint-"):
+            time.sleep(float(os.environ["SLOW_CHECKPOINT"]))
+
+    runs.atomic_write = atomic_write
+"""
 # Trains SETTINGS in RUN (or resumes it); with KILL_AT = [epoch, batch] it sends
 # itself signal SIG right after that batch: a real signal at a known point.
-RUNNER = """
-import json, os, sys
+RUNNER = (
+    SLOW_CHECKPOINT
+    + """
+import json
 from nsteplstm.config import Config
 from nsteplstm.train import Interrupted, train
 
@@ -62,6 +82,7 @@ except Interrupted as e:  # as the command line reports it
     print(f"nsteplstm train: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
 """
+)
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -135,9 +156,9 @@ def test_sigkill_mid_epoch_then_resume(tmp_path: Path, reference: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_mid_checkpoint_write_then_resume(tmp_path: Path, reference: Path) -> None:
     run = tmp_path / "run"
-    proc = start(run, NSTEPLSTM_TEST_SLOW_CHECKPOINT="0.5")
+    proc = start(run, SLOW_CHECKPOINT="0.5")
     deadline = time.monotonic() + 60
-    # The weights of epoch 2's checkpoint are written; its JSON is not (the hook sleeps).
+    # The weights of epoch 2's checkpoint are written; its JSON is not (SLOW_CHECKPOINT).
     while not (run / "checkpoint-2.safetensors").exists():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
@@ -547,9 +568,10 @@ def test_ctrl_c_before_a_forced_runs_first_checkpoint_keeps_the_old_run(
 
 
 def cli(*args: str, **kw: str) -> subprocess.Popen:
-    """``nsteplstm`` itself (``python -m nsteplstm.cli``) in a subprocess."""
+    """``nsteplstm`` itself (its ``main``, after :data:`SLOW_CHECKPOINT`) in a subprocess."""
+    command = SLOW_CHECKPOINT + "from nsteplstm.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.Popen(
-        [sys.executable, "-m", "nsteplstm.cli", *args],
+        [sys.executable, "-c", command, *args],
         env=env(**kw),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -564,7 +586,7 @@ def cli_flags() -> list[str]:
 @pytest.mark.slow
 def test_cli_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path, reference: Path) -> None:
     run = tmp_path / "run"
-    proc = cli("train", "--out", str(run), *cli_flags(), NSTEPLSTM_TEST_SLOW_CHECKPOINT="0.3")
+    proc = cli("train", "--out", str(run), *cli_flags(), SLOW_CHECKPOINT="0.3")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         state = run / runs.CHECKPOINT_FILE
@@ -583,7 +605,7 @@ def test_cli_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path, refere
 @pytest.mark.slow
 def test_cli_sigint_writes_checkpoint_prints_resume_command_exits_130(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = cli("train", "--out", str(run), *cli_flags(), NSTEPLSTM_TEST_SLOW_CHECKPOINT="0.3")
+    proc = cli("train", "--out", str(run), *cli_flags(), SLOW_CHECKPOINT="0.3")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (run / runs.CHECKPOINT_FILE).exists():
         time.sleep(0.02)

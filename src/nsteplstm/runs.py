@@ -31,7 +31,6 @@ import math
 import os
 import re
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,6 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.json"
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "seconds")
-SLOW_CHECKPOINT_ENV = "NSTEPLSTM_TEST_SLOW_CHECKPOINT"
 # The files a run writes into its directory (forecasts: nsteplstm forecast).
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, CHECKPOINT_FILE)
 RUN_FILES += tuple(f"forecast-{m}.{ext}" for m in ("window", "stream") for ext in ("csv", "png"))
@@ -708,16 +706,12 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> None:
 
     Each write is atomic and the JSON is written last, so at any instant
     ``checkpoint.json`` names a complete weights file: a crash leaves the previous
-    checkpoint or the new one. The environment variable ``NSTEPLSTM_TEST_SLOW_CHECKPOINT``
-    (seconds) sleeps between the two writes, for tests that kill us there.
+    checkpoint or the new one.
     """
     state = checkpoint.state
     name = checkpoint_weights_name(int(state["epoch"]), int(state["batch"]))
     weights = output_path(run_dir, name)
     atomic_write(weights, Tensors(checkpoint.tensors, {"format_version": "1"}))
-    delay = os.environ.get(SLOW_CHECKPOINT_ENV)
-    if delay:
-        time.sleep(float(delay))
     doc = {"format_version": FORMAT_VERSION, "weights": name, **state}
     atomic_write(output_path(run_dir, CHECKPOINT_FILE), _dumps(doc))
     for old in _checkpoint_weights(Path(run_dir)):
