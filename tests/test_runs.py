@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import resource
 import tempfile
 from collections.abc import Callable
@@ -221,6 +222,30 @@ def test_a_run_directory_that_cannot_be_created_is_refused_before_training(
     for bad in (None, "", 3):
         with pytest.raises(InputError, match=r"run directory must be a path, got"):
             runs.check_run_dir_free(bad, force=False)
+
+
+def test_a_run_directory_that_is_a_dangling_link_is_named_so(tmp_path: Path, capsys) -> None:
+    # plot on a link loop ended in a traceback (Path.resolve's RuntimeError); forecast
+    # said "does not exist", train --out "cannot create run directory ...: File exists".
+    from nsteplstm.cli import main
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    (tmp_path / "broken").symlink_to("/nonexistent/dir")
+    loop, broken = "is a symbolic link in a loop", "is a broken symbolic link (to /nonexistent/dir)"
+    for path, said in ((tmp_path / "a", loop), (tmp_path / "broken", broken)):
+        with pytest.raises(InputError, match=re.escape(f"run directory {path} {said}; pick")):
+            runs.check_run_dir_free(path, force=True)
+        with pytest.raises(InputError, match=re.escape(f"run directory {path} {said}") + "$"):
+            runs.read_history(path)
+        for argv in (
+            ["plot", str(path), "--out", str(tmp_path / "p.png")],
+            ["forecast", str(path)],
+        ):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and said in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "broken"]
 
 
 def test_model_round_trip(tmp_path: Path) -> None:

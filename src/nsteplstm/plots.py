@@ -343,8 +343,9 @@ def plot_runs(
     dirs = [Path(d) for d in run_dirs]
     seen: dict[Path, Path] = {}
     for d in dirs:
-        if seen.setdefault(d.resolve(), d) is not d:
-            raise InputError(f"run {d} is given twice (also as {seen[d.resolve()]})")
+        real = Path(os.path.realpath(d))  # Path.resolve raises on a symbolic link loop
+        if seen.setdefault(real, d) is not d:
+            raise InputError(f"run {d} is given twice (also as {seen[real]})")
     if labels is None:
         names = [run_name(d) for d in dirs]
         labels = names if len(set(names)) == len(names) else [str(d) for d in dirs]

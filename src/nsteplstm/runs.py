@@ -241,6 +241,8 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
     not exist, is an empty directory, or (with ``force``) any directory. Changes nothing,
     so a command can check its output before the slow or failing part of its work."""
     path = run_path(path)
+    if (link := _dangling_link(path)) is not None:
+        raise InputError(f"run directory {path} is {link}; pick another --out")
     if path.exists() and not path.is_dir():
         raise InputError(f"run directory {path} exists and is not a directory; pick another --out")
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
@@ -362,8 +364,25 @@ def _read_json(path: Path, what: str) -> Any:
         raise InputError(f"{path}: {what} is not valid JSON ({msg})") from None
 
 
+def _dangling_link(path: Path) -> str | None:
+    """What ``path`` is where it is a symbolic link leading nowhere: ``"a symbolic link
+    in a loop"`` or ``"a broken symbolic link (to TARGET)"``; else None."""
+    if not path.is_symlink() or path.exists():
+        return None
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11's "Symlink loop"
+        return "a symbolic link in a loop"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link in a loop"
+    return f"a broken symbolic link (to {os.readlink(path)})"
+
+
 def _check_run_dir(run_dir: str | Path) -> Path:
     run_dir = run_path(run_dir)
+    if (link := _dangling_link(run_dir)) is not None:
+        raise InputError(f"run directory {run_dir} is {link}")
     if not run_dir.exists():
         raise InputError(f"run directory {run_dir} does not exist")
     if not run_dir.is_dir():
