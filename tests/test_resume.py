@@ -290,6 +290,22 @@ def test_sigint_at_the_end_of_an_epoch_then_resume(interrupted: Path, reference:
     assert_same_run(interrupted, reference)
 
 
+def test_resume_and_force_clear_what_a_killed_writer_left(interrupted: Path) -> None:
+    # A SIGKILL mid-write left .checkpoint-3.safetensors.XXXXXXXX.tmp for good.
+    left = [".checkpoint-3.safetensors.wi6qctpn.tmp", ".metrics.json.4242.removed"]
+    mine = [".notes.txt.abcd1234.tmp", "checkpoint-notes.txt"]  # not the run's own
+    for name in left + mine:
+        (interrupted / name).write_text(name)
+    assert runs.leftover_files(interrupted) == sorted(interrupted / n for n in left)
+    train(None, interrupted, resume=True, quiet=True)
+    assert not any((interrupted / n).exists() for n in left)
+    for name in left:
+        (interrupted / name).write_text(name)
+    train(Config.from_dict(SETTINGS, "test"), interrupted, force=True, quiet=True)
+    assert not any((interrupted / n).exists() for n in left)
+    assert all((interrupted / n).read_text() == n for n in mine)
+
+
 def test_truncated_checkpoint(interrupted: Path) -> None:
     path = interrupted / "checkpoint-2.safetensors"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])

@@ -597,10 +597,11 @@ def import_chainer_run(
                 "the run could not forecast"
             )
 
-    run_dir = prepare_run_dir(out_dir, force)
-    write_config(run_dir, config, model.config, None)
-    write_results(run_dir, model, [], {"imported_from": str(Path(path).resolve())})
-    return run_dir
+    def write(run_dir: Path) -> None:
+        write_config(run_dir, config, model.config, None)
+        write_results(run_dir, model, [], {"imported_from": str(Path(path).resolve())})
+
+    return prepare_run_dir(out_dir, force, write)  # all of the run or none of it
 
 
 def _run_config(path: str | Path, settings: dict[str, Any]) -> Config:

@@ -235,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="replace the run in an existing --out directory (only the files a run writes "
-        "are removed, and only once the new run reaches its first checkpoint; a Ctrl-C "
-        "before then keeps the old run)",
+        "are removed, and only once the new run's first checkpoint is written; a Ctrl-C "
+        "or a failure before then keeps the old run)",
     )
     p.add_argument(
         "--quiet",

@@ -22,6 +22,7 @@ naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import errno
@@ -31,7 +32,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,7 +280,28 @@ def _old_run_files(path: Path) -> list[Path]:
         for p in sorted(path.glob("forecast-*"))
         if p.suffix in (".csv", ".png") and p.stem.removeprefix("forecast-") in named
     ]
-    return found + [p for p in forecasts if p not in found] + _checkpoint_weights(path)
+    return (
+        found
+        + [p for p in forecasts if p not in found]
+        + _checkpoint_weights(path)
+        + leftover_files(path)
+    )
+
+
+# What a killed process leaves beside a run's file: write_files' temporary copy
+# (mkstemp: 8 random characters) and prepare_run_dir's old file set aside (its pid).
+_OWN = (
+    r"(?:config\.json|model\.safetensors|history\.csv|metrics\.json|checkpoint[-.].*|forecast-.*)"
+)
+_LEFTOVER = re.compile(rf"\.{_OWN}\.(?:[A-Za-z0-9_]{{8}}\.tmp|[0-9]+\.removed)")
+
+
+def leftover_files(run_dir: Path) -> list[Path]:
+    """The temporary files a process killed while writing ``run_dir`` left in it (none
+    of a live one: it holds the run's lock, see :class:`RunLock`)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.iterdir() if _LEFTOVER.fullmatch(p.name) and p.is_file())
 
 
 def recorded_forecasts(run_dir: str | Path) -> dict[str, Any]:
@@ -298,27 +320,52 @@ def _checkpoint_weights(run_dir: Path) -> list[Path]:
     return sorted(p for p in run_dir.glob("checkpoint-*") if _CHECKPOINT_WEIGHTS.fullmatch(p.name))
 
 
-def prepare_run_dir(path: str | Path, force: bool) -> Path:
-    """Create the run directory ``path`` (and parents), or accept an empty one.
+def prepare_run_dir(
+    path: str | Path, force: bool, write: Callable[[Path], None] | None = None
+) -> Path:
+    """Create the run directory ``path`` (and parents), or accept an empty one, and
+    write the new run's first files into it with ``write(path)``.
 
     An existing non-empty directory is refused unless ``force``; with ``force`` the
     files of an earlier run (:data:`RUN_FILES`, checkpoints, the named forecasts its
-    metrics.json records) are removed so nothing stale survives, other files are left
-    alone. Nothing is removed when one of those names is a directory, or one of the
-    files cannot be removed.
+    metrics.json records) go so nothing stale survives, other files are left alone.
+    All or nothing: the old files are renamed aside until ``write`` returns; where it
+    fails (a full disk), the files it wrote are removed, the old ones come back, and
+    the directories this call created are removed. Nothing is removed when one of the
+    old files is a directory or cannot be renamed.
     """
     path = check_run_dir_free(path, force)
-    _remove_all_or_none(_old_run_files(path))
+    created = [p for p in (path, *path.absolute().parents) if not p.exists()]
+    moved = _set_aside(_old_run_files(path))
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create run directory {path}: {e.strerror or e}") from None
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create run directory {path}: {e.strerror or e}") from None
+        before = set(os.listdir(path))
+        try:
+            if write is not None:
+                write(path)
+        except BaseException:
+            for name in set(os.listdir(path)) - before:  # the new run's files
+                with contextlib.suppress(OSError):
+                    (path / name).unlink()
+            raise
+    except BaseException:
+        for aside, name in reversed(moved):
+            aside.rename(name)
+        for directory in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+    for aside, _ in moved:
+        aside.unlink(missing_ok=True)
     return path
 
 
-def _remove_all_or_none(files: list[Path]) -> None:
-    """Remove ``files``, or (InputError) none of them: each is renamed aside first, so
-    one that cannot go (an immutable file) leaves the others where they were."""
+def _set_aside(files: list[Path]) -> list[tuple[Path, Path]]:
+    """Rename ``files`` aside (``.NAME.PID.removed``); returns (aside, original) pairs.
+    InputError, with every file back in place, when one cannot be renamed."""
     moved: list[tuple[Path, Path]] = []
     for old in files:
         aside = old.with_name(f".{old.name}.{os.getpid()}.removed")
@@ -333,8 +380,7 @@ def _remove_all_or_none(files: list[Path]) -> None:
                 f"cannot remove {old}: {e.strerror or e}; nothing was removed"
             ) from None
         moved.append((aside, old))
-    for aside, _ in moved:
-        aside.unlink(missing_ok=True)
+    return moved
 
 
 def _dumps(obj: Any) -> str:

@@ -939,6 +939,8 @@ def _train(
         saved, saved_model, _ = runs.read_config(out)
         config = _resume_config(saved, config, out)
         lock.acquire(out)  # before the checkpoint: another process may be replacing it
+        for leftover in runs.leftover_files(out):  # of a process killed while writing
+            leftover.unlink(missing_ok=True)
         checkpoint = runs.load_checkpoint(out)
         if checkpoint is None and (out / runs.MODEL_FILE).exists():
             raise InputError(
@@ -988,20 +990,6 @@ def _train(
 
     dir_ready = resume
 
-    def start() -> None:
-        """Create the run directory (with ``force``: replace the old run) and write
-        config.json: only at the first checkpoint, so a run that fails before it (no
-        memory for the first batch, say) leaves the old run, or no directory, behind."""
-        nonlocal dir_ready, out
-        if not dir_ready:
-            if out.is_dir():  # held before its old run's files go
-                lock.acquire(out)
-            out = runs.prepare_run_dir(out, force)
-            lock.acquire(out)
-            scaler = getattr(dataset, "scaler", None)
-            runs.write_config(out, config, model.config, scaler, digest)
-            dir_ready = True
-
     def interrupted(signum: int | None) -> Interrupted:
         """Save a checkpoint to resume from, unless this is still a ``force`` run that
         has not replaced the old run: a Ctrl-C then cancels, and the old run stays."""
@@ -1011,13 +999,32 @@ def _train(
         save()
         return Interrupted(signum, out)
 
+    def checkpoint(run_dir: Path) -> None:
+        runs.save_checkpoint(run_dir, _checkpoint(model, optimizer, state, best, device))
+        runs.write_history(run_dir, state.history)
+
+    def first_checkpoint(run_dir: Path) -> None:
+        lock.acquire(run_dir)
+        scaler = getattr(dataset, "scaler", None)
+        runs.write_config(run_dir, config, model.config, scaler, digest)
+        checkpoint(run_dir)
+
     def save() -> None:
-        nonlocal position
-        start()
-        if position != (state.epoch, state.batch):
-            runs.save_checkpoint(out, _checkpoint(model, optimizer, state, best, device))
-            runs.write_history(out, state.history)
-            position = (state.epoch, state.batch)
+        """Write a checkpoint. The first one creates the run directory and config.json
+        with it, all or nothing (with ``force``: replacing the old run): a run that
+        fails before or in it (no memory for the first batch, a full disk) leaves the
+        old run, or no directory, behind."""
+        nonlocal position, dir_ready, out
+        if position == (state.epoch, state.batch) and dir_ready:
+            return
+        if not dir_ready:
+            if out.is_dir():  # held before its old run's files go
+                lock.acquire(out)
+            out = runs.prepare_run_dir(out, force, first_checkpoint)
+            dir_ready = True
+        else:
+            checkpoint(out)
+        position = (state.epoch, state.batch)
 
     try:
         with _signal_guard(out) as stop:
