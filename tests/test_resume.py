@@ -3,6 +3,7 @@ and compare with an uninterrupted run bit for bit; broken checkpoints and bad lo
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -109,6 +110,17 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
 def resume(run: Path) -> None:
     code, err = finish(start(run, "resume"))
     assert code == 0, err
+
+
+class Unexpected:
+    """A progress report that fails the test at the first batch: nothing may train."""
+
+    def batch(self, *args: Any) -> None:
+        pytest.fail("a batch was trained")
+
+    def epoch(self, *args: Any) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -288,6 +300,26 @@ def interrupted(tmp_path: Path) -> Path:
 def test_sigint_at_the_end_of_an_epoch_then_resume(interrupted: Path, reference: Path) -> None:
     train(None, interrupted, resume=True, quiet=True)
     assert_same_run(interrupted, reference)
+
+
+def test_resume_of_a_read_only_run_is_refused_before_training(
+    interrupted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It trained up to its next checkpoint, then failed: "Read-only file system".
+    import tempfile
+
+    real = tempfile.mkdtemp
+
+    def mkdtemp(*args: Any, dir: Any, **kwargs: Any) -> str:  # as on a read-only mount
+        if Path(dir) == interrupted:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*args, dir=dir, **kwargs)
+
+    files = {p.name: p.read_bytes() for p in interrupted.iterdir()}
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(InputError, match=r"cannot resume .*run: the directory is not writable$"):
+        train(None, interrupted, resume=True, progress=Unexpected())
+    assert {p.name: p.read_bytes() for p in interrupted.iterdir()} == files
 
 
 def test_resume_and_force_clear_what_a_killed_writer_left(interrupted: Path) -> None:

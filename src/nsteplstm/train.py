@@ -939,8 +939,6 @@ def _train(
         saved, saved_model, _ = runs.read_config(out)
         config = _resume_config(saved, config, out)
         lock.acquire(out)  # before the checkpoint: another process may be replacing it
-        for leftover in runs.leftover_files(out):  # of a process killed while writing
-            leftover.unlink(missing_ok=True)
         checkpoint = runs.load_checkpoint(out)
         if checkpoint is None and (out / runs.MODEL_FILE).exists():
             raise InputError(
@@ -987,6 +985,11 @@ def _train(
     if kept is not None:
         # Nothing to train: keep the run's files (its forecasts in metrics.json too).
         return TrainResult([dict(row) for row in state.history], kept, out, trained=False)
+    if resume:
+        if not runs.can_create_in(out):  # found now, not at the next checkpoint
+            raise InputError(f"cannot resume {out}: the directory is not writable")
+        for leftover in runs.leftover_files(out):  # of a process killed while writing
+            leftover.unlink(missing_ok=True)
 
     dir_ready = resume
 
