@@ -376,6 +376,43 @@ def test_start_up_imports_no_torch_and_ctrl_c_there_is_one_line(tmp_path):
     )
 
 
+# A Ctrl-C at the two imports of start-up: the command line's (NumPy), and torch's,
+# where a KeyboardInterrupt raised from torch's C++ start-up aborted the process.
+INTERRUPTED_START = """
+import os, signal, sys
+at = sys.argv[1]
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == at == "numpy":
+            raise KeyboardInterrupt
+        if name == at == "torch":
+            os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C arrives: the import goes on
+sys.meta_path.insert(0, Interrupt())
+from nsteplstm.__main__ import main
+sys.argv[1:] = ["forecast", sys.argv[2]]
+code = main()
+print("torch" in sys.modules)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("at", "said", "torch_imported"),
+    [
+        ("numpy", "nsteplstm: interrupted\n", "False"),
+        ("torch", "nsteplstm forecast: interrupted\n", "True"),
+    ],
+)
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, at, said, torch_imported):
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_START, at, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (130, said, torch_imported + "\n")
+
+
 # SIGTERM in the middle of a bench, inside a temporary directory (where its
 # memory probe runs): the race is replaced by one that sends it.
 TERMINATED_BENCH = """

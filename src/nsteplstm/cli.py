@@ -6,10 +6,11 @@ Every mistake a user can cause ends in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -409,12 +410,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error,
     130 interrupted by SIGINT, 143 by SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, unknown = build_parser().parse_known_args(argv)
-    if unknown and args.command == "plot":  # runs on both sides of a flag: plot a --out x b
-        rest = argv[argv.index("plot") + 1 :]
-        args = args.parser.parse_intermixed_args(rest, argparse.Namespace(command="plot"))
-    elif unknown:  # said by the command's parser, so the line names the command
-        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown and args.command == "plot":  # runs on both sides of a flag: a --out x b
+            rest = argv[argv.index("plot") + 1 :]
+            args = args.parser.parse_intermixed_args(rest, argparse.Namespace(command="plot"))
+        elif unknown:  # said by the command's parser, so the line names the command
+            args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except KeyboardInterrupt:
+        print("nsteplstm: interrupted", file=sys.stderr)
+        return 130
     return run_command(f"nsteplstm {args.command}", lambda: args.func(args))
 
 
@@ -437,9 +442,27 @@ def run_command(name: str, call: Callable[[], int | None]) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+@contextlib.contextmanager
+def _sigint_after() -> Iterator[None]:
+    """A SIGINT inside is raised (KeyboardInterrupt) only once it ends: raised inside
+    ``import torch`` (its C++ calls back into Python), it aborted the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _run(name: str, call: Callable[[], int | None]) -> int:
     """``call``'s exit code; every error a user can cause as one line."""
-    from .train import Interrupted, NonFiniteLoss
+    with _sigint_after():
+        from .train import Interrupted, NonFiniteLoss  # torch's import: a few seconds
 
     try:
         return call() or 0

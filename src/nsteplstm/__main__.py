@@ -1,0 +1,21 @@
+"""The ``nsteplstm`` program (also ``python -m nsteplstm``): the command line of
+:mod:`nsteplstm.cli`, which it imports first, so that a Ctrl-C during that import
+(NumPy's, some 0.1 s) also ends in one line and exit code 130."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    """Import and run :func:`nsteplstm.cli.main` on ``sys.argv``; its exit code."""
+    try:
+        from .cli import main as command_line
+    except KeyboardInterrupt:
+        print("nsteplstm: interrupted", file=sys.stderr)
+        return 130
+    return command_line()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
