@@ -292,7 +292,9 @@ def ours(
 class PlainLSTM(nn.Module):
     """The model as a typical PyTorch user writes it: ``nn.LSTM`` then ``nn.Linear``."""
 
-    def __init__(self, n_layers: int, n_in: int, n_hidden: int, n_out: int, dropout: float):
+    def __init__(
+        self, n_layers: int, n_in: int, n_hidden: int, n_out: int, dropout: float
+    ) -> None:
         super().__init__()
         self.lstm = nn.LSTM(n_in, n_hidden, n_layers, dropout=dropout if n_layers > 1 else 0.0)
         self.head = nn.Linear(n_hidden, n_out)
@@ -836,7 +838,7 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
 def _targets(doc: dict[str, Any]) -> dict[str, Any]:
     """Each target of issue 4 on the CPU: the measured value (from the best epochs)
     and whether it is met, with the median of the rounds' ratios beside it
-    (``paired``: see :func:`_paired`). None for ``--quick``: a smoke test on other
+    (``paired``: see :func:`_paired`). Empty for ``--quick``: a smoke test on other
     settings (a 500-point series)."""
     if doc["arguments"]["quick"]:
         return {}

@@ -45,10 +45,10 @@ def run_demo(
 ) -> Path:
     """Train, forecast and plot the article's experiment into ``out``; return ``report.html``.
 
-    ``base`` is the configuration every model starts from (default: the article's,
-    with ``epochs``); ``n_layers`` and ``dropout`` vary per model: 1, 2 and 3 layers at
-    ``base.dropout``, and 2 layers at each of :data:`DROPOUTS` besides. ``echo`` gets
-    the progress lines and the final table.
+    ``base`` is the configuration every model starts from (default: the article's),
+    its ``epochs`` replaced by ``epochs``; ``n_layers`` and ``dropout`` vary per model:
+    1, 2 and 3 layers at ``base.dropout``, and 2 layers at each of :data:`DROPOUTS`
+    besides. ``echo`` gets the progress lines and the final table.
     """
     base = Config.from_dict(replace(base or Config(), epochs=epochs).to_dict(), "of the demo")
     if base.data == "adding":

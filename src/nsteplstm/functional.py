@@ -259,7 +259,8 @@ def n_step_lstm(
             bidirectional else 1 (forward and backward interleaved per layer).
         weights: the flat weight list described in the module docstring.
         final_states: when False, ``hy`` and ``cy`` are not needed and come back None,
-            which lets the CPU path merge segments (see :func:`_merged_segments`).
+            which lets the CPU path merge the segments of unidirectional layers (see
+            :func:`_merged_segments`).
         check: False skips :func:`check_call`, for callers that checked the arguments
             already (:class:`nsteplstm.NStepLSTM` checks data and states once per call,
             its weights as it reads them).

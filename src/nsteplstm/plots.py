@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .errors import InputError
-from .runs import atomic_write
+from .runs import atomic_write, read_history, run_name
 
 METRICS = ("val_loss", "train_loss", "both")
 _LABELS = {"train_loss": "train", "val_loss": "validation"}
@@ -337,8 +337,6 @@ def plot_runs(
     ``.png`` (so it can never name a run's data: config, weights, history, metrics; with
     ``force`` it may replace a run's forecast figure) and, unless ``force``, not exist.
     """
-    from .runs import read_history, run_name  # the run-directory layer is only needed here
-
     out = check_output_file(out, force, suffix=".png")
     dirs = [Path(d) for d in run_dirs]
     seen: dict[Path, Path] = {}
