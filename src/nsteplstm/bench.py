@@ -292,9 +292,7 @@ def ours(
 class PlainLSTM(nn.Module):
     """The model as a typical PyTorch user writes it: ``nn.LSTM`` then ``nn.Linear``."""
 
-    def __init__(
-        self, n_layers: int, n_in: int, n_hidden: int, n_out: int, dropout: float
-    ) -> None:
+    def __init__(self, n_layers: int, n_in: int, n_hidden: int, n_out: int, dropout: float) -> None:
         super().__init__()
         self.lstm = nn.LSTM(n_in, n_hidden, n_layers, dropout=dropout if n_layers > 1 else 0.0)
         self.head = nn.Linear(n_hidden, n_out)
