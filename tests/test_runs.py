@@ -248,6 +248,23 @@ def test_a_run_directory_that_is_a_dangling_link_is_named_so(tmp_path: Path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "broken"]
 
 
+def test_new_directory_removes_what_it_made_when_the_body_fails(tmp_path: Path) -> None:
+    # bench on a full disk left its new, empty --out directory behind.
+    (tmp_path / "had").mkdir()
+    made = tmp_path / "had" / "a" / "b"
+    with pytest.raises(OSError, match="No space"), runs.new_directory(made, "--out"):
+        assert made.is_dir()
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "had"]
+    with runs.new_directory(tmp_path / "had" / "c", "--out"):
+        pass
+    assert (tmp_path / "had" / "c").is_dir()
+    (tmp_path / "file").write_text("x")
+    bad = pytest.raises(InputError, match=r"^cannot create --out .*file/d: ")
+    with bad, runs.new_directory(tmp_path / "file" / "d", "--out"):
+        pytest.fail("entered")
+
+
 def test_model_round_trip(tmp_path: Path) -> None:
     model = make_run(tmp_path)
     loaded = runs.load_model(tmp_path)

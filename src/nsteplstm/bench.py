@@ -69,7 +69,7 @@ from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
 from .model import Forecaster
 from .plots import check_output_file, png_bytes
-from .runs import can_create_in, read_metrics, write_files
+from .runs import can_create_in, new_directory, read_metrics, write_files
 from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
 
 JSON_FILE, TABLE_FILE, CHART_FILE = "bench.json", "bench.md", "bench.png"
@@ -1256,11 +1256,8 @@ def run_bench(
         CHART_FILE: png_bytes(chart(doc)),
     }
     _check_out(out, force)  # again: files may have appeared while the bench ran
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"--out {out}: cannot create it ({e.strerror or e})") from None
-    write_files({out / name: data for name, data in files.items()})
+    with new_directory(out, "--out"):  # a failed write leaves no directory behind
+        write_files({out / name: data for name, data in files.items()})
     _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
     return doc
 

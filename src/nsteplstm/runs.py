@@ -32,7 +32,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,32 +335,44 @@ def prepare_run_dir(
     old files is a directory or cannot be renamed.
     """
     path = check_run_dir_free(path, force)
-    created = [p for p in (path, *path.absolute().parents) if not p.exists()]
     moved = _set_aside(_old_run_files(path))
     try:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot create run directory {path}: {e.strerror or e}") from None
-        before = set(os.listdir(path))
-        try:
-            if write is not None:
-                write(path)
-        except BaseException:
-            for name in set(os.listdir(path)) - before:  # the new run's files
-                with contextlib.suppress(OSError):
-                    (path / name).unlink()
-            raise
+        with new_directory(path, "run directory"):
+            before = set(os.listdir(path))
+            try:
+                if write is not None:
+                    write(path)
+            except BaseException:
+                for name in set(os.listdir(path)) - before:  # the new run's files
+                    with contextlib.suppress(OSError):
+                        (path / name).unlink()
+                raise
     except BaseException:
         for aside, name in reversed(moved):
             aside.rename(name)
-        for directory in created:  # the deepest first
-            with contextlib.suppress(OSError):
-                directory.rmdir()
         raise
     for aside, _ in moved:
         aside.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def new_directory(path: Path, what: str) -> Iterator[None]:
+    """Inside, the directory ``path`` exists (made with its parents where missing);
+    where the body fails, the directories made here are removed again (those left
+    empty). InputError, naming it ``what``, when it cannot be made."""
+    created = [p for p in (path, *path.absolute().parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {what} {path}: {e.strerror or e}") from None
+    try:
+        yield
+    except BaseException:
+        for directory in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
 
 
 def _set_aside(files: list[Path]) -> list[tuple[Path, Path]]:
