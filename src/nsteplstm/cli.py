@@ -453,8 +453,8 @@ def _sigint_after() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # None: a handler set outside Python, which signal cannot restore
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
     if caught:
         raise KeyboardInterrupt
 
