@@ -36,81 +36,6 @@ else:  # pragma: no cover
 FORMAT_VERSION = 1
 BUILTIN_DATA = ("fibonacci", "sine", "adding")
 
-# Value kinds: how a field is type-checked and parsed from a command-line string.
-_KINDS: dict[str, str] = {
-    "n_layers": "int",
-    "dropout": "float",
-    "value": "int",
-    "total_size": "int",
-    "split_rate": "float",
-    "sequence_size": "int",
-    "epochs": "int",
-    "batch_size": "int",
-    "n_in": "int",
-    "n_hidden": "int",
-    "n_out": "int",
-    "device": "device",
-    "seed": "int",
-    "cell": "str",
-    "lr": "float",
-    "data": "str",
-    "period": "float",
-    "noise": "float",
-    "min_length": "int?",
-    "csv_columns": "columns?",
-    "csv_header": "bool?",
-    "csv_series_id": "id?",
-    "scale": "str",
-    "adding_samples": "int",
-    "grad_clip": "float",
-    "keep_best": "bool",
-    "checkpoint_every": "int",
-    "format_version": "int",
-}
-
-CONFIG_HELP: dict[str, str] = {
-    "n_layers": "number of stacked LSTM layers",
-    "dropout": "dropout ratio on the input of every layer but the first, in [0, 1)",
-    "value": "modulus of the Fibonacci series (data=fibonacci)",
-    "total_size": "number of points of the built-in series (fibonacci, sine)",
-    "split_rate": "fraction of each series (or of the adding samples) used for training, in (0, 1)",
-    "sequence_size": "window length in time steps (inputs; targets are shifted by one)",
-    "epochs": "number of training epochs",
-    "batch_size": "windows per mini-batch",
-    "n_in": "input features per time step (default: 2 for data = adding, the number of "
-    "csv_columns when they are given, else 1)",
-    "n_hidden": "LSTM hidden units per layer",
-    "n_out": "output features per time step (default: the number of csv_columns when they "
-    "are given, else 1)",
-    "device": "auto, cpu, cuda, cuda:K, or the article's -1 (CPU) / K >= 0 (GPU K)",
-    "seed": "random seed for data, weights and shuffling",
-    "cell": "nstep (whole sequences per call) or step (one time step per call)",
-    "lr": "Adam learning rate",
-    "data": "fibonacci, sine, adding or csv:PATH",
-    "period": "period of the sine series in time steps (data=sine)",
-    "noise": "standard deviation of Gaussian noise added to the sine series (data=sine)",
-    "min_length": "variable-length training windows: lengths uniform in [min_length, "
-    "sequence_size] (each on an equal share of the windows), batches grouped by length "
-    "(default, or --min-length none: all full length)",
-    "csv_columns": "CSV columns to use, by header name or 0-based index, comma-separated "
-    "(default, or --csv-columns all: all, which then need n_in and n_out set to their "
-    "number)",
-    "csv_header": "whether the CSV has a header row (default, or --csv-header auto: "
-    "auto-detect: a first row with text in a data column; a header of numbers, such as "
-    "years, needs --csv-header true)",
-    "csv_series_id": "CSV column (name or index) that splits the rows into several series "
-    "(default, or --csv-series-id none: one series)",
-    "scale": "standard (mean 0, std 1 fitted on the training parts long enough for a "
-    "window; the losses of history.csv are then in these units, forecasts in the data's) "
-    "or none; CSV only",
-    "adding_samples": "number of samples of the adding problem (data=adding)",
-    "grad_clip": "clip the gradient norm to this value; 0 disables",
-    "keep_best": "restore the weights of the best validation epoch at the end",
-    "checkpoint_every": "write a checkpoint every this many epochs",
-    "format_version": "version of the config format (only 1 exists)",
-}
-
-
 MAX_EPOCHS = 100_000
 
 
@@ -129,6 +54,13 @@ def train_points(split_rate: float, length: int) -> int:
     return math.floor(Fraction(str(float(split_rate))) * length)
 
 
+def setting(default: Any, kind: str, help: str) -> Any:
+    """A :class:`Config` field: its default, its kind (how it is type-checked and parsed
+    from a command-line string: "int", "float", "bool", "str", "device", "int?",
+    "bool?", "columns?", "id?"; "?" where None is allowed) and its help text."""
+    return dataclasses.field(default=default, metadata={"kind": kind, "help": help})
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings of a run; defaults are the article's experiment.
@@ -137,34 +69,112 @@ class Config:
     stored normalized: "auto", "cpu", "cuda" or "cuda:K" (-1 -> "cpu", K -> "cuda:K").
     """
 
-    n_layers: int = 1
-    dropout: float = 0.3
-    value: int = 5
-    total_size: int = 2000
-    split_rate: float = 0.9
-    sequence_size: int = 30
-    epochs: int = 60
-    batch_size: int = 100
-    n_in: int = 1
-    n_hidden: int = 200
-    n_out: int = 1
-    device: str = "auto"
-    seed: int = 0
-    cell: str = "nstep"
-    lr: float = 1e-3
-    data: str = "fibonacci"
-    period: float = 20.0
-    noise: float = 0.0
-    min_length: int | None = None
-    csv_columns: tuple[str | int, ...] | None = None
-    csv_header: bool | None = None
-    csv_series_id: str | int | None = None
-    scale: str = "standard"
-    adding_samples: int = 10000
-    grad_clip: float = 1.0
-    keep_best: bool = True
-    checkpoint_every: int = 1
-    format_version: int = FORMAT_VERSION
+    n_layers: int = setting(1, "int", "number of stacked LSTM layers")
+    dropout: float = setting(
+        0.3,
+        "float",
+        "dropout ratio on the input of every layer but the first, in [0, 1)",
+    )
+    value: int = setting(5, "int", "modulus of the Fibonacci series (data=fibonacci)")
+    total_size: int = setting(
+        2000,
+        "int",
+        "number of points of the built-in series (fibonacci, sine)",
+    )
+    split_rate: float = setting(
+        0.9,
+        "float",
+        "fraction of each series (or of the adding samples) used for training, in (0, 1)",
+    )
+    sequence_size: int = setting(
+        30,
+        "int",
+        "window length in time steps (inputs; targets are shifted by one)",
+    )
+    epochs: int = setting(60, "int", "number of training epochs")
+    batch_size: int = setting(100, "int", "windows per mini-batch")
+    n_in: int = setting(
+        1,
+        "int",
+        "input features per time step (default: 2 for data = adding, the number of "
+        "csv_columns when they are given, else 1)",
+    )
+    n_hidden: int = setting(200, "int", "LSTM hidden units per layer")
+    n_out: int = setting(
+        1,
+        "int",
+        "output features per time step (default: the number of csv_columns when they are "
+        "given, else 1)",
+    )
+    device: str = setting(
+        "auto",
+        "device",
+        "auto, cpu, cuda, cuda:K, or the article's -1 (CPU) / K >= 0 (GPU K)",
+    )
+    seed: int = setting(0, "int", "random seed for data, weights and shuffling")
+    cell: str = setting(
+        "nstep",
+        "str",
+        "nstep (whole sequences per call) or step (one time step per call)",
+    )
+    lr: float = setting(1e-3, "float", "Adam learning rate")
+    data: str = setting("fibonacci", "str", "fibonacci, sine, adding or csv:PATH")
+    period: float = setting(20.0, "float", "period of the sine series in time steps (data=sine)")
+    noise: float = setting(
+        0.0,
+        "float",
+        "standard deviation of Gaussian noise added to the sine series (data=sine)",
+    )
+    min_length: int | None = setting(
+        None,
+        "int?",
+        "variable-length training windows: lengths uniform in [min_length, sequence_size] "
+        "(each on an equal share of the windows), batches grouped by length (default, or "
+        "--min-length none: all full length)",
+    )
+    csv_columns: tuple[str | int, ...] | None = setting(
+        None,
+        "columns?",
+        "CSV columns to use, by header name or 0-based index, comma-separated (default, "
+        "or --csv-columns all: all, which then need n_in and n_out set to their number)",
+    )
+    csv_header: bool | None = setting(
+        None,
+        "bool?",
+        "whether the CSV has a header row (default, or --csv-header auto: auto-detect: a "
+        "first row with text in a data column; a header of numbers, such as years, needs "
+        "--csv-header true)",
+    )
+    csv_series_id: str | int | None = setting(
+        None,
+        "id?",
+        "CSV column (name or index) that splits the rows into several series (default, or "
+        "--csv-series-id none: one series)",
+    )
+    scale: str = setting(
+        "standard",
+        "str",
+        "standard (mean 0, std 1 fitted on the training parts long enough for a window; "
+        "the losses of history.csv are then in these units, forecasts in the data's) or "
+        "none; CSV only",
+    )
+    adding_samples: int = setting(
+        10000,
+        "int",
+        "number of samples of the adding problem (data=adding)",
+    )
+    grad_clip: float = setting(1.0, "float", "clip the gradient norm to this value; 0 disables")
+    keep_best: bool = setting(
+        True,
+        "bool",
+        "restore the weights of the best validation epoch at the end",
+    )
+    checkpoint_every: int = setting(1, "int", "write a checkpoint every this many epochs")
+    format_version: int = setting(
+        FORMAT_VERSION,
+        "int",
+        "version of the config format (only 1 exists)",
+    )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str) -> Config:
@@ -247,6 +257,11 @@ class Config:
         except (ValueError, RecursionError) as e:
             raise InputError(f"config {source}: not valid JSON ({one_line(e)})") from None
         return cls.from_dict(d, source)
+
+
+# Per setting: its kind (how it is type-checked and parsed) and its help text.
+_KINDS: dict[str, str] = {f.name: f.metadata["kind"] for f in dataclasses.fields(Config)}
+CONFIG_HELP: dict[str, str] = {f.name: f.metadata["help"] for f in dataclasses.fields(Config)}
 
 
 @dataclass(frozen=True)
