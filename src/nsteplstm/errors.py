@@ -20,6 +20,14 @@ def is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def check_ratio(name: str, value: object) -> float:
+    """``value`` as a float, once it is a number in [0, 1) (a dropout ratio);
+    :class:`InputError` naming ``name`` otherwise."""
+    if not is_finite_number(value) or not 0.0 <= value < 1.0:
+        raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 def one_line(x: object) -> str:
     """``str(x)`` with every run of whitespace, line breaks included, as one space."""
     return " ".join(str(x).split())

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor
 
-from .errors import InputError, check_int, is_finite_number
+from .errors import InputError, check_int, check_ratio
 from .packing import Cover, CoverEnds, PackedLayout
 
 # The cost of one more fused LSTM call (forward and backward) on the CPU, in row-steps
@@ -189,8 +189,7 @@ def check_call(
     I from ``weights[0]``, ``(4H, I)``), ``data`` ``(N, I)`` for ``layout``, ``hx`` and
     ``cx`` ``(n_layers * D, B, H)`` tensors, all alike, and ``dropout`` in [0, 1)."""
     n_layers = check_int("n_layers", n_layers)
-    if not is_finite_number(dropout) or not 0.0 <= dropout < 1.0:
-        raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    check_ratio("dropout", dropout)
     directions = 2 if bidirectional else 1
     count = 4 * n_layers * directions
     if not isinstance(weights, (list, tuple)) or len(weights) != count:
@@ -224,8 +223,7 @@ def dropout(x: Tensor, ratio: float) -> Tensor:
     element), and 7.1 against 3.0 ms on its Intel one (torch 2.13, MKL's path). On
     CUDA, ``F.dropout``.
     """
-    if not is_finite_number(ratio) or not 0.0 <= ratio < 1.0:
-        raise InputError(f"dropout ratio must be a number in [0, 1), got {ratio!r}")
+    check_ratio("dropout ratio", ratio)
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise InputError(f"dropout: x must be a floating-point tensor, got {describe(x)}")
     if ratio == 0.0:

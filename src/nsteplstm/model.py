@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import physical_memory
-from .errors import InputError, check_int, gib, is_finite_number
+from .errors import InputError, check_int, check_ratio, gib
 from .functional import (
     check_dense,
     check_like,
@@ -57,11 +57,6 @@ def _check_fits(n_layers: int, in_size: int, out_size: int, directions: int = 1)
             f"{count:,} weights ({gib(4 * count)} of float32) do not fit in this "
             f"machine's {gib(memory)} of memory"
         )
-
-
-def _check_dropout(dropout: float) -> None:
-    if not is_finite_number(dropout) or not (0.0 <= dropout < 1.0):
-        raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
 def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor) -> PackedLayout:
@@ -138,7 +133,7 @@ class NStepLSTM(nn.Module):
         n_layers, in_size, out_size = _positive(
             n_layers=n_layers, in_size=in_size, out_size=out_size
         )
-        _check_dropout(dropout)
+        check_ratio("dropout", dropout)
         self.n_layers, self.in_size, self.out_size = n_layers, in_size, out_size
         self.dropout = float(dropout)
         self.n_directions = 2 if self.bidirectional else 1
@@ -364,7 +359,7 @@ class StepLSTMStack(nn.Module):
         n_layers, in_size, out_size = _positive(
             n_layers=n_layers, in_size=in_size, out_size=out_size
         )
-        _check_dropout(dropout)
+        check_ratio("dropout", dropout)
         _check_fits(n_layers, in_size, out_size)
         self.n_layers, self.in_size, self.out_size = n_layers, in_size, out_size
         self.dropout = float(dropout)
@@ -452,7 +447,7 @@ class Forecaster(nn.Module):
         n_layers, n_in, n_hidden, n_out = _positive(
             n_layers=n_layers, n_in=n_in, n_hidden=n_hidden, n_out=n_out
         )
-        _check_dropout(dropout)
+        check_ratio("dropout", dropout)
         self._config = dict(
             n_layers=n_layers,
             n_in=n_in,
