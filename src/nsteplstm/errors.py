@@ -28,6 +28,14 @@ def check_ratio(name: str, value: object) -> float:
     return float(value)
 
 
+def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    """``value`` once it is one of the strings ``allowed``; :class:`InputError` naming
+    ``name`` and the choices otherwise."""
+    if not isinstance(value, str) or value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def one_line(x: object) -> str:
     """``str(x)`` with every run of whitespace, line breaks included, as one space."""
     return " ".join(str(x).split())

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .device import physical_memory
-from .errors import InputError, check_int, gib, is_int
+from .errors import InputError, check_choice, check_int, gib, is_int
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
@@ -157,8 +157,7 @@ def _check(
     """Validate the arguments of :func:`forecast`; return the series as ``(T, F)`` float32."""
     if not isinstance(model, Forecaster):
         raise InputError(f"model must be a Forecaster, got {type(model).__name__}")
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     n_in, n_out = model.config["n_in"], model.config["n_out"]
     if n_out != n_in:
         raise InputError(
@@ -371,8 +370,7 @@ def forecast_run(
     """
     from . import runs  # the run-directory layer is only needed here
 
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     name = _check_name(mode if name is None else name, mode)
     lock = runs.RunLock()
     lock.acquire(runs.run_path(run_dir))  # first: a run being trained is read half-written

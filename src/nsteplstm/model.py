@@ -14,20 +14,19 @@ import torch
 from torch import Tensor, nn
 
 from .device import physical_memory
-from .errors import InputError, check_int, check_ratio, gib
+from .errors import InputError, check_choice, check_int, check_ratio, gib
 from .functional import (
     check_dense,
     check_like,
     check_packed,
     check_states,
     check_weights,
-    describe,
     dropout,
     lstm_cell,
     n_step_lstm,
     weight_shapes,
 )
-from .packing import PackedLayout
+from .packing import PackedLayout, describe
 
 CELLS = ("nstep", "step")
 
@@ -239,21 +238,15 @@ def _carried(state: Tensor | None) -> Tensor | None:
     return state
 
 
-class StatefulNStepLSTM(nn.Module):
-    """The article's wrapper: an :class:`NStepLSTM` that carries ``hy``/``cy`` between calls.
-
-    ``ys = st(xs)`` continues every sequence of the batch from where the previous
-    call left it. The batch size must stay the same until :meth:`reset_state`.
-    The state moves with ``.to(device)``; :meth:`detach_state` cuts the graph
-    (truncated back-propagation through time), which ``copy.deepcopy`` needs first.
-    """
+class _CarriesState(nn.Module):
+    """A module that carries an LSTM state ``h``, ``c`` from one call to the next: buffers
+    that are not saved, so they move with ``.to(device)``; None until the first call."""
 
     h: Tensor | None
     c: Tensor | None
 
-    def __init__(self, n_layers: int, in_size: int, out_size: int, dropout: float = 0.0) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.lstm = NStepLSTM(n_layers, in_size, out_size, dropout)
         self.register_buffer("h", None, persistent=False)
         self.register_buffer("c", None, persistent=False)
 
@@ -265,6 +258,20 @@ class StatefulNStepLSTM(nn.Module):
         """Keep the carried state's values but cut its graph (truncated BPTT)."""
         if self.h is not None:
             self.h, self.c = self.h.detach(), self.c.detach()
+
+
+class StatefulNStepLSTM(_CarriesState):
+    """The article's wrapper: an :class:`NStepLSTM` that carries ``hy``/``cy`` between calls.
+
+    ``ys = st(xs)`` continues every sequence of the batch from where the previous
+    call left it. The batch size must stay the same until :meth:`reset_state`.
+    The state moves with ``.to(device)``; :meth:`detach_state` cuts the graph
+    (truncated back-propagation through time), which ``copy.deepcopy`` needs first.
+    """
+
+    def __init__(self, n_layers: int, in_size: int, out_size: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.lstm = NStepLSTM(n_layers, in_size, out_size, dropout)
 
     def forward(self, xs: Sequence[Tensor] | Tensor) -> tuple[Tensor, ...] | Tensor:
         batch = len(xs) if isinstance(xs, (list, tuple)) else None
@@ -279,7 +286,7 @@ class StatefulNStepLSTM(nn.Module):
         return ys
 
 
-class StepLSTM(nn.Module):
+class StepLSTM(_CarriesState):
     """One LSTM step per call, with carried state: ``chainer.links.LSTM``'s counterpart.
 
     ``h = cell(x)`` with ``x`` ``(B_t, in_size)`` returns the new hidden state
@@ -293,9 +300,6 @@ class StepLSTM(nn.Module):
     :meth:`reset_state`) first.
     """
 
-    h: Tensor | None
-    c: Tensor | None
-
     def __init__(self, in_size: int, out_size: int) -> None:
         super().__init__()
         in_size, out_size = _positive(in_size=in_size, out_size=out_size)
@@ -308,20 +312,9 @@ class StepLSTM(nn.Module):
         bound = 1.0 / math.sqrt(out_size)  # torch.nn.LSTM's initialisation
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
-        self.register_buffer("h", None, persistent=False)
-        self.register_buffer("c", None, persistent=False)
 
     def extra_repr(self) -> str:
         return f"in_size={self.in_size}, out_size={self.out_size}"
-
-    def reset_state(self) -> None:
-        """Forget the carried state: the next call starts from zeros."""
-        self.h = self.c = None
-
-    def detach_state(self) -> None:
-        """Keep the carried state's values but cut its graph (truncated BPTT)."""
-        if self.h is not None:
-            self.h, self.c = self.h.detach(), self.c.detach()
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_size:
@@ -442,8 +435,7 @@ class Forecaster(nn.Module):
         cell: str = "nstep",
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise InputError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        check_choice("cell", cell, CELLS)
         n_layers, n_in, n_hidden, n_out = _positive(
             n_layers=n_layers, n_in=n_in, n_hidden=n_hidden, n_out=n_out
         )

@@ -22,7 +22,7 @@ from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .errors import InputError
+from .errors import InputError, check_choice
 from .runs import atomic_write, read_history, run_name
 
 METRICS = ("val_loss", "train_loss", "both")
@@ -285,8 +285,7 @@ def overlay_figure(
     :func:`losses_figure`). ``metric``: ``"val_loss"``, ``"train_loss"`` or ``"both"``
     (train dashed, validation solid, same color per run).
     """
-    if metric not in METRICS:
-        raise InputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_choice("metric", metric, METRICS)
     if len(runs) == 0:
         raise InputError("runs is empty: nothing to overlay")
     keys = ("train_loss", "val_loss") if metric == "both" else (metric,)
