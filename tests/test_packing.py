@@ -140,7 +140,9 @@ def test_layout_pack_and_unpack_check_what_they_are_given():
     layout = nl.PackedLayout([2, 3])
     with pytest.raises(nl.InputError, match=r"one F, got \[\(1,\), \(2,\)\]"):
         layout.pack([torch.zeros(2, 1), torch.zeros(3, 2)])
-    with pytest.raises(nl.InputError, match=r"packed data must be \(5, H\), got \(4, 1\)"):
+    with pytest.raises(
+        nl.InputError, match=r"packed data must be \(5, H\), got tensor of shape \(4, 1\)"
+    ):
         layout.unpack(torch.zeros(4, 1))
     with pytest.raises(nl.InputError, match=r"unpack_dense: lengths \[2, 3\] are not all equal"):
         layout.unpack_dense(torch.zeros(5, 1))
@@ -185,7 +187,7 @@ def test_layout_helpers_check_their_arguments():
         layout.pack(iter([torch.zeros(2, 1), torch.zeros(3, 1)]))
     for method in (layout.sort_states, layout.unsort_states):
         with pytest.raises(
-            nl.InputError, match=r"states must be \(layers, 2, H\), got \(1, 5, 4\)"
+            nl.InputError, match=r"states must be \(layers, 2, H\), got tensor of shape \(1, 5, 4\)"
         ):
             method(torch.zeros(1, 5, 4))
     with pytest.raises(nl.InputError, match="final_states must be True or False, got 'no'"):

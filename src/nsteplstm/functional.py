@@ -24,14 +24,13 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor
 
 from .errors import InputError, check_int, check_ratio
-from .packing import Cover, CoverEnds, PackedLayout
+from .packing import Cover, CoverEnds, PackedLayout, describe
 
 # The cost of one more fused LSTM call (forward and backward) on the CPU, in row-steps
 # of work. A call costs about 0.4 ms beyond its ~7 us per row-step (hidden 200, 2 cores),
@@ -50,15 +49,6 @@ _eager = torch.compiler.disable
 # ------------------------------------------------------------------ input checks
 # The fused kernels trust every size they are given: a mismatch reaching them reads or
 # writes out of bounds (heap corruption, or silently wrong numbers), never an error.
-
-
-def describe(t: Any) -> str:
-    """A value as an error message names it: a tensor by shape, dtype and device."""
-    if isinstance(t, Tensor):
-        if t.is_nested:  # it has no shape to ask for
-            return f"nested tensor, {t.dtype}, on {t.device}"
-        return f"tensor of shape {tuple(t.shape)}, {t.dtype}, on {t.device}"
-    return type(t).__name__
 
 
 def check_dense(name: str, t: Tensor) -> None:

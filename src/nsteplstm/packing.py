@@ -27,6 +27,15 @@ import torch
 from .errors import InputError, is_int, one_line
 
 
+def describe(t: object) -> str:
+    """A value as an error message names it: a tensor by shape, dtype and device."""
+    if isinstance(t, torch.Tensor):
+        if t.is_nested:  # it has no shape to ask for
+            return f"nested tensor, {t.dtype}, on {t.device}"
+        return f"tensor of shape {tuple(t.shape)}, {t.dtype}, on {t.device}"
+    return type(t).__name__
+
+
 @dataclass(frozen=True)
 class Segment:
     """Steps ``[t0, t1)`` in which the first ``rows`` sorted sequences run, all of them."""
@@ -336,9 +345,7 @@ class PackedLayout:
                 )
             return xs.transpose(0, 1).reshape(self.n_rows, -1)  # (T, B, F) -> (N, F)
         if not isinstance(xs, (list, tuple)):
-            raise InputError(
-                f"pack: xs must be a list or tuple of tensors, got {type(xs).__name__}"
-            )
+            raise InputError(f"pack: xs must be a list or tuple of tensors, got {describe(xs)}")
         got = [x.shape[0] if isinstance(x, torch.Tensor) else None for x in xs]
         if got != self.lengths:
             raise InputError(f"pack: sequences of lengths {got}, the layout is for {self.lengths}")
@@ -367,8 +374,9 @@ class PackedLayout:
 
     def _check_rows(self, data: torch.Tensor) -> None:
         if not isinstance(data, torch.Tensor) or data.dim() != 2 or data.shape[0] != self.n_rows:
-            shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
-            raise InputError(f"unpack: packed data must be ({self.n_rows}, H), got {shape}")
+            raise InputError(
+                f"unpack: packed data must be ({self.n_rows}, H), got {describe(data)}"
+            )
 
     def sort_states(self, state: torch.Tensor) -> torch.Tensor:
         """(layers, B, H) in the batch's order -> in sorted order."""
@@ -382,5 +390,4 @@ class PackedLayout:
 
     def _check_states(self, state: torch.Tensor) -> None:
         if not isinstance(state, torch.Tensor) or state.dim() != 3 or state.shape[1] != self.batch:
-            shape = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
-            raise InputError(f"states must be (layers, {self.batch}, H), got {shape}")
+            raise InputError(f"states must be (layers, {self.batch}, H), got {describe(state)}")
