@@ -176,6 +176,16 @@ class Config:
         "version of the config format (only 1 exists)",
     )
 
+    @property
+    def csv_path(self) -> str | None:
+        """The file of ``data = "csv:PATH"``; None for generated data."""
+        return self.data[4:] if self.data.startswith("csv:") else None
+
+    @property
+    def data_kind(self) -> str:
+        """``"csv"`` for ``csv:PATH``, else the generated data's name."""
+        return "csv" if self.csv_path is not None else self.data
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str) -> Config:
         """Validate the settings in `d` (missing keys keep their defaults).
@@ -221,7 +231,7 @@ class Config:
             values[key] = None
             origin[key] = overrides_source
         config = _build(values, origin, toml_source if toml_dict is not None else overrides_source)
-        kind = "csv" if config.data.startswith("csv:") else config.data
+        kind = config.data_kind
         given = {k for k, v in overrides.items() if v is not None}
         if toml_dict is not None and not stored:
             given |= set(toml_dict)

@@ -589,9 +589,9 @@ def _windows(parts: list[np.ndarray], sequence_size: int) -> tuple[np.ndarray, n
 
 def source_digest(config: Config) -> str | None:
     """SHA-256 (hex) of the CSV file ``config.data`` names; None for generated data."""
-    if not config.data.startswith("csv:"):
+    path = config.csv_path
+    if path is None:
         return None
-    path = config.data[4:]
     return hashlib.sha256(read_input(path, str(path))).hexdigest()
 
 
@@ -614,8 +614,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
     elif config.data == "sine":
         raw = [sine(config.total_size, config.period, config.noise, config.seed).reshape(-1, 1)]
         integer_features = [False]
-    elif config.data.startswith("csv:"):
-        path = config.data[4:]
+    elif (path := config.csv_path) is not None:
         by_id, features = _read_table(
             path, config.csv_columns, config.csv_header, config.csv_series_id
         )
@@ -635,7 +634,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
         raise InputError(
             f"config: data = {config.data!r} is not one of fibonacci, sine, adding, csv:PATH"
         )
-    if not (config.data.startswith("csv:") and config.scale == "standard"):
+    if not (config.data_kind == "csv" and config.scale == "standard"):
         scaler = None
     elif scaler is None:
         scaler = Scaler.fit(_split(raw, config)[0])
@@ -649,8 +648,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
                 f"config: data = {config.data!r} gives values that are not finite in float32"
                 f"{scaled} (check period, noise, the data's range)"
             )
-    kind = "csv" if config.data.startswith("csv:") else config.data
-    return Series(series, raw, scaler, integer_features, kind, series_ids, features)
+    return Series(series, raw, scaler, integer_features, config.data_kind, series_ids, features)
 
 
 def _split(series: list[np.ndarray], config: Config) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -164,7 +164,7 @@ def _data_words(config: Config) -> str:
             f"a sine of period {config.period} with noise {config.noise}, "
             f"{config.total_size} points"
         )
-    return f"the CSV file {config.data[4:]}"
+    return f"the CSV file {config.csv_path}"
 
 
 def _report_html(out: Path, rows: list[dict[str, Any]], base: Config, dropouts: list[float]) -> str:

@@ -513,13 +513,14 @@ def check_same_data(run_dir: str | Path, data_sha256: str | None) -> None:
     doc = _read_json(output_path(_check_run_dir(run_dir), CONFIG_FILE), CONFIG_FILE)
     saved = doc.get("data_sha256") if isinstance(doc, dict) else None
     if saved is not None and saved != data_sha256:
-        data = read_config(run_dir)[0].data  # the document checked, only to name the file
-        if not data.startswith("csv:"):
+        config = read_config(run_dir)[0]  # the document checked, only to name the file
+        if config.csv_path is None:
             raise InputError(
-                f"{run_dir / CONFIG_FILE}: data_sha256 is set, but data = {data!r} is no file"
+                f"{run_dir / CONFIG_FILE}: data_sha256 is set, but data = {config.data!r} "
+                "is no file"
             )
         raise InputError(
-            f"{data[4:]}: the file changed since the run in {run_dir} started (its SHA-256 "
+            f"{config.csv_path}: the file changed since the run in {run_dir} started (its SHA-256 "
             f"differs); resuming needs the same data: restore the file, or train anew"
         )
 
