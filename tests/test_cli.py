@@ -28,7 +28,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = ["--n-hidden", "8", "--total-size", "300", "--sequence-size", "10", "--batch-size", "50"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FORECAST_KEYS = {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series"}
-FORECAST_KEYS |= {"non_finite", "mode"}
+FORECAST_KEYS |= {"non_finite", "mode", "in_sample", "held_out_from", "data"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -109,6 +109,31 @@ def test_forecast_writes_csv_png_and_metrics(trained, tmp_path, capsys, mode, ex
     assert recorded["round_accuracy"] is not None  # Fibonacci mod 5 is integer-valued
     assert 0.0 <= recorded["round_accuracy"] <= 1.0
     assert f"rmse {recorded['rmse']:.4g}" in out
+
+
+@pytest.mark.slow
+def test_forecast_says_when_its_scores_are_in_sample(trained, tmp_path, capsys):
+    # 300 points split 0.9: trained on t < 270; a window of 10 points before the scored ones.
+    run = tmp_path / "RUN"
+    shutil.copytree(trained, run)
+    assert main(["forecast", str(run), "--horizon", "5", "--start", "257"]) == 0
+    out = capsys.readouterr().out
+    assert "in_sample 3, held_out_from 260" in out and "data " not in out.splitlines()[0]
+    note = "note: 3 of the 5 scored points lie in the part of the data the model was trained "
+    assert note + "on, so these scores are in-sample; forecasts from --start 260 on" in out
+    assert main(["forecast", str(run), "--horizon", "5", "--start", "260", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "in_sample 0, held_out_from 260" in out and "note" not in out
+
+
+@pytest.mark.slow
+def test_forecast_data_reads_another_csv_file_only_for_a_csv_run(trained, tmp_path, capsys):
+    run = tmp_path / "RUN"
+    shutil.copytree(trained, run)
+    (tmp_path / "x.csv").write_text("v\n1\n2\n")
+    assert main(["forecast", str(run), "--data", f"csv:{tmp_path / 'x.csv'}"]) == 2
+    one_error_line(capsys, "forecast", "was trained on data = 'fibonacci'; only a run trained")
+    assert not list(run.glob("forecast-*"))
 
 
 def test_forecast_again_needs_force(trained, tmp_path, capsys):

@@ -161,6 +161,16 @@ def _run_forecast_done(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_csv_moved(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_csv_moved")
+
+    def edit(doc: dict) -> None:
+        doc["config"]["data"] = f"csv:{tmp / 'moved-away.csv'}"
+
+    _edit_config(run, edit)
+    return run
+
+
 def _bench_with_notes(tmp: Path, base: Path) -> Path:
     out = tmp / "bench_with_notes"
     out.mkdir()
@@ -196,6 +206,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run_corrupt_config": _run_corrupt_config,
     "run_nan_metrics": _run_nan_metrics,
     "run_forecast_done": _run_forecast_done,
+    "run_csv_moved": _run_csv_moved,
     "bench_with_notes": _bench_with_notes,
     "existing_png": _file("mine.png", b"my picture"),
     "toml_unknown_key": _file("unknown.toml", "epochs = 2\nbogus = 1\n"),

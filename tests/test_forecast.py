@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from unittest.mock import ANY
 
 import numpy as np
@@ -248,15 +249,18 @@ def test_metrics() -> None:
 
 
 def make_run(tmp_path, data: str = "fibonacci", name: str = "run", **settings):
+    """A run directory as training writes it (a CSV file's SHA-256 included), of an
+    untrained one-layer model."""
     from nsteplstm import runs
     from nsteplstm.config import Config
-    from nsteplstm.data import load_dataset
+    from nsteplstm.data import load_dataset, source_digest
 
     config = Config(data=data, total_size=80, sequence_size=S, n_hidden=8, epochs=1, **settings)
-    model = Forecaster(1, 1, 8, 1, dropout=config.dropout)
+    model = Forecaster(1, config.n_in, 8, config.n_out, dropout=config.dropout)
     run_dir = tmp_path / name
     run_dir.mkdir()
-    runs.write_config(run_dir, config, model.config, load_dataset(config).scaler)
+    scaler = load_dataset(config).scaler
+    runs.write_config(run_dir, config, model.config, scaler, source_digest(config))
     runs.save_model(run_dir / runs.MODEL_FILE, model)
     history = [dict(epoch=1, train_loss=1.0, val_loss=2.0, seconds=0.1)]
     runs.write_history(run_dir, history)
@@ -275,7 +279,9 @@ def test_forecast_run_writes_csv_png_and_metrics(tmp_path, mode: str) -> None:
     run_dir, model = make_run(tmp_path)
     result = forecast_run(run_dir, mode=mode, horizon=80, start=4)  # runs past the end (80)
     keys = {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series", "non_finite"}
+    keys |= {"in_sample", "held_out_from", "data"}
     assert set(result) == keys | {"mode"} and result["mode"] == mode
+    assert result["data"] == "fibonacci"
     assert (result["start"], result["series"], result["non_finite"]) == (4, None, 0)
     assert result["points"] == 80 - 4 - S
     assert 0 <= result["round_accuracy"] <= 1
@@ -379,21 +385,11 @@ def test_forecast_run_names_the_features_by_the_csvs_header(tmp_path, head, colu
     # Columns were truth_0, truth_1, ... and every panel said "value", header or not.
     import csv
 
-    from nsteplstm import runs
-    from nsteplstm.config import Config
-    from nsteplstm.data import load_dataset
     from nsteplstm.forecast import forecast_run
 
     path = tmp_path / "shop.csv"
     path.write_text(head + "".join(f"{t % 5},{100.5 + t % 3}\n" for t in range(80)))
-    config = Config(data=f"csv:{path}", n_in=2, n_out=2, sequence_size=S, n_hidden=8, epochs=1)
-    model = Forecaster(1, 2, 8, 2)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    runs.write_config(run_dir, config, model.config, load_dataset(config).scaler)
-    runs.save_model(run_dir / runs.MODEL_FILE, model)
-    runs.write_history(run_dir, [dict(epoch=1, train_loss=1.0, val_loss=2.0, seconds=0.1)])
-    runs.write_metrics(run_dir, {"train_loss": 1.0, "val_loss": 2.0})
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", n_in=2, n_out=2)
     result = forecast_run(run_dir, horizon=3)
     assert result["points"] == 6
     rows = list(csv.reader((run_dir / "forecast-window.csv").open()))
@@ -650,3 +646,116 @@ def test_forecast_run_refuses_a_run_another_process_holds(tmp_path) -> None:
         holder.release()
     assert sorted((p.name, p.read_bytes()) for p in run_dir.iterdir()) == before
     assert forecast_run(run_dir, horizon=3)["points"] == 3
+
+
+@pytest.mark.parametrize("mode", ["window", "stream"])
+def test_forecast_run_counts_the_scored_points_in_the_training_part(tmp_path, mode) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    # 80 points split 0.5: the model trained on t < 40. Points are scored from start + S.
+    run_dir, _ = make_run(tmp_path, split_rate=0.5)
+    result = forecast_run(run_dir, mode=mode, horizon=80, start=4)
+    assert (result["points"], result["in_sample"], result["held_out_from"]) == (80 - 10, 30, 34)
+    for start, inside in ((33, 1), (34, 0), (0, 34)):
+        result = forecast_run(run_dir, mode=mode, horizon=5, start=start, force=True)
+        assert (result["points"], result["in_sample"]) == (5, min(inside, 5))
+
+
+def test_forecast_run_in_sample_counts_features_as_points_does(tmp_path) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "two.csv"
+    path.write_text("a,b\n" + "\n".join(f"{t % 7},{t % 5}" for t in range(80)) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", split_rate=0.5, n_in=2, n_out=2)
+    result = forecast_run(run_dir, horizon=10, start=30)  # scored t = 36 .. 45; 36 .. 39 inside
+    assert (result["points"], result["in_sample"], result["held_out_from"]) == (20, 8, 34)
+
+
+def test_forecast_run_knows_the_training_part_only_of_the_data_trained_on(tmp_path) -> None:
+    from nsteplstm import runs
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "data.csv"
+    path.write_text("v\n" + "\n".join(str(t % 9) for t in range(80)) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", split_rate=0.5)
+    assert forecast_run(run_dir, horizon=5)["in_sample"] == 5
+    path.write_text("v\n" + "\n".join(str(t % 9) for t in range(81)) + "\n")  # grown since
+    result = forecast_run(run_dir, horizon=5, force=True)
+    assert (result["points"], result["in_sample"], result["held_out_from"]) == (5, None, None)
+
+    unrecorded, _ = make_run(tmp_path, data=f"csv:{path}", name="old")
+    config, model, scaler = runs.read_config(unrecorded)
+    runs.write_config(unrecorded, config, model, scaler)  # a run from before data_sha256
+    assert forecast_run(unrecorded, horizon=5)["in_sample"] is None
+
+    imported, _ = make_run(tmp_path, name="imported")
+    runs.write_metrics(imported, {"imported_from": "/somewhere/model.npz"})
+    assert forecast_run(imported, horizon=5)["in_sample"] is None
+
+
+def test_forecast_run_reads_a_moved_csv_file_from_data(tmp_path) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "data.csv"
+    path.write_text("v\n" + "\n".join(str(t % 9) for t in range(80)) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", split_rate=0.5)
+    before = forecast_run(run_dir, horizon=5)
+    rows = (run_dir / "forecast-window.csv").read_text()
+    moved = tmp_path / "elsewhere" / "moved.csv"
+    moved.parent.mkdir()
+    path.rename(moved)
+    with pytest.raises(InputError, match=rf"{path}: file not found \(the run's data.*--data csv:"):
+        forecast_run(run_dir, horizon=5, force=True)
+    after = forecast_run(run_dir, horizon=5, force=True, data=f"csv:{moved}")
+    assert (run_dir / "forecast-window.csv").read_text() == rows
+    assert after["data"] == f"csv:{moved}" and before["data"] == f"csv:{path}"
+    same = ("points", "rmse", "mae", "round_accuracy", "in_sample", "held_out_from")
+    assert [after[k] for k in same] == [before[k] for k in same]
+    assert after["in_sample"] == 5  # the same bytes: the same training part
+
+
+def test_forecast_run_reads_other_data_with_the_runs_scaler(tmp_path, monkeypatch) -> None:
+    from nsteplstm import runs
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "data.csv"
+    path.write_text("v\n" + "\n".join(str(t % 9) for t in range(80)) + "\n")
+    run_dir, model = make_run(tmp_path, data=f"csv:{path}")
+    scaler = runs.load_run(run_dir).scaler
+    other = tmp_path / "sub" / "new.csv"
+    other.parent.mkdir()
+    values = [100 + t for t in range(20)]
+    other.write_text("v\n" + "\n".join(map(str, values)) + "\n")
+    monkeypatch.chdir(tmp_path)
+    result = forecast_run(run_dir, horizon=3, data="csv:sub/new.csv")  # from the current folder
+    assert result["data"] == f"csv:{other}" and result["in_sample"] is None
+    rows = [r.split(",") for r in (run_dir / "forecast-window.csv").read_text().split()[1:]]
+    assert [float(r[1]) for r in rows] == values[: S + 3]
+    x = scaler.transform(np.asarray(values, dtype=np.float32).reshape(-1, 1))
+    want = scaler.inverse(forecast(model, x, [0], S, 3, "window"))[0, :, 0]
+    np.testing.assert_allclose([float(r[2]) for r in rows[S:]], want, rtol=1e-6)
+    assert json.loads((run_dir / "config.json").read_text())["config"]["data"] == f"csv:{path}"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("sine", r"data must be csv:PATH, got 'sine'"),
+        ("csv: ", r"data must be csv:PATH, got 'csv: '"),
+        (5, r"data must be csv:PATH, got 5"),
+    ],
+)
+def test_forecast_run_data_must_be_a_csv_file(tmp_path, data, message) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "data.csv"
+    path.write_text("v\n" + "\n".join(str(t % 9) for t in range(80)) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}")
+    with pytest.raises(InputError, match=message):
+        forecast_run(run_dir, data=data)
+    generated, _ = make_run(tmp_path, name="fib")
+    with pytest.raises(
+        InputError, match=r"the run in .*fib was trained on data = 'fibonacci'; only a run"
+    ):
+        forecast_run(generated, data=f"csv:{path}")
+    assert not list(tmp_path.glob("*/forecast-*"))

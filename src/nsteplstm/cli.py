@@ -138,9 +138,18 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
         series=args.series,
         force=args.force,
         name=args.name,
+        data=args.data,
     )
-    shown = {k: v for k, v in result.items() if k != "series" or v is not None}  # one series
-    print(_format_metrics(shown))
+    hidden = {"data"} if args.data is None else set()  # the run's own: config.json says it
+    if result["series"] is None:  # one series
+        hidden.add("series")
+    print(_format_metrics({k: v for k, v in result.items() if k not in hidden}))
+    if result["in_sample"]:
+        print(
+            f"note: {result['in_sample']} of the {result['points']} scored points lie in "
+            "the part of the data the model was trained on, so these scores are in-sample; "
+            f"forecasts from --start {result['held_out_from']} on score held-out points only"
+        )
     if result["non_finite"]:
         print(
             f"note: {result['non_finite']} predicted values are infinite or NaN (the closed "
@@ -257,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
         "is the mode unless --name says otherwise (an earlier forecast under the same "
         "name is replaced only with --force). 'points' counts the forecast values that "
         "have a true value to compare with (those past the series' end have none), over "
-        "all features.",
+        "all features; 'in_sample' how many of them lie in the series' training part "
+        "(their scores are in-sample), and 'held_out_from' the first --start whose "
+        "points lie past it (n/a where the training part is not known).",
     )
     p.add_argument("run", type=path_arg, help="run directory written by `nsteplstm train`")
     p.add_argument(
@@ -294,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="name of the outputs, to keep several forecasts side by side (e.g. one per "
         "series): letters, digits, _ and - (default: the mode)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="csv:PATH",
+        help="read this CSV file instead of the run's (a run trained on a CSV file): "
+        "the same file moved, or newer data with the same columns, scaled as in training "
+        "(default: the run's own file)",
     )
     p.set_defaults(func=_cmd_forecast, parser=p)
 

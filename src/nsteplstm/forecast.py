@@ -14,6 +14,7 @@ start points run as one batch. Two modes:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import Config, absolute_data
 from .device import physical_memory
 from .errors import InputError, check_choice, check_int, gib, is_int
 from .functional import lstm_cell
@@ -325,6 +327,7 @@ def forecast_run(
     series: str | None = None,
     force: bool = False,
     name: str | None = None,
+    data: str | None = None,
 ) -> dict[str, Any]:
     """Forecast a trained run closed loop and record it: the ``nsteplstm forecast`` command.
 
@@ -350,16 +353,26 @@ def forecast_run(
     ``metrics.json`` entry) is replaced only with ``force``; without it the call is an
     InputError.
 
-    Returns ``{mode, points, rmse, mae, round_accuracy, seconds, start, series, non_finite}``
+    ``data = "csv:PATH"`` reads that CSV file instead of the run's own (the run must
+    have been trained on a CSV file): the same file moved, or newer data with the same
+    columns, taken as ``config.json``'s CSV settings say and scaled with the run's scaler.
+
+    Returns ``{mode, points, rmse, mae, round_accuracy, seconds, start, series, non_finite,
+    in_sample, held_out_from, data}``
     (see :func:`forecast_metrics`; ``seconds``: wall time of the forecast itself;
     ``start``: the start window's first point, counted from the series' start;
     ``series``: the series' id, None without ``csv_series_id``; ``non_finite``: how
     many predicted values are infinite or NaN, a closed loop that overflowed float32:
     their CSV cells are empty, ``rmse`` and ``mae`` None, and ``round_accuracy`` counts
-    them as wrong). With several features, ``features`` holds each one's own
-    ``{points, rmse, mae, round_accuracy}`` by its name (the CSV's header, else its
-    index; its ``round_accuracy`` is there when that feature holds integers only, the
-    pooled one when every feature does): the pooled scores mix their units.
+    them as wrong; ``in_sample``: how many of the ``points`` lie in the series' training
+    part, the model's own training data, so that their scores are in-sample;
+    ``held_out_from``: the first ``start`` whose points all lie past it; both None where
+    the training part is not known: a run imported from Chainer, or a CSV file other than
+    the one it was trained on, by SHA-256; ``data``: the data read). With several
+    features, ``features`` holds each one's own ``{points, rmse, mae, round_accuracy}``
+    by its name (the CSV's header, else its index; its ``round_accuracy`` is there when
+    that feature holds integers only, the pooled one when every feature does): the
+    pooled scores mix their units.
 
     Everything is checked and rendered before the first file is written: a
     directory in the way of an output, or a ``metrics.json`` that cannot take the
@@ -375,7 +388,8 @@ def forecast_run(
     lock = runs.RunLock()
     lock.acquire(runs.run_path(run_dir))  # first: a run being trained is read half-written
     try:
-        return _forecast_run(runs.load_run(run_dir), mode, horizon, start, series, force, name)
+        run = runs.load_run(run_dir)
+        return _forecast_run(run, mode, horizon, start, series, force, name, data)
     finally:
         lock.release()
 
@@ -388,26 +402,28 @@ def _forecast_run(
     series: str | None,
     force: bool,
     name: str,
+    data: str | None,
 ) -> dict[str, Any]:
     """:func:`forecast_run` on a loaded run that this process holds."""
     from . import plots, runs
     from .data import load_series
 
-    if run.config.data == "adding":
+    config = _forecast_config(run, data)
+    if config.data == "adding":
         raise InputError(
             f"{run.path}: the adding problem is sequence-to-one; there is no series to forecast"
         )
     size = run.config.sequence_size
     horizon = check_int("horizon", 4 * size if horizon is None else horizon)
     _check_run_memory(horizon, run.config.n_out)
-    source = load_series(run.config, scaler=run.scaler)  # scaled as in training
-    index = _series_index(source.series_ids, series, run.config.data)
+    source = load_series(config, scaler=run.scaler)  # scaled as in training
+    index = _series_index(source.series_ids, series, config.data)
     x = source.series[index]  # (T, F), scaled like the training data
     if x.shape[0] < size:
         too_short = f"{x.shape[0]} points, fewer than one start window (sequence_size = {size})"
         ids = source.series_ids
         if ids is None:
-            raise InputError(f"data = {run.config.data!r} has {too_short}")
+            raise InputError(f"data = {config.data!r} has {too_short}")
         longer = [i for i, s in zip(ids, source.series, strict=True) if len(s) >= size]
         other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
         raise InputError(f"series {ids[index]!r} has {too_short}{other}")
@@ -429,6 +445,14 @@ def _forecast_run(
     series = None if source.series_ids is None else source.series_ids[index]
     non_finite = int(np.count_nonzero(~np.isfinite(pred)))
     metrics.update(seconds=seconds, start=start, series=series, non_finite=non_finite)
+    trained = _training_points(run, config, x.shape[0])
+    if trained is None:
+        metrics.update(in_sample=None, held_out_from=None)
+    else:
+        scored = min(trained, start + size + horizon) - (start + size)  # steps
+        held_out_from = max(0, trained - size)
+        metrics.update(in_sample=max(0, scored) * x.shape[1], held_out_from=held_out_from)
+    metrics["data"] = config.data
     tags = _feature_tags(source.features, pred.shape[2])
     if len(tags) > 1:  # pooled scores mix the features' units: each one's own too
         metrics["features"] = {
@@ -455,6 +479,38 @@ def _forecast_run(
     png = plots.png_bytes(figure)
     runs.update_metrics(run.path, f"forecast.{name}", metrics, {csv_path: csv_text, png_path: png})
     return metrics
+
+
+def _forecast_config(run: Run, data: str | None) -> Config:
+    """The run's config, with ``data = "csv:PATH"`` in place of its CSV file when given."""
+    if data is None:
+        path = run.config.csv_path
+        if path is not None and not os.path.lexists(path):
+            raise InputError(
+                f"{path}: file not found (the run's data, as its config.json names it); if "
+                "it moved, name its new place (--data csv:PATH, data= from Python)"
+            )
+        return run.config
+    if not isinstance(data, str) or not data.startswith("csv:") or not data[4:].strip():
+        raise InputError(f"data must be csv:PATH, got {data!r}")
+    if run.config.csv_path is None:
+        raise InputError(
+            f"data {data!r}: the run in {run.path} was trained on data = {run.config.data!r}; "
+            "only a run trained on a CSV file reads another"
+        )
+    return dataclasses.replace(run.config, data=absolute_data(data))
+
+
+def _training_points(run: Run, config: Config, length: int) -> int | None:
+    """How many of its first points, of a series of ``length`` read as ``config`` says,
+    the run's model was trained on; None where that is not known (see :func:`forecast_run`)."""
+    from .data import source_digest, train_points
+
+    if "imported_from" in run.metrics:
+        return None
+    if config.csv_path is not None and source_digest(config) != run.data_sha256:
+        return None  # another file, or one that changed since (or a run without a digest)
+    return train_points(config.split_rate, length)
 
 
 def _series_index(ids: list[str] | None, series: str | None, data: str) -> int:

@@ -506,12 +506,22 @@ def write_config(
     atomic_write(output_path(run_dir, CONFIG_FILE), _dumps(doc))
 
 
+def stored_data_digest(run_dir: str | Path) -> str | None:
+    """``config.json``'s ``data_sha256``: the SHA-256 (hex) of the run's CSV file when its
+    training started; None for generated data and runs written before it was recorded."""
+    path = output_path(_check_run_dir(run_dir), CONFIG_FILE)
+    doc = _read_json(path, CONFIG_FILE)
+    saved = doc.get("data_sha256") if isinstance(doc, dict) else None
+    if saved is not None and not isinstance(saved, str):
+        raise InputError(f"{path}: data_sha256 must be a string or null, got {saved!r}")
+    return saved
+
+
 def check_same_data(run_dir: str | Path, data_sha256: str | None) -> None:
     """InputError unless the run's data file is unchanged: its ``config.json`` holds
     ``data_sha256`` (runs of generated data, and runs written before this check, hold
     none and pass)."""
-    doc = _read_json(output_path(_check_run_dir(run_dir), CONFIG_FILE), CONFIG_FILE)
-    saved = doc.get("data_sha256") if isinstance(doc, dict) else None
+    saved = stored_data_digest(run_dir)
     if saved is not None and saved != data_sha256:
         config = read_config(run_dir)[0]  # the document checked, only to name the file
         if config.csv_path is None:
@@ -720,6 +730,7 @@ class Run:
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     scaler: Scaler | None
+    data_sha256: str | None = None  # the CSV file's when training started
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -747,7 +758,7 @@ def load_run(run_dir: str | Path) -> Run:
             f"{e}; nsteplstm train --resume {run_dir} writes the run's final files again "
             "from its checkpoint"
         ) from None
-    return Run(run_dir, config, model, history, metrics, scaler)
+    return Run(run_dir, config, model, history, metrics, scaler, stored_data_digest(run_dir))
 
 
 # ------------------------------------------------------------------ checkpoints
