@@ -199,24 +199,24 @@ class TrainData:
         if lengths is None:
             # From pageable memory CUDA may still wait for the stream: not pinned, as
             # pinning a few hundred bytes per batch costs more than it saves.
-            idx = torch.from_numpy(index).to(self.device, non_blocking=True)
+            idx = torch.from_numpy(index).to(self.device, non_blocking=True)  # (B,)
             layout, _ = self.dense_layout(steps, len(index))
             x = split.x[:steps].index_select(1, idx).view(steps * len(index), -1)  # (S*B, F_in)
             if self.last_only:
-                return x, split.y.index_select(0, idx), layout
+                return x, split.y.index_select(0, idx), layout  # y: (B, F_out)
             y = split.y[:steps].index_select(1, idx).view(steps * len(index), -1)  # (S*B, F_out)
             return x, y, layout
         order = np.argsort(-lengths, kind="stable")  # decreasing length: layout in sorted order
         index, lengths = index[order], lengths[order]
         longest = int(lengths[0])
         valid = np.arange(longest)[:, None] < lengths[None, :]  # (T, B), packed order
-        rows = torch.from_numpy(np.flatnonzero(valid)).to(self.device, non_blocking=True)
-        idx = torch.from_numpy(index).to(self.device, non_blocking=True)
+        rows = torch.from_numpy(np.flatnonzero(valid)).to(self.device, non_blocking=True)  # (N,)
+        idx = torch.from_numpy(index).to(self.device, non_blocking=True)  # (B,)
         layout = PackedLayout(lengths.tolist(), self.device)
-        x = split.x[:longest].index_select(1, idx).flatten(0, 1).index_select(0, rows)
+        x = split.x[:longest].index_select(1, idx).flatten(0, 1).index_select(0, rows)  # (N, F_in)
         if self.last_only:
-            return x, split.y.index_select(0, idx), layout
-        y = split.y[:longest].index_select(1, idx).flatten(0, 1).index_select(0, rows)
+            return x, split.y.index_select(0, idx), layout  # y: (B, F_out)
+        y = split.y[:longest].index_select(1, idx).flatten(0, 1).index_select(0, rows)  # (N, F_out)
         return x, y, layout
 
     def last_rows(self, layout: PackedLayout) -> Tensor:
@@ -364,7 +364,7 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> None:
     if not grads or grads[0].device.type != "cpu":
         torch.nn.utils.clip_grad_norm_(params, max_norm)
         return
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))  # ()
     factor = max_norm / (norm + 1e-6)  # 0-d tensor
     if not factor >= 1:  # below 1, or NaN from a non-finite norm (torch multiplies by it too)
         for g in grads:
@@ -528,9 +528,9 @@ def evaluate(
             for start in range(0, split.size, chunk):
                 index = np.arange(start, min(start + chunk, split.size))
                 x, y, layout = data.batch(split, index, split.lengths)
-                out = model.forward_packed(x, layout)
+                out = model.forward_packed(x, layout)  # (N, n_out)
                 if data.last_only:
-                    out = out.index_select(0, data.last_rows(layout))
+                    out = out.index_select(0, data.last_rows(layout))  # (B, n_out)
                 sse += torch.sum((out - y).double() ** 2)
                 count += y.numel()
     finally:
@@ -636,18 +636,32 @@ def _signal_guard(run_dir: Path) -> Iterator[_StopFlag]:
 # ---------------------------------------------------------------- checkpoint state
 
 
+def _rows(rows: Any) -> list[dict[str, Any]]:
+    return [dict(row) for row in rows]
+
+
+def _float_or_none(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
 @dataclass
 class _State:
-    """Everything besides tensors that a resumed run needs, JSON-able."""
+    """Everything besides tensors that a resumed run needs, JSON-able.
 
-    epoch: int = 0  # finished epochs
-    batch: int = 0  # batches done of epoch + 1
-    loss_sum: float = 0.0
-    loss_count: int = 0
-    epoch_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_loss: float | None = None
+    A checkpoint's document holds the fields in this order under their names (see
+    :func:`_checkpoint`), ``epoch_rng`` as ``rng.shuffle``. :func:`_state_from` reads
+    each back with its ``read`` (metadata); a field without one is taken as stored,
+    None where the document lacks it.
+    """
+
+    epoch: int = field(default=0, metadata={"read": int})  # finished epochs
+    batch: int = field(default=0, metadata={"read": int})  # batches done of epoch + 1
+    loss_sum: float = field(default=0.0, metadata={"read": float})
+    loss_count: int = field(default=0, metadata={"read": int})
+    epoch_seconds: float = field(default=0.0, metadata={"read": float})
+    history: list[dict[str, Any]] = field(default_factory=list, metadata={"read": _rows})
+    best_epoch: int = field(default=0, metadata={"read": int})
+    best_val_loss: float | None = field(default=None, metadata={"read": _float_or_none})
     peak_rss_mib_epoch1: float | None = None
     epoch_rng: dict[str, Any] | None = None  # the shuffle generator at the epoch's start
 
@@ -691,18 +705,8 @@ def _checkpoint(
         tensors.update({f"best.{k}": v for k, v in best.items()})
     for i, param_state in optimizer.state_dict()["state"].items():
         tensors.update({f"optim.{i}.{k}": v for k, v in param_state.items()})
-    doc = {
-        "epoch": state.epoch,
-        "batch": state.batch,
-        "loss_sum": state.loss_sum,
-        "loss_count": state.loss_count,
-        "epoch_seconds": state.epoch_seconds,
-        "history": state.history,
-        "best_epoch": state.best_epoch,
-        "best_val_loss": state.best_val_loss,
-        "peak_rss_mib_epoch1": state.peak_rss_mib_epoch1,
-        "rng": {**_rng_states(device), "shuffle": state.epoch_rng},
-    }
+    doc = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    doc["rng"] = {**_rng_states(device), "shuffle": doc.pop("epoch_rng")}
     return runs.Checkpoint(tensors, doc)
 
 
@@ -721,32 +725,26 @@ def _expected_tensors(
     return expected
 
 
-def _restore(
-    run_dir: Path,
-    ckpt: runs.Checkpoint,
-    model: Forecaster,
-    optimizer: torch.optim.Optimizer,
-    rng: np.random.Generator,
-    config: Config,
-    device: torch.device,
-) -> tuple[_State, dict[str, Tensor] | None]:
-    """Load a checkpoint into model, optimizer and generators; return state and best weights."""
-    source = run_dir / runs.CHECKPOINT_FILE
-    d = ckpt.state
+def _state_from(doc: Mapping[str, Any]) -> _State:
+    """The :class:`_State` a checkpoint's document holds, unchecked; KeyError,
+    TypeError or ValueError where an entry is missing or does not convert."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(_State):
+        if f.name == "epoch_rng":
+            values[f.name] = doc["rng"]["shuffle"]
+        elif "read" in f.metadata:
+            values[f.name] = f.metadata["read"](doc[f.name])
+        else:
+            values[f.name] = doc.get(f.name)
+    return _State(**values)
+
+
+def _read_state(doc: Mapping[str, Any], config: Config, source: Path) -> _State:
+    """The state in the document of checkpoint ``source``; InputError unless its
+    numbers are sane and it fits a run of ``config.epochs`` epochs."""
     try:
-        state = _State(
-            epoch=int(d["epoch"]),
-            batch=int(d["batch"]),
-            loss_sum=float(d["loss_sum"]),
-            loss_count=int(d["loss_count"]),
-            epoch_seconds=float(d["epoch_seconds"]),
-            history=[dict(row) for row in d["history"]],
-            best_epoch=int(d["best_epoch"]),
-            best_val_loss=None if d["best_val_loss"] is None else float(d["best_val_loss"]),
-            peak_rss_mib_epoch1=d.get("peak_rss_mib_epoch1"),
-            epoch_rng=d["rng"]["shuffle"],
-        )
-        counts = [d["epoch"], d["batch"], d["loss_count"], d["best_epoch"]]
+        state = _state_from(doc)
+        counts = [doc["epoch"], doc["batch"], doc["loss_count"], doc["best_epoch"]]
         numbers = [state.loss_sum, state.best_val_loss or 0.0, state.peak_rss_mib_epoch1 or 0.0]
         seconds = [state.epoch_seconds]
         for k, row in enumerate(state.history, start=1):
@@ -776,7 +774,19 @@ def _restore(
             f"{source}: best_epoch {state.best_epoch} with best_val_loss "
             f"{state.best_val_loss} does not fit a checkpoint at epoch {state.epoch}"
         )
-    with_best = config.keep_best and state.best_epoch > 0
+    return state
+
+
+def _load_tensors(
+    run_dir: Path,
+    ckpt: runs.Checkpoint,
+    model: Forecaster,
+    optimizer: torch.optim.Optimizer,
+    with_best: bool,
+    device: torch.device,
+) -> dict[str, Tensor] | None:
+    """Check a checkpoint's tensors against the model and optimizer (``with_best``:
+    it must hold best weights) and load them; return the best weights on ``device``."""
     with_optim = any(k.startswith("optim.") for k in ckpt.tensors)
     runs.check_checkpoint_tensors(
         run_dir, ckpt, _expected_tensors(model, optimizer, with_best, with_optim)
@@ -791,7 +801,24 @@ def _restore(
             for i in range(len(opt["param_groups"][0]["params"]))
         }
         optimizer.load_state_dict(opt)
-    _restore_rngs(d["rng"], device, source)
+    return best
+
+
+def _restore(
+    run_dir: Path,
+    ckpt: runs.Checkpoint,
+    model: Forecaster,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    config: Config,
+    device: torch.device,
+) -> tuple[_State, dict[str, Tensor] | None]:
+    """Load a checkpoint into model, optimizer and generators; return state and best weights."""
+    source = run_dir / runs.CHECKPOINT_FILE
+    state = _read_state(ckpt.state, config, source)
+    with_best = config.keep_best and state.best_epoch > 0
+    best = _load_tensors(run_dir, ckpt, model, optimizer, with_best, device)
+    _restore_rngs(ckpt.state["rng"], device, source)
     if state.epoch_rng is not None or state.batch > 0:  # mid-epoch: the epoch's plan needs it
         try:
             rng.bit_generator.state = state.epoch_rng
@@ -933,8 +960,43 @@ def _train(
     progress: Progress | None,
     lock: runs.RunLock,
 ) -> TrainResult:
+    """:func:`train` inside its lock and torch settings: set up, restore, train, write."""
     out = runs.run_path(out_dir)
-    checkpoint = None
+    config, saved_model, checkpoint = _run_config(config, out, force, resume, lock)
+    if progress is None:
+        # The bar goes to stderr, and only when the user watches: both streams on a terminal.
+        watching = sys.stdout.isatty() and sys.stderr.isatty()
+        progress = ProgressBar() if not quiet and watching else _NoProgress()
+    run = _set_up(config, out, force, resume, lock, progress, saved_model)
+    if checkpoint is not None:
+        run.state, run.best = _restore(
+            out, checkpoint, run.model, run.optimizer, run.rng, config, run.data.device
+        )
+        run.position = (run.state.epoch, run.state.batch)
+    state = run.state
+    finished = checkpoint is not None and state.epoch == config.epochs and state.batch == 0
+    kept = _finished_metrics(out) if finished else None
+    if kept is not None:
+        # Nothing to train: keep the run's files (its forecasts in metrics.json too).
+        return TrainResult([dict(row) for row in state.history], kept, out, trained=False)
+    if resume:
+        if not runs.can_create_in(out):  # found now, not at the next checkpoint
+            raise InputError(f"cannot resume {out}: the directory is not writable")
+        for leftover in runs.leftover_files(out):  # of a process killed while writing
+            leftover.unlink(missing_ok=True)
+    _train_epochs(run)
+    return _write_results(run, rewritten=finished)
+
+
+def _run_config(
+    config: Config | Mapping[str, Any] | None,
+    out: Path,
+    force: bool,
+    resume: bool,
+    lock: runs.RunLock,
+) -> tuple[Config, dict[str, Any] | None, runs.Checkpoint | None]:
+    """The run's checked config; with ``resume`` also the saved model arguments and the
+    checkpoint (None where there is none). Takes ``lock`` on an existing ``out``."""
     if resume:
         saved, saved_model, _ = runs.read_config(out)
         config = _resume_config(saved, config, out)
@@ -945,21 +1007,31 @@ def _train(
                 f"{out}: no {runs.CHECKPOINT_FILE} to resume from, and the run has final "
                 f"weights ({runs.MODEL_FILE}); to train it anew: --out {out} --force"
             )
-    elif not isinstance(config, (Config, Mapping)):
+        return config, saved_model, checkpoint
+    if not isinstance(config, (Config, Mapping)):
         raise InputError(f"train: config must be a Config or a mapping, got {config!r:.60}")
-    else:
-        # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
-        settings = config.to_dict() if isinstance(config, Config) else config
-        config = Config.from_dict(settings, "settings")
-        config = dataclasses.replace(config, data=absolute_data(config.data))
-        runs.check_run_dir_free(out, force)
-        if out.is_dir():  # an old run in it may be in training: fail now, not at the end
-            lock.acquire(out)
-    if progress is None:
-        # The bar goes to stderr, and only when the user watches: both streams on a terminal.
-        watching = sys.stdout.isatty() and sys.stderr.isatty()
-        progress = ProgressBar() if not quiet and watching else _NoProgress()
+    # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
+    settings = config.to_dict() if isinstance(config, Config) else config
+    config = Config.from_dict(settings, "settings")
+    config = dataclasses.replace(config, data=absolute_data(config.data))
+    runs.check_run_dir_free(out, force)
+    if out.is_dir():  # an old run in it may be in training: fail now, not at the end
+        lock.acquire(out)
+    return config, None, None
 
+
+def _set_up(
+    config: Config,
+    out: Path,
+    force: bool,
+    resume: bool,
+    lock: runs.RunLock,
+    progress: Progress,
+    saved_model: dict[str, Any] | None,
+) -> _Run:
+    """Seed the generators, load and check the data, build the model and optimizer on
+    the config's device: the run at epoch 0. A resumed run's model must match
+    ``saved_model`` (its config.json's) and its data file must be unchanged."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
     digest = source_digest(config)
@@ -976,127 +1048,174 @@ def _train(
     optimizer = make_optimizer(model, config)
     rng = np.random.default_rng(config.seed)
     data = prepare_data(dataset, config, device)
-    state, best = _State(), None
-    if checkpoint is not None:
-        state, best = _restore(out, checkpoint, model, optimizer, rng, config, device)
-    position = (state.epoch, state.batch) if checkpoint is not None else None
-    finished = state.epoch == config.epochs and state.batch == 0
-    kept = _finished_metrics(out) if checkpoint is not None and finished else None
-    if kept is not None:
-        # Nothing to train: keep the run's files (its forecasts in metrics.json too).
-        return TrainResult([dict(row) for row in state.history], kept, out, trained=False)
-    if resume:
-        if not runs.can_create_in(out):  # found now, not at the next checkpoint
-            raise InputError(f"cannot resume {out}: the directory is not writable")
-        for leftover in runs.leftover_files(out):  # of a process killed while writing
-            leftover.unlink(missing_ok=True)
+    return _Run(
+        out, config, force, resume, lock, progress, dataset, digest, model, optimizer, rng, data
+    )
 
-    dir_ready = resume
 
-    def interrupted(signum: int | None) -> Interrupted:
-        """Save a checkpoint to resume from, unless this is still a ``force`` run that
-        has not replaced the old run: a Ctrl-C then cancels, and the old run stays."""
-        signum = signum or signal.SIGINT
-        if not dir_ready and runs.holds_run(out):
-            return Interrupted(signum, kept=out)
-        save()
-        return Interrupted(signum, out)
+@dataclass
+class _Run:
+    """A run in training: its parts, its state, and where its checkpoints go."""
 
-    def checkpoint(run_dir: Path) -> None:
-        runs.save_checkpoint(run_dir, _checkpoint(model, optimizer, state, best, device))
-        runs.write_history(run_dir, state.history)
+    out: Path  # the run directory
+    config: Config
+    force: bool  # the first checkpoint replaces an old run in out
+    dir_ready: bool  # out holds this run (resumed, or since the first checkpoint)
+    lock: runs.RunLock
+    progress: Progress
+    dataset: Dataset | AddingDataset
+    digest: str | None  # SHA-256 of the data file, for config.json
+    model: Forecaster
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator  # the shuffle generator
+    data: TrainData  # on the training device, data.device
+    state: _State = field(default_factory=_State)
+    best: dict[str, Tensor] | None = None  # the best epoch's weights (with keep_best)
+    position: tuple[int, int] | None = None  # (epoch, batch) of the last checkpoint
 
-    def first_checkpoint(run_dir: Path) -> None:
-        lock.acquire(run_dir)
-        scaler = getattr(dataset, "scaler", None)
-        runs.write_config(run_dir, config, model.config, scaler, digest)
-        checkpoint(run_dir)
-
-    def save() -> None:
+    def save(self) -> None:
         """Write a checkpoint. The first one creates the run directory and config.json
         with it, all or nothing (with ``force``: replacing the old run): a run that
         fails before or in it (no memory for the first batch, a full disk) leaves the
         old run, or no directory, behind."""
-        nonlocal position, dir_ready, out
-        if position == (state.epoch, state.batch) and dir_ready:
+        state = self.state
+        if self.position == (state.epoch, state.batch) and self.dir_ready:
             return
-        if not dir_ready:
-            if out.is_dir():  # held before its old run's files go
-                lock.acquire(out)
-            out = runs.prepare_run_dir(out, force, first_checkpoint)
-            dir_ready = True
+        if not self.dir_ready:
+            if self.out.is_dir():  # held before its old run's files go
+                self.lock.acquire(self.out)
+            self.out = runs.prepare_run_dir(self.out, self.force, self._first_checkpoint)
+            self.dir_ready = True
         else:
-            checkpoint(out)
-        position = (state.epoch, state.batch)
+            self._write_checkpoint(self.out)
+        self.position = (state.epoch, state.batch)
 
+    def interrupted(self, signum: int | None) -> Interrupted:
+        """Save a checkpoint to resume from, unless this is still a ``force`` run that
+        has not replaced the old run: a Ctrl-C then cancels, and the old run stays."""
+        signum = signum or signal.SIGINT
+        if not self.dir_ready and runs.holds_run(self.out):
+            return Interrupted(signum, kept=self.out)
+        self.save()
+        return Interrupted(signum, self.out)
+
+    def _write_checkpoint(self, run_dir: Path) -> None:
+        """Write a checkpoint of the run as it stands, and history.csv, into ``run_dir``."""
+        ckpt = _checkpoint(self.model, self.optimizer, self.state, self.best, self.data.device)
+        runs.save_checkpoint(run_dir, ckpt)
+        runs.write_history(run_dir, self.state.history)
+
+    def _first_checkpoint(self, run_dir: Path) -> None:
+        """Write config.json and the first checkpoint into the new run directory."""
+        self.lock.acquire(run_dir)
+        scaler = getattr(self.dataset, "scaler", None)
+        runs.write_config(run_dir, self.config, self.model.config, scaler, self.digest)
+        self._write_checkpoint(run_dir)
+
+
+def _train_epochs(run: _Run) -> None:
+    """Train the epochs after ``run.state.epoch`` up to ``config.epochs``, with a
+    checkpoint every ``checkpoint_every`` epochs and at the last. SIGINT or SIGTERM
+    stops it after the batch in progress, with a checkpoint (:class:`Interrupted`)."""
+    state, config = run.state, run.config
     try:
-        with _signal_guard(out) as stop:
+        with _signal_guard(run.out) as stop:
             for epoch in range(state.epoch + 1, config.epochs + 1):
-                started, base_seconds = time.perf_counter(), state.epoch_seconds
-                if state.batch == 0:
-                    state.epoch_rng = rng.bit_generator.state
-                else:  # mid-epoch resume: draw this epoch's plan again
-                    rng.bit_generator.state = state.epoch_rng
-                plan = _plan(data, config, rng)
-                if state.batch >= plan.n_batches:
-                    raise InputError(
-                        f"{out / runs.CHECKPOINT_FILE}: batch {state.batch} of epoch {epoch} "
-                        f"does not exist (the epoch has {plan.n_batches} batches)"
-                    )
-                totals = _Totals(state.loss_sum, state.loss_count)
-
-                def report(b: int, n: int, loss: float, epoch: int = epoch) -> None:
-                    progress.batch(epoch, config.epochs, b, n, loss)
-
-                done = _run_batches(
-                    model, optimizer, data, config, plan, epoch, state.batch, totals, stop, report
-                )
-                state.loss_sum, state.loss_count = totals.loss_sum, totals.count
-                state.epoch_seconds = base_seconds + time.perf_counter() - started
-                if done < plan.n_batches:
-                    state.batch = done
-                    raise interrupted(stop.signum)
-                val = evaluate(model, data, config)
-                if not math.isfinite(val):
-                    raise NonFiniteLoss(epoch, "validation", val, grad_clip=config.grad_clip)
-                state.epoch_seconds = base_seconds + time.perf_counter() - started
-                row = {
-                    "epoch": epoch,
-                    "train_loss": totals.mean,
-                    "val_loss": val,
-                    "seconds": state.epoch_seconds,
-                }
-                state.history.append(row)
-                if state.best_val_loss is None or val < state.best_val_loss:
-                    state.best_epoch, state.best_val_loss = epoch, val
-                    if config.keep_best:
-                        best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                state.epoch, state.batch = epoch, 0
-                state.epoch_rng = rng.bit_generator.state  # where the next epoch starts
-                state.loss_sum, state.loss_count, state.epoch_seconds = 0.0, 0, 0.0
-                if state.peak_rss_mib_epoch1 is None:
-                    state.peak_rss_mib_epoch1 = peak_memory_mib()
-                progress.epoch(epoch, config.epochs, row["train_loss"], val)
+                train_loss, val_loss = _train_epoch(run, epoch, stop)
+                _end_epoch(run, epoch, train_loss, val_loss)
                 if stop():
-                    raise interrupted(stop.signum)
+                    raise run.interrupted(stop.signum)
                 if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-                    save()
+                    run.save()
     except NonFiniteLoss as e:
-        e.checkpoint = position is not None
+        e.checkpoint = run.position is not None
         raise
     finally:
-        progress.close()
+        run.progress.close()
 
+
+def _train_epoch(run: _Run, epoch: int, stop: _StopFlag) -> tuple[float, float]:
+    """Train epoch ``epoch`` (1-based) from batch ``run.state.batch`` on, then validate;
+    return its training and validation losses (mean squared errors). Raises
+    :class:`Interrupted` when ``stop`` turns true before the last batch."""
+    state, config, progress = run.state, run.config, run.progress
+    started, base_seconds = time.perf_counter(), state.epoch_seconds
+    plan = _epoch_plan(run, epoch)
+    totals = _Totals(state.loss_sum, state.loss_count)
+
+    def report(b: int, n: int, loss: float) -> None:
+        progress.batch(epoch, config.epochs, b, n, loss)
+
+    done = _run_batches(
+        run.model, run.optimizer, run.data, config, plan, epoch, state.batch, totals, stop, report
+    )
+    state.loss_sum, state.loss_count = totals.loss_sum, totals.count
+    state.epoch_seconds = base_seconds + time.perf_counter() - started
+    if done < plan.n_batches:
+        state.batch = done
+        raise run.interrupted(stop.signum)
+    val_loss = evaluate(run.model, run.data, config)
+    if not math.isfinite(val_loss):
+        raise NonFiniteLoss(epoch, "validation", val_loss, grad_clip=config.grad_clip)
+    state.epoch_seconds = base_seconds + time.perf_counter() - started
+    return totals.mean, val_loss
+
+
+def _epoch_plan(run: _Run, epoch: int) -> _Plan:
+    """Draw epoch ``epoch``'s plan, keeping the shuffle generator's state at its start;
+    a mid-epoch resume draws it again from the state the checkpoint kept."""
+    state = run.state
+    if state.batch == 0:
+        state.epoch_rng = run.rng.bit_generator.state
+    else:
+        run.rng.bit_generator.state = state.epoch_rng
+    plan = _plan(run.data, run.config, run.rng)
+    if state.batch >= plan.n_batches:
+        raise InputError(
+            f"{run.out / runs.CHECKPOINT_FILE}: batch {state.batch} of epoch {epoch} "
+            f"does not exist (the epoch has {plan.n_batches} batches)"
+        )
+    return plan
+
+
+def _end_epoch(run: _Run, epoch: int, train_loss: float, val_loss: float) -> None:
+    """Record finished epoch ``epoch``: its history row, the best epoch so far (and its
+    weights with ``keep_best``), the state a checkpoint now resumes from; report it."""
+    state, config = run.state, run.config
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "seconds": state.epoch_seconds,
+    }
+    state.history.append(row)
+    if state.best_val_loss is None or val_loss < state.best_val_loss:
+        state.best_epoch, state.best_val_loss = epoch, val_loss
+        if config.keep_best:
+            run.best = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    state.epoch, state.batch = epoch, 0
+    state.epoch_rng = run.rng.bit_generator.state  # where the next epoch starts
+    state.loss_sum, state.loss_count, state.epoch_seconds = 0.0, 0, 0.0
+    if state.peak_rss_mib_epoch1 is None:
+        state.peak_rss_mib_epoch1 = peak_memory_mib()
+    run.progress.epoch(epoch, config.epochs, train_loss, val_loss)
+
+
+def _write_results(run: _Run, rewritten: bool) -> TrainResult:
+    """Write the final files of a trained run (with ``keep_best``, the best epoch's
+    weights). ``rewritten``: a finished run's files written again from its checkpoint;
+    the forecasts its metrics.json records still hold (the same weights) and are kept."""
+    state, config = run.state, run.config
     if not state.history:  # a resumed run that had already finished has its history
-        raise InputError(f"{out}: nothing to train (epochs = {config.epochs})")
-    if config.keep_best and best is not None:
-        model.load_state_dict(best)
+        raise InputError(f"{run.out}: nothing to train (epochs = {config.epochs})")
+    if config.keep_best and run.best is not None:
+        run.model.load_state_dict(run.best)
     final_val = state.best_val_loss if config.keep_best else state.history[-1]["val_loss"]
-    metrics = _final_metrics(config, state, dataset, float(final_val), device)
-    rewritten = checkpoint is not None and finished  # a finished run's lost files
-    if rewritten:  # the same weights: the forecasts made with them still hold
-        recorded = runs.recorded_forecasts(out)
+    metrics = _final_metrics(config, state, run.dataset, float(final_val), run.data.device)
+    if rewritten:
+        recorded = runs.recorded_forecasts(run.out)
         if recorded:
             metrics["forecast"] = recorded
-    runs.write_results(out, model, state.history, metrics)
-    return TrainResult([dict(row) for row in state.history], metrics, out, not rewritten, rewritten)
+    runs.write_results(run.out, run.model, state.history, metrics)
+    history = [dict(row) for row in state.history]
+    return TrainResult(history, metrics, run.out, not rewritten, rewritten)
