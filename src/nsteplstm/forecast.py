@@ -84,7 +84,8 @@ def forecast(
         with torch.inference_mode():
             data = torch.as_tensor(x).to(device=weight.device, dtype=weight.dtype)  # (T, F)
             first = torch.as_tensor([int(s) for s in starts], device=weight.device)  # (B,)
-            rows = first[None, :] + torch.arange(sequence_size, device=weight.device)[:, None]
+            steps = torch.arange(sequence_size, device=weight.device)  # (S,)
+            rows = first[None, :] + steps[:, None]  # (S, B)
             windows = data[rows]  # (S, B, F), time-major
             run = _window if mode == "window" else _stream
             out = run(model, windows, horizon)  # (horizon, B, F)

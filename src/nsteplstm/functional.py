@@ -415,9 +415,9 @@ def _layer(
     hs[0], cs[0] = hs[0].to(out.dtype), cs[0].to(out.dtype)  # autocast: as the calls give
     h_table, c_table = torch.cat(hs), torch.cat(cs)  # (B + sum(rows), H)
     if len(ends.start):
-        h0, c0 = h_table.index_select(0, ends.start), c_table.index_select(0, ends.start)
-        h_table = torch.cat([h_table, out.index_select(0, ends.last)])
-        c_table = torch.cat([c_table, _cell_states(data, out, h0, c0, ends, weights)])
+        h0, c0 = h_table.index_select(0, ends.start), c_table.index_select(0, ends.start)  # (R, H)
+        h_table = torch.cat([h_table, out.index_select(0, ends.last)])  # (B + sum(rows) + R, H)
+        c_table = torch.cat([c_table, _cell_states(data, out, h0, c0, ends, weights)])  # same
     return out, h_table.index_select(0, ends.final)[None], c_table.index_select(0, ends.final)[None]
 
 
@@ -443,12 +443,13 @@ def _cell_states(
     gates = torch.addmm(gates, h_prev, w_hh[:three].t())  # (n, 3H); not in place: autocast
     i, f, a = gates.chunk(3, dim=1)  # (n, H) each
     grid = (ends.steps, count, hidden)
+    # (S * R, H) each: the gates of the real steps in their cells, the rest neutral
     ia = gates.new_zeros(grid).flatten(0, 1).index_copy(0, ends.cells, i.sigmoid() * a.tanh())
     f = gates.new_ones(grid).flatten(0, 1).index_copy(0, ends.cells, f.sigmoid())
     ia, f = ia.view(grid).unbind(0), f.view(grid).unbind(0)  # S x (R, H); one backward node each
     c = c0
     for k in range(ends.steps):
-        c = torch.addcmul(ia[k], f[k], c)
+        c = torch.addcmul(ia[k], f[k], c)  # (R, H)
     return c
 
 

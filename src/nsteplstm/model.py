@@ -329,7 +329,7 @@ class StepLSTM(_CarriesState):
             h0, c0 = h[:rows], c[:rows]
         else:
             pad = x.new_zeros(rows - h.shape[0], self.out_size)
-            h0, c0 = torch.cat([h, pad]), torch.cat([c, pad])
+            h0, c0 = torch.cat([h, pad]), torch.cat([c, pad])  # (B_t, H)
         h1, c1 = lstm_cell(x, h0, c0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         if h is not None and rows < h.shape[0]:
             self.h, self.c = torch.cat([h1, h[rows:]]), torch.cat([c1, c[rows:]])  # (carried, H)
