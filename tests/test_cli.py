@@ -611,11 +611,13 @@ def test_train_says_how_many_series_gave_no_window(tmp_path, capsys):
     # 45 points split 40 + 5: no 11-point validation part; 120 split 108 + 12: both
     assert out[1] == (
         "note: of 6 series, 0 gave no training window and 4 no validation window "
-        "(their part of the split is under sequence_size + 1 points)"
+        "(their part of the split is under sequence_size + 1 points); no validation "
+        "window: 's2', 's3', 's4', 's5'"
     )
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["series"], metrics["series_without_val_window"]) == (6, 4)
     assert metrics["series_without_train_window"] == 0
+    assert metrics["series_left_out"] == {"train": [], "val": ["s2", "s3", "s4", "s5"]}
     assert main(["forecast", str(run), "--series", "s1", "--horizon", "2"]) == 0
     assert ", series s1," in capsys.readouterr().out  # named when the data holds several
     assert main(["train", "--out", str(tmp_path / "r2"), *TINY, "--epochs", "1", "--quiet"]) == 0

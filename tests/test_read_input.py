@@ -47,3 +47,12 @@ def test_other_os_errors_give_the_reason(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr("builtins.open", refuse)
     with pytest.raises(InputError, match=r"^where: cannot read \(Permission denied\)$"):
         read_input(path, "where")
+
+
+def test_some_lists_a_few_items_and_counts_the_rest() -> None:
+    from nsteplstm.errors import some
+
+    assert some(["a", "b"]) == "'a', 'b'"
+    assert some(list("abcdef")) == "'a', 'b', 'c', 'd', 'e', ... (6 in all)"
+    assert some([3, 4, 5], most=2, show=str, noun="columns") == "3, 4, ... (3 columns in all)"
+    assert some([]) == ""

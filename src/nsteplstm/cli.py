@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .config import Config, fields_help, load_toml, parse_cli_value
-from .errors import InputError, one_line
+from .errors import InputError, one_line, some
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -120,9 +120,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     short = m.get("series_without_train_window", 0), m.get("series_without_val_window", 0)
     if any(short):
+        named = [
+            f"no {part} window: {some(m['series_left_out'][key])}"
+            for part, key in (("training", "train"), ("validation", "val"))
+            if m["series_left_out"][key]
+        ]
         print(
             f"note: of {m['series']} series, {short[0]} gave no training window and {short[1]} "
-            "no validation window (their part of the split is under sequence_size + 1 points)"
+            "no validation window (their part of the split is under sequence_size + 1 "
+            f"points); {'; '.join(named)}"
         )
     return 0
 

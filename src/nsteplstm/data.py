@@ -20,14 +20,15 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nsteplstm.config import Config, train_points
-from nsteplstm.errors import (
+from .config import Config, train_points
+from .errors import (
     MAX_DATA_SIZE,
     InputError,
     check_int,
     is_finite_number,
     is_int,
     read_input,
+    some,
 )
 
 
@@ -138,10 +139,8 @@ def _resolve_column(
     if names is None:
         available = f"indices 0..{n_cols - 1}"
     else:
-        shown = names if len(names) <= 10 else names[:5]
-        available = ", ".join(_show(n) for n in shown)
-        if len(shown) < len(names):
-            available += f", ... ({len(names)} columns in all)"
+        most = len(names) if len(names) <= 10 else 5
+        available = some(names, most, _show, "columns")
     if not is_int(col) and not isinstance(col, str):
         raise InputError(f"{path}: {key} {col!r} must be a column name or a 0-based index")
     if is_int(col):
@@ -468,13 +467,9 @@ def split_series(
     if not is_finite_number(split_rate) or not 0 < split_rate < 1:
         raise InputError(f"split_rate must be a number in (0, 1), got {split_rate!r}")
     sequence_size = check_int("sequence_size", sequence_size)
-    train: list[np.ndarray] = []
-    val: list[np.ndarray] = []
-    for s in series_list:
-        n_train = train_points(split_rate, len(s))
-        for part, out in ((s[:n_train], train), (s[n_train:], val)):
-            if len(part) >= sequence_size + 1:
-                out.append(part)
+    parts = [_parts(s, split_rate, sequence_size) for s in series_list]
+    train = [part for part, _ in parts if part is not None]
+    val = [part for _, part in parts if part is not None]
     if not train or not val:
         lengths = [len(s) for s in series_list]
         shown = str(lengths) if len(lengths) <= 5 else f"{lengths[:5]} ... ({len(lengths)} series)"
@@ -489,6 +484,19 @@ def split_series(
             f"{_split_hint(longest, split_rate, sequence_size)}"
         )
     return train, val
+
+
+def _parts(
+    series: np.ndarray, split_rate: float, sequence_size: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A series' training and validation parts (:func:`split_series`), each None where it
+    is too short for a window of sequence_size + 1 points."""
+    n_train = train_points(split_rate, len(series))
+    train, val = series[:n_train], series[n_train:]
+    return (
+        train if len(train) >= sequence_size + 1 else None,
+        val if len(val) >= sequence_size + 1 else None,
+    )
 
 
 def _split_hint(length: int, split_rate: float, sequence_size: int) -> str:
@@ -547,15 +555,16 @@ class Series:
 @dataclass(kw_only=True)
 class Dataset(Series):
     """A :class:`Series` with its windows: train_x, train_y, val_x, val_y float32
-    (N, sequence_size, F), targets = inputs shifted by one step. left_out: how many
-    series gave no training window and how many no validation window (their part
+    (N, sequence_size, F), targets = inputs shifted by one step. left_out: the ids
+    (:attr:`Series.series_ids`, else the 0-based index as text) of the series that
+    gave no training window, then of those that gave no validation window (their part
     of the split was shorter than sequence_size + 1 points)."""
 
     train_x: np.ndarray
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
-    left_out: tuple[int, int] = (0, 0)
+    left_out: tuple[list[str], list[str]] = ([], [])
 
     @property
     def n_features(self) -> int:
@@ -671,8 +680,12 @@ def load_dataset(config: Config, scaler: Scaler | None = None) -> Dataset:
     train_parts, val_parts = _split(data.series, config)
     train_x, train_y = _windows(train_parts, s)
     val_x, val_y = _windows(val_parts, s)
-    n = len(data.series)
-    left_out = (n - len(train_parts), n - len(val_parts))  # one part per series at most
+    ids = data.series_ids or [str(k) for k in range(len(data.series))]
+    parts = [_parts(x, config.split_rate, s) for x in data.series]
+    left_out = (
+        [i for i, (train, _) in zip(ids, parts, strict=True) if train is None],
+        [i for i, (_, val) in zip(ids, parts, strict=True) if val is None],
+    )
     return Dataset(
         **vars(data), train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y, left_out=left_out
     )

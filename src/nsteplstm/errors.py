@@ -3,6 +3,7 @@ and the checks every module uses: integers, input files, reading an input file."
 
 import os
 import stat
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -34,6 +35,17 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
+
+
+def some(
+    items: Sequence[object], most: int = 5, show: Callable[[object], str] = repr, noun: str = ""
+) -> str:
+    """``items`` for a message, joined by commas: all of them, or the first ``most`` and
+    how many there are (``"'a', 'b', ... (7 in all)"``; ``noun`` after the count)."""
+    shown = ", ".join(show(x) for x in items[:most])
+    if len(items) <= most:
+        return shown
+    return f"{shown}, ... ({len(items)} {noun + ' ' if noun else ''}in all)"
 
 
 def one_line(x: object) -> str:

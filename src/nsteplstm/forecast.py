@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .config import Config, absolute_data
 from .device import physical_memory
-from .errors import InputError, check_choice, check_int, gib, is_int
+from .errors import InputError, check_choice, check_int, gib, is_int, some
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
@@ -524,9 +524,7 @@ def _series_index(ids: list[str] | None, series: str | None, data: str) -> int:
             "pick one by)"
         )
     if series not in ids:
-        more = f", ... ({len(ids)} in all)" if len(ids) > 5 else ""
-        shown = ", ".join(repr(i) for i in ids[:5]) + more
-        raise InputError(f"series {series!r} not in the data (ids: {shown})")
+        raise InputError(f"series {series!r} not in the data (ids: {some(ids)})")
     return ids.index(series)
 
 

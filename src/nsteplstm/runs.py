@@ -48,7 +48,7 @@ from safetensors import SafetensorError
 
 from .config import Config
 from .data import Scaler
-from .errors import InputError, check_int, one_line, read_input
+from .errors import InputError, check_int, one_line, read_input, some
 from .model import Forecaster
 
 FORMAT_VERSION = 1
@@ -561,7 +561,7 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
     # default (a model trained on windows of 10 forecast with windows of 30).
     missing = [f.name for f in dataclasses.fields(Config) if f.name not in doc["config"]]
     if missing:
-        raise InputError(f"{path}: 'config' lacks {', '.join(map(repr, missing[:5]))}")
+        raise InputError(f"{path}: 'config' lacks {some(missing)}")
     config = Config.from_dict(doc["config"], str(path))
     model = doc["model"]
     for key in ("n_layers", "n_in", "n_hidden", "n_out", "dropout", "cell"):

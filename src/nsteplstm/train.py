@@ -894,8 +894,10 @@ def _final_metrics(
         metrics["cuda_peak_mib"] = cuda_peak_memory_mib(device)
     if isinstance(dataset, Dataset):
         metrics["series"] = len(dataset.series)
-        metrics["series_without_train_window"] = dataset.left_out[0]
-        metrics["series_without_val_window"] = dataset.left_out[1]
+        no_train, no_val = dataset.left_out
+        metrics["series_without_train_window"] = len(no_train)
+        metrics["series_without_val_window"] = len(no_val)
+        metrics["series_left_out"] = {"train": no_train, "val": no_val}  # their ids
     if isinstance(dataset, AddingDataset):
         metrics["test_mse"] = final_val
         metrics["baseline_mse"] = float(np.mean((dataset.val_y.astype(np.float64) - 1.0) ** 2))
