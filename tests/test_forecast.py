@@ -759,3 +759,31 @@ def test_forecast_run_data_must_be_a_csv_file(tmp_path, data, message) -> None:
     ):
         forecast_run(generated, data=f"csv:{path}")
     assert not list(tmp_path.glob("*/forecast-*"))
+
+
+@pytest.mark.parametrize(("starts", "inside"), [(1, 1), (31, 1), (32, 2)])
+def test_few_starts_run_on_one_thread_and_the_setting_comes_back(monkeypatch, starts, inside):
+    import nsteplstm.forecast as fc
+
+    seen = []
+    run = fc._window
+
+    def window(*args):
+        seen.append(torch.get_num_threads())
+        return run(*args)
+
+    def failing(*args):
+        raise RuntimeError("boom")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(fc, "_window", window)
+        forecast(make_model(), make_series(80), list(range(starts)), S, 2)
+        assert seen == [inside] and torch.get_num_threads() == 2
+        monkeypatch.setattr(fc, "_window", failing)
+        with pytest.raises(RuntimeError, match="boom"):
+            forecast(make_model(), make_series(80), list(range(starts)), S, 2)
+        assert torch.get_num_threads() == 2  # back after a failure too
+    finally:
+        torch.set_num_threads(before)

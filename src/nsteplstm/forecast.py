@@ -13,6 +13,7 @@ start points run as one batch. Two modes:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -20,7 +21,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -73,6 +74,8 @@ def forecast(
     The model runs in eval mode (restored afterwards) under ``torch.inference_mode()``
     on its own device. Its kernels are called directly (one LSTM step at a time in
     stream mode), so hooks on its modules and a ``module.compile()`` do not act here.
+    On the CPU, fewer than :data:`ONE_THREAD_STARTS` starts run on one thread
+    (``torch.set_num_threads(1)``, restored afterwards; see :func:`_few_threads`).
     Raises :class:`InputError` for arguments out of range.
     """
     horizon = 4 * sequence_size if horizon is None else horizon
@@ -81,7 +84,7 @@ def forecast(
     modes = [(m, m.training) for m in model.modules()]  # a submodule may differ from model
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), _few_threads(weight.device, len(starts)):
             data = torch.as_tensor(x).to(device=weight.device, dtype=weight.dtype)  # (T, F)
             first = torch.as_tensor([int(s) for s in starts], device=weight.device)  # (B,)
             steps = torch.arange(sequence_size, device=weight.device)  # (S,)
@@ -93,6 +96,30 @@ def forecast(
         for module, training in modes:
             module.training = training
     return out.transpose(0, 1).float().cpu().numpy()
+
+
+# Below this many start points a CPU forecast runs on one thread. Measured at the
+# article's sizes (hidden 200, 2-core machine, torch 2.13): on an idle machine one
+# thread and two took the same time up to 16 starts, two were 1.4x faster from 64 on;
+# with one other busy process, two threads took 2 to 5 times as long as one at one
+# start (under heavier load up to 50 times): each of the many small kernel calls of a
+# forecast waits for the thread that is not running.
+ONE_THREAD_STARTS = 32
+
+
+@contextlib.contextmanager
+def _few_threads(device: torch.device, starts: int) -> Iterator[None]:
+    """One intra-op thread inside, on the CPU for fewer than :data:`ONE_THREAD_STARTS`
+    starts; torch's setting as it was afterwards."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or starts >= ONE_THREAD_STARTS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _window(model: Forecaster, windows: Tensor, horizon: int) -> Tensor:
