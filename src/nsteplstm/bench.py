@@ -156,27 +156,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _trial_seconds(fn: Callable[[], Any], device: torch.device, calls: int) -> float:
+    """Seconds that ``calls`` calls of ``fn`` take, the device's queue drained."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
 def _best_seconds(fn: Callable[[], Any], device: torch.device, trials: int) -> float:
     """Best seconds per call of ``fn`` over ``trials`` trials of >= 20 ms each."""
     fn()
     _sync(device)
     calls = 1
     while True:  # calibrate: enough calls that one trial takes >= 20 ms
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        _sync(device)
-        elapsed = time.perf_counter() - start
+        elapsed = _trial_seconds(fn, device, calls)
         if elapsed >= 0.02:
             break
         calls *= 2
     best = elapsed / calls
     for _ in range(trials - 1):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        _sync(device)
-        best = min(best, (time.perf_counter() - start) / calls)
+        best = min(best, _trial_seconds(fn, device, calls) / calls)
     return best
 
 
@@ -257,7 +258,7 @@ def _planned_steps(data: TrainData, config: Config, rng: np.random.Generator) ->
     probe.bit_generator.state = rng.bit_generator.state
     plan = _plan(data, config, probe)
     if plan.lengths is None:
-        return data.train.size * data.train.x.shape[0]
+        return data.train.size * data.train.x.shape[0]  # N windows * T steps
     return int(plan.lengths.sum())
 
 
@@ -299,7 +300,7 @@ class PlainLSTM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``(T, B, n_in)`` -> ``(T, B, n_out)``."""
-        y, _ = self.lstm(x)
+        y, _ = self.lstm(x)  # (T, B, n_hidden)
         return self.head(y)
 
 
@@ -322,15 +323,15 @@ def plain_torch_epoch(
     total = 0.0
     for start in range(0, len(order), batch_size):
         ids = order[start : start + batch_size]
-        idx = torch.from_numpy(ids).to(x.device)
+        idx = torch.from_numpy(ids).to(x.device)  # (B,)
         if lengths is None:
-            loss = F.mse_loss(model(x[:, idx]), y[:, idx])
+            loss = F.mse_loss(model(x[:, idx]), y[:, idx])  # (): mean over (T, B, F)
         else:
             steps = torch.from_numpy(lengths[ids]).to(x.device)  # (B,)
             longest = int(steps.max())
             real = torch.arange(longest, device=x.device)[:, None] < steps  # (T, B)
             error = (model(x[:longest, idx]) - y[:longest, idx]).square()  # (T, B, F)
-            loss = (error * real[:, :, None]).sum() / (real.sum() * y.shape[2])
+            loss = (error * real[:, :, None]).sum() / (real.sum() * y.shape[2])  # ()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -369,7 +370,7 @@ def plain(
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     data = prepare_data(dataset, config, device)
-    x, y = data.train.x, data.train.y
+    x, y = data.train.x, data.train.y  # (T, N, n_in), (T, N, n_out)
     rng = np.random.default_rng(config.seed)
     shuffle = np.random.default_rng(config.seed + 1)  # plain-var's own window order
 
@@ -470,17 +471,24 @@ def _subprocess_seconds(
     return [float(t) for t in times]
 
 
+def _subprocess_epoch(
+    cmd: list[str], env: dict[str, str], who: str, steps: int
+) -> Callable[[], tuple[float, int]]:
+    """An epoch run as a subprocess, one per call (:func:`_subprocess_seconds`): the
+    first seconds it prints, and ``steps``."""
+
+    def epoch() -> tuple[float, int]:
+        return _subprocess_seconds(cmd, env, who)[0], steps
+
+    return epoch
+
+
 def plain_default(config: Config) -> Callable[[], tuple[float, int]]:
     """:func:`plain` in its own process with glibc's malloc defaults, as a user's
     script runs it: one subprocess per call, a warm-up epoch, then one timed epoch."""
     cmd = [sys.executable, "-m", "nsteplstm.bench", "plain-worker", config.to_json()]
-    env = _env(malloc=False)
     steps = load_dataset(config).train_x.shape[0] * config.sequence_size
-
-    def epoch() -> tuple[float, int]:
-        return _subprocess_seconds(cmd, env, f"plain-default ({sys.executable})")[0], steps
-
-    return epoch
+    return _subprocess_epoch(cmd, _env(malloc=False), f"plain-default ({sys.executable})", steps)
 
 
 def _plain_worker(config_json: str) -> None:
@@ -576,12 +584,7 @@ def chainer(
     """One subprocess per call: Chainer's warm-up epoch, then one timed epoch; with
     ``malloc``, under the same malloc settings as ours (:func:`_env`)."""
     cmd = [*_chainer_cmd(python, script, cell, config), "--warmup", "1", "--repeats", "1"]
-    env = _env(malloc, package=False)
-
-    def epoch() -> tuple[float, int]:
-        return _subprocess_seconds(cmd, env, f"--chainer-python {python}")[0], steps
-
-    return epoch
+    return _subprocess_epoch(cmd, _env(malloc, package=False), f"--chainer-python {python}", steps)
 
 
 def chainer_forecast(
@@ -807,11 +810,16 @@ def _paired(ours: dict[str, Any], theirs: dict[str, Any]) -> float:
     return statistics.median(per_step)
 
 
+def _by_key(rows: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """``rows`` by ``(device, contender, n_layers)``."""
+    return {(r["device"], r["contender"], r["n_layers"]): r for r in rows}
+
+
 def _ratios(rows: list[dict[str, Any]]) -> None:
     """Add time ratios ours / plain and ours / Chainer (same device and depth;
     < 1 means ours is faster), per processed step: of the means (``vs_X``), of the
     best epochs (``vs_X_min``) and the median of each round's ratio (``vs_X_paired``)."""
-    by = {(r["device"], r["contender"], r["n_layers"]): r for r in rows}
+    by = _by_key(rows)
     for r in rows:
         if r["contender"] not in ("step", "nstep", "nstep-var"):
             continue
@@ -923,15 +931,37 @@ def _targets_words(doc: dict[str, Any]) -> str:
 def markdown(doc: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     lines = [
-        f"Machine: {doc['machine']['cpu']}, {doc['machine']['cores']} cores, torch "
-        f"{doc['machine']['torch']} ({doc['machine']['torch_threads']} threads)"
-        + (
-            f", CUDA: {', '.join(doc['machine']['cuda_devices'])}"
-            if doc["machine"]["cuda_devices"]
-            else ""
-        )
-        + _chainer_words(doc["machine"].get("chainer")),
+        _machine_words(doc["machine"]),
         "",
+        _training_words(doc),
+        "",
+        *_training_table(doc["training"]),
+        *_variable_table(doc),
+        *_forecast_table(doc),
+        *_peak_list(doc["peak"]),
+        "",
+        _memory_words(doc["peak_rss"]),
+        "",
+        "Targets: " + _targets_words(doc),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _machine_words(facts: dict[str, Any]) -> str:
+    """``Machine: CPU, 2 cores, torch 2.x (2 threads), CUDA: GPUs; Chainer ...``."""
+    cuda = f", CUDA: {', '.join(facts['cuda_devices'])}" if facts["cuda_devices"] else ""
+    return (
+        f"Machine: {facts['cpu']}, {facts['cores']} cores, torch "
+        f"{facts['torch']} ({facts['torch_threads']} threads)"
+        + cuda
+        + _chainer_words(facts.get("chainer"))
+    )
+
+
+def _training_words(doc: dict[str, Any]) -> str:
+    """The paragraph above the training table: the setup, what the ratios and the
+    roofline compare, and the malloc settings the contenders ran with."""
+    return (
         f"Training, seconds per epoch ({doc['setup']['windows']} windows of "
         f"{doc['setup']['sequence_size']} steps, batch {doc['setup']['batch_size']}, hidden "
         f"{doc['setup']['n_hidden']}; 1 warm-up + {doc['repeats']} interleaved epochs). "
@@ -939,57 +969,80 @@ def markdown(doc: dict[str, Any]) -> str:
         "of the measured float32 matrix-product peak. Both from each contender's best epoch, "
         "the one least disturbed by other load (bench.json also holds the ratios of the means "
         "and, as 'paired', the median over rounds of each round's ratio; the targets line "
-        "gives that one too). "
+        "gives that one too). " + _malloc_words(doc)
+    )
+
+
+def _malloc_words(doc: dict[str, Any]) -> str:
+    """The malloc settings the contenders ran with."""
+    if not doc["machine"].get("malloc_tuned"):
+        return "glibc's malloc settings were not tuned here (not glibc)."
+    return (
+        "Every contender runs with nsteplstm's malloc settings (`nsteplstm.tune_malloc`: "
+        "freed memory is reused instead of page-faulted back in every batch)"
         + (
-            "Every contender runs with nsteplstm's malloc settings (`nsteplstm.tune_malloc`: "
-            "freed memory is reused instead of page-faulted back in every batch)"
-            + (
-                ", except 'plain loop, glibc malloc defaults', the plain loop in its own "
-                "process as a user's script runs it."
-                if any(r["contender"] == "plain-default" for r in doc["training"])
-                else "."
-            )
-            if doc["machine"].get("malloc_tuned")
-            else "glibc's malloc settings were not tuned here (not glibc)."
-        ),
-        "",
+            ", except 'plain loop, glibc malloc defaults', the plain loop in its own "
+            "process as a user's script runs it."
+            if any(r["contender"] == "plain-default" for r in doc["training"])
+            else "."
+        )
+    )
+
+
+def _ratio_cell(r: dict[str, Any], key: str) -> str:
+    """``r[key]`` with two decimals, or empty where ``r`` has no such ratio."""
+    return f"{r[key]:.2f}" if key in r else ""
+
+
+def _training_table(rows: list[dict[str, Any]]) -> list[str]:
+    """A row per contender: seconds per epoch, ratios of the best epochs, roofline."""
+    lines = [
         "| device | model | layers | mean s | min s | max s | / plain | / plain, defaults "
         "| / Chainer | roofline |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-
-    def ratio(r: dict[str, Any], key: str) -> str:
-        return f"{r[key]:.2f}" if key in r else ""
-
-    for r in doc["training"]:
+    for r in rows:
         lines.append(
             f"| {r['device']} | {r['label']} | {r['n_layers']} | {r['mean']:.3f} | "
-            f"{r['min']:.3f} | {r['max']:.3f} | {ratio(r, 'vs_plain_min')} | "
-            f"{ratio(r, 'vs_plain_default_min')} | {ratio(r, 'vs_chainer_min')} | "
+            f"{r['min']:.3f} | {r['max']:.3f} | {_ratio_cell(r, 'vs_plain_min')} | "
+            f"{_ratio_cell(r, 'vs_plain_default_min')} | {_ratio_cell(r, 'vs_chainer_min')} | "
             f"{_percent(r['roofline_best'])} |"
         )
+    return lines
+
+
+def _variable_table(doc: dict[str, Any]) -> list[str]:
+    """nstep-var against nstep and the plain loops, us per real step, after a blank
+    line; no lines when no nstep-var row has its nstep row."""
     var = [r for r in doc["training"] if "vs_equal_length_per_step" in r]
-    if var:
-        lines += [
-            "",
-            f"Variable-length windows (lengths uniform in [{doc['setup']['variable_min_length']}, "
-            f"{doc['setup']['sequence_size']}]), us per real time step (best epoch; the "
-            "padded plain loop also computes its padding, about 1.5x the real steps, so "
-            "its roofline counts useful work only):",
-            "",
-            "| device | layers | equal length | variable | variable / equal | variable / plain "
-            "| variable / plain, variable |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        by = {(r["device"], r["contender"], r["n_layers"]): r for r in doc["training"]}
-        for r in var:
-            equal = by[(r["device"], "nstep", r["n_layers"])]
-            lines.append(
-                f"| {r['device']} | {r['n_layers']} | {equal['us_per_step_min']:.2f} | "
-                f"{r['us_per_step_min']:.2f} | {r['vs_equal_length_per_step_min']:.2f} | "
-                f"{ratio(r, 'vs_plain_min')} | {ratio(r, 'vs_plain_var_min')} |"
-            )
-    lines += [
+    if not var:
+        return []
+    lines = [
+        "",
+        f"Variable-length windows (lengths uniform in [{doc['setup']['variable_min_length']}, "
+        f"{doc['setup']['sequence_size']}]), us per real time step (best epoch; the "
+        "padded plain loop also computes its padding, about 1.5x the real steps, so "
+        "its roofline counts useful work only):",
+        "",
+        "| device | layers | equal length | variable | variable / equal | variable / plain "
+        "| variable / plain, variable |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    by = _by_key(doc["training"])
+    for r in var:
+        equal = by[(r["device"], "nstep", r["n_layers"])]
+        lines.append(
+            f"| {r['device']} | {r['n_layers']} | {equal['us_per_step_min']:.2f} | "
+            f"{r['us_per_step_min']:.2f} | {r['vs_equal_length_per_step_min']:.2f} | "
+            f"{_ratio_cell(r, 'vs_plain_min')} | {_ratio_cell(r, 'vs_plain_var_min')} |"
+        )
+    return lines
+
+
+def _forecast_table(doc: dict[str, Any]) -> list[str]:
+    """Forecast throughput against the original (and Chainer, when it ran), after a
+    blank line."""
+    lines = [
         "",
         f"Forecast, {FORECAST_HORIZON} points per start, one-layer model (original: "
         f"{ORIGINAL_FORECAST_POINTS} points in {ORIGINAL_FORECAST_SECONDS} s):",
@@ -1016,19 +1069,24 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {f['device']} | {f['mode']} | {f['starts']} | {f['best_seconds']:.4f} | "
             f"{f['points_per_second']:,.0f} | {f['speedup']:,.0f} |{cell}"
         )
-    lines += ["", "Float32 peak (best of the kernels below, measured in this run):", ""]
-    for device, p in doc["peak"].items():
+    return lines
+
+
+def _peak_list(peak: dict[str, Any]) -> list[str]:
+    """Each device's float32 peak and the rates of all its kernels, after a blank line."""
+    lines = ["", "Float32 peak (best of the kernels below, measured in this run):", ""]
+    for device, p in peak.items():
         kernels = "; ".join(f"{k['name']}: {k['gflops']:.0f}" for k in p["kernels"])
         lines.append(f"- {device}: **{p['gflops']:.0f} GFLOP/s** ({p['best']}). All: {kernels}")
-    rss = doc["peak_rss"]
-    lines += [
-        "",
+    return lines
+
+
+def _memory_words(rss: dict[str, Any]) -> str:
+    """The peak resident memory of :func:`peak_rss`'s run, and its GPU peak on CUDA."""
+    return (
         f"Peak resident memory of `{rss['command']}`: **{rss['peak_rss_mib']:.0f} MiB**"
-        + _cuda_peak_words(rss.get("cuda_peak_mib")),
-        "",
-        "Targets: " + _targets_words(doc),
-    ]
-    return "\n".join(lines) + "\n"
+        + _cuda_peak_words(rss.get("cuda_peak_mib"))
+    )
 
 
 def _cuda_peak_words(mib: float | None) -> str:
@@ -1116,6 +1174,207 @@ def _check_out(out: Path, force: bool) -> None:
         raise InputError(f"--out {out}: cannot write into {parent}")
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What :func:`run_bench` checked and loaded before the first timing."""
+
+    quick: bool
+    repeats: int  # timed epochs per contender
+    devices: list[torch.device]
+    chainer_python: Path | None  # absolute (:func:`check_chainer_python`)
+    chainer_facts: dict[str, Any] | None
+    script: Path | None  # benchmarks/chainer_baseline.py, with chainer_python only
+    malloc_tuned: bool  # :func:`nsteplstm.device.tune_malloc` applied
+    base: Config  # the article's settings (a 500-point series with quick), on the CPU
+    dataset: Dataset
+    started: str  # UTC, ISO 8601, to the second
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The depths to time."""
+        return QUICK_LAYERS if self.quick else LAYERS
+
+    @property
+    def windows(self) -> int:
+        """Training windows of the dataset."""
+        return self.dataset.train_x.shape[0]
+
+
+def _setup(
+    out: Path,
+    quick: bool,
+    repeats: int | None,
+    device: str | None,
+    chainer_python: Path | None,
+    force: bool,
+) -> _Setup:
+    """:func:`run_bench`'s checks (InputError), its malloc tuning and its dataset."""
+    repeats = check_int(
+        "--repeats", (1 if quick else 3) if repeats is None else repeats, maximum=MAX_REPEATS
+    )
+    _check_out(out, force)
+    seed_everything(0)  # as nsteplstm train: float32 in cuDNN too, also for the peak
+    devices = _devices(device)
+    if chainer_python is not None and all(d.type != "cpu" for d in devices):
+        raise InputError(
+            f"--chainer-python: Chainer's baseline runs on the CPU, and --device {device} "
+            "times no CPU contender to compare it with"
+        )
+    script, chainer_facts = None, None
+    if chainer_python is not None:
+        chainer_python, chainer_facts = check_chainer_python(chainer_python)
+        script = find_chainer_script()
+    malloc_tuned = tune_malloc()  # as nsteplstm train does; baselines get the same
+    base = Config(device="cpu", total_size=QUICK_TOTAL_SIZE) if quick else Config(device="cpu")
+    dataset = load_dataset(base)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return _Setup(
+        quick=quick,
+        repeats=repeats,
+        devices=devices,
+        chainer_python=chainer_python,
+        chainer_facts=chainer_facts,
+        script=script,
+        malloc_tuned=malloc_tuned,
+        base=base,
+        dataset=dataset,
+        started=started,
+    )
+
+
+# Subprocesses that run their own warm-up epoch.
+_WARMS_UP_ITSELF = ("chainer-step", "chainer-nstep", "plain-default")
+
+
+def _epochs(
+    s: _Setup, dev: torch.device, layers: int
+) -> dict[str, Callable[[], tuple[float, int]]]:
+    """The epoch of each contender on ``dev`` at ``layers`` layers, by name, in the
+    order the rounds take them."""
+    config = dataclasses.replace(s.base, n_layers=layers)
+    var = dataclasses.replace(config, min_length=VARIABLE_MIN_LENGTH)
+    epochs: dict[str, Callable[[], tuple[float, int]]] = {}
+    if dev.type == "cpu" and s.script is not None:
+        steps = s.windows * s.base.sequence_size
+        for cell in ("step", "nstep"):
+            run = chainer(s.chainer_python, s.script, cell, config, steps, s.malloc_tuned)
+            epochs[f"chainer-{cell}"] = run
+    if dev.type == "cpu" and s.malloc_tuned and not s.quick:
+        epochs["plain-default"] = plain_default(config)
+    epochs["plain"] = plain(config, s.dataset, dev)
+    for cell in ("step", "nstep"):
+        epochs[cell] = ours(cell, config, s.dataset, dev)
+    epochs["plain-var"] = plain(var, s.dataset, dev)
+    epochs["nstep-var"] = ours("nstep", var, s.dataset, dev)
+    return epochs
+
+
+def _contenders(s: _Setup) -> list[Contender]:
+    """Every contender, by device, then by layers, then in :func:`_epochs`' order."""
+    return [
+        Contender(name, str(dev), layers, epoch, warm_up=name not in _WARMS_UP_ITSELF)
+        for dev in s.devices
+        for layers in s.layers
+        for name, epoch in _epochs(s, dev, layers).items()
+    ]
+
+
+def _time_training(
+    s: _Setup, contenders: list[Contender]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`race` the contenders; the float32 peak of each device (:func:`best_peak`
+    of one measurement before the race and one after) and a summary row per contender
+    with its ratios (:func:`_ratios`)."""
+    trials = 3 if s.quick else 7
+
+    def measure(dev: torch.device) -> dict[str, Any]:
+        return measure_peak(dev, s.base.n_hidden, s.base.batch_size, s.base.sequence_size, trials)
+
+    # The peak is measured before and after the timed epochs and the best of each kernel
+    # kept: one second of it disturbed by other load would inflate every roofline.
+    before = {str(dev): measure(dev) for dev in s.devices}
+    names = ", ".join(map(str, s.devices))
+    _log(f"{len(contenders)} configurations x {s.repeats} timed epochs on {names}")
+    race(contenders, s.repeats, _log)
+
+    peak = {}
+    for dev in s.devices:
+        peak[str(dev)] = best_peak(before[str(dev)], measure(dev))
+        _log(f"peak {dev}: {peak[str(dev)]['gflops']:.0f} GFLOP/s ({peak[str(dev)]['best']})")
+    rows = [_summary(c, s.base, peak[c.device]["gflops"]) for c in contenders]
+    _ratios(rows)
+    return peak, rows
+
+
+def _time_forecasts(s: _Setup) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """:func:`forecast_speed` on each device, and :func:`chainer_forecast` (None without
+    ``chainer_python``), which adds ``vs_chainer`` to the CPU rows."""
+    many = QUICK_FORECAST_MANY_STARTS if s.quick else FORECAST_MANY_STARTS
+    forecasts = [
+        row
+        for dev in s.devices
+        for row in forecast_speed(s.base, s.dataset, dev, many, s.repeats, 2 if s.quick else 3)
+    ]
+    theirs = None
+    if s.script is not None:
+        theirs = chainer_forecast(s.chainer_python, s.script, s.base, s.repeats, s.malloc_tuned)
+        for row in forecasts:
+            if row["device"] == "cpu":
+                row["vs_chainer"] = row["points_per_second"] / theirs["points_per_second"]
+    _log("forecast timed")
+    return forecasts, theirs
+
+
+def _document(s: _Setup, out: Path, device: str | None, measured: dict[str, Any]) -> dict[str, Any]:
+    """bench.json: the arguments, machine and setup, then ``measured`` (peak, training,
+    forecast, chainer_forecast, peak_rss), then the targets (:func:`_targets`)."""
+    doc: dict[str, Any] = {
+        "format": 1,
+        "started": s.started,
+        "arguments": {
+            "out": str(out),
+            "quick": s.quick,
+            "repeats": s.repeats,
+            "device": device,
+            "chainer_python": None if s.chainer_python is None else str(s.chainer_python),
+        },
+        "machine": machine() | {"malloc_tuned": s.malloc_tuned, "chainer": s.chainer_facts},
+        "setup": {
+            "n_hidden": s.base.n_hidden,
+            "batch_size": s.base.batch_size,
+            "sequence_size": s.base.sequence_size,
+            "value": s.base.value,
+            "dropout": s.base.dropout,
+            "total_size": s.base.total_size,
+            "windows": s.windows,
+            "batches_per_epoch": -(-s.windows // s.base.batch_size),
+            "variable_min_length": VARIABLE_MIN_LENGTH,
+            "epoch": "one pass over the training windows: forward, loss, backward and "
+            "update of every batch; no validation (the same for every contender)",
+        },
+        "layers": list(s.layers),
+        "repeats": s.repeats,
+        **measured,
+    }
+    doc["targets"] = _targets(doc)
+    return doc
+
+
+def _write_results(doc: dict[str, Any], out: Path, force: bool) -> None:
+    """Print the Markdown table; write bench.json, bench.md and bench.png into ``out``."""
+    table = markdown(doc)
+    print(table)
+    files = {
+        JSON_FILE: json.dumps(doc, indent=1, allow_nan=False) + "\n",
+        TABLE_FILE: table,
+        CHART_FILE: png_bytes(chart(doc)),
+    }
+    _check_out(out, force)  # again: files may have appeared while the bench ran
+    with new_directory(out, "--out"):  # a failed write leaves no directory behind
+        write_files({out / name: data for name, data in files.items()})
+    _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
+
+
 def run_bench(
     out: Path = Path("bench"),
     quick: bool = False,
@@ -1136,129 +1395,21 @@ def run_bench(
     unusable ``chainer_python``: all before the first timing. ``out`` is created
     only when the results are written, so a failed run leaves nothing behind.
     """
-    repeats = check_int(
-        "--repeats", (1 if quick else 3) if repeats is None else repeats, maximum=MAX_REPEATS
-    )
     out = Path(out)
-    _check_out(out, force)
-    seed_everything(0)  # as nsteplstm train: float32 in cuDNN too, also for the peak
-    devices = _devices(device)
-    if chainer_python is not None and all(d.type != "cpu" for d in devices):
-        raise InputError(
-            f"--chainer-python: Chainer's baseline runs on the CPU, and --device {device} "
-            "times no CPU contender to compare it with"
-        )
-    script, chainer_facts = None, None
-    if chainer_python is not None:
-        chainer_python, chainer_facts = check_chainer_python(chainer_python)
-        script = find_chainer_script()
-    malloc_tuned = tune_malloc()  # as nsteplstm train does; baselines get the same
-
-    layer_set = QUICK_LAYERS if quick else LAYERS
-    base = Config(device="cpu", total_size=QUICK_TOTAL_SIZE) if quick else Config(device="cpu")
-    dataset = load_dataset(base)
-    windows, size = dataset.train_x.shape[0], base.sequence_size
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-    contenders: list[Contender] = []
-    for dev in devices:
-        for layers in layer_set:
-            config = dataclasses.replace(base, n_layers=layers)
-            if dev.type == "cpu" and script is not None:
-                for cell in ("step", "nstep"):
-                    steps = windows * size
-                    run = chainer(chainer_python, script, cell, config, steps, malloc_tuned)
-                    contenders.append(Contender(f"chainer-{cell}", str(dev), layers, run, False))
-            if dev.type == "cpu" and malloc_tuned and not quick:
-                run = plain_default(config)
-                contenders.append(Contender("plain-default", str(dev), layers, run, False))
-            contenders.append(Contender("plain", str(dev), layers, plain(config, dataset, dev)))
-            for cell in ("step", "nstep"):
-                run = ours(cell, config, dataset, dev)
-                contenders.append(Contender(cell, str(dev), layers, run))
-            var = dataclasses.replace(config, min_length=VARIABLE_MIN_LENGTH)
-            contenders.append(Contender("plain-var", str(dev), layers, plain(var, dataset, dev)))
-            contenders.append(
-                Contender("nstep-var", str(dev), layers, ours("nstep", var, dataset, dev))
-            )
-
-    trials = 3 if quick else 7
-    # The peak is measured before and after the timed epochs and the best of each kernel
-    # kept: one second of it disturbed by other load would inflate every roofline.
-    before = {str(dev): measure_peak(dev, base.n_hidden, base.batch_size, size, trials)
-              for dev in devices}  # fmt: skip
-    names = ", ".join(map(str, devices))
-    _log(f"{len(contenders)} configurations x {repeats} timed epochs on {names}")
-    race(contenders, repeats, _log)
-
-    peak = {}
-    for dev in devices:
-        after = measure_peak(dev, base.n_hidden, base.batch_size, size, trials)
-        peak[str(dev)] = best_peak(before[str(dev)], after)
-        _log(f"peak {dev}: {peak[str(dev)]['gflops']:.0f} GFLOP/s ({peak[str(dev)]['best']})")
-    rows = [_summary(c, base, peak[c.device]["gflops"]) for c in contenders]
-    _ratios(rows)
-
-    many = QUICK_FORECAST_MANY_STARTS if quick else FORECAST_MANY_STARTS
-    forecasts = [
-        row
-        for dev in devices
-        for row in forecast_speed(base, dataset, dev, many, repeats, 2 if quick else 3)
-    ]
-    chainer_fc = None
-    if script is not None:
-        chainer_fc = chainer_forecast(chainer_python, script, base, repeats, malloc_tuned)
-        for row in forecasts:
-            if row["device"] == "cpu":
-                row["vs_chainer"] = row["points_per_second"] / chainer_fc["points_per_second"]
-    _log("forecast timed")
-    rss = peak_rss(base, devices[0], QUICK_RSS_EPOCHS if quick else RSS_EPOCHS)
+    s = _setup(out, quick, repeats, device, chainer_python, force)
+    peak, rows = _time_training(s, _contenders(s))
+    forecasts, chainer_fc = _time_forecasts(s)
+    rss = peak_rss(s.base, s.devices[0], QUICK_RSS_EPOCHS if quick else RSS_EPOCHS)
     _log(f"peak RSS {rss['peak_rss_mib']:.0f} MiB")
-
-    doc: dict[str, Any] = {
-        "format": 1,
-        "started": started,
-        "arguments": {
-            "out": str(out),
-            "quick": quick,
-            "repeats": repeats,
-            "device": device,
-            "chainer_python": None if chainer_python is None else str(chainer_python),
-        },
-        "machine": machine() | {"malloc_tuned": malloc_tuned, "chainer": chainer_facts},
-        "setup": {
-            "n_hidden": base.n_hidden,
-            "batch_size": base.batch_size,
-            "sequence_size": size,
-            "value": base.value,
-            "dropout": base.dropout,
-            "total_size": base.total_size,
-            "windows": windows,
-            "batches_per_epoch": -(-windows // base.batch_size),
-            "variable_min_length": VARIABLE_MIN_LENGTH,
-            "epoch": "one pass over the training windows: forward, loss, backward and "
-            "update of every batch; no validation (the same for every contender)",
-        },
-        "layers": list(layer_set),
-        "repeats": repeats,
+    measured = {
         "peak": peak,
         "training": rows,
         "forecast": forecasts,
         "chainer_forecast": chainer_fc,
         "peak_rss": rss,
     }
-    doc["targets"] = _targets(doc)
-    table = markdown(doc)
-    print(table)
-    files = {
-        JSON_FILE: json.dumps(doc, indent=1, allow_nan=False) + "\n",
-        TABLE_FILE: table,
-        CHART_FILE: png_bytes(chart(doc)),
-    }
-    _check_out(out, force)  # again: files may have appeared while the bench ran
-    with new_directory(out, "--out"):  # a failed write leaves no directory behind
-        write_files({out / name: data for name, data in files.items()})
-    _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
+    doc = _document(s, out, device, measured)
+    _write_results(doc, out, force)
     return doc
 
 
