@@ -67,10 +67,9 @@ from .data import Dataset, load_dataset
 from .device import MALLOC_ENV, resolve_device, seed_everything, torch_settings_kept, tune_malloc
 from .errors import InputError, check_int, is_finite_number
 from .forecast import MODES, forecast
-from .model import Forecaster
 from .plots import check_output_file, png_bytes
 from .runs import can_create_in, new_directory, read_metrics, write_files
-from .train import TrainData, _plan, make_optimizer, prepare_data, train_epoch
+from .train import TrainData, _plan, make_model, make_optimizer, prepare_data, train_epoch
 
 JSON_FILE, TABLE_FILE, CHART_FILE = "bench.json", "bench.md", "bench.png"
 LAYERS, QUICK_LAYERS = (1, 2, 3), (1,)
@@ -276,9 +275,7 @@ def ours(
     """An epoch of our model as ``nsteplstm train`` runs it (``config.n_layers``,
     ``config.min_length`` apply): :func:`nsteplstm.train.train_epoch`."""
     seed_everything(config.seed)
-    model = Forecaster(
-        config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout, cell
-    ).to(device)
+    model = make_model(config, cell).to(device)
     optimizer = make_optimizer(model, config)
     data = prepare_data(dataset, config, device)
     rng = np.random.default_rng(config.seed)
@@ -638,7 +635,7 @@ def forecast_speed(
     ``speedup`` compares with the original: 121 points in 10.2 s (11.9 points/s).
     """
     seed_everything(config.seed)
-    model = Forecaster(1, config.n_in, config.n_hidden, config.n_out, config.dropout).to(device)
+    model = make_model(dataclasses.replace(config, n_layers=1), "nstep").to(device)
     series = dataset.series[0]
     last = len(series) - config.sequence_size
     original = ORIGINAL_FORECAST_POINTS / ORIGINAL_FORECAST_SECONDS

@@ -332,6 +332,19 @@ def load_data(config: Config) -> Dataset | AddingDataset:
 # ---------------------------------------------------------------- epochs
 
 
+def make_model(config: Config, cell: str | None = None) -> Forecaster:
+    """The :class:`Forecaster` that ``config`` describes (``cell``, if given, in place of
+    ``config.cell``), on the CPU, freshly initialised from torch's generator."""
+    return Forecaster(
+        config.n_layers,
+        config.n_in,
+        config.n_hidden,
+        config.n_out,
+        config.dropout,
+        config.cell if cell is None else cell,
+    )
+
+
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Adam:
     """Adam with learning rate ``config.lr`` and torch's defaults otherwise, in its
     fused implementation (one kernel per parameter instead of about ten operations)
@@ -1042,9 +1055,7 @@ def _set_up(
     dataset = load_data(config)
     if device.type == "cpu":
         _check_memory(config, dataset)
-    model = Forecaster(
-        config.n_layers, config.n_in, config.n_hidden, config.n_out, config.dropout, config.cell
-    ).to(device)
+    model = make_model(config).to(device)
     if resume and saved_model != model.config:
         raise InputError(f"{out / runs.CONFIG_FILE}: 'model' does not match its 'config'")
     optimizer = make_optimizer(model, config)
