@@ -143,7 +143,11 @@ def test_load_script_checks_its_settings_before_running(tmp_path: Path):
         # Wrote its runs and quality.json into the current directory.
         ("quality.py", ["--out", "", "--layers", "1", "--epochs", "1"], "an empty path"),
         # The library's InputError came as a traceback, exit 1.
-        ("variable_lengths.py", ["--hidden", "200000", "--batch", "2"], "do not fit in this"),
+        (
+            "variable_lengths.py",
+            ["--hidden", "200000", "--batch", "2"],
+            "GiB of float32, more than this machine",
+        ),
         ("stretch.py", ["--hidden", "200000", "--batch", "2"], "out of memory"),
     ],
 )

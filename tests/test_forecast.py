@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import nsteplstm.device
 from nsteplstm.errors import InputError
 from nsteplstm.forecast import (
     forecast,
@@ -597,7 +598,7 @@ def test_forecast_run_refuses_a_horizon_its_outputs_cannot_hold(tmp_path, monkey
 
     run_dir, _ = make_run(tmp_path)
     before = sorted(p.name for p in run_dir.iterdir())
-    monkeypatch.setattr(forecasting, "physical_memory", lambda: 2**30)
+    monkeypatch.setattr(nsteplstm.device, "physical_memory", lambda: 2**30)
     # Both sizes were rounded to whole GiB: "about 1 GiB, more than this machine's 1 GiB".
     with pytest.raises(InputError, match=r"horizon = 5000000: .* about 1.19 GiB, more .*'s 1 GiB"):
         forecasting.forecast_run(run_dir, mode="stream", horizon=5_000_000)

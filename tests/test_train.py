@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+import nsteplstm.device
 from nsteplstm import runs
-from nsteplstm import train as train_module
 from nsteplstm.config import Config
 from nsteplstm.data import load_adding, load_dataset
 from nsteplstm.errors import InputError
@@ -345,11 +345,11 @@ def test_training_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypa
     needed = sum(training_memory(config, load_data(config)).values())
     # weights 4 * 4 * 64 * (1 + 64 + 2) + head: 6 copies; 1 * 10 * 50 * 6 * 64 float32
     assert needed >= 6 * 4 * (4 * 64 * 67 + 65) + 4 * 10 * 50 * 6 * 64
-    monkeypatch.setattr(train_module, "physical_memory", lambda: needed - 1)
+    monkeypatch.setattr(nsteplstm.device, "physical_memory", lambda: needed - 1)
     with pytest.raises(InputError, match=r"training needs at least 0\.0\d+ GiB .* more than this"):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
-    monkeypatch.setattr(train_module, "physical_memory", lambda: needed)
+    monkeypatch.setattr(nsteplstm.device, "physical_memory", lambda: needed)
     train(dataclasses.replace(config, epochs=1), tmp_path / "run")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .config import DEVICE_FORMS, device_name
-from .errors import InputError, is_int
+from .errors import InputError, gib, is_int
 
 # glibc mallopt parameters (malloc.h) and the values tune_malloc sets.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -113,6 +113,15 @@ def physical_memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def check_memory(needed: float, what: str, hint: str = "") -> None:
+    """:class:`InputError` ``"{what}, more than this machine's N GiB{hint}"`` when
+    ``needed`` bytes exceed this machine's memory; nothing where the OS does not say
+    how much it has."""
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise InputError(f"{what}, more than this machine's {gib(memory)}{hint}")
 
 
 def peak_memory_mib() -> float:

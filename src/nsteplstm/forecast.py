@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .config import Config, absolute_data
-from .device import physical_memory
+from .device import check_memory
 from .errors import InputError, check_choice, check_int, gib, is_int, some
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
@@ -251,13 +251,9 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
                 f"start {s!r} out of range: a start window of {sequence_size} points in a "
                 f"series of {length} must start in [0, {last}]"
             )
-    memory = physical_memory()
     needed = 4 * (sequence_size + horizon) * len(starts) * x.shape[1]  # float32 (S + h, B, F)
-    if memory is not None and needed > memory:
-        raise InputError(
-            f"horizon = {horizon}: {len(starts)} forecasts of {horizon} points take "
-            f"{gib(needed)}, more than this machine's {gib(memory)}"
-        )
+    what = f"horizon = {horizon}: {len(starts)} forecasts of {horizon} points take {gib(needed)}"
+    check_memory(needed, what)
 
 
 def forecast_truth(
@@ -565,13 +561,11 @@ def _check_run_memory(horizon: int, n_features: int) -> None:
     """InputError when a forecast of ``horizon`` points would not fit in this machine's
     memory, before it runs (stream mode takes about 50 us a point, so the largest
     that fits runs for hours: refused at once, not after them)."""
-    memory = physical_memory()
     needed = RUN_BYTES_PER_POINT * horizon * n_features
-    if memory is not None and needed > memory:
-        raise InputError(
-            f"horizon = {horizon}: writing a forecast of {horizon} points takes about "
-            f"{gib(needed)}, more than this machine's {gib(memory)}"
-        )
+    check_memory(
+        needed,
+        f"horizon = {horizon}: writing a forecast of {horizon} points takes about {gib(needed)}",
+    )
 
 
 def _check_start_type(start: object) -> None:

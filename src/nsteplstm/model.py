@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .device import physical_memory
+from .device import check_memory
 from .errors import InputError, check_choice, check_int, check_ratio, gib
 from .functional import (
     check_dense,
@@ -49,13 +49,11 @@ def _check_fits(n_layers: int, in_size: int, out_size: int, directions: int = 1)
     machine's memory (before torch tries, which takes minutes for a billion layers or
     fails with a bare allocation error)."""
     count = lstm_weight_count(n_layers, in_size, out_size, directions)
-    memory = physical_memory()
-    if memory is not None and 4 * count > memory:
-        raise InputError(
-            f"n_layers = {n_layers}, in_size = {in_size}, out_size (hidden units) = {out_size}: "
-            f"{count:,} weights ({gib(4 * count)} of float32) do not fit in this "
-            f"machine's {gib(memory)} of memory"
-        )
+    check_memory(
+        4 * count,
+        f"n_layers = {n_layers}, in_size = {in_size}, out_size (hidden units) = {out_size}: "
+        f"{count:,} weights take {gib(4 * count)} of float32",
+    )
 
 
 def check_sequences(xs: Sequence[Tensor] | Tensor, in_size: int, weight: Tensor) -> PackedLayout:

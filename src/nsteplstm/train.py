@@ -49,9 +49,9 @@ from .data import (
     source_digest,
 )
 from .device import (
+    check_memory,
     cuda_peak_memory_mib,
     peak_memory_mib,
-    physical_memory,
     resolve_device,
     seed_everything,
     torch_settings_kept,
@@ -311,16 +311,13 @@ def _check_memory(config: Config, dataset: Dataset | AddingDataset) -> None:
     """:class:`InputError` when CPU training would surely exceed this machine's memory
     (:func:`training_memory`): better than the kernel's out-of-memory killer, which
     ends the process without a word. (CUDA reports out-of-memory as an error.)"""
-    memory = physical_memory()
     parts = training_memory(config, dataset)
-    if memory is None or sum(parts.values()) <= memory:
-        return
-    raise InputError(
+    check_memory(
+        sum(parts.values()),
         f"training needs at least {gib(sum(parts.values()))} (weights, gradients, "
         f"Adam's moments {gib(parts['parameters'])}, data {gib(parts['data'])}, one batch's "
-        f"LSTM activations {gib(parts['activations'])}), more than this machine's "
-        f"{gib(memory)}; smaller n_hidden, n_layers, batch_size, sequence_size "
-        "or total_size need less"
+        f"LSTM activations {gib(parts['activations'])})",
+        "; smaller n_hidden, n_layers, batch_size, sequence_size or total_size need less",
     )
 
 
