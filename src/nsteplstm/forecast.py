@@ -35,9 +35,10 @@ from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
 
-if TYPE_CHECKING:  # for the annotation; forecast_run imports the run layer where used
+if TYPE_CHECKING:  # for the annotations; forecast_run imports these layers where used
     from pathlib import Path
 
+    from .data import Scaler, Series
     from .runs import Run
 
 MODES = ("window", "stream")
@@ -430,7 +431,6 @@ def _forecast_run(
 ) -> dict[str, Any]:
     """:func:`forecast_run` on a loaded run that this process holds."""
     from . import plots, runs
-    from .data import load_series
 
     config = _forecast_config(run, data)
     if config.data == "adding":
@@ -440,17 +440,8 @@ def _forecast_run(
     size = run.config.sequence_size
     horizon = check_int("horizon", 4 * size if horizon is None else horizon)
     _check_run_memory(horizon, run.config.n_out)
-    source = load_series(config, scaler=run.scaler)  # scaled as in training
-    index = _series_index(source.series_ids, series, config.data)
+    source, index = _series_to_forecast(config, run.scaler, series)
     x = source.series[index]  # (T, F), scaled like the training data
-    if x.shape[0] < size:
-        too_short = f"{x.shape[0]} points, fewer than one start window (sequence_size = {size})"
-        ids = source.series_ids
-        if ids is None:
-            raise InputError(f"data = {config.data!r} has {too_short}")
-        longer = [i for i, s in zip(ids, source.series, strict=True) if len(s) >= size]
-        other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
-        raise InputError(f"series {ids[index]!r} has {too_short}{other}")
     start = _run_start(start, x.shape[0], size)
     # The outputs after the arguments: a mistake is named first.
     csv_path = runs.output_path(run.path, f"forecast-{name}.csv")
@@ -469,14 +460,7 @@ def _forecast_run(
     series = None if source.series_ids is None else source.series_ids[index]
     non_finite = int(np.count_nonzero(~np.isfinite(pred)))
     metrics.update(seconds=seconds, start=start, series=series, non_finite=non_finite)
-    trained = _training_points(run, config, x.shape[0])
-    if trained is None:
-        metrics.update(in_sample=None, held_out_from=None)
-    else:
-        scored = min(trained, start + size + horizon) - (start + size)  # steps
-        held_out_from = max(0, trained - size)
-        metrics.update(in_sample=max(0, scored) * x.shape[1], held_out_from=held_out_from)
-    metrics["data"] = config.data
+    metrics.update(_in_sample(run, config, x.shape, start, horizon), data=config.data)
     tags = _feature_tags(source.features, pred.shape[2])
     if len(tags) > 1:  # pooled scores mix the features' units: each one's own too
         metrics["features"] = {
@@ -503,6 +487,41 @@ def _forecast_run(
     png = plots.png_bytes(figure)
     runs.update_metrics(run.path, f"forecast.{name}", metrics, {csv_path: csv_text, png_path: png})
     return metrics
+
+
+def _series_to_forecast(
+    config: Config, scaler: Scaler | None, series: str | None
+) -> tuple[Series, int]:
+    """The series ``config`` names, scaled with the run's ``scaler``, and the index of
+    the one with id ``series`` (the first when None); InputError when it is shorter
+    than one start window."""
+    from .data import load_series
+
+    source = load_series(config, scaler=scaler)  # scaled as in training
+    index = _series_index(source.series_ids, series, config.data)
+    size, length = config.sequence_size, len(source.series[index])
+    if length < size:
+        too_short = f"{length} points, fewer than one start window (sequence_size = {size})"
+        ids = source.series_ids
+        if ids is None:
+            raise InputError(f"data = {config.data!r} has {too_short}")
+        longer = [i for i, s in zip(ids, source.series, strict=True) if len(s) >= size]
+        other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
+        raise InputError(f"series {ids[index]!r} has {too_short}{other}")
+    return source, index
+
+
+def _in_sample(
+    run: Run, config: Config, shape: tuple[int, int], start: int, horizon: int
+) -> dict[str, int | None]:
+    """``in_sample`` and ``held_out_from`` (see :func:`forecast_run`) of a forecast of
+    ``horizon`` points after the window at ``start`` in a series of ``shape`` (T, F)."""
+    trained = _training_points(run, config, shape[0])
+    if trained is None:
+        return {"in_sample": None, "held_out_from": None}
+    first = start + config.sequence_size  # the first scored point
+    steps = max(0, min(trained, first + horizon) - first)
+    return {"in_sample": steps * shape[1], "held_out_from": max(0, trained - config.sequence_size)}
 
 
 def _forecast_config(run: Run, data: str | None) -> Config:
