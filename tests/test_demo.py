@@ -35,6 +35,8 @@ def test_demo_writes_every_run_plot_and_the_report_and_reruns_only_with_force(tm
     assert (out / "layers.png").is_file() and (out / "dropout.png").is_file()
     text = report.read_text()
     assert all(name in text for name in RUNS) and text.count("data:image/png;base64,") >= 7
+    # 300 points, the first 270 for training: the 40 points after the first window
+    assert "(40 of the 40 scored points lie in the training part, as in the article" in text
 
     before = (out / "layers-1" / runs.MODEL_FILE).read_bytes()
     with pytest.raises(InputError, match="exists and is not empty; pass --force"):

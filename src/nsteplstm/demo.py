@@ -119,6 +119,8 @@ def _row(name: str, config: Config, metrics: dict[str, Any], forecasts: dict) ->
         "stream_rmse": stream["rmse"],
         "stream_accuracy": stream["round_accuracy"],
         "seconds": metrics["seconds"],
+        "points": window["points"],
+        "in_sample": window["in_sample"],
     }
 
 
@@ -167,6 +169,16 @@ def _data_words(config: Config) -> str:
     return f"the CSV file {config.csv_path}"
 
 
+def _in_sample_words(row: dict[str, Any]) -> str:
+    """How many of a forecast's scored points the model was trained on, for the report."""
+    if not row["in_sample"]:
+        return ""
+    return (
+        f" ({row['in_sample']} of the {row['points']} scored points lie in the training "
+        "part, as in the article: these scores are in-sample)"
+    )
+
+
 def _report_html(out: Path, rows: list[dict[str, Any]], base: Config, dropouts: list[float]) -> str:
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in COLUMNS)
     body = "".join(
@@ -191,6 +203,7 @@ def _report_html(out: Path, rows: list[dict[str, Any]], base: Config, dropouts: 
         figures.append(_image(out / row["run"] / LOSS_PLOT, f"{row['run']}: loss per epoch"))
     shared = {k: v for k, v in base.to_dict().items() if k not in ("n_layers", "dropout")}
     config = html.escape(json.dumps(shared, indent=2))
+    in_sample = html.escape(_in_sample_words(rows[0]))  # the same data in every run
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>nsteplstm demo</title>
 <style>
@@ -202,7 +215,7 @@ td {{ text-align: right; }} img {{ max-width: 100%; }} figure {{ margin: 1.5em 0
 <p>{html.escape(_data_words(base))}, first {base.split_rate:.0%} of each series for
 training; windows of {base.sequence_size}; hidden {base.n_hidden}; Adam (lr {base.lr});
 {base.epochs} epoch{"s" * (base.epochs != 1)}. Forecasts are closed loop from the first
-{base.sequence_size} true points, {4 * base.sequence_size} points ahead.</p>
+{base.sequence_size} true points, {4 * base.sequence_size} points ahead{in_sample}.</p>
 <table><tr>{head}</tr>{body}</table>
 {"".join(figures)}
 <h2>Configuration</h2>
