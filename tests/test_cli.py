@@ -120,7 +120,10 @@ def test_forecast_says_when_its_scores_are_in_sample(trained, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "in_sample 3, held_out_from 260" in out and "data " not in out.splitlines()[0]
     note = "note: 3 of the 5 scored points lie in the part of the data the model was trained "
-    assert note + "on, so these scores are in-sample; forecasts from --start 260 on" in out
+    assert note + "on, so these scores are partly in-sample; forecasts from --start 260 on" in out
+    assert main(["forecast", str(run), "--horizon", "5", "--start", "100", "--force"]) == 0
+    whole = "note: 5 of the 5 scored points lie in the part of the data the model was trained "
+    assert whole + "on, so these scores are in-sample;" in capsys.readouterr().out
     assert main(["forecast", str(run), "--horizon", "5", "--start", "260", "--force"]) == 0
     out = capsys.readouterr().out
     assert "in_sample 0, held_out_from 260" in out and "note" not in out
@@ -583,6 +586,12 @@ def test_a_csv_run_forecasts_from_any_directory(tmp_path, monkeypatch, capsys):
     assert config["data"] == f"csv:{data / 'units.csv'}"  # stored absolute
     monkeypatch.chdir(tmp_path)  # the relative path no longer points at the file
     assert main(["forecast", str(data / "run"), "--horizon", "3"]) == 0, capsys.readouterr().err
+    (data / "more.csv").write_text("v\n" + "".join(f"{i % 7}\n" for i in range(121)))
+    more = ["--horizon", "3", "--data", "csv:data/more.csv", "--name", "more"]
+    assert main(["forecast", str(data / "run"), *more]) == 0
+    out = capsys.readouterr().out
+    assert "in_sample n/a, held_out_from n/a, data csv:" + str(data / "more.csv") in out
+    assert "note: which of these points the model was trained on is not known" in out
     assert main(["train", "--resume", str(data / "run"), "--data", "csv:data/units.csv"]) == 0
 
 
@@ -618,6 +627,13 @@ def test_train_says_how_many_series_gave_no_window(tmp_path, capsys):
     assert (metrics["series"], metrics["series_without_val_window"]) == (6, 4)
     assert metrics["series_without_train_window"] == 0
     assert metrics["series_left_out"] == {"train": [], "val": ["s2", "s3", "s4", "s5"]}
+    # A run written before series_left_out was kept resumes with the counts alone.
+    del metrics["series_left_out"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{run} had finished already")
+    assert out[1].endswith("(their part of the split is under sequence_size + 1 points)")
     assert main(["forecast", str(run), "--series", "s1", "--horizon", "2"]) == 0
     assert ", series s1," in capsys.readouterr().out  # named when the data holds several
     assert main(["train", "--out", str(tmp_path / "r2"), *TINY, "--epochs", "1", "--quiet"]) == 0

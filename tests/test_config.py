@@ -409,3 +409,14 @@ def test_a_setting_of_another_kind_of_data_is_refused_where_it_was_given(tmp_pat
     stored = Config(data="csv:d.csv").to_dict()
     assert Config.merged(stored, {"epochs": 3}, stored=True).epochs == 3
     assert Config.merged(None, {"data": "sine", "period": 5.0, "total_size": 400}).period == 5.0
+
+
+def test_a_csv_path_from_home_is_expanded(tmp_path, monkeypatch) -> None:
+    # No shell expands "~" after "csv:": the run stored ".../~/x.csv", relative to the cwd.
+    from nsteplstm.config import absolute_data, load_toml
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert absolute_data("csv:~/x.csv") == f"csv:{tmp_path / 'home' / 'x.csv'}"
+    toml = tmp_path / "run.toml"
+    toml.write_text('data = "csv:~/y.csv"\n')
+    assert load_toml(toml)["data"] == f"csv:{tmp_path / 'home' / 'y.csv'}"

@@ -707,6 +707,9 @@ def test_forecast_run_reads_a_moved_csv_file_from_data(tmp_path) -> None:
     path.rename(moved)
     with pytest.raises(InputError, match=rf"{path}: file not found \(the run's data.*--data csv:"):
         forecast_run(run_dir, horizon=5, force=True)
+    path.symlink_to(tmp_path / "gone.csv")  # a link to nowhere: not found either
+    with pytest.raises(InputError, match=rf"{path}: file not found \(the run's data.*--data csv:"):
+        forecast_run(run_dir, horizon=5, force=True)
     after = forecast_run(run_dir, horizon=5, force=True, data=f"csv:{moved}")
     assert (run_dir / "forecast-window.csv").read_text() == rows
     assert after["data"] == f"csv:{moved}" and before["data"] == f"csv:{path}"

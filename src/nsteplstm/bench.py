@@ -66,7 +66,7 @@ from .config import Config
 from .data import Dataset, load_dataset
 from .device import MALLOC_ENV, resolve_device, seed_everything, torch_settings_kept, tune_malloc
 from .errors import InputError, check_int, is_finite_number
-from .forecast import MODES, forecast
+from .forecast import MODES, ONE_THREAD_STARTS, forecast
 from .plots import check_output_file, png_bytes
 from .runs import can_create_in, new_directory, read_metrics, write_files
 from .train import TrainData, _plan, make_model, make_optimizer, prepare_data, train_epoch
@@ -1042,7 +1042,9 @@ def _forecast_table(doc: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"Forecast, {FORECAST_HORIZON} points per start, one-layer model (original: "
-        f"{ORIGINAL_FORECAST_POINTS} points in {ORIGINAL_FORECAST_SECONDS} s):",
+        f"{ORIGINAL_FORECAST_POINTS} points in {ORIGINAL_FORECAST_SECONDS} s; on the CPU "
+        f"fewer than {ONE_THREAD_STARTS} starts run on one thread, as `nl.forecast` runs "
+        "them):",
         "",
     ]
     theirs = doc.get("chainer_forecast")

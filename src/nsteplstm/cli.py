@@ -120,15 +120,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     short = m.get("series_without_train_window", 0), m.get("series_without_val_window", 0)
     if any(short):
-        named = [
-            f"no {part} window: {some(m['series_left_out'][key])}"
+        left_out = m.get("series_left_out", {})  # not in runs written before it was kept
+        named = "".join(
+            f"; no {part} window: {some(left_out[key])}"
             for part, key in (("training", "train"), ("validation", "val"))
-            if m["series_left_out"][key]
-        ]
+            if left_out.get(key)
+        )
         print(
             f"note: of {m['series']} series, {short[0]} gave no training window and {short[1]} "
-            "no validation window (their part of the split is under sequence_size + 1 "
-            f"points); {'; '.join(named)}"
+            f"no validation window (their part of the split is under sequence_size + 1 "
+            f"points){named}"
         )
     return 0
 
@@ -151,10 +152,19 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
         hidden.add("series")
     print(_format_metrics({k: v for k, v in result.items() if k not in hidden}))
     if result["in_sample"]:
+        partly = "" if result["in_sample"] == result["points"] else "partly "
         print(
             f"note: {result['in_sample']} of the {result['points']} scored points lie in "
-            "the part of the data the model was trained on, so these scores are in-sample; "
-            f"forecasts from --start {result['held_out_from']} on score held-out points only"
+            f"the part of the data the model was trained on, so these scores are {partly}"
+            f"in-sample; forecasts from --start {result['held_out_from']} on score held-out "
+            "points only"
+        )
+    elif result["in_sample"] is None and result["points"]:
+        print(
+            "note: which of these points the model was trained on is not known (in_sample "
+            "n/a): this CSV file is not the one the run was trained on (its SHA-256 differs, "
+            "even if it begins with the same rows), or the run does not record that "
+            "(imported from Chainer, or written by an older nsteplstm)"
         )
     if result["non_finite"]:
         print(
@@ -274,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         "have a true value to compare with (those past the series' end have none), over "
         "all features; 'in_sample' how many of them lie in the series' training part "
         "(their scores are in-sample), and 'held_out_from' the first --start whose "
-        "points lie past it (n/a where the training part is not known).",
+        "points lie past it (n/a where the run does not know it: a Chainer import, a run "
+        "from before nsteplstm recorded its data's SHA-256, or a CSV file other than the "
+        "one trained on).",
     )
     p.add_argument("run", type=path_arg, help="run directory written by `nsteplstm train`")
     p.add_argument(

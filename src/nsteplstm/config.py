@@ -301,9 +301,12 @@ def fields_help() -> list[FieldHelp]:
 
 
 def absolute_data(data: str) -> str:
-    """``data`` with a ``csv:`` path made absolute (from the current directory), so the
-    run's config.json finds its file wherever ``forecast`` or ``--resume`` runs."""
-    return "csv:" + os.path.abspath(data[4:]) if data.startswith("csv:") else data
+    """``data`` with a ``csv:`` path made absolute (from the current directory, ``~``
+    expanded: no shell expands it after ``csv:``), so the run's config.json finds its
+    file wherever ``forecast`` or ``--resume`` runs."""
+    if not data.startswith("csv:"):
+        return data
+    return "csv:" + os.path.abspath(os.path.expanduser(data[4:]))
 
 
 # The word that sets an optional setting back to its default, None, on the command line
@@ -367,7 +370,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise InputError(f"config {path}: expected a table of settings")
     data = d.get("data")
     if isinstance(data, str) and data.startswith("csv:") and data[4:].strip():
-        d["data"] = "csv:" + os.path.join(os.path.dirname(path), data[4:])  # kept if absolute
+        file = os.path.expanduser(data[4:])
+        d["data"] = "csv:" + os.path.join(os.path.dirname(path), file)  # kept if absolute
     return d
 
 

@@ -13,7 +13,7 @@ import io
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -564,7 +564,7 @@ class Dataset(Series):
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
-    left_out: tuple[list[str], list[str]] = ([], [])
+    left_out: tuple[list[str], list[str]] = field(default_factory=lambda: ([], []))
 
     @property
     def n_features(self) -> int:

@@ -528,7 +528,7 @@ def _forecast_config(run: Run, data: str | None) -> Config:
     """The run's config, with ``data = "csv:PATH"`` in place of its CSV file when given."""
     if data is None:
         path = run.config.csv_path
-        if path is not None and not os.path.lexists(path):
+        if path is not None and not os.path.exists(path):  # a dangling link too
             raise InputError(
                 f"{path}: file not found (the run's data, as its config.json names it); if "
                 "it moved, name its new place (--data csv:PATH, data= from Python)"
