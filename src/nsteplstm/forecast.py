@@ -100,11 +100,12 @@ def forecast(
 
 
 # Below this many start points a CPU forecast runs on one thread. Measured at the
-# article's sizes (hidden 200, 2-core machine, torch 2.13): on an idle machine one
-# thread and two took the same time up to 16 starts, two were 1.4x faster from 64 on;
-# with one other busy process, two threads took 2 to 5 times as long as one at one
-# start (under heavier load up to 50 times): each of the many small kernel calls of a
-# forecast waits for the thread that is not running.
+# article's sizes (hidden 200, 2-core machine, torch 2.13): on an idle machine two
+# threads were 4% (window mode) to 11% (stream mode) faster at one start, about as
+# fast up to 16 starts and 1.4x faster from 64 on; with one other busy process, two
+# threads took 2 to 5 times as long as one at one start (under heavier load up to 50
+# times): each of the many small kernel calls of a forecast waits for the thread that
+# is not running.
 ONE_THREAD_STARTS = 32
 
 
