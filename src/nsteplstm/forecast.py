@@ -393,8 +393,9 @@ def forecast_run(
     them as wrong; ``in_sample``: how many of the ``points`` lie in the series' training
     part, the model's own training data, so that their scores are in-sample;
     ``held_out_from``: the first ``start`` whose points all lie past it; both None where
-    the training part is not known: a run imported from Chainer, or a CSV file other than
-    the one it was trained on, by SHA-256; ``data``: the data read). With several
+    the training part is not known: a run imported from Chainer, a run from before
+    nsteplstm recorded its data's SHA-256, or a CSV file other than the one it was
+    trained on, by SHA-256; ``data``: the data read). With several
     features, ``features`` holds each one's own ``{points, rmse, mae, round_accuracy}``
     by its name (the CSV's header, else its index; its ``round_accuracy`` is there when
     that feature holds integers only, the pooled one when every feature does): the
