@@ -791,3 +791,22 @@ def test_few_starts_run_on_one_thread_and_the_setting_comes_back(monkeypatch, st
         assert torch.get_num_threads() == 2  # back after a failure too
     finally:
         torch.set_num_threads(before)
+
+
+def test_forecast_run_names_a_column_count_the_model_cannot_take(tmp_path) -> None:
+    # It gave training's advice, "set both to 3 or choose csv_columns", which a
+    # trained model cannot follow.
+    from nsteplstm.forecast import forecast_run
+
+    path = tmp_path / "two.csv"
+    path.write_text("a,b\n" + "\n".join(f"{t % 7},{t % 5}" for t in range(80)) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", n_in=2, n_out=2)
+    three = tmp_path / "three.csv"
+    three.write_text("a,b,c\n" + "\n".join(f"{t % 7},{t % 5},1" for t in range(80)) + "\n")
+    message = rf"{three}: 3 columns read, but the run's model takes 2; a forecast needs the"
+    with pytest.raises(InputError, match=message):
+        forecast_run(run_dir, data=f"csv:{three}")
+    path.write_text(three.read_text())  # the run's own file, grown a column
+    with pytest.raises(InputError, match=rf"{path}: 3 columns read, but the run's model takes 2"):
+        forecast_run(run_dir)
+    assert not list(run_dir.glob("forecast-*"))

@@ -604,6 +604,15 @@ def source_digest(config: Config) -> str | None:
     return hashlib.sha256(read_input(path, str(path))).hexdigest()
 
 
+class ColumnCountError(InputError):
+    """A CSV file whose number of columns read is not the model's ``n_in``/``n_out``;
+    ``columns``: how many it has. Its message advises a run about to be trained."""
+
+    def __init__(self, message: str, columns: int) -> None:
+        super().__init__(message)
+        self.columns = columns
+
+
 def load_series(config: Config, scaler: Scaler | None = None) -> Series:
     """The series of config.data ("fibonacci", "sine" or "csv:PATH") as the model sees
     them, and as read: what a closed-loop forecast needs, no windows.
@@ -632,9 +641,10 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
             series_ids = list(by_id)
         n_features = raw[0].shape[1]
         if (config.n_in, config.n_out) != (n_features, n_features):
-            raise InputError(
+            raise ColumnCountError(
                 f"{path}: the data has {n_features} columns but n_in = {config.n_in} and "
-                f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns"
+                f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns",
+                n_features,
             )
         # An integer past 2**24 is not exact in float32: rounding to it means nothing.
         whole = [(a == np.round(a)) & (abs(a) <= 2**24) for a in raw]  # (T_k, F) each

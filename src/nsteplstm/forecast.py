@@ -497,9 +497,16 @@ def _series_to_forecast(
     """The series ``config`` names, scaled with the run's ``scaler``, and the index of
     the one with id ``series`` (the first when None); InputError when it is shorter
     than one start window."""
-    from .data import load_series
+    from .data import ColumnCountError, load_series
 
-    source = load_series(config, scaler=scaler)  # scaled as in training
+    try:
+        source = load_series(config, scaler=scaler)  # scaled as in training
+    except ColumnCountError as e:  # its advice is for training: a trained model is fixed
+        raise InputError(
+            f"{config.csv_path}: {e.columns} column{'s' * (e.columns != 1)} read, but the "
+            f"run's model takes {config.n_in}; a forecast needs the columns it was "
+            "trained on"
+        ) from None
     index = _series_index(source.series_ids, series, config.data)
     size, length = config.sequence_size, len(source.series[index])
     if length < size:
