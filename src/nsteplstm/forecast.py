@@ -560,8 +560,10 @@ def _training_points(run: Run, config: Config, length: int) -> int | None:
 
     if "imported_from" in run.metrics:
         return None
-    if config.csv_path is not None and source_digest(config) != run.data_sha256:
-        return None  # another file, or one that changed since (or a run without a digest)
+    if config.csv_path is not None and (
+        run.data_sha256 is None or source_digest(config) != run.data_sha256
+    ):
+        return None  # a run without a digest (not read again to learn that), or another file
     return train_points(config.split_rate, length)
 
 
