@@ -171,6 +171,19 @@ def _run_csv_moved(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_csv_columns(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_csv_columns")
+    data = tmp / "v.csv"
+    data.write_text("v\n" + "".join(f"{t % 5}\n" for t in range(300)))
+
+    def edit(doc: dict) -> None:
+        doc["config"]["data"] = f"csv:{data}"
+        doc["data_columns"] = ["v"]
+
+    _edit_config(run, edit)
+    return run
+
+
 def _bench_with_notes(tmp: Path, base: Path) -> Path:
     out = tmp / "bench_with_notes"
     out.mkdir()
@@ -207,6 +220,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run_nan_metrics": _run_nan_metrics,
     "run_forecast_done": _run_forecast_done,
     "run_csv_moved": _run_csv_moved,
+    "run_csv_columns": _run_csv_columns,
     "bench_with_notes": _bench_with_notes,
     "existing_png": _file("mine.png", b"my picture"),
     "toml_unknown_key": _file("unknown.toml", "epochs = 2\nbogus = 1\n"),
@@ -217,6 +231,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "csv_gap": _file("gap.csv", "a,b\n1,2\n,\n4,5\n"),
     "csv_no_id": _file("ids.csv", "shop,v\na,1\n,2\na,3\n"),
     "csv_short": _file("short.csv", "v\n1\n2\n3\n"),
+    "csv_renamed": _file("renamed.csv", "w\n" + "".join(f"{t % 5}\n" for t in range(300))),
     "random_bytes": _file("random.npz", bytes(range(7, 256)) * 3),
     "chainer_npz": lambda tmp, base: FIXTURES / "article_nstep.npz",
     "chainer_npz_extra": _chainer_npz_extra,

@@ -250,8 +250,8 @@ def test_metrics() -> None:
 
 
 def make_run(tmp_path, data: str = "fibonacci", name: str = "run", **settings):
-    """A run directory as training writes it (a CSV file's SHA-256 included), of an
-    untrained one-layer model."""
+    """A run directory as training writes it (a CSV file's SHA-256 and header names
+    included), of an untrained one-layer model."""
     from nsteplstm import runs
     from nsteplstm.config import Config
     from nsteplstm.data import load_dataset, source_digest
@@ -260,8 +260,9 @@ def make_run(tmp_path, data: str = "fibonacci", name: str = "run", **settings):
     model = Forecaster(1, config.n_in, 8, config.n_out, dropout=config.dropout)
     run_dir = tmp_path / name
     run_dir.mkdir()
-    scaler = load_dataset(config).scaler
-    runs.write_config(run_dir, config, model.config, scaler, source_digest(config))
+    dataset = load_dataset(config)
+    digest = source_digest(config)
+    runs.write_config(run_dir, config, model.config, dataset.scaler, digest, dataset.features)
     runs.save_model(run_dir / runs.MODEL_FILE, model)
     history = [dict(epoch=1, train_loss=1.0, val_loss=2.0, seconds=0.1)]
     runs.write_history(run_dir, history)
@@ -810,3 +811,38 @@ def test_forecast_run_names_a_column_count_the_model_cannot_take(tmp_path) -> No
     with pytest.raises(InputError, match=rf"{path}: 3 columns read, but the run's model takes 2"):
         forecast_run(run_dir)
     assert not list(run_dir.glob("forecast-*"))
+
+
+def test_forecast_run_needs_the_header_names_it_was_trained_on_in_order(tmp_path) -> None:
+    # Columns were read by position: a file with its columns swapped or renamed was
+    # forecast without a word.
+    from nsteplstm import runs
+    from nsteplstm.forecast import forecast_run
+
+    rows = [f"{t % 7},{t % 5}" for t in range(80)]
+    path = tmp_path / "ab.csv"
+    path.write_text("a,b\n" + "\n".join(rows) + "\n")
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", n_in=2, n_out=2)
+    assert runs.load_run(run_dir).data_columns == ["a", "b"]
+    for header, read in [
+        ("b,a\n", "columns 'b', 'a'"),
+        ("x,y\n", "columns 'x', 'y'"),
+        ("", "no header"),
+    ]:
+        other = tmp_path / "other.csv"
+        other.write_text(header + "\n".join(rows) + "\n")
+        message = rf"^{other}: {read} read, but the run was trained on columns 'a', 'b'; a"
+        with pytest.raises(InputError, match=message):
+            forecast_run(run_dir, data=f"csv:{other}")
+    assert not list(run_dir.glob("forecast-*"))
+    other.write_text("a,b\n" + "\n".join(rows[:40]) + "\n")
+    assert forecast_run(run_dir, horizon=3, data=f"csv:{other}")["points"] == 6
+    unnamed = tmp_path / "unnamed"  # a run from before data_columns: not checked
+    unnamed.mkdir()
+    for f in (runs.MODEL_FILE, runs.HISTORY_FILE, runs.METRICS_FILE):
+        (unnamed / f).write_bytes((run_dir / f).read_bytes())
+    doc = json.loads((run_dir / runs.CONFIG_FILE).read_text())
+    del doc["data_columns"]
+    (unnamed / runs.CONFIG_FILE).write_text(json.dumps(doc))
+    other.write_text("x,y\n" + "\n".join(rows) + "\n")
+    assert forecast_run(unnamed, horizon=3, data=f"csv:{other}", force=True)["points"] == 6

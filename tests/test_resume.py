@@ -538,7 +538,8 @@ def test_resume_refuses_a_changed_csv(tmp_path: Path) -> None:
     settings = {"data": f"csv:{data}", "sequence_size": 10, "n_hidden": 4, "epochs": 2}
     run = tmp_path / "run"
     interrupt(Config.from_dict(settings, "test"), run, lambda e, b, n: (e, b) == (1, n))
-    assert len(json.loads((run / runs.CONFIG_FILE).read_text())["data_sha256"]) == 64
+    doc = json.loads((run / runs.CONFIG_FILE).read_text())
+    assert len(doc["data_sha256"]) == 64 and doc["data_columns"] == ["v"]
     before = sorted((p.name, p.read_bytes()) for p in run.iterdir())
 
     data.write_text(text + "3\n")  # one new observation: another training split, scaler

@@ -420,6 +420,25 @@ def test_a_data_hash_beside_generated_data_is_named_as_such(tmp_path: Path) -> N
         runs.check_same_data(tmp_path, None)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "what"),
+    [
+        ("data_sha256", 5, "a string"),
+        ("data_columns", "a,b", "a list of strings"),
+        ("data_columns", ["a", 1], "a list of strings"),
+    ],
+)
+def test_data_facts_of_the_wrong_type_are_named(tmp_path: Path, key, value, what) -> None:
+    make_run(tmp_path)
+    path = tmp_path / runs.CONFIG_FILE
+    doc = json.loads(path.read_text())
+    doc[key] = value
+    path.write_text(json.dumps(doc))
+    read = {"data_sha256": runs.stored_data_digest, "data_columns": runs.stored_data_columns}
+    with pytest.raises(InputError, match=rf"config.json: {key} must be {what} or null, got "):
+        read[key](tmp_path)
+
+
 def test_metrics_beyond_float64_are_refused(tmp_path: Path) -> None:
     # 1e999 read as inf, and writing the metrics back (forecast) ended in a traceback.
     (tmp_path / runs.METRICS_FILE).write_text('{"val_loss": 1e999}')

@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="csv:PATH",
         help="read this CSV file instead of the run's (a run trained on a CSV file): "
-        "the same file moved, or newer data with the same columns, scaled as in training "
+        "the same file moved, or newer data with the same columns (the same header names, "
+        "in the same order), scaled as in training "
         "(default: the run's own file)",
     )
     p.set_defaults(func=_cmd_forecast, parser=p)

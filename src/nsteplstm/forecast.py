@@ -382,6 +382,9 @@ def forecast_run(
     ``data = "csv:PATH"`` reads that CSV file instead of the run's own (the run must
     have been trained on a CSV file): the same file moved, or newer data with the same
     columns, taken as ``config.json``'s CSV settings say and scaled with the run's scaler.
+    Where the run recorded its header's names of the columns read (``data_columns``),
+    the file read, the run's own or another, must name the same columns in the same
+    order.
 
     Returns ``{mode, points, rmse, mae, round_accuracy, seconds, start, series, non_finite,
     in_sample, held_out_from, data}``
@@ -442,7 +445,7 @@ def _forecast_run(
     size = run.config.sequence_size
     horizon = check_int("horizon", 4 * size if horizon is None else horizon)
     _check_run_memory(horizon, run.config.n_out)
-    source, index = _series_to_forecast(config, run.scaler, series)
+    source, index = _series_to_forecast(config, run.scaler, series, run.data_columns)
     x = source.series[index]  # (T, F), scaled like the training data
     start = _run_start(start, x.shape[0], size)
     # The outputs after the arguments: a mistake is named first.
@@ -492,11 +495,12 @@ def _forecast_run(
 
 
 def _series_to_forecast(
-    config: Config, scaler: Scaler | None, series: str | None
+    config: Config, scaler: Scaler | None, series: str | None, columns: list[str] | None
 ) -> tuple[Series, int]:
     """The series ``config`` names, scaled with the run's ``scaler``, and the index of
     the one with id ``series`` (the first when None); InputError when it is shorter
-    than one start window."""
+    than one start window, or when its header does not name the ``columns`` the run
+    was trained on (None: not known)."""
     from .data import ColumnCountError, load_series
 
     try:
@@ -507,6 +511,12 @@ def _series_to_forecast(
             f"run's model takes {config.n_in}; a forecast needs the columns it was "
             "trained on"
         ) from None
+    if columns is not None and source.features != columns:
+        read = "no header" if source.features is None else f"columns {some(source.features)}"
+        raise InputError(
+            f"{config.csv_path}: {read} read, but the run was trained on columns "
+            f"{some(columns)}; a forecast needs the columns it was trained on, in that order"
+        )
     index = _series_index(source.series_ids, series, config.data)
     size, length = config.sequence_size, len(source.series[index])
     if length < size:

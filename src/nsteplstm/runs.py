@@ -4,7 +4,8 @@ A run directory holds:
 
 - ``config.json``: ``{"format_version": 1, "config": Config.to_dict(), "model":
   Forecaster.config, "scaler": Scaler.to_dict() or null, "data_sha256": the CSV
-  file's SHA-256 or null}``; written first.
+  file's SHA-256 or null, "data_columns": the header's names of the CSV columns read,
+  or null}``; written first.
 - ``model.safetensors``: the final weights (``Forecaster.state_dict()`` keys), float32.
 - ``history.csv``: ``epoch,train_loss,val_loss,seconds``, one row per finished epoch
   (losses are mean squared errors in the data's (scaled) units, seconds wall time).
@@ -494,6 +495,7 @@ def write_config(
     model_config: dict[str, Any],
     scaler: Scaler | None,
     data_sha256: str | None = None,
+    data_columns: list[str] | None = None,
 ) -> None:
     """Write ``config.json`` (see the module docstring)."""
     doc = {
@@ -502,19 +504,38 @@ def write_config(
         "model": model_config,
         "scaler": None if scaler is None else scaler.to_dict(),
         "data_sha256": data_sha256,
+        "data_columns": data_columns,
     }
     atomic_write(output_path(run_dir, CONFIG_FILE), _dumps(doc))
+
+
+def _stored(run_dir: str | Path, key: str, valid: Callable[[Any], bool], what: str) -> Any:
+    """``config.json``'s ``key`` (None where absent); InputError unless it is null or
+    ``valid``, ``what`` saying what it must be."""
+    path = output_path(_check_run_dir(run_dir), CONFIG_FILE)
+    doc = _read_json(path, CONFIG_FILE)
+    saved = doc.get(key) if isinstance(doc, dict) else None
+    if saved is not None and not valid(saved):
+        raise InputError(f"{path}: {key} must be {what} or null, got {saved!r}")
+    return saved
 
 
 def stored_data_digest(run_dir: str | Path) -> str | None:
     """``config.json``'s ``data_sha256``: the SHA-256 (hex) of the run's CSV file when its
     training started; None for generated data and runs written before it was recorded."""
-    path = output_path(_check_run_dir(run_dir), CONFIG_FILE)
-    doc = _read_json(path, CONFIG_FILE)
-    saved = doc.get("data_sha256") if isinstance(doc, dict) else None
-    if saved is not None and not isinstance(saved, str):
-        raise InputError(f"{path}: data_sha256 must be a string or null, got {saved!r}")
-    return saved
+    return _stored(run_dir, "data_sha256", lambda v: isinstance(v, str), "a string")
+
+
+def stored_data_columns(run_dir: str | Path) -> list[str] | None:
+    """``config.json``'s ``data_columns``: the header's names of the CSV columns the run
+    was trained on, in order; None for generated data, a file without header and runs
+    written before they were recorded."""
+    return _stored(
+        run_dir,
+        "data_columns",
+        lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+        "a list of strings",
+    )
 
 
 def check_same_data(run_dir: str | Path, data_sha256: str | None) -> None:
@@ -731,6 +752,7 @@ class Run:
     metrics: dict[str, Any]
     scaler: Scaler | None
     data_sha256: str | None = None  # the CSV file's when training started
+    data_columns: list[str] | None = None  # its header's names of the columns read
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -758,7 +780,16 @@ def load_run(run_dir: str | Path) -> Run:
             f"{e}; nsteplstm train --resume {run_dir} writes the run's final files again "
             "from its checkpoint"
         ) from None
-    return Run(run_dir, config, model, history, metrics, scaler, stored_data_digest(run_dir))
+    return Run(
+        run_dir,
+        config,
+        model,
+        history,
+        metrics,
+        scaler,
+        stored_data_digest(run_dir),
+        stored_data_columns(run_dir),
+    )
 
 
 # ------------------------------------------------------------------ checkpoints

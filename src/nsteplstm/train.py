@@ -1119,7 +1119,8 @@ class _Run:
         """Write config.json and the first checkpoint into the new run directory."""
         self.lock.acquire(run_dir)
         scaler = getattr(self.dataset, "scaler", None)
-        runs.write_config(run_dir, self.config, self.model.config, scaler, self.digest)
+        columns = getattr(self.dataset, "features", None)
+        runs.write_config(run_dir, self.config, self.model.config, scaler, self.digest, columns)
         self._write_checkpoint(run_dir)
 
 
