@@ -285,8 +285,10 @@ def test_import_chainer_of_a_two_feature_model_needs_its_data(tmp_path, monkeypa
 
     flags = ["--data", "csv:three.csv", "--csv-columns", "a,c"]
     assert main(["import-chainer", str(npz), "--out", str(run), *flags]) == 0
-    config = json.loads((run / "config.json").read_text())["config"]
+    doc = json.loads((run / "config.json").read_text())
+    config = doc["config"]
     assert (config["data"], config["csv_columns"]) == (f"csv:{tmp_path / 'three.csv'}", ["a", "c"])
+    assert doc["data_columns"] == ["a", "c"]
     monkeypatch.chdir(run)  # the CSV path is stored absolute
     assert main(["forecast", str(run), "--horizon", "5"]) == 0
     out = capsys.readouterr().out
