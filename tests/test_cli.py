@@ -588,11 +588,16 @@ def test_a_csv_run_forecasts_from_any_directory(tmp_path, monkeypatch, capsys):
     assert config["data"] == f"csv:{data / 'units.csv'}"  # stored absolute
     monkeypatch.chdir(tmp_path)  # the relative path no longer points at the file
     assert main(["forecast", str(data / "run"), "--horizon", "3"]) == 0, capsys.readouterr().err
-    (data / "more.csv").write_text("v\n" + "".join(f"{i % 7}\n" for i in range(121)))
+    (data / "more.csv").write_text("v\n" + "".join(f"{i % 7}.0\n" for i in range(121)))
     more = ["--horizon", "3", "--data", "csv:data/more.csv", "--name", "more"]
     assert main(["forecast", str(data / "run"), *more]) == 0
+    out = capsys.readouterr().out  # the same 108 training rows, written otherwise, and one more
+    assert "in_sample 3, held_out_from 103, data csv:" + str(data / "more.csv") in out
+    (data / "other.csv").write_text("v\n" + "".join(f"{i % 5}\n" for i in range(121)))
+    other = ["--horizon", "3", "--data", "csv:data/other.csv", "--name", "other"]
+    assert main(["forecast", str(data / "run"), *other]) == 0
     out = capsys.readouterr().out
-    assert "in_sample n/a, held_out_from n/a, data csv:" + str(data / "more.csv") in out
+    assert "in_sample n/a, held_out_from n/a, data csv:" + str(data / "other.csv") in out
     assert "note: which of these points the model was trained on is not known" in out
     assert main(["train", "--resume", str(data / "run"), "--data", "csv:data/units.csv"]) == 0
 

@@ -250,19 +250,21 @@ def test_metrics() -> None:
 
 
 def make_run(tmp_path, data: str = "fibonacci", name: str = "run", **settings):
-    """A run directory as training writes it (a CSV file's SHA-256 and header names
-    included), of an untrained one-layer model."""
+    """A run directory as training writes it (a CSV file's SHA-256, header names and
+    training rows included), of an untrained one-layer model."""
     from nsteplstm import runs
     from nsteplstm.config import Config
-    from nsteplstm.data import load_dataset, source_digest
+    from nsteplstm.data import load_dataset, source_digest, training_rows
 
     config = Config(data=data, total_size=80, sequence_size=S, n_hidden=8, epochs=1, **settings)
     model = Forecaster(1, config.n_in, 8, config.n_out, dropout=config.dropout)
     run_dir = tmp_path / name
     run_dir.mkdir()
     dataset = load_dataset(config)
-    digest = source_digest(config)
-    runs.write_config(run_dir, config, model.config, dataset.scaler, digest, dataset.features)
+    digest, rows = source_digest(config), None
+    if config.csv_path is not None:
+        rows = training_rows(dataset, config.split_rate)
+    runs.write_config(run_dir, config, model.config, dataset.scaler, digest, dataset.features, rows)
     runs.save_model(run_dir / runs.MODEL_FILE, model)
     history = [dict(epoch=1, train_loss=1.0, val_loss=2.0, seconds=0.1)]
     runs.write_history(run_dir, history)
@@ -677,22 +679,56 @@ def test_forecast_run_knows_the_training_part_only_of_the_data_trained_on(tmp_pa
     from nsteplstm import runs
     from nsteplstm.forecast import forecast_run
 
-    path = tmp_path / "data.csv"
-    path.write_text("v\n" + "\n".join(str(t % 9) for t in range(80)) + "\n")
-    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", split_rate=0.5)
-    assert forecast_run(run_dir, horizon=5)["in_sample"] == 5
-    path.write_text("v\n" + "\n".join(str(t % 9) for t in range(81)) + "\n")  # grown since
-    result = forecast_run(run_dir, horizon=5, force=True)
-    assert (result["points"], result["in_sample"], result["held_out_from"]) == (5, None, None)
+    def scores(run_dir, start=0, **args):
+        result = forecast_run(run_dir, horizon=5, start=start, force=True, **args)
+        return result["points"], result["in_sample"], result["held_out_from"]
 
-    unrecorded, _ = make_run(tmp_path, data=f"csv:{path}", name="old")
-    config, model, scaler = runs.read_config(unrecorded)
-    runs.write_config(unrecorded, config, model, scaler)  # a run from before data_sha256
-    assert forecast_run(unrecorded, horizon=5)["in_sample"] is None
+    def write(path, values):
+        path.write_text("v\n" + "\n".join(values) + "\n")
+
+    path = tmp_path / "data.csv"
+    write(path, [str(t % 9) for t in range(80)])
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", split_rate=0.5)  # 40 rows trained on
+    assert scores(run_dir) == (5, 5, 34) and scores(run_dir, 31) == (5, 3, 34)
+    write(path, [f"{t % 9}.0" for t in range(95)])  # grown since, its numbers written otherwise
+    assert scores(run_dir) == (5, 5, 34) and scores(run_dir, 31) == (5, 3, 34)
+    assert scores(run_dir, -15) == (5, 0, 34)
+    write(path, [str(t % 9 + (t == 39)) for t in range(95)])  # one training row changed
+    assert scores(run_dir) == (5, None, None)
+    write(path, [str(t % 9) for t in range(39)])  # fewer rows than were trained on
+    assert scores(run_dir) == (5, None, None)
+
+    write(path, [str(t % 9) for t in range(80)])
+    older, _ = make_run(tmp_path, data=f"csv:{path}", name="older", split_rate=0.5)
+    config, model, scaler = runs.read_config(older)
+    digest = runs.stored_data_digest(older)  # a run from before training_rows
+    runs.write_config(older, config, model, scaler, digest, ["v"])
+    assert scores(older) == (5, 5, 34)
+    write(path, [str(t % 9) for t in range(95)])  # grown: another file to such a run
+    assert scores(older) == (5, None, None)
+    runs.write_config(older, config, model, scaler)  # a run from before data_sha256
+    assert scores(older) == (5, None, None)
 
     imported, _ = make_run(tmp_path, name="imported")
     runs.write_metrics(imported, {"imported_from": "/somewhere/model.npz"})
     assert forecast_run(imported, horizon=5)["in_sample"] is None
+
+
+def test_forecast_run_knows_the_training_rows_of_each_series_by_its_id(tmp_path) -> None:
+    from nsteplstm.forecast import forecast_run
+
+    def write(path, ids, length):
+        rows = [f"{i},{t % 9 + 2 * (i == 'b')}" for i in ids for t in range(length)]
+        path.write_text("id,v\n" + "\n".join(rows) + "\n")
+
+    path = tmp_path / "two.csv"
+    write(path, "ab", 80)
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", split_rate=0.5, csv_series_id="id")
+    newer = tmp_path / "newer.csv"
+    write(newer, "cba", 90)  # grown, in another order, and a series the run never saw
+    for series, known in (("a", 5), ("b", 5), ("c", None)):
+        result = forecast_run(run_dir, horizon=5, series=series, name=series, data=f"csv:{newer}")
+        assert result["in_sample"] == known, series
 
 
 def test_forecast_run_reads_a_moved_csv_file_from_data(tmp_path) -> None:

@@ -4,6 +4,7 @@ and compare with an uninterrupted run bit for bit; broken checkpoints and bad lo
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save
@@ -540,6 +542,9 @@ def test_resume_refuses_a_changed_csv(tmp_path: Path) -> None:
     interrupt(Config.from_dict(settings, "test"), run, lambda e, b, n: (e, b) == (1, n))
     doc = json.loads((run / runs.CONFIG_FILE).read_text())
     assert len(doc["data_sha256"]) == 64 and doc["data_columns"] == ["v"]
+    trained = np.array([[t % 7] for t in range(108)], dtype="<f8")  # 0.9 of 120 rows
+    digest = hashlib.sha256(trained.tobytes()).hexdigest()
+    assert doc["training_rows"] == {"": {"rows": 108, "sha256": digest}}
     before = sorted((p.name, p.read_bytes()) for p in run.iterdir())
 
     data.write_text(text + "3\n")  # one new observation: another training split, scaler

@@ -426,6 +426,8 @@ def test_a_data_hash_beside_generated_data_is_named_as_such(tmp_path: Path) -> N
         ("data_sha256", 5, "a string"),
         ("data_columns", "a,b", "a list of strings"),
         ("data_columns", ["a", 1], "a list of strings"),
+        ("training_rows", {"": {"rows": -1, "sha256": "ab"}}, r"an object of .* by series id"),
+        ("training_rows", {"": {"rows": 3}}, r"an object of .* by series id"),
     ],
 )
 def test_data_facts_of_the_wrong_type_are_named(tmp_path: Path, key, value, what) -> None:
@@ -434,7 +436,11 @@ def test_data_facts_of_the_wrong_type_are_named(tmp_path: Path, key, value, what
     doc = json.loads(path.read_text())
     doc[key] = value
     path.write_text(json.dumps(doc))
-    read = {"data_sha256": runs.stored_data_digest, "data_columns": runs.stored_data_columns}
+    read = {
+        "data_sha256": runs.stored_data_digest,
+        "data_columns": runs.stored_data_columns,
+        "training_rows": runs.stored_training_rows,
+    }
     with pytest.raises(InputError, match=rf"config.json: {key} must be {what} or null, got "):
         read[key](tmp_path)
 

@@ -162,9 +162,9 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     elif result["in_sample"] is None and result["points"]:
         print(
             "note: which of these points the model was trained on is not known (in_sample "
-            "n/a): this CSV file is not the one the run was trained on (its SHA-256 differs, "
-            "even if it begins with the same rows), or the run does not record that "
-            "(imported from Chainer, or written by an older nsteplstm)"
+            "n/a): this series does not begin with the rows the run was trained on (or "
+            "the run did not see it), or the run does not record them (imported from "
+            "Chainer; an older run, which compares the whole file, changed since)"
         )
     if result["non_finite"]:
         print(
@@ -284,9 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         "have a true value to compare with (those past the series' end have none), over "
         "all features; 'in_sample' how many of them lie in the series' training part "
         "(their scores are in-sample), and 'held_out_from' the first --start whose "
-        "points lie past it (n/a where the run does not know it: a Chainer import, a run "
-        "from before nsteplstm recorded its data's SHA-256, or a CSV file other than the "
-        "one trained on).",
+        "points lie past it (n/a where the run does not know it: a Chainer import, a "
+        "series that does not begin with the rows the run was trained on, or an older "
+        "run's CSV file that changed since).",
     )
     p.add_argument("run", type=path_arg, help="run directory written by `nsteplstm train`")
     p.add_argument(

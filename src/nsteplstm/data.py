@@ -604,6 +604,24 @@ def source_digest(config: Config) -> str | None:
     return hashlib.sha256(read_input(path, str(path))).hexdigest()
 
 
+def rows_digest(rows: np.ndarray) -> str:
+    """SHA-256 (hex) of a series' rows (T, F) as read (float64): the same numbers give
+    the same digest however the file writes them (``1``, ``1.0``)."""
+    return hashlib.sha256(np.ascontiguousarray(rows, dtype="<f8").tobytes()).hexdigest()
+
+
+def training_rows(series: Series, split_rate: float) -> dict[str, dict[str, Any]]:
+    """Per series, by id ("" for a file of one series): ``{"rows": N, "sha256": ...}``,
+    the first N rows the split trains on and :func:`rows_digest` of them, so that a
+    later file (the same one grown, say) can be checked to begin with those rows."""
+    ids = series.series_ids or [""]
+    record = {}
+    for key, raw in zip(ids, series.unscaled, strict=True):
+        n = train_points(split_rate, len(raw))
+        record[key] = {"rows": n, "sha256": rows_digest(raw[:n])}
+    return record
+
+
 class ColumnCountError(InputError):
     """A CSV file whose number of columns read is not the model's ``n_in``/``n_out``;
     ``columns``: how many it has. Its message advises a run about to be trained."""

@@ -396,9 +396,10 @@ def forecast_run(
     them as wrong; ``in_sample``: how many of the ``points`` lie in the series' training
     part, the model's own training data, so that their scores are in-sample;
     ``held_out_from``: the first ``start`` whose points all lie past it; both None where
-    the training part is not known: a run imported from Chainer, a run from before
-    nsteplstm recorded its data's SHA-256, or a CSV file other than the one it was
-    trained on, by SHA-256; ``data``: the data read). With several
+    the training part is not known: a run imported from Chainer, a series whose first
+    rows are not those the run recorded in ``training_rows`` (or that it did not see),
+    or, for a run from before that record, a CSV file whose SHA-256 differs from the
+    one trained on; ``data``: the data read). With several
     features, ``features`` holds each one's own ``{points, rmse, mae, round_accuracy}``
     by its name (the CSV's header, else its index; its ``round_accuracy`` is there when
     that feature holds integers only, the pooled one when every feature does): the
@@ -465,7 +466,8 @@ def _forecast_run(
     series = None if source.series_ids is None else source.series_ids[index]
     non_finite = int(np.count_nonzero(~np.isfinite(pred)))
     metrics.update(seconds=seconds, start=start, series=series, non_finite=non_finite)
-    metrics.update(_in_sample(run, config, x.shape, start, horizon), data=config.data)
+    trained = _training_points(run, config, source, index)
+    metrics.update(_in_sample(trained, size, x.shape[1], start, horizon), data=config.data)
     tags = _feature_tags(source.features, pred.shape[2])
     if len(tags) > 1:  # pooled scores mix the features' units: each one's own too
         metrics["features"] = {
@@ -531,16 +533,16 @@ def _series_to_forecast(
 
 
 def _in_sample(
-    run: Run, config: Config, shape: tuple[int, int], start: int, horizon: int
+    trained: int | None, sequence_size: int, n_features: int, start: int, horizon: int
 ) -> dict[str, int | None]:
     """``in_sample`` and ``held_out_from`` (see :func:`forecast_run`) of a forecast of
-    ``horizon`` points after the window at ``start`` in a series of ``shape`` (T, F)."""
-    trained = _training_points(run, config, shape[0])
+    ``horizon`` points after the window at ``start`` in a series whose first
+    ``trained`` points the model was trained on (None: not known)."""
     if trained is None:
         return {"in_sample": None, "held_out_from": None}
-    first = start + config.sequence_size  # the first scored point
+    first = start + sequence_size  # the first scored point
     steps = max(0, min(trained, first + horizon) - first)
-    return {"in_sample": steps * shape[1], "held_out_from": max(0, trained - config.sequence_size)}
+    return {"in_sample": steps * n_features, "held_out_from": max(0, trained - sequence_size)}
 
 
 def _forecast_config(run: Run, data: str | None) -> Config:
@@ -563,18 +565,26 @@ def _forecast_config(run: Run, data: str | None) -> Config:
     return dataclasses.replace(run.config, data=absolute_data(data))
 
 
-def _training_points(run: Run, config: Config, length: int) -> int | None:
-    """How many of its first points, of a series of ``length`` read as ``config`` says,
-    the run's model was trained on; None where that is not known (see :func:`forecast_run`)."""
-    from .data import source_digest, train_points
+def _training_points(run: Run, config: Config, source: Series, index: int) -> int | None:
+    """How many of its first points, of series ``index`` of ``source`` (read as
+    ``config`` says), the run's model was trained on; None where that is not known
+    (see :func:`forecast_run`)."""
+    from .data import rows_digest, source_digest, train_points
 
+    raw = source.unscaled[index]  # (T, F) as read
     if "imported_from" in run.metrics:
         return None
-    if config.csv_path is not None and (
-        run.data_sha256 is None or source_digest(config) != run.data_sha256
-    ):
+    if config.csv_path is None:  # generated: the same series every time
+        return train_points(config.split_rate, len(raw))
+    if run.training_rows is not None:
+        entry = run.training_rows.get(source.series_ids[index] if source.series_ids else "")
+        if entry is None or len(raw) < entry["rows"]:
+            return None  # a series the run did not see, or fewer rows than it trained on
+        same = rows_digest(raw[: entry["rows"]]) == entry["sha256"]
+        return entry["rows"] if same else None
+    if run.data_sha256 is None or source_digest(config) != run.data_sha256:
         return None  # a run without a digest (not read again to learn that), or another file
-    return train_points(config.split_rate, length)
+    return train_points(config.split_rate, len(raw))
 
 
 def _series_index(ids: list[str] | None, series: str | None, data: str) -> int:

@@ -5,7 +5,9 @@ A run directory holds:
 - ``config.json``: ``{"format_version": 1, "config": Config.to_dict(), "model":
   Forecaster.config, "scaler": Scaler.to_dict() or null, "data_sha256": the CSV
   file's SHA-256 or null, "data_columns": the header's names of the CSV columns read,
-  or null}``; written first.
+  or null, "training_rows": per series id, how many first rows of a CSV series the
+  model was trained on and their SHA-256 (see :func:`nsteplstm.data.training_rows`), or
+  null}``; written first.
 - ``model.safetensors``: the final weights (``Forecaster.state_dict()`` keys), float32.
 - ``history.csv``: ``epoch,train_loss,val_loss,seconds``, one row per finished epoch
   (losses are mean squared errors in the data's (scaled) units, seconds wall time).
@@ -49,7 +51,7 @@ from safetensors import SafetensorError
 
 from .config import Config
 from .data import Scaler
-from .errors import InputError, check_int, one_line, read_input, some
+from .errors import InputError, check_int, is_int, one_line, read_input, some
 from .model import Forecaster
 
 FORMAT_VERSION = 1
@@ -496,6 +498,7 @@ def write_config(
     scaler: Scaler | None,
     data_sha256: str | None = None,
     data_columns: list[str] | None = None,
+    training_rows: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Write ``config.json`` (see the module docstring)."""
     doc = {
@@ -505,6 +508,7 @@ def write_config(
         "scaler": None if scaler is None else scaler.to_dict(),
         "data_sha256": data_sha256,
         "data_columns": data_columns,
+        "training_rows": training_rows,
     }
     atomic_write(output_path(run_dir, CONFIG_FILE), _dumps(doc))
 
@@ -524,6 +528,27 @@ def stored_data_digest(run_dir: str | Path) -> str | None:
     """``config.json``'s ``data_sha256``: the SHA-256 (hex) of the run's CSV file when its
     training started; None for generated data and runs written before it was recorded."""
     return _stored(run_dir, "data_sha256", lambda v: isinstance(v, str), "a string")
+
+
+def _rows_entry(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and set(v) == {"rows", "sha256"}
+        and is_int(v["rows"])
+        and v["rows"] >= 0
+        and isinstance(v["sha256"], str)
+    )
+
+
+def stored_training_rows(run_dir: str | Path) -> dict[str, dict[str, Any]] | None:
+    """``config.json``'s ``training_rows`` (see the module docstring); None for
+    generated data and runs written before they were recorded."""
+    return _stored(
+        run_dir,
+        "training_rows",
+        lambda v: isinstance(v, dict) and all(_rows_entry(e) for e in v.values()),
+        'an object of {"rows": N >= 0, "sha256": "..."} by series id',
+    )
 
 
 def stored_data_columns(run_dir: str | Path) -> list[str] | None:
@@ -753,6 +778,7 @@ class Run:
     scaler: Scaler | None
     data_sha256: str | None = None  # the CSV file's when training started
     data_columns: list[str] | None = None  # its header's names of the columns read
+    training_rows: dict[str, dict[str, Any]] | None = None  # see data.training_rows
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -789,6 +815,7 @@ def load_run(run_dir: str | Path) -> Run:
         scaler,
         stored_data_digest(run_dir),
         stored_data_columns(run_dir),
+        stored_training_rows(run_dir),
     )
 
 

@@ -47,6 +47,7 @@ from .data import (
     load_dataset,
     random_lengths,
     source_digest,
+    training_rows,
 )
 from .device import (
     check_memory,
@@ -1120,7 +1121,12 @@ class _Run:
         self.lock.acquire(run_dir)
         scaler = getattr(self.dataset, "scaler", None)
         columns = getattr(self.dataset, "features", None)
-        runs.write_config(run_dir, self.config, self.model.config, scaler, self.digest, columns)
+        rows = None
+        if self.config.csv_path is not None:
+            rows = training_rows(self.dataset, self.config.split_rate)
+        runs.write_config(
+            run_dir, self.config, self.model.config, scaler, self.digest, columns, rows
+        )
         self._write_checkpoint(run_dir)
 
 
