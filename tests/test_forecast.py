@@ -723,9 +723,13 @@ def test_forecast_run_knows_the_training_rows_of_each_series_by_its_id(tmp_path)
 
     path = tmp_path / "two.csv"
     write(path, "ab", 80)
-    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", split_rate=0.5, csv_series_id="id")
+    with path.open("a") as f:  # too short for a training window: no point trained on
+        f.write("".join(f"d,{t}\n" for t in range(12)))
     newer = tmp_path / "newer.csv"
     write(newer, "cba", 90)  # grown, in another order, and a series the run never saw
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", split_rate=0.5, csv_series_id="id")
+    short = forecast_run(run_dir, horizon=5, series="d", name="d")
+    assert (short["points"], short["in_sample"], short["held_out_from"]) == (5, 0, 0)
     for series, known in (("a", 5), ("b", 5), ("c", None)):
         result = forecast_run(run_dir, horizon=5, series=series, name=series, data=f"csv:{newer}")
         assert result["in_sample"] == known, series
