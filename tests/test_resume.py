@@ -555,6 +555,54 @@ def test_resume_refuses_a_changed_csv(tmp_path: Path) -> None:
     assert train(None, run, resume=True, quiet=True).metrics["epochs"] == 2
 
 
+def test_resume_reads_the_runs_csv_file_from_its_new_place(tmp_path: Path) -> None:
+    # A run whose file had moved could not be resumed: "file not found", and a new
+    # path was refused as a different setting.
+    data = tmp_path / "d.csv"
+    data.write_text("v\n" + "\n".join(str(t % 7) for t in range(120)) + "\n")
+    settings = {"data": f"csv:{data}", "sequence_size": 10, "n_hidden": 4, "epochs": 2}
+    run, whole = tmp_path / "run", tmp_path / "whole"
+    train(Config.from_dict(settings, "test"), whole, quiet=True)
+    interrupt(Config.from_dict(settings, "test"), run, lambda e, b, n: (e, b) == (1, n))
+    before = sorted((p.name, p.read_bytes()) for p in run.iterdir())
+    moved = tmp_path / "elsewhere" / "d.csv"
+    moved.parent.mkdir()
+    data.rename(moved)
+
+    with pytest.raises(InputError, match=rf"^{data}: file not found \(the run's data.*--data csv"):
+        train(None, run, resume=True, quiet=True)
+    other = tmp_path / "other.csv"
+    other.write_text("v\n" + "\n".join(str(t % 5) for t in range(120)) + "\n")
+    with pytest.raises(InputError, match=rf"^{other}: not the file the run in .* was trained on"):
+        train({"data": f"csv:{other}"}, run, resume=True, quiet=True)
+    with pytest.raises(InputError, match=r"these differ: data \(run: 'csv:"):
+        train({"data": "sine"}, run, resume=True, quiet=True)  # not a CSV file
+    assert sorted((p.name, p.read_bytes()) for p in run.iterdir()) == before
+
+    result = train({"data": f"csv:{moved}"}, run, resume=True, quiet=True)
+    assert result.metrics["epochs"] == 2
+    assert runs.read_config(run)[0].data == f"csv:{moved}"  # forecast finds it there too
+    model = runs.MODEL_FILE
+    assert (run / model).read_bytes() == (whole / model).read_bytes()
+
+
+def test_a_moved_csv_needs_the_runs_digest_to_resume(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("v\n" + "\n".join(str(t % 7) for t in range(120)) + "\n")
+    settings = {"data": f"csv:{data}", "sequence_size": 10, "n_hidden": 4, "epochs": 2}
+    run = tmp_path / "run"
+    interrupt(Config.from_dict(settings, "test"), run, lambda e, b, n: (e, b) == (1, n))
+    doc = json.loads((run / runs.CONFIG_FILE).read_text())
+    doc["data_sha256"] = None  # a run from before nsteplstm recorded it
+    (run / runs.CONFIG_FILE).write_text(json.dumps(doc))
+    moved = tmp_path / "moved.csv"
+    data.rename(moved)
+    with pytest.raises(
+        InputError, match=rf"records no SHA-256 of its data.*put it back at {data}$"
+    ):
+        train({"data": f"csv:{moved}"}, run, resume=True, quiet=True)
+
+
 def test_resume_with_named_settings_continues_the_run(tmp_path: Path, reference: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(reference, run)

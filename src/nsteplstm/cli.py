@@ -255,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=path_arg, help="TOML file of settings (flags win over it)")
     p.add_argument("--out", type=path_arg, help="run directory to create")
     p.add_argument(
-        "--resume", type=path_arg, metavar="RUN", help="continue RUN from its checkpoint"
+        "--resume",
+        type=path_arg,
+        metavar="RUN",
+        help="continue RUN from its checkpoint, with its own settings (--device may "
+        "differ, and --data csv:PATH names its CSV file's new place if it moved)",
     )
     p.add_argument(
         "--force",

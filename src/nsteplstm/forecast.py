@@ -547,13 +547,10 @@ def _in_sample(
 
 def _forecast_config(run: Run, data: str | None) -> Config:
     """The run's config, with ``data = "csv:PATH"`` in place of its CSV file when given."""
+    from .runs import check_data_found
+
     if data is None:
-        path = run.config.csv_path
-        if path is not None and not os.path.exists(path):  # a dangling link too
-            raise InputError(
-                f"{path}: file not found (the run's data, as its config.json names it); if "
-                "it moved, name its new place (--data csv:PATH, data= from Python)"
-            )
+        check_data_found(run.config, "--data csv:PATH, data= from Python")
         return run.config
     if not isinstance(data, str) or not data.startswith("csv:") or not data[4:].strip():
         raise InputError(f"data must be csv:PATH, got {data!r}")

@@ -563,22 +563,54 @@ def stored_data_columns(run_dir: str | Path) -> list[str] | None:
     )
 
 
-def check_same_data(run_dir: str | Path, data_sha256: str | None) -> None:
+def check_same_data(
+    run_dir: str | Path, data_sha256: str | None, moved_to: Path | None = None
+) -> None:
     """InputError unless the run's data file is unchanged: its ``config.json`` holds
     ``data_sha256`` (runs of generated data, and runs written before this check, hold
-    none and pass)."""
+    none and pass). ``moved_to``: ``data_sha256`` is of the file there, in another
+    place than the run's, which must be the run's own: the run must hold its digest."""
     saved = stored_data_digest(run_dir)
+    config = read_config(run_dir)[0]  # the document checked, only to name the file
+    if moved_to is not None and saved is None:
+        raise InputError(
+            f"{run_dir}: the run records no SHA-256 of its data, so a file in another place "
+            f"cannot be checked to be the same; put it back at {config.csv_path}"
+        )
     if saved is not None and saved != data_sha256:
-        config = read_config(run_dir)[0]  # the document checked, only to name the file
         if config.csv_path is None:
             raise InputError(
                 f"{run_dir / CONFIG_FILE}: data_sha256 is set, but data = {config.data!r} "
                 "is no file"
             )
+        if moved_to is not None:
+            raise InputError(
+                f"{moved_to}: not the file the run in {run_dir} was trained on (its SHA-256 "
+                f"differs from that of {config.csv_path} then); resuming needs the same data"
+            )
         raise InputError(
             f"{config.csv_path}: the file changed since the run in {run_dir} started (its SHA-256 "
             f"differs); resuming needs the same data: restore the file, or train anew"
         )
+
+
+def check_data_found(config: Config, new_place: str) -> None:
+    """InputError where the CSV file a run's ``config`` names is gone (a dangling link
+    too), saying how to name its new place (``new_place``: the flag, the argument)."""
+    path = config.csv_path
+    if path is not None and not os.path.exists(path):
+        raise InputError(
+            f"{path}: file not found (the run's data, as its config.json names it); if it "
+            f"moved, name its new place ({new_place})"
+        )
+
+
+def move_data(run_dir: str | Path, data: str) -> None:
+    """Set ``config.json``'s ``data`` to ``data``: the run's CSV file in its new place."""
+    path = output_path(_check_run_dir(run_dir), CONFIG_FILE)
+    doc = _read_json(path, CONFIG_FILE)
+    doc["config"]["data"] = data
+    atomic_write(path, _dumps(doc))
 
 
 def _check_version(doc: dict[str, Any], path: Path) -> None:

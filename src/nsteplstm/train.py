@@ -844,8 +844,9 @@ def _restore(
 def _resume_config(
     saved: Config, given: Config | Mapping[str, Any] | None, run_dir: Path
 ) -> Config:
-    """The saved config; a given one must match it, except in the device. ``given`` as
-    a mapping holds only the settings the user named; the others are the run's own."""
+    """The saved config; a given one must match it, except in the device and in the
+    place of a CSV file (checked to be the same file by the caller). ``given`` as a
+    mapping holds only the settings the user named; the others are the run's own."""
     if given is None:
         return saved
     a = saved.to_dict()
@@ -853,13 +854,14 @@ def _resume_config(
         given = Config.merged(a, given, toml_source=str(run_dir / runs.CONFIG_FILE), stored=True)
     b = given.to_dict()
     a["data"], b["data"] = absolute_data(a["data"]), absolute_data(b["data"])  # as stored
-    differ = [k for k in a if k != "device" and a[k] != b[k]]
+    may_differ = {"device"} | ({"data"} if saved.csv_path and given.csv_path else set())
+    differ = [k for k in a if k not in may_differ and a[k] != b[k]]
     if differ:
         shown = ", ".join(f"{k} (run: {a[k]!r}, given: {b[k]!r})" for k in differ[:3])
         raise InputError(
             f"{run_dir}: --resume continues the run with its own settings; these differ: {shown}"
         )
-    return saved if a["device"] == b["device"] else given
+    return dataclasses.replace(saved, device=given.device, data=b["data"])
 
 
 def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -1014,6 +1016,11 @@ def _run_config(
         saved, saved_model, _ = runs.read_config(out)
         config = _resume_config(saved, config, out)
         lock.acquire(out)  # before the checkpoint: another process may be replacing it
+        if config.data != saved.data:  # the run's CSV file, moved: checked, then named
+            runs.check_same_data(out, source_digest(config), moved_to=config.csv_path)
+            runs.move_data(out, config.data)
+        new_place = "with --resume, --data csv:PATH; from Python, data= in config"
+        runs.check_data_found(config, new_place)
         checkpoint = runs.load_checkpoint(out)
         if checkpoint is None and (out / runs.MODEL_FILE).exists():
             raise InputError(
