@@ -288,7 +288,7 @@ def test_import_chainer_of_a_two_feature_model_needs_its_data(tmp_path, monkeypa
     doc = json.loads((run / "config.json").read_text())
     config = doc["config"]
     assert (config["data"], config["csv_columns"]) == (f"csv:{tmp_path / 'three.csv'}", ["a", "c"])
-    assert doc["data_columns"] == ["a", "c"]
+    assert doc["data_header"] == {"columns": ["a", "c"], "series_id": None}
     monkeypatch.chdir(run)  # the CSV path is stored absolute
     assert main(["forecast", str(run), "--horizon", "5"]) == 0
     out = capsys.readouterr().out

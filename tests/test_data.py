@@ -440,6 +440,7 @@ def test_load_dataset_csv_scaled_on_train_split(tmp_path: Path) -> None:
     assert ds.kind == "csv" and ds.integer_valued and ds.n_features == 1
     assert len(ds.series) == 3 and ds.series[0].shape == (40, 1)
     assert ds.series_ids == ["0", "1", "2"]
+    assert ds.header == {"columns": ["v"], "series_id": "id"}
     assert ds.train_x.shape == (3 * (20 - 5), 5, 1) and ds.val_x.shape == (3 * 15, 5, 1)
     train_raw = np.arange(20, dtype=np.float32) * 2
     np.testing.assert_allclose(ds.scaler.mean, [train_raw.mean()], rtol=1e-6)
@@ -447,8 +448,11 @@ def test_load_dataset_csv_scaled_on_train_split(tmp_path: Path) -> None:
     np.testing.assert_allclose(ds.scaler.inverse(ds.series[0])[:, 0], 2 * np.arange(40), atol=1e-4)
     unscaled = load_dataset(dataclasses.replace(cfg, scale="none"))
     assert unscaled.scaler is None and unscaled.series[0][-1, 0] == 78.0
+    one = load_dataset(dataclasses.replace(cfg, csv_series_id=None, csv_columns=("v",)))
+    assert one.series_ids is None and one.header == {"columns": ["v"], "series_id": None}
+    headless = write(tmp_path, rows + "\n")
     assert (
-        load_dataset(dataclasses.replace(cfg, csv_series_id=None, csv_columns=("v",))).series_ids
+        load_dataset(dataclasses.replace(cfg, data=f"csv:{headless}", csv_series_id=0)).header
         is None
     )
 

@@ -178,7 +178,7 @@ def _run_csv_columns(tmp: Path, base: Path) -> Path:
 
     def edit(doc: dict) -> None:
         doc["config"]["data"] = f"csv:{data}"
-        doc["data_columns"] = ["v"]
+        doc["data_header"] = {"columns": ["v"], "series_id": None}
 
     _edit_config(run, edit)
     return run

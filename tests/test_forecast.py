@@ -264,7 +264,7 @@ def make_run(tmp_path, data: str = "fibonacci", name: str = "run", **settings):
     digest, rows = source_digest(config), None
     if config.csv_path is not None:
         rows = training_rows(dataset, config.split_rate)
-    runs.write_config(run_dir, config, model.config, dataset.scaler, digest, dataset.features, rows)
+    runs.write_config(run_dir, config, model.config, dataset.scaler, digest, dataset.header, rows)
     runs.save_model(run_dir / runs.MODEL_FILE, model)
     history = [dict(epoch=1, train_loss=1.0, val_loss=2.0, seconds=0.1)]
     runs.write_history(run_dir, history)
@@ -702,7 +702,7 @@ def test_forecast_run_knows_the_training_part_only_of_the_data_trained_on(tmp_pa
     older, _ = make_run(tmp_path, data=f"csv:{path}", name="older", split_rate=0.5)
     config, model, scaler = runs.read_config(older)
     digest = runs.stored_data_digest(older)  # a run from before training_rows
-    runs.write_config(older, config, model, scaler, digest, ["v"])
+    runs.write_config(older, config, model, scaler, digest, {"columns": ["v"], "series_id": None})
     assert scores(older) == (5, 5, 34)
     write(path, [str(t % 9) for t in range(95)])  # grown: another file to such a run
     assert scores(older) == (5, None, None)
@@ -863,7 +863,7 @@ def test_forecast_run_needs_the_header_names_it_was_trained_on_in_order(tmp_path
     path = tmp_path / "ab.csv"
     path.write_text("a,b\n" + "\n".join(rows) + "\n")
     run_dir, _ = make_run(tmp_path, data=f"csv:{path}", n_in=2, n_out=2)
-    assert runs.load_run(run_dir).data_columns == ["a", "b"]
+    assert runs.load_run(run_dir).data_header == {"columns": ["a", "b"], "series_id": None}
     for header, read in [
         ("b,a\n", "columns 'b', 'a'"),
         ("x,y\n", "columns 'x', 'y'"),
@@ -877,12 +877,31 @@ def test_forecast_run_needs_the_header_names_it_was_trained_on_in_order(tmp_path
     assert not list(run_dir.glob("forecast-*"))
     other.write_text("a,b\n" + "\n".join(rows[:40]) + "\n")
     assert forecast_run(run_dir, horizon=3, data=f"csv:{other}")["points"] == 6
-    unnamed = tmp_path / "unnamed"  # a run from before data_columns: not checked
+    unnamed = tmp_path / "unnamed"  # a run from before data_header: not checked
     unnamed.mkdir()
     for f in (runs.MODEL_FILE, runs.HISTORY_FILE, runs.METRICS_FILE):
         (unnamed / f).write_bytes((run_dir / f).read_bytes())
     doc = json.loads((run_dir / runs.CONFIG_FILE).read_text())
-    del doc["data_columns"]
+    del doc["data_header"]
     (unnamed / runs.CONFIG_FILE).write_text(json.dumps(doc))
     other.write_text("x,y\n" + "\n".join(rows) + "\n")
     assert forecast_run(unnamed, horizon=3, data=f"csv:{other}", force=True)["points"] == 6
+
+
+def test_forecast_run_needs_the_series_id_column_it_was_trained_on(tmp_path) -> None:
+    # With csv_series_id by index, a file whose id column had swapped places with
+    # another was grouped by that column (every shop at one week as a "series").
+    from nsteplstm.forecast import forecast_run
+
+    rows = [(f"s{k}", str(t), str(t % 7 + k)) for k in range(2) for t in range(80)]
+    path = tmp_path / "shops.csv"
+    path.write_text("shop,week,units\n" + "".join(",".join(r) + "\n" for r in rows))
+    settings = {"csv_series_id": 0, "csv_columns": ["units"]}
+    run_dir, _ = make_run(tmp_path, data=f"csv:{path}", **settings)
+    moved = tmp_path / "moved.csv"
+    moved.write_text("week,shop,units\n" + "".join(f"{t},{s},{v}\n" for s, t, v in rows))
+    message = rf"^{moved}: series ids read from column 'week', but the run's came from column"
+    with pytest.raises(InputError, match=message):
+        forecast_run(run_dir, data=f"csv:{moved}")
+    assert not list(run_dir.glob("forecast-*"))
+    assert forecast_run(run_dir, horizon=3, series="s1")["points"] == 3

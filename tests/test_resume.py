@@ -541,7 +541,10 @@ def test_resume_refuses_a_changed_csv(tmp_path: Path) -> None:
     run = tmp_path / "run"
     interrupt(Config.from_dict(settings, "test"), run, lambda e, b, n: (e, b) == (1, n))
     doc = json.loads((run / runs.CONFIG_FILE).read_text())
-    assert len(doc["data_sha256"]) == 64 and doc["data_columns"] == ["v"]
+    assert len(doc["data_sha256"]) == 64 and doc["data_header"] == {
+        "columns": ["v"],
+        "series_id": None,
+    }
     trained = np.array([[t % 7] for t in range(108)], dtype="<f8")  # 0.9 of 120 rows
     digest = hashlib.sha256(trained.tobytes()).hexdigest()
     assert doc["training_rows"] == {"": {"rows": 108, "sha256": digest}}

@@ -420,12 +420,16 @@ def test_a_data_hash_beside_generated_data_is_named_as_such(tmp_path: Path) -> N
         runs.check_same_data(tmp_path, None)
 
 
+HEADER = r'\{"columns": \[names\], "series_id": name or null\}'
+
+
 @pytest.mark.parametrize(
     ("key", "value", "what"),
     [
         ("data_sha256", 5, "a string"),
-        ("data_columns", "a,b", "a list of strings"),
-        ("data_columns", ["a", 1], "a list of strings"),
+        ("data_header", ["a", "b"], HEADER),
+        ("data_header", {"columns": ["a", 1], "series_id": None}, HEADER),
+        ("data_header", {"columns": ["a"], "series_id": 0}, HEADER),
         ("training_rows", {"": {"rows": -1, "sha256": "ab"}}, r"an object of .* by series id"),
         ("training_rows", {"": {"rows": 3}}, r"an object of .* by series id"),
     ],
@@ -438,7 +442,7 @@ def test_data_facts_of_the_wrong_type_are_named(tmp_path: Path, key, value, what
     path.write_text(json.dumps(doc))
     read = {
         "data_sha256": runs.stored_data_digest,
-        "data_columns": runs.stored_data_columns,
+        "data_header": runs.stored_data_header,
         "training_rows": runs.stored_training_rows,
     }
     with pytest.raises(InputError, match=rf"config.json: {key} must be {what} or null, got "):

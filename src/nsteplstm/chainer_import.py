@@ -588,10 +588,10 @@ def import_chainer_run(
     if str(settings.get("data", "")).startswith("csv:"):  # scale is a CSV setting
         settings = {"scale": "none", **settings}
     config = _run_config(path, settings)
-    features = None  # the header's names of the CSV columns the model takes
+    header = None  # the header's names of the CSV columns the model takes
     if config.data != "adding":  # the run must be able to forecast: its data loads and fits
         series = load_series(config)
-        features = series.features
+        header = series.header
         longest = max(len(x) for x in series.series)
         if longest < config.sequence_size:
             raise InputError(
@@ -601,7 +601,7 @@ def import_chainer_run(
             )
 
     def write(run_dir: Path) -> None:
-        write_config(run_dir, config, model.config, None, data_columns=features)
+        write_config(run_dir, config, model.config, None, data_header=header)
         write_results(run_dir, model, [], {"imported_from": str(Path(path).resolve())})
 
     return prepare_run_dir(out_dir, force, write)  # all of the run or none of it

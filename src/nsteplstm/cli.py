@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="csv:PATH",
         help="read this CSV file instead of the run's (a run trained on a CSV file): "
         "the same file moved, or newer data with the same columns (the same header names, "
-        "in the same order), scaled as in training "
+        "in the same order, and series-id column), scaled as in training "
         "(default: the run's own file)",
     )
     p.set_defaults(func=_cmd_forecast, parser=p)

@@ -266,9 +266,9 @@ def _read_table(
     columns: Sequence[str | int] | None,
     header: bool | None,
     series_id: str | int | None,
-) -> tuple[dict[str, np.ndarray], list[str] | None]:
-    """:func:`read_csv`, and the header's names of the columns read (None without a
-    header)."""
+) -> tuple[dict[str, np.ndarray], list[str] | None, str | None]:
+    """:func:`read_csv`, the header's names of the columns read and of the series_id
+    column (None without a header, or without series_id)."""
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
     if header is not None and not isinstance(header, bool):
@@ -346,7 +346,9 @@ def _read_table(
     series = {
         k: np.asarray(g, dtype=np.float64).reshape(len(g), len(use)) for k, g in groups.items()
     }
-    return series, None if names is None else [names[i] for i in use]
+    if names is None:
+        return series, None, None
+    return series, [names[i] for i in use], None if id_index is None else names[id_index]
 
 
 # ----------------------------------------------------------------------- scaling
@@ -535,7 +537,8 @@ class Series:
     (fibonacci always), so its forecasts may be rounded; kind: "fibonacci", "sine" or
     "csv"; series_ids: their ids (the csv_series_id column's text), None for one series
     without an id; features: the F features' names (a CSV's header), None where there
-    are none.
+    are none; id_column: the header's name of the csv_series_id column, None where
+    there is none.
     """
 
     series: list[np.ndarray]
@@ -545,11 +548,20 @@ class Series:
     kind: str
     series_ids: list[str] | None = None
     features: list[str] | None = None
+    id_column: str | None = None
 
     @property
     def integer_valued(self) -> bool:
         """Every feature holds integers only."""
         return all(self.integer_features)
+
+    @property
+    def header(self) -> dict[str, Any] | None:
+        """The header's names of the columns read, ``{"columns": features, "series_id":
+        id_column}``; None without a header (and for generated series)."""
+        if self.features is None:
+            return None
+        return {"columns": self.features, "series_id": self.id_column}
 
 
 @dataclass(kw_only=True)
@@ -641,7 +653,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
     training parts of config.split_rate. Only that fit splits the series, so a series
     too short to split still loads when a scaler is given or none applies.
     """
-    series_ids = features = None
+    series_ids = features = id_column = None
     if config.data == "adding":
         raise ValueError("load_series: data = 'adding' has no series; use load_adding")
     if config.data == "fibonacci":
@@ -651,7 +663,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
         raw = [sine(config.total_size, config.period, config.noise, config.seed).reshape(-1, 1)]
         integer_features = [False]
     elif (path := config.csv_path) is not None:
-        by_id, features = _read_table(
+        by_id, features, id_column = _read_table(
             path, config.csv_columns, config.csv_header, config.csv_series_id
         )
         raw = list(by_id.values())
@@ -685,7 +697,9 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
                 f"config: data = {config.data!r} gives values that are not finite in float32"
                 f"{scaled} (check period, noise, the data's range)"
             )
-    return Series(series, raw, scaler, integer_features, config.data_kind, series_ids, features)
+    return Series(
+        series, raw, scaler, integer_features, config.data_kind, series_ids, features, id_column
+    )
 
 
 def _split(series: list[np.ndarray], config: Config) -> tuple[list[np.ndarray], list[np.ndarray]]:

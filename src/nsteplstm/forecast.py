@@ -382,9 +382,9 @@ def forecast_run(
     ``data = "csv:PATH"`` reads that CSV file instead of the run's own (the run must
     have been trained on a CSV file): the same file moved, or newer data with the same
     columns, taken as ``config.json``'s CSV settings say and scaled with the run's scaler.
-    Where the run recorded its header's names of the columns read (``data_columns``),
+    Where the run recorded its header's names of the columns read (``data_header``),
     the file read, the run's own or another, must name the same columns in the same
-    order.
+    order, and the same series-id column.
 
     Returns ``{mode, points, rmse, mae, round_accuracy, seconds, start, series, non_finite,
     in_sample, held_out_from, data}``
@@ -446,7 +446,7 @@ def _forecast_run(
     size = run.config.sequence_size
     horizon = check_int("horizon", 4 * size if horizon is None else horizon)
     _check_run_memory(horizon, run.config.n_out)
-    source, index = _series_to_forecast(config, run.scaler, series, run.data_columns)
+    source, index = _series_to_forecast(config, run.scaler, series, run.data_header)
     x = source.series[index]  # (T, F), scaled like the training data
     start = _run_start(start, x.shape[0], size)
     # The outputs after the arguments: a mistake is named first.
@@ -497,12 +497,13 @@ def _forecast_run(
 
 
 def _series_to_forecast(
-    config: Config, scaler: Scaler | None, series: str | None, columns: list[str] | None
+    config: Config, scaler: Scaler | None, series: str | None, header: dict[str, Any] | None
 ) -> tuple[Series, int]:
     """The series ``config`` names, scaled with the run's ``scaler``, and the index of
     the one with id ``series`` (the first when None); InputError when it is shorter
-    than one start window, or when its header does not name the ``columns`` the run
-    was trained on (None: not known)."""
+    than one start window, or when its header does not name the columns the run was
+    trained on (``header``, the run's :attr:`nsteplstm.data.Series.header`; None: not
+    known)."""
     from .data import ColumnCountError, load_series
 
     try:
@@ -513,12 +514,7 @@ def _series_to_forecast(
             f"run's model takes {config.n_in}; a forecast needs the columns it was "
             "trained on"
         ) from None
-    if columns is not None and source.features != columns:
-        read = "no header" if source.features is None else f"columns {some(source.features)}"
-        raise InputError(
-            f"{config.csv_path}: {read} read, but the run was trained on columns "
-            f"{some(columns)}; a forecast needs the columns it was trained on, in that order"
-        )
+    _check_header(source, header, config.csv_path)
     index = _series_index(source.series_ids, series, config.data)
     size, length = config.sequence_size, len(source.series[index])
     if length < size:
@@ -530,6 +526,25 @@ def _series_to_forecast(
         other = f"; choose another with --series (e.g. {longer[0]!r})" if longer else ""
         raise InputError(f"series {ids[index]!r} has {too_short}{other}")
     return source, index
+
+
+def _check_header(source: Series, header: dict[str, Any] | None, path: Path | None) -> None:
+    """InputError unless ``source`` was read from columns of the names in ``header``, the
+    run's (None: not recorded), in the same order and with the same series-id column."""
+    if header is None or source.header == header:
+        return
+    trained = f"the run was trained on columns {some(header['columns'])}"
+    if source.header is None:
+        read = "no header read"
+    elif source.features != header["columns"]:
+        read = f"columns {some(source.features)} read"
+    else:
+        read = f"series ids read from column {source.id_column!r}"
+        trained = f"the run's came from column {header['series_id']!r}"
+    raise InputError(
+        f"{path}: {read}, but {trained}; a forecast needs the columns it was trained on, "
+        "in that order"
+    )
 
 
 def _in_sample(

@@ -4,8 +4,9 @@ A run directory holds:
 
 - ``config.json``: ``{"format_version": 1, "config": Config.to_dict(), "model":
   Forecaster.config, "scaler": Scaler.to_dict() or null, "data_sha256": the CSV
-  file's SHA-256 or null, "data_columns": the header's names of the CSV columns read,
-  or null, "training_rows": per series id, how many first rows of a CSV series the
+  file's SHA-256 or null, "data_header": the header's names of the CSV columns read
+  and of its series-id column (``{"columns": [...], "series_id": name or null}``), or
+  null, "training_rows": per series id, how many first rows of a CSV series the
   model was trained on and their SHA-256 (see :func:`nsteplstm.data.training_rows`), or
   null}``; written first.
 - ``model.safetensors``: the final weights (``Forecaster.state_dict()`` keys), float32.
@@ -497,7 +498,7 @@ def write_config(
     model_config: dict[str, Any],
     scaler: Scaler | None,
     data_sha256: str | None = None,
-    data_columns: list[str] | None = None,
+    data_header: dict[str, Any] | None = None,
     training_rows: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Write ``config.json`` (see the module docstring)."""
@@ -507,7 +508,7 @@ def write_config(
         "model": model_config,
         "scaler": None if scaler is None else scaler.to_dict(),
         "data_sha256": data_sha256,
-        "data_columns": data_columns,
+        "data_header": data_header,
         "training_rows": training_rows,
     }
     atomic_write(output_path(run_dir, CONFIG_FILE), _dumps(doc))
@@ -551,15 +552,23 @@ def stored_training_rows(run_dir: str | Path) -> dict[str, dict[str, Any]] | Non
     )
 
 
-def stored_data_columns(run_dir: str | Path) -> list[str] | None:
-    """``config.json``'s ``data_columns``: the header's names of the CSV columns the run
-    was trained on, in order; None for generated data, a file without header and runs
-    written before they were recorded."""
+def _header(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and set(v) == {"columns", "series_id"}
+        and isinstance(v["columns"], list)
+        and all(isinstance(c, str) for c in v["columns"])
+        and (v["series_id"] is None or isinstance(v["series_id"], str))
+    )
+
+
+def stored_data_header(run_dir: str | Path) -> dict[str, Any] | None:
+    """``config.json``'s ``data_header`` (see :attr:`nsteplstm.data.Series.header`): the
+    header's names of the CSV columns the run was trained on, in order, and of its
+    series-id column; None for generated data, a file without header and runs written
+    before they were recorded."""
     return _stored(
-        run_dir,
-        "data_columns",
-        lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
-        "a list of strings",
+        run_dir, "data_header", _header, '{"columns": [names], "series_id": name or null}'
     )
 
 
@@ -809,7 +818,7 @@ class Run:
     metrics: dict[str, Any]
     scaler: Scaler | None
     data_sha256: str | None = None  # the CSV file's when training started
-    data_columns: list[str] | None = None  # its header's names of the columns read
+    data_header: dict[str, Any] | None = None  # see data.Series.header
     training_rows: dict[str, dict[str, Any]] | None = None  # see data.training_rows
 
 
@@ -846,7 +855,7 @@ def load_run(run_dir: str | Path) -> Run:
         metrics,
         scaler,
         stored_data_digest(run_dir),
-        stored_data_columns(run_dir),
+        stored_data_header(run_dir),
         stored_training_rows(run_dir),
     )
 

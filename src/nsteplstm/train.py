@@ -1127,12 +1127,12 @@ class _Run:
         """Write config.json and the first checkpoint into the new run directory."""
         self.lock.acquire(run_dir)
         scaler = getattr(self.dataset, "scaler", None)
-        columns = getattr(self.dataset, "features", None)
+        header = getattr(self.dataset, "header", None)
         rows = None
         if self.config.csv_path is not None:
             rows = training_rows(self.dataset, self.config.split_rate)
         runs.write_config(
-            run_dir, self.config, self.model.config, scaler, self.digest, columns, rows
+            run_dir, self.config, self.model.config, scaler, self.digest, header, rows
         )
         self._write_checkpoint(run_dir)
 
