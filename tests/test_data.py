@@ -660,6 +660,23 @@ def test_read_csv_messages_stay_short_and_say_why(tmp_path: Path) -> None:
             read_csv(path, ["b"])
 
 
+def test_a_column_name_that_matches_twice_or_a_first_row_of_data_is_explained(
+    tmp_path: Path,
+) -> None:
+    # "use an index" only: forecast, which takes the run's columns, cannot follow it.
+    path = write(tmp_path, "date,units,units\nx,1,2\ny,3,4\n")
+    message = r"column 'units' names several columns \(1, 2\); rename all but one, or give"
+    with pytest.raises(InputError, match=message):
+        read_csv(path, ["units"])
+    # A file without header, its columns named: the first row was listed as the names.
+    path = write(tmp_path, "2020-01-01,10.0,3\n2020-01-02,11.0,4\n")
+    hint = r"not present \(available: '2020-01-01', '10.0', '3'\); the first row holds numbers: if"
+    with pytest.raises(InputError, match=hint):
+        read_csv(path, ["units"])
+    with pytest.raises(InputError, match=r"'units' not present \(available: 'date', 'v'\)$"):
+        read_csv(write(tmp_path, "date,v\nx,1\n"), ["units"])
+
+
 def test_a_number_is_written_in_ascii_without_underscores(tmp_path: Path) -> None:
     # float() read "2_51" as 251 and full-width digits as digits, without a word.
     for cell in ("2_51", "\uff11\uff12"):

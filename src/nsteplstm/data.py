@@ -158,10 +158,14 @@ def _resolve_column(
     matches = [i for i, n in enumerate(names) if n == col.strip()]
     if not matches:
         hint = next((h for n in names if (h := _not_a_number_hint(n))), "")
+        if not hint and any(_is_number(n) for n in names):
+            hint = "; the first row holds numbers: if it is data, the file has no header"
         raise InputError(f"{path}: {key} {_show(col)} not present (available: {available}){hint}")
     if len(matches) > 1:
+        shown = ", ".join(map(str, matches))
         raise InputError(
-            f"{path}: {key} {_show(col)} names several columns ({matches}); use an index"
+            f"{path}: {key} {_show(col)} names several columns ({shown}); rename all but "
+            "one, or give the column by its index"
         )
     return matches[0]
 
