@@ -632,6 +632,9 @@ def test_train_says_how_many_series_gave_no_window(tmp_path, capsys):
     )
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["series"], metrics["series_without_val_window"]) == (6, 4)
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["data_header"] == {"columns": ["v"], "series_id": "shop"}
+    assert [doc["training_rows"][f"s{k}"]["rows"] for k in range(6)] == [108, 108, 40, 40, 40, 40]
     assert metrics["series_without_train_window"] == 0
     assert metrics["series_left_out"] == {"train": [], "val": ["s2", "s3", "s4", "s5"]}
     # A run written before series_left_out was kept resumes with the counts alone.

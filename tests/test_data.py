@@ -677,6 +677,14 @@ def test_a_column_name_that_matches_twice_or_a_first_row_of_data_is_explained(
         read_csv(write(tmp_path, "date,v\nx,1\n"), ["units"])
 
 
+def test_rows_digest_is_of_the_numbers_not_of_their_writing() -> None:
+    from nsteplstm.data import rows_digest
+
+    a = np.array([[0.0, 1.5], [2.0, -3.0]])
+    assert rows_digest(a) == rows_digest(np.array([[-0.0, 1.5], [2, -3]], dtype=np.float32))
+    assert rows_digest(a) != rows_digest(a[:1]) and rows_digest(a) != rows_digest(a + 1e-12)
+
+
 def test_a_number_is_written_in_ascii_without_underscores(tmp_path: Path) -> None:
     # float() read "2_51" as 251 and full-width digits as digits, without a word.
     for cell in ("2_51", "\uff11\uff12"):

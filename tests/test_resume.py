@@ -606,6 +606,45 @@ def test_a_moved_csv_needs_the_runs_digest_to_resume(tmp_path: Path) -> None:
         train({"data": f"csv:{moved}"}, run, resume=True, quiet=True)
 
 
+def test_a_resume_that_fails_after_naming_a_moved_csv_keeps_config_json(tmp_path: Path) -> None:
+    # The new place was written into config.json before the checks that follow it.
+    data = tmp_path / "d.csv"
+    data.write_text("v\n" + "\n".join(str(t % 7) for t in range(120)) + "\n")
+    settings = {"data": f"csv:{data}", "sequence_size": 10, "n_hidden": 4, "epochs": 2}
+    run = tmp_path / "run"
+    train(Config.from_dict(settings, "test"), run, quiet=True)
+    (run / runs.CHECKPOINT_FILE).unlink()  # final weights, no checkpoint: refused
+    before = sorted((p.name, p.read_bytes()) for p in run.iterdir())
+    moved = tmp_path / "moved.csv"
+    data.rename(moved)
+    with pytest.raises(InputError, match=r"no checkpoint.json to resume from"):
+        train({"data": f"csv:{moved}"}, run, resume=True, quiet=True)
+    assert sorted((p.name, p.read_bytes()) for p in run.iterdir()) == before
+
+
+def test_an_older_run_with_a_relative_csv_path_resumes_with_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Runs stored the path as typed, and no SHA-256: a resume naming any setting took
+    # the same file for a moved one and refused it.
+    monkeypatch.chdir(tmp_path)
+    Path("d.csv").write_text("v\n" + "\n".join(str(t % 7) for t in range(120)) + "\n")
+    settings = {"data": "csv:d.csv", "sequence_size": 10, "n_hidden": 4, "epochs": 2}
+    run = tmp_path / "run"
+    interrupt(Config.from_dict(settings, "test"), run, lambda e, b, n: (e, b) == (1, n))
+    doc = json.loads((run / runs.CONFIG_FILE).read_text())
+    doc["config"]["data"], doc["data_sha256"] = "csv:d.csv", None
+    (run / runs.CONFIG_FILE).write_text(json.dumps(doc))
+    assert train({"device": "cpu"}, run, resume=True, quiet=True).metrics["epochs"] == 2
+    assert train(None, run, resume=True, quiet=True).trained is False
+    assert runs.read_config(run)[0].data == "csv:d.csv"  # not moved: left as it was
+
+    Path("d.csv").rename("gone.csv")  # without a SHA-256 no other place can be checked
+    message = r"d.csv: file not found \(the run's data.*\); put it back there: the run records no"
+    with pytest.raises(InputError, match=message):
+        train(None, run, resume=True, quiet=True)
+
+
 def test_resume_with_named_settings_continues_the_run(tmp_path: Path, reference: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(reference, run)

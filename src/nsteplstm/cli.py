@@ -164,7 +164,8 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             "note: which of these points the model was trained on is not known (in_sample "
             "n/a): this series does not begin with the rows the run was trained on (or "
             "the run did not see it), or the run does not record them (imported from "
-            "Chainer; an older run, which compares the whole file, changed since)"
+            "Chainer; an older run knows them only while its file is unchanged and its "
+            "SHA-256 recorded)"
         )
     if result["non_finite"]:
         print(
@@ -290,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(their scores are in-sample), and 'held_out_from' the first --start whose "
         "points lie past it (n/a where the run does not know it: a Chainer import, a "
         "series that does not begin with the rows the run was trained on, or an older "
-        "run's CSV file that changed since).",
+        "run, unless its CSV file is unchanged and its SHA-256 recorded).",
     )
     p.add_argument("run", type=path_arg, help="run directory written by `nsteplstm train`")
     p.add_argument(

@@ -153,7 +153,7 @@ def _resolve_column(
     if names is None:
         raise InputError(
             f"{path}: {key} {_show(col)} given by name but the file has no header "
-            f"(use 0-based indices 0..{n_cols - 1})"
+            f"(add the header row, or use 0-based indices 0..{n_cols - 1})"
         )
     matches = [i for i, n in enumerate(names) if n == col.strip()]
     if not matches:
@@ -622,8 +622,9 @@ def source_digest(config: Config) -> str | None:
 
 def rows_digest(rows: np.ndarray) -> str:
     """SHA-256 (hex) of a series' rows (T, F) as read (float64): the same numbers give
-    the same digest however the file writes them (``1``, ``1.0``)."""
-    return hashlib.sha256(np.ascontiguousarray(rows, dtype="<f8").tobytes()).hexdigest()
+    the same digest however the file writes them (``1``, ``1.0``, ``-0``)."""
+    values = np.ascontiguousarray(rows, dtype="<f8") + 0.0  # -0.0 + 0.0 is 0.0
+    return hashlib.sha256(values.tobytes()).hexdigest()
 
 
 def training_rows(series: Series, split_rate: float) -> dict[str, dict[str, Any]]:

@@ -565,7 +565,8 @@ def _forecast_config(run: Run, data: str | None) -> Config:
     from .runs import check_data_found
 
     if data is None:
-        check_data_found(run.config, "--data csv:PATH, data= from Python")
+        where = "--data csv:PATH, data= from Python"
+        check_data_found(run.config, f"if it moved, name its new place ({where})")
         return run.config
     if not isinstance(data, str) or not data.startswith("csv:") or not data[4:].strip():
         raise InputError(f"data must be csv:PATH, got {data!r}")

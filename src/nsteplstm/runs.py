@@ -603,14 +603,13 @@ def check_same_data(
         )
 
 
-def check_data_found(config: Config, new_place: str) -> None:
+def check_data_found(config: Config, advice: str) -> None:
     """InputError where the CSV file a run's ``config`` names is gone (a dangling link
-    too), saying how to name its new place (``new_place``: the flag, the argument)."""
+    too), ending in ``advice`` (how to name its new place, say)."""
     path = config.csv_path
     if path is not None and not os.path.exists(path):
         raise InputError(
-            f"{path}: file not found (the run's data, as its config.json names it); if it "
-            f"moved, name its new place ({new_place})"
+            f"{path}: file not found (the run's data, as its config.json names it); {advice}"
         )
 
 

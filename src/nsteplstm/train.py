@@ -977,7 +977,7 @@ def _train(
 ) -> TrainResult:
     """:func:`train` inside its lock and torch settings: set up, restore, train, write."""
     out = runs.run_path(out_dir)
-    config, saved_model, checkpoint = _run_config(config, out, force, resume, lock)
+    config, saved_model, checkpoint, moved = _run_config(config, out, force, resume, lock)
     if progress is None:
         # The bar goes to stderr, and only when the user watches: both streams on a terminal.
         watching = sys.stdout.isatty() and sys.stderr.isatty()
@@ -993,12 +993,16 @@ def _train(
     kept = _finished_metrics(out) if finished else None
     if kept is not None:
         # Nothing to train: keep the run's files (its forecasts in metrics.json too).
+        if moved:
+            runs.move_data(out, config.data)
         return TrainResult([dict(row) for row in state.history], kept, out, trained=False)
     if resume:
         if not runs.can_create_in(out):  # found now, not at the next checkpoint
             raise InputError(f"cannot resume {out}: the directory is not writable")
         for leftover in runs.leftover_files(out):  # of a process killed while writing
             leftover.unlink(missing_ok=True)
+        if moved:  # every check passed: the run goes on from the file's new place
+            runs.move_data(out, config.data)
     _train_epochs(run)
     return _write_results(run, rewritten=finished)
 
@@ -1009,25 +1013,30 @@ def _run_config(
     force: bool,
     resume: bool,
     lock: runs.RunLock,
-) -> tuple[Config, dict[str, Any] | None, runs.Checkpoint | None]:
-    """The run's checked config; with ``resume`` also the saved model arguments and the
-    checkpoint (None where there is none). Takes ``lock`` on an existing ``out``."""
+) -> tuple[Config, dict[str, Any] | None, runs.Checkpoint | None, bool]:
+    """The run's checked config; with ``resume`` also the saved model arguments, the
+    checkpoint (None where there is none) and whether the run's CSV file is to be read
+    from a new place (checked to be the same file). Takes ``lock`` on an existing
+    ``out``."""
     if resume:
         saved, saved_model, _ = runs.read_config(out)
         config = _resume_config(saved, config, out)
         lock.acquire(out)  # before the checkpoint: another process may be replacing it
-        if config.data != saved.data:  # the run's CSV file, moved: checked, then named
+        moved = absolute_data(config.data) != absolute_data(saved.data)
+        if moved:
             runs.check_same_data(out, source_digest(config), moved_to=config.csv_path)
-            runs.move_data(out, config.data)
-        new_place = "with --resume, --data csv:PATH; from Python, data= in config"
-        runs.check_data_found(config, new_place)
+        elif runs.stored_data_digest(out) is None:  # nothing to check another place by
+            runs.check_data_found(config, "put it back there: the run records no SHA-256 of it")
+        else:
+            where = "with --resume, --data csv:PATH; from Python, data= in config"
+            runs.check_data_found(config, f"if it moved, name its new place ({where})")
         checkpoint = runs.load_checkpoint(out)
         if checkpoint is None and (out / runs.MODEL_FILE).exists():
             raise InputError(
                 f"{out}: no {runs.CHECKPOINT_FILE} to resume from, and the run has final "
                 f"weights ({runs.MODEL_FILE}); to train it anew: --out {out} --force"
             )
-        return config, saved_model, checkpoint
+        return config, saved_model, checkpoint, moved
     if not isinstance(config, (Config, Mapping)):
         raise InputError(f"train: config must be a Config or a mapping, got {config!r:.60}")
     # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
@@ -1037,7 +1046,7 @@ def _run_config(
     runs.check_run_dir_free(out, force)
     if out.is_dir():  # an old run in it may be in training: fail now, not at the end
         lock.acquire(out)
-    return config, None, None
+    return config, None, None, False
 
 
 def _set_up(
