@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from nsteplstm.cli import main
-from nsteplstm.errors import gib
+from nsteplstm.errors import InputError, gib
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -316,3 +316,46 @@ def test_sizes_in_messages_keep_three_digits_or_group_thousands() -> None:
         "1,234 GiB",
         "8.94e+14 GiB",
     ]
+
+
+def test_a_python_flag_that_is_not_a_bool_is_refused(tmp_path, base_run) -> None:
+    # force="no" is truthy: it replaced the run, the forecast, the figure.
+    from nsteplstm.bench import run_bench
+    from nsteplstm.chainer_import import import_chainer_run
+    from nsteplstm.demo import run_demo
+    from nsteplstm.forecast import forecast_run
+    from nsteplstm.plots import plot_runs
+    from nsteplstm.train import train
+
+    run = _copy_run(tmp_path, base_run, "run")
+    (tmp_path / "mine.png").write_bytes(b"my picture")
+    before = _snapshot(tmp_path)
+    calls = {
+        "force": [
+            lambda: train(None, run, force="no"),
+            lambda: forecast_run(run, force="no"),
+            lambda: plot_runs([run], tmp_path / "mine.png", force="no"),
+            lambda: import_chainer_run(FIXTURES / "article_nstep.npz", run, force="no"),
+            lambda: run_demo(tmp_path / "demo", force="no"),
+            lambda: run_bench(tmp_path / "bench", force="no"),
+        ],
+        "resume": [lambda: train(None, run, resume="yes")],
+        "quiet": [lambda: train(None, tmp_path / "new", quiet=1)],
+        "quick": [lambda: run_bench(tmp_path / "bench", quick="yes")],
+    }
+    for name, tries in calls.items():
+        for call in tries:
+            with pytest.raises(InputError, match=rf"^{name} must be True or False, got "):
+                call()
+    assert _snapshot(tmp_path) == before
+
+
+def test_plot_runs_names_a_string_of_runs_and_a_title_that_is_no_string(tmp_path, base_run):
+    from nsteplstm.plots import plot_runs
+
+    run = _copy_run(tmp_path, base_run, "run")
+    with pytest.raises(InputError, match=r"^run_dirs must be a list of run directories, got "):
+        plot_runs(str(run), tmp_path / "a.png")  # was: "run directory / does not exist"
+    with pytest.raises(InputError, match=r"^title must be a string, got None"):
+        plot_runs([run], tmp_path / "a.png", title=None)  # was an AttributeError
+    assert not (tmp_path / "a.png").exists()

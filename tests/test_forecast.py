@@ -905,3 +905,13 @@ def test_forecast_run_needs_the_series_id_column_it_was_trained_on(tmp_path) -> 
         forecast_run(run_dir, data=f"csv:{moved}")
     assert not list(run_dir.glob("forecast-*"))
     assert forecast_run(run_dir, horizon=3, series="s1")["points"] == 3
+
+
+def test_forecast_run_takes_a_numpy_integer_start(tmp_path) -> None:
+    # It ran the forecast, then failed writing metrics.json: "int64 is not JSON serializable".
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    assert forecast_run(run_dir, horizon=3, start=np.int64(2))["start"] == 2
+    result = forecast_run(run_dir, horizon=3, start=np.int32(-S), name="last")
+    assert result["start"] == 80 - S and type(result["start"]) is int

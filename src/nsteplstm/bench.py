@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from .config import Config
 from .data import Dataset, load_dataset
 from .device import MALLOC_ENV, resolve_device, seed_everything, torch_settings_kept, tune_malloc
-from .errors import InputError, check_int, is_finite_number
+from .errors import InputError, check_bool, check_int, is_finite_number
 from .forecast import MODES, ONE_THREAD_STARTS, forecast
 from .plots import check_output_file, png_bytes
 from .runs import can_create_in, new_directory, read_metrics, write_files
@@ -1395,6 +1395,7 @@ def run_bench(
     only when the results are written, so a failed run leaves nothing behind.
     """
     out = Path(out)
+    quick, force = check_bool("quick", quick), check_bool("force", force)
     s = _setup(out, quick, repeats, device, chainer_python, force)
     peak, rows = _time_training(s, _contenders(s))
     forecasts, chainer_fc = _time_forecasts(s)

@@ -42,7 +42,7 @@ from torch import nn
 
 from .config import Config, absolute_data
 from .data import load_series
-from .errors import InputError, check_int, one_line, read_input
+from .errors import InputError, check_bool, check_int, one_line, read_input
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
     prepare_run_dir,
@@ -541,6 +541,7 @@ def import_chainer_run(
             override that contradicts the checkpoint, an invalid config, a non-empty
             ``out_dir`` without ``force``, a ``prefix`` that holds no chain.
     """
+    force = check_bool("force", force)
     overrides = {k: v for k, v in config_overrides.items() if v is not None}
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
     dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one

@@ -19,7 +19,7 @@ from typing import Any
 from . import runs
 from .config import Config
 from .device import reset_peak_memory
-from .errors import InputError
+from .errors import InputError, check_bool
 from .forecast import forecast_run
 from .plots import plot_losses, plot_overlay
 from .train import Interrupted, train
@@ -50,6 +50,7 @@ def run_demo(
     1, 2 and 3 layers at ``base.dropout``, and 2 layers at each of :data:`DROPOUTS`
     besides. ``echo`` gets the progress lines and the final table.
     """
+    force, quiet = check_bool("force", force), check_bool("quiet", quiet)
     base = Config.from_dict(replace(base or Config(), epochs=epochs).to_dict(), "of the demo")
     if base.data == "adding":
         raise InputError("demo: data = 'adding' is sequence-to-one; the demo forecasts a series")

@@ -86,6 +86,14 @@ def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = 
     return int(value)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a bool; :class:`InputError` naming ``name`` unless it is True or
+    False (a truthy ``"no"`` would otherwise replace the user's files)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_not_special(path: str | os.PathLike[str], where: str) -> None:
     """:class:`InputError` ``"{where}: not a regular file ..."`` when ``path`` is a pipe,
     socket or device: reading ``/dev/zero`` never ends, and opening a FIFO waits for a

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .config import Config, absolute_data
 from .device import check_memory
-from .errors import InputError, check_choice, check_int, gib, is_int, some
+from .errors import InputError, check_bool, check_choice, check_int, gib, is_int, some
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
@@ -415,6 +415,7 @@ def forecast_run(
     from . import runs  # the run-directory layer is only needed here
 
     check_choice("mode", mode, MODES)
+    force = check_bool("force", force)
     name = _check_name(mode if name is None else name, mode)
     lock = runs.RunLock()
     lock.acquire(runs.run_path(run_dir))  # first: a run being trained is read half-written
@@ -647,7 +648,7 @@ def _run_start(start: int, length: int, sequence_size: int) -> int:
             f"series of {length} must start in [0, {last}], or in [-{length}, "
             f"-{sequence_size}] counted from the end"
         )
-    return start + length if start < 0 else start
+    return int(start + length if start < 0 else start)  # a numpy integer is no JSON
 
 
 NAME_CHARS = 64

@@ -22,7 +22,7 @@ from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .errors import InputError, check_choice
+from .errors import InputError, check_bool, check_choice
 from .runs import atomic_write, read_history, run_name
 
 METRICS = ("val_loss", "train_loss", "both")
@@ -336,7 +336,11 @@ def plot_runs(
     ``.png`` (so it can never name a run's data: config, weights, history, metrics; with
     ``force`` it may replace a run's forecast figure) and, unless ``force``, not exist.
     """
-    out = check_output_file(out, force, suffix=".png")
+    out = check_output_file(out, check_bool("force", force), suffix=".png")
+    if isinstance(run_dirs, (str, bytes, os.PathLike)):  # its characters are no runs
+        raise InputError(f"run_dirs must be a list of run directories, got {run_dirs!r}")
+    if not isinstance(title, str):
+        raise InputError(f"title must be a string, got {title!r}")
     dirs = [Path(d) for d in run_dirs]
     seen: dict[Path, Path] = {}
     for d in dirs:

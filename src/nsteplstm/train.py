@@ -57,7 +57,7 @@ from .device import (
     seed_everything,
     torch_settings_kept,
 )
-from .errors import InputError, gib, is_finite_number, is_int
+from .errors import InputError, check_bool, gib, is_finite_number, is_int
 from .model import Forecaster, lstm_weight_count
 from .packing import PackedLayout
 
@@ -956,6 +956,8 @@ def train(
         InputError also when another process trains into ``out_dir``
             (:class:`nsteplstm.runs.RunLock`).
     """
+    force, resume = check_bool("force", force), check_bool("resume", resume)
+    quiet = check_bool("quiet", quiet)
     if force and resume:  # it was ignored: the run was resumed
         raise InputError("force (--force) replaces a run, resume (--resume) keeps it: not both")
     lock = runs.RunLock()
