@@ -373,6 +373,23 @@ def test_long_titles_and_labels_are_wrapped_and_fit(tmp_path: Path) -> None:
     assert max(len(line) for line in labels[0].split("\n")) <= plots.LEGEND_CHARS
 
 
+def test_a_legend_of_many_runs_fits_and_each_run_has_its_own_color() -> None:
+    # 14 runs with both curves: the legend ran off the bottom of the figure, the last
+    # runs could not be told apart, and past 20 runs the colors repeated.
+    runs = {f"run {i:02d}": history() for i in range(24)}
+    fig = plots.overlay_figure(runs, "t", "both")
+    fig.draw_without_rendering()  # lays the figure out at its own dpi
+    box = fig.bbox
+    texts = fig.axes[0].get_legend().get_texts()
+    assert len(texts) == 48
+    for text in texts:
+        extent = text.get_window_extent()
+        assert box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()
+    colors = {to_rgba(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert len(colors) == 24
+    assert plots.overlay_figure({"a": history()}, "t").get_size_inches()[1] == 4.5
+
+
 def test_forecast_panels_take_their_features_names() -> None:
     t, truth, pred = forecast_data(panels=2)
     fig = plots.forecast_figure(t, truth, pred, (0, 5), "two", ylabels=["units", "price $"])

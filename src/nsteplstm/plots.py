@@ -275,6 +275,13 @@ def plot_losses(
     return save_png(losses_figure(history, title), path)
 
 
+def _distinct_colors(n: int) -> list[Any]:
+    """``n`` colors, each run its own: tab10 or tab20, else ``n`` steps along turbo."""
+    if n <= 20:
+        return list(matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors[:n])
+    return [matplotlib.colormaps["turbo"](x) for x in np.linspace(0.0, 1.0, n)]
+
+
 def overlay_figure(
     runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str, metric: str = "val_loss"
 ) -> Figure:
@@ -290,19 +297,30 @@ def overlay_figure(
         raise InputError("runs is empty: nothing to overlay")
     keys = ("train_loss", "val_loss") if metric == "both" else (metric,)
     styles = {"train_loss": "--", "val_loss": "-"}
-    fig = Figure(figsize=(8.5, 4.5), layout="constrained")
-    ax = fig.subplots()
-    colors = matplotlib.colormaps["tab10" if len(runs) <= 10 else "tab20"].colors
-    for i, (label, history) in enumerate(runs.items()):
-        epochs = _epochs(history, f"the history of run {label!r}")
+    names = {}
+    for label in runs:
         for key in keys:
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
             name = _shown(_wrapped(name, LEGEND_CHARS))
             if name.startswith("_"):  # matplotlib leaves such labels out of the legend
                 name = "\u200b" + name  # a zero-width space: shown as given
-            color, mark = colors[i % len(colors)], _marker(epochs, key)
+            names[label, key] = name
+    # The legend beside the axes needs about 0.2 inch a line: a taller figure for many.
+    lines = sum(name.count("\n") + 1 for name in names.values())
+    fig = Figure(figsize=(8.5, max(4.5, 0.8 + 0.2 * lines)), layout="constrained")
+    ax = fig.subplots()
+    colors = _distinct_colors(len(runs))
+    for i, (label, history) in enumerate(runs.items()):
+        epochs = _epochs(history, f"the history of run {label!r}")
+        for key in keys:
+            mark = _marker(epochs, key)
             ax.plot(
-                epochs, _column(history, key), styles[key], marker=mark, color=color, label=name
+                epochs,
+                _column(history, key),
+                styles[key],
+                marker=mark,
+                color=colors[i],
+                label=names[label, key],
             )
     what = "loss" if metric == "both" else f"{_LABELS[metric]} loss"
     _loss_axes(ax, f"{what} (MSE)")
