@@ -679,9 +679,18 @@ def test_import_run_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="scale must be 'none'"):
         import_chainer_run(fixture("article_nstep"), tmp_path / "c", scale="standard")
     nan = rewrite(tmp_path, "article_nstep", **{"l2/b": np.array([np.nan], np.float32)})
-    with pytest.raises(InputError, match="NaN"):
+    with pytest.raises(InputError, match=r"npz: l2/b holds NaN or infinite values$"):
         import_chainer_run(nan, tmp_path / "e")
     nan.unlink()
+    with np.load(fixture("article_nstep")) as npz:
+        head = npz["l2/W"].astype(np.float64)
+    head[0, 0] = 1e300  # a float64 file: it was cast to inf with a RuntimeWarning
+    big = rewrite(tmp_path, "article_nstep", **{"l2/W": head})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=r"l2/W holds 1e\+300, beyond float32's range"):
+            import_chainer_run(big, tmp_path / "e")
+    big.unlink()
     assert not any(tmp_path.iterdir())  # nothing written on a failure
     out = import_chainer_run(fixture("article_nstep"), tmp_path / "d")
     with pytest.raises(InputError, match="not empty"):

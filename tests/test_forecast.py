@@ -154,6 +154,7 @@ def test_one_dimensional_series_is_one_feature() -> None:
             r"series must have shape \(T, 1\) .* \(40, 2\)",
         ),
         (dict(series=np.full((40, 1), np.nan, np.float32)), r"start window at 0 holds NaN"),
+        (dict(series=np.full(40, 1e300)), r"start window at 0 .* \(in float32, the model's"),
     ],
 )
 def test_errors(kwargs: dict, message: str) -> None:

@@ -549,10 +549,17 @@ def import_chainer_run(
     model = _link_or_chain(shapes, where, p, None, dropout)
     if not isinstance(model, Forecaster):
         raise _not_a_chain(model, where, p)
-    _load_exact(model, _state(model, _read_arrays(path, p, shapes)))
+    arrays = _read_arrays(path, p, shapes)
+    for key, a in arrays.items():
+        if not np.isfinite(a).all():
+            raise InputError(f"Chainer checkpoint {path}: {p}{key} holds NaN or infinite values")
+        if a.size and np.abs(a).max() > np.finfo(np.float32).max:
+            raise InputError(
+                f"Chainer checkpoint {path}: {p}{key} holds {np.abs(a).max():.3g}, beyond "
+                "float32's range (3.4e38 in magnitude)"
+            )
+    _load_exact(model, _state(model, arrays))
     model.eval()
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise InputError(f"Chainer checkpoint {path}: holds NaN or infinite weights")
     found = {k: v for k, v in model.config.items() if k != "dropout"}
     for key, value in found.items():
         if key in overrides and overrides[key] != value:
@@ -679,7 +686,8 @@ def _load_exact(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    with np.errstate(over="ignore"):  # loaded as stored: past float32, inf
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
 def _prefix_hint(shapes: Shapes, prefix: str, outside: str = "") -> str:

@@ -200,7 +200,10 @@ def _check(
     _check_windows(x, starts, sequence_size, horizon)
     for s in starts:
         if not np.isfinite(x[s : s + sequence_size]).all():
-            raise InputError(f"the start window at {s} holds NaN or infinite values")
+            raise InputError(
+                f"the start window at {s} holds NaN or infinite values (in float32, the "
+                "model's type: at most 3.4e38 in magnitude)"
+            )
     return x
 
 
@@ -214,7 +217,8 @@ def _series(series: np.ndarray, n_in: int | None = None, dtype: type = np.float3
     try:
         raw = np.asarray(series)
         kind = raw.dtype.kind  # O: objects, numbers or not (the cast below decides)
-        x = raw.astype(dtype) if kind in "biufO" else None
+        with np.errstate(over="ignore"):  # past float32: inf, named by the window check
+            x = raw.astype(dtype) if kind in "biufO" else None
     except (TypeError, ValueError) as e:
         raise InputError(f"series must be an array of numbers: {e}") from None
     if x is None:
