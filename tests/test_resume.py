@@ -672,7 +672,8 @@ def test_force_keeps_the_old_run_until_the_new_one_can_start(
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     before = sorted(p.name for p in run.iterdir())
-    bad = Config.from_dict({**SETTINGS, "data": f"csv:{tmp_path / 'missing.csv'}"}, "test")
+    settings = {k: v for k, v in SETTINGS.items() if k != "total_size"}  # not for a CSV
+    bad = Config.from_dict({**settings, "data": f"csv:{tmp_path / 'missing.csv'}"}, "test")
     with pytest.raises(InputError, match="missing.csv: file not found"):
         train(bad, run, force=True, quiet=True)
     assert sorted(p.name for p in run.iterdir()) == before

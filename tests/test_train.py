@@ -217,7 +217,8 @@ def test_adding_loss_is_on_the_last_step_only() -> None:
 
 
 def test_adding_training_reports_baseline(tmp_path: Path) -> None:
-    config = tiny(data="adding", adding_samples=200, sequence_size=8, min_length=4, epochs=2)
+    settings = {"adding_samples": 200, "sequence_size": 8, "min_length": 4, "epochs": 2}
+    config = dataclasses.replace(tiny(data="adding", **settings), total_size=Config.total_size)
     result = train(config, tmp_path / "run", quiet=True)
     assert result.metrics["baseline_mse"] == pytest.approx(1 / 6, abs=0.06)
     assert result.metrics["test_mse"] == result.metrics["val_loss"]
@@ -445,3 +446,20 @@ def test_train_restores_torch_settings_it_trains_under(tmp_path: Path) -> None:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.utils.deterministic.fill_uninitialized_memory = before[2]
         cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = before[3:]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"value": 7, "data": "sine"}, r"value = 7 applies only to data = fibonacci, not data ="),
+        ({"period": 3.0}, r"period = 3.0 applies only to data = sine, not data = 'fibonacci'"),
+        (Config(scale="none"), r"scale = 'none' applies only to data = csv, not data = 'fib"),
+    ],
+)
+def test_train_refuses_a_setting_for_another_kind_of_data(tmp_path, settings, message) -> None:
+    # The command line and TOML refused them, a Python call stored them as if they applied.
+    with pytest.raises(InputError, match=rf"^config settings: {message}.*: remove it$"):
+        train(settings, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+    run = train(Config(epochs=1, n_hidden=4, total_size=300, sequence_size=5), tmp_path / "ok")
+    assert run.metrics["epochs"] == 1  # a Config at its defaults elsewhere is fine

@@ -231,22 +231,30 @@ class Config:
             values[key] = None
             origin[key] = overrides_source
         config = _build(values, origin, toml_source if toml_dict is not None else overrides_source)
-        kind = config.data_kind
         given = {k for k, v in overrides.items() if v is not None}
         if toml_dict is not None and not stored:
             given |= set(toml_dict)
-        for key, kinds in DATA_SETTINGS.items():  # given, it would be stored as if it applied
-            if key in given and kind not in kinds:
-                fix = (
-                    f"drop --{key.replace('_', '-')}"
-                    if origin[key] == overrides_source
-                    else f"remove it from {origin[key]}"
-                )
-                raise InputError(
-                    f"{_where(origin[key])}: {key} = {_show(values[key])} applies only to "
-                    f"data = {' or '.join(kinds)}, not data = {_show(config.data)}: {fix}"
-                )
+        config.check_data_settings(given, origin, toml_source)
         return config
+
+    def check_data_settings(
+        self, given: Collection[str], origin: Mapping[str, str], toml_source: str = ""
+    ) -> None:
+        """InputError for a setting of :data:`DATA_SETTINGS` among those ``given`` that
+        does not apply to this data (stored, it would look as if it applied); ``origin``
+        names where each came from (the command line, the TOML file ``toml_source``, the
+        settings of a Python call), as the fix says."""
+        for key, kinds in DATA_SETTINGS.items():
+            if key in given and self.data_kind not in kinds:
+                source = origin.get(key, "settings")
+                if source == COMMAND_LINE:
+                    fix = f": drop --{key.replace('_', '-')}"
+                else:
+                    fix = f": remove it from {source}" if source == toml_source else ": remove it"
+                raise InputError(
+                    f"{_where(source)}: {key} = {_show(getattr(self, key))} applies only to "
+                    f"data = {' or '.join(kinds)}, not data = {_show(self.data)}{fix}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-able values (None stays None, csv_columns a list)."""

@@ -1043,7 +1043,12 @@ def _run_config(
         raise InputError(f"train: config must be a Config or a mapping, got {config!r:.60}")
     # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
     settings = config.to_dict() if isinstance(config, Config) else config
+    given = set(settings)  # of a Config, the settings not at their defaults
+    if isinstance(config, Config):
+        defaults = Config().to_dict()
+        given = {k for k, v in settings.items() if v != defaults[k]}
     config = Config.from_dict(settings, "settings")
+    config.check_data_settings(given, {})
     config = dataclasses.replace(config, data=absolute_data(config.data))
     runs.check_run_dir_free(out, force)
     if out.is_dir():  # an old run in it may be in training: fail now, not at the end
