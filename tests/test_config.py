@@ -196,6 +196,15 @@ def test_device_forms() -> None:
         Config.from_dict({"device": "cuda:\u0663"}, "t")  # an Arabic-Indic 3 was read as 3
 
 
+def test_numpy_floats_and_bools_are_settings_as_python_ones() -> None:
+    # np.float32(0.2) was "a float32, expected a number" while np.float64 passed.
+    c = Config.from_dict({"dropout": np.float32(0.25), "keep_best": np.bool_(False)}, "t")
+    assert (c.dropout, c.keep_best) == (0.25, False)
+    assert type(c.dropout) is float and type(c.keep_best) is bool  # JSON takes them
+    with pytest.raises(InputError, match=r"keep_best = .* expected"):
+        Config.from_dict({"keep_best": np.int64(1)}, "t")
+
+
 def test_n_in_n_out_derived_from_data() -> None:
     adding = Config.from_dict({"data": "adding"}, "t")
     assert (adding.n_in, adding.n_out) == (2, 1)

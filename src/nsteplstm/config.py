@@ -26,6 +26,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import MAX_DATA_SIZE, InputError, is_int, one_line, read_input
 
 if sys.version_info >= (3, 11):
@@ -447,13 +449,13 @@ def _check_type(kind: str, v: Any) -> Any | None:
     if kind in ("int", "int?"):
         return int(v) if is_int(v) else None
     if kind == "float":
-        if isinstance(v, float):
-            return v
+        if isinstance(v, (float, np.floating)):  # np.float32 is no float subclass
+            return float(v)
         if is_int(v):
             return float(v) if abs(v) < 2**1000 else math.inf  # later rejected as not finite
         return None
     if kind in ("bool", "bool?"):
-        return v if isinstance(v, bool) else None
+        return bool(v) if isinstance(v, (bool, np.bool_)) else None
     if kind == "str":
         return v if isinstance(v, str) else None
     if kind in ("device", "id?"):
