@@ -509,7 +509,7 @@ def test_plot_keeps_existing_files_unless_force(trained, tmp_path, capsys):
     model = (trained / "model.safetensors").read_bytes()
     argv = ["plot", str(trained), "--out", str(trained / "model.safetensors"), "--force"]
     assert main(argv) == 2
-    one_error_line(capsys, "plot", "the name must end in .png")
+    one_error_line(capsys, "plot", "the name must be NAME.png")
     assert (trained / "model.safetensors").read_bytes() == model
 
     out = tmp_path / "mine.png"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import re
 from collections.abc import Callable
@@ -89,6 +90,13 @@ def test_int_accepted_for_float_bool_not_int() -> None:
         ("device", 1.0, "device = 1.0 is a float, expected a string or an integer"),
         ("seed", None, "seed is null, expected an integer"),
         ("n_layers", {"\n": None}, "n_layers = {'\\n' = null} is a table"),  # one line
+        ("seed", datetime.date(1979, 5, 27), "seed = 1979-05-27 is a date, expected an int"),
+        ("seed", datetime.time(7, 32), "seed = 07:32:00 is a time, expected an integer"),
+        (
+            "seed",
+            datetime.datetime(1979, 5, 27, 7, 32, tzinfo=datetime.UTC),
+            "seed = 1979-05-27T07:32:00+00:00 is a date-time, expected an integer",
+        ),
     ],
 )
 def test_wrong_type(key: str, value: Any, expected: str) -> None:

@@ -236,8 +236,9 @@ def test_plot_runs_keeps_an_existing_out_unless_force(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("o.jpg", r"o\.jpg: the name must end in \.png"),
-        ("a/history.csv", r"history\.csv: the name must end in \.png"),  # a run's own file
+        ("o.jpg", r"o\.jpg: the name must be NAME\.png"),
+        (".png", r"\.png: the name must be NAME\.png"),  # a hidden file, no suffix
+        ("a/history.csv", r"history\.csv: the name must be NAME\.png"),  # a run's own file
         ("a", "a: it is a directory"),
         ("", r"cannot write \.: it is a directory"),
         ("a/history.csv/x.png", r"history\.csv/x\.png: .*a/history\.csv is not a directory$"),

@@ -14,6 +14,7 @@ checks them against the file.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import json
 import math
@@ -405,6 +406,8 @@ def _toml(value: Any) -> str:
         return "[" + ", ".join(_toml(x) for x in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml(x)}" for k, x in value.items()) + "}"
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date too
+        return value.isoformat()
     return repr(value)
 
 
@@ -428,6 +431,9 @@ _VALUE_KINDS = (
     (str, "a string"),
     ((list, tuple), "an array"),
     (dict, "a table"),
+    (datetime.datetime, "a date-time"),
+    (datetime.date, "a date"),
+    (datetime.time, "a time"),
 )
 
 

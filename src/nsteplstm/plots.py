@@ -44,7 +44,7 @@ def check_output_file(
     if path.is_dir():
         raise InputError(f"cannot write {path}: it is a directory")
     if suffix is not None and path.suffix.lower() != suffix:
-        raise InputError(f"cannot write {path}: the name must end in {suffix} (the format written)")
+        raise InputError(f"cannot write {path}: the name must be NAME{suffix} (the format written)")
     if not path.parent.is_dir():
         existing = next((p for p in path.parents if p.exists()), None)
         if existing is not None and not existing.is_dir():
