@@ -780,3 +780,21 @@ def test_import_run_other_config_errors_are_not_blamed_on_sequence_size(tmp_path
     with pytest.raises(InputError, match="total_size") as info:
         import_chainer_run(fixture("article_nstep"), tmp_path / "run", total_size=10)
     assert "--sequence-size" not in str(info.value)
+
+
+def test_import_messages_point_at_what_is_wrong(tmp_path: Path) -> None:
+    # An int head said to load the LSTM link alone (no run), a key with a stray "/"
+    # was only "missing", and bidirectional=True was ignored for a links.LSTM.
+    with np.load(fixture("article_nstep")) as npz:
+        bias, w0 = npz["l2/b"], npz["l1/0/w0"]
+    head = rewrite(tmp_path, "article_nstep", **{"l2/b": bias.astype(np.int64)})
+    with pytest.raises(InputError, match=r"'l2/b' has dtype int64, .* loaded into$"):
+        import_chainer_run(head, tmp_path / "run")
+    slash = rewrite(tmp_path, "article_nstep", **{"l1/0/w0": None, "l1/0/w0/": w0})
+    with pytest.raises(
+        InputError, match=r"l1/0/w0 must be 2-D .*, got missing \(keys: .*'l1/0/w0/'"
+    ):
+        import_chainer_run(slash, tmp_path / "run")
+    with pytest.raises(InputError, match=r"bidirectional=True, but the keys are a links.LSTM's"):
+        load_chainer_npz(fixture("article_step"), prefix="l1/", bidirectional=True)
+    assert not (tmp_path / "run").exists()

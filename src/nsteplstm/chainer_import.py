@@ -279,8 +279,13 @@ def _shapes_under(path: str | Path, prefix: str) -> tuple[Shapes, str, str]:
             f"prefix {chains[0]!r}: pass --prefix {chains[0]} (prefix={chains[0]!r} "
             "from Python)"
         )
-    # A snapshot holds more than weights: say where a link is, if not around the array.
-    _check_floating(headers, f"Chainer checkpoint {path}", lambda k: _prefix_hint(shapes, p, k))
+
+    # A snapshot holds more than weights: say where a link is, if not around the array,
+    # nor in the article chain's head (a link alone makes no run).
+    def hint(key: str) -> str:
+        return "" if re.search(r"(^|/)l2/[Wb]$", key) else _prefix_hint(shapes, p, key)
+
+    _check_floating(headers, f"Chainer checkpoint {path}", hint)
     return shapes, where, p
 
 
@@ -298,6 +303,10 @@ def _lstm_link(
 ) -> nn.Module:
     """The bare LSTM link that ``shapes`` (keys relative to ``prefix``) describe."""
     if any(k in shapes for k in _LSTM_KEYS):
+        if bidirectional:
+            raise InputError(
+                f"{where}: bidirectional=True, but the keys are a links.LSTM's (one direction)"
+            )
         return _step_lstm(shapes, where, prefix)
     if any(_NSTEP_KEY.fullmatch(k) for k in shapes):
         return _nstep_lstm(shapes, where, prefix, bidirectional, dropout)
@@ -314,7 +323,7 @@ def _nstep_lstm(
     """``links.NStep(Bi)LSTM`` keys -> :class:`NStepLSTM` / :class:`NStepBiLSTM`."""
     w0 = shapes.get("0/w0")
     if w0 is None or len(w0) != 2:
-        got = "missing" if w0 is None else f"shape {w0}"
+        got = f"missing (keys: {_list(shapes, prefix)})" if w0 is None else f"shape {w0}"
         raise InputError(f"{where}: {prefix}0/w0 must be 2-D (out_size, in_size), got {got}")
     n_hidden, n_in = _layer0_sizes(shapes)
     _check_sizes(where, f"{prefix}0/w0", (n_hidden, n_in), ("out_size", "in_size"))
