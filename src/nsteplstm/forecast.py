@@ -708,7 +708,7 @@ def _check_earlier(
     if earlier:
         raise InputError(
             f"{earlier[0]} already exists; use --force to replace that forecast, or "
-            "--name to keep it and write another beside it"
+            "--name to keep it and write another beside it (force=True, name= from Python)"
         )
 
 

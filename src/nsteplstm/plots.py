@@ -51,7 +51,9 @@ def check_output_file(
             raise InputError(f"cannot write {path}: {existing} is not a directory")
         raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
     if not force and os.path.lexists(path):
-        raise InputError(f"{path} already exists; use --force to overwrite it")
+        raise InputError(
+            f"{path} already exists; use --force to overwrite it (force=True from Python)"
+        )
     return path
 
 

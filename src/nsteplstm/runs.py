@@ -258,7 +258,7 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
     if not force and path.is_dir() and any(path.iterdir()):
         raise InputError(
             f"run directory {path} exists and is not empty; pass --force to overwrite "
-            "it or pick another --out"
+            "it or pick another --out (force=True or another directory from Python)"
         )
     for old in _old_run_files(path):
         if old.is_dir() and not old.is_symlink():
