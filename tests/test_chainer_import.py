@@ -798,3 +798,22 @@ def test_import_messages_point_at_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"bidirectional=True, but the keys are a links.LSTM's"):
         load_chainer_npz(fixture("article_step"), prefix="l1/", bidirectional=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_numpy_values_import_as_python_ones(tmp_path: Path) -> None:
+    # dropout=np.float32(0.25) reached config.json while the model took 0.3: a run that
+    # could not be read back. A float64 weight that rounds to float32's largest value
+    # is no overflow; np.True_ is a bool.
+    out = import_chainer_run(fixture("article_nstep"), tmp_path / "a", dropout=np.float32(0.25))
+    assert runs.load_run(out).model.config["dropout"] == 0.25
+    with np.load(fixture("article_nstep")) as npz:
+        head = npz["l2/W"].astype(np.float64)
+    head[0, 0] = np.nextafter(float(np.finfo(np.float32).max), np.inf)  # casts to the max
+    edge = rewrite(tmp_path, "article_nstep", **{"l2/W": head})
+    assert import_chainer_run(edge, tmp_path / "b").exists()
+    head[0, 0] = 3.5e38
+    over = rewrite(tmp_path, "article_nstep", **{"l2/W": head})
+    with pytest.raises(InputError, match=r"l2/W holds 3.5e\+38, beyond float32's range"):
+        import_chainer_run(over, tmp_path / "c")
+    step = load_chainer_npz(fixture("nstepbi_l1"), bidirectional=np.True_)
+    assert isinstance(step, NStepBiLSTM)

@@ -94,7 +94,7 @@ def test_int_accepted_for_float_bool_not_int() -> None:
         ("seed", datetime.time(7, 32), "seed = 07:32:00 is a time, expected an integer"),
         (
             "seed",
-            datetime.datetime(1979, 5, 27, 7, 32, tzinfo=datetime.UTC),
+            datetime.datetime(1979, 5, 27, 7, 32, tzinfo=datetime.timezone.utc),
             "seed = 1979-05-27T07:32:00+00:00 is a date-time, expected an integer",
         ),
     ],

@@ -358,4 +358,7 @@ def test_plot_runs_names_a_string_of_runs_and_a_title_that_is_no_string(tmp_path
         plot_runs(str(run), tmp_path / "a.png")  # was: "run directory / does not exist"
     with pytest.raises(InputError, match=r"^title must be a string, got None"):
         plot_runs([run], tmp_path / "a.png", title=None)  # was an AttributeError
+    two = _copy_run(tmp_path, base_run, "two")
+    with pytest.raises(InputError, match=r"^labels must be a list of one label per run, got 'ab'"):
+        plot_runs([run, two], tmp_path / "a.png", labels="ab")  # was labels 'a' and 'b'
     assert not (tmp_path / "a.png").exists()

@@ -155,6 +155,7 @@ def test_one_dimensional_series_is_one_feature() -> None:
         ),
         (dict(series=np.full((40, 1), np.nan, np.float32)), r"start window at 0 holds NaN"),
         (dict(series=np.full(40, 1e300)), r"start window at 0 .* \(in float32, the model's"),
+        (dict(series=np.array([10**400] * 40, dtype=object)), r"series must be an array of num"),
     ],
 )
 def test_errors(kwargs: dict, message: str) -> None:

@@ -377,18 +377,24 @@ def test_long_titles_and_labels_are_wrapped_and_fit(tmp_path: Path) -> None:
 def test_a_legend_of_many_runs_fits_and_each_run_has_its_own_color() -> None:
     # 14 runs with both curves: the legend ran off the bottom of the figure, the last
     # runs could not be told apart, and past 20 runs the colors repeated.
-    runs = {f"run {i:02d}": history() for i in range(24)}
-    fig = plots.overlay_figure(runs, "t", "both")
-    fig.draw_without_rendering()  # lays the figure out at its own dpi
-    box = fig.bbox
-    texts = fig.axes[0].get_legend().get_texts()
-    assert len(texts) == 48
-    for text in texts:
-        extent = text.get_window_extent()
-        assert box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()
-    colors = {to_rgba(line.get_color()) for line in fig.axes[0].get_lines()}
-    assert len(colors) == 24
+    for n in (24, plots.MAX_RUNS):  # one legend column, and several
+        runs = {f"run {i:03d}": history() for i in range(n)}
+        fig = plots.overlay_figure(runs, "t", "both")
+        fig.draw_without_rendering()  # lays the figure out at its own dpi
+        box = fig.bbox
+        texts = fig.axes[0].get_legend().get_texts()
+        assert len(texts) == 2 * n
+        for text in texts:
+            e = text.get_window_extent()
+            inside = box.x0 <= e.x0 and e.x1 <= box.x1 and box.y0 <= e.y0 and e.y1 <= box.y1
+            assert inside, (n, text.get_text())
+        colors = {to_rgba(line.get_color()) for line in fig.axes[0].get_lines()}
+        assert len(colors) == n
+        assert max(fig.get_size_inches()) < 20  # a 1000-run figure was 400 inches tall
     assert plots.overlay_figure({"a": history()}, "t").get_size_inches()[1] == 4.5
+    too_many = {f"r{i}": history() for i in range(plots.MAX_RUNS + 1)}
+    with pytest.raises(InputError, match=r"^101 runs are more than one figure can tell apart"):
+        plots.overlay_figure(too_many, "t")
 
 
 def test_forecast_panels_take_their_features_names() -> None:

@@ -42,7 +42,7 @@ from torch import nn
 
 from .config import Config, absolute_data
 from .data import load_series
-from .errors import InputError, check_bool, check_int, one_line, read_input
+from .errors import InputError, check_bool, check_int, is_finite_number, one_line, read_input
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
     prepare_run_dir,
@@ -252,8 +252,10 @@ def load_chainer_npz(
             indices that do not run 0, 1, .., zero sizes, or shapes that do not fit
             (key, shape found, shape expected).
     """
-    if bidirectional is not None and not isinstance(bidirectional, bool):
-        raise InputError(f"bidirectional must be None, True or False, got {bidirectional!r}")
+    if bidirectional is not None:
+        if not isinstance(bidirectional, (bool, np.bool_)):
+            raise InputError(f"bidirectional must be None, True or False, got {bidirectional!r}")
+        bidirectional = bool(bidirectional)
     shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
     model = _link_or_chain(shapes, where, p, bidirectional, dropout)
     _load_exact(model, _state(model, _read_arrays(path, p, shapes)))
@@ -562,10 +564,10 @@ def import_chainer_run(
     for key, a in arrays.items():
         if not np.isfinite(a).all():
             raise InputError(f"Chainer checkpoint {path}: {p}{key} holds NaN or infinite values")
-        if a.size and np.abs(a).max() > np.finfo(np.float32).max:
+        if not np.isfinite(_tensor(a).numpy()).all():  # finite, but not as float32
             raise InputError(
-                f"Chainer checkpoint {path}: {p}{key} holds {np.abs(a).max():.3g}, beyond "
-                "float32's range (3.4e38 in magnitude)"
+                f"Chainer checkpoint {path}: {p}{key} holds {np.abs(a).max():.6g}, beyond "
+                "float32's range (at most 3.40282e+38 in magnitude)"
             )
     _load_exact(model, _state(model, arrays))
     model.eval()
@@ -655,7 +657,7 @@ def _not_a_chain(lstm: nn.Module, where: str, prefix: str) -> InputError:
 
 
 def _is_ratio(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < 1
+    return is_finite_number(x) and 0 <= x < 1  # as Config takes it (a NumPy float too)
 
 
 # ------------------------------------------------------------------------- helpers

@@ -241,22 +241,26 @@ class Config:
         return config
 
     def check_data_settings(
-        self, given: Collection[str], origin: Mapping[str, str], toml_source: str = ""
+        self,
+        given: Collection[str],
+        origin: Mapping[str, str],
+        toml_source: str = "",
+        fix: str = "remove it",
     ) -> None:
         """InputError for a setting of :data:`DATA_SETTINGS` among those ``given`` that
         does not apply to this data (stored, it would look as if it applied); ``origin``
-        names where each came from (the command line, the TOML file ``toml_source``, the
-        settings of a Python call), as the fix says."""
+        names where each came from (the command line, the TOML file ``toml_source``, else
+        the settings of a Python call, for which ``fix`` says what to do)."""
         for key, kinds in DATA_SETTINGS.items():
             if key in given and self.data_kind not in kinds:
                 source = origin.get(key, "settings")
                 if source == COMMAND_LINE:
-                    fix = f": drop --{key.replace('_', '-')}"
+                    how = f"drop --{key.replace('_', '-')}"
                 else:
-                    fix = f": remove it from {source}" if source == toml_source else ": remove it"
+                    how = f"remove it from {source}" if source == toml_source else fix
                 raise InputError(
                     f"{_where(source)}: {key} = {_show(getattr(self, key))} applies only to "
-                    f"data = {' or '.join(kinds)}, not data = {_show(self.data)}{fix}"
+                    f"data = {' or '.join(kinds)}, not data = {_show(self.data)}: {how}"
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -477,7 +481,8 @@ DEVICE_FORMS = "'auto', 'cpu', 'cuda', 'cuda:K', or an integer (-1 = CPU, K >= 0
 
 
 # The settings of one kind of data, and the kinds they apply to ("csv" for csv:PATH).
-# Given for another kind (on the command line or in a TOML file), they are refused.
+# Given for another kind (on the command line, in a TOML file, to train() from Python),
+# they are refused (Config.check_data_settings).
 DATA_SETTINGS: dict[str, tuple[str, ...]] = {
     "value": ("fibonacci",),
     "total_size": ("fibonacci", "sine"),

@@ -219,7 +219,7 @@ def _series(series: np.ndarray, n_in: int | None = None, dtype: type = np.float3
         kind = raw.dtype.kind  # O: objects, numbers or not (the cast below decides)
         with np.errstate(over="ignore"):  # past float32: inf, named by the window check
             x = raw.astype(dtype) if kind in "biufO" else None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # Overflow: a Python int past 1e308
         raise InputError(f"series must be an array of numbers: {e}") from None
     if x is None:
         raise InputError(f"series must hold real numbers, got dtype {raw.dtype}")

@@ -10,6 +10,7 @@ it to ``path`` atomically (a temporary file in the same directory, then
 from __future__ import annotations
 
 import io
+import math
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,8 @@ from .runs import atomic_write, read_history, run_name
 METRICS = ("val_loss", "train_loss", "both")
 _LABELS = {"train_loss": "train", "val_loss": "validation"}
 TITLE_CHARS, LEGEND_CHARS = 80, 36  # longer lines are wrapped (they ran off the figure)
+MAX_RUNS = 100  # overlaid in one figure: more would be a legend of hundreds of lines
+LEGEND_LINES = 50  # lines of a legend column (0.2 inch each): more make another column
 
 
 def check_output_file(
@@ -297,6 +300,11 @@ def overlay_figure(
     check_choice("metric", metric, METRICS)
     if len(runs) == 0:
         raise InputError("runs is empty: nothing to overlay")
+    if len(runs) > MAX_RUNS:
+        raise InputError(
+            f"{len(runs)} runs are more than one figure can tell apart (at most {MAX_RUNS}): "
+            "plot them in groups"
+        )
     keys = ("train_loss", "val_loss") if metric == "both" else (metric,)
     styles = {"train_loss": "--", "val_loss": "-"}
     names = {}
@@ -307,9 +315,12 @@ def overlay_figure(
             if name.startswith("_"):  # matplotlib leaves such labels out of the legend
                 name = "\u200b" + name  # a zero-width space: shown as given
             names[label, key] = name
-    # The legend beside the axes needs about 0.2 inch a line: a taller figure for many.
+    # The legend beside the axes needs about 0.2 inch a line, and 2.7 inches a column:
+    # a taller figure for many runs, and a wider one past LEGEND_LINES.
     lines = sum(name.count("\n") + 1 for name in names.values())
-    fig = Figure(figsize=(8.5, max(4.5, 0.8 + 0.2 * lines)), layout="constrained")
+    columns = math.ceil(lines / LEGEND_LINES)
+    height = max(4.5, 0.8 + 0.2 * math.ceil(lines / columns))
+    fig = Figure(figsize=(8.5 + 2.7 * (columns - 1), height), layout="constrained")
     ax = fig.subplots()
     colors = _distinct_colors(len(runs))
     for i, (label, history) in enumerate(runs.items()):
@@ -326,7 +337,9 @@ def overlay_figure(
             )
     what = "loss" if metric == "both" else f"{_LABELS[metric]} loss"
     _loss_axes(ax, f"{what} (MSE)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small", ncols=columns
+    )
     ax.set_title(_shown(_wrapped(title, TITLE_CHARS)))
     return fig
 
@@ -367,6 +380,8 @@ def plot_runs(
         real = Path(os.path.realpath(d))  # Path.resolve raises on a symbolic link loop
         if seen.setdefault(real, d) is not d:
             raise InputError(f"run {d} is given twice (also as {seen[real]})")
+    if isinstance(labels, (str, bytes)):  # its characters are no labels
+        raise InputError(f"labels must be a list of one label per run, got {labels!r}")
     if labels is None:
         names = [run_name(d) for d in dirs]
         labels = names if len(set(names)) == len(names) else [str(d) for d in dirs]

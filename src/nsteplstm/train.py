@@ -851,7 +851,13 @@ def _resume_config(
         return saved
     a = saved.to_dict()
     if isinstance(given, Mapping):
-        given = Config.merged(a, given, toml_source=str(run_dir / runs.CONFIG_FILE), stored=True)
+        given = Config.merged(
+            a,
+            given,
+            toml_source=str(run_dir / runs.CONFIG_FILE),
+            overrides_source="settings",  # of a Python call: the command line gives a Config
+            stored=True,
+        )
     b = given.to_dict()
     a["data"], b["data"] = absolute_data(a["data"]), absolute_data(b["data"])  # as stored
     may_differ = {"device"} | ({"data"} if saved.csv_path and given.csv_path else set())
@@ -929,7 +935,9 @@ def train(
     """Train a :class:`Forecaster` as ``config`` says and write the run directory.
 
     ``config``: a :class:`~nsteplstm.config.Config`, or a mapping of the settings that
-    differ from its defaults (``{"n_layers": 2, "epochs": 10}``). Writes ``config.json``
+    differ from its defaults (``{"n_layers": 2, "epochs": 10}``); a setting of another
+    kind of data than ``config.data``'s that is not at its default (``period`` for
+    Fibonacci, :data:`~nsteplstm.config.DATA_SETTINGS`) is an InputError. Writes ``config.json``
     with the first checkpoint (so a run that fails before it leaves nothing), a
     checkpoint every ``config.checkpoint_every`` epochs (and at the last, or when
     interrupted), then ``model.safetensors``, ``history.csv`` and ``metrics.json``. With
@@ -1042,13 +1050,14 @@ def _run_config(
     if not isinstance(config, (Config, Mapping)):
         raise InputError(f"train: config must be a Config or a mapping, got {config!r:.60}")
     # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
-    settings = config.to_dict() if isinstance(config, Config) else config
-    given = set(settings)  # of a Config, the settings not at their defaults
-    if isinstance(config, Config):
-        defaults = Config().to_dict()
-        given = {k for k, v in settings.items() if v != defaults[k]}
+    built = isinstance(config, Config)
+    settings = config.to_dict() if built else config
     config = Config.from_dict(settings, "settings")
-    config.check_data_settings(given, {})
+    # A full mapping (Config.to_dict()) holds every setting: those at their defaults
+    # say nothing, the others must apply to the data.
+    given = {k for k, v in config.to_dict().items() if v != Config().to_dict()[k]}
+    fix = "leave it at its default" if built else "remove it"
+    config.check_data_settings(given & set(settings), {}, fix=fix)
     config = dataclasses.replace(config, data=absolute_data(config.data))
     runs.check_run_dir_free(out, force)
     if out.is_dir():  # an old run in it may be in training: fail now, not at the end
