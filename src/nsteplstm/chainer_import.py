@@ -564,7 +564,8 @@ def import_chainer_run(
     for key, a in arrays.items():
         if not np.isfinite(a).all():
             raise InputError(f"Chainer checkpoint {path}: {p}{key} holds NaN or infinite values")
-        if not np.isfinite(_tensor(a).numpy()).all():  # finite, but not as float32
+        arrays[key] = weights = _tensor(a).numpy()  # cast once: _state's _tensor copies not
+        if not np.isfinite(weights).all():  # finite, but not as float32
             raise InputError(
                 f"Chainer checkpoint {path}: {p}{key} holds {np.abs(a).max():.6g}, beyond "
                 "float32's range (at most 3.40282e+38 in magnitude)"

@@ -1055,7 +1055,8 @@ def _run_config(
     config = Config.from_dict(settings, "settings")
     # A full mapping (Config.to_dict()) holds every setting: those at their defaults
     # say nothing, the others must apply to the data.
-    given = {k for k, v in config.to_dict().items() if v != Config().to_dict()[k]}
+    defaults = Config().to_dict()
+    given = {k for k, v in config.to_dict().items() if v != defaults[k]}
     fix = "leave it at its default" if built else "remove it"
     config.check_data_settings(given & set(settings), {}, fix=fix)
     config = dataclasses.replace(config, data=absolute_data(config.data))
