@@ -66,8 +66,15 @@ def test_bad_arguments_are_input_errors(tmp_path: Path):
         run_bench(out=tmp_path / "new", repeats=10**20)
     # As root, os.access allowed /proc, and the bench failed only at its end.
     if Path("/proc/self").is_dir():
-        with pytest.raises(InputError, match=r"--out /proc/nsteplstm-x: cannot write into /proc$"):
+        with pytest.raises(
+            InputError, match=r"--out /proc/nsteplstm-x: cannot create it: /proc is not writable$"
+        ):
             run_bench(out=Path("/proc/nsteplstm-x"))
+    # Under a dangling link: the whole bench ran, then mkdir said "File exists".
+    with pytest.raises(
+        InputError, match=r"dangling/new: cannot create it: .*dangling is a broken symbolic link"
+    ):
+        run_bench(out=tmp_path / "dangling" / "new")
 
 
 def test_torch_defaults_restores_settings():

@@ -558,6 +558,63 @@ def test_csv_columns_that_do_not_fit_the_model_name_both(tmp_path: Path) -> None
     assert not (tmp_path / "run").exists()
 
 
+def test_a_csv_with_another_column_count_gets_the_import_s_fix(tmp_path: Path) -> None:
+    # It was training's advice, "set both to 2", which import-chainer has no flag for.
+    (tmp_path / "two.csv").write_text("a,b\n" + "".join(f"{i % 5},{i % 3}\n" for i in range(80)))
+    with pytest.raises(InputError) as e:
+        import_chainer_run(
+            fixture("article_nstep"), tmp_path / "run", data=f"csv:{tmp_path / 'two.csv'}"
+        )
+    assert str(e.value).endswith(
+        "two.csv: 2 columns read, but the checkpoint's model takes 1; choose 1 of them "
+        "with --csv-columns (csv_columns= from Python)"
+    )
+    rng = np.random.default_rng(3)  # a model of 2 features each way, for a file of 1 column
+    arrays = {f"l1/0/{p}{j}": rng.random((4, 2 if j < 4 else 4) if p == "w" else (4,), np.float32)
+              for p in "wb" for j in range(8)}  # fmt: skip
+    np.savez(tmp_path / "two.npz", **arrays, **{"l2/W": np.zeros((2, 4), np.float32)})
+    (tmp_path / "one.csv").write_text("a\n" + "".join(f"{i % 5}\n" for i in range(80)))
+    with pytest.raises(InputError) as e:
+        import_chainer_run(
+            tmp_path / "two.npz", tmp_path / "run", data=f"csv:{tmp_path / 'one.csv'}"
+        )
+    assert str(e.value).endswith(
+        "one.csv: 1 column read, but the checkpoint's model takes 2; name a file with 2 data "
+        "columns"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("data", ["adding", "bogus", "csv: "])
+def test_import_data_lists_only_what_an_import_takes(tmp_path: Path, data: str) -> None:
+    # Config's list offered "adding", whose 2-in, 1-out model no import can have.
+    with pytest.raises(InputError) as e:
+        import_chainer_run(fixture("article_nstep"), tmp_path / "run", data=data)
+    assert str(e.value) == (
+        f"import of {fixture('article_nstep')}: data = {data!r} is out of range (allowed: "
+        "fibonacci, sine, csv:PATH)"
+    )
+
+
+def test_cli_import_of_an_ambiguous_bare_link_prints_the_error_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The reading-as-NStepLSTM warning came first, with a source line: two lines more.
+    rng = np.random.default_rng(4)
+    arrays = {f"{k}/{p}{j}": rng.random((5, 5) if p == "w" else (5,), np.float32)
+              for k in "01" for p in "wb" for j in range(8)}  # fmt: skip
+    np.savez(tmp_path / "bare.npz", **arrays)
+    with pytest.warns(UserWarning, match="fit both a 2-layer NStepLSTM"):
+        load_chainer_npz(tmp_path / "bare.npz")  # from Python the warning stays
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (
+            main(["import-chainer", str(tmp_path / "bare.npz"), "--out", str(tmp_path / "r")]) == 2
+        )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a bare NStepLSTM" in err
+
+
 def test_nothing_to_load(tmp_path: Path) -> None:
     path = rewrite(tmp_path, "nstep_l1", **{"0/w0": None})
     assert "0/w0 must be 2-D" in one_line_error(path)

@@ -245,6 +245,12 @@ def test_a_run_directory_that_is_a_dangling_link_is_named_so(tmp_path: Path, cap
             assert main(argv) == 2
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and said in err, err
+    # A run directory under such a link: "cannot create run directory ...: File exists".
+    for link, said in ((tmp_path / "a", loop), (tmp_path / "broken", broken)):
+        path = link / "run"
+        assert main(["train", "--out", str(path), "--epochs", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.endswith(f"error: cannot create run directory {path}: {link} {said}\n"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "broken"]
 
 

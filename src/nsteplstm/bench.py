@@ -68,7 +68,7 @@ from .device import MALLOC_ENV, resolve_device, seed_everything, torch_settings_
 from .errors import InputError, check_bool, check_int, is_finite_number
 from .forecast import MODES, ONE_THREAD_STARTS, forecast
 from .plots import check_output_file, png_bytes
-from .runs import can_create_in, new_directory, read_metrics, write_files
+from .runs import creation_blocker, new_directory, read_metrics, write_files
 from .train import TrainData, _plan, make_model, make_optimizer, prepare_data, train_epoch
 
 JSON_FILE, TABLE_FILE, CHART_FILE = "bench.json", "bench.md", "bench.png"
@@ -1168,9 +1168,8 @@ def _check_out(out: Path, force: bool) -> None:
     if out.is_dir():
         for name in (JSON_FILE, TABLE_FILE, CHART_FILE):
             check_output_file(out / name, force)
-    parent = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
-    if not parent.is_dir() or not can_create_in(parent):
-        raise InputError(f"--out {out}: cannot write into {parent}")
+    if (why := creation_blocker(out)) is not None:
+        raise InputError(f"--out {out}: cannot create it: {why}")
 
 
 @dataclass(frozen=True)

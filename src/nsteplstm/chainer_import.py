@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, absolute_data
-from .data import load_series
+from .config import Config, absolute_data, is_csv_data
+from .data import ColumnCountError, load_series
 from .errors import InputError, check_bool, check_int, is_finite_number, one_line, read_input
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
@@ -554,10 +554,19 @@ def import_chainer_run(
     """
     force = check_bool("force", force)
     overrides = {k: v for k, v in config_overrides.items() if v is not None}
+    data = overrides.get("data")
+    if isinstance(data, str) and not (data in ("fibonacci", "sine") or is_csv_data(data)):
+        # Not "adding": its model maps 2 features to 1, and a run forecasts closed loop.
+        raise InputError(
+            f"import of {path}: data = {data!r} is out of range (allowed: fibonacci, sine, "
+            "csv:PATH)"
+        )
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
     dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
     shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
-    model = _link_or_chain(shapes, where, p, None, dropout)
+    with warnings.catch_warnings():  # only a bare link is ambiguous, and it is refused below
+        warnings.simplefilter("ignore")
+        model = _link_or_chain(shapes, where, p, None, dropout)
     if not isinstance(model, Forecaster):
         raise _not_a_chain(model, where, p)
     arrays = _read_arrays(path, p, shapes)
@@ -610,7 +619,18 @@ def import_chainer_run(
     config = _run_config(path, settings)
     header = None  # the header's names of the CSV columns the model takes
     if config.data != "adding":  # the run must be able to forecast: its data loads and fits
-        series = load_series(config)
+        try:
+            series = load_series(config)
+        except ColumnCountError as e:  # its advice is for training: the model's sizes are fixed
+            fix = (
+                f"choose {config.n_in} of them with --csv-columns (csv_columns= from Python)"
+                if e.columns > config.n_in
+                else f"name a file with {config.n_in} data columns"
+            )
+            raise InputError(
+                f"{config.csv_path}: {e.columns} column{'s' * (e.columns != 1)} read, but the "
+                f"checkpoint's model takes {config.n_in}; {fix}"
+            ) from None
         header = series.header
         longest = max(len(x) for x in series.series)
         if longest < config.sequence_size:

@@ -315,6 +315,11 @@ def fields_help() -> list[FieldHelp]:
     ]
 
 
+def is_csv_data(data: str) -> bool:
+    """Whether ``data`` names a CSV file: ``csv:`` and a path that is not blank."""
+    return data.startswith("csv:") and data[4:].strip() != ""
+
+
 def absolute_data(data: str) -> str:
     """``data`` with a ``csv:`` path made absolute (from the current directory, ``~``
     expanded: no shell expands it after ``csv:``), so the run's config.json finds its
@@ -580,7 +585,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
     v["device"] = device
 
     data = v["data"]
-    is_csv = data.startswith("csv:") and data[4:].strip() != ""
+    is_csv = is_csv_data(data)
     check("data", data in BUILTIN_DATA or is_csv, "fibonacci, sine, adding, csv:PATH")
 
     if not is_csv:  # accepted and ignored, they would be stored as if they applied

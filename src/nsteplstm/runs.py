@@ -231,6 +231,20 @@ class RunLock:
             self._fd = None
 
 
+def creation_blocker(path: Path) -> str | None:
+    """Why files cannot be written into the directory ``path``, made where missing:
+    what ``path`` or its nearest existing ancestor is (a broken link, not a directory,
+    not writable); None where nothing stops it."""
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists() or p.is_symlink())
+    if (link := _dangling_link(existing)) is not None:  # mkdir would say "File exists"
+        return f"{existing} is {link}"
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not can_create_in(existing):
+        return f"{existing} is not writable"
+    return None
+
+
 def can_create_in(directory: Path) -> bool:
     """Whether an entry can be made in the existing ``directory``, found by making and
     removing one (``os.access`` says yes to root everywhere, ``/proc`` included)."""
@@ -250,11 +264,8 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
         raise InputError(f"run directory {path} is {link}; pick another --out")
     if path.exists() and not path.is_dir():
         raise InputError(f"run directory {path} exists and is not a directory; pick another --out")
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if not existing.is_dir():  # training first and failing at its first checkpoint wastes it
-        raise InputError(f"cannot create run directory {path}: {existing} is not a directory")
-    if not can_create_in(existing):
-        raise InputError(f"cannot create run directory {path}: {existing} is not writable")
+    if (why := creation_blocker(path)) is not None:  # found now, not after the training
+        raise InputError(f"cannot create run directory {path}: {why}")
     if not force and path.is_dir() and any(path.iterdir()):
         raise InputError(
             f"run directory {path} exists and is not empty; pass --force to overwrite "
