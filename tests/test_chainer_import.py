@@ -585,6 +585,18 @@ def test_a_csv_with_another_column_count_gets_the_import_s_fix(tmp_path: Path) -
     assert not (tmp_path / "run").exists()
 
 
+def test_import_of_a_chain_with_other_names_says_what_a_run_needs(tmp_path: Path) -> None:
+    # It said only "no Chainer LSTM link found" and how to load the link from Python.
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
+        arrays = {k.replace("l1/", "lstm/").replace("l2/", "fc/"): v for k, v in f.items()}
+    np.savez(tmp_path / "named.npz", **arrays)
+    with pytest.raises(InputError) as e:
+        import_chainer_run(tmp_path / "named.npz", tmp_path / "run")
+    assert "no l1/ and l2/ of the article's chain, which a run needs" in str(e.value)
+    assert "rename its keys so); an LSTM link seems to be under prefix 'lstm/'" in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("data", ["adding", "bogus", "csv: "])
 def test_import_data_lists_only_what_an_import_takes(tmp_path: Path, data: str) -> None:
     # Config's list offered "adding", whose 2-in, 1-out model no import can have.

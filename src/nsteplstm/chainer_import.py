@@ -564,6 +564,13 @@ def import_chainer_run(
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
     dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
     shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
+    is_link = any(k in shapes for k in _LSTM_KEYS) or any(_NSTEP_KEY.fullmatch(k) for k in shapes)
+    if not is_link and not any(k.startswith(("l1/", "l2/")) for k in shapes):
+        raise InputError(
+            f"{where}: no l1/ and l2/ of the article's chain, which a run needs (its LSTM link "
+            "under l1/, its Linear head under l2/; a chain that names them otherwise: rename "
+            f"its keys so){_prefix_hint(shapes, p)}"
+        )
     with warnings.catch_warnings():  # only a bare link is ambiguous, and it is refused below
         warnings.simplefilter("ignore")
         model = _link_or_chain(shapes, where, p, None, dropout)
