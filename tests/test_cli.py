@@ -280,7 +280,8 @@ def test_import_chainer_of_a_two_feature_model_needs_its_data(tmp_path, monkeypa
     assert main(["import-chainer", str(npz), "--out", str(run)]) == 2
     one_error_line(capsys, "import-chainer", "n_in = 2 and n_out = 2, the built-in series one")
     assert main(["import-chainer", str(npz), "--out", str(run), "--data", "csv:three.csv"]) == 2
-    one_error_line(capsys, "import-chainer", "three.csv: the data has 3 columns but n_in = 2")
+    fix = "three.csv: 3 columns read, but the checkpoint's model takes 2; choose 2 of them with"
+    one_error_line(capsys, "import-chainer", fix)
     assert not run.exists()
 
     flags = ["--data", "csv:three.csv", "--csv-columns", "a,c"]

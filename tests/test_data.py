@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -700,3 +701,55 @@ def test_read_csv_checks_its_arguments(tmp_path: Path) -> None:
         read_csv(path, header="no")  # truthy: the first row was taken as the header
     with pytest.raises(InputError, match="read_csv: path must be a file path, got NoneType"):
         read_csv(None)  # type: ignore[arg-type]
+
+
+def test_decimal_commas_and_semicolons_are_suspected_where_the_columns_do_not_fit(
+    tmp_path: Path,
+) -> None:
+    # A German export, 50,0 for 50.0, read as two columns of whole numbers; the advice
+    # "set both to 2 or choose csv_columns" led to training on the whole parts alone.
+    german = write(tmp_path, "".join(f"{50 + t},{t % 10}\n" for t in range(40)))
+    config = {"data": f"csv:{german}", "sequence_size": 3}
+    hint = "; if the commas are decimal commas (50,0 for 50.0), write the numbers with decimal"
+    with pytest.raises(InputError, match=re.escape("set both to 2 or choose csv_columns" + hint)):
+        load_dataset(Config.from_dict(config, "t"))
+    signed = write(tmp_path, "".join(f"{50 + t},{-t}\n" for t in range(40)))  # not decimals
+    with pytest.raises(InputError, match=r"choose csv_columns$"):
+        load_dataset(Config.from_dict({**config, "data": f"csv:{signed}"}, "t"))
+    named = write(tmp_path, "units\n50,0\n53,3\n")  # with a header: a row too long
+    with pytest.raises(InputError) as e:
+        read_csv(named)
+    assert str(e.value).endswith(
+        "line 2 has 2 cells, expected 1 (as in line 1); if 50,0 is one number with a decimal "
+        "comma, write it with a decimal point: commas separate columns"
+    )
+    # Semicolons with decimal commas: the split cells held no ';' to tell it.
+    semicolons = write(tmp_path, "Datum;Umsatz\n01.01.2022;50,0\n02.01.2022;53,3\n")
+    said = "; the file looks semicolon-separated, but only commas separate columns"
+    for columns, error in ((None, "line 2 has 2 cells, expected 1 (as in line 1)"),
+                           ([1], "column index 1 is not present (the file has 1 column: "
+                                 "'Datum;Umsatz')")):  # fmt: skip
+        with pytest.raises(InputError) as e:
+            read_csv(semicolons, columns)
+        assert str(e.value).endswith(error + said)
+
+
+def test_a_column_name_the_reader_cannot_take_says_how_to_give_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "date,units\nx,1\ny,2\n")
+    # It said "add the header row" to a file that has one, read without it as told.
+    with pytest.raises(InputError) as e:
+        read_csv(path, ["units"], header=False)
+    assert str(e.value).endswith(
+        "column 'units' given by name but the file has no header (csv_header = false reads "
+        "the first row as data; set it to true or auto, or use 0-based indices 0..1)"
+    )
+    # A header of years: the command line's 2021 is an index, which it did not say.
+    years = write(tmp_path, "2020,2021\n50.5,51.5\n52.5,53.5\n")
+    for header in (None, True):
+        with pytest.raises(InputError) as e:
+            read_csv(years, [2021], header=header)
+        assert str(e.value).endswith(
+            "; the first row has a cell '2021', but a number here is an index: to name it, "
+            'set csv_columns = ["2021"] and csv_header = true in a TOML file'
+        )
+    assert read_csv(years, ["2021"], header=True)[""].tolist() == [[51.5], [53.5]]

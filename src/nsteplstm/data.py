@@ -12,6 +12,7 @@ import hashlib
 import io
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,9 +134,18 @@ def _show(text: str) -> str:
 
 
 def _resolve_column(
-    col: str | int, names: list[str] | None, n_cols: int, path: str, key: str
+    col: str | int,
+    names: list[str] | None,
+    n_cols: int,
+    path: str,
+    key: str,
+    header: bool | None = None,
+    hint: str = "",
+    first_row: Sequence[str] = (),
 ) -> int:
-    """0-based index of `col` (a header name or an index)."""
+    """0-based index of `col` (a header name or an index). ``header``: the reader was
+    told whether the file has a header (None: detected); ``hint`` ends the errors of a
+    column not present (:func:`_separator_hint`); ``first_row``: the file's first row."""
     if names is None:
         available = f"indices 0..{n_cols - 1}"
     else:
@@ -147,17 +157,27 @@ def _resolve_column(
         col = int(col)
         if 0 <= col < n_cols:
             return col
+        if str(col) in first_row:  # a header of numbers, such as years
+            hint = (
+                f"; the first row has a cell {str(col)!r}, but a number here is an index: to "
+                f'name it, set csv_columns = ["{col}"] and csv_header = true in a TOML file'
+            )
         raise InputError(
-            f"{path}: {key} index {col} is not present (the file has {n_cols} columns: {available})"
+            f"{path}: {key} index {col} is not present (the file has {n_cols} "
+            f"column{'s' * (n_cols != 1)}: {available}){hint}"
         )
     if names is None:
+        fix = (
+            "csv_header = false reads the first row as data; set it to true or auto"
+            if header is False
+            else "add the header row"
+        )
         raise InputError(
             f"{path}: {key} {_show(col)} given by name but the file has no header "
-            f"(add the header row, or use 0-based indices 0..{n_cols - 1})"
+            f"({fix}, or use 0-based indices 0..{n_cols - 1})"
         )
     matches = [i for i, n in enumerate(names) if n == col.strip()]
     if not matches:
-        hint = next((h for n in names if (h := _not_a_number_hint(n))), "")
         if not hint and any(_is_number(n) for n in names):
             hint = "; the first row holds numbers: if it is data, the file has no header"
         raise InputError(f"{path}: {key} {_show(col)} not present (available: {available}){hint}")
@@ -191,10 +211,28 @@ def _is_number(cell: str) -> bool:
 
 def _not_a_number_hint(cell: str) -> str:
     """Why a cell that should be one number is not, where the cell shows it."""
+    return _separator_hint([cell])
+
+
+def _separator_hint(cells: Sequence[str]) -> str:
+    """``; the file looks semicolon-separated ..`` where a cell holds a ``;`` or a tab."""
     for sep, name in ((";", "semicolon"), ("\t", "tab")):
-        if sep in cell:
+        if any(sep in cell for cell in cells):
             return f"; the file looks {name}-separated, but only commas separate columns"
     return ""
+
+
+def _decimal_comma_hint(cells: Sequence[str]) -> str:
+    """A hint for a row that may be numbers written with decimal commas, read as
+    several columns (``50,0`` as 50 and 0): every cell a whole number, unsigned past
+    the first."""
+    whole = [re.fullmatch(r"[+-]?\d+" if i == 0 else r"\d+", c) for i, c in enumerate(cells)]
+    if len(cells) < 2 or not all(whole):
+        return ""
+    return (
+        f"; if {','.join(cells[:2])} is one number with a decimal comma, write it with a "
+        "decimal point: commas separate columns"
+    )
 
 
 def _data_cells(
@@ -281,6 +319,7 @@ def _read_table(
     if not rows:
         raise InputError(f"{path}: empty file (no rows)")
     first_line, first = rows[0]
+    given_header = header is not None
     if header is None:  # an empty cell is a missing value, not a column's name
         cells = _data_cells(first, columns, series_id)
         header = not all(_is_number(first[i]) or first[i] == "" for i in cells)
@@ -289,10 +328,15 @@ def _read_table(
     n_cols = len(first)
     if not body:
         raise InputError(f"{path}: no data rows after the header (line {first_line})")
+    told = header if given_header else None
+    separator = _separator_hint(first)
+
+    def resolve(col: str | int, key: str) -> int:
+        return _resolve_column(col, names, n_cols, str(path), key, told, separator, first)
 
     id_index = None
     if series_id is not None:
-        id_index = _resolve_column(series_id, names, n_cols, str(path), "series_id column")
+        id_index = resolve(series_id, "series_id column")
     if columns is None:
         use = [i for i in range(n_cols) if i != id_index]
         if not use:
@@ -304,7 +348,7 @@ def _read_table(
             )
         if len(columns) == 0:
             raise InputError(f"{path}: columns is empty (give at least one column)")
-        use = [_resolve_column(c, names, n_cols, str(path), "column") for c in columns]
+        use = [resolve(c, "column") for c in columns]
         twice = [c for c, i in zip(columns, use, strict=True) if use.count(i) > 1]
         if twice:  # the model would get one column as two features
             shown = ", ".join(_show(c) if isinstance(c, str) else str(c) for c in twice)
@@ -320,9 +364,10 @@ def _read_table(
     groups: dict[str, list[list[float]]] = {}
     for line, cells in body:
         if len(cells) != n_cols:
+            why = _separator_hint(cells) or separator or _decimal_comma_hint(cells)
             raise InputError(
                 f"{path}: line {line} has {len(cells)} cells, expected {n_cols} "
-                f"(as in line {first_line})"
+                f"(as in line {first_line}){why}"
             )
         values = []
         for i in use:
@@ -675,14 +720,22 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
         if config.csv_series_id is not None:
             series_ids = list(by_id)
         n_features = raw[0].shape[1]
-        if (config.n_in, config.n_out) != (n_features, n_features):
-            raise ColumnCountError(
-                f"{path}: the data has {n_features} columns but n_in = {config.n_in} and "
-                f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns",
-                n_features,
-            )
         # An integer past 2**24 is not exact in float32: rounding to it means nothing.
         whole = [(a == np.round(a)) & (abs(a) <= 2**24) for a in raw]  # (T_k, F) each
+        if (config.n_in, config.n_out) != (n_features, n_features):
+            hint = ""
+            # 50,0 read as two columns: whole numbers, unsigned past the first column
+            split = all(w.all() and (a[:, 1:] >= 0).all() for w, a in zip(whole, raw, strict=True))
+            if features is None and split:
+                hint = (
+                    "; if the commas are decimal commas (50,0 for 50.0), write the numbers "
+                    "with decimal points: commas separate columns"
+                )
+            raise ColumnCountError(
+                f"{path}: the data has {n_features} columns but n_in = {config.n_in} and "
+                f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns{hint}",
+                n_features,
+            )
         integer_features = [all(bool(w[:, k].all()) for w in whole) for k in range(n_features)]
     else:
         raise InputError(
