@@ -563,7 +563,29 @@ def import_chainer_run(
         )
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
     dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
-    shapes, where, p = _shapes_under(path, "" if prefix is None else prefix)
+    model = _chain(path, "" if prefix is None else prefix, dropout)
+    found = {k: v for k, v in model.config.items() if k != "dropout"}
+    _check_found(path, found, overrides)
+    check_int(f"import of {path}: sequence_size (--sequence-size)", sequence_size)
+    if isinstance(data, str):
+        overrides["data"] = absolute_data(data)  # as train stores it
+    settings = {"sequence_size": sequence_size, **overrides, **found}
+    if str(settings.get("data", "")).startswith("csv:"):  # scale is a CSV setting
+        settings = {"scale": "none", **settings}
+    config = _run_config(path, settings)
+    header = _forecastable(path, config)
+
+    def write(run_dir: Path) -> None:
+        write_config(run_dir, config, model.config, None, data_header=header)
+        write_results(run_dir, model, [], {"imported_from": str(Path(path).resolve())})
+
+    return prepare_run_dir(out_dir, force, write)  # all of the run or none of it
+
+
+def _chain(path: str | Path, prefix: str, dropout: float) -> Forecaster:
+    """The article's chain under ``prefix`` of the file, loaded, in eval mode; an
+    InputError for anything else (a bare link, other names, weights not finite in float32)."""
+    shapes, where, p = _shapes_under(path, prefix)
     is_link = any(k in shapes for k in _LSTM_KEYS) or any(_NSTEP_KEY.fullmatch(k) for k in shapes)
     if not is_link and not any(k.startswith(("l1/", "l2/")) for k in shapes):
         raise InputError(
@@ -587,8 +609,13 @@ def import_chainer_run(
                 "float32's range (at most 3.40282e+38 in magnitude)"
             )
     _load_exact(model, _state(model, arrays))
-    model.eval()
-    found = {k: v for k, v in model.config.items() if k != "dropout"}
+    return model.eval()
+
+
+def _check_found(path: str | Path, found: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """InputError where the model ``found`` in the file cannot make a run with these
+    ``overrides``: one contradicts it, it cannot forecast closed loop, or the data
+    cannot feed it."""
     for key, value in found.items():
         if key in overrides and overrides[key] != value:
             raise InputError(
@@ -617,41 +644,31 @@ def import_chainer_run(
         )
     if overrides.get("scale", "none") != "none":
         raise InputError("import-chainer: scale must be 'none' (a Chainer model has no scaler)")
-    check_int(f"import of {path}: sequence_size (--sequence-size)", sequence_size)
-    if isinstance(overrides.get("data"), str):
-        overrides["data"] = absolute_data(overrides["data"])  # as train stores it
-    settings = {"sequence_size": sequence_size, **overrides, **found}
-    if str(settings.get("data", "")).startswith("csv:"):  # scale is a CSV setting
-        settings = {"scale": "none", **settings}
-    config = _run_config(path, settings)
-    header = None  # the header's names of the CSV columns the model takes
-    if config.data != "adding":  # the run must be able to forecast: its data loads and fits
-        try:
-            series = load_series(config)
-        except ColumnCountError as e:  # its advice is for training: the model's sizes are fixed
-            fix = (
-                f"choose {config.n_in} of them with --csv-columns (csv_columns= from Python)"
-                if e.columns > config.n_in
-                else f"name a file with {config.n_in} data columns"
-            )
-            raise InputError(
-                f"{config.csv_path}: {e.columns} column{'s' * (e.columns != 1)} read, but the "
-                f"checkpoint's model takes {config.n_in}; {fix}"
-            ) from None
-        header = series.header
-        longest = max(len(x) for x in series.series)
-        if longest < config.sequence_size:
-            raise InputError(
-                f"import of {path}: sequence_size (--sequence-size) = {config.sequence_size} "
-                f"is longer than the longest series of {config.data} ({longest} points): "
-                "the run could not forecast"
-            )
 
-    def write(run_dir: Path) -> None:
-        write_config(run_dir, config, model.config, None, data_header=header)
-        write_results(run_dir, model, [], {"imported_from": str(Path(path).resolve())})
 
-    return prepare_run_dir(out_dir, force, write)  # all of the run or none of it
+def _forecastable(path: str | Path, config: Config) -> dict[str, Any] | None:
+    """The run's data header (:attr:`nsteplstm.data.Series.header`) once its data loads
+    and fits the model, with one start window in some series: a run must forecast."""
+    try:
+        series = load_series(config)
+    except ColumnCountError as e:  # its advice is for training: the model's sizes are fixed
+        fix = (
+            f"choose {config.n_in} of them with --csv-columns (csv_columns= from Python)"
+            if e.columns > config.n_in
+            else f"name a file with {config.n_in} data columns"
+        )
+        raise InputError(
+            f"{config.csv_path}: {e.columns} column{'s' * (e.columns != 1)} read, but the "
+            f"checkpoint's model takes {config.n_in}; {fix}"
+        ) from None
+    longest = max(len(x) for x in series.series)
+    if longest < config.sequence_size:
+        raise InputError(
+            f"import of {path}: sequence_size (--sequence-size) = {config.sequence_size} "
+            f"is longer than the longest series of {config.data} ({longest} points): "
+            "the run could not forecast"
+        )
+    return series.header
 
 
 def _run_config(path: str | Path, settings: dict[str, Any]) -> Config:
