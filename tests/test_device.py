@@ -104,3 +104,44 @@ def test_each_run_of_one_process_can_report_its_own_peak_memory() -> None:
     done = subprocess.run([sys.executable, "-c", PEAK_PROBE], capture_output=True, text=True)
     high, low = map(float, done.stdout.split())
     assert high - low > 200, (high, low)
+
+
+def test_training_keeps_cublas_in_float32_and_takes_per_operation_tf32_settings(
+    tmp_path,
+) -> None:
+    # cuBLAS's TF32 (set_float32_matmul_precision("high")) was left on for the step
+    # cell and the head; and with cuDNN's operations set apart by torch's newer API,
+    # reading the old cudnn.allow_tf32 raised: train() failed before its first epoch.
+    import torch
+
+    import nsteplstm as nl
+    from nsteplstm.train import train
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    seen: list[tuple[str, str]] = []
+
+    class Watch:
+        def batch(self, *args: object) -> None:
+            seen.append((cudnn.rnn.fp32_precision, matmul.fp32_precision))
+
+        def epoch(self, *args: object) -> None: ...
+
+        def close(self) -> None: ...
+
+    settings = {"epochs": 1, "total_size": 120, "sequence_size": 5, "n_hidden": 4}
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    try:
+        torch.set_float32_matmul_precision("high")
+        with nl.device.torch_settings_kept():
+            nl.seed_everything(0)
+            assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+        assert matmul.allow_tf32 is True
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = "ieee", "tf32"
+        matmul.fp32_precision = "tf32"
+        train({**settings, "device": "cpu"}, tmp_path / "run", progress=Watch())
+        assert seen and set(seen) == {("ieee", "ieee")}
+        kept = (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision, matmul.fp32_precision)
+        assert kept == ("ieee", "tf32", "tf32")
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before
+        torch.set_float32_matmul_precision("highest")

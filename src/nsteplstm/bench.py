@@ -343,7 +343,7 @@ def torch_defaults() -> Iterator[None]:
 
     :func:`nsteplstm.device.seed_everything` (called by ``nsteplstm train``) turns them
     on, process-wide; ours is timed with them, as it runs. Float32 math stays as it is
-    (cuDNN's TF32 off, :func:`run_bench`): contenders are compared at one precision.
+    (cuDNN's and cuBLAS's TF32 off, :func:`run_bench`): contenders are compared at one precision.
     """
     with torch_settings_kept():
         torch.use_deterministic_algorithms(False)
@@ -1387,7 +1387,7 @@ def run_bench(
     ``device`` None: the CPU, and CUDA when present; else only that device.
     ``quick``: one layer, a 500-point series (CI smoke test). ``repeats``: timed epochs
     per contender, by default 3, or 1 with ``quick``. Everything runs in float32 (no
-    TF32 in cuDNN: :func:`~nsteplstm.device.seed_everything`).
+    TF32 in cuDNN and cuBLAS: :func:`~nsteplstm.device.seed_everything`).
     Raises InputError for a bad device, ``repeats < 1``, an ``out`` that already
     holds one of the three files (unless ``force``) or cannot be created, or an
     unusable ``chainer_python``: all before the first timing. ``out`` is created

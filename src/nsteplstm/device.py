@@ -11,6 +11,7 @@ import random
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,9 +62,10 @@ def resolve_device(spec: str | int | torch.device | None = "auto") -> torch.devi
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's (CPU and CUDA) generators with ``seed``, ask
     torch for deterministic algorithms where it has them (warning, not failing, where
-    it has none), and keep cuDNN's float32 products in float32 (PyTorch lets cuDNN
-    round their inputs to TF32, 10 mantissa bits, on Ampere and newer GPUs): training
-    on a GPU then computes what it computes on the CPU, to float32 rounding.
+    it has none), and keep cuDNN's and cuBLAS's float32 products in float32 (PyTorch
+    lets cuDNN, and a user who asks it cuBLAS, round their inputs to TF32, 10 mantissa
+    bits, on Ampere and newer GPUs): training on a GPU then computes what it computes
+    on the CPU, to float32 rounding.
     ``seed``: an integer in ``[-2**63, 2**64)``, torch's range.
 
     On CUDA, cuBLAS is deterministic only with ``CUBLAS_WORKSPACE_CONFIG`` set, which
@@ -84,27 +86,50 @@ def seed_everything(seed: int) -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.allow_tf32 = False
+    for namespace, name, value in _float32_settings():
+        setattr(namespace, name, value)
+
+
+def _float32_settings() -> list[tuple[Any, str, Any]]:
+    """``(namespace, attribute, value)`` of the settings that keep float32 products in
+    float32 on CUDA (no TF32): cuDNN's (its LSTM) and cuBLAS's (the step cell, the head).
+    The old flags (``allow_tf32``) where they answer; torch >= 2.9 also sets precisions
+    per operation (``fp32_precision``), and once a user has set those apart the old
+    flag raises instead: then the operation's own one."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    settings = []
+    for legacy in (cudnn, matmul):
+        try:
+            legacy.allow_tf32  # noqa: B018 (does it answer?)
+        except RuntimeError:
+            settings.append((cudnn.rnn if legacy is cudnn else matmul, "fp32_precision", "ieee"))
+        else:
+            settings.append((legacy, "allow_tf32", False))
+    return settings
 
 
 @contextlib.contextmanager
 def torch_settings_kept() -> Iterator[None]:
     """Inside, the process-wide settings that :func:`seed_everything` changes may be
     changed; after, they are as before (deterministic algorithms and their fill of new
-    tensors, cuDNN's determinism, autotuning and TF32). The random generators are not."""
+    tensors, cuDNN's determinism and autotuning, cuDNN's and cuBLAS's TF32). The random
+    generators are not."""
     deterministic = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     fill = torch.utils.deterministic.fill_uninitialized_memory
     cudnn = torch.backends.cudnn
-    flags = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32)
+    flags = (cudnn.deterministic, cudnn.benchmark)
+    float32 = [(ns, name, getattr(ns, name)) for ns, name, _ in _float32_settings()]
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         torch.utils.deterministic.fill_uninitialized_memory = fill
-        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = flags
+        cudnn.deterministic, cudnn.benchmark = flags
+        for namespace, name, value in float32:
+            setattr(namespace, name, value)
 
 
 def physical_memory() -> int | None:
