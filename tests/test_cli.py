@@ -678,3 +678,30 @@ def test_a_full_disk_at_a_runs_first_files_leaves_the_old_run_or_nothing(
     assert main(["import-chainer", npz, "--out", str(run), "--force"]) == 0
     assert (run / "notes.txt").read_text() == "mine"
     assert json.loads((run / "metrics.json").read_text())["imported_from"] == npz
+
+
+def test_a_library_allocation_failure_is_out_of_memory_and_other_errors_stay_bugs(
+    tmp_path, monkeypatch, capsys
+):
+    # cuBLAS's and cuDNN's own allocations fail with ..._STATUS_ALLOC_FAILED, which did
+    # not say "out of memory": a traceback instead of the one line.
+    from nsteplstm import train as training
+
+    def fail(message: str):
+        def run(*args, **kwargs):
+            raise RuntimeError(message)
+
+        return run
+
+    argv = ["train", "--epochs", "1", "--total-size", "400", "--n-hidden", "4", "--quiet"]
+    messages = (
+        "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+        "cuBLAS error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    )
+    for k, message in enumerate(messages):
+        monkeypatch.setattr(training, "_run_batches", fail(message))
+        assert main([*argv, "--out", str(tmp_path / f"run{k}")]) == 2
+        one_error_line(capsys, "train", f"out of memory ({message}); smaller sizes")
+    monkeypatch.setattr(training, "_run_batches", fail("CUDNN_STATUS_BAD_PARAM"))
+    with pytest.raises(RuntimeError, match="BAD_PARAM"):
+        main([*argv, "--out", str(tmp_path / "run2")])

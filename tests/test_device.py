@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,17 @@ def test_seed_everything_makes_cublas_deterministic_unless_the_environment_says(
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's choice stays
     nl.seed_everything(0)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    # Set after CUDA's first use, cuBLAS may never read it: that is said, not hidden.
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nl.seed_everything(0)  # set by the user: nothing to say
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    with pytest.warns(UserWarning, match=r"CUDA was in use before CUBLAS_WORKSPACE_CONFIG was"):
+        nl.seed_everything(0)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
 
 
 PEAK_PROBE = """

@@ -537,9 +537,12 @@ def _error(name: str, message: str, kind: str = "error: ") -> None:
 
 
 def _is_out_of_memory(e: RuntimeError) -> bool:
-    """Whether torch failed to allocate (CPU allocator or CUDA), not some other error."""
+    """Whether torch failed to allocate (CPU allocator, CUDA, or cuBLAS's or cuDNN's own
+    ``..._STATUS_ALLOC_FAILED``), not some other error."""
     text = str(e)
-    return "can't allocate memory" in text or "out of memory" in text.lower()
+    return any(s in text for s in ("can't allocate memory", "ALLOC_FAILED")) or (
+        "out of memory" in text.lower()
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 import platform
 import random
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,8 @@ def seed_everything(seed: int) -> None:
     On CUDA, cuBLAS is deterministic only with ``CUBLAS_WORKSPACE_CONFIG`` set, which
     it reads at its first use: unless the environment sets it, this sets it to
     ``:4096:8`` (call this before the first CUDA matrix product, as ``nsteplstm train``
-    does; without it, every cuBLAS call warns that it is not deterministic).
+    does; without it, every cuBLAS call warns that it is not deterministic, and this
+    warns where CUDA is in use already).
     """
     if not is_int(seed) or not -(2**63) <= seed < 2**64:
         raise InputError(f"seed must be an integer in [-2**63, 2**64), got {seed!r}")
@@ -79,7 +81,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+        if torch.cuda.is_initialized():  # cuBLAS may have read it already
+            warnings.warn(
+                "seed_everything: CUDA was in use before CUBLAS_WORKSPACE_CONFIG was set; "
+                "cuBLAS reads it once, so its products may not be deterministic: set it "
+                "to :4096:8 in the environment, or call seed_everything first",
+                stacklevel=2,
+            )
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     torch.use_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor (NaN/max int) in case a kernel
     # reads uninitialized memory; ours do not, and the fills cost 10-15% of a CPU epoch.
