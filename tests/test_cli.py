@@ -26,6 +26,7 @@ from nsteplstm.config import fields_help
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = ["--n-hidden", "8", "--total-size", "300", "--sequence-size", "10", "--batch-size", "50"]
+TINY += ["--device", "cpu"]  # the CPU path, also where a GPU is present
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FORECAST_KEYS = {"points", "rmse", "mae", "round_accuracy", "seconds", "start", "series"}
 FORECAST_KEYS |= {"non_finite", "mode", "in_sample", "held_out_from", "data"}

@@ -12,7 +12,7 @@ from nsteplstm.config import Config
 from nsteplstm.demo import run_demo
 from nsteplstm.errors import InputError
 
-TINY = Config(total_size=300, sequence_size=10, n_hidden=8, batch_size=50)
+TINY = Config(total_size=300, sequence_size=10, n_hidden=8, batch_size=50, device="cpu")
 RUNS = ("layers-1", "layers-2", "layers-3", "dropout-0.4", "dropout-0.5")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
