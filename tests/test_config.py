@@ -245,6 +245,12 @@ def test_merged_error_names_the_source(tmp_path: Path) -> None:
     # a flag can repair what the TOML alone would break
     cfg = Config.merged({"min_length": 40}, {"sequence_size": 50}, toml_source="run.toml")
     assert cfg.min_length == 40
+    # but a value of the wrong type in the file is refused even where a flag replaces
+    # it: the run went through, and the file failed the next time it was used alone
+    with pytest.raises(InputError, match=r"^config run.toml: dropout = 'high' is a string, exp"):
+        Config.merged({"dropout": "high"}, {"dropout": 0.2}, toml_source="run.toml")
+    cfg = Config.merged({"epochs": 3, "n_layers": 2}, {"epochs": 5}, toml_source="run.toml")
+    assert (cfg.epochs, cfg.n_layers) == (5, 2)
 
 
 def test_load_toml_refuses_what_is_not_a_file(not_a_file: Callable[[str], Path]) -> None:

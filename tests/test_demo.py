@@ -83,9 +83,36 @@ def test_an_interrupted_forced_demo_leaves_no_report_that_contradicts_its_runs(
     assert not (out / "layers-2" / "losses.png").exists()
 
 
+def test_a_demo_stopped_by_ctrl_c_outside_training_says_how_to_start_again(tmp_path, monkeypatch):
+    # Ctrl-C while forecasting gave only "nsteplstm demo: interrupted", without the command.
+    from nsteplstm import demo as demo_module
+    from nsteplstm.train import Interrupted
+
+    def forecast_run(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_module, "forecast_run", forecast_run)
+    out = tmp_path / "demo"
+    with pytest.raises(Interrupted) as info:
+        demo(out, base={**TINY.changed(), "epochs": 9})
+    assert str(info.value) == (
+        "interrupted by SIGINT while forecasting layers-1 (finished: none); a demo does not "
+        f"resume: start it again with: nsteplstm demo --out {out} --epochs 1 --quiet --force"
+    )
+    assert info.value.exit_code == 130
+
+
 def test_demo_checks_its_settings_before_creating_anything(tmp_path):
     with pytest.raises(InputError, match="config of the demo: epochs = 0 is out of range"):
         run_demo(tmp_path / "demo", epochs=0, base=TINY, echo=lambda line: None)
+    # A mapping raised TypeError from dataclasses.replace; a Config of the adding
+    # problem was refused for its default n_in, not for what the demo cannot do.
+    with pytest.raises(InputError, match="config of the demo: unknown key 'layers'"):
+        demo(tmp_path / "demo", base={"layers": 2})
+    with pytest.raises(InputError, match="demo: base must be a Config, a mapping or None, got 3"):
+        demo(tmp_path / "demo", base=3)
+    with pytest.raises(InputError, match="demo: data = 'adding' is sequence-to-one"):
+        demo(tmp_path / "demo", base=Config(data="adding"))
     assert not (tmp_path / "demo").exists()
 
 

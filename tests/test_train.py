@@ -316,9 +316,30 @@ def test_a_directly_built_config_is_checked_before_anything_runs(tmp_path):
     from nsteplstm.errors import InputError
     from nsteplstm.train import train
 
-    with pytest.raises(InputError, match="n_in = 1 is out of range"):
-        train(Config(data="adding"), tmp_path / "run")
+    with pytest.raises(InputError, match=r"n_in = 3 is out of range \(allowed: 2 for data"):
+        train(Config(data="adding", n_in=3), tmp_path / "run")
+    with pytest.raises(InputError, match=r"epochs = 0 is out of range"):
+        train(Config(epochs=0), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_directly_built_config_takes_n_in_and_n_out_from_its_data(tmp_path):
+    # Config(data="adding") kept the default n_in = 1 and was refused for it, where the
+    # same settings as a mapping (and the command line) train with n_in = 2.
+    from nsteplstm import runs
+    from nsteplstm.config import Config
+    from nsteplstm.train import train
+
+    small = {"epochs": 1, "n_hidden": 4, "sequence_size": 5, "device": "cpu"}
+    train(Config(data="adding", adding_samples=60, **small), tmp_path / "a", quiet=True)
+    adding = runs.load_run(tmp_path / "a").config
+    assert (adding.n_in, adding.n_out) == (2, 1)
+    csv = tmp_path / "two.csv"
+    csv.write_text("a,b\n" + "".join(f"{t % 5},{t % 3}\n" for t in range(60)))
+    config = Config(data=f"csv:{csv}", csv_columns=("a", "b"), **small)
+    train(config, tmp_path / "c", quiet=True)
+    run = runs.load_run(tmp_path / "c").config
+    assert (run.n_in, run.n_out) == (2, 2)
 
 
 def test_length_batches_partition_sorted_windows_into_one_length_batches() -> None:

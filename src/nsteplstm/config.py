@@ -228,6 +228,8 @@ class Config:
             origin.update({key: toml_source for key in toml_dict})
         for key, value in overrides.items():
             if value is not None:
+                if toml_dict is not None and key in toml_dict and key in _KINDS:
+                    _converted(key, toml_dict[key], toml_source)  # a bad file stays refused
                 values[key] = value
                 origin[key] = overrides_source
         for key in resets:
@@ -262,6 +264,13 @@ class Config:
                     f"{_where(source)}: {key} = {_show(getattr(self, key))} applies only to "
                     f"data = {' or '.join(kinds)}, not data = {_show(self.data)}: {how}"
                 )
+
+    def changed(self) -> dict[str, Any]:
+        """:meth:`to_dict`'s settings that differ from the defaults: what a Config built
+        directly says (``Config(data="adding").n_in`` is the default 1, which
+        :meth:`from_dict` of this derives from the data instead)."""
+        defaults = Config().to_dict()
+        return {k: v for k, v in self.to_dict().items() if v != defaults[k]}
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-able values (None stays None, csv_columns a list)."""
@@ -514,6 +523,18 @@ def device_name(spec: str | int) -> str | None:
     return None
 
 
+def _converted(key: str, raw: Any, source: str) -> Any:
+    """The known setting ``key``'s value ``raw`` as its type (:func:`_check_type`);
+    InputError naming ``source`` where it is not one."""
+    kind = _KINDS[key]
+    if raw is None and kind.endswith("?"):
+        return None
+    converted = _check_type(kind, raw)
+    if converted is None:
+        raise InputError(f"{_where(source)}: {_described(key, raw)}, expected {_TYPE_NAMES[kind]}")
+    return converted
+
+
 def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source: str) -> Config:
     """Type-check, range-check and cross-check `values` over the defaults."""
 
@@ -532,17 +553,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
 
     v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
     for key, raw in values.items():
-        kind = _KINDS[key]
-        if raw is None and kind.endswith("?"):
-            v[key] = None
-            continue
-        converted = _check_type(kind, raw)
-        if converted is None:
-            raise fail(
-                key,
-                f"{_described(key, raw)}, expected {_TYPE_NAMES[kind]}",
-            )
-        v[key] = converted
+        v[key] = _converted(key, raw, origin.get(key, default_source))
 
     def check(key: str, ok: bool, allowed: str) -> None:
         if not ok:

@@ -11,7 +11,8 @@ import base64
 import html
 import json
 import shlex
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,18 +41,22 @@ def run_demo(
     epochs: int = 60,
     force: bool = False,
     quiet: bool = False,
-    base: Config | None = None,
+    base: Config | Mapping[str, Any] | None = None,
     echo: Callable[[str], None] = print,
 ) -> Path:
     """Train, forecast and plot the article's experiment into ``out``; return ``report.html``.
 
-    ``base`` is the configuration every model starts from (default: the article's),
+    ``base`` is the configuration every model starts from (default: the article's; a
+    Config, or a mapping of the settings that differ from it, as :func:`train` takes),
     its ``epochs`` replaced by ``epochs``; ``n_layers`` and ``dropout`` vary per model:
     1, 2 and 3 layers at ``base.dropout``, and 2 layers at each of :data:`DROPOUTS`
     besides. ``echo`` gets the progress lines and the final table.
     """
     force, quiet = check_bool("force", force), check_bool("quiet", quiet)
-    base = Config.from_dict(replace(base or Config(), epochs=epochs).to_dict(), "of the demo")
+    if base is not None and not isinstance(base, (Config, Mapping)):
+        raise InputError(f"demo: base must be a Config, a mapping or None, got {base!r:.60}")
+    settings = base.changed() if isinstance(base, Config) else dict(base or {})
+    base = Config.from_dict({**settings, "epochs": epochs}, "of the demo")
     if base.data == "adding":
         raise InputError("demo: data = 'adding' is sequence-to-one; the demo forecasts a series")
     dropouts = sorted({base.dropout, *DROPOUTS})  # compared at DROPOUT_LAYERS
@@ -73,19 +78,24 @@ def run_demo(
     for name, config in models:
         echo(f"training {name} ({config.epochs} epoch{'s' * (config.epochs != 1)})...")
         reset_peak_memory()  # each run's metrics.json: its own peak, not the demo's so far
+        doing = "training"
         try:
             result = train(config, out / name, force=force, quiet=quiet)
-        except Interrupted as e:
+            doing = "forecasting"
+            forecasts = {m: forecast_run(out / name, mode=m) for m in ("window", "stream")}
+            doing = "plotting"
+            plot_losses(out / name / LOSS_PLOT, result.history, f"{name}: loss per epoch")
+        except (Interrupted, KeyboardInterrupt) as e:  # Ctrl-C outside train(): no handler
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
             done = ", ".join(r["run"] for r in rows) or "none"
             again = ["nsteplstm", "demo", "--out", str(out), "--epochs", str(epochs)]
             again += ["--quiet", "--force"] if quiet else ["--force"]
             raise Interrupted(
-                e.signum,
-                text=f"interrupted by {e.signal_name} while training {name} (finished: "
-                f"{done}); a demo does not resume: start it again with: {shlex.join(again)}",
+                signum,
+                text=f"interrupted by {signal.Signals(signum).name} while {doing} {name} "
+                f"(finished: {done}); a demo does not resume: start it again with: "
+                f"{shlex.join(again)}",
             ) from None
-        forecasts = {mode: forecast_run(out / name, mode=mode) for mode in ("window", "stream")}
-        plot_losses(out / name / LOSS_PLOT, result.history, f"{name}: loss per epoch")
         histories[name] = result.history
         rows.append(_row(name, config, result.metrics, forecasts))
 

@@ -1049,16 +1049,15 @@ def _run_config(
         return config, saved_model, checkpoint, moved
     if not isinstance(config, (Config, Mapping)):
         raise InputError(f"train: config must be a Config or a mapping, got {config!r:.60}")
-    # A Config built directly skips the checks of from_dict (ranges, data vs n_in).
+    # A Config built directly skips the checks of from_dict (ranges, data vs n_in), and
+    # keeps the default n_in and n_out where from_dict derives them from the data.
     built = isinstance(config, Config)
-    settings = config.to_dict() if built else config
+    settings = config.changed() if built else config
     config = Config.from_dict(settings, "settings")
     # A full mapping (Config.to_dict()) holds every setting: those at their defaults
     # say nothing, the others must apply to the data.
-    defaults = Config().to_dict()
-    given = {k for k, v in config.to_dict().items() if v != defaults[k]}
     fix = "leave it at its default" if built else "remove it"
-    config.check_data_settings(given & set(settings), {}, fix=fix)
+    config.check_data_settings(config.changed().keys() & set(settings), {}, fix=fix)
     config = dataclasses.replace(config, data=absolute_data(config.data))
     runs.check_run_dir_free(out, force)
     if out.is_dir():  # an old run in it may be in training: fail now, not at the end
