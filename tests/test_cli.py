@@ -445,6 +445,31 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, at, said, torch_imported):
     assert (done.returncode, done.stderr, done.stdout) == (130, said, torch_imported + "\n")
 
 
+# Ctrl-C and SIGTERM once the command has returned, as the interpreter exits.
+SIGNALLED_AT_EXIT = """
+import os, signal, sys
+from nsteplstm.__main__ import main
+sys.argv[1:] = ["forecast", sys.argv[1]]
+code = main()
+os.kill(os.getpid(), signal.SIGINT)
+os.kill(os.getpid(), signal.SIGTERM)
+print("exited as", code)
+sys.exit(code)
+"""
+
+
+def test_a_signal_after_the_command_is_done_does_not_change_its_exit(tmp_path):
+    # A finished train hit by Ctrl-C in torch's teardown ended 130, with no message.
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_AT_EXIT, str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (2, "exited as 2\n")
+    assert done.stderr.count("\n") == 1 and "does not exist" in done.stderr
+
+
 # SIGTERM in the middle of a bench, inside a temporary directory (where its
 # memory probe runs): the race is replaced by one that sends it.
 TERMINATED_BENCH = """

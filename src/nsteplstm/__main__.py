@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
@@ -14,7 +15,12 @@ def main() -> int:
     except KeyboardInterrupt:
         print("nsteplstm: interrupted", file=sys.stderr)
         return 130
-    return command_line()
+    code = command_line()
+    # Done and reported: a signal while the interpreter exits (torch's teardown takes
+    # about a second) would end a finished command as interrupted, with no message.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    return code
 
 
 if __name__ == "__main__":
