@@ -209,11 +209,6 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _not_a_number_hint(cell: str) -> str:
-    """Why a cell that should be one number is not, where the cell shows it."""
-    return _separator_hint([cell])
-
-
 def _separator_hint(cells: Sequence[str]) -> str:
     """``; the file looks semicolon-separated ..`` where a cell holds a ``;`` or a tab."""
     for sep, name in ((";", "semicolon"), ("\t", "tab")):
@@ -377,7 +372,7 @@ def _read_table(
                 raise InputError(
                     f"{path}: line {line}, column {col_name(i)}: {_show(cells[i])} is not a "
                     f"number (expected a finite decimal number{hint}"
-                    f"{_not_a_number_hint(cells[i])})"
+                    f"{_separator_hint([cells[i]])})"
                 ) from None
             if not abs(x) <= _FLOAT32_MAX:
                 raise InputError(
