@@ -296,6 +296,8 @@ def test_import_chainer_of_a_two_feature_model_needs_its_data(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert "points 10" in out  # 5 points of each of the 2 features
     assert "features (a (points 5, rmse " in out and "), c (points 5, rmse " in out
+    # The first rmse mixes the features' units: it now says so.
+    assert "note: rmse and mae first pool the 2 features, each in its own units" in out
 
 
 # ---------------------------------------------------------------- help and version

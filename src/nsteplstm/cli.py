@@ -167,6 +167,11 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             "Chainer; an older run knows them only while its file is unchanged and its "
             "SHA-256 recorded)"
         )
+    if "features" in result:
+        print(
+            f"note: rmse and mae first pool the {len(result['features'])} features, each in "
+            "its own units (a large one weighs most); each feature's own scores follow"
+        )
     if result["non_finite"]:
         print(
             f"note: {result['non_finite']} predicted values are infinite or NaN (the closed "
