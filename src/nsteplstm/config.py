@@ -398,7 +398,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     if not isinstance(d, dict):  # pragma: no cover - tomllib always returns a table
         raise InputError(f"config {path}: expected a table of settings")
     data = d.get("data")
-    if isinstance(data, str) and data.startswith("csv:") and data[4:].strip():
+    if isinstance(data, str) and is_csv_data(data):
         file = os.path.expanduser(data[4:])
         d["data"] = "csv:" + os.path.join(os.path.dirname(path), file)  # kept if absolute
     return d

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import Config, absolute_data
+from .config import Config, absolute_data, is_csv_data
 from .device import check_memory
 from .errors import InputError, check_bool, check_choice, check_int, gib, is_int, some
 from .functional import lstm_cell
@@ -573,7 +573,7 @@ def _forecast_config(run: Run, data: str | None) -> Config:
         where = "--data csv:PATH, data= from Python"
         check_data_found(run.config, f"if it moved, name its new place ({where})")
         return run.config
-    if not isinstance(data, str) or not data.startswith("csv:") or not data[4:].strip():
+    if not isinstance(data, str) or not is_csv_data(data):
         raise InputError(f"data must be csv:PATH, got {data!r}")
     if run.config.csv_path is None:
         raise InputError(
