@@ -161,6 +161,14 @@ def _run_forecast_done(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_damaged_metrics(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_damaged_metrics")
+    (run / "forecast-window.csv").write_text("t,truth,prediction\n")
+    text = (run / "metrics.json").read_text()
+    (run / "metrics.json").write_text(text[: len(text) // 2])
+    return run
+
+
 def _run_csv_moved(tmp: Path, base: Path) -> Path:
     run = _copy_run(tmp, base, "run_csv_moved")
 
@@ -220,6 +228,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run_corrupt_config": _run_corrupt_config,
     "run_nan_metrics": _run_nan_metrics,
     "run_forecast_done": _run_forecast_done,
+    "run_damaged_metrics": _run_damaged_metrics,
     "run_csv_moved": _run_csv_moved,
     "run_csv_columns": _run_csv_columns,
     "bench_with_notes": _bench_with_notes,

@@ -510,6 +510,36 @@ def test_forecast_run_checks_metrics_json_before_writing(tmp_path, metrics, mess
     assert _files(run_dir) == before  # no CSV, no PNG, metrics.json as it was
 
 
+def test_forecast_run_does_not_need_history_csv(tmp_path) -> None:
+    # It refused a run without a readable history.csv, which a forecast does not read.
+    from nsteplstm import runs
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    (run_dir / runs.HISTORY_FILE).write_text("damaged\n")
+    assert forecast_run(run_dir, horizon=3)["points"] == 3
+    (run_dir / runs.HISTORY_FILE).unlink()
+    assert forecast_run(run_dir, horizon=3, name="again")["points"] == 3
+
+
+def test_forecast_run_names_the_forecasts_a_damaged_metrics_json_records(tmp_path) -> None:
+    from nsteplstm import runs
+    from nsteplstm.forecast import forecast_run
+
+    run_dir, _ = make_run(tmp_path)
+    forecast_run(run_dir, horizon=3, name="a")
+    metrics = run_dir / runs.METRICS_FILE
+    metrics.write_text(metrics.read_text()[:-20])
+    before = _files(run_dir)
+    message = (
+        rf"^{metrics}: metrics.json is not valid JSON \(.*\); it records which of the "
+        r"forecasts here \('a': forecast-NAME.csv and .png\) are the run's: repair it$"
+    )
+    with pytest.raises(InputError, match=message):
+        forecast_run(run_dir, horizon=3, name="b", force=True)
+    assert _files(run_dir) == before
+
+
 def test_forecast_run_refuses_a_directory_in_the_way(tmp_path) -> None:
     from nsteplstm.forecast import forecast_run
 

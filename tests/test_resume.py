@@ -462,6 +462,54 @@ def test_resume_of_a_finished_run_writes_damaged_final_files_again(
     assert runs.read_metrics(run)["forecast"] == {"window": {"points": 3}}
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # cut short: not JSON
+        lambda text: json.dumps({**json.loads(text), "forecast": 5, "train_loss": "x"}),
+    ],
+    ids=["truncated", "forecast-not-an-object"],
+)
+def test_resume_keeps_a_damaged_metrics_json_that_records_forecasts(
+    tmp_path: Path, reference: Path, damage: Callable[[str], str]
+) -> None:
+    # It wrote metrics.json again without the forecasts it recorded: their files stayed,
+    # unrecorded, and a later --force left them beside the new run's weights.
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    files = {run / "forecast-shop9.csv": "t,truth,prediction\n", run / "forecast-shop9.png": b""}
+    runs.update_metrics(run, "forecast.shop9", {"points": 3}, files)  # as `forecast` does
+    metrics = run / runs.METRICS_FILE
+    metrics.write_text(damage(metrics.read_text()))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    message = (
+        rf"^{metrics}: .*; it records which of the forecasts here \('shop9': "
+        r"forecast-NAME.csv and .png\) are the run's: writing it again from the checkpoint "
+        "would drop those records; repair it, or delete it to resume without them$"
+    )
+    with pytest.raises(InputError, match=message):
+        train(None, run, resume=True, progress=Unexpected())
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    metrics.unlink()  # the user's choice, as the message offers
+    result = train(None, run, resume=True, progress=Unexpected())
+    assert result.rewritten and "forecast" not in runs.read_metrics(run)
+    assert_same_run(run, reference)
+
+
+def test_resume_of_a_finished_run_clears_what_a_killed_forecast_left(
+    tmp_path: Path, reference: Path
+) -> None:
+    # A forecast killed while writing left its temporary files; --resume, which clears
+    # them in an unfinished run, left them in a finished one.
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    left = [".forecast-window.csv.wi6qctpn.tmp", ".metrics.json.abcd1234.tmp"]
+    for name in left:
+        (run / name).write_text(name)
+    assert not train(None, run, resume=True, progress=Unexpected()).trained
+    assert not any((run / n).exists() for n in left)
+
+
 def test_missing_checkpoint_weights(interrupted: Path) -> None:
     (interrupted / "checkpoint-2.safetensors").unlink()
     with pytest.raises(InputError, match="checkpoint-2.safetensors: file not found"):

@@ -165,6 +165,34 @@ def test_force_removes_the_old_runs_named_forecasts(tmp_path: Path) -> None:
     assert sorted(p.name for p in run.iterdir()) == ["forecast-mine.csv"]
 
 
+@pytest.mark.parametrize("damage", ['{"forecast": {"shop9"', '{"forecast": 5}', "[]"])
+def test_force_refuses_a_damaged_metrics_json_beside_forecasts(tmp_path: Path, damage) -> None:
+    """With metrics.json damaged, --force removed the old run but not its named
+    forecasts (it could not tell them from the user's files): they survived beside the
+    new weights."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.METRICS_FILE).write_text(damage)
+    runs.prepare_run_dir(run, force=True)  # no forecast beside it: nothing to lose
+    assert not list(run.iterdir())
+    (run / runs.METRICS_FILE).write_text(damage)
+    for name in ("forecast-shop9.csv", "forecast-shop9.png"):
+        (run / name).write_text("old")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    message = (
+        r"metrics.json: .*; it records which of the forecasts here \('shop9': forecast-NAME.csv "
+        r"and .png\) are the run's: --force removes only those it records: repair it, or "
+        "delete it and the forecast files you do not want kept$"
+    )
+    for call in (runs.check_run_dir_free, runs.prepare_run_dir):
+        with pytest.raises(InputError, match=message):
+            call(run, force=True)
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    (run / runs.METRICS_FILE).unlink()  # the user's choice, as the message offers
+    runs.prepare_run_dir(run, force=True)
+    assert sorted(p.name for p in run.iterdir()) == ["forecast-shop9.csv", "forecast-shop9.png"]
+
+
 def test_force_removes_all_of_the_old_run_or_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -512,6 +540,42 @@ def test_load_run(tmp_path: Path) -> None:
         InputError,
         match=r"history.csv: file not found; nsteplstm train --resume .* writes the run's "
         "final files again from its checkpoint$",
+    ):
+        runs.load_run(tmp_path)
+
+
+def test_load_run_without_history(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    runs.write_metrics(tmp_path, {"val_loss": 2.0})
+    (tmp_path / runs.HISTORY_FILE).write_text("not a history\n")
+    assert runs.load_run(tmp_path, history=False).history == []
+    (tmp_path / runs.HISTORY_FILE).unlink()
+    assert runs.load_run(tmp_path, history=False).metrics == {"val_loss": 2.0}
+    with pytest.raises(InputError, match=r"history.csv: file not found$"):
+        runs.load_run(tmp_path)
+
+
+def test_load_run_names_the_forecasts_a_damaged_metrics_json_records(tmp_path: Path) -> None:
+    # Its advice, resume, wrote metrics.json again without the forecasts' records.
+    make_run(tmp_path)
+    runs.write_history(tmp_path, [])
+    (tmp_path / runs.METRICS_FILE).write_text('{"val_loss": 2.0, "forecast": {"a"')
+    (tmp_path / "forecast-a.csv").write_text("t,truth,prediction\n")
+    damaged = (
+        r"metrics.json is not valid JSON \(.*\); it records which of the forecasts here "
+        r"\('a': forecast-NAME.csv and .png\) are the run's: repair it"
+    )
+    with pytest.raises(InputError, match=damaged + "$"):
+        runs.load_run(tmp_path)  # no checkpoint to write it again from
+    (tmp_path / runs.CHECKPOINT_FILE).write_text("{}")
+    again = (
+        r", or delete it and run nsteplstm train --resume .*, which writes it again without them$"
+    )
+    with pytest.raises(InputError, match=damaged + again):
+        runs.load_run(tmp_path)
+    (tmp_path / "forecast-a.csv").unlink()  # no record to lose: resume writes it again
+    with pytest.raises(
+        InputError, match=r"not valid JSON .*final files again from its checkpoint$"
     ):
         runs.load_run(tmp_path)
 

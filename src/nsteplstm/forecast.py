@@ -424,7 +424,7 @@ def forecast_run(
     lock = runs.RunLock()
     lock.acquire(runs.run_path(run_dir))  # first: a run being trained is read half-written
     try:
-        run = runs.load_run(run_dir)
+        run = runs.load_run(run_dir, history=False)  # history.csv: not needed here
         return _forecast_run(run, mode, horizon, start, series, force, name, data)
     finally:
         lock.release()

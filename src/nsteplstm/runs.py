@@ -271,6 +271,12 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
             f"run directory {path} exists and is not empty; pass --force to overwrite "
             "it or pick another --out (force=True or another directory from Python)"
         )
+    if force and path.is_dir():  # which forecast files the old run's are: what goes
+        forecast_records(
+            path,
+            "--force removes only those it records: repair it, or delete it and the "
+            "forecast files you do not want kept",
+        )
     for old in _old_run_files(path):
         if old.is_dir() and not old.is_symlink():
             raise InputError(f"cannot replace {old}: it is a directory")
@@ -290,11 +296,7 @@ def _old_run_files(path: Path) -> list[Path]:
         return []
     found = [path / name for name in RUN_FILES if os.path.lexists(path / name)]
     named = recorded_forecasts(path)
-    forecasts = [
-        p
-        for p in sorted(path.glob("forecast-*"))
-        if p.suffix in (".csv", ".png") and p.stem.removeprefix("forecast-") in named
-    ]
+    forecasts = [p for p in forecast_files(path) if p.stem.removeprefix("forecast-") in named]
     return (
         found
         + [p for p in forecasts if p not in found]
@@ -321,12 +323,44 @@ def leftover_files(run_dir: Path) -> list[Path]:
 
 def recorded_forecasts(run_dir: str | Path) -> dict[str, Any]:
     """The forecasts ``metrics.json`` records (key ``forecast``), by name; ``{}`` where
-    the file is missing or damaged."""
+    the file is missing or damaged (:func:`forecast_records` refuses that)."""
     try:
         recorded = read_metrics(run_dir).get("forecast")
     except InputError:
         return {}
     return recorded if isinstance(recorded, dict) else {}
+
+
+def forecast_records(run_dir: str | Path, advice: str) -> dict[str, Any]:
+    """The forecasts ``metrics.json`` records (key ``forecast``), by name, for what writes
+    that file again or removes the run's forecasts; ``{}`` where it is missing.
+
+    Where it cannot be read (or its ``forecast`` is no JSON object), which of the
+    forecast files in ``run_dir`` are the run's is lost with it: an InputError naming
+    the file and those files, ending in ``advice`` (what to do); ``{}`` where there are
+    none (nothing to lose)."""
+    run_dir = Path(run_dir)
+    path = run_dir / METRICS_FILE
+    if not os.path.lexists(path):
+        return {}
+    try:
+        recorded = read_metrics(run_dir).get("forecast", {})
+        if not isinstance(recorded, dict):
+            raise InputError(f"{path}: 'forecast' must be a JSON object, got {recorded!r:.40}")
+    except InputError as e:
+        names = sorted({p.stem.removeprefix("forecast-") for p in forecast_files(run_dir)})
+        if not names:
+            return {}
+        here = f"{some(names, noun='forecasts')}: forecast-NAME.csv and .png"
+        message = f"{e}; it records which of the forecasts here ({here}) are the run's: {advice}"
+        raise InputError(message) from None
+    return recorded
+
+
+def forecast_files(run_dir: Path) -> list[Path]:
+    """The files in ``run_dir`` named as ``nsteplstm forecast`` names its outputs:
+    ``forecast-*.csv`` and ``forecast-*.png``."""
+    return sorted(p for p in run_dir.glob("forecast-*") if p.suffix in (".csv", ".png"))
 
 
 def _checkpoint_weights(run_dir: Path) -> list[Path]:
@@ -834,36 +868,40 @@ class Run:
     training_rows: dict[str, dict[str, Any]] | None = None  # see data.training_rows
 
 
-def load_run(run_dir: str | Path) -> Run:
+def load_run(run_dir: str | Path, *, history: bool = True) -> Run:
     """Read a finished run: config, model (CPU, eval mode), history, metrics, scaler.
 
+    ``history=False``: ``history.csv`` is not read (``Run.history`` is then empty):
+    a forecast does not need it.
     A run whose training did not finish (no ``model.safetensors``) is an InputError
-    that says how to resume it.
+    that says how to resume it; so is a missing or damaged final file, saying how to
+    write it again where the run has a checkpoint.
     """
     run_dir = _check_run_dir(run_dir)
     config, _, scaler = read_config(run_dir)
+    resume = f"nsteplstm train --resume {run_dir}"
+    has_checkpoint = (run_dir / CHECKPOINT_FILE).exists()
     if not (run_dir / MODEL_FILE).exists():
-        hint = (
-            f"; resume it with: nsteplstm train --resume {run_dir}"
-            if (run_dir / CHECKPOINT_FILE).exists()
-            else ""
-        )
+        hint = f"; resume it with: {resume}" if has_checkpoint else ""
         raise InputError(f"{run_dir / MODEL_FILE}: missing, the training did not finish{hint}")
+    # A damaged metrics.json beside forecasts: writing it again would drop their records.
+    again = f", or delete it and run {resume}, which writes it again without them"
+    forecast_records(run_dir, "repair it" + (again if has_checkpoint else ""))
     try:
         model = load_model(run_dir)
-        history, metrics = read_history(run_dir), read_metrics(run_dir)
+        rows = read_history(run_dir) if history else []
+        metrics = read_metrics(run_dir)
     except InputError as e:
-        if not (run_dir / CHECKPOINT_FILE).exists():
+        if not has_checkpoint:
             raise
         raise InputError(
-            f"{e}; nsteplstm train --resume {run_dir} writes the run's final files again "
-            "from its checkpoint"
+            f"{e}; {resume} writes the run's final files again from its checkpoint"
         ) from None
     return Run(
         run_dir,
         config,
         model,
-        history,
+        rows,
         metrics,
         scaler,
         stored_data_digest(run_dir),

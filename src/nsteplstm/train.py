@@ -1003,18 +1003,35 @@ def _train(
     kept = _finished_metrics(out) if finished else None
     if kept is not None:
         # Nothing to train: keep the run's files (its forecasts in metrics.json too).
+        _remove_leftovers(out)  # of a forecast killed while writing, say
         if moved:
             runs.move_data(out, config.data)
         return TrainResult([dict(row) for row in state.history], kept, out, trained=False)
+    forecasts = runs.forecast_records(out, _REWRITE_ADVICE) if finished else {}
     if resume:
         if not runs.can_create_in(out):  # found now, not at the next checkpoint
             raise InputError(f"cannot resume {out}: the directory is not writable")
-        for leftover in runs.leftover_files(out):  # of a process killed while writing
-            leftover.unlink(missing_ok=True)
+        _remove_leftovers(out)
         if moved:  # every check passed: the run goes on from the file's new place
             runs.move_data(out, config.data)
     _train_epochs(run)
-    return _write_results(run, rewritten=finished)
+    return _write_results(run, rewritten=finished, forecasts=forecasts)
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Remove the temporary files a process killed while writing ``run_dir`` left in it
+    (:func:`nsteplstm.runs.leftover_files`; this process holds the run's lock); one
+    that cannot be removed (a read-only directory) stays."""
+    for leftover in runs.leftover_files(run_dir):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
+# What to do when a finished run's metrics.json, to be written again, is damaged.
+_REWRITE_ADVICE = (
+    "writing it again from the checkpoint would drop those records; repair it, or "
+    "delete it to resume without them"
+)
 
 
 def _run_config(
@@ -1250,10 +1267,13 @@ def _end_epoch(run: _Run, epoch: int, train_loss: float, val_loss: float) -> Non
     run.progress.epoch(epoch, config.epochs, train_loss, val_loss)
 
 
-def _write_results(run: _Run, rewritten: bool) -> TrainResult:
+def _write_results(
+    run: _Run, rewritten: bool, forecasts: dict[str, Any] | None = None
+) -> TrainResult:
     """Write the final files of a trained run (with ``keep_best``, the best epoch's
     weights). ``rewritten``: a finished run's files written again from its checkpoint;
-    the forecasts its metrics.json records still hold (the same weights) and are kept."""
+    the forecasts its metrics.json recorded (``forecasts``, by name) still hold (the
+    same weights) and are kept."""
     state, config = run.state, run.config
     if not state.history:  # a resumed run that had already finished has its history
         raise InputError(f"{run.out}: nothing to train (epochs = {config.epochs})")
@@ -1261,10 +1281,8 @@ def _write_results(run: _Run, rewritten: bool) -> TrainResult:
         run.model.load_state_dict(run.best)
     final_val = state.best_val_loss if config.keep_best else state.history[-1]["val_loss"]
     metrics = _final_metrics(config, state, run.dataset, float(final_val), run.data.device)
-    if rewritten:
-        recorded = runs.recorded_forecasts(run.out)
-        if recorded:
-            metrics["forecast"] = recorded
+    if forecasts:
+        metrics["forecast"] = forecasts
     runs.write_results(run.out, run.model, state.history, metrics)
     history = [dict(row) for row in state.history]
     return TrainResult(history, metrics, run.out, not rewritten, rewritten)
