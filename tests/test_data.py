@@ -559,6 +559,10 @@ def test_read_csv_columns_must_be_a_list(tmp_path: Path) -> None:
     # A bare string was taken letter by letter: "column 'u' not present".
     with pytest.raises(InputError, match=r"columns must be a list .* got 'units'"):
         read_csv(path, columns="units")
+    # Not a sequence at all: detecting the header took list(columns), a TypeError.
+    for bad in (1, 1.5):
+        with pytest.raises(InputError, match=rf"u\.csv: columns must be a list .* got {bad}$"):
+            read_csv(path, columns=bad)  # type: ignore[arg-type]
     np.testing.assert_array_equal(read_csv(path, columns=["units"])[""][:, 0], [1, 2])
 
 
@@ -753,3 +757,32 @@ def test_a_column_name_the_reader_cannot_take_says_how_to_give_it(tmp_path: Path
             'set csv_columns = ["2021"] and csv_header = true in a TOML file'
         )
     assert read_csv(years, ["2021"], header=True)[""].tolist() == [[51.5], [53.5]]
+
+
+def test_a_file_that_is_not_utf8_names_the_line_and_the_byte(tmp_path: Path) -> None:
+    # The offset was counted after the byte-order mark (here 7, not 10), with no line.
+    latin1 = write(tmp_path, b"\xef\xbb\xbfv\r\n1\r\n2\xe9\r\n")
+    with pytest.raises(InputError) as e:
+        read_csv(latin1)
+    assert str(e.value).endswith(": line 3: not UTF-8 text CSV (invalid byte 0xe9 at offset 10)")
+    # Lines end as the CSV reader ends them (a lone \r too), so its line numbers agree.
+    for bad, said in ((b"\xe9", "invalid byte 0xe9"), (b"\x00", "contains NUL bytes")):
+        with pytest.raises(InputError, match=rf"d\.csv: line 3: not UTF-8 text CSV \({said}"):
+            read_csv(write(tmp_path, b"v\r1\r" + bad + b"\r"))
+    with pytest.raises(InputError, match=r"d\.csv: line 3, column 'v': 'x' is not a number"):
+        read_csv(write(tmp_path, b"v\r1\rx\r"))
+    # Windows PowerShell's `>` and Excel's "Unicode Text" write UTF-16: "invalid byte at
+    # offset 0" did not say so.
+    for encoding in ("utf-16-le", "utf-16-be"):
+        utf16 = write(tmp_path, "\ufeffv\n1\n2\n".encode(encoding))
+        with pytest.raises(InputError) as e:
+            read_csv(utf16)
+        assert str(e.value) == (
+            f"{utf16}: line 1: not UTF-8 text CSV (UTF-16, by its byte-order mark; "
+            "save it as UTF-8)"
+        )
+
+
+def test_a_row_of_one_cell_is_one_cell(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"line 3 has 1 cell, expected 2 \(as in line 1\)$"):
+        read_csv(write(tmp_path, "a,b\n1,2\n3\n"))

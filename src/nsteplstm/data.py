@@ -7,6 +7,7 @@ first `sequence_size` points, targets the same window shifted by one step.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -133,59 +134,88 @@ def _show(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
-def _resolve_column(
-    col: str | int,
-    names: list[str] | None,
-    n_cols: int,
-    path: str,
-    key: str,
-    header: bool | None = None,
-    hint: str = "",
-    first_row: Sequence[str] = (),
-) -> int:
-    """0-based index of `col` (a header name or an index). ``header``: the reader was
-    told whether the file has a header (None: detected); ``hint`` ends the errors of a
-    column not present (:func:`_separator_hint`); ``first_row``: the file's first row."""
-    if names is None:
-        available = f"indices 0..{n_cols - 1}"
-    else:
-        most = len(names) if len(names) <= 10 else 5
-        available = some(names, most, _show, "columns")
-    if not is_int(col) and not isinstance(col, str):
-        raise InputError(f"{path}: {key} {col!r} must be a column name or a 0-based index")
+@dataclass(frozen=True)
+class _Layout:
+    """A CSV file's columns as its first row gives them, for the helpers of
+    :func:`_read_table` and the messages that name a column.
+
+    path: the file; first_line, first: the first row's line number and cells; names:
+    the header's names (the first row), None without a header; told: whether the
+    reader was told that the file has a header (None: detected)."""
+
+    path: str
+    first_line: int
+    first: list[str]
+    names: list[str] | None
+    told: bool | None
+
+    @property
+    def count(self) -> int:
+        """How many columns the file has."""
+        return len(self.first)
+
+    def show(self, i: int) -> str:
+        """Column ``i`` for a message: its header name, quoted, or its index."""
+        return _show(self.names[i]) if self.names is not None else str(i)
+
+    def available(self) -> str:
+        """The columns a message offers: the header's names, or the indices."""
+        if self.names is None:
+            return f"indices 0..{self.count - 1}"
+        most = len(self.names) if len(self.names) <= 10 else 5
+        return some(self.names, most, _show, "columns")
+
+
+def _resolve_column(col: str | int, key: str, layout: _Layout) -> int:
+    """0-based index of ``col``, a header name or an index; ``key`` names the setting
+    in errors ("column", "series_id column")."""
     if is_int(col):
-        col = int(col)
-        if 0 <= col < n_cols:
-            return col
-        if str(col) in first_row:  # a header of numbers, such as years
-            hint = (
-                f"; the first row has a cell {str(col)!r}, but a number here is an index: to "
-                f'name it, set csv_columns = ["{col}"] and csv_header = true in a TOML file'
-            )
-        raise InputError(
-            f"{path}: {key} index {col} is not present (the file has {n_cols} "
-            f"column{'s' * (n_cols != 1)}: {available}){hint}"
+        return _resolve_index(int(col), key, layout)
+    if isinstance(col, str):
+        return _resolve_name(col, key, layout)
+    raise InputError(f"{layout.path}: {key} {col!r} must be a column name or a 0-based index")
+
+
+def _resolve_index(col: int, key: str, layout: _Layout) -> int:
+    if 0 <= col < layout.count:
+        return col
+    hint = _separator_hint(layout.first)
+    if str(col) in layout.first:  # a header of numbers, such as years
+        hint = (
+            f"; the first row has a cell {str(col)!r}, but a number here is an index: to "
+            f'name it, set csv_columns = ["{col}"] and csv_header = true in a TOML file'
         )
-    if names is None:
+    n = layout.count
+    raise InputError(
+        f"{layout.path}: {key} index {col} is not present (the file has {n} "
+        f"column{'s' * (n != 1)}: {layout.available()}){hint}"
+    )
+
+
+def _resolve_name(col: str, key: str, layout: _Layout) -> int:
+    if layout.names is None:
         fix = (
             "csv_header = false reads the first row as data; set it to true or auto"
-            if header is False
+            if layout.told is False
             else "add the header row"
         )
         raise InputError(
-            f"{path}: {key} {_show(col)} given by name but the file has no header "
-            f"({fix}, or use 0-based indices 0..{n_cols - 1})"
+            f"{layout.path}: {key} {_show(col)} given by name but the file has no header "
+            f"({fix}, or use 0-based indices 0..{layout.count - 1})"
         )
-    matches = [i for i, n in enumerate(names) if n == col.strip()]
+    matches = [i for i, n in enumerate(layout.names) if n == col.strip()]
     if not matches:
-        if not hint and any(_is_number(n) for n in names):
+        hint = _separator_hint(layout.first)
+        if not hint and any(_is_number(n) for n in layout.names):
             hint = "; the first row holds numbers: if it is data, the file has no header"
-        raise InputError(f"{path}: {key} {_show(col)} not present (available: {available}){hint}")
+        raise InputError(
+            f"{layout.path}: {key} {_show(col)} not present (available: {layout.available()}){hint}"
+        )
     if len(matches) > 1:
         shown = ", ".join(map(str, matches))
         raise InputError(
-            f"{path}: {key} {_show(col)} names several columns ({shown}); rename all but "
-            "one, or give the column by its index"
+            f"{layout.path}: {key} {_show(col)} names several columns ({shown}); rename all "
+            "but one, or give the column by its index"
         )
     return matches[0]
 
@@ -237,7 +267,7 @@ def _data_cells(
     columns when they are known by index, else (a column named: names need a header;
     no such column) every cell."""
     every = list(range(len(first)))
-    given = [] if columns is None or isinstance(columns, (str, bytes)) else list(columns)
+    given = [] if columns is None else list(columns)
     if isinstance(series_id, str) or any(isinstance(c, str) for c in given):
         return every
     if columns is None:
@@ -247,19 +277,37 @@ def _data_cells(
     return data or every
 
 
+def _decode(raw: bytes, path: str | Path) -> str:
+    """``raw`` as UTF-8 text, without a leading byte-order mark; InputError naming the
+    line of the first byte that is not UTF-8, or of a NUL byte (a binary file)."""
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        why = f"invalid byte 0x{raw[e.start]:02x} at offset {e.start}"
+        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            why = "UTF-16, by its byte-order mark; save it as UTF-8"
+        line = _line_at(raw, e.start)
+        raise InputError(f"{path}: line {line}: not UTF-8 text CSV ({why})") from None
+    if "\x00" in text:
+        line = _line_at(raw, raw.index(b"\x00"))
+        raise InputError(f"{path}: line {line}: not UTF-8 text CSV (contains NUL bytes)")
+    return text
+
+
+def _line_at(raw: bytes, offset: int) -> int:
+    """The 1-based line of byte ``offset`` in ``raw``, lines ending as the CSV reader
+    ends them (at ``\\n``, ``\\r\\n`` or ``\\r``)."""
+    # "x" stands for the byte at offset: after a line end, it begins a line of its own.
+    return len((raw[:offset] + b"x").splitlines())
+
+
 def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
     """Non-blank rows of a CSV file with their 1-based line numbers.
 
     A blank line is one with no cells, or one unquoted cell of white space. A row of
     empty cells (``,,`` or a quoted ``""``) is a row whose values are missing: kept,
     for the reader to refuse (dropping it would shift every later time step)."""
-    raw = read_input(path, str(path))
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text CSV (invalid byte at offset {e.start})") from None
-    if "\x00" in text:
-        raise InputError(f"{path}: not UTF-8 text CSV (contains NUL bytes)")
+    text = _decode(read_input(path, str(path)), path)
     rows: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     line = 1
@@ -306,93 +354,136 @@ def _read_table(
 ) -> tuple[dict[str, np.ndarray], list[str] | None, str | None]:
     """:func:`read_csv`, the header's names of the columns read and of the series_id
     column (None without a header, or without series_id)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
-    if header is not None and not isinstance(header, bool):
-        raise InputError(f"{path}: header must be None (detect), True or False, got {header!r}")
+    _check_arguments(path, columns, header)
     rows = _read_rows(path)
     if not rows:
         raise InputError(f"{path}: empty file (no rows)")
     first_line, first = rows[0]
-    given_header = header is not None
-    if header is None:  # an empty cell is a missing value, not a column's name
-        cells = _data_cells(first, columns, series_id)
-        header = not all(_is_number(first[i]) or first[i] == "" for i in cells)
-    names = first if header else None
-    body = rows[1:] if header else rows
-    n_cols = len(first)
+    has_header = _is_header(first, columns, series_id) if header is None else header
+    layout = _Layout(str(path), first_line, first, first if has_header else None, header)
+    body = rows[1:] if has_header else rows
     if not body:
         raise InputError(f"{path}: no data rows after the header (line {first_line})")
-    told = header if given_header else None
-    separator = _separator_hint(first)
-
-    def resolve(col: str | int, key: str) -> int:
-        return _resolve_column(col, names, n_cols, str(path), key, told, separator, first)
-
     id_index = None
     if series_id is not None:
-        id_index = resolve(series_id, "series_id column")
+        id_index = _resolve_column(series_id, "series_id column", layout)
+    use = _data_columns(columns, id_index, layout)
+    series = _group_rows(body, use, id_index, layout, every_column=columns is None)
+    if layout.names is None:
+        return series, None, None
+    id_name = None if id_index is None else layout.names[id_index]
+    return series, [layout.names[i] for i in use], id_name
+
+
+def _check_arguments(
+    path: str | Path, columns: Sequence[str | int] | None, header: bool | None
+) -> None:
+    """InputError unless :func:`read_csv`'s arguments are of its types (the columns
+    themselves are checked against the file)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
+    if header is not None and not isinstance(header, bool):
+        raise InputError(f"{path}: header must be None (detect), True or False, got {header!r}")
+    if columns is not None and (
+        isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence)
+    ):
+        raise InputError(
+            f"{path}: columns must be a list of column names or indices, got {columns!r}"
+        )
+
+
+def _is_header(
+    first: list[str], columns: Sequence[str | int] | None, series_id: str | int | None
+) -> bool:
+    """Whether ``first``, a file's first row, is its header, where the reader was not
+    told: a cell that decides it (:func:`_data_cells`) is not a number. An empty cell
+    is a missing value, not a column's name."""
+    cells = _data_cells(first, columns, series_id)
+    return not all(_is_number(first[i]) or first[i] == "" for i in cells)
+
+
+def _data_columns(
+    columns: Sequence[str | int] | None, id_index: int | None, layout: _Layout
+) -> list[int]:
+    """0-based indices of the columns to read: ``columns`` (names or indices), each
+    once and not the series_id column at ``id_index``; by default every other one."""
     if columns is None:
-        use = [i for i in range(n_cols) if i != id_index]
+        use = [i for i in range(layout.count) if i != id_index]
         if not use:
-            raise InputError(f"{path}: no data columns besides the series_id column")
-    else:
-        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
-            raise InputError(
-                f"{path}: columns must be a list of column names or indices, got {columns!r}"
-            )
-        if len(columns) == 0:
-            raise InputError(f"{path}: columns is empty (give at least one column)")
-        use = [resolve(c, "column") for c in columns]
-        twice = [c for c, i in zip(columns, use, strict=True) if use.count(i) > 1]
-        if twice:  # the model would get one column as two features
-            shown = ", ".join(_show(c) if isinstance(c, str) else str(c) for c in twice)
-            raise InputError(f"{path}: columns {shown} name the same column; give it once")
-        if id_index is not None and id_index in use:
-            raise InputError(f"{path}: column {id_index} is both a data column and the series_id")
+            raise InputError(f"{layout.path}: no data columns besides the series_id column")
+        return use
+    if len(columns) == 0:
+        raise InputError(f"{layout.path}: columns is empty (give at least one column)")
+    use = [_resolve_column(c, "column", layout) for c in columns]
+    twice = [c for c, i in zip(columns, use, strict=True) if use.count(i) > 1]
+    if twice:  # the model would get one column as two features
+        shown = ", ".join(_show(c) if isinstance(c, str) else str(c) for c in twice)
+        raise InputError(f"{layout.path}: columns {shown} name the same column; give it once")
+    if id_index is not None and id_index in use:
+        raise InputError(
+            f"{layout.path}: column {id_index} is both a data column and the series_id"
+        )
+    return use
 
-    hint = "; without csv_columns every column is read" if columns is None else ""
 
-    def col_name(i: int) -> str:
-        return _show(names[i]) if names is not None else str(i)
-
+def _group_rows(
+    body: list[tuple[int, list[str]]],
+    use: list[int],
+    id_index: int | None,
+    layout: _Layout,
+    every_column: bool,
+) -> dict[str, np.ndarray]:
+    """The columns ``use`` of the rows ``body`` as float64 series (T_k, len(use)), by
+    the text of the series_id column at ``id_index`` ("" for all rows without one).
+    ``every_column``: the columns were not chosen, which a cell's error then says."""
+    hint = "; without csv_columns every column is read" if every_column else ""
     groups: dict[str, list[list[float]]] = {}
     for line, cells in body:
-        if len(cells) != n_cols:
-            why = _separator_hint(cells) or separator or _decimal_comma_hint(cells)
-            raise InputError(
-                f"{path}: line {line} has {len(cells)} cells, expected {n_cols} "
-                f"(as in line {first_line}){why}"
-            )
-        values = []
-        for i in use:
-            try:
-                x = _number(cells[i])
-            except ValueError:
-                raise InputError(
-                    f"{path}: line {line}, column {col_name(i)}: {_show(cells[i])} is not a "
-                    f"number (expected a finite decimal number{hint}"
-                    f"{_separator_hint([cells[i]])})"
-                ) from None
-            if not abs(x) <= _FLOAT32_MAX:
-                raise InputError(
-                    f"{path}: line {line}, column {col_name(i)}: {_show(cells[i])} is not "
-                    "finite in float32 (expected a finite number below 3.4e38 in magnitude)"
-                )
-            values.append(x)
-        key = cells[id_index] if id_index is not None else ""
-        if id_index is not None and not key:
-            raise InputError(
-                f"{path}: line {line}, series_id column {col_name(id_index)}: empty "
-                "(every row needs the id of its series)"
-            )
-        groups.setdefault(key, []).append(values)
-    series = {
-        k: np.asarray(g, dtype=np.float64).reshape(len(g), len(use)) for k, g in groups.items()
-    }
-    if names is None:
-        return series, None, None
-    return series, [names[i] for i in use], None if id_index is None else names[id_index]
+        _check_row_length(line, cells, layout)
+        values = [_cell_value(line, i, cells[i], layout, hint) for i in use]
+        groups.setdefault(_series_key(line, cells, id_index, layout), []).append(values)
+    return {k: np.asarray(g, dtype=np.float64).reshape(len(g), len(use)) for k, g in groups.items()}
+
+
+def _check_row_length(line: int, cells: list[str], layout: _Layout) -> None:
+    n = len(cells)
+    if n == layout.count:
+        return
+    why = _separator_hint(cells) or _separator_hint(layout.first) or _decimal_comma_hint(cells)
+    raise InputError(
+        f"{layout.path}: line {line} has {n} cell{'s' * (n != 1)}, expected "
+        f"{layout.count} (as in line {layout.first_line}){why}"
+    )
+
+
+def _cell_value(line: int, i: int, cell: str, layout: _Layout, hint: str) -> float:
+    """The number in ``cell``, at ``line`` in column ``i``, once it is finite in
+    float32; ``hint`` ends the error of a cell that is not a number."""
+    try:
+        x = _number(cell)
+    except ValueError:
+        raise InputError(
+            f"{layout.path}: line {line}, column {layout.show(i)}: {_show(cell)} is not a "
+            f"number (expected a finite decimal number{hint}{_separator_hint([cell])})"
+        ) from None
+    if not abs(x) <= _FLOAT32_MAX:
+        raise InputError(
+            f"{layout.path}: line {line}, column {layout.show(i)}: {_show(cell)} is not "
+            "finite in float32 (expected a finite number below 3.4e38 in magnitude)"
+        )
+    return x
+
+
+def _series_key(line: int, cells: list[str], id_index: int | None, layout: _Layout) -> str:
+    """The id of the series a row belongs to: its series_id cell, "" without one."""
+    if id_index is None:
+        return ""
+    if not cells[id_index]:
+        raise InputError(
+            f"{layout.path}: line {line}, series_id column {layout.show(id_index)}: empty "
+            "(every row needs the id of its series)"
+        )
+    return cells[id_index]
 
 
 # ----------------------------------------------------------------------- scaling
@@ -714,35 +805,62 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
         raw = list(by_id.values())
         if config.csv_series_id is not None:
             series_ids = list(by_id)
+        whole = _whole_numbers(raw)
+        _check_column_count(config, path, raw, whole, headed=features is not None)
         n_features = raw[0].shape[1]
-        # An integer past 2**24 is not exact in float32: rounding to it means nothing.
-        whole = [(a == np.round(a)) & (abs(a) <= 2**24) for a in raw]  # (T_k, F) each
-        if (config.n_in, config.n_out) != (n_features, n_features):
-            hint = ""
-            # 50,0 read as two columns: whole numbers, unsigned past the first column
-            split = all(w.all() and (a[:, 1:] >= 0).all() for w, a in zip(whole, raw, strict=True))
-            if features is None and split:
-                hint = (
-                    "; if the commas are decimal commas (50,0 for 50.0), write the numbers "
-                    "with decimal points: commas separate columns"
-                )
-            raise ColumnCountError(
-                f"{path}: the data has {n_features} columns but n_in = {config.n_in} and "
-                f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns{hint}",
-                n_features,
-            )
         integer_features = [all(bool(w[:, k].all()) for w in whole) for k in range(n_features)]
     else:
         raise InputError(
             f"config: data = {config.data!r} is not one of fibonacci, sine, adding, csv:PATH"
         )
+    series, scaler = _to_model(config, raw, scaler)
+    return Series(
+        series, raw, scaler, integer_features, config.data_kind, series_ids, features, id_column
+    )
+
+
+def _whole_numbers(raw: list[np.ndarray]) -> list[np.ndarray]:
+    """Per series (T_k, F), where its values are integers exact in float32: past 2**24
+    float32 is not exact, and rounding to an integer means nothing."""
+    return [(a == np.round(a)) & (abs(a) <= 2**24) for a in raw]
+
+
+def _check_column_count(
+    config: Config, path: str, raw: list[np.ndarray], whole: list[np.ndarray], headed: bool
+) -> None:
+    """:class:`ColumnCountError` unless the CSV data ``raw`` (:func:`_whole_numbers`:
+    ``whole``; ``headed``: read with a header) has config.n_in = config.n_out columns."""
+    n_features = raw[0].shape[1]
+    if (config.n_in, config.n_out) == (n_features, n_features):
+        return
+    hint = ""
+    # 50,0 read as two columns: whole numbers, unsigned past the first column
+    split = all(w.all() and (a[:, 1:] >= 0).all() for w, a in zip(whole, raw, strict=True))
+    if not headed and split:
+        hint = (
+            "; if the commas are decimal commas (50,0 for 50.0), write the numbers "
+            "with decimal points: commas separate columns"
+        )
+    raise ColumnCountError(
+        f"{path}: the data has {n_features} columns but n_in = {config.n_in} and "
+        f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns{hint}",
+        n_features,
+    )
+
+
+def _to_model(
+    config: Config, raw: list[np.ndarray], scaler: Scaler | None
+) -> tuple[list[np.ndarray], Scaler | None]:
+    """The series ``raw`` as the model sees them, float32, and the scaler applied: for
+    CSV data with config.scale = "standard", ``scaler`` or else one fitted on the
+    training parts; None otherwise. InputError where a value is not finite."""
     if not (config.data_kind == "csv" and config.scale == "standard"):
         scaler = None
     elif scaler is None:
         scaler = Scaler.fit(_split(raw, config)[0])
     # The model's float32, scaled in float64 first where a scaler applies.
-    to_model = scaler.transform if scaler is not None else lambda a: a.astype(np.float32)
-    series = [to_model(a) for a in raw]
+    convert = scaler.transform if scaler is not None else lambda a: a.astype(np.float32)
+    series = [convert(a) for a in raw]
     for part in series:
         if not np.isfinite(part).all():
             scaled = " after standard scaling" if scaler is not None else ""
@@ -750,9 +868,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
                 f"config: data = {config.data!r} gives values that are not finite in float32"
                 f"{scaled} (check period, noise, the data's range)"
             )
-    return Series(
-        series, raw, scaler, integer_features, config.data_kind, series_ids, features, id_column
-    )
+    return series, scaler
 
 
 def _split(series: list[np.ndarray], config: Config) -> tuple[list[np.ndarray], list[np.ndarray]]:
