@@ -443,3 +443,96 @@ def test_a_csv_path_from_home_is_expanded(tmp_path, monkeypatch) -> None:
     toml = tmp_path / "run.toml"
     toml.write_text('data = "csv:~/y.csv"\n')
     assert load_toml(toml)["data"] == f"csv:{tmp_path / 'home' / 'y.csv'}"
+
+
+@pytest.mark.parametrize(
+    ("file", "flags"),
+    [
+        ({"epochs": -5}, {"epochs": 3}),
+        ({"epochs": 10**6}, {"epochs": 3}),
+        ({"dropout": 1.5}, {"dropout": 0.2}),
+        ({"data": "mnist"}, {"data": "sine"}),
+        ({"device": "tpu"}, {"device": "cpu"}),
+        ({"data": "csv:a.csv", "csv_columns": []}, {"csv_columns": ["a"]}),
+        ({"min_length": 0}, {"min_length": 5}),
+    ],
+)
+def test_a_value_out_of_range_in_the_file_is_refused_where_a_flag_replaces_it(
+    file: dict[str, Any], flags: dict[str, Any]
+) -> None:
+    # The run went through, and the file failed the next time it was used alone.
+    with pytest.raises(InputError) as alone:
+        Config.merged(file, {}, toml_source="run.toml")
+    with pytest.raises(InputError) as replaced:
+        Config.merged(file, flags, toml_source="run.toml")
+    assert str(replaced.value) == str(alone.value)
+    assert str(alone.value).startswith("config run.toml: ")
+
+
+def test_a_reset_flag_checks_the_value_it_replaces_in_the_file() -> None:
+    # --min-length none over the file's min_length: the file's value is checked as
+    # where any other flag replaces it.
+    with pytest.raises(InputError, match=r"^config run.toml: min_length = 0 is out of range"):
+        Config.merged({"min_length": 0}, {}, toml_source="run.toml", resets=["min_length"])
+    with pytest.raises(InputError, match=r"^config run.toml: min_length = 'x' is a string"):
+        Config.merged({"min_length": "x"}, {}, toml_source="run.toml", resets=["min_length"])
+
+
+def test_a_file_value_a_flag_replaces_needs_only_its_own_range() -> None:
+    # How a setting goes with the others is the merged config's to check: each file is
+    # valid alone and so is its merge, though the file's value does not fit the flags'.
+    for file, flags in [
+        ({"data": "adding", "n_in": 2}, {"data": "sine", "n_in": 1}),
+        ({"data": "sine", "min_length": 1}, {"data": "adding", "min_length": 2}),
+        ({"sequence_size": 10, "min_length": 8}, {"sequence_size": 4, "min_length": 2}),
+    ]:
+        Config.merged(file, {}, toml_source="run.toml")
+        merged = Config.merged(file, flags, toml_source="run.toml")
+        assert {key: getattr(merged, key) for key in flags} == flags
+
+
+def test_train_refuses_a_config_file_whose_bad_value_a_flag_replaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nsteplstm.cli import main
+
+    toml = tmp_path / "run.toml"
+    toml.write_text("epochs = -5\n", encoding="utf-8")
+    argv = ["train", "--config", str(toml), "--epochs", "3", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    message = f"config {toml}: epochs = -5 is out of range (allowed: >= 1)"
+    assert capsys.readouterr().err == f"nsteplstm train: error: {message}\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("file", "flags", "expected"),
+    [
+        ({"epochs": 3}, {"total_size": 50}, "command line: split_rate = 0.9 of total_size = 50 "),
+        ({"epochs": 3}, {"sequence_size": 500}, "command line: split_rate = 0.9 of total_size = 2"),
+        (
+            {"data": "adding"},
+            {"adding_samples": 1},
+            "command line: split_rate = 0.9 of adding_samples = 1 leaves",
+        ),
+        ({"total_size": 50}, {"epochs": 3}, "config run.toml: split_rate = 0.9 of total_size = 50"),
+        ({"split_rate": 0.5}, {"total_size": 50}, "config run.toml: split_rate = 0.5 of total_"),
+    ],
+)
+def test_a_split_too_small_names_where_its_settings_came_from(
+    file: dict[str, Any], flags: dict[str, Any], expected: str
+) -> None:
+    # With split_rate at its default, the error named the TOML file, which held neither
+    # it nor the size or sequence_size of the command line.
+    with pytest.raises(InputError) as e:
+        Config.merged(file, flags, toml_source="run.toml")
+    assert str(e.value).startswith(expected)
+
+
+def test_a_command_line_integer_is_in_ascii_digits() -> None:
+    # int() reads "٣" as 3: a column named "٢٠٢٠" was taken for index 2020, which a
+    # TOML file's string names.
+    assert parse_cli_value("csv_columns", "٢٠٢٠,b") == ["٢٠٢٠", "b"]
+    assert parse_cli_value("csv_series_id", "٣") == "٣"
+    with pytest.raises(InputError, match=r"--epochs '٣' is not an integer"):
+        parse_cli_value("epochs", "٣")

@@ -21,7 +21,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -214,6 +214,9 @@ class Config:
         """Defaults < `toml_dict` < `overrides`; an override whose value is None is not
         given. The optional settings named in `resets` go back to None (their default)
         whatever `toml_dict` says: what ``--min-length none`` asks (:func:`parse_cli_value`).
+        A value of `toml_dict` that an override or a reset replaces must still be valid
+        alone: of its type and in its own range (how it goes with the other settings
+        is checked on the merged ones only, so that flags can repair a combination).
         A setting of :data:`DATA_SETTINGS` given for another kind of data is refused,
         except in a ``stored`` `toml_dict` (a run's config.json, which holds every key)."""
         values: dict[str, Any] = {}
@@ -226,17 +229,20 @@ class Config:
                 )
             values.update(toml_dict)
             origin.update({key: toml_source for key in toml_dict})
-        for key, value in overrides.items():
-            if value is not None:
-                if toml_dict is not None and key in toml_dict and key in _KINDS:
-                    _converted(key, toml_dict[key], toml_source)  # a bad file stays refused
-                values[key] = value
-                origin[key] = overrides_source
-        for key in resets:
-            values[key] = None
-            origin[key] = overrides_source
+        flags = {key: value for key, value in overrides.items() if value is not None}
+        # A bad file stays refused: it would fail the next time it is used alone.
+        replaced = {
+            key: _converted(key, toml_dict[key], toml_source)
+            for key in (*flags, *resets)
+            if toml_dict is not None and key in toml_dict and key in _KINDS
+        }
+        values.update(flags)
+        values.update(dict.fromkeys(resets))
+        origin.update(dict.fromkeys([*flags, *resets], overrides_source))
         config = _build(values, origin, toml_source if toml_dict is not None else overrides_source)
-        given = {k for k, v in overrides.items() if v is not None}
+        for key, value in replaced.items():
+            _check_alone(config, key, value, toml_source)
+        given = set(flags)
         if toml_dict is not None and not stored:
             given |= set(toml_dict)
         config.check_data_settings(given, origin, toml_source)
@@ -354,7 +360,7 @@ def parse_cli_value(key: str, text: str) -> Any:
     if kind in RESET_WORDS and token.lower() == RESET_WORDS[kind]:
         return None
     if kind in ("int", "int?"):
-        if re.fullmatch(r"[+-]?\d+", token):
+        if _is_integer(token):
             return int(token)
         raise InputError(f"command line: {flag} {text!r} is not an integer")
     if kind == "float":
@@ -406,7 +412,13 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def _name_or_index(token: str) -> str | int:
     """An integer (a negative one too, refused later as an index) or a column name."""
-    return int(token) if re.fullmatch(r"[+-]?\d+", token) else token
+    return int(token) if _is_integer(token) else token
+
+
+def _is_integer(token: str) -> bool:
+    """Whether `token` is an integer in ASCII digits (``\\d`` also takes "٣", which
+    ``int`` reads as 3)."""
+    return re.fullmatch(r"[+-]?[0-9]+", token) is not None
 
 
 def _show(value: Any) -> str:
@@ -518,7 +530,7 @@ def device_name(spec: str | int) -> str | None:
         return token[:3] if token.startswith("cpu") else token
     if re.fullmatch(r"cuda:[0-9]+", token):  # ASCII digits: \d also takes "٣"
         return f"cuda:{int(token[5:])}"
-    if re.fullmatch(r"[+-]?[0-9]+", token) and int(token) >= -1:  # -2 and below: no device
+    if _is_integer(token) and int(token) >= -1:  # -2 and below: no device
         return "cpu" if int(token) == -1 else f"cuda:{int(token)}"
     return None
 
@@ -535,129 +547,213 @@ def _converted(key: str, raw: Any, source: str) -> Any:
     return converted
 
 
+# A setting's range check: its key, whether its value passes, what is allowed.
+_Check = tuple[str, bool, str]
+# Makes the error of a setting, from its key and what is wrong, naming where it came
+# from; a check of several settings names the others after it, for when it is a default.
+_Fail = Callable[..., InputError]
+
+_FINITE = ("dropout", "split_rate", "lr", "period", "noise", "grad_clip")
+_COUNTS = (
+    "n_layers",
+    "value",
+    "total_size",
+    "sequence_size",
+    "epochs",
+    "batch_size",
+    "n_in",
+    "n_hidden",
+    "n_out",
+    "adding_samples",
+    "checkpoint_every",
+)
+
+
 def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source: str) -> Config:
     """Type-check, range-check and cross-check `values` over the defaults."""
 
-    def fail(key: str, what: str) -> InputError:
-        return InputError(f"{_where(origin.get(key, default_source))}: {what}")
+    def fail(key: str, what: str, *others: str) -> InputError:
+        source = next((origin[k] for k in (key, *others) if k in origin), default_source)
+        return InputError(f"{_where(source)}: {what}")
 
-    known = [f.name for f in dataclasses.fields(Config)]
+    _check_keys(values, fail)
+    v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
+    for key, raw in values.items():
+        v[key] = _converted(key, raw, origin.get(key, default_source))
+    _check(_ranges(v), v, fail)
+    v["device"] = device_name(v["device"])
+    _check_csv_settings_apply(v, fail)
+    _check(_optional_ranges(v), v, fail)
+    _check_min_length(v, fail)
+    _set_features(v, values, fail)
+    if v["data"] == "adding":
+        _check_adding_split(v, fail)
+    elif v["data"] in BUILTIN_DATA:
+        _check_series_split(v, fail)
+    return Config(**v)
+
+
+def _check_keys(values: Mapping[str, Any], fail: _Fail) -> None:
+    """InputError for the first key of `values` that is no setting, with the closest one."""
+    known = list(_KINDS)
     for key in values:
         if not isinstance(key, str) or key not in _KINDS:
             close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
             guess = f"did you mean {close[0]!r}? " if close else ""
-            raise InputError(
-                f"{_where(origin.get(key, default_source))}: unknown key {_show(key)} "
-                f"({guess}known: {', '.join(known)})"
-            )
+            raise fail(key, f"unknown key {_show(key)} ({guess}known: {', '.join(known)})")
 
-    v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
-    for key, raw in values.items():
-        v[key] = _converted(key, raw, origin.get(key, default_source))
 
-    def check(key: str, ok: bool, allowed: str) -> None:
+def _check(checks: Iterable[_Check], v: Mapping[str, Any], fail: _Fail) -> None:
+    """InputError for the first of `checks` that `v` does not pass."""
+    for key, ok, allowed in checks:
         if not ok:
             raise fail(key, f"{key} = {_show(v[key])} is out of range (allowed: {allowed})")
 
-    for key in ("dropout", "split_rate", "lr", "period", "noise", "grad_clip"):
-        check(key, math.isfinite(v[key]), "a finite number")
-    for key in (
-        "n_layers",
-        "value",
-        "total_size",
-        "sequence_size",
-        "epochs",
-        "batch_size",
-        "n_in",
-        "n_hidden",
-        "n_out",
-        "adding_samples",
-        "checkpoint_every",
-    ):
-        check(key, v[key] >= 1, ">= 1")
-    # checkpoint.json keeps every epoch's row and is written again at each checkpoint
-    check("epochs", v["epochs"] <= MAX_EPOCHS, f"1 <= epochs <= {MAX_EPOCHS:,}")
-    check("value", v["value"] <= 2**24, "1 <= value <= 2**24, every number exact in float32")
-    for key in ("total_size", "adding_samples"):
-        check(key, v[key] <= MAX_DATA_SIZE, f"1 <= {key} <= 1e12")
-    check("dropout", 0.0 <= v["dropout"] < 1.0, "0 <= dropout < 1")
-    check("split_rate", 0.0 < v["split_rate"] < 1.0, "0 < split_rate < 1")
-    check("lr", v["lr"] > 0.0, "> 0")
-    check("period", v["period"] > 0.0, "> 0")
-    check("noise", v["noise"] >= 0.0, ">= 0")
-    check("grad_clip", v["grad_clip"] >= 0.0, ">= 0 (0 disables clipping)")
-    check("seed", 0 <= v["seed"] < 2**63, "0 <= seed < 2**63")
-    check("cell", v["cell"] in ("nstep", "step"), "nstep, step")
-    check("scale", v["scale"] in ("standard", "none"), "standard, none")
-    check("format_version", v["format_version"] == FORMAT_VERSION, str(FORMAT_VERSION))
 
-    device = device_name(v["device"])
-    check("device", device is not None, "auto, cpu, cuda, cuda:K, -1 (CPU), K >= 0 (GPU K)")
-    v["device"] = device
+def _check_alone(config: Config, key: str, value: Any, source: str) -> None:
+    """InputError naming `source` unless `value`, of `key`'s type, is in the setting's
+    own range: the checks of it alone. `config` holds the other settings, whose checks
+    with it are that config's (min_length's message names its data and sequence_size)."""
+    v = {**config.to_dict(), key: value}
+    checks = [check for check in _ranges(v) + _optional_ranges(v) if check[0] == key]
+    _check(checks, v, lambda _, what: InputError(f"{_where(source)}: {what}"))
 
-    data = v["data"]
-    is_csv = is_csv_data(data)
-    check("data", data in BUILTIN_DATA or is_csv, "fibonacci, sine, adding, csv:PATH")
 
-    if not is_csv:  # accepted and ignored, they would be stored as if they applied
-        for key in ("csv_columns", "csv_header", "csv_series_id"):
-            if v[key] is not None:
-                raise fail(
-                    key,
-                    f"{key} = {_show(v[key])} applies only to data = 'csv:PATH', not "
-                    f"data = {_show(data)}",
-                )
+def _ranges(v: Mapping[str, Any]) -> list[_Check]:
+    """The checks of each setting alone, but for the optional ones, in the order they run."""
+    return [
+        *((key, math.isfinite(v[key]), "a finite number") for key in _FINITE),
+        *((key, v[key] >= 1, ">= 1") for key in _COUNTS),
+        # checkpoint.json keeps every epoch's row and is written again at each checkpoint
+        ("epochs", v["epochs"] <= MAX_EPOCHS, f"1 <= epochs <= {MAX_EPOCHS:,}"),
+        ("value", v["value"] <= 2**24, "1 <= value <= 2**24, every number exact in float32"),
+        *(
+            (key, v[key] <= MAX_DATA_SIZE, f"1 <= {key} <= 1e12")
+            for key in ("total_size", "adding_samples")
+        ),
+        ("dropout", 0.0 <= v["dropout"] < 1.0, "0 <= dropout < 1"),
+        ("split_rate", 0.0 < v["split_rate"] < 1.0, "0 < split_rate < 1"),
+        ("lr", v["lr"] > 0.0, "> 0"),
+        ("period", v["period"] > 0.0, "> 0"),
+        ("noise", v["noise"] >= 0.0, ">= 0"),
+        ("grad_clip", v["grad_clip"] >= 0.0, ">= 0 (0 disables clipping)"),
+        ("seed", 0 <= v["seed"] < 2**63, "0 <= seed < 2**63"),
+        ("cell", v["cell"] in ("nstep", "step"), "nstep, step"),
+        ("scale", v["scale"] in ("standard", "none"), "standard, none"),
+        ("format_version", v["format_version"] == FORMAT_VERSION, str(FORMAT_VERSION)),
+        (
+            "device",
+            device_name(v["device"]) is not None,
+            "auto, cpu, cuda, cuda:K, -1 (CPU), K >= 0 (GPU K)",
+        ),
+        (
+            "data",
+            v["data"] in BUILTIN_DATA or is_csv_data(v["data"]),
+            "fibonacci, sine, adding, csv:PATH",
+        ),
+    ]
 
+
+def _optional_ranges(v: Mapping[str, Any]) -> list[_Check]:
+    """The checks of each optional setting alone (None passes), in the order they run."""
     columns = v["csv_columns"]
-    if columns is not None:
-        check("csv_columns", len(columns) >= 1, "a non-empty list")
-        check(
+    series_id = v["csv_series_id"]
+    min_length = v["min_length"]
+    return [
+        ("csv_columns", columns is None or len(columns) >= 1, "a non-empty list"),
+        (
             "csv_columns",
-            all(isinstance(c, str) or c >= 0 for c in columns),
+            columns is None or all(isinstance(c, str) or c >= 0 for c in columns),
             "column names or indices >= 0",
-        )
-    if is_int(v["csv_series_id"]):
-        check("csv_series_id", v["csv_series_id"] >= 0, "a column name or an index >= 0")
+        ),
+        (
+            "csv_series_id",
+            not is_int(series_id) or series_id >= 0,
+            "a column name or an index >= 0",
+        ),
+        # >= 1 whatever the data; the message tells its range with the data's and
+        # sequence_size's, as :func:`_check_min_length` does
+        ("min_length", min_length is None or min_length >= 1, _min_length_range(v)[1]),
+    ]
 
+
+def _check_csv_settings_apply(v: Mapping[str, Any], fail: _Fail) -> None:
+    """InputError for a CSV setting given for other data: accepted and ignored, it
+    would be stored as if it applied."""
+    if is_csv_data(v["data"]):
+        return
+    for key in ("csv_columns", "csv_header", "csv_series_id"):
+        if v[key] is not None:
+            raise fail(
+                key,
+                f"{key} = {_show(v[key])} applies only to data = 'csv:PATH', not "
+                f"data = {_show(v['data'])}",
+            )
+
+
+def _check_min_length(v: Mapping[str, Any], fail: _Fail) -> None:
+    """min_length, when given, within the window lengths of the data and sequence_size."""
     min_length = v["min_length"]
     if min_length is not None:
-        lowest = 2 if data == "adding" else 1
-        check(
-            "min_length",
-            lowest <= min_length <= v["sequence_size"],
-            f"{lowest} <= min_length <= sequence_size = {v['sequence_size']}",
+        lowest, allowed = _min_length_range(v)
+        _check([("min_length", lowest <= min_length <= v["sequence_size"], allowed)], v, fail)
+
+
+def _min_length_range(v: Mapping[str, Any]) -> tuple[int, str]:
+    """The lowest min_length of `v`'s data, and min_length's range as an error says it."""
+    lowest = 2 if v["data"] == "adding" else 1
+    return lowest, f"{lowest} <= min_length <= sequence_size = {v['sequence_size']}"
+
+
+def _data_features(data: str, columns: tuple[str | int, ...] | None) -> tuple[int, int] | None:
+    """The (n_in, n_out) that the data fixes; None for a CSV file without csv_columns,
+    whose loader checks them against the file."""
+    if data in BUILTIN_DATA:
+        return (2, 1) if data == "adding" else (1, 1)
+    return None if columns is None else (len(columns), len(columns))
+
+
+def _set_features(v: dict[str, Any], given: Collection[str], fail: _Fail) -> None:
+    """n_in and n_out follow the data where not `given`, and must agree with it where given."""
+    features = _data_features(v["data"], v["csv_columns"])
+    if features is None:
+        return
+    for key, expected in zip(("n_in", "n_out"), features, strict=True):
+        if key not in given:
+            v[key] = expected
+        _check([(key, v[key] == expected, f"{expected} for data = {_show(v['data'])}")], v, fail)
+
+
+def _check_adding_split(v: Mapping[str, Any], fail: _Fail) -> None:
+    """An adding problem's sequence_size, and the training and validation samples that
+    split_rate leaves (at least one each)."""
+    _check([("sequence_size", v["sequence_size"] >= 2, ">= 2 for data = 'adding'")], v, fail)
+    samples = v["adding_samples"]
+    n_train = train_points(v["split_rate"], samples)
+    if not 1 <= n_train < samples:
+        raise fail(
+            "split_rate",
+            f"split_rate = {v['split_rate']} of adding_samples = {samples} "
+            f"leaves {n_train} training and {samples - n_train} validation "
+            "samples (need at least 1 each)",
+            "adding_samples",
         )
 
-    if data in BUILTIN_DATA or columns is not None:
-        n_in, n_out = {"adding": (2, 1)}.get(data, (1, 1))
-        if is_csv:
-            n_in = n_out = len(columns)
-        for key, expected in (("n_in", n_in), ("n_out", n_out)):
-            if key not in values:
-                v[key] = expected
-            check(key, v[key] == expected, f"{expected} for data = {_show(data)}")
 
-    if data == "adding":
-        check("sequence_size", v["sequence_size"] >= 2, ">= 2 for data = 'adding'")
-        n_train = train_points(v["split_rate"], v["adding_samples"])
-        if not 1 <= n_train < v["adding_samples"]:
-            raise fail(
-                "split_rate",
-                f"split_rate = {v['split_rate']} of adding_samples = {v['adding_samples']} "
-                f"leaves {n_train} training and {v['adding_samples'] - n_train} validation "
-                "samples (need at least 1 each)",
-            )
-    elif data in BUILTIN_DATA:
-        n_train = train_points(v["split_rate"], v["total_size"])
-        n_val = v["total_size"] - n_train
-        window = v["sequence_size"] + 1
-        if n_train < window or n_val < window:
-            longest = min(n_train, n_val) - 1
-            hint = f" (here sequence_size <= {longest})" if longest >= 1 else ""
-            raise fail(
-                "split_rate",
-                f"split_rate = {v['split_rate']} of total_size = {v['total_size']} gives "
-                f"{n_train} training and {n_val} validation points; each part needs at least "
-                f"sequence_size + 1 = {window}{hint}",
-            )
-    return Config(**v)
+def _check_series_split(v: Mapping[str, Any], fail: _Fail) -> None:
+    """The training and validation parts that split_rate makes of a built-in series:
+    each must hold a window (sequence_size + 1 points)."""
+    n_train = train_points(v["split_rate"], v["total_size"])
+    n_val = v["total_size"] - n_train
+    window = v["sequence_size"] + 1
+    if n_train < window or n_val < window:
+        longest = min(n_train, n_val) - 1
+        hint = f" (here sequence_size <= {longest})" if longest >= 1 else ""
+        raise fail(
+            "split_rate",
+            f"split_rate = {v['split_rate']} of total_size = {v['total_size']} gives "
+            f"{n_train} training and {n_val} validation points; each part needs at least "
+            f"sequence_size + 1 = {window}{hint}",
+            "total_size",
+            "sequence_size",
+        )
