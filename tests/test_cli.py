@@ -253,6 +253,16 @@ def test_plot_takes_runs_on_both_sides_of_its_flags(
     assert capsys.readouterr().err == told
 
 
+def test_plot_refuses_an_unknown_flag_before_the_command(tmp_path, capsys):
+    # Ignored there: the runs after --out were parsed again, and only those.
+    argv = ["--bogus", "plot", "a", "--out", str(tmp_path / "x.png"), "b"]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    told = "nsteplstm plot: error: unrecognized arguments: --bogus (see --help)\n"
+    assert capsys.readouterr().err == told
+
+
 @pytest.mark.slow
 def test_import_chainer_then_forecast(tmp_path, capsys):
     run = tmp_path / "R"
@@ -505,6 +515,39 @@ def test_sigterm_outside_training_unwinds_and_exits_143(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main() in this process:
     assert main(["forecast", str(tmp_path / "missing")]) == 2  # restores the handler
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+# A signal while the demo forecasts, its first training done (here: skipped).
+SIGNALLED_DEMO = """
+import os, signal, sys, time
+import nsteplstm.demo as demo
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job ignores it
+def forecast_run(*args, **kwargs):
+    os.kill(os.getpid(), int(sys.argv[1]))
+    time.sleep(60)
+demo.train, demo.forecast_run = lambda *args, **kwargs: None, forecast_run
+from nsteplstm.cli import main
+sys.exit(main(["demo", "--out", sys.argv[2], "--epochs", "2", "--quiet"]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_demo_stopped_after_training_says_how_to_start_again(tmp_path, signum):
+    # SIGTERM there said "nsteplstm demo: interrupted by SIGTERM" alone: Ctrl-C named
+    # the command that starts the demo again.
+    out = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_DEMO, str(int(signum)), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stderr) == (
+        128 + signum,
+        f"nsteplstm demo: interrupted by {signum.name} while forecasting layers-1 (finished: "
+        f"none); a demo does not resume: start it again with: nsteplstm demo --out {out} "
+        "--epochs 2 --quiet --force\n",
+    )
 
 
 def test_the_package_exports_what_all_names() -> None:

@@ -249,6 +249,8 @@ def _cmd_import_chainer(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``nsteplstm`` parser; each command's arguments also set ``func``, the
+    function that runs it, and ``parser``, the command's own parser."""
     parser = Parser(
         prog="nsteplstm",
         description="Stacked LSTMs over variable-length sequences: train, forecast, plot, "
@@ -256,7 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nsteplstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _add_train(sub)
+    _add_forecast(sub)
+    _add_plot(sub)
+    _add_demo(sub)
+    _add_bench(sub)
+    _add_import_chainer(sub)
+    return parser
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model and write a run directory")
     p.add_argument("--config", type=path_arg, help="TOML file of settings (flags win over it)")
     p.add_argument("--out", type=path_arg, help="run directory to create")
@@ -282,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flags(p)
     p.set_defaults(func=_cmd_train, parser=p)
 
+
+def _add_forecast(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "forecast",
         help="closed-loop forecast from a trained run",
@@ -345,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_forecast, parser=p)
 
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="overlay the loss curves of several runs")
     p.add_argument("runs", type=path_arg, nargs="+", metavar="RUN", help="run directories to plot")
     p.add_argument(
@@ -357,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=_cmd_plot, parser=p)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="the article end to end: 1, 2, 3 layers, dropout 0.4 and 0.5, forecasts, plots, "
@@ -364,10 +381,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=path_arg, default=Path("demo"), help="output directory")
     p.add_argument("--epochs", type=int, default=60, help="training epochs per model")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier demo in --out (its runs, plots and report; other files stay)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo, parser=p)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="training and forecast speed: step vs nstep, CPU and CUDA",
@@ -401,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_bench, parser=p)
 
+
+def _add_import_chainer(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import-chainer",
         help="turn a Chainer save_npz checkpoint into a run directory",
@@ -441,13 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing --out directory")
     p.set_defaults(func=_cmd_import_chainer, parser=p)
-    return parser
 
 
-class _Terminated(BaseException):
+class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that it unwinds as after Ctrl-C:
-    temporary files go, child processes are stopped. Training handles SIGTERM
-    itself (a checkpoint first): its handler replaces this one while it runs."""
+    temporary files go, child processes are stopped, the demo says how to start it
+    again; ``signum`` tells it from a Ctrl-C. Training handles SIGTERM itself (a
+    checkpoint first): its handler replaces this one while it runs."""
+
+    signum = signal.SIGTERM
 
 
 def _terminated(signum: int, frame: Any) -> NoReturn:
@@ -461,9 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, unknown = build_parser().parse_known_args(argv)
         if unknown and args.command == "plot":  # runs on both sides of a flag: a --out x b
-            rest = argv[argv.index("plot") + 1 :]
-            args = args.parser.parse_intermixed_args(rest, argparse.Namespace(command="plot"))
-        elif unknown:  # said by the command's parser, so the line names the command
+            at = argv.index("plot")
+            args = args.parser.parse_intermixed_args(
+                argv[at + 1 :], argparse.Namespace(command="plot")
+            )
+            unknown = argv[:at]  # before the command, where only --help and --version exist
+        if unknown:  # said by the command's parser, so the line names the command
             args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except KeyboardInterrupt:
         print("nsteplstm: interrupted", file=sys.stderr)
@@ -479,12 +509,12 @@ def run_command(name: str, call: Callable[[], int | None]) -> int:
     previous = signal.signal(signal.SIGTERM, _terminated) if handles else None
     try:
         return _run(name, call)
-    except KeyboardInterrupt:  # also while torch is being imported
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
     except _Terminated:
         print(f"{name}: interrupted by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except KeyboardInterrupt:  # also while torch is being imported
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
     finally:
         if handles:  # None: a handler set outside Python, which signal cannot restore
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
