@@ -102,6 +102,72 @@ def test_a_demo_stopped_by_ctrl_c_outside_training_says_how_to_start_again(tmp_p
     assert info.value.exit_code == 130
 
 
+def fake_runs(monkeypatch) -> None:
+    """The demo's training, forecasts and loss plots: instant stand-ins."""
+    from types import SimpleNamespace
+
+    from nsteplstm import demo as demo_module
+
+    metrics = {"train_loss": 1.0, "val_loss": 1.0, "seconds": 1.0}
+    result = SimpleNamespace(history=[], metrics=metrics)
+    scores = {"rmse": 1.0, "round_accuracy": 0.5, "points": 40, "in_sample": 0}
+    monkeypatch.setattr(demo_module, "train", lambda *args, **kwargs: result)
+    monkeypatch.setattr(demo_module, "forecast_run", lambda *args, **kwargs: scores)
+    monkeypatch.setattr(demo_module, "plot_losses", lambda *args, **kwargs: None)
+
+
+def test_a_demo_stopped_at_its_comparison_plots_says_how_to_start_again(tmp_path, monkeypatch):
+    # Ctrl-C there, every run done, gave only "nsteplstm demo: interrupted".
+    from nsteplstm import demo as demo_module
+    from nsteplstm.train import Interrupted
+
+    def plot_overlay(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    fake_runs(monkeypatch)
+    monkeypatch.setattr(demo_module, "plot_overlay", plot_overlay)
+    out = tmp_path / "demo"
+    with pytest.raises(Interrupted) as info:
+        demo(out)
+    assert str(info.value) == (
+        "interrupted by SIGINT while plotting the comparisons (finished: "
+        f"{', '.join(RUNS)}); a demo does not resume: start it again with: nsteplstm demo "
+        f"--out {out} --epochs 1 --quiet --force"
+    )
+
+
+def failing_training(monkeypatch) -> None:
+    """The demo's first training fails, as where the first batch finds no memory."""
+    from nsteplstm import demo as demo_module
+
+    def train(*args, **kwargs):
+        raise InputError("no memory for the first batch")
+
+    monkeypatch.setattr(demo_module, "train", train)
+
+
+def test_demo_force_keeps_the_files_it_does_not_write(tmp_path, monkeypatch):
+    # --force removed a config.json, history.csv ... of the user's from --out, as if
+    # --out were a run directory; the demo writes none of them there.
+    out = tmp_path / "mine"
+    out.mkdir()
+    kept = {name: f"the user's {name}" for name in ("config.json", "history.csv", "notes.txt")}
+    for name, text in kept.items():
+        (out / name).write_text(text)
+    failing_training(monkeypatch)
+    with pytest.raises(InputError, match="no memory for the first batch"):
+        demo(out, force=True)
+    assert {p.name: p.read_text() for p in out.iterdir()} == kept
+
+
+def test_a_demo_that_fails_at_once_leaves_no_directory_it_made(tmp_path, monkeypatch):
+    # It left the empty --out it had made (a failed command creates no directory).
+    failing_training(monkeypatch)
+    with pytest.raises(InputError, match="no memory for the first batch"):
+        demo(tmp_path / "new" / "demo")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_demo_checks_its_settings_before_creating_anything(tmp_path):
     with pytest.raises(InputError, match="config of the demo: epochs = 0 is out of range"):
         run_demo(tmp_path / "demo", epochs=0, base=TINY, echo=lambda line: None)

@@ -50,71 +50,100 @@ def run_demo(
     Config, or a mapping of the settings that differ from it, as :func:`train` takes),
     its ``epochs`` replaced by ``epochs``; ``n_layers`` and ``dropout`` vary per model:
     1, 2 and 3 layers at ``base.dropout``, and 2 layers at each of :data:`DROPOUTS`
-    besides. ``echo`` gets the progress lines and the final table.
+    besides. ``echo`` gets the progress lines and the final table. With ``force``, an
+    earlier demo in ``out`` is replaced (its runs, plots and report; other files stay).
     """
     force, quiet = check_bool("force", force), check_bool("quiet", quiet)
+    base = _base_config(base, epochs)
+    dropouts = sorted({base.dropout, *DROPOUTS})  # compared at DROPOUT_LAYERS
+    extra = [p for p in dropouts if p != base.dropout]
+    models = [(f"layers-{n}", replace(base, n_layers=n)) for n in LAYERS]
+    models += [(f"dropout-{p}", replace(base, n_layers=DROPOUT_LAYERS, dropout=p)) for p in extra]
+    out, stale = _check_outputs(out, [name for name, _ in models], force)
+    again = ["nsteplstm", "demo", "--out", str(out), "--epochs", str(epochs)]
+    again += ["--quiet", "--force"] if quiet else ["--force"]
+    with runs.new_directory(out, "demo directory"):
+        for path in stale:
+            path.unlink(missing_ok=True)
+        rows, histories, doing = [], {}, "starting"
+        try:
+            for name, config in models:
+                doing = f"training {name}"
+                echo(f"{doing} ({config.epochs} epoch{'s' * (config.epochs != 1)})...")
+                reset_peak_memory()  # each run's metrics.json: its own peak, not the demo's
+                result = train(config, out / name, force=force, quiet=quiet)
+                doing = f"forecasting {name}"
+                forecasts = {m: forecast_run(out / name, mode=m) for m in ("window", "stream")}
+                doing = f"plotting {name}"
+                plot_losses(out / name / LOSS_PLOT, result.history, f"{name}: loss per epoch")
+                histories[name] = result.history
+                rows.append(_row(name, config, result.metrics, forecasts))
+            doing = "plotting the comparisons"
+            _plot_comparisons(out, histories, base.dropout, dropouts)
+            doing = "writing the report"
+            echo(_markdown_table(rows))
+            report = out / "report.html"
+            runs.atomic_write(report, _report_html(out, rows, base, dropouts))
+        except (Interrupted, KeyboardInterrupt) as e:  # Ctrl-C outside train(): no handler
+            raise _stopped(e, doing, [row["run"] for row in rows], again) from None
+    return report
+
+
+def _stopped(
+    e: Interrupted | KeyboardInterrupt, doing: str, finished: list[str], again: list[str]
+) -> Interrupted:
+    """The demo's own :class:`Interrupted`: its signal (a KeyboardInterrupt's is SIGINT
+    unless it carries another, as the CLI's SIGTERM does), what the demo was ``doing``,
+    the runs it ``finished``, and the command that starts it ``again``."""
+    signum = getattr(e, "signum", signal.SIGINT)
+    return Interrupted(
+        signum,
+        text=f"interrupted by {signal.Signals(signum).name} while {doing} (finished: "
+        f"{', '.join(finished) or 'none'}); a demo does not resume: start it again with: "
+        f"{shlex.join(again)}",
+    )
+
+
+def _base_config(base: Config | Mapping[str, Any] | None, epochs: int) -> Config:
+    """The configuration every model of the demo starts from (see :func:`run_demo`)."""
     if base is not None and not isinstance(base, (Config, Mapping)):
         raise InputError(f"demo: base must be a Config, a mapping or None, got {base!r:.60}")
     settings = base.changed() if isinstance(base, Config) else dict(base or {})
-    base = Config.from_dict({**settings, "epochs": epochs}, "of the demo")
-    if base.data == "adding":
+    config = Config.from_dict({**settings, "epochs": epochs}, "of the demo")
+    if config.data == "adding":
         raise InputError("demo: data = 'adding' is sequence-to-one; the demo forecasts a series")
-    dropouts = sorted({base.dropout, *DROPOUTS})  # compared at DROPOUT_LAYERS
-    extra = [p for p in dropouts if p != base.dropout]
-    out = runs.prepare_run_dir(out, force)
-    models = [(f"layers-{n}", replace(base, n_layers=n)) for n in LAYERS]
-    models += [(f"dropout-{p}", replace(base, n_layers=DROPOUT_LAYERS, dropout=p)) for p in extra]
-    for name, _ in models:  # all checked before any is replaced
+    return config
+
+
+def _check_outputs(out: str | Path, names: list[str], force: bool) -> tuple[Path, list[Path]]:
+    """``out`` as a Path, once it and the run directories ``names`` in it may be used
+    (with ``force``: replaced; files in ``out`` that the demo does not write stay);
+    and the files of an earlier demo there, which go first: a demo stopped half way
+    must not leave a report that contradicts the runs beside it."""
+    out = runs.check_run_dir_free(out, force)
+    for name in names:  # all checked before any is replaced
         runs.check_run_dir_free(out / name, force)
-    # An earlier demo's report and plots go first: a demo stopped half way must not
-    # leave a report that contradicts the runs beside it.
-    stale = [out / f for f in DEMO_FILES] + [out / name / LOSS_PLOT for name, _ in models]
+    stale = [out / f for f in DEMO_FILES] + [out / name / LOSS_PLOT for name in names]
     for path in stale:
         if path.is_dir() and not path.is_symlink():
             raise InputError(f"cannot replace {path}: it is a directory")
-    for path in stale:
-        path.unlink(missing_ok=True)
-    rows, histories = [], {}
-    for name, config in models:
-        echo(f"training {name} ({config.epochs} epoch{'s' * (config.epochs != 1)})...")
-        reset_peak_memory()  # each run's metrics.json: its own peak, not the demo's so far
-        doing = "training"
-        try:
-            result = train(config, out / name, force=force, quiet=quiet)
-            doing = "forecasting"
-            forecasts = {m: forecast_run(out / name, mode=m) for m in ("window", "stream")}
-            doing = "plotting"
-            plot_losses(out / name / LOSS_PLOT, result.history, f"{name}: loss per epoch")
-        except (Interrupted, KeyboardInterrupt) as e:  # Ctrl-C outside train(): no handler
-            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-            done = ", ".join(r["run"] for r in rows) or "none"
-            again = ["nsteplstm", "demo", "--out", str(out), "--epochs", str(epochs)]
-            again += ["--quiet", "--force"] if quiet else ["--force"]
-            raise Interrupted(
-                signum,
-                text=f"interrupted by {signal.Signals(signum).name} while {doing} {name} "
-                f"(finished: {done}); a demo does not resume: start it again with: "
-                f"{shlex.join(again)}",
-            ) from None
-        histories[name] = result.history
-        rows.append(_row(name, config, result.metrics, forecasts))
+    return out, stale
 
+
+def _plot_comparisons(
+    out: Path, histories: dict[str, Any], base_dropout: float, dropouts: list[float]
+) -> None:
+    """``layers.png`` and ``dropout.png`` in ``out``, from each run's loss history."""
     layer_runs = {f"{n} layer{'s' * (n > 1)}": histories[f"layers-{n}"] for n in LAYERS}
     plot_overlay(out / "layers.png", layer_runs, "Loss per epoch by number of layers", "both")
     dropout_runs = {
         f"dropout {p}": histories[
-            f"layers-{DROPOUT_LAYERS}" if p == base.dropout else f"dropout-{p}"
+            f"layers-{DROPOUT_LAYERS}" if p == base_dropout else f"dropout-{p}"
         ]
         for p in dropouts
     }
     title = f"Validation loss by dropout ({DROPOUT_LAYERS} layers)"
     plot_overlay(out / "dropout.png", dropout_runs, title)
-
-    table = _markdown_table(rows)
-    echo(table)
-    report = out / "report.html"
-    runs.atomic_write(report, _report_html(out, rows, base, dropouts))
-    return report
 
 
 def _row(name: str, config: Config, metrics: dict[str, Any], forecasts: dict) -> dict[str, Any]:
