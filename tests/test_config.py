@@ -536,3 +536,75 @@ def test_a_command_line_integer_is_in_ascii_digits() -> None:
     assert parse_cli_value("csv_series_id", "٣") == "٣"
     with pytest.raises(InputError, match=r"--epochs '٣' is not an integer"):
         parse_cli_value("epochs", "٣")
+
+
+def test_a_toml_file_that_is_not_utf8_names_the_line_and_the_byte(tmp_path: Path) -> None:
+    # As a CSV file's: the offset was counted after the byte-order mark (13, not 16), with
+    # no line; a UTF-16 file was "invalid byte at offset 0"; NUL bytes, "Invalid statement".
+    toml = tmp_path / "run.toml"
+    utf16 = "UTF-16, by its byte-order mark; save it as UTF-8"
+    cases = [
+        (
+            b"\xef\xbb\xbfepochs = 3\n# \xe9\n",
+            "line 2: not UTF-8 text TOML (invalid byte 0xe9 at offset 16)",
+        ),
+        ("epochs = 3\n".encode("utf-16"), f"line 1: not UTF-8 text TOML ({utf16})"),
+        (b"epochs = 3\n\x00\n", "line 2: not UTF-8 text TOML (contains NUL bytes)"),
+    ]
+    for raw, said in cases:
+        toml.write_bytes(raw)
+        with pytest.raises(InputError) as e:
+            load_toml(toml)
+        assert str(e.value) == f"config {toml}: {said}"
+    toml.write_bytes(b"\xef\xbb\xbfepochs = 3\r\n")
+    assert load_toml(toml) == {"epochs": 3}
+
+
+def test_merged_checks_its_arguments() -> None:
+    # resets="min_length" was read letter by letter ("unknown key 'm'"), and overrides
+    # that were no mapping raised AttributeError.
+    with pytest.raises(InputError) as e:
+        Config.merged(None, {}, resets="min_length")  # type: ignore[arg-type]
+    assert str(e.value) == (
+        "Config.merged: resets must be a list of setting names, got 'min_length': "
+        "write ['min_length']"
+    )
+    with pytest.raises(InputError, match="^Config.merged: resets names 'epochs', which is not an"):
+        Config.merged(None, {}, resets=["epochs"])  # it became None: "epochs is null"
+    for overrides in (None, [("epochs", 3)]):
+        with pytest.raises(InputError, match="^Config.merged: overrides must be a mapping"):
+            Config.merged(None, overrides)  # type: ignore[arg-type]
+    assert Config.merged({"min_length": 5}, {}, resets={"min_length"}).min_length is None
+
+
+def test_a_csv_setting_for_other_data_says_how_to_drop_it() -> None:
+    # It named the setting and the data, but gave no way out, unlike total_size & co.
+    with pytest.raises(InputError, match=r"not data = 'fibonacci': drop --csv-columns$"):
+        Config.merged(None, {"csv_columns": ["units"]})
+    with pytest.raises(InputError, match=r"^config run.toml: .* remove it from run.toml$"):
+        Config.merged({"csv_header": True}, {"epochs": 3}, toml_source="run.toml")
+    with pytest.raises(InputError, match=r"not data = 'sine': remove it$"):
+        Config.from_dict({"data": "sine", "csv_series_id": 0}, "settings")
+
+
+def test_a_flag_gives_no_empty_column_name() -> None:
+    # "--csv-columns a," was read as the columns 'a' and '', and then: "column '' not
+    # present (available: 'v')".
+    for text in ("", ",", "a,", " , b"):
+        with pytest.raises(InputError) as e:
+            parse_cli_value("csv_columns", text)
+        assert str(e.value) == (
+            f"command line: --csv-columns {text!r} has an empty column name; give column "
+            "names or 0-based indices separated by commas (--csv-columns a,b or "
+            "--csv-columns 0,2), or all for every column"
+        )
+    with pytest.raises(InputError, match=r"^command line: --csv-series-id ' ' is empty; give a"):
+        parse_cli_value("csv_series_id", " ")
+
+
+def test_a_number_flag_is_written_in_ascii_without_underscores() -> None:
+    # As the integer flags and a CSV file's cells: float() read "٣" as 3 and "1_0" as 10.
+    for text in ("\u0663", "1_0", "\uff11"):
+        with pytest.raises(InputError, match=r"^command line: --lr '.*' is not a number$"):
+            parse_cli_value("lr", text)
+    assert parse_cli_value("lr", " 1e-3 ") == 1e-3

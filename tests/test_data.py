@@ -786,3 +786,13 @@ def test_a_file_that_is_not_utf8_names_the_line_and_the_byte(tmp_path: Path) -> 
 def test_a_row_of_one_cell_is_one_cell(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"line 3 has 1 cell, expected 2 \(as in line 1\)$"):
         read_csv(write(tmp_path, "a,b\n1,2\n3\n"))
+
+
+def test_digits_that_are_not_ascii_are_no_number_to_any_check(tmp_path: Path) -> None:
+    # The decimal-comma hint took "٣,٥" (Arabic-Indic digits) for 3,5, whole numbers, and
+    # advised writing "٣.٥", which the reader refuses as not a number like "٣" itself.
+    with pytest.raises(InputError) as e:
+        read_csv(write(tmp_path, "units\n50\n\u0663,\u0665\n"))
+    assert str(e.value).endswith("line 3 has 2 cells, expected 1 (as in line 1)")
+    # So a first row of such digits is a header, as the reader could not read it as data.
+    assert read_csv(write(tmp_path, "\u0663\n1\n2\n"), ["\u0663"])[""].tolist() == [[1], [2]]

@@ -3,6 +3,7 @@ Chainer archives), and the one-line errors every caller shares."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,3 +57,21 @@ def test_some_lists_a_few_items_and_counts_the_rest() -> None:
     assert some(list("abcdef")) == "'a', 'b', 'c', 'd', 'e', ... (6 in all)"
     assert some([3, 4, 5], most=2, show=str, noun="columns") == "3, 4, ... (3 columns in all)"
     assert some([]) == ""
+
+
+def test_decode_text_names_the_file_kind_line_and_byte() -> None:
+    from nsteplstm.errors import decode_text
+
+    assert decode_text(b"\xef\xbb\xbfa\r\nb", "f", "CSV") == "a\r\nb"  # no byte-order mark
+    with pytest.raises(InputError) as e:
+        decode_text(b"\xef\xbb\xbfa\rb\n\xff", "where", "TOML")
+    assert str(e.value) == "where: line 3: not UTF-8 text TOML (invalid byte 0xff at offset 7)"
+
+
+def test_ascii_float_reads_ascii_numbers_only() -> None:
+    from nsteplstm.errors import ascii_float
+
+    assert ascii_float(" -1.5e3 ") == -1500.0 and math.isnan(ascii_float("nan"))
+    for text in ("1_0", "\u0663", "\uff11", "x"):
+        with pytest.raises(ValueError):
+            ascii_float(text)

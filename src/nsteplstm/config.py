@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MAX_DATA_SIZE, InputError, is_int, one_line, read_input
+from .errors import (
+    MAX_DATA_SIZE,
+    InputError,
+    ascii_float,
+    decode_text,
+    is_int,
+    one_line,
+    read_input,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -219,6 +227,7 @@ class Config:
         is checked on the merged ones only, so that flags can repair a combination).
         A setting of :data:`DATA_SETTINGS` given for another kind of data is refused,
         except in a ``stored`` `toml_dict` (a run's config.json, which holds every key)."""
+        _check_merged_arguments(overrides, resets)
         values: dict[str, Any] = {}
         origin: dict[str, str] = {}
         if toml_dict is not None:
@@ -239,7 +248,10 @@ class Config:
         values.update(flags)
         values.update(dict.fromkeys(resets))
         origin.update(dict.fromkeys([*flags, *resets], overrides_source))
-        config = _build(values, origin, toml_source if toml_dict is not None else overrides_source)
+        if toml_dict is None:
+            config = _build(values, origin, overrides_source)
+        else:
+            config = _build(values, origin, toml_source, toml_source)
         for key, value in replaced.items():
             _check_alone(config, key, value, toml_source)
         given = set(flags)
@@ -262,13 +274,10 @@ class Config:
         for key, kinds in DATA_SETTINGS.items():
             if key in given and self.data_kind not in kinds:
                 source = origin.get(key, "settings")
-                if source == COMMAND_LINE:
-                    how = f"drop --{key.replace('_', '-')}"
-                else:
-                    how = f"remove it from {source}" if source == toml_source else fix
                 raise InputError(
                     f"{_where(source)}: {key} = {_show(getattr(self, key))} applies only to "
-                    f"data = {' or '.join(kinds)}, not data = {_show(self.data)}: {how}"
+                    f"data = {' or '.join(kinds)}, not data = {_show(self.data)}: "
+                    f"{_how_to_drop(key, source, toml_source, fix)}"
                 )
 
     def changed(self) -> dict[str, Any]:
@@ -297,6 +306,36 @@ class Config:
         except (ValueError, RecursionError) as e:
             raise InputError(f"config {source}: not valid JSON ({one_line(e)})") from None
         return cls.from_dict(d, source)
+
+
+def _how_to_drop(key: str, source: str, toml_source: str | None, fix: str = "remove it") -> str:
+    """How to take back the setting ``key`` that ``source`` gave: its flag from the
+    command line, the key from the TOML file ``toml_source``, else ``fix``."""
+    if source == COMMAND_LINE:
+        return f"drop --{key.replace('_', '-')}"
+    return f"remove it from {source}" if source == toml_source else fix
+
+
+def _check_merged_arguments(overrides: object, resets: object) -> None:
+    """InputError unless :meth:`Config.merged`'s ``overrides`` is a mapping and ``resets``
+    a collection of optional settings' names (a str would be read letter by letter)."""
+    if not isinstance(overrides, Mapping):
+        raise InputError(
+            "Config.merged: overrides must be a mapping of settings (a dict), "
+            f"got {type(overrides).__name__}"
+        )
+    optional = [key for key, kind in _KINDS.items() if kind.endswith("?")]
+    if isinstance(resets, (str, bytes)) or not isinstance(resets, Collection):
+        hint = f": write [{resets!r}]" if isinstance(resets, str) else ""
+        raise InputError(
+            f"Config.merged: resets must be a list of setting names, got {resets!r:.60}{hint}"
+        )
+    for key in resets:
+        if key not in optional:
+            raise InputError(
+                f"Config.merged: resets names {key!r:.60}, which is not an optional setting "
+                f"(allowed: {', '.join(optional)}, which go back to None)"
+            )
 
 
 # Per setting: its kind (how it is type-checked and parsed) and its help text.
@@ -365,7 +404,7 @@ def parse_cli_value(key: str, text: str) -> Any:
         raise InputError(f"command line: {flag} {text!r} is not an integer")
     if kind == "float":
         try:
-            return float(token)
+            return ascii_float(token)
         except ValueError:
             raise InputError(f"command line: {flag} {text!r} is not a number") from None
     if kind in ("bool", "bool?"):
@@ -377,8 +416,20 @@ def parse_cli_value(key: str, text: str) -> Any:
         allowed = "true or false" + (", or auto" if kind == "bool?" else "")
         raise InputError(f"command line: {flag} {text!r} is not a boolean ({allowed})")
     if kind == "columns?":
-        return [_name_or_index(part.strip()) for part in text.split(",")]
+        parts = [part.strip() for part in text.split(",")]
+        if "" in parts:  # read as a column named "", which no file has
+            raise InputError(
+                f"command line: {flag} {text!r} has an empty column name; give column "
+                f"names or 0-based indices separated by commas ({flag} a,b or {flag} 0,2), "
+                "or all for every column"
+            )
+        return [_name_or_index(part) for part in parts]
     if kind == "id?":
+        if not token:
+            raise InputError(
+                f"command line: {flag} {text!r} is empty; give a column name or 0-based "
+                "index, or none for one series"
+            )
         return _name_or_index(token)
     return text
 
@@ -388,13 +439,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
     A relative ``csv:`` path in ``data`` is taken relative to the TOML file's folder
     (as it reads there), and returned joined to it."""
-    raw = read_input(path, f"config {path}")
-    try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is no key
-    except UnicodeDecodeError as e:
-        raise InputError(
-            f"config {path}: not UTF-8 text TOML (invalid byte at offset {e.start})"
-        ) from None
+    text = decode_text(read_input(path, f"config {path}"), f"config {path}", "TOML")
     try:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -569,12 +614,22 @@ _COUNTS = (
 )
 
 
-def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source: str) -> Config:
-    """Type-check, range-check and cross-check `values` over the defaults."""
+def _build(
+    values: Mapping[str, Any],
+    origin: Mapping[str, str],
+    default_source: str,
+    toml_source: str | None = None,
+) -> Config:
+    """Type-check, range-check and cross-check `values` over the defaults. `origin` names
+    where each came from (`default_source` where it does not); `toml_source`, the TOML
+    file among them, which an error then says to remove a setting from."""
 
     def fail(key: str, what: str, *others: str) -> InputError:
         source = next((origin[k] for k in (key, *others) if k in origin), default_source)
         return InputError(f"{_where(source)}: {what}")
+
+    def how_to_drop(key: str) -> str:
+        return _how_to_drop(key, origin.get(key, default_source), toml_source)
 
     _check_keys(values, fail)
     v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
@@ -582,7 +637,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str], default_source:
         v[key] = _converted(key, raw, origin.get(key, default_source))
     _check(_ranges(v), v, fail)
     v["device"] = device_name(v["device"])
-    _check_csv_settings_apply(v, fail)
+    _check_csv_settings_apply(v, fail, how_to_drop)
     _check(_optional_ranges(v), v, fail)
     _check_min_length(v, fail)
     _set_features(v, values, fail)
@@ -677,9 +732,12 @@ def _optional_ranges(v: Mapping[str, Any]) -> list[_Check]:
     ]
 
 
-def _check_csv_settings_apply(v: Mapping[str, Any], fail: _Fail) -> None:
+def _check_csv_settings_apply(
+    v: Mapping[str, Any], fail: _Fail, how_to_drop: Callable[[str], str]
+) -> None:
     """InputError for a CSV setting given for other data: accepted and ignored, it
-    would be stored as if it applied."""
+    would be stored as if it applied. It ends with ``how_to_drop(key)``, the way out
+    that :meth:`Config.check_data_settings` gives too."""
     if is_csv_data(v["data"]):
         return
     for key in ("csv_columns", "csv_header", "csv_series_id"):
@@ -687,7 +745,7 @@ def _check_csv_settings_apply(v: Mapping[str, Any], fail: _Fail) -> None:
             raise fail(
                 key,
                 f"{key} = {_show(v[key])} applies only to data = 'csv:PATH', not "
-                f"data = {_show(v['data'])}",
+                f"data = {_show(v['data'])}: {how_to_drop(key)}",
             )
 
 

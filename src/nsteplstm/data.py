@@ -7,7 +7,6 @@ first `sequence_size` points, targets the same window shifted by one step.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
@@ -26,7 +25,9 @@ from .config import Config, train_points
 from .errors import (
     MAX_DATA_SIZE,
     InputError,
+    ascii_float,
     check_int,
+    decode_text,
     is_finite_number,
     is_int,
     read_input,
@@ -223,17 +224,9 @@ def _resolve_name(col: str, key: str, layout: _Layout) -> int:
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _number(cell: str) -> float:
-    """The cell's number; ValueError unless it is written in ASCII without ``_``:
-    Python's float() also reads "2_51" as 251 and full-width digits."""
-    if "_" in cell or not cell.isascii():
-        raise ValueError(cell)
-    return float(cell)
-
-
 def _is_number(cell: str) -> bool:
     try:
-        _number(cell)
+        ascii_float(cell)
     except ValueError:
         return False
     return True
@@ -251,7 +244,8 @@ def _decimal_comma_hint(cells: Sequence[str]) -> str:
     """A hint for a row that may be numbers written with decimal commas, read as
     several columns (``50,0`` as 50 and 0): every cell a whole number, unsigned past
     the first."""
-    whole = [re.fullmatch(r"[+-]?\d+" if i == 0 else r"\d+", c) for i, c in enumerate(cells)]
+    # ASCII digits: \d also takes "٣", which is no number to the reader (ascii_float)
+    whole = [re.fullmatch(r"[+-]?[0-9]+" if i == 0 else r"[0-9]+", c) for i, c in enumerate(cells)]
     if len(cells) < 2 or not all(whole):
         return ""
     return (
@@ -277,37 +271,13 @@ def _data_cells(
     return data or every
 
 
-def _decode(raw: bytes, path: str | Path) -> str:
-    """``raw`` as UTF-8 text, without a leading byte-order mark; InputError naming the
-    line of the first byte that is not UTF-8, or of a NUL byte (a binary file)."""
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        why = f"invalid byte 0x{raw[e.start]:02x} at offset {e.start}"
-        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            why = "UTF-16, by its byte-order mark; save it as UTF-8"
-        line = _line_at(raw, e.start)
-        raise InputError(f"{path}: line {line}: not UTF-8 text CSV ({why})") from None
-    if "\x00" in text:
-        line = _line_at(raw, raw.index(b"\x00"))
-        raise InputError(f"{path}: line {line}: not UTF-8 text CSV (contains NUL bytes)")
-    return text
-
-
-def _line_at(raw: bytes, offset: int) -> int:
-    """The 1-based line of byte ``offset`` in ``raw``, lines ending as the CSV reader
-    ends them (at ``\\n``, ``\\r\\n`` or ``\\r``)."""
-    # "x" stands for the byte at offset: after a line end, it begins a line of its own.
-    return len((raw[:offset] + b"x").splitlines())
-
-
 def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
     """Non-blank rows of a CSV file with their 1-based line numbers.
 
     A blank line is one with no cells, or one unquoted cell of white space. A row of
     empty cells (``,,`` or a quoted ``""``) is a row whose values are missing: kept,
     for the reader to refuse (dropping it would shift every later time step)."""
-    text = _decode(read_input(path, str(path)), path)
+    text = decode_text(read_input(path, str(path)), str(path), "CSV")
     rows: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     line = 1
@@ -460,7 +430,7 @@ def _cell_value(line: int, i: int, cell: str, layout: _Layout, hint: str) -> flo
     """The number in ``cell``, at ``line`` in column ``i``, once it is finite in
     float32; ``hint`` ends the error of a cell that is not a number."""
     try:
-        x = _number(cell)
+        x = ascii_float(cell)
     except ValueError:
         raise InputError(
             f"{layout.path}: line {line}, column {layout.show(i)}: {_show(cell)} is not a "

@@ -1,6 +1,8 @@
 """The one error type for mistakes a user can make (bad arguments, files, configs),
-and the checks every module uses: integers, input files, reading an input file."""
+and the checks every module uses: integers, numbers in text, input files, reading and
+decoding an input file."""
 
+import codecs
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -57,6 +59,14 @@ def gib(nbytes: float) -> str:
     """``nbytes`` in GiB for a message: ``"23.5 GiB"``, ``"1,234 GiB"``, ``"8.94e+14 GiB"``."""
     x = nbytes / 2**30
     return f"{x:,.0f} GiB" if 1000 <= x < 1e9 else f"{x:.3g} GiB"
+
+
+def ascii_float(text: str) -> float:
+    """``float(text)`` for a number written in ASCII without ``_``; ValueError otherwise:
+    Python's float() also reads "2_51" as 251 and "٣" (an Arabic-Indic digit) as 3."""
+    if "_" in text or not text.isascii():
+        raise ValueError(text)
+    return float(text)
 
 
 def is_finite_number(value: object) -> bool:
@@ -123,3 +133,30 @@ def read_input(path: str | os.PathLike[str], where: str, limit: int = -1) -> byt
         raise InputError(f"{where}: is a directory, not a file") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
         raise InputError(f"{where}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+
+
+def decode_text(raw: bytes, where: str, kind: str) -> str:
+    """``raw``, an input file's bytes, as UTF-8 text without a leading byte-order mark
+    (some Windows editors write one). :class:`InputError` ``"{where}: line N: not UTF-8
+    text {kind} (...)"`` naming the line of the first byte that is not UTF-8 (and its
+    offset, counted from the file's start), or of a NUL byte (a binary file); a UTF-16
+    file is called so."""
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        why = f"invalid byte 0x{raw[e.start]:02x} at offset {e.start}"
+        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            why = "UTF-16, by its byte-order mark; save it as UTF-8"
+        line = _line_at(raw, e.start)
+        raise InputError(f"{where}: line {line}: not UTF-8 text {kind} ({why})") from None
+    if "\x00" in text:
+        line = _line_at(raw, raw.index(b"\x00"))
+        raise InputError(f"{where}: line {line}: not UTF-8 text {kind} (contains NUL bytes)")
+    return text
+
+
+def _line_at(raw: bytes, offset: int) -> int:
+    """The 1-based line of byte ``offset`` in ``raw``, lines ending at ``\\n``,
+    ``\\r\\n`` or ``\\r`` (as the CSV reader ends them; TOML allows no lone ``\\r``)."""
+    # "x" stands for the byte at offset: after a line end, it begins a line of its own.
+    return len((raw[:offset] + b"x").splitlines())
