@@ -9,6 +9,7 @@ from __future__ import annotations
 import io as bytes_io
 import math
 import os
+import re
 import shutil
 import threading
 import tracemalloc
@@ -186,6 +187,18 @@ def test_the_head_tells_a_bidirectional_article_chain_apart(tmp_path: Path) -> N
         assert "l1/ holds an NStepBiLSTM" in one_line_error(tmp_path / "bi.npz")
         uni = load_chainer_npz(tmp_path / "uni.npz")
     assert type(uni) is Forecaster and uni.lstm.n_layers == 2
+
+
+@pytest.mark.parametrize("link", ["nstep_l1", "nstep_l2", "nstep_l3"])
+def test_a_head_of_twice_the_width_is_the_array_named(tmp_path: Path, link: str) -> None:
+    # Where the l1/ keys tell the direction, a head (n_out, 2N) once forced a
+    # bidirectional reading of them: "1 link indices cannot be a bidirectional stack",
+    # or "l1/1/w0 has shape (4, 4), expected (4, 3)", instead of the head's shape.
+    with np.load(fixture(link), allow_pickle=False) as f:
+        arrays = {f"l1/{k}": v for k, v in f.items()}
+    np.savez(tmp_path / "wide.npz", **arrays, **{"l2/W": np.zeros((1, 8), np.float32)})
+    message = one_line_error(tmp_path / "wide.npz")
+    assert message.endswith("l2/W has shape (1, 8), expected (1, 4)")
 
 
 def test_importing_a_snapshot_without_prefix_names_the_chain_to_pass(tmp_path: Path) -> None:
@@ -534,6 +547,33 @@ def test_a_snapshot_of_a_bare_link_names_its_prefix_before_refusing_integers(
     assert type(load_chainer_npz(tmp_path / "snapshot.npz", prefix="updater/model:main/")) is (
         NStepLSTM
     )
+
+
+def adam_state(prefix: str = "") -> dict[str, np.ndarray]:
+    """What ``chainer.serializers.save_npz`` writes for an Adam optimizer set up on the
+    article's chain: its step count and epoch, then each parameter's t, m and v."""
+    arrays = {f"{prefix}t": np.array(10), f"{prefix}epoch": np.array(1)}
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
+        for key, value in f.items():
+            arrays[f"{prefix}{key}/t"] = np.array(10)
+            arrays[f"{prefix}{key}/m"] = arrays[f"{prefix}{key}/v"] = np.zeros_like(value)
+    return arrays
+
+
+def test_an_optimizer_state_is_named_as_such(tmp_path: Path) -> None:
+    # It was "array 't' has dtype int64, expected floating point: not a weight".
+    np.savez(tmp_path / "adam.npz", **adam_state())
+    message = one_line_error(tmp_path / "adam.npz")
+    assert "array 't' is an optimizer's step count" in message and "not a model's" in message
+    message = one_line_error(tmp_path / "adam.npz", prefix="l1/")
+    assert re.search(r"array 'l1/0/[wb]\d/t' is an optimizer's step count", message)
+    with np.load(fixture("article_nstep"), allow_pickle=False) as f:
+        model = {f"updater/model:main/{k}": v for k, v in f.items()}
+    np.savez(tmp_path / "snapshot.npz", **adam_state("updater/optimizer:main/"), **model)
+    message = one_line_error(tmp_path / "snapshot.npz", prefix="updater/optimizer:main")
+    assert message.endswith("in a Trainer snapshot the model is under prefix 'updater/model:main/'")
+    other = rewrite(tmp_path, "nstep_l1", **{"0/t": np.array(3)})  # no optimizer's
+    assert "'0/t' has dtype int64, expected floating point" in one_line_error(other)
 
 
 @pytest.mark.parametrize(("matrices", "link"), [(6, "NStepGRU"), (2, "NStepRNNTanh")])

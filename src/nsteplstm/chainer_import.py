@@ -129,11 +129,42 @@ def _check_floating(headers: Headers, where: str, hint: Callable[[str], str] | N
                 f"{where}: array {key!r} holds pickled Python objects, not numbers"
                 f"{never_set}; refusing to load it{more}"
             )
+        if _is_step_count(headers, key):
+            raise InputError(f"{where}: {_optimizer_state(key)}{more}")
         if dtype.kind != "f":
             raise InputError(
                 f"{where}: array {key!r} has dtype {dtype}, expected floating point: not a "
                 f"weight, so nothing it could be loaded into{more}"
             )
+
+
+def _is_step_count(headers: Headers, key: str) -> bool:
+    """Whether ``key`` is an optimizer's step count: an integer scalar ``t`` that
+    ``chainer.Optimizer.serialize`` writes first, beside ``epoch``, and each parameter's
+    update rule first under the parameter's path (``l1/0/w0/t``, then Adam's ``m``, ``v``)."""
+    shape, dtype = headers[key]
+    m = re.fullmatch(r"(.*/)?t", key)
+    if m is None or shape != () or dtype.kind not in "iu":
+        return False
+    parent = m.group(1) or ""
+    return parent + "epoch" in headers or re.search(r"(^|/)(W|b|[wb][0-7])/$", parent) is not None
+
+
+def _optimizer_state(key: str) -> str:
+    """The message for :func:`_is_step_count`'s ``key``, with the model's prefix in a
+    Trainer snapshot."""
+    trainer = re.match(r"(.*?)optimizer:([^/]*)/", key)  # a StandardUpdater's optimizer:NAME/
+    where = (
+        f"; in a Trainer snapshot the model is under prefix "
+        f"'{trainer.group(1)}model:{trainer.group(2)}/'"
+        if trainer
+        else ""
+    )
+    return (
+        f"array {key!r} is an optimizer's step count: this holds a Chainer optimizer's "
+        "state (t, epoch, and each parameter's, such as Adam's m and v), not a model's "
+        f"weights; load the file chainer.serializers.save_npz wrote for the model{where}"
+    )
 
 
 def _read_arrays(path: str | Path, prefix: str, shapes: Shapes) -> Arrays:
@@ -384,6 +415,11 @@ def _count_links(shapes: Shapes, where: str, prefix: str) -> int:
     return len(found)
 
 
+def _link_count(shapes: Shapes) -> int:
+    """How many distinct link indices ``k`` the ``{k}/w0``.. keys name."""
+    return len({m.group(1) for k in shapes if (m := _NSTEP_KEY.fullmatch(k))})
+
+
 def _infer_bidirectional(
     shapes: Shapes, n_links: int, n_in: int, n_hidden: int, where: str
 ) -> bool:
@@ -445,8 +481,9 @@ def _article_chain(
         raise InputError(f"{where}: missing the LSTM link under {prefix}l1/")
     w0, head = lstm_shapes.get("0/w0"), shapes["l2/W"]
     if bidirectional is None and w0 is not None and len(w0) == 2 == len(head):
-        n_hidden = _layer0_sizes(lstm_shapes)[0]
-        bidirectional = head[1] == 2 * n_hidden  # the head reads (N) or both directions (2N)
+        n_hidden, n_in = _layer0_sizes(lstm_shapes)
+        if n_in == n_hidden and _link_count(lstm_shapes) == 2:  # the keys fit both ways
+            bidirectional = head[1] == 2 * n_hidden  # the head reads (N) or both directions (2N)
     lstm = _lstm_link(lstm_shapes, where, f"{prefix}l1/", bidirectional, dropout)
     if isinstance(lstm, NStepBiLSTM):
         raise InputError(
