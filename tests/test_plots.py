@@ -72,6 +72,23 @@ def test_forecast_figure_one_panel_per_start() -> None:
     assert len(plots.forecast_figure(t[0], truth, pred, (0, 5), "x").axes) == 3
 
 
+def test_forecast_figure_draws_at_most_max_panels_and_says_so() -> None:
+    # One panel per feature: a 300-column CSV's forecast took 6 minutes to draw, as a
+    # PNG 79,000 pixels high.
+    many = plots.MAX_PANELS + 5
+    t, truth, pred = forecast_data(panels=many)
+    names = [f"column {k}" for k in range(many)]
+    fig = plots.forecast_figure(t, truth, pred, (0, 5), "Forecast", ylabels=names)
+    assert len(fig.axes) == plots.MAX_PANELS
+    assert fig.axes[-1].get_ylabel() == f"column {plots.MAX_PANELS - 1}"
+    assert fig.get_suptitle() == f"Forecast (the first {plots.MAX_PANELS} of {many} panels)"
+    assert fig.get_size_inches()[1] == pytest.approx(1.0 + 2.4 * plots.MAX_PANELS)
+    with pytest.raises(InputError, match=f"ylabels must name the {many} panels"):
+        plots.forecast_figure(t, truth, pred, (0, 5), "x", ylabels=names[:-1])
+    fig = plots.forecast_figure(t, truth[:1], pred[:1], (0, 5), "Forecast")
+    assert fig.get_suptitle() == "Forecast"
+
+
 def test_plot_forecast_writes_png(tmp_path: Path) -> None:
     t, truth, pred = forecast_data()
     path = plots.plot_forecast(tmp_path / "f.png", t, truth[0], pred[0], (0, 5), "title")
@@ -181,6 +198,24 @@ def test_failed_render_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
                 p / "f.png", np.arange(3), [[1, 2, 3]] * 2, [[1, 2, 3]] * 2, [(0, 1)] * 3, "t"
             ),
             "start_window must be one",
+        ),
+        # Not strings: matplotlib's AttributeError ('int' object has no attribute ...).
+        (lambda p: plots.plot_losses(p / "f.png", history(), 7), "title must be a string, got 7"),
+        (
+            lambda p: plots.plot_overlay(p / "f.png", {1: history()}, "t"),
+            "each run's label must be a string, got 1",
+        ),
+        (
+            lambda p: plots.plot_forecast(
+                p / "f.png", np.arange(3), [1, 2, 3], [1, 2, 3], (0, 1), "t", ylabels=[0.5]
+            ),
+            r"ylabels\[0\] must be a string, got 0.5",
+        ),
+        (
+            lambda p: plots.plot_forecast(
+                p / "f.png", np.arange(3), [1, 2, 3], [1, 2, 3], (0, 1), b"t"
+            ),
+            "title must be a string, got b't'",
         ),
     ],
 )

@@ -31,6 +31,9 @@ _LABELS = {"train_loss": "train", "val_loss": "validation"}
 TITLE_CHARS, LEGEND_CHARS = 80, 36  # longer lines are wrapped (they ran off the figure)
 MAX_RUNS = 100  # overlaid in one figure: more would be a legend of hundreds of lines
 LEGEND_LINES = 50  # lines of a legend column (0.2 inch each): more make another column
+# Forecast panels drawn (the first ones): 2.4 inches each, and the layout's time grows
+# faster than their count (300 panels took 6 minutes and 79,000 pixels of height).
+MAX_PANELS = 20
 
 
 def check_output_file(
@@ -79,6 +82,14 @@ def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
     return path
 
 
+def _check_text(name: str, value: object) -> str:
+    """``value`` once it is a string (a title, a label); :class:`InputError` naming
+    ``name`` otherwise (matplotlib failed on a number with an AttributeError)."""
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string, got {repr(value)[:60]}")
+    return value
+
+
 def _panels(values: Any, name: str) -> np.ndarray:
     a = np.asarray(values, dtype=np.float64)
     if a.ndim == 1:
@@ -109,7 +120,8 @@ def forecast_figure(
         title: the figure's title.
         ylabels: each panel's y label (e.g. a CSV column's name), default "value".
 
-    Truth is a dotted red line with dots, the prediction a solid black line.
+    Truth is a dotted red line with dots, the prediction a solid black line. Only
+    the first :data:`MAX_PANELS` panels are drawn; the title then says so.
     """
     truth_p, pred_p = _panels(truth, "truth"), _panels(prediction, "prediction")
     if truth_p.shape != pred_p.shape:
@@ -135,10 +147,17 @@ def forecast_figure(
     ylabels = ["value"] * n_panels if ylabels is None else list(ylabels)
     if len(ylabels) != n_panels:
         raise InputError(f"ylabels must name the {n_panels} panels, got {len(ylabels)} labels")
+    for k, ylabel in enumerate(ylabels):
+        if ylabel is not None:  # None: "value"
+            _check_text(f"ylabels[{k}]", ylabel)
+    title = _check_text("title", title)
 
-    fig = Figure(figsize=(10, 1.0 + 2.4 * n_panels), layout="constrained")
-    axes = fig.subplots(n_panels, 1, squeeze=False)[:, 0]
-    panels = zip(axes, t_p, truth_p, pred_p, windows, ylabels, strict=True)
+    shown = min(n_panels, MAX_PANELS)
+    if shown < n_panels:
+        title += f" (the first {shown} of {n_panels} panels)"
+    fig = Figure(figsize=(10, 1.0 + 2.4 * shown), layout="constrained")
+    axes = fig.subplots(shown, 1, squeeze=False)[:, 0]
+    panels = zip(axes, t_p, truth_p, pred_p, windows, ylabels, strict=False)  # shown of them
     for ax, ti, yi, pi, (first, stop), ylabel in panels:
         ax.axvspan(first - 0.5, stop - 0.5, color="0.85", zorder=0, label="start window")
         # Truth on top, so a matching prediction does not hide it.
@@ -261,6 +280,7 @@ def losses_figure(history: Sequence[Mapping[str, Any]], title: str) -> Figure:
     ``history``: one dict per epoch with ``train_loss`` and ``val_loss`` (mean squared
     error) and optionally ``epoch`` (1-based; default: the row number).
     """
+    title = _check_text("title", title)
     epochs = _epochs(history, "history")
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()
@@ -298,6 +318,7 @@ def overlay_figure(
     (train dashed, validation solid, same color per run).
     """
     check_choice("metric", metric, METRICS)
+    title = _check_text("title", title)
     if len(runs) == 0:
         raise InputError("runs is empty: nothing to overlay")
     if len(runs) > MAX_RUNS:
@@ -309,6 +330,7 @@ def overlay_figure(
     styles = {"train_loss": "--", "val_loss": "-"}
     names = {}
     for label in runs:
+        _check_text("each run's label", label)
         for key in keys:
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
             name = _shown(_wrapped(name, LEGEND_CHARS))
@@ -372,8 +394,7 @@ def plot_runs(
     out = check_output_file(out, check_bool("force", force), suffix=".png")
     if isinstance(run_dirs, (str, bytes, os.PathLike)):  # its characters are no runs
         raise InputError(f"run_dirs must be a list of run directories, got {run_dirs!r}")
-    if not isinstance(title, str):
-        raise InputError(f"title must be a string, got {title!r}")
+    title = _check_text("title", title)
     dirs = [Path(d) for d in run_dirs]
     seen: dict[Path, Path] = {}
     for d in dirs:
