@@ -208,6 +208,19 @@ def _chainer_npz_extra(tmp: Path, base: Path) -> Path:
     return path
 
 
+def _chainer_npz_optimizer(tmp: Path, base: Path) -> Path:
+    """What chainer.serializers.save_npz writes for an Adam optimizer: t, epoch, and
+    each parameter's t, m, v under its path."""
+    with np.load(FIXTURES / "article_nstep.npz") as npz:
+        arrays = dict(npz)
+    state = {"t": np.array(10), "epoch": np.array(1)}
+    for key, w in arrays.items():
+        state |= {f"{key}/t": np.array(10), f"{key}/m": w * 0, f"{key}/v": w * 0}
+    path = tmp / "optimizer.npz"
+    np.savez(path, **state)
+    return path
+
+
 def _file(name: str, content: bytes | str) -> Callable[[Path, Path], Path]:
     def make(tmp: Path, base: Path) -> Path:
         path = tmp / name
@@ -247,6 +260,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "random_bytes": _file("random.npz", bytes(range(7, 256)) * 3),
     "chainer_npz": lambda tmp, base: FIXTURES / "article_nstep.npz",
     "chainer_npz_extra": _chainer_npz_extra,
+    "chainer_npz_optimizer": _chainer_npz_optimizer,
 }
 
 
