@@ -1053,3 +1053,70 @@ def test_a_one_output_forecaster_runs_under_cpu_autocast():
         got = model(xs)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize(("device", "dtype"), AUTOCAST, ids=["cpu", "cuda"])
+@pytest.mark.parametrize("cls", [nl.NStepLSTM, nl.NStepBiLSTM])
+def test_states_and_inputs_of_autocasts_precision_are_taken_under_it(cls, device, dtype):
+    # Under autocast an LSTM call returns 16-bit states: given back as hx, cx (Chainer's
+    # loop hy, cy, ys = lstm(hy, cy, xs)) they were refused ("hx must be torch.float32"),
+    # and StatefulNStepLSTM failed on its second call; so were 16-bit inputs, which
+    # torch.nn.LSTM takes there.
+    torch.manual_seed(0)
+    lstm = cls(2, 3, 4).to(device)
+    xs = [x.to(device) for x in make_xs((5, 2, 7))]
+    with torch.autocast(device, dtype=dtype):
+        hy, cy, _ = lstm(None, None, xs)
+        hy2, cy2, ys = lstm(hy, cy, [x.to(dtype) for x in xs])
+    _, _, want = lstm(hy.float(), cy.float(), xs)
+    for y, w in zip(ys, want, strict=True):
+        torch.testing.assert_close(y.float(), w, atol=2e-2, rtol=0)
+    with pytest.raises(nl.InputError, match=f"hx must be torch.float32 on .*, got {dtype}"):
+        lstm(hy, cy, xs)  # outside autocast: the dtypes must match
+    st, cell = nl.StatefulNStepLSTM(2, 3, 4).to(device), nl.StepLSTM(3, 4).to(device)
+    with torch.autocast(device, dtype=dtype):
+        st(xs)
+        st(xs)
+        cell(xs[0][:2].to(dtype))
+        cell(xs[0][:3])
+    # Outside autocast the carried state takes the weights' dtype (StepLSTM's 16-bit
+    # state once met float32 weights in a matrix product: a RuntimeError).
+    assert st(xs)[0].dtype == cell(xs[0][:1]).dtype == torch.float32
+    assert st.h.dtype == cell.h.dtype == torch.float32
+
+
+def test_final_states_of_sequences_ending_inside_a_segment_take_memory_for_their_steps():
+    # Many short sequences end inside merged segments beside two long ones: the cell
+    # states rebuilt for them were computed on a grid of every step of the longest
+    # run for all of them, 34 times the layer's output (and 70 times, 3 GB and 8 s,
+    # for 300 short ones beside two of 10,000 steps: now 0.6 GB and 0.7 s).
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    class Largest(TorchDispatchMode):
+        """The most elements of a tensor made outside the fused LSTM kernels."""
+
+        most = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if "rnn" not in str(func) and "lstm" not in str(func):
+                sizes = [t.numel() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+                self.most = max([self.most, *sizes])
+            return out
+
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.integers(1, 40, 300)] + [1000, 990]
+    ends = nl.PackedLayout(lengths).cover_ends(32.0)
+    assert len(ends.start) > 100  # many sequences end inside a segment
+    torch.manual_seed(0)
+    lstm = nl.NStepLSTM(1, 2, 16)
+    xs = make_xs(lengths, in_size=2)
+    with Largest() as mode:
+        hy, cy, ys = lstm(None, None, xs)
+        (hy.sum() + cy.sum() + sum(y.sum() for y in ys)).backward()
+    assert mode.most <= 4 * sum(lengths) * 16  # the gates of the real steps: (n, 3H)
+    for x, h, c in zip(xs[:3], hy[0], cy[0], strict=False):  # and still exact
+        alone_h, alone_c, _ = lstm(None, None, [x])
+        torch.testing.assert_close(h, alone_h[0, 0], **TOL)
+        torch.testing.assert_close(c, alone_c[0, 0], **TOL)

@@ -1,6 +1,7 @@
 """PackedLayout's index tables: every packed row lands where the docstrings say."""
 
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -46,30 +47,49 @@ def test_cover_ends_point_at_each_sequences_final_state_and_its_real_steps():
     table = [(-1, j) for j in range(layout.batch)]
     table += [(k, j) for k, (_, _, rows) in enumerate(cover.segments) for j in range(rows)]
     bounds = {t1 for _, t1, _ in cover.segments}
-    inside = [j for j in range(layout.batch) if lengths[j] not in bounds]
-    assert inside  # the case the tables exist for
+    starts = {  # the start of the segment each sequence ending inside one ends in
+        j: next(t0 for t0, t1, _ in cover.segments if t0 < lengths[j] < t1)
+        for j in range(layout.batch)
+        if lengths[j] not in bounds
+    }
+    assert len(starts) > 1  # the case the tables exist for
+    # Listed by decreasing run (real steps in their segment), sorted position on a tie.
+    inside = sorted(starts, key=lambda j: (starts[j] - lengths[j], j))
+    assert [starts[j] - lengths[j] for j in inside] != [starts[j] - lengths[j] for j in starts]
     table += [("rebuilt", j) for j in inside]
     for j, row in enumerate(ends.final.tolist()):
         segment, position = table[row]
         assert position == j
         if segment != "rebuilt":
             assert cover.segments[segment][1] == lengths[j]  # that segment ends with it
-    starts = {}
     for r, j in enumerate(inside):
-        k = next(k for k, (t0, t1, _) in enumerate(cover.segments) if t0 < lengths[j] < t1)
+        k = next(k for k, (t0, _, _) in enumerate(cover.segments) if t0 == starts[j])
         assert table[ends.start[r]] == (k - 1, j)  # the end of the segment before
         assert data[ends.last[r]].tolist() == [j, lengths[j] - 1]
-        starts[j] = cover.segments[k][0]
-    # Real steps in their segment, step-major; the previous row is one step earlier.
-    steps = data[ends.inputs].long().tolist()
-    expected = sorted(
-        ((j, t) for j in inside for t in range(starts[j], lengths[j])),
-        key=lambda jt: (jt[1] - starts[jt[0]], inside.index(jt[0])),
-    )
-    assert [tuple(s) for s in steps] == expected
+    # Real steps in their segment, step-major; those taking step s are the first counts[s].
+    runs = [lengths[j] - starts[j] for j in inside]
+    assert ends.counts == [sum(run > s for run in runs) for s in range(max(runs))]
+    expected = [(j, starts[j] + s) for s in range(max(runs)) for j in inside[: ends.counts[s]]]
+    assert [tuple(step) for step in data[ends.inputs].long().tolist()] == expected
     previous = data[ends.previous].long().numpy()
     assert np.array_equal(previous, np.array(expected[len(inside) :]) - [0, 1])
-    assert ends.steps == max(lengths[j] - starts[j] for j in inside)
+
+
+def test_cover_memory_grows_with_the_data_not_with_steps_times_sequences():
+    # The cover's tables once spanned every (step, sequence) pair, T * B of them: 16 GB
+    # of indices for 10,000 sequences beside one of 100,000 steps. Here T * B = 5e6
+    # (two 40 MB tables then), N = 15,000.
+    layout = nl.PackedLayout([10_000] + [10] * 499)
+    tracemalloc.start()
+    try:
+        cover = layout.cover(OVERHEAD)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000
+    assert sorted(cover.scatter.tolist()) == sorted(set(cover.scatter.tolist()))
+    real = cover.gather[cover.scatter]  # the packed row in each row's cell: itself
+    assert torch.equal(real, torch.arange(layout.n_rows))
 
 
 @pytest.mark.parametrize(

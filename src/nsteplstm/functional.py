@@ -60,11 +60,32 @@ def check_dense(name: str, t: Tensor) -> None:
         raise InputError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
 
 
+def autocast_alike(t: Tensor, weight: Tensor) -> bool:
+    """Whether ``torch.autocast``, enabled for ``weight``'s device, runs the LSTM kernels
+    on ``t`` and ``weight`` in one dtype: each is float32 or autocast's lower precision
+    (bfloat16 or float16), which it casts to (the states an LSTM call returns under
+    autocast are of that lower precision, and the next call is given them)."""
+    kind = weight.device.type
+    low = _autocast_dtype(kind) if kind in ("cpu", "cuda") else None
+    return low is not None and {t.dtype, weight.dtype} <= {torch.float32, low}
+
+
+def _autocast_dtype(kind: str) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` casts to on device type ``kind`` ("cpu" or "cuda")
+    where it is enabled, else None."""
+    try:  # torch >= 2.4
+        return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+    except TypeError:  # torch 2.3: is_autocast_enabled() takes no device; one per device
+        if kind == "cpu":
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
 def check_like(name: str, t: Tensor, weight: Tensor) -> None:
     """Raise :class:`InputError` unless ``t`` is a dense tensor of ``weight``'s dtype and
-    device (:func:`check_dense`)."""
+    device (:func:`check_dense`); under autocast, of a dtype it casts (:func:`autocast_alike`)."""
     check_dense(name, t)
-    if t.dtype != weight.dtype or t.device != weight.device:
+    if t.device != weight.device or (t.dtype != weight.dtype and not autocast_alike(t, weight)):
         raise InputError(
             f"{name} must be {weight.dtype} on {weight.device} like the module's weights, "
             f"got {t.dtype} on {t.device} (.to(dtype={weight.dtype}, device='{weight.device}') "
@@ -427,14 +448,17 @@ def _cell_states(
     """Cell states ``(R, H)`` of the R sequences that end inside a segment, after their
     real steps there from the segment's start state ``h0``, ``c0`` ``(R, H)``: inputs
     from the layer's packed input ``data`` ``(N, I)``, earlier hidden states from its
-    packed output ``out`` ``(N, H)``, rows as listed in ``ends``.
+    packed output ``out`` ``(N, H)``, rows and order as listed in ``ends``.
 
     With inputs and hidden states known, the i, f, a gates of all those steps are one
     matrix product, and ``c_t = f_t c_{t-1} + i_t a_t`` is element-wise: no recurrence
-    through a matrix product. Past a sequence's end f = 1 and i a = 0, so its c stays.
+    through a matrix product. Step s updates the first ``ends.counts[s]`` rows, those
+    still running (a packed batch's rule): memory for the n real steps only. (A grid of
+    every step of the longest run for all R took 70 times the layer's output: many
+    short sequences ending inside a segment beside two long ones.)
     """
     w_ih, w_hh, b_ih, b_hh = weights
-    count, hidden = c0.shape
+    hidden = c0.shape[1]
     three = 3 * hidden  # rows of i, f, a: the output gate plays no part in c
     h_prev = torch.cat([h0, out.index_select(0, ends.previous)])  # (n, H)
     gates = torch.addmm(
@@ -442,15 +466,16 @@ def _cell_states(
     )
     gates = torch.addmm(gates, h_prev, w_hh[:three].t())  # (n, 3H); not in place: autocast
     i, f, a = gates.chunk(3, dim=1)  # (n, H) each
-    grid = (ends.steps, count, hidden)
-    # (S * R, H) each: the gates of the real steps in their cells, the rest neutral
-    ia = gates.new_zeros(grid).flatten(0, 1).index_copy(0, ends.cells, i.sigmoid() * a.tanh())
-    f = gates.new_ones(grid).flatten(0, 1).index_copy(0, ends.cells, f.sigmoid())
-    ia, f = ia.view(grid).unbind(0), f.view(grid).unbind(0)  # S x (R, H); one backward node each
-    c = c0
-    for k in range(ends.steps):
-        c = torch.addcmul(ia[k], f[k], c)  # (R, H)
-    return c
+    ia = (i.sigmoid() * a.tanh()).split(ends.counts)  # S x (counts[s], H)
+    f = f.sigmoid().split(ends.counts)
+    c, done = c0, []  # done: the rows that have ended, the shortest runs first
+    for ia_s, f_s in zip(ia, f, strict=True):
+        rows = len(ia_s)
+        if rows < len(c):
+            done.append(c[rows:])
+            c = c[:rows]
+        c = torch.addcmul(ia_s, f_s, c)  # (rows, H)
+    return torch.cat([c, *done[::-1]])  # (R, H), by decreasing run as in ends
 
 
 def _merged_segments(

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .device import check_memory
 from .errors import InputError, check_choice, check_int, check_ratio, gib
 from .functional import (
+    autocast_alike,
     check_dense,
     check_like,
     check_packed,
@@ -227,12 +228,17 @@ class NStepBiLSTM(NStepLSTM):
     bidirectional = True
 
 
-def _carried(state: Tensor | None) -> Tensor | None:
+def _carried(state: Tensor | None, weight: Tensor) -> Tensor | None:
     """A carried state as the next call can use it: one left by a call under
     ``torch.inference_mode`` becomes a normal tensor (a copy) outside it, where autograd
-    must save it (an inference tensor cannot be saved for backward)."""
-    if state is not None and state.is_inference() and not torch.is_inference_mode_enabled():
-        return state.clone()
+    must save it (an inference tensor cannot be saved for backward); one left by a call
+    under ``torch.autocast`` (bfloat16, say) gets ``weight``'s dtype outside it."""
+    if state is None:
+        return None
+    if state.is_inference() and not torch.is_inference_mode_enabled():
+        state = state.clone()
+    if state.dtype != weight.dtype and not autocast_alike(state, weight):
+        state = state.to(weight.dtype)
     return state
 
 
@@ -280,7 +286,8 @@ class StatefulNStepLSTM(_CarriesState):
                 f"batch of {batch} sequences, but the carried state is for "
                 f"{self.h.shape[1]}: call reset_state() first"
             )
-        self.h, self.c, ys = self.lstm(_carried(self.h), _carried(self.c), xs)
+        weight = self.lstm.lstm.weight_ih_l0
+        self.h, self.c, ys = self.lstm(_carried(self.h, weight), _carried(self.c, weight), xs)
         return ys
 
 
@@ -318,7 +325,8 @@ class StepLSTM(_CarriesState):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_size:
             raise InputError(f"x must have shape (B, {self.in_size}), got {describe(x)}")
         check_like("x", x, self.weight_ih)
-        rows, h, c = x.shape[0], _carried(self.h), _carried(self.c)  # buffers: read once
+        h, c = _carried(self.h, self.weight_ih), _carried(self.c, self.weight_ih)  # read once
+        rows = x.shape[0]
         if h is None:
             h0 = c0 = x.new_zeros(rows, self.out_size)
         elif rows == h.shape[0]:  # no slice: its backward would copy (B, H) twice

@@ -75,14 +75,18 @@ class CoverEnds:
     a segment ran on over padding, so theirs is rebuilt from their real steps
     (:func:`nsteplstm.functional._cell_states`) and appended to the table.
 
+    Those R are listed by decreasing number of real steps in their segment (their
+    *run*; sorted position on a tie), so that at each step the ones still running are
+    a prefix, as in a packed batch: ``counts[s]`` of them take step ``s``.
+
     Attributes:
         final: ``(B,)`` table row of each sorted sequence's final state.
         start: ``(R,)`` table row of each sequence ending inside: its segment's start state.
         last: ``(R,)`` packed row of its last step.
-        inputs: ``(n,)`` packed rows of their real steps in their segments, step-major.
+        inputs: ``(n,)`` packed rows of their real steps in their segments, step-major:
+            step ``s`` of the first ``counts[s]`` of them.
         previous: ``(n - R,)`` packed row of the step before each of those past step 0.
-        cells: ``(n,)`` position of each in the ``(steps, R)`` grid.
-        steps: the most real steps any of them has in its segment.
+        counts: how many take each step, ``counts[0] == R``, non-increasing; ``n`` in all.
     """
 
     final: torch.Tensor
@@ -90,8 +94,7 @@ class CoverEnds:
     last: torch.Tensor
     inputs: torch.Tensor
     previous: torch.Tensor
-    cells: torch.Tensor
-    steps: int
+    counts: list[int]
 
 
 class PackedLayout:
@@ -167,7 +170,6 @@ class PackedLayout:
             self.unsorted_indices[self.sorted_indices] = torch.arange(
                 self.batch, device=self.device
             )
-        self._padded_rows: np.ndarray | None = None
         self._covers: dict[float, Cover] = {}
         self._cover_ends: dict[float, CoverEnds] = {}
         self._seq_to_packed: torch.Tensor | None = None
@@ -203,24 +205,27 @@ class PackedLayout:
         (see :class:`Cover`); built once per layout and overhead."""
         if overhead not in self._covers:
             segments = self.merged_segments(overhead)
-            batch, n = self.batch, self.n_rows
-            to_packed = np.full(self.max_length * batch, n, dtype=np.int64)
-            to_packed[self._padded] = np.arange(n)
-            cells = np.concatenate(
-                [
-                    (np.arange(t0, t1)[:, None] * batch + np.arange(rows)).ravel()
-                    for t0, t1, rows in segments
-                ]
-            )  # (G,) padded-grid row of each cell, segment after segment
-            grid_row = np.empty(self.max_length * batch, dtype=np.int64)
-            grid_row[cells] = np.arange(len(cells))
+            gather = np.concatenate([self._segment_rows(*segment) for segment in segments])
+            real = np.flatnonzero(gather < self.n_rows)  # (N,) the cells that hold a row
+            scatter = np.empty(self.n_rows, dtype=np.int64)
+            scatter[gather[real]] = real
             self._covers[overhead] = Cover(
                 segments,
                 [(t1 - t0) * rows for t0, t1, rows in segments],
-                torch.from_numpy(to_packed[cells]).to(self.device),
-                torch.from_numpy(grid_row[self._padded]).to(self.device),
+                torch.from_numpy(gather).to(self.device),
+                torch.from_numpy(scatter).to(self.device),
             )
         return self._covers[overhead]
+
+    def _segment_rows(self, t0: int, t1: int, rows: int) -> np.ndarray:
+        """``((t1 - t0) * rows,)`` the packed row of each cell of a segment's ``(steps,
+        rows)`` grid, time-major, or ``N`` past its sequence's end: built per segment, as
+        a table over all ``T * B`` steps and sequences took 16 GB for 10,000 sequences
+        of which one had 100,000 steps (and the rest a few)."""
+        t = np.arange(t0, t1)[:, None]  # (steps, 1)
+        j = np.arange(rows)[None, :]  # (1, rows) sorted positions
+        packed = self.first_rows[t] + j
+        return np.where(j < self.step_rows[t], packed, self.n_rows).ravel()
 
     def cover_ends(self, overhead: float) -> CoverEnds:
         """Where each sequence's final state is when the batch runs as :meth:`cover`
@@ -237,19 +242,21 @@ class PackedLayout:
         lengths = np.array(self.sorted_lengths)  # (B,)
         seg = np.searchsorted(t1s, lengths)  # (B,) segment of each sequence's last step
         j = np.arange(batch)  # sorted position = row within every segment it runs in
-        inside = np.flatnonzero(lengths != t1s[seg])  # (R,) sequences ending before t1
+        ending = np.flatnonzero(lengths != t1s[seg])  # sequences ending before their t1
+        run = lengths[ending] - t0s[seg[ending]]  # real steps of each in its segment, >= 1
+        order = np.argsort(-run, kind="stable")
+        inside, run = ending[order], run[order]  # (R,) by decreasing run
         final = offset[seg] + j  # (B,) row of the segment's end state in the table
         final[inside] = offset[-1] + np.arange(len(inside))  # after the table: rebuilt rows
         k = seg[inside]  # (R,)
         start = np.where(k == 0, inside, offset[k - 1] + inside)  # (R,) segment start state
-        t0 = t0s[k]  # (R,)
-        run = lengths[inside] - t0  # (R,) real steps of each in its segment
-        steps = int(run.max()) if len(inside) else 0
-        s = np.arange(steps)[:, None]  # (S, 1)
-        t = np.minimum(t0[None, :] + s, self.max_length - 1)  # (S, R), clamped past the end
-        packed = (self.first_rows[t] + inside[None, :]).ravel()  # (S * R,) packed row of each
-        cells = np.flatnonzero(s < run[None, :])  # (n,) real steps, step-major
-        # Every sequence has a step 0, so the first R cells are (0, r); cell c > R follows c - R.
+        # counts[s]: how many have a step s (run > s); each cell (s, r) of r < counts[s]
+        counts = len(run) - np.cumsum(np.bincount(run))[: run.max() if len(run) else 0]
+        s = np.repeat(np.arange(len(counts)), counts)  # (n,) step of each cell, step-major
+        r = np.arange(len(s)) - np.repeat(np.cumsum(counts) - counts, counts)  # (n,) its row
+        t = t0s[k[r]] + s  # (n,) time step of each real step
+        packed = self.first_rows[t] + inside[r]  # (n,) its packed row
+        past = s > 0  # the first R cells are step 0 of each; the rest follow a step
 
         def as_tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self.device)
@@ -258,21 +265,10 @@ class PackedLayout:
             final=as_tensor(final),
             start=as_tensor(start),
             last=self.last_rows[as_tensor(inside)],
-            inputs=as_tensor(packed[cells]),
-            previous=as_tensor(packed[cells[len(inside) :] - len(inside)]),
-            cells=as_tensor(cells),
-            steps=steps,
+            inputs=as_tensor(packed),
+            previous=as_tensor(self.first_rows[t[past] - 1] + inside[r[past]]),
+            counts=counts.tolist(),
         )
-
-    @property
-    def _padded(self) -> np.ndarray:
-        """(N,) for each packed row, its row ``t * B + j`` in the padded ``(T, B)`` grid
-        (sorted order)."""
-        if self._padded_rows is None:
-            lengths = np.array(self.sorted_lengths)  # (B,)
-            valid = np.arange(self.max_length)[:, None] < lengths[None, :]  # (T, B)
-            self._padded_rows = np.flatnonzero(valid)
-        return self._padded_rows
 
     @classmethod
     def dense(cls, length: int, batch: int, device: torch.device | str = "cpu") -> PackedLayout:
