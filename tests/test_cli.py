@@ -569,6 +569,63 @@ def test_an_error_is_one_line_even_for_a_path_with_a_line_break(tmp_path, capsys
 # ---------------------------------------------------------------- outputs kept, one-line errors
 
 
+def with_a_closed_pipe(
+    args: list[str], unbuffered: bool, stderr_too: bool = False
+) -> subprocess.CompletedProcess:
+    """`python -m nsteplstm ARGS` writing stdout (and stderr, with ``stderr_too``) into
+    a pipe whose reader has gone, as `... | true` or `... | head -1` leave it."""
+    read, write = os.pipe()
+    os.close(read)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env |= {"OMP_NUM_THREADS": "1", **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})}
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "nsteplstm", *args],
+            stdout=write,
+            stderr=write if stderr_too else subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_closed_stdout_pipe_ends_a_done_command_quietly_with_141(trained, unbuffered):
+    # `nsteplstm forecast RUN | true` said "error: [Errno 32] Broken pipe" and exit 2,
+    # a user error, once the forecast was written (unbuffered); buffered, Python's
+    # "Exception ignored ... BrokenPipeError" and exit 120.
+    name = f"piped_{'un' * unbuffered}buffered"
+    done = with_a_closed_pipe(["forecast", str(trained), "--name", name], unbuffered)
+    assert (done.returncode, done.stderr) == (141, "")
+    rows = read_csv(trained / f"forecast-{name}.csv")  # whole: the window, then 40 ahead
+    assert [row["t"] for row in rows] == [str(t) for t in range(50)] and rows[-1]["prediction"]
+    assert json.loads((trained / "metrics.json").read_text())["forecast"][name]["points"] == 40
+
+
+@pytest.mark.parametrize("args", [["train", "--help"], ["--version"]])
+def test_help_into_a_closed_pipe_exits_141_without_a_warning(args):
+    done = with_a_closed_pipe(args, unbuffered=False)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_an_error_whose_stderr_reader_has_gone_still_exits_2(tmp_path, unbuffered):
+    # `nsteplstm forecast MISSING 2>&1 | true`: writing the error line raised
+    # BrokenPipeError out of main(), a traceback into the closed pipe and exit 1.
+    done = with_a_closed_pipe(["forecast", str(tmp_path / "missing")], unbuffered, True)
+    assert done.returncode == 2
+
+
+def test_demo_names_the_epochs_flag(tmp_path, capsys):
+    # It said "config of the demo: epochs = 0 is out of range".
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "0"]) == 2
+    one_error_line(capsys, "demo", "--epochs (epochs= from Python) must be an integer >= 1")
+    assert list(tmp_path.iterdir()) == []
+
+
 def one_error_line(capsys, command: str, message: str) -> None:
     """stderr is exactly one `nsteplstm COMMAND: error: ...` line holding ``message``."""
     err = capsys.readouterr().err

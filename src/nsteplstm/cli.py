@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from .config import Config, fields_help, load_toml, parse_cli_value
@@ -481,9 +482,15 @@ def _terminated(signum: int, frame: Any) -> NoReturn:
     raise _Terminated
 
 
+# The exit code where stdout's reader went away (``nsteplstm forecast RUN | head -1``):
+# a shell's for a program that SIGPIPE ended, as GNU tools end there (128 + 13; Windows
+# has no signal.SIGPIPE). No user error (2), nor a failed run (1): the work is done.
+EXIT_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed run, 2 user error,
-    130 interrupted by SIGINT, 143 by SIGTERM)."""
+    130 interrupted by SIGINT, 141 stdout's reader gone, 143 by SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, unknown = build_parser().parse_known_args(argv)
@@ -498,26 +505,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nsteplstm: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:  # --help or --version printed (0), or a usage mistake (2)
+        if e.code == 0:
+            e.code = _flushed(0)
+        raise
     return run_command(f"nsteplstm {args.command}", lambda: args.func(args))
 
 
 def run_command(name: str, call: Callable[[], int | None]) -> int:
     """Run ``call`` as the command ``name`` (``"nsteplstm train"``, a benchmark script)
     and return its exit code (None: 0): every error a user can cause is one line on
-    stderr, ``NAME: error: ...``, SIGINT and SIGTERM end it as Ctrl-C does."""
+    stderr, ``NAME: error: ...``, SIGINT and SIGTERM end it as Ctrl-C does, and
+    stdout's reader gone ends it quietly with :data:`EXIT_PIPE`."""
     handles = threading.current_thread() is threading.main_thread()  # signal's own rule
     previous = signal.signal(signal.SIGTERM, _terminated) if handles else None
     try:
-        return _run(name, call)
+        code = _run(name, call)
     except _Terminated:
         print(f"{name}: interrupted by SIGTERM", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        code = 128 + signal.SIGTERM
     except KeyboardInterrupt:  # also while torch is being imported
         print(f"{name}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
     finally:
         if handles:  # None: a handler set outside Python, which signal cannot restore
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    return _flushed(code)
+
+
+def _flushed(code: int) -> int:
+    """``code``, once what the command printed is flushed: where stdout's reader has
+    gone, that is found here, not as the interpreter exits (which warns and exits 120),
+    and a command that succeeded ends with :data:`EXIT_PIPE`."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _to_devnull(sys.stdout)
+        return EXIT_PIPE if code == 0 else code
+    return code
+
+
+def _to_devnull(stream: TextIO) -> None:
+    """Point the file descriptor of ``stream`` (stdout or stderr), whose reader has gone,
+    at ``os.devnull``: the interpreter's flush as it exits writes what is left there,
+    not into the closed pipe again (Python's recipe, in the signal module's docs)."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no fileno (captured)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -554,6 +591,9 @@ def _run(name: str, call: Callable[[], int | None]) -> int:
         _error(name, str(e))
         return 1
     except OSError as e:  # a path the user named cannot be read or written
+        if isinstance(e, BrokenPipeError) and e.filename is None:  # stdout's reader gone
+            _to_devnull(sys.stdout)
+            return EXIT_PIPE
         _error(name, f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
         return 2
     except (MemoryError, RuntimeError) as e:
@@ -568,7 +608,10 @@ def _run(name: str, call: Callable[[], int | None]) -> int:
 def _error(name: str, message: str, kind: str = "error: ") -> None:
     """The one line on stderr: line breaks in the message (a path may hold one) escaped."""
     message = message.replace("\r", "\\r").replace("\n", "\\n")
-    print(f"{name}: {kind}{message}", file=sys.stderr)
+    try:
+        print(f"{name}: {kind}{message}", file=sys.stderr)
+    except BrokenPipeError:  # stderr's reader gone too (2>&1 | head): the exit code tells
+        _to_devnull(sys.stderr)
 
 
 def _is_out_of_memory(e: RuntimeError) -> bool:
