@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import pytest
@@ -71,35 +72,15 @@ def test_an_interrupted_forced_demo_leaves_no_report_that_contradicts_its_runs(
         demo(out, force=True)
     # It once kept the old report, plots and losses.png beside half-replaced runs, and
     # said to resume the one run with train --resume, which never finishes a demo; then
-    # its command left out --epochs, so pasting it started a demo of 60 epochs.
+    # it gave `nsteplstm demo`, which has the article's settings, not this base's.
     assert str(info.value) == (
         "interrupted by SIGINT while training layers-2 (finished: layers-1); a demo does "
-        f"not resume: start it again with: nsteplstm demo --out {out} --epochs 1 --quiet "
-        "--force"
+        "not resume: call run_demo again with the same arguments and force=True"
     )
     assert info.value.exit_code == 130
     assert not any((out / name).exists() for name in ("report.html", "layers.png", "dropout.png"))
     assert (out / "layers-1" / "losses.png").is_file()  # the new run's
     assert not (out / "layers-2" / "losses.png").exists()
-
-
-def test_a_demo_stopped_by_ctrl_c_outside_training_says_how_to_start_again(tmp_path, monkeypatch):
-    # Ctrl-C while forecasting gave only "nsteplstm demo: interrupted", without the command.
-    from nsteplstm import demo as demo_module
-    from nsteplstm.train import Interrupted
-
-    def forecast_run(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(demo_module, "forecast_run", forecast_run)
-    out = tmp_path / "demo"
-    with pytest.raises(Interrupted) as info:
-        demo(out, base={**TINY.changed(), "epochs": 9})
-    assert str(info.value) == (
-        "interrupted by SIGINT while forecasting layers-1 (finished: none); a demo does not "
-        f"resume: start it again with: nsteplstm demo --out {out} --epochs 1 --quiet --force"
-    )
-    assert info.value.exit_code == 130
 
 
 def fake_runs(monkeypatch) -> None:
@@ -116,24 +97,77 @@ def fake_runs(monkeypatch) -> None:
     monkeypatch.setattr(demo_module, "plot_losses", lambda *args, **kwargs: None)
 
 
-def test_a_demo_stopped_at_its_comparison_plots_says_how_to_start_again(tmp_path, monkeypatch):
-    # Ctrl-C there, every run done, gave only "nsteplstm demo: interrupted".
+def stopped_at(monkeypatch, stage: str) -> None:
+    """The demo's ``stage`` (``"forecast_run"``, ``"plot_overlay"``) is stopped as by
+    Ctrl-C; what comes before it is instant (:func:`fake_runs`)."""
     from nsteplstm import demo as demo_module
-    from nsteplstm.train import Interrupted
 
-    def plot_overlay(*args, **kwargs):
+    def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
     fake_runs(monkeypatch)
-    monkeypatch.setattr(demo_module, "plot_overlay", plot_overlay)
+    monkeypatch.setattr(demo_module, stage, ctrl_c)
+
+
+def test_a_demo_stopped_by_ctrl_c_outside_training_says_how_to_start_again(tmp_path, monkeypatch):
+    # Ctrl-C while forecasting gave only "nsteplstm demo: interrupted", without the command.
+    from nsteplstm.train import Interrupted
+
+    stopped_at(monkeypatch, "forecast_run")
     out = tmp_path / "demo"
     with pytest.raises(Interrupted) as info:
-        demo(out)
+        demo(out, base={"epochs": 9})  # the article's settings: the command runs them
+    assert str(info.value) == (
+        "interrupted by SIGINT while forecasting layers-1 (finished: none); a demo does not "
+        f"resume: start it again with: nsteplstm demo --out {out} --epochs 1 --quiet --force"
+    )
+    assert info.value.exit_code == 130
+
+
+def test_a_demo_stopped_at_its_comparison_plots_says_how_to_start_again(tmp_path, monkeypatch):
+    # Ctrl-C there, every run done, gave only "nsteplstm demo: interrupted".
+    from nsteplstm.train import Interrupted
+
+    stopped_at(monkeypatch, "plot_overlay")
+    out = tmp_path / "demo"
+    with pytest.raises(Interrupted) as info:
+        demo(out, base=None)
     assert str(info.value) == (
         "interrupted by SIGINT while plotting the comparisons (finished: "
         f"{', '.join(RUNS)}); a demo does not resume: start it again with: nsteplstm demo "
         f"--out {out} --epochs 1 --quiet --force"
     )
+
+
+def test_a_demo_of_another_base_says_to_call_run_demo_again(tmp_path, monkeypatch):
+    # It said "start it again with: nsteplstm demo --out ... --epochs 1 --force", which
+    # runs the article's settings, not these.
+    from nsteplstm.train import Interrupted
+
+    stopped_at(monkeypatch, "plot_overlay")
+    for base in (TINY, {"data": "sine"}, Config(device="cpu")):
+        with pytest.raises(Interrupted) as info:
+            demo(tmp_path / "demo", base=base, force=True)
+        assert str(info.value).endswith(
+            "a demo does not resume: call run_demo again with the same arguments and force=True"
+        )
+
+
+def test_the_command_that_starts_a_demo_again_reads_its_out_as_given(tmp_path, monkeypatch):
+    # "--out -d" (argparse: expected one argument) and "--out my demo" (two arguments).
+    import shlex
+
+    from nsteplstm.cli import build_parser
+    from nsteplstm.train import Interrupted
+
+    stopped_at(monkeypatch, "plot_overlay")
+    monkeypatch.chdir(tmp_path)
+    for out in ("-d", "my demo"):
+        with pytest.raises(Interrupted) as info:
+            demo(Path(out), base=None)
+        command = str(info.value).split("start it again with: ")[1]
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        assert (args.out.resolve(), args.epochs, args.force) == (tmp_path / out, 1, True)
 
 
 def failing_training(monkeypatch) -> None:
@@ -160,6 +194,34 @@ def test_demo_force_keeps_the_files_it_does_not_write(tmp_path, monkeypatch):
     assert {p.name: p.read_text() for p in out.iterdir()} == kept
 
 
+def test_demo_force_ignores_run_files_in_out_that_it_never_writes(tmp_path, monkeypatch):
+    # --out was checked as a run directory: a damaged metrics.json of the user's beside
+    # a forecast-*.csv refused --force ("--force removes only those it records"), though
+    # the demo writes neither there.
+    out = tmp_path / "mine"
+    out.mkdir()
+    kept = {"metrics.json": "{damaged", "forecast-mine.csv": "t,truth,prediction\n"}
+    for name, text in kept.items():
+        (out / name).write_text(text)
+    failing_training(monkeypatch)
+    with pytest.raises(InputError, match="no memory for the first batch"):
+        demo(out, force=True)
+    assert {p.name: p.read_text() for p in out.iterdir()} == kept
+
+
+def test_demo_names_its_out_a_demo_directory(tmp_path):
+    # "run directory ... exists and is not empty", of the demo's --out.
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"^demo directory .*/demo exists and is not empty; "):
+        demo(out)
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(InputError, match=r"^demo directory .*/file exists and is not a direc"):
+        demo(tmp_path / "file", force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_a_demo_that_fails_at_once_leaves_no_directory_it_made(tmp_path, monkeypatch):
     # It left the empty --out it had made (a failed command creates no directory).
     failing_training(monkeypatch)
@@ -169,8 +231,11 @@ def test_a_demo_that_fails_at_once_leaves_no_directory_it_made(tmp_path, monkeyp
 
 
 def test_demo_checks_its_settings_before_creating_anything(tmp_path):
-    with pytest.raises(InputError, match="config of the demo: epochs = 0 is out of range"):
-        run_demo(tmp_path / "demo", epochs=0, base=TINY, echo=lambda line: None)
+    # It said "config of the demo: epochs = 0 is out of range", naming no flag.
+    epochs = r"^--epochs \(epochs= from Python\) must be an integer >= 1 and <= 100,000, got "
+    for bad in (0, 100_001, True, 2.0):
+        with pytest.raises(InputError, match=epochs + re.escape(repr(bad)) + "$"):
+            run_demo(tmp_path / "demo", epochs=bad, base=TINY, echo=lambda line: None)
     # A mapping raised TypeError from dataclasses.replace; a Config of the adding
     # problem was refused for its default n_in, not for what the demo cannot do.
     with pytest.raises(InputError, match="config of the demo: unknown key 'layers'"):

@@ -628,3 +628,38 @@ def test_run_name_is_the_directorys_name_however_given(tmp_path: Path, monkeypat
     assert [runs.run_name(p) for p in (".", "sub/..", run, "./sub")] == ["fib", "fib", "fib", "sub"]
     (tmp_path / "link").symlink_to(run)
     assert runs.run_name(tmp_path / "link") == "link"  # the name the user gave
+
+
+def test_command_path_is_one_argument_argparse_reads_as_a_path() -> None:
+    assert runs.command_path(Path("runs/fib")) == "runs/fib"
+    assert runs.command_path("my run") == "'my run'"
+    assert runs.command_path("-r") == "./-r"  # "--resume -r": expected one argument
+    assert runs.command_path("-my run") == "'./-my run'"
+
+
+def test_load_run_says_how_to_resume_a_run_whose_path_needs_quoting(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # "resume it with: nsteplstm train --resume my run" named two arguments, and
+    # "--resume -run" none (argparse takes -run for an option).
+    monkeypatch.chdir(tmp_path)
+    for name, shown in (("my run", "'my run'"), ("-run", "./-run")):
+        make_run(Path(name))
+        (Path(name) / runs.MODEL_FILE).unlink()
+        (Path(name) / runs.CHECKPOINT_FILE).write_text("{}")
+        with pytest.raises(InputError) as info:
+            runs.load_run(name)
+        assert str(info.value).endswith(f"resume it with: nsteplstm train --resume {shown}")
+
+
+def test_check_dir_free_names_what_the_directory_is(tmp_path: Path) -> None:
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "notes.txt").write_text("mine")
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(InputError, match=r"^demo directory .*/demo exists and is not empty; "):
+        runs.check_dir_free(tmp_path / "demo", False, "demo directory")
+    with pytest.raises(InputError, match="^demo directory .*/file exists and is not a directory"):
+        runs.check_dir_free(tmp_path / "file", True, "demo directory")
+    with pytest.raises(InputError, match="^demo directory must be a path, got None$"):
+        runs.check_dir_free(None, False, "demo directory")  # type: ignore[arg-type]
+    assert runs.check_dir_free(tmp_path / "demo", True, "demo directory") == tmp_path / "demo"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import shlex
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from . import runs
-from .config import Config
+from .config import MAX_EPOCHS, Config
 from .device import reset_peak_memory
-from .errors import InputError, check_bool
+from .errors import InputError, check_bool, check_int
 from .forecast import forecast_run
 from .plots import plot_losses, plot_overlay
 from .train import Interrupted, train
@@ -52,6 +51,9 @@ def run_demo(
     1, 2 and 3 layers at ``base.dropout``, and 2 layers at each of :data:`DROPOUTS`
     besides. ``echo`` gets the progress lines and the final table. With ``force``, an
     earlier demo in ``out`` is replaced (its runs, plots and report; other files stay).
+    Stopped (:class:`Interrupted`), it says how to start again: the ``nsteplstm demo``
+    command where that runs the same demo (a base of the article's settings), else
+    this call with ``force=True``.
     """
     force, quiet = check_bool("force", force), check_bool("quiet", quiet)
     base = _base_config(base, epochs)
@@ -60,8 +62,7 @@ def run_demo(
     models = [(f"layers-{n}", replace(base, n_layers=n)) for n in LAYERS]
     models += [(f"dropout-{p}", replace(base, n_layers=DROPOUT_LAYERS, dropout=p)) for p in extra]
     out, stale = _check_outputs(out, [name for name, _ in models], force)
-    again = ["nsteplstm", "demo", "--out", str(out), "--epochs", str(epochs)]
-    again += ["--quiet", "--force"] if quiet else ["--force"]
+    again = _start_again(out, base, quiet)
     with runs.new_directory(out, "demo directory"):
         for path in stale:
             path.unlink(missing_ok=True)
@@ -89,18 +90,28 @@ def run_demo(
     return report
 
 
+def _start_again(out: Path, base: Config, quiet: bool) -> str:
+    """How to start the demo into ``out`` again: the ``nsteplstm demo`` command where
+    its ``base`` is the command's (the article's settings but ``epochs``; the command
+    has no flag for any other), else the Python call, which has the caller's base."""
+    if set(base.changed()) - {"epochs"}:
+        return "call run_demo again with the same arguments and force=True"
+    again = ["nsteplstm", "demo", "--out", runs.command_path(out), "--epochs", str(base.epochs)]
+    again += ["--quiet", "--force"] if quiet else ["--force"]
+    return f"start it again with: {' '.join(again)}"
+
+
 def _stopped(
-    e: Interrupted | KeyboardInterrupt, doing: str, finished: list[str], again: list[str]
+    e: Interrupted | KeyboardInterrupt, doing: str, finished: list[str], again: str
 ) -> Interrupted:
     """The demo's own :class:`Interrupted`: its signal (a KeyboardInterrupt's is SIGINT
     unless it carries another, as the CLI's SIGTERM does), what the demo was ``doing``,
-    the runs it ``finished``, and the command that starts it ``again``."""
+    the runs it ``finished``, and how to start it ``again`` (:func:`_start_again`)."""
     signum = getattr(e, "signum", signal.SIGINT)
     return Interrupted(
         signum,
         text=f"interrupted by {signal.Signals(signum).name} while {doing} (finished: "
-        f"{', '.join(finished) or 'none'}); a demo does not resume: start it again with: "
-        f"{shlex.join(again)}",
+        f"{', '.join(finished) or 'none'}); a demo does not resume: {again}",
     )
 
 
@@ -108,6 +119,7 @@ def _base_config(base: Config | Mapping[str, Any] | None, epochs: int) -> Config
     """The configuration every model of the demo starts from (see :func:`run_demo`)."""
     if base is not None and not isinstance(base, (Config, Mapping)):
         raise InputError(f"demo: base must be a Config, a mapping or None, got {base!r:.60}")
+    epochs = check_int("--epochs (epochs= from Python)", epochs, maximum=MAX_EPOCHS)
     settings = base.changed() if isinstance(base, Config) else dict(base or {})
     config = Config.from_dict({**settings, "epochs": epochs}, "of the demo")
     if config.data == "adding":
@@ -120,7 +132,7 @@ def _check_outputs(out: str | Path, names: list[str], force: bool) -> tuple[Path
     (with ``force``: replaced; files in ``out`` that the demo does not write stay);
     and the files of an earlier demo there, which go first: a demo stopped half way
     must not leave a report that contradicts the runs beside it."""
-    out = runs.check_run_dir_free(out, force)
+    out = runs.check_dir_free(out, force, "demo directory")
     for name in names:  # all checked before any is replaced
         runs.check_run_dir_free(out / name, force)
     stale = [out / f for f in DEMO_FILES] + [out / name / LOSS_PLOT for name in names]

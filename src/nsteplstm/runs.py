@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -184,12 +185,19 @@ def run_name(path: str | os.PathLike[str]) -> str:
     return Path(os.path.abspath(path)).name  # symlinks keep the name they were given
 
 
-def run_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` as a Path; InputError for None, a number, or an empty string (which
-    Path would take as the current directory)."""
+def run_path(path: str | os.PathLike[str], what: str = "run directory") -> Path:
+    """``path`` as a Path; InputError naming it ``what`` for None, a number, or an
+    empty string (which Path would take as the current directory)."""
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
-        raise InputError(f"run directory must be a path, got {path!r}")
+        raise InputError(f"{what} must be a path, got {path!r}")
     return Path(path)
+
+
+def command_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as one argument of a command to paste into a shell: quoted where
+    needed, and ``./PATH`` where it begins with ``-`` (argparse would take an option)."""
+    text = os.fspath(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
 class RunLock:
@@ -255,22 +263,31 @@ def can_create_in(directory: Path) -> bool:
     return True
 
 
-def check_run_dir_free(path: str | Path, force: bool) -> Path:
-    """Raise :class:`InputError` unless :func:`prepare_run_dir` may use ``path``: it does
-    not exist, is an empty directory, or (with ``force``) any directory. Changes nothing,
-    so a command can check its output before the slow or failing part of its work."""
-    path = run_path(path)
+def check_dir_free(path: str | Path, force: bool, what: str) -> Path:
+    """Raise :class:`InputError`, naming ``path`` ``what`` (``"demo directory"``), unless
+    a command may write into the directory ``path``: it does not exist (and can be
+    made), is an empty directory, or (with ``force``) any directory. Changes nothing."""
+    path = run_path(path, what)
     if (link := _dangling_link(path)) is not None:
-        raise InputError(f"run directory {path} is {link}; pick another --out")
+        raise InputError(f"{what} {path} is {link}; pick another --out")
     if path.exists() and not path.is_dir():
-        raise InputError(f"run directory {path} exists and is not a directory; pick another --out")
+        raise InputError(f"{what} {path} exists and is not a directory; pick another --out")
     if (why := creation_blocker(path)) is not None:  # found now, not after the training
-        raise InputError(f"cannot create run directory {path}: {why}")
+        raise InputError(f"cannot create {what} {path}: {why}")
     if not force and path.is_dir() and any(path.iterdir()):
         raise InputError(
-            f"run directory {path} exists and is not empty; pass --force to overwrite "
+            f"{what} {path} exists and is not empty; pass --force to overwrite "
             "it or pick another --out (force=True or another directory from Python)"
         )
+    return path
+
+
+def check_run_dir_free(path: str | Path, force: bool) -> Path:
+    """Raise :class:`InputError` unless :func:`prepare_run_dir` may use ``path``: it does
+    not exist, is an empty directory, or (with ``force``) any directory whose earlier
+    run's files can be replaced (:func:`check_dir_free`). Changes nothing, so a command
+    can check its output before the slow or failing part of its work."""
+    path = check_dir_free(path, force, "run directory")
     if force and path.is_dir():  # which forecast files the old run's are: what goes
         forecast_records(
             path,
@@ -879,7 +896,7 @@ def load_run(run_dir: str | Path, *, history: bool = True) -> Run:
     """
     run_dir = _check_run_dir(run_dir)
     config, _, scaler = read_config(run_dir)
-    resume = f"nsteplstm train --resume {run_dir}"
+    resume = f"nsteplstm train --resume {command_path(run_dir)}"
     has_checkpoint = (run_dir / CHECKPOINT_FILE).exists()
     if not (run_dir / MODEL_FILE).exists():
         hint = f"; resume it with: {resume}" if has_checkpoint else ""
