@@ -663,3 +663,15 @@ def test_check_dir_free_names_what_the_directory_is(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="^demo directory must be a path, got None$"):
         runs.check_dir_free(None, False, "demo directory")  # type: ignore[arg-type]
     assert runs.check_dir_free(tmp_path / "demo", True, "demo directory") == tmp_path / "demo"
+
+
+def test_a_history_that_is_not_utf8_names_its_line_and_byte(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    runs.write_history(tmp_path, [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0, "seconds": 0}])
+    raw = (tmp_path / runs.HISTORY_FILE).read_bytes()
+    (tmp_path / runs.HISTORY_FILE).write_bytes(raw + b"2,\xe9,1,0\n")
+    with pytest.raises(
+        InputError,
+        match=rf"line 3: not UTF-8 text CSV \(invalid byte 0xe9 at offset {len(raw) + 2}\)$",
+    ):
+        runs.read_history(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import torch
 
 import nsteplstm.device
 from nsteplstm import runs
+from nsteplstm.cli import build_parser
 from nsteplstm.config import Config
 from nsteplstm.data import load_adding, load_dataset
 from nsteplstm.errors import InputError
@@ -29,6 +31,7 @@ from nsteplstm.train import (
     load_data,
     make_optimizer,
     prepare_data,
+    resume_command,
     train,
     train_epoch,
     training_memory,
@@ -488,3 +491,9 @@ def test_train_refuses_a_setting_for_another_kind_of_data(tmp_path, settings, me
         assert train(full, tmp_path / data, quiet=True).metrics["epochs"] == 1
     with pytest.raises(InputError, match=r"^config settings: value = 7 applies only to "):
         train({"value": 7}, tmp_path / "sine", resume=True)  # not "command line: ... --value"
+
+
+def test_the_resume_command_reads_a_path_starting_with_a_dash_as_a_path() -> None:
+    command = shlex.split(resume_command("-my run"))
+    assert command[:3] == ["nsteplstm", "train", "--resume"]
+    assert build_parser().parse_args(command[1:]).resume == Path("./-my run")

@@ -374,7 +374,8 @@ def forecast_run(
       start; a cell is empty where there is no truth or no prediction), in data
       units (scaling undone); for F > 1 ``truth_<column>``/``prediction_<column>``
       by the CSV's header (``truth_0``, ... without one).
-    - ``forecast-<name>.png``: truth vs prediction, one panel per feature.
+    - ``forecast-<name>.png``: truth vs prediction, one panel per feature (the first
+      :data:`~nsteplstm.plots.MAX_PANELS`; the CSV has them all).
     - ``metrics.json`` key ``forecast.<name>``: the returned dict.
 
     ``name`` (letters, digits, ``_`` and ``-``, at most 64, the first a letter or

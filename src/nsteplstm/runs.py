@@ -53,7 +53,7 @@ from safetensors import SafetensorError
 
 from .config import Config
 from .data import Scaler
-from .errors import InputError, check_int, is_int, one_line, read_input, some
+from .errors import InputError, check_int, decode_text, is_int, one_line, read_input, some
 from .model import Forecaster
 
 FORMAT_VERSION = 1
@@ -791,10 +791,7 @@ def _history_text(history: list[dict[str, Any]]) -> str:
 def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
     """Rows of ``history.csv`` as dicts (epoch int, the rest float)."""
     path = output_path(_check_run_dir(run_dir), HISTORY_FILE)
-    try:
-        text = read_input(path, str(path)).decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: {HISTORY_FILE} is not UTF-8 text") from None
+    text = decode_text(read_input(path, str(path)), str(path), "CSV")
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or tuple(rows[0]) != HISTORY_FIELDS:
         raise InputError(f"{path}: the header must be {','.join(HISTORY_FIELDS)}")

@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import math
 import random
-import shlex
 import signal
 import sys
 import time
@@ -117,7 +116,7 @@ class NonFiniteLoss(RuntimeError):
 
 def resume_command(run_dir: str | Path | None) -> str:
     """The command line that resumes the run in ``run_dir``."""
-    return f"nsteplstm train --resume {shlex.quote(str(run_dir))}"
+    return f"nsteplstm train --resume {runs.command_path(run_dir)}"
 
 
 @dataclass
