@@ -22,7 +22,7 @@ import pytest
 
 from nsteplstm import __version__, cli
 from nsteplstm.cli import build_parser, main
-from nsteplstm.config import fields_help
+from nsteplstm.config import fields_help, flag_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = ["--n-hidden", "8", "--total-size", "300", "--sequence-size", "10", "--batch-size", "50"]
@@ -624,6 +624,32 @@ def test_demo_names_the_epochs_flag(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "0"]) == 2
     one_error_line(capsys, "demo", "--epochs (epochs= from Python) must be an integer >= 1")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_setting_out_of_range_names_the_flag_typed(tmp_path, capsys):
+    # It said "command line: epochs = 0 is out of range"; the user typed --epochs.
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "0"]) == 2
+    message = "command line: --epochs 0 is out of range (allowed: >= 1)"
+    assert capsys.readouterr().err == f"nsteplstm train: error: {message}\n"
+    # A file's value keeps its key, beside a flag's.
+    toml = tmp_path / "run.toml"
+    toml.write_text("split_rate = 0.5\n", encoding="utf-8")
+    argv = ["train", "--out", str(tmp_path / "run"), "--config", str(toml), "--total-size", "50"]
+    assert main(argv) == 2
+    one_error_line(capsys, "train", f"config {toml}: split_rate = 0.5 of --total-size 50 gives")
+    assert list(tmp_path.iterdir()) == [toml]
+
+
+def test_errors_name_each_setting_by_the_flag_train_offers():
+    # config.flag_of names a command-line setting in errors: it must be the parser's flag.
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {
+        action.dest[4:]: action.option_strings
+        for action in train._actions
+        if action.dest.startswith("cfg_")
+    }
+    assert flags == {key: [flag_of(key)] for key in flags}
+    assert len(flags) == len(fields_help()) - 1  # all but format_version
 
 
 def one_error_line(capsys, command: str, message: str) -> None:

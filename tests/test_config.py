@@ -15,7 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nsteplstm.config import CONFIG_HELP, Config, fields_help, load_toml, parse_cli_value
+from nsteplstm.config import (
+    CONFIG_HELP,
+    Config,
+    fields_help,
+    flag_of,
+    load_toml,
+    parse_cli_value,
+)
 from nsteplstm.errors import InputError
 
 ARTICLE = {
@@ -238,7 +245,7 @@ def test_load_toml_and_precedence(tmp_path: Path) -> None:
 def test_merged_error_names_the_source(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^config run.toml: dropout = 2.0 is out of range"):
         Config.merged({"dropout": 2.0}, {}, toml_source="run.toml")
-    with pytest.raises(InputError, match=r"^command line: dropout = 2.0 is out of range"):
+    with pytest.raises(InputError, match=r"^command line: --dropout 2.0 is out of range"):
         Config.merged({"dropout": 0.5}, {"dropout": 2.0}, toml_source="run.toml")
     with pytest.raises(InputError, match=r"^command line: unknown key 'bogus'"):
         Config.merged({}, {"bogus": 1}, toml_source="run.toml")
@@ -411,11 +418,11 @@ def test_a_setting_of_another_kind_of_data_is_refused_where_it_was_given(tmp_pat
     cases = [
         (
             {"data": "csv:d.csv", "total_size": 300},
-            "total_size = 300 applies only to data = fibonacci or sine, not data = 'csv:d.csv'",
+            "--total-size 300 applies only to data = fibonacci or sine, not data = 'csv:d.csv'",
         ),
-        ({"data": "sine", "value": 7}, "value = 7 applies only to data = fibonacci"),
-        ({"scale": "none"}, "scale = 'none' applies only to data = csv, not data = 'fibonacci'"),
-        ({"data": "fibonacci", "period": 5.0}, "period = 5.0 applies only to data = sine"),
+        ({"data": "sine", "value": 7}, "--value 7 applies only to data = fibonacci"),
+        ({"scale": "none"}, "--scale 'none' applies only to data = csv, not data = 'fibonacci'"),
+        ({"data": "fibonacci", "period": 5.0}, "--period 5.0 applies only to data = sine"),
     ]
     for flags, message in cases:
         with pytest.raises(InputError, match=rf"^command line: {re.escape(message)}"):
@@ -508,15 +515,16 @@ def test_train_refuses_a_config_file_whose_bad_value_a_flag_replaces(
 @pytest.mark.parametrize(
     ("file", "flags", "expected"),
     [
-        ({"epochs": 3}, {"total_size": 50}, "command line: split_rate = 0.9 of total_size = 50 "),
+        ({"epochs": 3}, {"total_size": 50}, "command line: split_rate = 0.9 of --total-size 50 "),
         ({"epochs": 3}, {"sequence_size": 500}, "command line: split_rate = 0.9 of total_size = 2"),
         (
             {"data": "adding"},
             {"adding_samples": 1},
-            "command line: split_rate = 0.9 of adding_samples = 1 leaves",
+            "command line: split_rate = 0.9 of --adding-samples 1 leaves",
         ),
         ({"total_size": 50}, {"epochs": 3}, "config run.toml: split_rate = 0.9 of total_size = 50"),
-        ({"split_rate": 0.5}, {"total_size": 50}, "config run.toml: split_rate = 0.5 of total_"),
+        ({"split_rate": 0.5}, {"total_size": 50}, "config run.toml: split_rate = 0.5 of --total-"),
+        ({}, {"split_rate": 0.99}, "command line: --split-rate 0.99 of total_size = 2000 gives"),
     ],
 )
 def test_a_split_too_small_names_where_its_settings_came_from(
@@ -608,3 +616,54 @@ def test_a_number_flag_is_written_in_ascii_without_underscores() -> None:
         with pytest.raises(InputError, match=r"^command line: --lr '.*' is not a number$"):
             parse_cli_value("lr", text)
     assert parse_cli_value("lr", " 1e-3 ") == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("settings", "from_flags", "from_keys"),
+    [
+        ({"epochs": 0}, "--epochs 0 is out of range (allowed: >= 1)", "epochs = 0 is out"),
+        ({"dropout": 1.5}, "--dropout 1.5 is out of range (allowed: 0 <=", "dropout = 1.5 is"),
+        ({"device": "tpu"}, "--device 'tpu' is out of range (allowed: auto", "device = 'tpu' is"),
+        ({"min_length": 40}, "--min-length 40 is out of range (allowed: 1 <=", "min_length = 40"),
+        ({"data": "adding", "n_in": 3}, "--n-in 3 is out of range (allowed: 2 for", "n_in = 3 is"),
+        ({"data": "adding", "sequence_size": 1}, "--sequence-size 1 is out", "sequence_size = 1"),
+        (
+            {"csv_columns": ["a", 2]},
+            "--csv-columns 'a,2' applies only to data = 'csv:PATH'",
+            "csv_columns = ['a', 2] applies only",
+        ),
+        (
+            {"data": "adding", "adding_samples": 5, "split_rate": 0.1},
+            "--split-rate 0.1 of --adding-samples 5 leaves 0 training and 5 validation",
+            "split_rate = 0.1 of adding_samples = 5 leaves",
+        ),
+        (
+            {"total_size": 300, "sequence_size": 10, "split_rate": 0.99},
+            "--split-rate 0.99 of --total-size 300 gives 297 training and 3 validation points",
+            "split_rate = 0.99 of total_size = 300 gives",
+        ),
+    ],
+)
+def test_a_setting_from_the_command_line_is_named_by_its_flag(
+    settings: dict[str, Any], from_flags: str, from_keys: str
+) -> None:
+    # It said "command line: epochs = 0 is out of range" where the user typed --epochs,
+    # unlike the command line's other errors ("--epochs 'x' is not an integer").
+    with pytest.raises(InputError, match=rf"^command line: {re.escape(from_flags)}"):
+        Config.merged(None, settings)
+    # From a TOML file or a Python call, a setting keeps its key.
+    with pytest.raises(InputError, match=rf"^config run.toml: {re.escape(from_keys)}"):
+        Config.merged(settings, {}, toml_source="run.toml")
+    with pytest.raises(InputError, match=rf"^config settings: {re.escape(from_keys)}"):
+        Config.from_dict(settings, "settings")
+
+
+def test_a_flag_in_an_error_is_the_one_the_command_line_offers() -> None:
+    # A flag given over a file's value is named as the flag (tests/test_cli.py checks
+    # that flag_of makes the flags of `nsteplstm train`).
+    assert flag_of("min_length") == "--min-length"
+    with pytest.raises(InputError, match=r"^command line: --min-length 0 is out of range"):
+        Config.merged({"min_length": 5}, {"min_length": 0}, toml_source="run.toml")
+    # A default is no flag's: named by its key beside the flag that broke it.
+    with pytest.raises(InputError, match=r"^command line: split_rate = 0.9 of --total-size 50 "):
+        Config.merged(None, {"total_size": 50})

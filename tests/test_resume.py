@@ -576,7 +576,7 @@ def test_cli_resume_names_where_a_bad_setting_came_from(
     toml.write_text("n_layers = 2\ndropout = 1.5\n")
     assert f"config {toml}: dropout = 1.5 is out of range" in error("--config", str(toml))
     toml.write_text("n_layers = 2\n")  # the run's own value: accepted
-    assert "command line: dropout = 1.5" in error("--config", str(toml), "--dropout", "1.5")
+    assert "command line: --dropout 1.5" in error("--config", str(toml), "--dropout", "1.5")
     assert "these differ: n_layers (run: 2, given: 3)" in error("--n-layers", "3")
     assert sorted((p.name, p.read_bytes()) for p in interrupted.iterdir()) == before
 

@@ -58,6 +58,23 @@ def _where(source: str) -> str:
     return source if source == COMMAND_LINE else f"config {source}"
 
 
+def flag_of(key: str) -> str:
+    """The command-line flag of the setting ``key``: ``--min-length`` for min_length."""
+    return "--" + key.replace("_", "-")
+
+
+def _named(key: str, value: Any, source: str | None) -> str:
+    """A setting and its value as an error names them, in the words of ``source``:
+    ``--epochs 0`` from the command line (its flag, as :func:`parse_cli_value` names
+    it; a list as the flag takes it, ``--csv-columns 'a,b'``), else (a file, a Python
+    call, None for a default) ``epochs = 0``."""
+    if source != COMMAND_LINE:
+        return f"{key} = {_show(value)}"
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(x) for x in value)
+    return f"{flag_of(key)} {_show(value)}"
+
+
 def train_points(split_rate: float, length: int) -> int:
     """The training part of ``length`` points: ``floor(split_rate * length)``, with
     ``split_rate`` taken as its decimal (0.29 of 100 is 29 points; float arithmetic
@@ -275,7 +292,7 @@ class Config:
             if key in given and self.data_kind not in kinds:
                 source = origin.get(key, "settings")
                 raise InputError(
-                    f"{_where(source)}: {key} = {_show(getattr(self, key))} applies only to "
+                    f"{_where(source)}: {_named(key, getattr(self, key), source)} applies only to "
                     f"data = {' or '.join(kinds)}, not data = {_show(self.data)}: "
                     f"{_how_to_drop(key, source, toml_source, fix)}"
                 )
@@ -312,7 +329,7 @@ def _how_to_drop(key: str, source: str, toml_source: str | None, fix: str = "rem
     """How to take back the setting ``key`` that ``source`` gave: its flag from the
     command line, the key from the TOML file ``toml_source``, else ``fix``."""
     if source == COMMAND_LINE:
-        return f"drop --{key.replace('_', '-')}"
+        return f"drop {flag_of(key)}"
     return f"remove it from {source}" if source == toml_source else fix
 
 
@@ -354,7 +371,7 @@ class FieldHelp:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return flag_of(self.name)
 
 
 def fields_help() -> list[FieldHelp]:
@@ -394,7 +411,7 @@ def parse_cli_value(key: str, text: str) -> Any:
     kind = _KINDS.get(key)
     if kind is None:
         raise InputError(f"command line: unknown setting '{key}' (known: {', '.join(_KINDS)})")
-    flag = "--" + key.replace("_", "-")
+    flag = flag_of(key)
     token = text.strip()
     if kind in RESET_WORDS and token.lower() == RESET_WORDS[kind]:
         return None
@@ -597,6 +614,8 @@ _Check = tuple[str, bool, str]
 # Makes the error of a setting, from its key and what is wrong, naming where it came
 # from; a check of several settings names the others after it, for when it is a default.
 _Fail = Callable[..., InputError]
+# A setting's key and value as its error names them (:func:`_named`): ``--epochs 0``.
+_Named = Callable[[str], str]
 
 _FINITE = ("dropout", "split_rate", "lr", "period", "noise", "grad_clip")
 _COUNTS = (
@@ -631,20 +650,23 @@ def _build(
     def how_to_drop(key: str) -> str:
         return _how_to_drop(key, origin.get(key, default_source), toml_source)
 
+    def named(key: str) -> str:  # a default is no flag's: named by its key
+        return _named(key, v[key], origin.get(key))
+
     _check_keys(values, fail)
     v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
     for key, raw in values.items():
         v[key] = _converted(key, raw, origin.get(key, default_source))
-    _check(_ranges(v), v, fail)
+    _check(_ranges(v), fail, named)
     v["device"] = device_name(v["device"])
-    _check_csv_settings_apply(v, fail, how_to_drop)
-    _check(_optional_ranges(v), v, fail)
-    _check_min_length(v, fail)
-    _set_features(v, values, fail)
+    _check_csv_settings_apply(v, fail, named, how_to_drop)
+    _check(_optional_ranges(v), fail, named)
+    _check_min_length(v, fail, named)
+    _set_features(v, values, fail, named)
     if v["data"] == "adding":
-        _check_adding_split(v, fail)
+        _check_adding_split(v, fail, named)
     elif v["data"] in BUILTIN_DATA:
-        _check_series_split(v, fail)
+        _check_series_split(v, fail, named)
     return Config(**v)
 
 
@@ -658,11 +680,11 @@ def _check_keys(values: Mapping[str, Any], fail: _Fail) -> None:
             raise fail(key, f"unknown key {_show(key)} ({guess}known: {', '.join(known)})")
 
 
-def _check(checks: Iterable[_Check], v: Mapping[str, Any], fail: _Fail) -> None:
-    """InputError for the first of `checks` that `v` does not pass."""
+def _check(checks: Iterable[_Check], fail: _Fail, named: _Named) -> None:
+    """InputError for the first of `checks` that does not pass."""
     for key, ok, allowed in checks:
         if not ok:
-            raise fail(key, f"{key} = {_show(v[key])} is out of range (allowed: {allowed})")
+            raise fail(key, f"{named(key)} is out of range (allowed: {allowed})")
 
 
 def _check_alone(config: Config, key: str, value: Any, source: str) -> None:
@@ -671,7 +693,11 @@ def _check_alone(config: Config, key: str, value: Any, source: str) -> None:
     with it are that config's (min_length's message names its data and sequence_size)."""
     v = {**config.to_dict(), key: value}
     checks = [check for check in _ranges(v) + _optional_ranges(v) if check[0] == key]
-    _check(checks, v, lambda _, what: InputError(f"{_where(source)}: {what}"))
+    _check(
+        checks,
+        lambda _, what: InputError(f"{_where(source)}: {what}"),
+        lambda k: _named(k, v[k], source),
+    )
 
 
 def _ranges(v: Mapping[str, Any]) -> list[_Check]:
@@ -733,7 +759,7 @@ def _optional_ranges(v: Mapping[str, Any]) -> list[_Check]:
 
 
 def _check_csv_settings_apply(
-    v: Mapping[str, Any], fail: _Fail, how_to_drop: Callable[[str], str]
+    v: Mapping[str, Any], fail: _Fail, named: _Named, how_to_drop: Callable[[str], str]
 ) -> None:
     """InputError for a CSV setting given for other data: accepted and ignored, it
     would be stored as if it applied. It ends with ``how_to_drop(key)``, the way out
@@ -744,17 +770,17 @@ def _check_csv_settings_apply(
         if v[key] is not None:
             raise fail(
                 key,
-                f"{key} = {_show(v[key])} applies only to data = 'csv:PATH', not "
+                f"{named(key)} applies only to data = 'csv:PATH', not "
                 f"data = {_show(v['data'])}: {how_to_drop(key)}",
             )
 
 
-def _check_min_length(v: Mapping[str, Any], fail: _Fail) -> None:
+def _check_min_length(v: Mapping[str, Any], fail: _Fail, named: _Named) -> None:
     """min_length, when given, within the window lengths of the data and sequence_size."""
     min_length = v["min_length"]
     if min_length is not None:
         lowest, allowed = _min_length_range(v)
-        _check([("min_length", lowest <= min_length <= v["sequence_size"], allowed)], v, fail)
+        _check([("min_length", lowest <= min_length <= v["sequence_size"], allowed)], fail, named)
 
 
 def _min_length_range(v: Mapping[str, Any]) -> tuple[int, str]:
@@ -771,7 +797,7 @@ def _data_features(data: str, columns: tuple[str | int, ...] | None) -> tuple[in
     return None if columns is None else (len(columns), len(columns))
 
 
-def _set_features(v: dict[str, Any], given: Collection[str], fail: _Fail) -> None:
+def _set_features(v: dict[str, Any], given: Collection[str], fail: _Fail, named: _Named) -> None:
     """n_in and n_out follow the data where not `given`, and must agree with it where given."""
     features = _data_features(v["data"], v["csv_columns"])
     if features is None:
@@ -779,26 +805,27 @@ def _set_features(v: dict[str, Any], given: Collection[str], fail: _Fail) -> Non
     for key, expected in zip(("n_in", "n_out"), features, strict=True):
         if key not in given:
             v[key] = expected
-        _check([(key, v[key] == expected, f"{expected} for data = {_show(v['data'])}")], v, fail)
+        ok = v[key] == expected
+        _check([(key, ok, f"{expected} for data = {_show(v['data'])}")], fail, named)
 
 
-def _check_adding_split(v: Mapping[str, Any], fail: _Fail) -> None:
+def _check_adding_split(v: Mapping[str, Any], fail: _Fail, named: _Named) -> None:
     """An adding problem's sequence_size, and the training and validation samples that
     split_rate leaves (at least one each)."""
-    _check([("sequence_size", v["sequence_size"] >= 2, ">= 2 for data = 'adding'")], v, fail)
+    _check([("sequence_size", v["sequence_size"] >= 2, ">= 2 for data = 'adding'")], fail, named)
     samples = v["adding_samples"]
     n_train = train_points(v["split_rate"], samples)
     if not 1 <= n_train < samples:
         raise fail(
             "split_rate",
-            f"split_rate = {v['split_rate']} of adding_samples = {samples} "
+            f"{named('split_rate')} of {named('adding_samples')} "
             f"leaves {n_train} training and {samples - n_train} validation "
             "samples (need at least 1 each)",
             "adding_samples",
         )
 
 
-def _check_series_split(v: Mapping[str, Any], fail: _Fail) -> None:
+def _check_series_split(v: Mapping[str, Any], fail: _Fail, named: _Named) -> None:
     """The training and validation parts that split_rate makes of a built-in series:
     each must hold a window (sequence_size + 1 points)."""
     n_train = train_points(v["split_rate"], v["total_size"])
@@ -809,7 +836,7 @@ def _check_series_split(v: Mapping[str, Any], fail: _Fail) -> None:
         hint = f" (here sequence_size <= {longest})" if longest >= 1 else ""
         raise fail(
             "split_rate",
-            f"split_rate = {v['split_rate']} of total_size = {v['total_size']} gives "
+            f"{named('split_rate')} of {named('total_size')} gives "
             f"{n_train} training and {n_val} validation points; each part needs at least "
             f"sequence_size + 1 = {window}{hint}",
             "total_size",
