@@ -413,3 +413,30 @@ def test_targets_grade_best_epochs_and_give_the_median_of_paired_rounds() -> Non
     assert "nstep_1L_vs_plain 0.9 (met; paired 1.05)" in words
     assert "step_1L_speedup_vs_chainer_step 1.4 (MISSED; paired 1.5)" in words
     assert "peak_rss_mib 400 (met)" in words
+
+
+def test_a_baseline_that_prints_without_end_is_stopped(tmp_path: Path, monkeypatch):
+    # Its output was all kept in memory: `yes` as --chainer-python took 6 GiB in 5 s,
+    # and the probe waits 120 s (an epoch 1200 s).
+    from nsteplstm import bench
+
+    monkeypatch.setattr(bench, "MAX_OUTPUT", 2**20)
+    flood = "head -c 3000000 /dev/zero; sleep 30"
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=r"^flood: printed more than 1 MiB of output$"):
+        bench._run_python(["sh", "-c", flood], "flood", 5)
+    assert time.perf_counter() - started < 4
+
+
+def test_the_report_says_when_fewer_cores_are_usable() -> None:
+    # Under taskset or a container's CPU set the report named all the host's cores,
+    # while the timings had one.
+    from nsteplstm.bench import _machine_words
+
+    facts = {"cpu": "X", "cores": 8, "usable_cores": 1, "torch": "2", "torch_threads": 1}
+    assert ", 8 cores (1 usable), torch 2 (1 threads)" in _machine_words(
+        facts | {"cuda_devices": []}
+    )
+    same = facts | {"usable_cores": 8, "cuda_devices": []}
+    assert ", 8 cores, torch" in _machine_words(same)
+    assert ", 8 cores, torch" in _machine_words(same | {"usable_cores": None})

@@ -44,6 +44,7 @@ import dataclasses
 import json
 import os
 import platform
+import selectors
 import signal
 import statistics
 import subprocess
@@ -80,6 +81,7 @@ ORIGINAL_FORECAST_SECONDS, ORIGINAL_FORECAST_POINTS = 10.2, 121  # the article's
 FORECAST_HORIZON = 120
 FORECAST_MANY_STARTS, QUICK_FORECAST_MANY_STARTS = 100, 16
 RSS_EPOCHS, QUICK_RSS_EPOCHS = 3, 1
+MAX_OUTPUT = 16 * 2**20  # bytes a baseline subprocess may print: its JSON line and warnings
 CHAINER_REFERENCE = {("step", 1): 0.85, ("nstep", 1): 1.49, ("nstep", 3): 5.14}  # s/epoch
 TARGETS = {
     "nstep_vs_plain": 1.0,  # time ratio ours / plain torch, at most
@@ -407,31 +409,61 @@ def _run_python(
     cmd: list[str], who: str, timeout: float, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``subprocess.run(cmd)``, output captured as text; InputError starting with ``who``
-    (e.g. ``--chainer-python PATH``) when it cannot start or runs past ``timeout`` s.
-    Runs in a process group of its own, killed whole when it times out or this process
-    is interrupted: a script's own children do not outlive it."""
+    (e.g. ``--chainer-python PATH``) when it cannot start, runs past ``timeout`` s or
+    prints more than :data:`MAX_OUTPUT` bytes (:func:`_bounded_output`). Runs in a
+    process group of its own, killed whole when it fails so or this process is
+    interrupted: a script's own children do not outlive it."""
     try:
         proc = subprocess.Popen(
             cmd,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
             env=env,
             start_new_session=True,
         )
     except OSError as e:
         raise InputError(f"{who}: cannot run it ({e.strerror or e})") from None
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = _bounded_output(proc, timeout, who)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        proc.wait()
         if isinstance(e, subprocess.TimeoutExpired):
             raise InputError(f"{who}: no result within {timeout:g} s") from None
         raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    finally:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    text = [data.decode(errors="replace") for data in (out, err)]
+    return subprocess.CompletedProcess(cmd, proc.returncode, *text)
+
+
+def _bounded_output(proc: subprocess.Popen[bytes], timeout: float, who: str) -> tuple[bytes, bytes]:
+    """``proc``'s stdout and stderr once it has ended (``communicate`` without its
+    memory growing unbounded: a program that prints forever filled GiBs a second).
+    TimeoutExpired past ``timeout`` s; InputError naming ``who`` once it has printed
+    more than :data:`MAX_OUTPUT` bytes."""
+    deadline = time.monotonic() + timeout
+    fds = [pipe.fileno() for pipe in (proc.stdout, proc.stderr) if pipe is not None]
+    data = {fd: bytearray() for fd in fds}  # stdout's, stderr's
+    with selectors.DefaultSelector() as selector:
+        for fd in data:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            if (left := deadline - time.monotonic()) <= 0:
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            for key, _ in selector.select(left):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fd)
+                data[key.fd] += chunk
+                if sum(map(len, data.values())) > MAX_OUTPUT:
+                    raise InputError(f"{who}: printed more than {MAX_OUTPUT >> 20} MiB of output")
+    proc.wait(max(deadline - time.monotonic(), 0.001))
+    return bytes(data[fds[0]]), bytes(data[fds[1]])
 
 
 def _last_line(text: str, default: str) -> str:
@@ -949,11 +981,19 @@ def _machine_words(facts: dict[str, Any]) -> str:
     """``Machine: CPU, 2 cores, torch 2.x (2 threads), CUDA: GPUs; Chainer ...``."""
     cuda = f", CUDA: {', '.join(facts['cuda_devices'])}" if facts["cuda_devices"] else ""
     return (
-        f"Machine: {facts['cpu']}, {facts['cores']} cores, torch "
+        f"Machine: {facts['cpu']}, {_cores_words(facts)}, torch "
         f"{facts['torch']} ({facts['torch_threads']} threads)"
         + cuda
         + _chainer_words(facts.get("chainer"))
     )
+
+
+def _cores_words(facts: dict[str, Any]) -> str:
+    """``2 cores``, or ``8 cores (2 usable)`` where this process may run on fewer of
+    them (``taskset``, a container's CPU set): the count its threads compete for."""
+    usable = facts.get("usable_cores")
+    shown = f" ({usable} usable)" if usable is not None and usable != facts["cores"] else ""
+    return f"{facts['cores']} cores{shown}"
 
 
 def _training_words(doc: dict[str, Any]) -> str:
