@@ -254,6 +254,9 @@ def test_plot_runs_overlays_run_histories(tmp_path: Path, legends_drawn: list) -
     # The same run twice once blamed labels the user never gave.
     with pytest.raises(InputError, match=r"run .*a/\.\./a is given twice \(also as .*a\)$"):
         plots.plot_runs([tmp_path / "a", tmp_path / "a" / ".." / "a"], tmp_path / "x.png")
+    # One path given twice is not named twice ("run a is given twice (also as a)").
+    with pytest.raises(InputError, match=r"run .*/a is given twice$"):
+        plots.plot_runs([tmp_path / "a", tmp_path / "a"], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -439,3 +442,29 @@ def test_forecast_panels_take_their_features_names() -> None:
     assert plots.forecast_figure(t, truth, pred, (0, 5), "two").axes[0].get_ylabel() == "value"
     with pytest.raises(InputError, match="ylabels must name the 2 panels, got 1 labels"):
         plots.forecast_figure(t, truth, pred, (0, 5), "two", ylabels=["units"])
+
+
+def test_a_run_without_epochs_is_named_in_the_legend_not_fatal(
+    tmp_path: Path, legends_drawn: list
+) -> None:
+    # An imported run (empty history.csv) among trained ones once stopped the whole
+    # overlay; now it has a legend entry saying so, and no curve.
+    from nsteplstm import runs
+
+    dirs = _two_runs(tmp_path)
+    (tmp_path / "imported").mkdir()
+    runs.write_history(tmp_path / "imported", [])
+    plots.plot_runs([dirs[0], tmp_path / "imported", dirs[1]], tmp_path / "o.png")
+    assert legends_drawn == [
+        ["a (train)", "a (validation)", "imported (no epochs)", "b (train)", "b (validation)"]
+    ]
+    ax = plots.overlay_figure({"a": history(), "i": []}, "t").axes[0]
+    assert [len(line.get_xdata()) for line in ax.get_lines()] == [5, 0]
+    # Nothing to draw at all is still an error, naming why.
+    with pytest.raises(InputError, match=r"run 'i' is empty: no epochs .*imported from Chainer"):
+        plots.overlay_figure({"i": []}, "t")
+    (tmp_path / "imported2").mkdir()
+    runs.write_history(tmp_path / "imported2", [])
+    with pytest.raises(InputError, match="histories of all 2 runs are empty: no epochs"):
+        plots.plot_runs([tmp_path / "imported", tmp_path / "imported2"], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

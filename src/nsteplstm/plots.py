@@ -315,7 +315,9 @@ def overlay_figure(
 
     ``runs`` maps a label (e.g. ``"dropout 0.3"``) to that run's history (as in
     :func:`losses_figure`). ``metric``: ``"val_loss"``, ``"train_loss"`` or ``"both"``
-    (train dashed, validation solid, same color per run).
+    (train dashed, validation solid, same color per run). A run with an empty history
+    (one imported from Chainer has no epochs) draws no curve; its legend entry says
+    "(no epochs)", so that it is not silently missing. InputError when no run has one.
     """
     check_choice("metric", metric, METRICS)
     title = _check_text("title", title)
@@ -328,15 +330,17 @@ def overlay_figure(
         )
     keys = ("train_loss", "val_loss") if metric == "both" else (metric,)
     styles = {"train_loss": "--", "val_loss": "-"}
-    names = {}
     for label in runs:
         _check_text("each run's label", label)
+    _check_some_epochs(runs)
+    names = {}
+    for label, history in runs.items():
+        if len(history) == 0:
+            names[label, None] = _legend_name(f"{label} (no epochs)")
+            continue
         for key in keys:
             name = f"{label} ({_LABELS[key]})" if metric == "both" else label
-            name = _shown(_wrapped(name, LEGEND_CHARS))
-            if name.startswith("_"):  # matplotlib leaves such labels out of the legend
-                name = "\u200b" + name  # a zero-width space: shown as given
-            names[label, key] = name
+            names[label, key] = _legend_name(name)
     # The legend beside the axes needs about 0.2 inch a line, and 2.7 inches a column:
     # a taller figure for many runs, and a wider one past LEGEND_LINES.
     lines = sum(name.count("\n") + 1 for name in names.values())
@@ -346,6 +350,9 @@ def overlay_figure(
     ax = fig.subplots()
     colors = _distinct_colors(len(runs))
     for i, (label, history) in enumerate(runs.items()):
+        if len(history) == 0:  # a legend entry only, no marker or line
+            ax.plot([], [], linestyle="none", color=colors[i], label=names[label, None])
+            continue
         epochs = _epochs(history, f"the history of run {label!r}")
         for key in keys:
             mark = _marker(epochs, key)
@@ -364,6 +371,26 @@ def overlay_figure(
     )
     ax.set_title(_shown(_wrapped(title, TITLE_CHARS)))
     return fig
+
+
+def _legend_name(name: str) -> str:
+    """A legend entry's text: wrapped, shown as given (see :func:`_shown`)."""
+    name = _shown(_wrapped(name, LEGEND_CHARS))
+    if name.startswith("_"):  # matplotlib leaves such labels out of the legend
+        name = "\u200b" + name  # a zero-width space: shown as given
+    return name
+
+
+def _check_some_epochs(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """InputError when no history in ``runs`` (label -> history) has an epoch."""
+    if any(len(history) for history in runs.values()):
+        return
+    which = (
+        f"the history of run {next(iter(runs))!r} is empty"
+        if len(runs) == 1
+        else f"the histories of all {len(runs)} runs are empty"
+    )
+    raise InputError(f"{which}: no epochs to plot (a run imported from Chainer has none)")
 
 
 def plot_overlay(
@@ -387,7 +414,9 @@ def plot_runs(
     """Overlay the loss curves of trained runs (``nsteplstm plot``); return ``out``.
 
     Each run's ``history.csv`` is read; ``labels`` (one per run) default to the run
-    directories' names, or their full paths when names repeat. ``out`` must end in
+    directories' names, or their full paths when names repeat. A run without epochs
+    (imported from Chainer) is named in the legend as "(no epochs)", without a curve
+    (see :func:`overlay_figure`). ``out`` must end in
     ``.png`` (so it can never name a run's data: config, weights, history, metrics; with
     ``force`` it may replace a run's forecast figure) and, unless ``force``, not exist.
     """
@@ -399,8 +428,10 @@ def plot_runs(
     seen: dict[Path, Path] = {}
     for d in dirs:
         real = Path(os.path.realpath(d))  # Path.resolve raises on a symbolic link loop
-        if seen.setdefault(real, d) is not d:
-            raise InputError(f"run {d} is given twice (also as {seen[real]})")
+        first = seen.setdefault(real, d)
+        if first is not d:  # "run a is given twice (also as a)" named one path twice
+            also = "" if str(first) == str(d) else f" (also as {first})"
+            raise InputError(f"run {d} is given twice{also}")
     if isinstance(labels, (str, bytes)):  # its characters are no labels
         raise InputError(f"labels must be a list of one label per run, got {labels!r}")
     if labels is None:
