@@ -23,6 +23,7 @@ import pytest
 from nsteplstm import __version__, cli
 from nsteplstm.cli import build_parser, main
 from nsteplstm.config import fields_help, flag_of
+from nsteplstm.plots import METRICS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = ["--n-hidden", "8", "--total-size", "300", "--sequence-size", "10", "--batch-size", "50"]
@@ -128,6 +129,8 @@ def test_forecast_says_when_its_scores_are_in_sample(trained, tmp_path, capsys):
     assert main(["forecast", str(run), "--horizon", "5", "--start", "260", "--force"]) == 0
     out = capsys.readouterr().out
     assert "in_sample 0, held_out_from 260" in out and "note" not in out
+    assert main(["forecast", str(run), "--horizon", "5", "--start", "259", "--force"]) == 0
+    assert "note: 1 of the 5 scored points lies in the part" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -251,6 +254,17 @@ def test_plot_takes_runs_on_both_sides_of_its_flags(
     assert stop.value.code == 2
     told = "nsteplstm plot: error: unrecognized arguments: --bogus (see --help)\n"
     assert capsys.readouterr().err == told
+
+
+def test_plot_draws_the_metric_asked_for(trained, toml_run, tmp_path, legends_drawn):
+    # plot_runs took metric=, but the command had no --metric.
+    out = tmp_path / "x.png"
+    argv = ["plot", str(trained), str(toml_run), "--out", str(out), "--labels", "A", "B"]
+    assert main([*argv, "--metric", "val_loss"]) == 0
+    assert legends_drawn == [["A", "B"]]
+    args = build_parser().parse_args(["plot", "r", "--out", "x.png"])
+    assert args.metric == "both"
+    assert next(a.choices for a in args.parser._actions if a.dest == "metric") == METRICS
 
 
 def test_plot_refuses_an_unknown_flag_before_the_command(tmp_path, capsys):

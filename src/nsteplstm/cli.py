@@ -155,7 +155,8 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     if result["in_sample"]:
         partly = "" if result["in_sample"] == result["points"] else "partly "
         print(
-            f"note: {result['in_sample']} of the {result['points']} scored points lie in "
+            f"note: {result['in_sample']} of the {result['points']} scored points "
+            f"{'lies' if result['in_sample'] == 1 else 'lie'} in "
             f"the part of the data the model was trained on, so these scores are {partly}"
             f"in-sample; forecasts from --start {result['held_out_from']} on score held-out "
             "points only"
@@ -201,7 +202,7 @@ def _format_metrics(m: dict[str, Any]) -> str:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_runs
 
-    plot_runs(args.runs, args.out, labels=args.labels, force=args.force)
+    plot_runs(args.runs, args.out, labels=args.labels, metric=args.metric, force=args.force)
     print(f"wrote {args.out}")
     return 0
 
@@ -370,6 +371,12 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
         help="PNG file to write, in an existing directory (the name must end in .png)",
     )
     p.add_argument("--labels", nargs="+", help="legend label per run (default: run names)")
+    p.add_argument(
+        "--metric",
+        choices=("val_loss", "train_loss", "both"),  # plots.METRICS: it imports matplotlib
+        default="both",
+        help="curves per run: validation loss, training loss, or both (training dashed)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=_cmd_plot, parser=p)
 
