@@ -180,27 +180,22 @@ def failing_training(monkeypatch) -> None:
     monkeypatch.setattr(demo_module, "train", train)
 
 
-def test_demo_force_keeps_the_files_it_does_not_write(tmp_path, monkeypatch):
-    # --force removed a config.json, history.csv ... of the user's from --out, as if
-    # --out were a run directory; the demo writes none of them there.
+@pytest.mark.parametrize(
+    "kept",
+    [
+        # --force removed a config.json, history.csv ... of the user's from --out, as if
+        # --out were a run directory; the demo writes none of them there.
+        {name: f"the user's {name}" for name in ("config.json", "history.csv", "notes.txt")},
+        # --out was checked as a run directory: a damaged metrics.json of the user's
+        # beside a forecast-*.csv refused --force ("--force removes only those it
+        # records"), though the demo writes neither there.
+        {"metrics.json": "{damaged", "forecast-mine.csv": "t,truth,prediction\n"},
+    ],
+    ids=["run-named files", "a damaged metrics.json beside a forecast"],
+)
+def test_demo_force_keeps_the_files_it_does_not_write(tmp_path, monkeypatch, kept):
     out = tmp_path / "mine"
     out.mkdir()
-    kept = {name: f"the user's {name}" for name in ("config.json", "history.csv", "notes.txt")}
-    for name, text in kept.items():
-        (out / name).write_text(text)
-    failing_training(monkeypatch)
-    with pytest.raises(InputError, match="no memory for the first batch"):
-        demo(out, force=True)
-    assert {p.name: p.read_text() for p in out.iterdir()} == kept
-
-
-def test_demo_force_ignores_run_files_in_out_that_it_never_writes(tmp_path, monkeypatch):
-    # --out was checked as a run directory: a damaged metrics.json of the user's beside
-    # a forecast-*.csv refused --force ("--force removes only those it records"), though
-    # the demo writes neither there.
-    out = tmp_path / "mine"
-    out.mkdir()
-    kept = {"metrics.json": "{damaged", "forecast-mine.csv": "t,truth,prediction\n"}
     for name, text in kept.items():
         (out / name).write_text(text)
     failing_training(monkeypatch)

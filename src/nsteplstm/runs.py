@@ -342,10 +342,9 @@ def recorded_forecasts(run_dir: str | Path) -> dict[str, Any]:
     """The forecasts ``metrics.json`` records (key ``forecast``), by name; ``{}`` where
     the file is missing or damaged (:func:`forecast_records` refuses that)."""
     try:
-        recorded = read_metrics(run_dir).get("forecast")
+        return _read_records(Path(run_dir))
     except InputError:
         return {}
-    return recorded if isinstance(recorded, dict) else {}
 
 
 def forecast_records(run_dir: str | Path, advice: str) -> dict[str, Any]:
@@ -357,13 +356,8 @@ def forecast_records(run_dir: str | Path, advice: str) -> dict[str, Any]:
     the file and those files, ending in ``advice`` (what to do); ``{}`` where there are
     none (nothing to lose)."""
     run_dir = Path(run_dir)
-    path = run_dir / METRICS_FILE
-    if not os.path.lexists(path):
-        return {}
     try:
-        recorded = read_metrics(run_dir).get("forecast", {})
-        if not isinstance(recorded, dict):
-            raise InputError(f"{path}: 'forecast' must be a JSON object, got {recorded!r:.40}")
+        return _read_records(run_dir)
     except InputError as e:
         names = sorted({p.stem.removeprefix("forecast-") for p in forecast_files(run_dir)})
         if not names:
@@ -371,6 +365,17 @@ def forecast_records(run_dir: str | Path, advice: str) -> dict[str, Any]:
         here = f"{some(names, noun='forecasts')}: forecast-NAME.csv and .png"
         message = f"{e}; it records which of the forecasts here ({here}) are the run's: {advice}"
         raise InputError(message) from None
+
+
+def _read_records(run_dir: Path) -> dict[str, Any]:
+    """``metrics.json``'s ``forecast`` entry; ``{}`` where the file is missing or has
+    none; InputError where the file or the entry is damaged."""
+    path = run_dir / METRICS_FILE
+    if not os.path.lexists(path):
+        return {}
+    recorded = read_metrics(run_dir).get("forecast", {})
+    if not isinstance(recorded, dict):
+        raise InputError(f"{path}: 'forecast' must be a JSON object, got {recorded!r:.40}")
     return recorded
 
 
