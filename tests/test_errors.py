@@ -161,6 +161,18 @@ def _run_forecast_done(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_without_history(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_without_history")
+    (run / "history.csv").unlink()
+    return run
+
+
+def _run_damaged_checkpoint(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_damaged_checkpoint")
+    (run / "checkpoint.json").write_text('{"format')
+    return run
+
+
 def _run_damaged_metrics(tmp: Path, base: Path) -> Path:
     run = _copy_run(tmp, base, "run_damaged_metrics")
     (run / "forecast-window.csv").write_text("t,truth,prediction\n")
@@ -242,6 +254,8 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run_nan_metrics": _run_nan_metrics,
     "run_forecast_done": _run_forecast_done,
     "run_damaged_metrics": _run_damaged_metrics,
+    "run_without_history": _run_without_history,
+    "run_damaged_checkpoint": _run_damaged_checkpoint,
     "run_csv_moved": _run_csv_moved,
     "run_csv_columns": _run_csv_columns,
     "bench_with_notes": _bench_with_notes,

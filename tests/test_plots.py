@@ -468,3 +468,33 @@ def test_a_run_without_epochs_is_named_in_the_legend_not_fatal(
     with pytest.raises(InputError, match="histories of all 2 runs are empty: no epochs"):
         plots.plot_runs([tmp_path / "imported", tmp_path / "imported2"], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_runs_says_what_to_do_about_a_missing_history(tmp_path: Path) -> None:
+    # "history.csv: file not found" said what was wrong, not what to do.
+    from nsteplstm import runs
+
+    run = _two_runs(tmp_path)[0]
+    (run / runs.HISTORY_FILE).unlink()
+    out = tmp_path / "x.png"
+    (run / runs.CHECKPOINT_FILE).write_text("{}")
+    resume = (
+        rf"history.csv: file not found; nsteplstm train --resume {run} writes it again "
+        "from the run's checkpoint, or leave the run out of the plot$"
+    )
+    with pytest.raises(InputError, match=resume):
+        plots.plot_runs([run], out)
+    (run / runs.CHECKPOINT_FILE).unlink()
+    (run / runs.CONFIG_FILE).write_text("{}")
+    no_checkpoint = "the run has no checkpoint to write it again from: leave it out of the plot$"
+    with pytest.raises(InputError, match=rf"history.csv: file not found; {no_checkpoint}"):
+        plots.plot_runs([run], out)
+    (run / runs.HISTORY_FILE).write_text("damaged\n")
+    with pytest.raises(InputError, match=rf"the header must be .*; {no_checkpoint}"):
+        plots.plot_runs([run], out)
+    (run / runs.CONFIG_FILE).unlink()
+    (run / runs.HISTORY_FILE).unlink()
+    no_run = rf"; {run} holds no run \(no config.json either\): name a run directory$"
+    with pytest.raises(InputError, match=no_run):
+        plots.plot_runs([run], out)
+    assert not out.exists()

@@ -327,6 +327,7 @@ def test_resume_of_a_read_only_run_is_refused_before_training(
 def test_resume_and_force_clear_what_a_killed_writer_left(interrupted: Path) -> None:
     # A SIGKILL mid-write left .checkpoint-3.safetensors.XXXXXXXX.tmp for good.
     left = [".checkpoint-3.safetensors.wi6qctpn.tmp", ".metrics.json.4242.removed"]
+    left.append("..history.csv.4242.removed.4343.removed")  # a killed --force set it aside
     mine = [".notes.txt.abcd1234.tmp", "checkpoint-notes.txt"]  # not the run's own
     for name in left + mine:
         (interrupted / name).write_text(name)
@@ -338,6 +339,33 @@ def test_resume_and_force_clear_what_a_killed_writer_left(interrupted: Path) -> 
     train(Config.from_dict(SETTINGS, "test"), interrupted, force=True, quiet=True)
     assert not any((interrupted / n).exists() for n in left)
     assert all((interrupted / n).read_text() == n for n in mine)
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["finished", "unfinished"])
+def test_a_damaged_checkpoint_says_what_to_do(
+    tmp_path: Path, reference: Path, interrupted: Path, finished: bool
+) -> None:
+    # It said what was wrong ("checkpoint.json is not valid JSON"), not what to do.
+    run = tmp_path / "finished"
+    if finished:
+        shutil.copytree(reference, run)
+    else:
+        run = interrupted
+    (run / runs.CHECKPOINT_FILE).write_text('{"format')
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    anew = rf"to train it anew: nsteplstm train --out {run} --force$"
+    advice = (
+        r"the run has final weights \(model.safetensors\), which forecast and plot use "
+        r"without it \(it serves only to resume\); "
+        if finished
+        else "the run cannot go on without it; "
+    )
+    message = rf"checkpoint.json: checkpoint.json is not valid JSON \(.*\); {advice}{anew}"
+    with pytest.raises(InputError, match=message):
+        train(None, run, resume=True, progress=Unexpected())
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    if finished:  # as the message says
+        assert runs.load_run(run).history
 
 
 def test_truncated_checkpoint(interrupted: Path) -> None:

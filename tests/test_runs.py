@@ -675,3 +675,47 @@ def test_a_history_that_is_not_utf8_names_its_line_and_byte(tmp_path: Path) -> N
         match=rf"line 3: not UTF-8 text CSV \(invalid byte 0xe9 at offset {len(raw) + 2}\)$",
     ):
         runs.read_history(tmp_path)
+
+
+def test_a_force_killed_over_leftovers_leaves_only_what_a_later_force_removes(
+    tmp_path: Path,
+) -> None:
+    # A --force killed while it set aside an earlier killed --force's leftovers left
+    # them as ..config.json.123.removed.456.removed, which no later --force or
+    # --resume recognised: they stayed for good.
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (runs.CONFIG_FILE, runs.METRICS_FILE, "notes.txt"):
+        (run / name).write_text(name)
+    for name in (".config.json.123.removed", ".metrics.json.abcd1234.tmp"):
+        (run / name).write_text(name)  # an earlier killed process's
+    at_kill: list[str] = []
+    runs.prepare_run_dir(run, force=True, write=lambda path: at_kill.extend(os.listdir(path)))
+    killed = tmp_path / "killed"  # the directory as a SIGKILL in write() leaves it
+    killed.mkdir()
+    for name in at_kill:
+        (killed / name).write_text(name)
+    assert [p.name for p in runs.leftover_files(killed)] == sorted(set(at_kill) - {"notes.txt"})
+    runs.prepare_run_dir(killed, force=True)
+    assert os.listdir(killed) == ["notes.txt"]
+
+
+def test_read_config_names_the_files_a_killed_force_set_aside(tmp_path: Path) -> None:
+    # "config.json: file not found" did not say that a killed --force had set the old
+    # run aside, nor what to do.
+    make_run(tmp_path)
+    (tmp_path / runs.CONFIG_FILE).rename(tmp_path / f".{runs.CONFIG_FILE}.4242.removed")
+    (tmp_path / runs.MODEL_FILE).rename(tmp_path / f".{runs.MODEL_FILE}.4242.removed")
+    message = (
+        r"config.json: file not found; a train --force killed while replacing the run left "
+        r"the old run's files set aside \('.config.json.4242.removed', "
+        r"'.model.safetensors.4242.removed'\): to train anew, nsteplstm train --out .* --force$"
+    )
+    with pytest.raises(InputError, match=message):
+        runs.read_config(tmp_path)
+    with pytest.raises(InputError, match=message):
+        runs.load_run(tmp_path)
+    (tmp_path / f".{runs.CONFIG_FILE}.4242.removed").unlink()
+    (tmp_path / f".{runs.MODEL_FILE}.4242.removed").unlink()
+    with pytest.raises(InputError, match=r"config.json: file not found$"):
+        runs.read_config(tmp_path)

@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .errors import InputError, check_bool, check_choice
-from .runs import atomic_write, read_history, run_name
+from .runs import CHECKPOINT_FILE, CONFIG_FILE, atomic_write, command_path, read_history, run_name
 
 METRICS = ("val_loss", "train_loss", "both")
 _LABELS = {"train_loss": "train", "val_loss": "validation"}
@@ -393,6 +393,26 @@ def _check_some_epochs(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
     raise InputError(f"{which}: no epochs to plot (a run imported from Chainer has none)")
 
 
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's ``history.csv`` rows (:func:`~nsteplstm.runs.read_history`); where it is
+    missing or damaged, the InputError also says what to do."""
+    try:
+        return read_history(run_dir)
+    except InputError as e:
+        if not run_dir.is_dir():  # "does not exist" says it all
+            raise
+        if (run_dir / CHECKPOINT_FILE).exists():
+            advice = (
+                f"nsteplstm train --resume {command_path(run_dir)} writes it again from the "
+                "run's checkpoint, or leave the run out of the plot"
+            )
+        elif not (run_dir / CONFIG_FILE).exists():
+            advice = f"{run_dir} holds no run (no {CONFIG_FILE} either): name a run directory"
+        else:
+            advice = "the run has no checkpoint to write it again from: leave it out of the plot"
+        raise InputError(f"{e}; {advice}") from None
+
+
 def plot_overlay(
     path: str | os.PathLike[str],
     runs: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -441,5 +461,5 @@ def plot_runs(
         raise InputError(f"got {len(labels)} labels for {len(dirs)} runs: give one label per run")
     if len(set(labels)) != len(labels):
         raise InputError(f"labels must differ from each other, got {list(labels)}")
-    runs = {label: read_history(d) for label, d in zip(labels, dirs, strict=True)}
+    runs = {label: _history(d) for label, d in zip(labels, dirs, strict=True)}
     return plot_overlay(out, runs, title, metric)

@@ -323,11 +323,13 @@ def _old_run_files(path: Path) -> list[Path]:
 
 
 # What a killed process leaves beside a run's file: write_files' temporary copy
-# (mkstemp: 8 random characters) and prepare_run_dir's old file set aside (its pid).
+# (mkstemp: 8 random characters) and prepare_run_dir's old file set aside (its pid);
+# a --force killed while setting aside such a leftover leaves it set aside again
+# (``..config.json.123.removed.456.removed``).
 _OWN = (
     r"(?:config\.json|model\.safetensors|history\.csv|metrics\.json|checkpoint[-.].*|forecast-.*)"
 )
-_LEFTOVER = re.compile(rf"\.{_OWN}\.(?:[A-Za-z0-9_]{{8}}\.tmp|[0-9]+\.removed)")
+_LEFTOVER = re.compile(rf"\.+{_OWN}(?:\.(?:[A-Za-z0-9_]{{8}}\.tmp|[0-9]+\.removed))+")
 
 
 def leftover_files(run_dir: Path) -> list[Path]:
@@ -705,6 +707,13 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
     """Read ``config.json``: the run's Config, the model's constructor arguments, the scaler."""
     run_dir = _check_run_dir(run_dir)
     path = output_path(run_dir, CONFIG_FILE)
+    aside = [p.name for p in leftover_files(run_dir) if p.name.endswith(".removed")]
+    if aside and not os.path.lexists(path):
+        raise InputError(
+            f"{path}: file not found; a train --force killed while replacing the run left "
+            f"the old run's files set aside ({some(aside, most=2)}): to train anew, "
+            f"nsteplstm train --out {command_path(run_dir)} --force"
+        )
     doc = _read_json(path, CONFIG_FILE)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object with format_version, config, model")

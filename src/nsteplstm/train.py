@@ -1056,7 +1056,7 @@ def _run_config(
         else:
             where = "with --resume, --data csv:PATH; from Python, data= in config"
             runs.check_data_found(config, f"if it moved, name its new place ({where})")
-        checkpoint = runs.load_checkpoint(out)
+        checkpoint = _load_checkpoint(out)
         if checkpoint is None and (out / runs.MODEL_FILE).exists():
             raise InputError(
                 f"{out}: no {runs.CHECKPOINT_FILE} to resume from, and the run has final "
@@ -1079,6 +1079,23 @@ def _run_config(
     if out.is_dir():  # an old run in it may be in training: fail now, not at the end
         lock.acquire(out)
     return config, None, None, False
+
+
+def _load_checkpoint(out: Path) -> runs.Checkpoint | None:
+    """:func:`nsteplstm.runs.load_checkpoint`; where the checkpoint is damaged, the
+    InputError also says what to do: a finished run's final weights serve without it."""
+    try:
+        return runs.load_checkpoint(out)
+    except InputError as e:
+        anew = f"to train it anew: nsteplstm train --out {runs.command_path(out)} --force"
+        if (out / runs.MODEL_FILE).exists():
+            advice = (
+                f"the run has final weights ({runs.MODEL_FILE}), which forecast and plot "
+                f"use without it (it serves only to resume); {anew}"
+            )
+        else:
+            advice = f"the run cannot go on without it; {anew}"
+        raise InputError(f"{e}; {advice}") from None
 
 
 def _set_up(
