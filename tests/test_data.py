@@ -796,3 +796,138 @@ def test_digits_that_are_not_ascii_are_no_number_to_any_check(tmp_path: Path) ->
     assert str(e.value).endswith("line 3 has 2 cells, expected 1 (as in line 1)")
     # So a first row of such digits is a header, as the reader could not read it as data.
     assert read_csv(write(tmp_path, "\u0663\n1\n2\n"), ["\u0663"])[""].tolist() == [[1], [2]]
+
+
+GROUPED = (
+    "it looks like a number with thousands separators: write numbers without them and with "
+    "a decimal point: 1234.5, not 1,234.5 or 1 234,5"
+)
+
+
+@pytest.mark.parametrize(
+    ("written", "shown", "said"),
+    [
+        ('"1,000.5"', "'1,000.5'", GROUPED),
+        ('"1.234,5"', "'1.234,5'", GROUPED),
+        ("1 000.5", "'1 000.5'", GROUPED),
+        ('"1\u00a0000,5"', "'1\\xa0000,5'", GROUPED),  # French Excel's no-break space
+        ('"1,000"', "'1,000'", GROUPED),  # or a decimal comma: the advice is the same
+        (
+            '"12,5"',
+            "'12,5'",
+            "it looks like a number with a decimal comma: write numbers with a decimal point: "
+            "1234.5, not 1234,5",
+        ),
+    ],
+)
+def test_a_cell_with_thousands_separators_or_a_decimal_comma_is_named_and_explained(
+    tmp_path: Path, written: str, shown: str, said: str
+) -> None:
+    # Such a cell was only "not a number"; it is not read as one (1,000 may be 1 or 1000).
+    path = write(tmp_path, f"date,sales\nx,1.5\ny,{written}\n")
+    with pytest.raises(InputError) as e:
+        read_csv(path, ["sales"])
+    assert str(e.value) == (
+        f"{path}: line 3, column 'sales': {shown} is not a number (expected a finite decimal "
+        f"number; {said})"
+    )
+    for other in ("x", "1e3.5", "2020-01-01", "10:30", "1,2,3"):  # no number format to suggest
+        path = write(tmp_path, f'date,sales\nx,1.5\ny,"{other}"\n')
+        with pytest.raises(InputError, match=r"a number \(expected a finite decimal number\)$"):
+            read_csv(path, ["sales"])
+
+
+def test_excel_separator_line_sep_comma_is_read_and_another_is_refused(tmp_path: Path) -> None:
+    # Excel's first line "sep=," was read as a header "sep=", "" and the real header as data.
+    path = write(tmp_path, "\ufeffsep=,\r\na,b\r\n1,2\r\n3,4\r\n")
+    assert read_csv(path)[""].tolist() == [[1, 2], [3, 4]]
+    assert read_csv(path, ["b"])[""].tolist() == [[2], [4]]
+    with pytest.raises(InputError, match=r"d\.csv: line 4, column 'a': 'x' is not a number"):
+        read_csv(write(tmp_path, "SEP=,\na,b\n1,2\nx,4\n"))  # the lines keep their numbers
+    with pytest.raises(InputError, match=r"d\.csv: empty file \(no rows\)$"):
+        read_csv(write(tmp_path, "sep=,\n"))
+    for sep, shown in ((";", "';'"), ("\t", "'\\\\t'")):
+        path = write(tmp_path, f"sep={sep}\na{sep}b\n1{sep}2\n")
+        with pytest.raises(InputError) as e:
+            read_csv(path)
+        assert str(e.value) == (
+            f"{path}: line 1: 'sep={shown[1:-1]}' declares {shown} as the column separator "
+            "(Excel's separator line), but only commas separate columns: save the file as "
+            "comma-separated CSV, with decimal points"
+        ).replace("\\\\", "\\")
+    # Only the whole first line is Excel's: a column named so is a column.
+    assert read_csv(write(tmp_path, "sep=x,v\n1,2\n"), ["v"])[""].tolist() == [[2]]
+
+
+def test_a_comma_ending_every_line_is_an_empty_column_that_is_not_read(
+    tmp_path: Path,
+) -> None:
+    # Some exporters end every line with a comma: the unnamed empty last column was read,
+    # and refused as "column '': '' is not a number".
+    for text in ("a,b,\n1,2,\n3,4,\n", "1,2,\n3,4,\n", 'a,b,\n1,2,""\n3,4,\n'):
+        assert read_csv(write(tmp_path, text))[""].tolist() == [[1, 2], [3, 4]]
+    by_id = read_csv(write(tmp_path, "shop,v,\nx,1,\ny,2,\n"), series_id="shop")
+    assert {k: v.tolist() for k, v in by_id.items()} == {"x": [[1]], "y": [[2]]}
+    # A gap in a named column is still a missing value.
+    with pytest.raises(InputError, match=r"line 3, column 'b': '' is not a number"):
+        read_csv(write(tmp_path, "a,b,\n1,2,\n3,,\n"))
+    # A last column that is named, holds a value or was asked for is read, as before.
+    for text, columns in (("a,b,c\n1,2,\n3,4,\n", None), ("a,b,\n1,2,\n3,4,5\n", None),
+                          ("a,b,\n1,2,\n3,4,\n", [0, 2]), ("v,\n,\n,\n", None)):  # fmt: skip
+        with pytest.raises(InputError, match=r"line 2, column .*: '' is not a number"):
+            read_csv(write(tmp_path, text), columns)
+    # The comma ending only some lines is named.
+    with pytest.raises(InputError) as e:
+        read_csv(write(tmp_path, "a,b\n1,2\n3,4,\n"))
+    assert str(e.value).endswith(
+        "line 3 has 3 cells, expected 2 (as in line 1); line 3 ends in a comma (an empty last "
+        "cell), line 1 does not"
+    )
+    with pytest.raises(InputError) as e:
+        read_csv(write(tmp_path, "a,b,\n1,2,\n3,4\n"))
+    assert str(e.value).endswith(
+        "line 3 has 2 cells, expected 3 (as in line 1); line 1 ends in a comma (an empty last "
+        "cell), line 3 does not"
+    )
+
+
+@pytest.mark.parametrize("value", [0.1, 1e6 + 0.1, 0.3, 123456.789, -2.5e-300])
+def test_a_constant_feature_whose_mean_is_inexact_is_constant(value: float) -> None:
+    # Its mean was not exact in float64, so its std was ~1e-17 of it instead of 0: the
+    # feature was scaled by ~1e16 and its values became +-1.
+    for n in (7, 90, 1000):
+        rows = np.stack([np.full(n, value), np.arange(n, dtype=np.float64)], axis=1)
+        scaler = Scaler.fit([rows[: n // 2], rows[n // 2 :]])
+        assert scaler.std[0] == 1.0 and scaler.mean[0] == value
+        assert np.all(scaler.transform(rows)[:, 0] == 0)
+        assert scaler.std[1] == np.arange(n).std()
+
+
+def test_a_spread_of_a_few_ulps_is_none_and_a_15th_digit_is_a_spread() -> None:
+    # 0.1 + 0.2 is 0.30000000000000004: rounding, not a signal to scale by 1e17.
+    noisy = np.array([[0.3], [0.1 + 0.2], [0.3], [0.1 + 0.2]])
+    assert Scaler.fit([noisy]).std[0] == 1.0
+    assert np.abs(Scaler.fit([noisy]).transform(noisy)).max() < 1e-15
+    # Values that differ within 15 significant digits, near the tolerance, are scaled.
+    for a, b in (("1", "0.999999999999999"), ("9.65450440513795e-10", "9.65450440513796e-10")):
+        rows = np.array([[float(a)], [float(b)]] * 3)
+        scaler = Scaler.fit([rows])
+        z = scaler.transform(rows)[:, 0]  # +-1 up to the values' own rounding
+        assert scaler.std[0] != 1.0 and np.all(np.abs(z) > 0.5) and np.all(z[::2] * z[1::2] < 0)
+
+
+def test_messages_show_numpy_numbers_as_numbers(tmp_path: Path) -> None:
+    # They said "got np.float64(-1.0)", which no user wrote.
+    with pytest.raises(InputError, match=r"period must be a finite number > 0, got -1\.0$"):
+        sine(10, period=np.float64(-1))
+    with pytest.raises(InputError, match=r"noise must be a finite number >= 0, got -0\.5$"):
+        sine(10, noise=np.float32(-0.5))
+    with pytest.raises(InputError, match=r"split_rate must be a number in \(0, 1\), got 1\.5$"):
+        split_series([np.zeros((20, 1))], np.float64(1.5), 3)
+    path = write(tmp_path, "a,b\n1,2\n3,4\n")
+    with pytest.raises(InputError, match=r"column 1\.0 must be a column name or a 0-based index"):
+        read_csv(path, [np.float64(1.0)])
+    # A NumPy bool is a bool, as check_bool takes it (np.True_ was refused).
+    assert read_csv(path, header=np.bool_(True))[""].tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(InputError, match=r"'a' given by name but .*\(csv_header = false reads"):
+        read_csv(path, ["a"], header=np.False_)

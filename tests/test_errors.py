@@ -266,6 +266,8 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "csv_empty": _file("empty.csv", ""),
     "csv_utf16": _file("utf16.csv", "v\n1\n2\n".encode("utf-16")),
     "csv_text_cell": _file("text.csv", "a,b\n1,2\n3,x\n4,5\n"),
+    "csv_excel_semicolon": _file("excel.csv", "sep=;\nv\n1\n2\n"),
+    "csv_thousands": _file("thousands.csv", 'v\n"1,000.5"\n"2,000.5"\n'),
     "csv_nan": _file("nan.csv", "v\n1\n2\nnan\n4\n"),
     "csv_gap": _file("gap.csv", "a,b\n1,2\n,\n4,5\n"),
     "csv_no_id": _file("ids.csv", "shop,v\na,1\n,2\na,3\n"),

@@ -35,6 +35,12 @@ from .errors import (
 )
 
 
+def _plain(value: object) -> str:
+    """``repr(value)``, a NumPy scalar as the Python number it holds (``1.5``, not
+    ``np.float64(1.5)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
     """The Fibonacci numbers F0=0, F1=1, ... modulo `value`, exactly; float32 (total_size,)."""
     total_size = check_int("total_size", total_size, maximum=MAX_DATA_SIZE)
@@ -53,9 +59,9 @@ def sine(total_size: int, period: float = 20.0, noise: float = 0.0, seed: int = 
     total_size = check_int("total_size", total_size, maximum=MAX_DATA_SIZE)
     seed = check_int("seed", seed, 0)
     if not is_finite_number(period) or period <= 0:
-        raise InputError(f"sine: period must be a finite number > 0, got {period!r}")
+        raise InputError(f"sine: period must be a finite number > 0, got {_plain(period)}")
     if not is_finite_number(noise) or noise < 0:
-        raise InputError(f"sine: noise must be a finite number >= 0, got {noise!r}")
+        raise InputError(f"sine: noise must be a finite number >= 0, got {_plain(noise)}")
     t = np.arange(total_size, dtype=np.float64)
     with np.errstate(all="ignore"):  # extreme settings give inf/NaN: load_dataset says so
         y = np.sin(2.0 * np.pi * t / period)
@@ -174,7 +180,7 @@ def _resolve_column(col: str | int, key: str, layout: _Layout) -> int:
         return _resolve_index(int(col), key, layout)
     if isinstance(col, str):
         return _resolve_name(col, key, layout)
-    raise InputError(f"{layout.path}: {key} {col!r} must be a column name or a 0-based index")
+    raise InputError(f"{layout.path}: {key} {_plain(col)} must be a column name or a 0-based index")
 
 
 def _resolve_index(col: int, key: str, layout: _Layout) -> int:
@@ -240,6 +246,31 @@ def _separator_hint(cells: Sequence[str]) -> str:
     return ""
 
 
+# Digits grouped by thousands: 1,234.5 1.234,5 1 234,5 1'234.5 (a no-break space too);
+# the decimal mark, if any, is not the grouping mark.
+_GROUPED = re.compile(
+    r"[+-]?[0-9]{1,3}(?P<group>[,.' \u00a0\u202f\u2019])[0-9]{3}(?:(?P=group)[0-9]{3})*"
+    r"(?:(?!(?P=group))[.,][0-9]*)?"
+)
+
+
+def _number_format_hint(cell: str) -> str:
+    """A hint for a cell that is no number to the reader but looks like one written
+    with thousands separators or a decimal comma (it is not read as one: ``1,000`` may
+    be a thousand or one)."""
+    if _GROUPED.fullmatch(cell):
+        return (
+            "; it looks like a number with thousands separators: write numbers without "
+            "them and with a decimal point: 1234.5, not 1,234.5 or 1 234,5"
+        )
+    if re.fullmatch(r"[+-]?[0-9]*,[0-9]+", cell):
+        return (
+            "; it looks like a number with a decimal comma: write numbers with a decimal "
+            "point: 1234.5, not 1234,5"
+        )
+    return ""
+
+
 def _decimal_comma_hint(cells: Sequence[str]) -> str:
     """A hint for a row that may be numbers written with decimal commas, read as
     several columns (``50,0`` as 50 and 0): every cell a whole number, unsigned past
@@ -271,13 +302,35 @@ def _data_cells(
     return data or every
 
 
+# Excel's first line naming the column separator, such as "sep=;"
+_EXCEL_SEPARATOR = re.compile(r"sep=(.)(?=\r|\n|\Z)", re.IGNORECASE)
+
+
+def _without_excel_separator(text: str, path: str | Path) -> str:
+    """``text`` without a first line ``sep=,`` (which Excel reads as "commas separate
+    columns"), its line end kept so that every later line keeps its number; InputError
+    where that line names another separator (``sep=;``)."""
+    found = _EXCEL_SEPARATOR.match(text)
+    if found is None:
+        return text
+    if found.group(1) != ",":
+        raise InputError(
+            f"{path}: line 1: {_show(found.group(0))} declares {_show(found.group(1))} as the "
+            "column separator (Excel's separator line), but only commas separate columns: "
+            "save the file as comma-separated CSV, with decimal points"
+        )
+    return text[found.end() :]
+
+
 def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
     """Non-blank rows of a CSV file with their 1-based line numbers.
 
     A blank line is one with no cells, or one unquoted cell of white space. A row of
     empty cells (``,,`` or a quoted ``""``) is a row whose values are missing: kept,
     for the reader to refuse (dropping it would shift every later time step)."""
-    text = decode_text(read_input(path, str(path)), str(path), "CSV")
+    text = _without_excel_separator(
+        decode_text(read_input(path, str(path)), str(path), "CSV"), path
+    )
     rows: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     line = 1
@@ -325,6 +378,7 @@ def _read_table(
     """:func:`read_csv`, the header's names of the columns read and of the series_id
     column (None without a header, or without series_id)."""
     _check_arguments(path, columns, header)
+    header = None if header is None else bool(header)  # np.False_ is not False
     rows = _read_rows(path)
     if not rows:
         raise InputError(f"{path}: empty file (no rows)")
@@ -338,6 +392,8 @@ def _read_table(
     if series_id is not None:
         id_index = _resolve_column(series_id, "series_id column", layout)
     use = _data_columns(columns, id_index, layout)
+    if columns is None:
+        use = _without_empty_last(use, body, layout)
     series = _group_rows(body, use, id_index, layout, every_column=columns is None)
     if layout.names is None:
         return series, None, None
@@ -352,8 +408,10 @@ def _check_arguments(
     themselves are checked against the file)."""
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
-    if header is not None and not isinstance(header, bool):
-        raise InputError(f"{path}: header must be None (detect), True or False, got {header!r}")
+    if header is not None and not isinstance(header, (bool, np.bool_)):
+        raise InputError(
+            f"{path}: header must be None (detect), True or False, got {_plain(header)}"
+        )
     if columns is not None and (
         isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence)
     ):
@@ -396,6 +454,21 @@ def _data_columns(
     return use
 
 
+def _without_empty_last(
+    use: list[int], body: list[tuple[int, list[str]]], layout: _Layout
+) -> list[int]:
+    """The column indices ``use`` without the file's last column where it has no name
+    and no value in any row of ``body`` (a comma ending every line, as some exporters
+    write), and other columns remain. A row of another length is left for
+    :func:`_check_row_length` to refuse."""
+    last = layout.count - 1
+    if len(use) < 2 or use[-1] != last or (layout.names is not None and layout.names[last]):
+        return use
+    if all(len(cells) != layout.count or cells[last] == "" for _, cells in body):
+        return use[:-1]
+    return use
+
+
 def _group_rows(
     body: list[tuple[int, list[str]]],
     use: list[int],
@@ -419,11 +492,27 @@ def _check_row_length(line: int, cells: list[str], layout: _Layout) -> None:
     n = len(cells)
     if n == layout.count:
         return
-    why = _separator_hint(cells) or _separator_hint(layout.first) or _decimal_comma_hint(cells)
+    why = (
+        _separator_hint(cells)
+        or _separator_hint(layout.first)
+        or _trailing_comma_hint(line, cells, layout)
+        or _decimal_comma_hint(cells)
+    )
     raise InputError(
         f"{layout.path}: line {line} has {n} cell{'s' * (n != 1)}, expected "
         f"{layout.count} (as in line {layout.first_line}){why}"
     )
+
+
+def _trailing_comma_hint(line: int, cells: list[str], layout: _Layout) -> str:
+    """A hint for a row one cell longer or shorter than the first row, where the longer
+    of the two ends in an empty cell: a comma at the end of only some lines."""
+    first = layout.first_line
+    if len(cells) == layout.count + 1 and cells[-1] == "":
+        return f"; line {line} ends in a comma (an empty last cell), line {first} does not"
+    if len(cells) == layout.count - 1 and layout.first[-1] == "":
+        return f"; line {first} ends in a comma (an empty last cell), line {line} does not"
+    return ""
 
 
 def _cell_value(line: int, i: int, cell: str, layout: _Layout, hint: str) -> float:
@@ -434,7 +523,8 @@ def _cell_value(line: int, i: int, cell: str, layout: _Layout, hint: str) -> flo
     except ValueError:
         raise InputError(
             f"{layout.path}: line {line}, column {layout.show(i)}: {_show(cell)} is not a "
-            f"number (expected a finite decimal number{hint}{_separator_hint([cell])})"
+            f"number (expected a finite decimal number{_number_format_hint(cell)}{hint}"
+            f"{_separator_hint([cell])})"
         ) from None
     if not abs(x) <= _FLOAT32_MAX:
         raise InputError(
@@ -471,7 +561,8 @@ class Scaler:
 
     @classmethod
     def fit(cls, train_arrays: Sequence[np.ndarray]) -> Scaler:
-        """Fit on arrays (T_k, F) stacked along time; a feature with std 0 gets std 1."""
+        """Fit on arrays (T_k, F) stacked along time; a feature with std 0 gets std 1,
+        as does one whose values differ only past float64's 15 significant digits."""
         if not isinstance(train_arrays, (list, tuple)) or not train_arrays:
             raise InputError(
                 "Scaler.fit: train_arrays must be a non-empty list of (T_k, F) arrays, got "
@@ -486,8 +577,13 @@ class Scaler:
         stacked = np.concatenate([np.asarray(a, dtype=np.float64) for a in train_arrays], axis=0)
         if len(stacked) == 0 or not np.isfinite(stacked).all():
             raise InputError("Scaler.fit: the training data must hold rows, all finite")
-        mean, std = stacked.mean(axis=0), stacked.std(axis=0)
-        std[~(std.astype(np.float32) > 0)] = 1.0  # a spread below float32's range is none
+        # Offsets from the first row are exact where values are close (Sterbenz): a
+        # constant feature gets mean = its value and std = 0 exactly, whatever its sum's
+        # rounding (0.1 seven times had std 1.4e-17, and was scaled by 7e16).
+        offsets = stacked - stacked[0]
+        mean, std = stacked[0] + offsets.mean(axis=0), offsets.std(axis=0)
+        none = ~(std.astype(np.float32) > 0)  # a spread below float32's range
+        std[none | _negligible_spread(stacked)] = 1.0
         return cls(mean, std)
 
     def transform(self, a: np.ndarray) -> np.ndarray:
@@ -527,6 +623,20 @@ class Scaler:
                 f"{source}: scaler mean and std must have the same non-zero length and std > 0"
             )
         return cls(mean, std)
+
+
+# Two different values written with at most 15 significant decimal digits (what float64
+# holds) differ, once read, by more than this many units in the last place of the larger
+# (over 7.7e-16 of it; 3 ulps are at most 6.7e-16 of it).
+_NEGLIGIBLE_ULPS = 3
+
+
+def _negligible_spread(stacked: np.ndarray) -> np.ndarray:
+    """Per feature of ``stacked`` (T, F): bool (F,), whether its values lie within
+    _NEGLIGIBLE_ULPS units in the last place (float64) of its largest magnitude, as
+    0.3 and 0.1 + 0.2 do: differences past 15 significant digits are rounding."""
+    spread = stacked.max(axis=0) - stacked.min(axis=0)
+    return spread <= _NEGLIGIBLE_ULPS * np.spacing(np.abs(stacked).max(axis=0))
 
 
 # ------------------------------------------------------------ windows and splits
@@ -572,7 +682,7 @@ def split_series(
             f"shape {series_list.shape}: pass [series]"
         )
     if not is_finite_number(split_rate) or not 0 < split_rate < 1:
-        raise InputError(f"split_rate must be a number in (0, 1), got {split_rate!r}")
+        raise InputError(f"split_rate must be a number in (0, 1), got {_plain(split_rate)}")
     sequence_size = check_int("sequence_size", sequence_size)
     parts = [_parts(s, split_rate, sequence_size) for s in series_list]
     train = [part for part, _ in parts if part is not None]
