@@ -6,7 +6,9 @@ is in docs/performance.md, "Chainer's side")::
     /tmp/chainer/bin/python benchmarks/chainer_baseline.py --cell nstep --layers 1
 
 Setup, as in the article: Fibonacci numbers mod 5 (2000 points, computed exactly and
-then reduced), the first 90% for training, every window of 31 points a sample (input
+then reduced), the first 90% for training (``--train-points``, which ``nsteplstm bench``
+passes, or ``floor(split_rate * total_size)`` with the split rate taken as the decimal
+it is written as, as nsteplstm splits), every window of 31 points a sample (input
 the first 30, target the same shifted by one), Adam with defaults, batch 100, windows
 reshuffled every epoch. The model is an LSTM of ``--hidden`` units, then a Linear
 layer applied to the outputs of all steps of all sequences at once; the loss is one
@@ -30,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import chainer
@@ -49,6 +53,15 @@ def fibonacci_mod(total: int, mod: int) -> np.ndarray:
         values.append(a % mod)
         a, b = b, a + b
     return np.array(values, dtype=np.float32)
+
+
+def train_points(split_rate: float, total: int) -> int:
+    """The training part of ``total`` points: ``floor(split_rate * total)``, with
+    ``split_rate`` taken as its decimal, as ``nsteplstm.config.train_points`` has it
+    (0.57 of 100 is 57 points; float arithmetic gives 56.99999999999999, which
+    ``int()`` cut to 56). Written out here: this script runs in Chainer's venv,
+    without nsteplstm."""
+    return math.floor(Fraction(str(float(split_rate))) * total)
 
 
 def make_windows(series: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,13 +172,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--total-size", type=_number(int, 2), default=2000, help="series points")
     p.add_argument("--dropout", type=_number(float, 0, 1), default=0.3, help="between layers")
     p.add_argument("--split-rate", type=_number(float, 0, 1), default=0.9, help="training part")
+    p.add_argument(
+        "--train-points",
+        type=_number(int, 2),
+        default=None,
+        help="points of the training part; wins over --split-rate (default: "
+        "floor(split_rate * total_size), the split rate taken as its decimal)",
+    )
     p.add_argument("--modulo", type=_number(int, 1), default=5, help="Fibonacci modulo")
     p.add_argument(
         "--forecast", type=_number(int, 0), default=0, help="time an N-point forecast instead"
     )
     args = p.parse_args(argv)
-    if int(args.total_size * args.split_rate) <= args.sequence_size:
-        p.error("the training part of the series is shorter than one window plus one point")
+    if args.train_points is None:
+        args.train_points = train_points(args.split_rate, args.total_size)
+    elif args.train_points > args.total_size:
+        p.error(f"--train-points {args.train_points} is more than --total-size {args.total_size}")
+    if args.train_points <= args.sequence_size:
+        p.error(
+            f"the training part of the series ({args.train_points} points) is shorter "
+            f"than one window plus one point ({args.sequence_size + 1})"
+        )
     return args
 
 
@@ -221,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
 
-    x, t = make_windows(series[: int(args.total_size * args.split_rate)], args.sequence_size)
+    x, t = make_windows(series[: args.train_points], args.sequence_size)
     optimizer = optimizers.Adam()
     optimizer.setup(model)
     seconds, (loss, n_batches) = timed_runs(

@@ -122,8 +122,11 @@ def test_quick_run_writes_complete_json(
     assert args[args.index("--cell") + 1] == "nstep"
     assert saved["chainer_forecast"]["seconds"] == [0.75, 0.5]
     assert saved["chainer_forecast"]["points_per_second"] == 121 / 0.5
+    original = saved["reference_figures"]["original_forecast"]
     for f in saved["forecast"]:
         assert f["vs_chainer"] == pytest.approx(f["points_per_second"] / 242)
+        assert f["speedup"] == pytest.approx(f["points_per_second"] / original["points_per_second"])
+    assert saved["failed"] == []
     table = (tmp_path / "bench.md").read_text()
     assert "best 0.500 s for 121 points, 242 points/s." in table
     assert "| device | mode | starts | best s | points/s | x original | x Chainer |" in table
@@ -312,13 +315,30 @@ def test_chainer_facts_that_bench_json_cannot_hold_are_refused(tmp_path: Path):
         check_chainer_python(python)
 
 
-@pytest.mark.slow
-def test_a_failed_bench_leaves_no_out_directory(tmp_path: Path):
-    python = fake_python(tmp_path / "python", "echo 'chainer broke' >&2; exit 1")
-    out = tmp_path / "new" / "bench"
-    with pytest.raises(InputError, match="the baseline run failed .*: chainer broke"):
-        run_bench(out=out, quick=True, device="cpu", chainer_python=python)
-    assert not (tmp_path / "new").exists()
+def test_a_failed_bench_leaves_no_out_directory(tmp_path: Path, monkeypatch):
+    # A failure that is no contender's (here the memory probe's) still ends the run
+    # before anything is written. (A failing Chainer baseline ended it too; it is now
+    # a failed contender: test_a_contender_that_fails_mid_run_is_recorded_...)
+    def broken(*args):
+        raise RuntimeError("nsteplstm train ... failed: broke")
+
+    (tmp_path / "new").mkdir()
+    with pytest.raises(RuntimeError, match="broke"):
+        _made_up_bench(tmp_path / "new", monkeypatch, {}, peak_rss=broken)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["python"]  # no out
+
+
+def test_a_chainer_baseline_that_crashes_mid_race_is_a_failed_contender(tmp_path: Path):
+    from nsteplstm.bench import Contender, race
+
+    python, _ = check_chainer_python(
+        fake_python(tmp_path / "python", "echo 'chainer broke' >&2; exit 1")
+    )
+    epoch = chainer(python, tmp_path / "script.py", "step", Config(), 10, malloc=False)
+    crashing = Contender("chainer-step", "cpu", 1, epoch, warm_up=False)
+    race([crashing], 3, lambda line: None)
+    said = f"--chainer-python {python}: the baseline run failed (exit code 1): chainer broke"
+    assert crashing.failure == {"round": 1, "reason": said}
 
 
 def test_best_peak_keeps_each_kernels_best_reading() -> None:
@@ -400,6 +420,7 @@ def test_targets_grade_best_epochs_and_give_the_median_of_paired_rounds() -> Non
         "value": pytest.approx(0.9),
         "paired": pytest.approx(1.05),
         "met": True,
+        "goal": "nstep_vs_plain",
     }
     chainer = targets["nstep_1L_speedup_vs_chainer_nstep"]
     assert (chainer["value"], chainer["met"]) == (pytest.approx(4.0 / 0.9), True)
@@ -440,3 +461,340 @@ def test_the_report_says_when_fewer_cores_are_usable() -> None:
     same = facts | {"usable_cores": 8, "cuda_devices": []}
     assert ", 8 cores, torch" in _machine_words(same)
     assert ", 8 cores, torch" in _machine_words(same | {"usable_cores": None})
+
+
+# ---------------------------------------------------------------- a contender that fails
+
+
+def _epoch_failing_on(
+    call: int | None, error: BaseException | None = None, seconds: float = 1.0, steps: int = 100
+):
+    """An epoch that takes ``seconds`` for ``steps`` steps (made up: nothing is timed)
+    and raises ``error`` on its ``call``-th call (1-based; None: never)."""
+    calls = []
+
+    def epoch() -> tuple[float, int]:
+        calls.append(1)
+        if len(calls) == call:
+            raise error
+        return seconds, steps
+
+    return epoch
+
+
+def test_race_drops_a_failing_contender_and_races_the_rest_to_the_end() -> None:
+    # A Chainer subprocess that timed out in round 9 of 10 threw away the whole run.
+    from nsteplstm.bench import Contender, race
+
+    timeout = InputError("--chainer-python /py: the baseline run failed: no result within 1200 s")
+    contenders = [
+        Contender("chainer-step", "cpu", 1, _epoch_failing_on(2, timeout), warm_up=False),
+        Contender("plain", "cpu", 1, _epoch_failing_on(1, RuntimeError("boom\nsecond line"))),
+        Contender("nstep", "cpu", 1, _epoch_failing_on(None)),
+    ]
+    lines: list[str] = []
+    race(contenders, 3, lines.append)
+    chainer, plain, nstep = contenders
+    assert chainer.failure == {"round": 2, "reason": str(timeout)}
+    assert (chainer.seconds, chainer.steps) == ([1.0], [100])  # its round 1 is kept
+    assert plain.failure == {"round": 0, "reason": "RuntimeError: boom second line"}
+    assert plain.seconds == []
+    assert nstep.failure is None and nstep.seconds == [1.0] * 3
+    failures = [line for line in lines if "failed" in line]
+    assert failures == [
+        "plain (cpu, 1 layer) failed in its warm-up, dropped from the rounds left: "
+        "RuntimeError: boom second line",
+        "chainer-step (cpu, 1 layer) failed in round 2 of 3, dropped from the rounds left: "
+        f"{timeout}",
+    ]
+    assert sum(line.startswith("round ") for line in lines) == 1 + 3  # chainer 1, nstep 3
+
+
+def test_ctrl_c_in_a_contender_still_ends_the_race() -> None:
+    from nsteplstm.bench import Contender, race
+
+    stopped = Contender("nstep", "cpu", 1, _epoch_failing_on(2, KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        race([stopped], 3, lambda line: None)
+
+
+SECONDS = {"chainer-step": 3.0, "chainer-nstep": 6.0, "plain-default": 1.5, "plain": 1.0,
+           "step": 2.0, "nstep": 0.8, "plain-var": 0.9, "nstep-var": 0.6}  # fmt: skip
+
+
+def _made_up_bench(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: dict[tuple[str, int], tuple[int, Exception]],
+    peak_rss=None,
+) -> dict:
+    """``run_bench`` at the article's settings (3 layers, 3 rounds, Chainer given) with
+    every timing made up: each contender's epoch (:data:`SECONDS` times its layers),
+    the peak, the forecasts and the memory probe are stand-ins; a stand-in Chainer
+    Python answers the probe. ``failing[(name, layers)] = (call, error)`` makes that
+    contender raise ``error`` on its ``call``-th epoch; ``("chainer-forecast", 1)``,
+    Chainer's forecast; ``peak_rss`` replaces the memory probe's stand-in. Returns
+    bench.json as written into ``tmp_path / "out"``."""
+    from nsteplstm import bench
+
+    def epochs(s, dev, layers):
+        made_up = {}
+        for name, seconds in SECONDS.items():
+            call, error = failing.get((name, layers), (None, None))
+            made_up[name] = _epoch_failing_on(call, error, seconds * layers, 53_100)
+        return made_up
+
+    def forecast_speed(config, dataset, device, many, repeats, trials=3):
+        return [
+            {"device": "cpu", "mode": mode, "starts": starts, "horizon": 120, "points": 120,
+             "seconds": [0.01], "best_seconds": 0.01, "points_per_second": 12_000.0,
+             "speedup": speedup}
+            for mode, speedup in (("window", 150.0), ("stream", 900.0))
+            for starts in (1, many)
+        ]  # fmt: skip
+
+    def chainer_forecast(*args):
+        if ("chainer-forecast", 1) in failing:
+            raise failing[("chainer-forecast", 1)][1]
+        return {"model": "m", "points": 121, "seconds": [1.0], "best_seconds": 1.0,
+                "points_per_second": 121.0}  # fmt: skip
+
+    def peak(*args, **kwargs):
+        return bench._peak([{"name": "mm", "gflops": 100.0}])
+
+    rss = {"command": "nsteplstm train", "device": "cpu", "epochs": 3, "seconds": 1.0,
+           "source": "VmHWM", "peak_rss_mib": 500.0, "cuda_peak_mib": None}  # fmt: skip
+    monkeypatch.setattr(bench, "_epochs", epochs)
+    monkeypatch.setattr(bench, "measure_peak", peak)
+    monkeypatch.setattr(bench, "forecast_speed", forecast_speed)
+    monkeypatch.setattr(bench, "chainer_forecast", chainer_forecast)
+    monkeypatch.setattr(bench, "peak_rss", peak_rss or (lambda *args: rss))
+    monkeypatch.setattr(bench, "tune_malloc", lambda: True)  # as on glibc
+    python = fake_python(tmp_path / "python", "exit 1")  # its epochs are never run
+    bench.run_bench(out=tmp_path / "out", device="cpu", repeats=3, chainer_python=python)
+    return json.loads((tmp_path / "out" / JSON_FILE).read_text())
+
+
+def test_a_contender_that_fails_mid_run_is_recorded_and_the_rest_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Chainer's NStepLSTM times out in round 2 of 3 at one layer (its subprocess warms up
+    # itself: the second call is round 2), the plain loop crashes in its warm-up at two
+    # layers, Chainer's forecast crashes: all three were the end of the whole run, nothing
+    # written.
+    timeout = InputError("--chainer-python /py: the baseline run failed: no result within 1200 s")
+    doc = _made_up_bench(
+        tmp_path,
+        monkeypatch,
+        {
+            ("chainer-nstep", 1): (2, timeout),
+            ("plain", 2): (1, MemoryError("no memory")),
+            ("chainer-forecast", 1): (1, InputError("--chainer-python /py: forecast broke")),
+        },
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "failed" in line and "wrote" not in line] == [
+        "bench: plain (cpu, 2 layers) failed in its warm-up, dropped from the rounds left: "
+        "MemoryError: no memory",
+        f"bench: chainer-nstep (cpu, 1 layer) failed in round 2 of 3, dropped from the rounds "
+        f"left: {timeout}",
+        "bench: chainer-forecast (cpu, 1 layer) failed: --chainer-python /py: forecast broke",
+    ]
+    assert [(f["contender"], f["n_layers"], f["round"], f["seconds"]) for f in doc["failed"]] == [
+        ("chainer-nstep", 1, 2, [6.0]),
+        ("plain", 2, 0, []),
+        ("chainer-forecast", 1, None, []),
+    ]
+    assert doc["failed"][0]["reason"] == str(timeout) and doc["failed"][0]["steps"] == [53_100]
+    # Everything else is there, whole: 8 contenders at 3 depths, less the two.
+    rows = {(r["contender"], r["n_layers"]): r for r in doc["training"]}
+    assert len(rows) == 8 * 3 - 2 and ("chainer-nstep", 1) not in rows and ("plain", 2) not in rows
+    assert all(len(r["seconds"]) == 3 for r in rows.values())
+    assert "vs_chainer_min" not in rows[("nstep", 1)] and "vs_plain_min" not in rows[("nstep", 2)]
+    assert rows[("nstep", 3)]["vs_chainer_min"] == pytest.approx(0.8 / 6.0)
+    assert doc["chainer_forecast"] is None
+    assert all("vs_chainer" not in f for f in doc["forecast"])
+    # Targets that needed a failed contender say so; the others are graded.
+    targets = doc["targets"]
+    assert targets["nstep_1L_speedup_vs_chainer_nstep"] == {
+        "met": None,
+        "not_measured": "chainer-nstep (cpu, 1 layer) failed in round 2",
+        "goal": "nstep_1L_speedup_vs_chainer_nstep",
+    }
+    for name in ("nstep_2L_vs_plain", "nstep-var_2L_vs_plain"):
+        assert targets[name]["met"] is None
+        assert targets[name]["not_measured"] == "plain (cpu, 2 layers) failed in its warm-up"
+    assert targets["nstep_3L_speedup_vs_chainer_nstep"]["met"] is True  # 7.5x
+    assert targets["nstep_1L_vs_plain"]["met"] is True
+    assert targets["step_1L_speedup_vs_chainer_step"]["against"] == "measured"
+    table = (tmp_path / "out" / TABLE_FILE).read_text()
+    assert table.count("**Failed:**") == 3
+    assert (
+        "- **Failed:** Chainer NStepLSTM (cpu, 1 layer) in round 2 of 3, after 1 timed epoch: "
+        f"{timeout}. Left out of the tables" in table
+    )
+    assert "- **Failed:** plain torch.nn.LSTM loop (cpu, 2 layers) in its warm-up: " in table
+    assert "| x original |\n" in table  # the forecast table has no x Chainer column
+    assert "Chainer NStepLSTM, closed-loop forecast (cpu, 1 layer): --chainer-python /py: " in table
+    unmeasured = "nstep_1L_speedup_vs_chainer_nstep not measured (chainer-nstep (cpu, 1 layer)"
+    assert f"{unmeasured} failed in round 2)" in table
+    nstep_1l = [line for line in table.splitlines() if line.startswith("| cpu | ours, nstep | 1 |")]
+    assert nstep_1l[0].split("|")[9] == "  "  # its / Chainer cell is empty
+    assert "Chainer NStepLSTM | 1 |" not in table
+    assert (tmp_path / "out" / CHART_FILE).stat().st_size > 0
+
+
+def test_bench_json_alone_recomputes_every_met(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bench.md compared with the article's 10.2 s and the targets' thresholds, which
+    # bench.json did not hold: a reader of it could not check a "met".
+    import operator
+
+    from nsteplstm import forecast
+    from nsteplstm.bench import CHAINER_REFERENCE, TARGETS
+
+    doc = _made_up_bench(tmp_path, monkeypatch, {})
+    figures = doc["reference_figures"]
+    assert figures["original_forecast"] == {
+        "points": 121,
+        "seconds": 10.2,
+        "points_per_second": pytest.approx(121 / 10.2),
+    }
+    assert figures["forecast_one_thread_starts"] == forecast.ONE_THREAD_STARTS
+    chainer = figures["chainer_seconds_per_epoch"]
+    assert {(c["cell"], c["n_layers"]): c["seconds"] for c in chainer} == CHAINER_REFERENCE
+    assert {goal: t["threshold"] for goal, t in figures["targets"].items()} == TARGETS
+    rule = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
+    assert list(doc["targets"]) == [  # in the order bench.md gave them before
+        "step_1L_speedup_vs_chainer_step",
+        "nstep_1L_vs_plain",
+        "nstep_1L_speedup_vs_chainer_nstep",
+        "stretch_nstep_1L_speedup_vs_plain",
+        "stretch_nstep_1L_speedup_vs_plain_default",
+        "nstep-var_1L_vs_plain",
+        "nstep_2L_vs_plain",
+        "nstep-var_2L_vs_plain",
+        "nstep_3L_vs_plain",
+        "nstep_3L_speedup_vs_chainer_nstep",
+        "nstep-var_3L_vs_plain",
+        "forecast_window_speedup",
+        "forecast_stream_speedup",
+        "peak_rss_mib",
+    ]
+    assert {t["met"] for t in doc["targets"].values()} == {True, False}  # 900x < 1000x
+    for name, target in doc["targets"].items():
+        goal = figures["targets"][target["goal"]]
+        assert rule[goal["rule"]](target["value"], goal["threshold"]) is target["met"], name
+    assert figures["targets"]["nstep_vs_plain"]["rule"] == "<="  # ours no slower than plain
+    assert figures["targets"]["peak_rss_mib"]["rule"] == "<"  # under 1 GiB
+    assert doc["failed"] == [] and "**Failed:**" not in (tmp_path / "out" / TABLE_FILE).read_text()
+
+
+def test_the_step_target_without_chainer_uses_the_reference_time() -> None:
+    from nsteplstm import bench
+
+    rows = []
+    for name in ("plain", "step", "nstep"):
+        run = bench.Contender(name, "cpu", 1, lambda: (0, 0), seconds=[0.5], steps=[100])
+        rows.append(bench._summary(run, Config(), 200.0))
+    bench._ratios(rows)
+    doc = {"arguments": {"quick": False}, "training": rows, "forecast": [], "failed": [],
+           "peak_rss": {"device": "cuda:0"}}  # fmt: skip
+    step = bench._targets(doc)["step_1L_speedup_vs_chainer_step"]
+    assert step == {
+        "value": pytest.approx(0.85 / 0.5),
+        "against": "reference 0.85 s",
+        "met": True,
+        "goal": "step_speedup_vs_chainer_step",
+    }
+    # Ours failed: every target of it is not measured, and none of Chainer's appears
+    # (Chainer did not run; only the step-wise target has a reference time).
+    failed = bench._failed("step", "cpu", 1, {"round": 3, "reason": "x"}, [0.5] * 2, [100] * 2)
+    doc = doc | {"training": rows[::2], "failed": [failed]}
+    assert bench._targets(doc) == {
+        "step_1L_speedup_vs_chainer_step": {
+            "met": None,
+            "not_measured": "step (cpu, 1 layer) failed in round 3",
+            "goal": "step_speedup_vs_chainer_step",
+        },
+        "nstep_1L_vs_plain": bench._targets(doc)["nstep_1L_vs_plain"],
+        "stretch_nstep_1L_speedup_vs_plain": bench._targets(doc)[
+            "stretch_nstep_1L_speedup_vs_plain"
+        ],
+    }
+    assert bench._target_words("a", {"met": None, "not_measured": "why"}) == "a not measured (why)"
+
+
+def test_a_chart_of_no_finished_contender_is_drawn() -> None:
+    from nsteplstm import bench
+
+    doc = _cuda_doc() | {"training": []}  # every contender failed
+    assert bench.png_bytes(bench.chart(doc))[:4] == b"\x89PNG"
+    var_only = [r for r in _cuda_doc()["training"] if r["contender"] == "plain"]
+    for r in var_only:
+        r["contender"] = "plain-var"  # no bar of its own in the chart
+    assert bench.png_bytes(bench.chart(_cuda_doc() | {"training": var_only}))[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------- Chainer's training points
+
+
+def test_chainers_baseline_is_told_the_training_points_ours_uses() -> None:
+    # The script split with int(total * split_rate): 0.57 of 100 points is 56 that way,
+    # 57 in nsteplstm (the decimal 0.57), so the two trained on different windows.
+    from nsteplstm.bench import _chainer_cmd
+    from nsteplstm.config import train_points
+
+    config = Config(total_size=100, split_rate=0.57)
+    assert int(config.total_size * config.split_rate) == 56 != train_points(0.57, 100) == 57
+    cmd = _chainer_cmd(Path("python"), Path("chainer_baseline.py"), "nstep", config)
+    assert cmd[cmd.index("--train-points") + 1] == "57"
+
+
+@pytest.fixture
+def baseline_script(monkeypatch: pytest.MonkeyPatch):
+    """benchmarks/chainer_baseline.py as a module, over stand-in chainer modules (it
+    runs in Chainer's venv; its argument parsing needs none of Chainer)."""
+    import importlib.util
+    import types
+
+    chainer = types.ModuleType("chainer")
+    chainer.Chain = chainer.Optimizer = chainer.Variable = object
+    chainer.initializers, chainer.optimizers = types.ModuleType("i"), types.ModuleType("o")
+    for name, module in {
+        "chainer": chainer,
+        "chainer.functions": types.ModuleType("chainer.functions"),
+        "chainer.links": types.ModuleType("chainer.links"),
+    }.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "chainer_baseline.py"
+    spec = importlib.util.spec_from_file_location("chainer_baseline_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chainers_baseline_by_hand_splits_as_nsteplstm_does(baseline_script) -> None:
+    from nsteplstm.config import train_points
+
+    args = baseline_script.parse_args(["--total-size", "100", "--split-rate", "0.57"])
+    assert args.train_points == 57  # int() gave 56
+    for total in (100, 200, 300, 2000, 12_345):
+        for rate in (k / 100 for k in range(1, 100)):
+            assert baseline_script.train_points(rate, total) == train_points(rate, total)
+    given = baseline_script.parse_args(["--total-size", "100", "--train-points", "40"])
+    assert given.train_points == 40  # wins over --split-rate
+
+
+def test_chainers_baseline_refuses_training_points_it_cannot_use(
+    baseline_script, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, message in (
+        (["--total-size", "100", "--train-points", "101"], "--train-points 101 is more than"),
+        (["--total-size", "100", "--train-points", "30"], "(30 points) is shorter than one"),
+        (["--total-size", "100", "--split-rate", "0.29"], "(29 points) is shorter than one"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            baseline_script.parse_args(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err

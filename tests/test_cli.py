@@ -746,6 +746,16 @@ def test_bench_keeps_notes_and_leaves_no_directory_on_errors(tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
+def test_bench_exits_1_when_a_contender_failed(tmp_path, monkeypatch):
+    import nsteplstm.bench as bench
+
+    failed = [{"contender": "chainer-step", "reason": "timed out"}]
+    monkeypatch.setattr(bench, "run_bench", lambda **kw: {"failed": failed})
+    assert main(["bench", "--out", str(tmp_path / "b")]) == 1
+    monkeypatch.setattr(bench, "run_bench", lambda **kw: {"failed": []})
+    assert main(["bench", "--out", str(tmp_path / "b")]) == 0
+
+
 def test_a_csv_run_forecasts_from_any_directory(tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
     data.mkdir()

@@ -26,6 +26,8 @@ What is timed, and how:
   contenders take turns, one timed epoch each per round, for ``repeats`` rounds
   (the starting contender rotates), so a noisy neighbour slows all of them alike.
   Chainer runs one subprocess per turn (its own warm-up epoch, then one timed epoch).
+  A contender that fails on its turn (or in its warm-up) is dropped from the rounds
+  left and recorded under ``failed``; the others run on (:func:`race`).
 - **Roofline.** :func:`epoch_flops` counts the floating-point operations of an
   epoch; :func:`measure_peak` measures the device's best float32 matrix-product
   rate in the same run. ``roofline = (flops / peak) / seconds``: the share of the
@@ -42,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import operator
 import os
 import platform
 import selectors
@@ -63,10 +66,10 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .config import Config
+from .config import Config, train_points
 from .data import Dataset, load_dataset
 from .device import MALLOC_ENV, resolve_device, seed_everything, torch_settings_kept, tune_malloc
-from .errors import InputError, check_bool, check_int, is_finite_number
+from .errors import InputError, check_bool, check_int, is_finite_number, one_line
 from .forecast import MODES, ONE_THREAD_STARTS, forecast
 from .plots import check_output_file, png_bytes
 from .runs import creation_blocker, new_directory, read_metrics, write_files
@@ -93,6 +96,10 @@ TARGETS = {
     "peak_rss_mib": 1024.0,  # below
     "stretch_nstep_1L_speedup_vs_plain": 1.3,  # at least
 }
+# How each target's measured value is held against its line of TARGETS: met when
+# ``value OP threshold``.
+TARGET_RULES = {goal: ">=" for goal in TARGETS} | {"nstep_vs_plain": "<=", "peak_rss_mib": "<"}
+_COMPARE = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
 ORDER = (
     "chainer-step",
     "chainer-nstep",
@@ -112,6 +119,7 @@ LABELS = {
     "nstep": "ours, nstep",
     "plain-var": "plain loop, variable lengths (padded, masked loss)",
     "nstep-var": "ours, nstep, variable lengths",
+    "chainer-forecast": "Chainer NStepLSTM, closed-loop forecast",  # named only if it fails
 }
 COLORS = {
     "chainer-step": "#bdbdbd",
@@ -252,6 +260,9 @@ class Contender:
     warm_up: bool = True  # run one untimed epoch here first (Chainer warms up itself)
     seconds: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
+    # Set by :func:`race` when ``epoch()`` raised: {"round": 1-based, 0 for the warm-up,
+    # "reason": one line}. The contender takes no further turns.
+    failure: dict[str, Any] | None = None
 
 
 def _planned_steps(data: TrainData, config: Config, rng: np.random.Generator) -> int:
@@ -596,7 +607,10 @@ def check_chainer_python(python: str | os.PathLike[str]) -> tuple[Path, dict[str
 
 
 def _chainer_cmd(python: Path, script: Path, cell: str, config: Config) -> list[str]:
-    """``benchmarks/chainer_baseline.py`` in Chainer's Python, at ``config``'s settings."""
+    """``benchmarks/chainer_baseline.py`` in Chainer's Python, at ``config``'s settings,
+    with the training points ours trains on (:func:`nsteplstm.config.train_points`):
+    the script then splits the series where ours does, whatever the split rate."""
+    n_train = train_points(config.split_rate, config.total_size)
     return [
         str(python),
         str(script),
@@ -604,7 +618,8 @@ def _chainer_cmd(python: Path, script: Path, cell: str, config: Config) -> list[
         *("--seed", str(config.seed), "--hidden", str(config.n_hidden)),
         *("--batch-size", str(config.batch_size), "--sequence-size", str(config.sequence_size)),
         *("--total-size", str(config.total_size), "--dropout", str(config.dropout)),
-        *("--split-rate", str(config.split_rate), "--modulo", str(config.value)),
+        *("--split-rate", str(config.split_rate), "--train-points", str(n_train)),
+        *("--modulo", str(config.value)),
     ]
 
 
@@ -641,18 +656,64 @@ def chainer_forecast(
 
 def race(contenders: list[Contender], repeats: int, log: Callable[[str], None]) -> None:
     """A warm-up epoch each, then ``repeats`` rounds of one timed epoch per contender,
-    the starting contender rotating by one each round. Fills ``seconds``/``steps``."""
+    the starting contender rotating by one each round. Fills ``seconds``/``steps``.
+
+    A contender whose epoch raises (a baseline subprocess that timed out or crashed,
+    say) is dropped from the rounds that remain, with one line to ``log``: its
+    ``failure`` says why and in which round; the epochs it timed stay. The others go on.
+    """
     for c in contenders:
         if c.warm_up:
-            c.epoch()
+            _attempt(c, 0, repeats, log)
     log(f"warm-up done ({len(contenders)} configurations)")
-    for r in range(repeats):
-        shift = r % len(contenders)
+    for r in range(1, repeats + 1):
+        shift = (r - 1) % len(contenders)
         for c in contenders[shift:] + contenders[:shift]:
-            seconds, steps = c.epoch()
+            if c.failure is not None or (done := _attempt(c, r, repeats, log)) is None:
+                continue
+            seconds, steps = done
             c.seconds.append(seconds)
             c.steps.append(steps)
-            log(f"round {r + 1}/{repeats}: {c.device} {c.name} {c.n_layers}L {seconds:.3f} s")
+            log(f"round {r}/{repeats}: {c.device} {c.name} {c.n_layers}L {seconds:.3f} s")
+
+
+def _attempt(
+    c: Contender, round_: int, repeats: int, log: Callable[[str], None]
+) -> tuple[float, int] | None:
+    """``c.epoch()`` in round ``round_`` (0: the warm-up); None once it raised, which
+    sets ``c.failure`` and logs it. Ctrl-C and SIGTERM are not caught."""
+    try:
+        return c.epoch()
+    except Exception as e:  # whatever a contender raises ends that contender only
+        c.failure = {"round": round_, "reason": _reason(e)}
+        when = _when(round_, repeats)
+        who = _who(c.name, c.device, c.n_layers)
+        log(f"{who} failed {when}, dropped from the rounds left: {c.failure['reason']}")
+        return None
+
+
+def _reason(e: Exception) -> str:
+    """An exception as one line: an InputError's message as it is, others after their
+    type's name (``RuntimeError: ...``)."""
+    text = one_line(e)
+    if isinstance(e, InputError):
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _when(round_: int | None, repeats: int | None = None) -> str:
+    """``in round 9 of 10`` (``in round 9`` without ``repeats``), ``in its warm-up``
+    (round 0), or ``""`` (no round: None)."""
+    if round_ is None:
+        return ""
+    if round_ == 0:
+        return "in its warm-up"
+    return f"in round {round_}" + ("" if repeats is None else f" of {repeats}")
+
+
+def _who(name: str, device: str, n_layers: int) -> str:
+    """``chainer-step (cpu, 1 layer)``."""
+    return f"{name} ({device}, {n_layers} layer{'s' if n_layers > 1 else ''})"
 
 
 # ---------------------------------------------------------------- forecast and memory
@@ -871,59 +932,100 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
             r["vs_equal_length_per_step_min"] = r["us_per_step_min"] / equal["us_per_step_min"]
 
 
+# Which of a row's ratios (``vs_KEY_min``, :func:`_ratios`) compares with a contender.
+_RATIO_KEY = {
+    "plain": "plain",
+    "plain-default": "plain_default",
+    "chainer-step": "chainer",
+    "chainer-nstep": "chainer",
+}
+
+
+def _target_lines(n_layers: int) -> list[tuple[str, str, str, str]]:
+    """The training targets at ``n_layers`` layers, in the order bench.md gives them:
+    ``(name, goal, ours, theirs)``, ``goal`` the target's key in :data:`TARGETS`,
+    ``ours`` and ``theirs`` the two contenders it compares."""
+    lines = []
+    if n_layers == 1:
+        goal = "step_speedup_vs_chainer_step"
+        lines.append(("step_1L_speedup_vs_chainer_step", goal, "step", "chainer-step"))
+    lines.append((f"nstep_{n_layers}L_vs_plain", "nstep_vs_plain", "nstep", "plain"))
+    if n_layers in (1, 3):
+        goal = f"nstep_{n_layers}L_speedup_vs_chainer_nstep"
+        lines.append((goal, goal, "nstep", "chainer-nstep"))
+    if n_layers == 1:
+        goal = "stretch_nstep_1L_speedup_vs_plain"
+        lines.append((goal, goal, "nstep", "plain"))
+        lines.append((f"{goal}_default", goal, "nstep", "plain-default"))
+    lines.append((f"nstep-var_{n_layers}L_vs_plain", "nstep_vs_plain", "nstep-var", "plain"))
+    return lines
+
+
+def _met(goal: str, value: float) -> bool:
+    """Whether ``value`` meets the target ``goal`` (:data:`TARGET_RULES`)."""
+    return _COMPARE[TARGET_RULES[goal]](value, TARGETS[goal])
+
+
+def _graded(goal: str, value: float, **more: Any) -> dict[str, Any]:
+    """A target's entry: its value, ``more`` (``paired``, ``against``), met, goal."""
+    return {"value": value, **more, "met": _met(goal, value), "goal": goal}
+
+
+def _failure_words(f: dict[str, Any]) -> str:
+    """``chainer-nstep (cpu, 1 layer) failed in round 9`` (or ``in its warm-up``)."""
+    who = _who(f["contender"], f["device"], f["n_layers"])
+    return " ".join(filter(None, [who, "failed", _when(f["round"])]))
+
+
+def _training_target(
+    goal: str,
+    ours: dict[str, Any],
+    theirs: dict[str, Any] | None,
+    theirs_name: str,
+) -> dict[str, Any]:
+    """A training target from the rows of ``ours`` and ``theirs`` (None: not in the
+    run, where the step-wise target takes the issue's reference time instead)."""
+    if theirs is None:
+        value = CHAINER_REFERENCE[("step", 1)] / ours["min"]
+        return _graded(goal, value, against=f"reference {CHAINER_REFERENCE[('step', 1)]} s")
+    key = _RATIO_KEY[theirs_name]
+    ratio, paired = ours[f"vs_{key}_min"], ours[f"vs_{key}_paired"]
+    if TARGET_RULES[goal] == "<=":  # a time ratio, ours / theirs
+        return _graded(goal, ratio, paired=paired)
+    speedup = _graded(goal, 1 / ratio, paired=1 / paired)  # theirs / ours
+    return speedup | ({"against": "measured"} if theirs_name == "chainer-step" else {})
+
+
 def _targets(doc: dict[str, Any]) -> dict[str, Any]:
-    """Each target of issue 4 on the CPU: the measured value (from the best epochs)
-    and whether it is met, with the median of the rounds' ratios beside it
-    (``paired``: see :func:`_paired`). Empty for ``--quick``: a smoke test on other
+    """Each target of issue 4 on the CPU: the measured value (from the best epochs),
+    whether it is met and the target's ``goal`` (its line of :data:`TARGETS`), with
+    the median of the rounds' ratios beside it (``paired``: see :func:`_paired`). A
+    target whose contender failed (``doc["failed"]``) is not measured: ``met`` None,
+    ``not_measured`` saying which failed. Empty for ``--quick``: a smoke test on other
     settings (a 500-point series)."""
     if doc["arguments"]["quick"]:
         return {}
-    rows = [r for r in doc["training"] if r["device"] == "cpu"]
+    rows = {(r["contender"], r["n_layers"]): r for r in doc["training"] if r["device"] == "cpu"}
+    lost = {
+        (f["contender"], f["n_layers"]): f for f in doc.get("failed", []) if f["device"] == "cpu"
+    }
     out: dict[str, Any] = {}
-
-    def speedup(r: dict[str, Any], key: str, goal: str) -> dict[str, Any]:
-        value = 1 / r[f"vs_{key}_min"]
-        return {"value": value, "paired": 1 / r[f"vs_{key}_paired"], "met": value >= TARGETS[goal]}
-
-    for r in rows:
-        layers = r["n_layers"]
-        if r["contender"] in ("nstep", "nstep-var") and "vs_plain_min" in r:
-            out[f"{r['contender']}_{layers}L_vs_plain"] = {
-                "value": r["vs_plain_min"],
-                "paired": r["vs_plain_paired"],
-                "met": r["vs_plain_min"] <= TARGETS["nstep_vs_plain"],
-            }
-        if r["contender"] == "nstep" and layers in (1, 3) and "vs_chainer_min" in r:
-            goal = f"nstep_{layers}L_speedup_vs_chainer_nstep"
-            out[goal] = speedup(r, "chainer", goal)
-        if r["contender"] == "nstep" and layers == 1:
-            for key in ("plain", "plain_default"):
-                if f"vs_{key}_min" in r:
-                    goal = "stretch_nstep_1L_speedup_vs_plain"
-                    out[f"stretch_nstep_1L_speedup_vs_{key}"] = speedup(r, key, goal)
-        if r["contender"] == "step" and layers == 1:
-            goal = "step_speedup_vs_chainer_step"
-            if "vs_chainer_min" in r:
-                out["step_1L_speedup_vs_chainer_step"] = speedup(r, "chainer", goal) | {
-                    "against": "measured"
-                }
-            else:
-                value = CHAINER_REFERENCE[("step", 1)] / r["min"]
-                out["step_1L_speedup_vs_chainer_step"] = {
-                    "value": value,
-                    "against": "reference 0.85 s",
-                    "met": value >= TARGETS[goal],
-                }
+    for n_layers in sorted({n for _, n in [*rows, *lost]}):
+        for name, goal, ours, theirs in _target_lines(n_layers):
+            keys = [(ours, n_layers), (theirs, n_layers)]
+            if theirs != "chainer-step" and not any(keys[1] in ran for ran in (rows, lost)):
+                continue  # not in this run (no Chainer, no glibc), and no reference time
+            if failed := [lost[k] for k in keys if k in lost]:
+                why = "; ".join(map(_failure_words, failed))
+                out[name] = {"met": None, "not_measured": why, "goal": goal}
+            elif keys[0] in rows:
+                out[name] = _training_target(goal, rows[keys[0]], rows.get(keys[1]), theirs)
     for f in doc["forecast"]:
         if f["starts"] == 1 and f["device"] == "cpu":
-            goal = TARGETS[f"forecast_{f['mode']}_speedup"]
-            out[f"forecast_{f['mode']}_speedup"] = {
-                "value": f["speedup"],
-                "met": f["speedup"] >= goal,
-            }
+            goal = f"forecast_{f['mode']}_speedup"
+            out[goal] = _graded(goal, f["speedup"])
     if doc["peak_rss"]["device"] == "cpu":  # a CUDA process's host memory is another matter
-        rss = doc["peak_rss"]["peak_rss_mib"]
-        out["peak_rss_mib"] = {"value": rss, "met": rss < TARGETS["peak_rss_mib"]}
+        out["peak_rss_mib"] = _graded("peak_rss_mib", doc["peak_rss"]["peak_rss_mib"])
     return out
 
 
@@ -951,10 +1053,16 @@ def _targets_words(doc: dict[str, Any]) -> str:
         )
     if not doc["targets"]:
         return "none on this device (the speed targets in docs/performance.md are for the CPU)"
-    return ", ".join(
-        f"{k} {v['value']:.4g} ({'met' if v['met'] else 'MISSED'}"  # 1.001 is not 1
-        + (f"; paired {v['paired']:.4g})" if "paired" in v else ")")
-        for k, v in doc["targets"].items()
+    return ", ".join(_target_words(k, v) for k, v in doc["targets"].items())
+
+
+def _target_words(name: str, target: dict[str, Any]) -> str:
+    """``nstep_1L_vs_plain 0.9 (met; paired 1.05)``, or ``... not measured (why)``."""
+    if target["met"] is None:
+        return f"{name} not measured ({target['not_measured']})"
+    return (
+        f"{name} {target['value']:.4g} ({'met' if target['met'] else 'MISSED'}"  # 1.001 is not 1
+        + (f"; paired {target['paired']:.4g})" if "paired" in target else ")")
     )
 
 
@@ -965,6 +1073,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         _training_words(doc),
         "",
+        *_failure_lines(doc),
         *_training_table(doc["training"]),
         *_variable_table(doc),
         *_forecast_table(doc),
@@ -975,6 +1084,28 @@ def markdown(doc: dict[str, Any]) -> str:
         "Targets: " + _targets_words(doc),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _failure_lines(doc: dict[str, Any]) -> list[str]:
+    """A list item per contender that failed (``doc["failed"]``), then a blank line;
+    no lines when none did."""
+    lines = []
+    for f in doc.get("failed", []):
+        when = _when(f["round"], doc["repeats"])
+        epochs = len(f["seconds"])
+        kept = f", after {epochs} timed epoch{'s' if epochs > 1 else ''}" if epochs else ""
+        left = (
+            "The forecast table has no 'x Chainer' column."
+            if f["round"] is None  # Chainer's forecast, which runs no rounds
+            else "Left out of the tables, the ratios, the targets and the chart (bench.json "
+            "keeps the epochs it timed, under 'failed')."
+        )
+        lines.append(
+            f"- **Failed:** {f['label']} ({f['device']}, {f['n_layers']} layer"
+            f"{'s' if f['n_layers'] > 1 else ''}){' ' + when if when else ''}{kept}: "
+            f"{f['reason']}. {left}"
+        )
+    return [*lines, ""] if lines else []
 
 
 def _machine_words(facts: dict[str, Any]) -> str:
@@ -1013,6 +1144,7 @@ def _training_words(doc: dict[str, Any]) -> str:
 
 def _malloc_words(doc: dict[str, Any]) -> str:
     """The malloc settings the contenders ran with."""
+    names = {r["contender"] for r in [*doc["training"], *doc.get("failed", [])]}
     if not doc["machine"].get("malloc_tuned"):
         return "glibc's malloc settings were not tuned here (not glibc)."
     return (
@@ -1021,7 +1153,7 @@ def _malloc_words(doc: dict[str, Any]) -> str:
         + (
             ", except 'plain loop, glibc malloc defaults', the plain loop in its own "
             "process as a user's script runs it."
-            if any(r["contender"] == "plain-default" for r in doc["training"])
+            if "plain-default" in names
             else "."
         )
     )
@@ -1141,14 +1273,18 @@ def _cuda_peak_words(mib: float | None) -> str:
 def chart(doc: dict[str, Any]) -> Figure:
     """Grouped bars: seconds per epoch for each model of the article's equal-length
     windows (the variable-length contenders are in the table only), grouped by layers,
-    one panel per device."""
+    one panel per device; a note where no contender finished (all failed)."""
     devices = list(dict.fromkeys(r["device"] for r in doc["training"]))
+    if not devices:
+        fig = Figure(figsize=(6, 2), layout="constrained")
+        fig.text(0.5, 0.5, "No training contender finished (see bench.md)", ha="center")
+        return fig
     fig = Figure(figsize=(4.2 + 2.6 * len(doc["layers"]), 4.2 * len(devices)), layout="constrained")
     axes = fig.subplots(len(devices), 1, squeeze=False)[:, 0]
     for ax, device in zip(axes, devices, strict=True):
         rows = [r for r in doc["training"] if r["device"] == device and r["contender"] in COLORS]
         names = [n for n in ORDER if any(r["contender"] == n for r in rows)]
-        width = 0.8 / len(names)
+        width = 0.8 / max(len(names), 1)  # none: only variable-length rows finished
         by = {(r["contender"], r["n_layers"]): r for r in rows}
         for k, name in enumerate(names):
             xs, means, errs = [], [], [[], []]
@@ -1183,7 +1319,8 @@ def chart(doc: dict[str, Any]) -> Figure:
         ax.margins(y=0.15)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-        ax.legend(fontsize=8, frameon=False, loc="upper left")
+        if names:
+            ax.legend(fontsize=8, frameon=False, loc="upper left")
     return fig
 
 
@@ -1320,10 +1457,11 @@ def _contenders(s: _Setup) -> list[Contender]:
 
 def _time_training(
     s: _Setup, contenders: list[Contender]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """:func:`race` the contenders; the float32 peak of each device (:func:`best_peak`
-    of one measurement before the race and one after) and a summary row per contender
-    with its ratios (:func:`_ratios`)."""
+    of one measurement before the race and one after), a summary row per contender
+    that finished with its ratios (:func:`_ratios`), and a :func:`_failed` entry per
+    contender that failed."""
     trials = 3 if s.quick else 7
 
     def measure(dev: torch.device) -> dict[str, Any]:
@@ -1340,33 +1478,70 @@ def _time_training(
     for dev in s.devices:
         peak[str(dev)] = best_peak(before[str(dev)], measure(dev))
         _log(f"peak {dev}: {peak[str(dev)]['gflops']:.0f} GFLOP/s ({peak[str(dev)]['best']})")
-    rows = [_summary(c, s.base, peak[c.device]["gflops"]) for c in contenders]
+    rows = [_summary(c, s.base, peak[c.device]["gflops"]) for c in contenders if c.failure is None]
     _ratios(rows)
-    return peak, rows
+    failed = [
+        _failed(c.name, c.device, c.n_layers, c.failure, c.seconds, c.steps)
+        for c in contenders
+        if c.failure is not None
+    ]
+    return peak, rows, failed
 
 
-def _time_forecasts(s: _Setup) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def _failed(
+    name: str,
+    device: str,
+    n_layers: int,
+    failure: dict[str, Any],
+    seconds: list[float],
+    steps: list[int],
+) -> dict[str, Any]:
+    """bench.json's entry for a contender that failed: who, ``round`` (1-based, 0 for
+    its warm-up, None for Chainer's forecast, which runs no rounds), ``reason`` (one
+    line), and the epochs it timed before (``seconds``, ``steps``)."""
+    return {
+        "device": device,
+        "contender": name,
+        "label": LABELS[name],
+        "n_layers": n_layers,
+        "round": failure["round"],
+        "reason": failure["reason"],
+        "seconds": seconds,
+        "steps": steps,
+    }
+
+
+def _time_forecasts(
+    s: _Setup,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]]]:
     """:func:`forecast_speed` on each device, and :func:`chainer_forecast` (None without
-    ``chainer_python``), which adds ``vs_chainer`` to the CPU rows."""
+    ``chainer_python``, or when it failed), which adds ``vs_chainer`` to the CPU rows;
+    the :func:`_failed` entry of Chainer's forecast where it failed (logged)."""
     many = QUICK_FORECAST_MANY_STARTS if s.quick else FORECAST_MANY_STARTS
     forecasts = [
         row
         for dev in s.devices
         for row in forecast_speed(s.base, s.dataset, dev, many, s.repeats, 2 if s.quick else 3)
     ]
-    theirs = None
+    theirs, failed = None, []
     if s.script is not None:
-        theirs = chainer_forecast(s.chainer_python, s.script, s.base, s.repeats, s.malloc_tuned)
+        try:
+            theirs = chainer_forecast(s.chainer_python, s.script, s.base, s.repeats, s.malloc_tuned)
+        except Exception as e:  # as a contender of the race: the rest is kept
+            failure = {"round": None, "reason": _reason(e)}
+            failed.append(_failed("chainer-forecast", "cpu", 1, failure, [], []))
+            _log(f"{_who('chainer-forecast', 'cpu', 1)} failed: {failure['reason']}")
         for row in forecasts:
-            if row["device"] == "cpu":
+            if row["device"] == "cpu" and theirs is not None:
                 row["vs_chainer"] = row["points_per_second"] / theirs["points_per_second"]
     _log("forecast timed")
-    return forecasts, theirs
+    return forecasts, theirs, failed
 
 
 def _document(s: _Setup, out: Path, device: str | None, measured: dict[str, Any]) -> dict[str, Any]:
     """bench.json: the arguments, machine and setup, then ``measured`` (peak, training,
-    forecast, chainer_forecast, peak_rss), then the targets (:func:`_targets`)."""
+    failed, forecast, chainer_forecast, peak_rss), then the fixed figures the report
+    compares with (:func:`reference_figures`) and the targets (:func:`_targets`)."""
     doc: dict[str, Any] = {
         "format": 1,
         "started": s.started,
@@ -1394,9 +1569,36 @@ def _document(s: _Setup, out: Path, device: str | None, measured: dict[str, Any]
         "layers": list(s.layers),
         "repeats": s.repeats,
         **measured,
+        "reference_figures": reference_figures(),
     }
     doc["targets"] = _targets(doc)
     return doc
+
+
+def reference_figures() -> dict[str, Any]:
+    """The fixed figures, not measured in the run, that bench.md and the targets use:
+    the original article's forecast (``points`` in ``seconds``; a forecast's ``speedup``
+    is its points per second over ``points_per_second``), the starts from which
+    ``nl.forecast`` uses all CPU threads (fewer run on one), the issue's Chainer times
+    (seconds per epoch on the issue's machine; the step-wise target uses the one-layer
+    ``step`` time when Chainer did not run), and each target's threshold and rule: a
+    target of bench.json whose ``goal`` is G is met when ``value RULE threshold``."""
+    return {
+        "original_forecast": {
+            "points": ORIGINAL_FORECAST_POINTS,
+            "seconds": ORIGINAL_FORECAST_SECONDS,
+            "points_per_second": ORIGINAL_FORECAST_POINTS / ORIGINAL_FORECAST_SECONDS,
+        },
+        "forecast_one_thread_starts": ONE_THREAD_STARTS,
+        "chainer_seconds_per_epoch": [
+            {"cell": cell, "n_layers": n_layers, "seconds": seconds}
+            for (cell, n_layers), seconds in CHAINER_REFERENCE.items()
+        ],
+        "targets": {
+            goal: {"threshold": threshold, "rule": TARGET_RULES[goal]}
+            for goal, threshold in TARGETS.items()
+        },
+    }
 
 
 def _write_results(doc: dict[str, Any], out: Path, force: bool) -> None:
@@ -1411,7 +1613,8 @@ def _write_results(doc: dict[str, Any], out: Path, force: bool) -> None:
     _check_out(out, force)  # again: files may have appeared while the bench ran
     with new_directory(out, "--out"):  # a failed write leaves no directory behind
         write_files({out / name: data for name, data in files.items()})
-    _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}")
+    failed = f" ({len(doc['failed'])} failed: see bench.md)" if doc["failed"] else ""
+    _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}{failed}")
 
 
 def run_bench(
@@ -1433,17 +1636,24 @@ def run_bench(
     holds one of the three files (unless ``force``) or cannot be created, or an
     unusable ``chainer_python``: all before the first timing. ``out`` is created
     only when the results are written, so a failed run leaves nothing behind.
+    A contender that fails once the timing has begun (a baseline subprocess that
+    times out or crashes, in its warm-up or a later round; Chainer's forecast) does
+    not end the run: it is left out of the rounds that remain, the ratios, the
+    targets and the chart, and listed under ``failed`` in the document (and in one
+    line of bench.md); the rest is written in full. Callers tell such a run by a
+    non-empty ``doc["failed"]``.
     """
     out = Path(out)
     quick, force = check_bool("quick", quick), check_bool("force", force)
     s = _setup(out, quick, repeats, device, chainer_python, force)
-    peak, rows = _time_training(s, _contenders(s))
-    forecasts, chainer_fc = _time_forecasts(s)
+    peak, rows, failed = _time_training(s, _contenders(s))
+    forecasts, chainer_fc, forecast_failed = _time_forecasts(s)
     rss = peak_rss(s.base, s.devices[0], QUICK_RSS_EPOCHS if quick else RSS_EPOCHS)
     _log(f"peak RSS {rss['peak_rss_mib']:.0f} MiB")
     measured = {
         "peak": peak,
         "training": rows,
+        "failed": failed + forecast_failed,
         "forecast": forecasts,
         "chainer_forecast": chainer_fc,
         "peak_rss": rss,
