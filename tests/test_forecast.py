@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from unittest.mock import ANY
 
 import numpy as np
@@ -550,6 +551,30 @@ def test_forecast_run_refuses_a_directory_in_the_way(tmp_path) -> None:
         forecast_run(run_dir, horizon=5)
     assert _files(run_dir) == before
     assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["forecast-window.png"]
+
+
+def test_forecast_run_refuses_an_unwritable_run_before_forecasting(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    import nsteplstm.forecast as fc
+
+    run_dir, _ = make_run(tmp_path)
+    before = _files(run_dir)
+    make_dir = tempfile.mkdtemp
+
+    def read_only(*args: object, dir: object = None, **kwargs: object) -> str:
+        if dir is not None and Path(dir) == run_dir:  # as chmod a-w would, for a non-root user
+            raise PermissionError(13, "Permission denied")
+        return make_dir(*args, dir=dir, **kwargs)
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("forecast ran into a directory it cannot write")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(fc, "forecast", never)
+    with pytest.raises(InputError, match=f"cannot forecast into {run_dir}: .* not writable"):
+        fc.forecast_run(run_dir, horizon=5)
+    assert _files(run_dir) == before
 
 
 def test_forecast_run_renders_before_writing(tmp_path, monkeypatch) -> None:

@@ -461,6 +461,8 @@ def _forecast_run(
     for path in (csv_path, png_path):
         plots.check_output_file(path, force=True)  # a directory in the way
     _check_earlier(run.metrics, run.path / runs.METRICS_FILE, name, [csv_path, png_path], force)
+    if not runs.can_create_in(run.path):  # found now, not after the forecast
+        raise InputError(f"cannot forecast into {run.path}: the directory is not writable")
     began = time.perf_counter()
     pred = forecast(run.model, x, [start], size, horizon, mode)  # (1, horizon, F)
     seconds = time.perf_counter() - began
