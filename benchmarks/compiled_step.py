@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -130,16 +130,22 @@ def case(n_layers: int, rounds: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = Parser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/compiled_step.py ARGV``: its exit code (a mistake in ARGV raises
+    SystemExit(2)), each error a user can cause one line on stderr."""
+    return run_command("compiled_step.py", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    parser = Parser(prog="compiled_step.py", description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=at_least(1), nargs="+", default=[1])
     parser.add_argument("--rounds", type=at_least(1), default=12)
     parser.add_argument("--tune-malloc", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tuned = tune_malloc() if args.tune_malloc else False
     results = [case(n, args.rounds) for n in args.layers]
     print_report(results, tuned, args)
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("compiled_step.py", main))
+    sys.exit(main())

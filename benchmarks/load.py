@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,14 +110,20 @@ def forecast_many(n_series: int, horizon: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = Parser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/load.py ARGV``: its exit code (a mistake in ARGV raises
+    SystemExit(2)), each error a user can cause one line on stderr."""
+    return run_command("load.py", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    parser = Parser(prog="load.py", description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=at_least(1), default=1_000_000, help="CSV points")
     parser.add_argument("--epochs", type=at_least(1), default=3, help="training epochs")
     parser.add_argument("--n-hidden", type=at_least(1), default=32, help="hidden units")
     parser.add_argument("--series", type=at_least(1), default=10_000, help="forecast starts")
     parser.add_argument("--horizon", type=at_least(1), default=120, help="points forecast")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = Config()  # the training run's settings but --data, --epochs, --n-hidden
     least = fewest_points(config)
     if args.points < least:
@@ -132,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("load.py", main))
+    sys.exit(main())

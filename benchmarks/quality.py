@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from nsteplstm.cli import Parser, path_arg, run_command
@@ -44,8 +45,14 @@ def evaluate_run(run_dir: Path) -> dict:
     return row
 
 
-def main() -> int:
-    parser = Parser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/quality.py ARGV``: its exit code (a mistake in ARGV raises
+    SystemExit(2)), each error a user can cause one line on stderr."""
+    return run_command("quality.py", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = Parser(prog="quality.py", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run each")
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3], help="per seed")
     parser.add_argument("--epochs", type=int, default=60, help="per run")
@@ -73,7 +80,7 @@ def main() -> int:
         default=None,
         help="train on variable-length windows, lengths uniform in [MIN_LENGTH, 30]",
     )
-    return run(parser.parse_args())
+    return run(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,4 +137,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("quality.py", main))
+    sys.exit(main())

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -226,14 +226,20 @@ def case(in_size: int, steps: int, batch: int, hidden: int, rounds: int) -> dict
     }
 
 
-def main() -> None:
-    parser = Parser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/stretch.py ARGV``: its exit code (a mistake in ARGV raises
+    SystemExit(2)), each error a user can cause one line on stderr."""
+    return run_command("stretch.py", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    parser = Parser(prog="stretch.py", description=__doc__.splitlines()[0])
     parser.add_argument("--in-sizes", type=at_least(1), nargs="+", default=[1, 200])
     parser.add_argument("--steps", type=at_least(1), default=30)
-    args, tuned = parse_common(parser)
+    args, tuned = parse_common(parser, argv)
     results = [case(n, args.steps, args.batch, args.hidden, args.rounds) for n in args.in_sizes]
     print_report(results, tuned, args)
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("stretch.py", main))
+    sys.exit(main())

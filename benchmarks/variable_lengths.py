@@ -29,7 +29,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.nn.utils.rnn import pack_sequence
@@ -70,16 +70,18 @@ def at_least(lowest: int, below: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def parse_common(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, bool]:
+def parse_common(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> tuple[argparse.Namespace, bool]:
     """Add the flags every benchmark script here shares (--batch, --hidden, --rounds,
-    --seed, --tune-malloc), parse, apply --tune-malloc and --seed; return the arguments
-    and whether malloc was tuned."""
+    --seed, --tune-malloc), parse ``argv`` (None: the command line), apply --tune-malloc
+    and --seed; return the arguments and whether malloc was tuned."""
     parser.add_argument("--batch", type=at_least(2), default=100)  # stretch.py halves it
     parser.add_argument("--hidden", type=at_least(1), default=200)
     parser.add_argument("--rounds", type=at_least(1), default=30)
     parser.add_argument("--seed", type=at_least(0, below=2**63), default=0)
     parser.add_argument("--tune-malloc", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tuned = nl.tune_malloc() if args.tune_malloc else False
     torch.manual_seed(args.seed)
     return args, tuned
@@ -139,13 +141,19 @@ def case(n_layers: int, lengths: list[int], in_size: int, hidden: int, rounds: i
     }
 
 
-def main() -> None:
-    parser = Parser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/variable_lengths.py ARGV``: its exit code (a mistake in ARGV
+    raises SystemExit(2)), each error a user can cause one line on stderr."""
+    return run_command("variable_lengths.py", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    parser = Parser(prog="variable_lengths.py", description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=at_least(1), nargs="+", default=[1, 3])
     parser.add_argument("--in-size", type=at_least(1), default=1)
     parser.add_argument("--min-length", type=at_least(1), default=10)
     parser.add_argument("--max-length", type=at_least(1), default=50)
-    args, tuned = parse_common(parser)
+    args, tuned = parse_common(parser, argv)
     if args.min_length > args.max_length:
         parser.error(f"--min-length {args.min_length} is above --max-length {args.max_length}")
     lengths = torch.randint(args.min_length, args.max_length + 1, (args.batch,)).tolist()
@@ -158,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("variable_lengths.py", main))
+    sys.exit(main())
