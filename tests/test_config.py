@@ -667,3 +667,195 @@ def test_a_flag_in_an_error_is_the_one_the_command_line_offers() -> None:
     # A default is no flag's: named by its key beside the flag that broke it.
     with pytest.raises(InputError, match=r"^command line: split_rate = 0.9 of --total-size 50 "):
         Config.merged(None, {"total_size": 50})
+
+
+FLOAT_KEYS = [h.name for h in fields_help() if h.kind == "float"]
+TOO_SMALL = "is too small for a 64-bit float (it rounds to {}: nonzero values are at least about "
+TOO_LARGE = "is too large for a 64-bit float (it rounds to {}: finite values are at most about "
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_a_float_that_float64_cannot_hold_is_refused_as_typed(tmp_path: Path, key: str) -> None:
+    # --lr 1e-400 became 0.0 (and 1e400 inf), refused as "--lr 0.0 is out of range", a
+    # value nobody typed; --noise -1e-400 passed as -0.0. tomllib rounds the same way.
+    flag = flag_of(key)
+    toml = tmp_path / "run.toml"
+    for typed, why in [
+        ("1e-400", TOO_SMALL.format("0.0")),
+        ("-1e-400", TOO_SMALL.format("-0.0")),
+        ("1e400", TOO_LARGE.format("inf")),
+        ("-1.5e999", TOO_LARGE.format("-inf")),
+        ("1e-99999999999999999999999", TOO_SMALL.format("0.0")),
+        ("0." + "0" * 400 + "1", TOO_SMALL.format("0.0")),
+    ]:
+        with pytest.raises(InputError) as e:
+            parse_cli_value(key, typed)
+        assert str(e.value).startswith(f"command line: {flag} '{typed}' {why}")
+        toml.write_text(f"{key} = {typed}\n")
+        with pytest.raises(InputError) as e:
+            load_toml(toml)
+        assert str(e.value).startswith(f"config {toml}: {key} = {typed} {why}")
+    # TOML's underscores are part of the number as typed.
+    toml.write_text(f"{key} = 1_0e-4_00\n")
+    with pytest.raises(InputError, match=f"^config {re.escape(str(toml))}: {key} = 1_0e-4_00 is"):
+        load_toml(toml)
+    # What float64 holds, a zero, an infinity and a subnormal, reads as before.
+    for typed, number in [
+        ("0e-999", 0.0),
+        ("-0.000e99999999999999999999999", -0.0),
+        ("inf", float("inf")),
+        ("5e-324", 5e-324),
+    ]:
+        assert parse_cli_value(key, typed) == number
+        toml.write_text(f"{key} = {typed}\nx = [1e-400, {{y = 1e400}}]\n")
+        assert load_toml(toml) == {key: number, "x": [0.0, {"y": float("inf")}]}
+
+
+def test_a_literal_float64_cannot_hold_of_another_setting_is_refused_as_before(
+    tmp_path: Path,
+) -> None:
+    # Only a float setting's literal is named as too small or large: an integer setting's
+    # is a float all the same, and an unknown key is unknown.
+    toml = tmp_path / "run.toml"
+    toml.write_text("epochs = 1e400\n")
+    with pytest.raises(InputError, match=r"epochs = inf is a float, expected an integer$"):
+        Config.from_dict(load_toml(toml), str(toml))
+    toml.write_text("lrr = 1e-400\n")
+    with pytest.raises(InputError, match=r"unknown key 'lrr' \(did you mean 'lr'\?"):
+        Config.from_dict(load_toml(toml), str(toml))
+
+
+def test_train_refuses_a_learning_rate_that_underflows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nsteplstm.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--lr", "1e-400"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "nsteplstm train: error: command line: --lr '1e-400' is too small for a 64-bit float"
+    )
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("file", "flags", "formula"),
+    [
+        ({}, {"sequence_size": 500}, "--sequence-size + 1 = 501 (here --sequence-size <= 199)"),
+        ({"sequence_size": 500}, {}, "sequence_size + 1 = 501 (here sequence_size <= 199)"),
+        ({"sequence_size": 500}, {"epochs": 3}, "sequence_size + 1 = 501 (here sequence_size <="),
+        ({}, {"split_rate": 0.999}, "sequence_size + 1 = 31 (here sequence_size <= 1)"),
+        (
+            {"sequence_size": 4},
+            {"split_rate": 0.999, "total_size": 3000},
+            "sequence_size + 1 = 5 (",
+        ),
+        ({"sequence_size": 10}, {"sequence_size": 2999}, "--sequence-size + 1 = 3000"),
+    ],
+)
+def test_a_split_formula_names_sequence_size_as_it_was_given(
+    file: dict[str, Any], flags: dict[str, Any], formula: str
+) -> None:
+    # It said "sequence_size + 1 = 501" after --sequence-size 500, where the rest of the
+    # message names the flags; a default or a TOML file's value keeps its key.
+    with pytest.raises(InputError) as e:
+        Config.merged(file, flags, toml_source="run.toml")
+    said = str(e.value).split("; each part needs at least ")[1]
+    assert said.startswith(formula)
+    assert ("--sequence-size" in said) == ("sequence_size" in flags)
+
+
+@pytest.mark.parametrize(
+    ("setting", "shown", "allowed"),
+    [
+        ({"csv_columns": [""]}, "csv_columns = ['']", "column names (not blank) or indices >= 0"),
+        ({"csv_columns": ["a", " "]}, "csv_columns = ['a', ' ']", "column names (not blank)"),
+        ({"csv_series_id": ""}, "csv_series_id = ''", "a column name (not blank) or an index"),
+    ],
+)
+def test_a_blank_csv_column_name_in_a_file_is_refused_when_the_config_is_built(
+    tmp_path: Path, setting: dict[str, Any], shown: str, allowed: str
+) -> None:
+    # The flag refused it when parsed; the file's was refused only when the CSV was read,
+    # as "column '' not present", naming the CSV, not the file and key that gave it.
+    toml = tmp_path / "run.toml"
+    key, value = next(iter(setting.items()))
+    toml.write_text(f'data = "csv:d.csv"\n{key} = {json.dumps(value)}\n')
+    expected = f"config {toml}: {shown} is out of range (allowed: {allowed}"
+    for flags in ({}, {key: parse_cli_value(key, "a")}):  # a flag replacing it: refused still
+        with pytest.raises(InputError) as e:
+            Config.merged(load_toml(toml), flags, toml_source=str(toml))
+        assert str(e.value).startswith(expected)
+    with pytest.raises(InputError, match=rf"^config py: {re.escape(shown)} is out of range"):
+        Config.from_dict({"data": "csv:d.csv", **setting}, "py")
+
+
+def test_from_dict_refuses_a_setting_for_another_kind_of_data_as_merged_does() -> None:
+    # Config.from_dict({"data": "sine", "value": 7}) was a Config, which TOML and the
+    # command line refused (and train() refused later).
+    for values, said in [
+        ({"data": "sine", "value": 7}, "value = 7 applies only to data = fibonacci, not data"),
+        ({"data": "csv:d.csv", "total_size": 300}, "total_size = 300 applies only to data = fib"),
+        ({"scale": "none"}, "scale = 'none' applies only to data = csv, not data = 'fibonacci'"),
+        ({"data": "adding", "noise": 0.5}, "noise = 0.5 applies only to data = sine, not data ="),
+    ]:
+        with pytest.raises(InputError, match=rf"^config py: {re.escape(said)}.*: remove it$"):
+            Config.from_dict(values, "py")
+        with pytest.raises(InputError, match=rf"^config run.toml: {re.escape(said)}"):
+            Config.merged(values, {}, toml_source="run.toml")
+    # At its default it says nothing a config.json would not hold anyway.
+    assert Config.from_dict({"data": "sine", "value": 5}, "py").value == 5
+    # Every setting: a run's stored ones, which an older nsteplstm wrote with such values
+    # (import-chainer's scale = 'none' for Fibonacci, --total-size with CSV data).
+    for stored in (
+        {**Config().to_dict(), "scale": "none"},
+        {**Config(data="csv:d.csv").to_dict(), "total_size": 300},
+    ):
+        assert Config.from_dict(stored, "run/config.json").to_dict() == stored
+        assert Config.from_json(json.dumps(stored), "run/config.json").to_dict() == stored
+
+
+@pytest.mark.slow
+def test_the_config_json_of_every_kind_of_run_reads_back(tmp_path: Path) -> None:
+    from nsteplstm import runs
+    from nsteplstm.train import train
+
+    (tmp_path / "d.csv").write_text("a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(60)))
+    small = {"epochs": 1, "n_hidden": 4, "batch_size": 50, "device": "cpu"}
+    for name, values in [
+        ("fibonacci", {"total_size": 300, "sequence_size": 5, "value": 7}),
+        ("sine", {"data": "sine", "total_size": 300, "sequence_size": 5, "period": 8.0}),
+        ("adding", {"data": "adding", "adding_samples": 100, "sequence_size": 5}),
+        ("csv", {"data": f"csv:{tmp_path / 'd.csv'}", "csv_columns": ["b"], "scale": "none"}),
+    ]:
+        given = Config.from_dict({**small, **values, "sequence_size": 5}, "t")
+        train(given, tmp_path / name, quiet=True)
+        config, _, _ = runs.read_config(tmp_path / name)
+        assert config == given
+        doc = json.loads((tmp_path / name / "config.json").read_text())
+        assert Config.from_dict(doc["config"], "config.json") == given
+
+
+def test_numpy_values_are_shown_as_plain_numbers() -> None:
+    # NumPy 2's reprs reached the messages: "keep_best = np.int64(1) is a int64", a 2-D
+    # array's repr broke the line, and a np.str_ stayed in the Config.
+    for values, said in [
+        ({"keep_best": np.int64(1)}, "keep_best = 1 is an integer, expected a boolean"),
+        ({"n_layers": np.float64(2.0)}, "n_layers = 2.0 is a float, expected an integer"),
+        ({"epochs": np.float32(3)}, "epochs = 3.0 is a float, expected an integer"),
+        ({"seed": np.bool_(True)}, "seed = true is a boolean, expected an integer"),
+        ({"data": np.str_("mnist")}, "data = 'mnist' is out of range"),
+        ({"n_in": np.array([[1, 2], [3, 4]])}, "n_in = [[1, 2], [3, 4]] is an array, expected"),
+        ({"csv_columns": [np.float64(1.5)]}, "csv_columns = [1.5] is an array, expected a list"),
+        ({"n_in": np.zeros(10**6)}, "n_in = [0., 0., 0., ..., 0., 0., 0.] is an array, expected"),
+        ({"n_layers": {np.str_("a b"): np.int64(1)}}, "n_layers = {'a b' = 1} is a table"),
+        ({np.str_("bogus"): 1}, "unknown key 'bogus' (known: "),
+    ]:
+        with pytest.raises(InputError) as e:
+            Config.from_dict(values, "t")
+        assert str(e.value).startswith(f"config t: {said}")
+        assert "np." not in str(e.value) and "\n" not in str(e.value)
+    config = Config.from_dict({"data": np.str_("csv:x.csv"), "csv_columns": [np.str_("a")]}, "t")
+    assert type(config.data) is str and type(config.csv_columns[0]) is str
+    with pytest.raises(InputError, match=r"^Config.merged: resets names \['epochs', 'x'\], "):
+        Config.merged(None, {}, resets=np.array([["epochs", "x"]]))  # was a ValueError

@@ -263,6 +263,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "toml_unknown_key": _file("unknown.toml", "epochs = 2\nbogus = 1\n"),
     "toml_bad_syntax": _file("syntax.toml", "epochs = \n"),
     "toml_bad_epochs": _file("epochs.toml", "epochs = -5\n"),
+    "toml_blank_column": _file("blank.toml", 'data = "csv:d.csv"\ncsv_columns = [""]\n'),
     "csv_empty": _file("empty.csv", ""),
     "csv_utf16": _file("utf16.csv", "v\n1\n2\n".encode("utf-16")),
     "csv_text_cell": _file("text.csv", "a,b\n1,2\n3,x\n4,5\n"),

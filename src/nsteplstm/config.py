@@ -219,12 +219,21 @@ class Config:
         """Validate the settings in `d` (missing keys keep their defaults).
 
         `source` names where `d` came from (a file path, "command line") in errors.
+        A setting of :data:`DATA_SETTINGS` off its default for another kind of data is
+        refused, as :meth:`merged` refuses it, unless `d` holds every setting: a run's
+        stored settings (config.json, :meth:`to_dict`), which older versions wrote with
+        such values (``scale = 'none'`` for an imported Fibonacci run).
         """
         if not isinstance(d, Mapping):
             raise InputError(
                 f"config {source}: expected a table of settings, got {type(d).__name__}"
             )
-        return _build(d, {key: source for key in d}, source)
+        origin = {key: source for key in d}
+        config = _build(d, origin, source)
+        if not set(_KINDS) <= set(d):
+            off_default = {key for key in d if getattr(config, key, None) != _DEFAULTS.get(key)}
+            config.check_data_settings(off_default, origin)
+        return config
 
     @classmethod
     def merged(
@@ -343,14 +352,14 @@ def _check_merged_arguments(overrides: object, resets: object) -> None:
         )
     optional = [key for key, kind in _KINDS.items() if kind.endswith("?")]
     if isinstance(resets, (str, bytes)) or not isinstance(resets, Collection):
-        hint = f": write [{resets!r}]" if isinstance(resets, str) else ""
+        hint = f": write [{_show(resets)}]" if isinstance(resets, str) else ""
         raise InputError(
-            f"Config.merged: resets must be a list of setting names, got {resets!r:.60}{hint}"
+            f"Config.merged: resets must be a list of setting names, got {_show(resets)}{hint}"
         )
     for key in resets:
-        if key not in optional:
+        if not isinstance(key, str) or key not in optional:  # `in` of an array is an array
             raise InputError(
-                f"Config.merged: resets names {key!r:.60}, which is not an optional setting "
+                f"Config.merged: resets names {_show(key)}, which is not an optional setting "
                 f"(allowed: {', '.join(optional)}, which go back to None)"
             )
 
@@ -358,6 +367,7 @@ def _check_merged_arguments(overrides: object, resets: object) -> None:
 # Per setting: its kind (how it is type-checked and parsed) and its help text.
 _KINDS: dict[str, str] = {f.name: f.metadata["kind"] for f in dataclasses.fields(Config)}
 CONFIG_HELP: dict[str, str] = {f.name: f.metadata["help"] for f in dataclasses.fields(Config)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
 
 
 @dataclass(frozen=True)
@@ -421,9 +431,13 @@ def parse_cli_value(key: str, text: str) -> Any:
         raise InputError(f"command line: {flag} {text!r} is not an integer")
     if kind == "float":
         try:
-            return ascii_float(token)
+            number = ascii_float(token)
         except ValueError:
             raise InputError(f"command line: {flag} {text!r} is not a number") from None
+        lost = _float64_loss(token, number)
+        if lost:
+            raise InputError(f"command line: {flag} {text!r} is {lost}")
+        return number
     if kind in ("bool", "bool?"):
         lowered = token.lower()
         if lowered in ("true", "yes", "on", "1"):
@@ -457,8 +471,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     A relative ``csv:`` path in ``data`` is taken relative to the TOML file's folder
     (as it reads there), and returned joined to it."""
     text = decode_text(read_input(path, f"config {path}"), f"config {path}", "TOML")
+    unheld: list[_Unheld] = []
     try:
-        d = tomllib.loads(text)
+        d = tomllib.loads(text, parse_float=lambda literal: _toml_float(literal, unheld))
+        if unheld:
+            d = _held(d, path)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"config {path}: invalid TOML: {one_line(e)}") from None
     except RecursionError:
@@ -470,6 +487,66 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         file = os.path.expanduser(data[4:])
         d["data"] = "csv:" + os.path.join(os.path.dirname(path), file)  # kept if absolute
     return d
+
+
+def _float64_loss(text: str, number: float) -> str | None:
+    """Why the float64 ``number`` that the decimal ``text`` was read as is not that
+    number: nonzero as written but rounded to 0.0 (``1e-400``), or finite but rounded to
+    infinity (``1e400``); None where ``number`` holds it (to float64's precision)."""
+    mantissa = re.split("[eE]", text)[0]  # inf and nan have no digits
+    if number == 0.0 and re.search("[1-9]", mantissa):
+        return (
+            f"too small for a 64-bit float (it rounds to {number}: nonzero values are at "
+            "least about 5e-324 in size)"
+        )
+    if math.isinf(number) and re.search("[0-9]", text):
+        return (
+            f"too large for a 64-bit float (it rounds to {number}: finite values are at "
+            "most about 1.8e308 in size)"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class _Unheld:
+    """A float of a TOML file that float64 cannot hold: its ``literal`` as written,
+    the float it rounds to, and why (:func:`_float64_loss`)."""
+
+    literal: str
+    rounded: float
+    why: str
+
+
+def _toml_float(literal: str, unheld: list[_Unheld]) -> float | _Unheld:
+    """TOML's float ``literal`` (``1_000.5``, ``-inf``) as a float, or as an :class:`_Unheld`
+    (appended to ``unheld`` too) where float64 cannot hold it."""
+    number = float(literal)  # takes TOML's underscores between digits, inf and nan
+    why = _float64_loss(literal, number)
+    if why is None:
+        return number
+    unheld.append(_Unheld(literal, number, why))
+    return unheld[-1]
+
+
+def _held(d: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """``d`` (a TOML file's table) with every :class:`_Unheld` as the float it rounds to;
+    InputError naming the literal where it is a float setting's value (an integer
+    setting's, or an unknown key's, is refused as such)."""
+    for key, value in d.items():
+        if isinstance(value, _Unheld) and _KINDS.get(key) == "float":
+            raise InputError(f"config {path}: {key} = {value.literal} is {value.why}")
+    return _rounded(d)
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` with every :class:`_Unheld` in it, in tables and arrays, as its float."""
+    if isinstance(value, _Unheld):
+        return value.rounded
+    if isinstance(value, dict):
+        return {key: _rounded(x) for key, x in value.items()}
+    if isinstance(value, list):
+        return [_rounded(x) for x in value]
+    return value
 
 
 def _name_or_index(token: str) -> str | int:
@@ -490,6 +567,10 @@ def _show(value: Any) -> str:
 
 
 def _toml(value: Any) -> str:
+    if isinstance(value, np.ndarray) and value.size > 20:  # tolist() of millions is slow
+        return one_line(np.array2string(value, separator=", ", threshold=20))
+    if isinstance(value, (np.generic, np.ndarray)):  # NumPy 2's repr: np.float64(3.0)
+        value = value.tolist()
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -500,12 +581,14 @@ def _toml(value: Any) -> str:
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml(x)}" for k, x in value.items()) + "}"
     if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date too
         return value.isoformat()
-    return repr(value)
+    if isinstance(value, (str, int, float)):
+        return repr(str(value) if isinstance(value, str) else value)  # np.str_ is a str
+    return one_line(repr(value))  # any other object's, a pandas Series', has lines
 
 
 def _toml_key(key: Any) -> str:
     """A bare TOML key as is, any other quoted (escapes keep it on one line)."""
-    return key if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+    return key if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml(key)
 
 
 def _described(key: str, value: Any) -> str:
@@ -517,11 +600,11 @@ def _described(key: str, value: Any) -> str:
 
 
 _VALUE_KINDS = (
-    (bool, "a boolean"),
-    (int, "an integer"),
-    (float, "a float"),
+    ((bool, np.bool_), "a boolean"),
+    ((int, np.integer), "an integer"),
+    ((float, np.floating), "a float"),
     (str, "a string"),
-    ((list, tuple), "an array"),
+    ((list, tuple, np.ndarray), "an array"),
     (dict, "a table"),
     (datetime.datetime, "a date-time"),
     (datetime.date, "a date"),
@@ -554,13 +637,13 @@ def _check_type(kind: str, v: Any) -> Any | None:
         return None
     if kind in ("bool", "bool?"):
         return bool(v) if isinstance(v, (bool, np.bool_)) else None
-    if kind == "str":
-        return v if isinstance(v, str) else None
+    if kind == "str":  # str(): NumPy's np.str_ is a str too
+        return str(v) if isinstance(v, str) else None
     if kind in ("device", "id?"):
-        return v if isinstance(v, str) else int(v) if is_int(v) else None
+        return str(v) if isinstance(v, str) else int(v) if is_int(v) else None
     if kind == "columns?":
         if isinstance(v, (list, tuple)) and all(isinstance(c, str) or is_int(c) for c in v):
-            return tuple(c if isinstance(c, str) else int(c) for c in v)
+            return tuple(str(c) if isinstance(c, str) else int(c) for c in v)
         return None
     raise AssertionError(kind)
 
@@ -653,6 +736,9 @@ def _build(
     def named(key: str) -> str:  # a default is no flag's: named by its key
         return _named(key, v[key], origin.get(key))
 
+    def called(key: str) -> str:  # named without its value, in a formula
+        return flag_of(key) if origin.get(key) == COMMAND_LINE else key
+
     _check_keys(values, fail)
     v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
     for key, raw in values.items():
@@ -666,7 +752,7 @@ def _build(
     if v["data"] == "adding":
         _check_adding_split(v, fail, named)
     elif v["data"] in BUILTIN_DATA:
-        _check_series_split(v, fail, named)
+        _check_series_split(v, fail, named, called)
     return Config(**v)
 
 
@@ -742,20 +828,26 @@ def _optional_ranges(v: Mapping[str, Any]) -> list[_Check]:
     min_length = v["min_length"]
     return [
         ("csv_columns", columns is None or len(columns) >= 1, "a non-empty list"),
+        # A blank name is no column's: the reader strips the header's names.
         (
             "csv_columns",
-            columns is None or all(isinstance(c, str) or c >= 0 for c in columns),
-            "column names or indices >= 0",
+            columns is None or all(_is_column(c) for c in columns),
+            "column names (not blank) or indices >= 0",
         ),
         (
             "csv_series_id",
-            not is_int(series_id) or series_id >= 0,
-            "a column name or an index >= 0",
+            series_id is None or _is_column(series_id),
+            "a column name (not blank) or an index >= 0",
         ),
         # >= 1 whatever the data; the message tells its range with the data's and
         # sequence_size's, as :func:`_check_min_length` does
         ("min_length", min_length is None or min_length >= 1, _min_length_range(v)[1]),
     ]
+
+
+def _is_column(column: str | int) -> bool:
+    """Whether ``column`` can name a CSV column: a name that is not blank, or an index >= 0."""
+    return column.strip() != "" if isinstance(column, str) else column >= 0
 
 
 def _check_csv_settings_apply(
@@ -825,20 +917,24 @@ def _check_adding_split(v: Mapping[str, Any], fail: _Fail, named: _Named) -> Non
         )
 
 
-def _check_series_split(v: Mapping[str, Any], fail: _Fail, named: _Named) -> None:
+def _check_series_split(
+    v: Mapping[str, Any], fail: _Fail, named: _Named, called: Callable[[str], str]
+) -> None:
     """The training and validation parts that split_rate makes of a built-in series:
-    each must hold a window (sequence_size + 1 points)."""
+    each must hold a window (sequence_size + 1 points). ``called`` names a setting in
+    the message's formula as it was given (``--sequence-size + 1 = 11``)."""
     n_train = train_points(v["split_rate"], v["total_size"])
     n_val = v["total_size"] - n_train
     window = v["sequence_size"] + 1
     if n_train < window or n_val < window:
         longest = min(n_train, n_val) - 1
-        hint = f" (here sequence_size <= {longest})" if longest >= 1 else ""
+        size = called("sequence_size")
+        hint = f" (here {size} <= {longest})" if longest >= 1 else ""
         raise fail(
             "split_rate",
             f"{named('split_rate')} of {named('total_size')} gives "
             f"{n_train} training and {n_val} validation points; each part needs at least "
-            f"sequence_size + 1 = {window}{hint}",
+            f"{size} + 1 = {window}{hint}",
             "total_size",
             "sequence_size",
         )

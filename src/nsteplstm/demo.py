@@ -121,10 +121,9 @@ def _base_config(base: Config | Mapping[str, Any] | None, epochs: int) -> Config
         raise InputError(f"demo: base must be a Config, a mapping or None, got {base!r:.60}")
     epochs = check_int("--epochs (epochs= from Python)", epochs, maximum=MAX_EPOCHS)
     settings = base.changed() if isinstance(base, Config) else dict(base or {})
-    config = Config.from_dict({**settings, "epochs": epochs}, "of the demo")
-    if config.data == "adding":
+    if settings.get("data") == "adding":  # first: its other settings would be named
         raise InputError("demo: data = 'adding' is sequence-to-one; the demo forecasts a series")
-    return config
+    return Config.from_dict({**settings, "epochs": epochs}, "of the demo")
 
 
 def _check_outputs(out: str | Path, names: list[str], force: bool) -> tuple[Path, list[Path]]:

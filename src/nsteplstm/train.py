@@ -1069,11 +1069,12 @@ def _run_config(
     # keeps the default n_in and n_out where from_dict derives them from the data.
     built = isinstance(config, Config)
     settings = config.changed() if built else config
+    if built:  # a field of a Config, not a key to remove
+        config.check_data_settings(settings.keys(), {}, fix="leave it at its default")
     config = Config.from_dict(settings, "settings")
-    # A full mapping (Config.to_dict()) holds every setting: those at their defaults
-    # say nothing, the others must apply to the data.
-    fix = "leave it at its default" if built else "remove it"
-    config.check_data_settings(config.changed().keys() & set(settings), {}, fix=fix)
+    # A full mapping (Config.to_dict()) holds every setting, which from_dict takes as a
+    # run's stored ones: those at their defaults say nothing, the others must apply.
+    config.check_data_settings(config.changed().keys() & set(settings), {})
     config = dataclasses.replace(config, data=absolute_data(config.data))
     runs.check_run_dir_free(out, force)
     if out.is_dir():  # an old run in it may be in training: fail now, not at the end
