@@ -859,3 +859,17 @@ def test_numpy_values_are_shown_as_plain_numbers() -> None:
     assert type(config.data) is str and type(config.csv_columns[0]) is str
     with pytest.raises(InputError, match=r"^Config.merged: resets names \['epochs', 'x'\], "):
         Config.merged(None, {}, resets=np.array([["epochs", "x"]]))  # was a ValueError
+
+
+def test_an_integer_of_more_digits_than_python_reads_is_one_line(tmp_path: Path) -> None:
+    # int() of more than 4300 digits raises ValueError: a traceback from a flag, a TOML
+    # file and from Python (the message's own repr of the value).
+    digits = "9" * 5000
+    with pytest.raises(InputError, match="^command line: --epochs has 5000 digits: it is out"):
+        parse_cli_value("epochs", digits)
+    toml = tmp_path / "big.toml"
+    toml.write_text(f"epochs = {digits}\n")
+    with pytest.raises(InputError, match="an integer of more than 4300 digits"):
+        load_toml(toml)
+    with pytest.raises(InputError, match="epochs = an integer of about 5000 digits is out of"):
+        Config.from_dict({"epochs": 10**5000}, "t")

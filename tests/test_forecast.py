@@ -143,6 +143,9 @@ def test_one_dimensional_series_is_one_feature() -> None:
         (dict(starts=[[0], [1, 2]]), r"start \[0\] must be an integer, got list"),
         (dict(starts=[1.0]), r"start 1.0 must be an integer, got float"),
         (dict(starts=[True]), r"start True must be an integer, got bool"),
+        # NumPy 2's repr reached the message: "start np.int64(35) out of range".
+        (dict(starts=np.array([35])), r"start 35 out of range: .* must start in \[0, 34\]"),
+        (dict(starts=[np.float64(1.0)]), r"start 1.0 must be an integer, got float64"),
         (dict(series=np.ma.masked_array(make_series())), r"a masked array's mask would be lost"),
         (dict(series=make_series().astype(complex)), r"real numbers, got dtype complex128"),
         (dict(series=np.arange(40).astype("datetime64[D]")), r"got dtype datetime64\[D\]"),

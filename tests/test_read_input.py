@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nsteplstm.errors import InputError, read_input
@@ -75,3 +76,21 @@ def test_ascii_float_reads_ascii_numbers_only() -> None:
     for text in ("1_0", "\u0663", "\uff11", "x"):
         with pytest.raises(ValueError):
             ascii_float(text)
+
+
+def test_checks_show_numpy_values_and_huge_integers_plainly() -> None:
+    # NumPy 2's repr reached the messages ("got np.int64(0)"), and an integer of more
+    # digits than Python writes (4300) turned the message itself into a ValueError.
+    from nsteplstm.errors import check_bool, check_choice, check_int, check_ratio
+
+    for check, said in [
+        (lambda: check_int("horizon", np.int64(0)), "horizon must be an integer >= 1, got 0"),
+        (lambda: check_ratio("dropout", np.float64(1.5)), "got 1.5"),
+        (lambda: check_choice("mode", np.str_("x"), ("window",)), "got 'x'"),
+        (lambda: check_bool("force", np.float32(1.0)), "got 1.0"),
+        (lambda: check_int("horizon", -(10**5000)), "got an integer of about 5000 digits"),
+        (lambda: check_int("horizon", "y" * 100), "got '" + "y" * 56 + "..."),
+    ]:
+        with pytest.raises(InputError) as e:
+            check()
+        assert str(e.value).endswith(said) and "\n" not in str(e.value)

@@ -42,7 +42,15 @@ from torch import nn
 
 from .config import Config, absolute_data, is_csv_data
 from .data import ColumnCountError, load_series
-from .errors import InputError, check_bool, check_int, is_finite_number, one_line, read_input
+from .errors import (
+    InputError,
+    check_bool,
+    check_int,
+    is_finite_number,
+    one_line,
+    plain,
+    read_input,
+)
 from .model import Forecaster, NStepBiLSTM, NStepLSTM, StepLSTM
 from .runs import (
     prepare_run_dir,
@@ -656,8 +664,8 @@ def _check_found(path: str | Path, found: dict[str, Any], overrides: dict[str, A
     for key, value in found.items():
         if key in overrides and overrides[key] != value:
             raise InputError(
-                f"Chainer checkpoint {path}: has {key} = {value!r}, but {overrides[key]!r} "
-                "was asked for"
+                f"Chainer checkpoint {path}: has {key} = {plain(value)}, but "
+                f"{plain(overrides[key])} was asked for"
             )
     if found["n_in"] != found["n_out"]:
         raise InputError(

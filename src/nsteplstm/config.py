@@ -36,6 +36,7 @@ from .errors import (
     decode_text,
     is_int,
     one_line,
+    plain,
     read_input,
 )
 
@@ -426,6 +427,9 @@ def parse_cli_value(key: str, text: str) -> Any:
     if kind in RESET_WORDS and token.lower() == RESET_WORDS[kind]:
         return None
     if kind in ("int", "int?"):
+        digits = len(token.lstrip("+-"))
+        if _is_integer(token) and digits > sys.get_int_max_str_digits():
+            raise InputError(f"command line: {flag} has {digits} digits: it is out of range")
         if _is_integer(token):
             return int(token)
         raise InputError(f"command line: {flag} {text!r} is not an integer")
@@ -474,12 +478,15 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     unheld: list[_Unheld] = []
     try:
         d = tomllib.loads(text, parse_float=lambda literal: _toml_float(literal, unheld))
-        if unheld:
-            d = _held(d, path)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"config {path}: invalid TOML: {one_line(e)}") from None
+    except ValueError:  # tomllib's int() of more digits than Python writes or reads
+        limit = sys.get_int_max_str_digits()
+        raise InputError(f"config {path}: an integer of more than {limit} digits") from None
     except RecursionError:
         raise InputError(f"config {path}: invalid TOML: nested too deeply") from None
+    if unheld:
+        d = _held(d, path)
     if not isinstance(d, dict):  # pragma: no cover - tomllib always returns a table
         raise InputError(f"config {path}: expected a table of settings")
     data = d.get("data")
@@ -581,7 +588,9 @@ def _toml(value: Any) -> str:
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml(x)}" for k, x in value.items()) + "}"
     if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date too
         return value.isoformat()
-    if isinstance(value, (str, int, float)):
+    if isinstance(value, int):
+        return plain(value, most=sys.maxsize)  # one of 5000 digits: described by its size
+    if isinstance(value, (str, float)):
         return repr(str(value) if isinstance(value, str) else value)  # np.str_ is a str
     return one_line(repr(value))  # any other object's, a pandas Series', has lines
 

@@ -30,15 +30,10 @@ from .errors import (
     decode_text,
     is_finite_number,
     is_int,
+    plain,
     read_input,
     some,
 )
-
-
-def _plain(value: object) -> str:
-    """``repr(value)``, a NumPy scalar as the Python number it holds (``1.5``, not
-    ``np.float64(1.5)``)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def fibonacci_mod(total_size: int, value: int) -> np.ndarray:
@@ -59,9 +54,9 @@ def sine(total_size: int, period: float = 20.0, noise: float = 0.0, seed: int = 
     total_size = check_int("total_size", total_size, maximum=MAX_DATA_SIZE)
     seed = check_int("seed", seed, 0)
     if not is_finite_number(period) or period <= 0:
-        raise InputError(f"sine: period must be a finite number > 0, got {_plain(period)}")
+        raise InputError(f"sine: period must be a finite number > 0, got {plain(period)}")
     if not is_finite_number(noise) or noise < 0:
-        raise InputError(f"sine: noise must be a finite number >= 0, got {_plain(noise)}")
+        raise InputError(f"sine: noise must be a finite number >= 0, got {plain(noise)}")
     t = np.arange(total_size, dtype=np.float64)
     with np.errstate(all="ignore"):  # extreme settings give inf/NaN: load_dataset says so
         y = np.sin(2.0 * np.pi * t / period)
@@ -180,7 +175,7 @@ def _resolve_column(col: str | int, key: str, layout: _Layout) -> int:
         return _resolve_index(int(col), key, layout)
     if isinstance(col, str):
         return _resolve_name(col, key, layout)
-    raise InputError(f"{layout.path}: {key} {_plain(col)} must be a column name or a 0-based index")
+    raise InputError(f"{layout.path}: {key} {plain(col)} must be a column name or a 0-based index")
 
 
 def _resolve_index(col: int, key: str, layout: _Layout) -> int:
@@ -410,7 +405,7 @@ def _check_arguments(
         raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
     if header is not None and not isinstance(header, (bool, np.bool_)):
         raise InputError(
-            f"{path}: header must be None (detect), True or False, got {_plain(header)}"
+            f"{path}: header must be None (detect), True or False, got {plain(header)}"
         )
     if columns is not None and (
         isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence)
@@ -682,7 +677,7 @@ def split_series(
             f"shape {series_list.shape}: pass [series]"
         )
     if not is_finite_number(split_rate) or not 0 < split_rate < 1:
-        raise InputError(f"split_rate must be a number in (0, 1), got {_plain(split_rate)}")
+        raise InputError(f"split_rate must be a number in (0, 1), got {plain(split_rate)}")
     sequence_size = check_int("sequence_size", sequence_size)
     parts = [_parts(s, split_rate, sequence_size) for s in series_list]
     train = [part for part, _ in parts if part is not None]

@@ -5,6 +5,7 @@ decoding an input file."""
 import codecs
 import os
 import stat
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -27,7 +28,7 @@ def check_ratio(name: str, value: object) -> float:
     """``value`` as a float, once it is a number in [0, 1) (a dropout ratio);
     :class:`InputError` naming ``name`` otherwise."""
     if not is_finite_number(value) or not 0.0 <= value < 1.0:
-        raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
+        raise InputError(f"{name} must be a number in [0, 1), got {plain(value)}")
     return float(value)
 
 
@@ -35,7 +36,7 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     """``value`` once it is one of the strings ``allowed``; :class:`InputError` naming
     ``name`` and the choices otherwise."""
     if not isinstance(value, str) or value not in allowed:
-        raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        raise InputError(f"{name} must be one of {', '.join(allowed)}, got {plain(value)}")
     return value
 
 
@@ -53,6 +54,19 @@ def some(
 def one_line(x: object) -> str:
     """``str(x)`` with every run of whitespace, line breaks included, as one space."""
     return " ".join(str(x).split())
+
+
+def plain(value: object, most: int = 60) -> str:
+    """``repr(value)`` for a message: a NumPy scalar as the Python value it holds (``1.5``,
+    not NumPy 2's ``np.float64(1.5)``), on one line, cut to ``most`` characters, and an
+    integer too long for Python to write in decimal (``sys.get_int_max_str_digits``)
+    described by its size."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int) and value.bit_length() > 3.32 * sys.get_int_max_str_digits():
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = one_line(repr(value))
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def gib(nbytes: float) -> str:
@@ -92,7 +106,7 @@ def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = 
         if maximum is not None:
             shown = f"{maximum:,}" if maximum < 10**6 else f"{maximum:.0e}".replace("+", "")
             most = f" and <= {shown}"
-        raise InputError(f"{name} must be an integer >= {minimum}{most}, got {value!r}")
+        raise InputError(f"{name} must be an integer >= {minimum}{most}, got {plain(value)}")
     return int(value)
 
 
@@ -100,7 +114,7 @@ def check_bool(name: str, value: object) -> bool:
     """``value`` as a bool; :class:`InputError` naming ``name`` unless it is True or
     False (a truthy ``"no"`` would otherwise replace the user's files)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name} must be True or False, got {value!r}")
+        raise InputError(f"{name} must be True or False, got {plain(value)}")
     return bool(value)
 
 

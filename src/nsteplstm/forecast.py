@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .config import Config, absolute_data, is_csv_data
 from .device import check_memory
-from .errors import InputError, check_bool, check_choice, check_int, gib, is_int, some
+from .errors import InputError, check_bool, check_choice, check_int, gib, is_int, plain, some
 from .functional import lstm_cell
 from .model import Forecaster, NStepLSTM
 from .packing import PackedLayout
@@ -248,13 +248,13 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
     if not isinstance(starts, (Sequence, np.ndarray)) or isinstance(starts, (str, bytes)):
         raise InputError(f"starts must be a list of integers, got {type(starts).__name__}")
     if len(starts) == 0 or (isinstance(starts, np.ndarray) and starts.ndim != 1):
-        raise InputError(f"starts must be a non-empty list of integers, got {starts!r}")
+        raise InputError(f"starts must be a non-empty list of integers, got {plain(starts)}")
     last = length - sequence_size
     for s in starts:
         _check_start_type(s)
         if not 0 <= s <= last:
             raise InputError(
-                f"start {s!r} out of range: a start window of {sequence_size} points in a "
+                f"start {plain(s)} out of range: a start window of {sequence_size} points in a "
                 f"series of {length} must start in [0, {last}]"
             )
     needed = 4 * (sequence_size + horizon) * len(starts) * x.shape[1]  # float32 (S + h, B, F)
@@ -642,7 +642,7 @@ def _check_run_memory(horizon: int, n_features: int) -> None:
 def _check_start_type(start: object) -> None:
     """InputError unless ``start`` is an integer (a float or a list is not "out of range")."""
     if not is_int(start):
-        raise InputError(f"start {start!r} must be an integer, got {type(start).__name__}")
+        raise InputError(f"start {plain(start)} must be an integer, got {type(start).__name__}")
 
 
 def _run_start(start: int, length: int, sequence_size: int) -> int:
@@ -651,7 +651,7 @@ def _run_start(start: int, length: int, sequence_size: int) -> int:
     _check_start_type(start)
     if not (0 <= start <= last or -length <= start <= -sequence_size):
         raise InputError(
-            f"start {start!r} out of range: a start window of {sequence_size} points in a "
+            f"start {plain(start)} out of range: a start window of {sequence_size} points in a "
             f"series of {length} must start in [0, {last}], or in [-{length}, "
             f"-{sequence_size}] counted from the end"
         )
