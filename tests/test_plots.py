@@ -498,3 +498,17 @@ def test_plot_runs_says_what_to_do_about_a_missing_history(tmp_path: Path) -> No
     with pytest.raises(InputError, match=no_run):
         plots.plot_runs([run], out)
     assert not out.exists()
+
+
+def test_a_run_stopped_before_its_first_epoch_is_not_called_imported(tmp_path: Path) -> None:
+    # Its empty history was blamed on Chainer ("a run imported from Chainer has none").
+    from nsteplstm import runs
+
+    run = tmp_path / "half"
+    run.mkdir()
+    runs.write_history(run, [])
+    (run / runs.CHECKPOINT_FILE).write_text("{}")  # what a run stopped mid-epoch holds
+    said = rf"no epochs to plot \({run} stopped before its first epoch ended; nsteplstm train "
+    with pytest.raises(InputError, match=said + rf"--resume {run}\)$"):
+        plots.plot_runs([run], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

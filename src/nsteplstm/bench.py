@@ -1216,7 +1216,7 @@ def _forecast_table(doc: dict[str, Any]) -> list[str]:
         "",
         f"Forecast, {FORECAST_HORIZON} points per start, one-layer model (original: "
         f"{ORIGINAL_FORECAST_POINTS} points in {ORIGINAL_FORECAST_SECONDS} s; on the CPU "
-        f"fewer than {ONE_THREAD_STARTS} starts run on one thread, as `nl.forecast` runs "
+        f"fewer than {ONE_THREAD_STARTS} starts run on one thread, as `nl.forecast.forecast` runs "
         "them):",
         "",
     ]
@@ -1579,7 +1579,7 @@ def reference_figures() -> dict[str, Any]:
     """The fixed figures, not measured in the run, that bench.md and the targets use:
     the original article's forecast (``points`` in ``seconds``; a forecast's ``speedup``
     is its points per second over ``points_per_second``), the starts from which
-    ``nl.forecast`` uses all CPU threads (fewer run on one), the issue's Chainer times
+    ``nl.forecast.forecast`` uses all CPU threads (fewer run on one), the issue's Chainer times
     (seconds per epoch on the issue's machine; the step-wise target uses the one-layer
     ``step`` time when Chainer did not run), and each target's threshold and rule: a
     target of bench.json whose ``goal`` is G is met when ``value RULE threshold``."""

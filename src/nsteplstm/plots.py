@@ -381,8 +381,12 @@ def _legend_name(name: str) -> str:
     return name
 
 
-def _check_some_epochs(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-    """InputError when no history in ``runs`` (label -> history) has an epoch."""
+def _check_some_epochs(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    why: str = "a run imported from Chainer has none",
+) -> None:
+    """InputError when no history in ``runs`` (label -> history) has an epoch; ``why``
+    ends the message."""
     if any(len(history) for history in runs.values()):
         return
     which = (
@@ -390,7 +394,7 @@ def _check_some_epochs(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         if len(runs) == 1
         else f"the histories of all {len(runs)} runs are empty"
     )
-    raise InputError(f"{which}: no epochs to plot (a run imported from Chainer has none)")
+    raise InputError(f"{which}: no epochs to plot ({why})")
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
@@ -462,4 +466,8 @@ def plot_runs(
     if len(set(labels)) != len(labels):
         raise InputError(f"labels must differ from each other, got {list(labels)}")
     runs = {label: _history(d) for label, d in zip(labels, dirs, strict=True)}
+    stopped = next((d for d in dirs if (d / CHECKPOINT_FILE).exists()), None)
+    if stopped is not None:  # trained, not imported: it stopped before its first epoch ended
+        resume = f"nsteplstm train --resume {command_path(stopped)}"
+        _check_some_epochs(runs, f"{stopped} stopped before its first epoch ended; {resume}")
     return plot_overlay(out, runs, title, metric)
