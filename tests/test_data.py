@@ -378,7 +378,7 @@ def test_read_csv_non_numeric_names_line_and_column(tmp_path: Path) -> None:
     msg = str(e.value)
     assert "d.csv" in msg and "line 3" in msg and "column 'b'" in msg and "'oops'" in msg
     assert "\n" not in msg
-    assert msg.endswith("; without csv_columns every column is read)")  # e.g. a date column
+    assert msg.endswith("; without columns every column is read)")  # e.g. a date column
     with pytest.raises(InputError, match=r"number \(expected a finite decimal number\)$"):
         read_csv(p, columns=["b"])  # chosen: no hint
     p = write(tmp_path, "1,2\n3,\n")
@@ -715,10 +715,11 @@ def test_decimal_commas_and_semicolons_are_suspected_where_the_columns_do_not_fi
     german = write(tmp_path, "".join(f"{50 + t},{t % 10}\n" for t in range(40)))
     config = {"data": f"csv:{german}", "sequence_size": 3}
     hint = "; if the commas are decimal commas (50,0 for 50.0), write the numbers with decimal"
-    with pytest.raises(InputError, match=re.escape("set both to 2 or choose csv_columns" + hint)):
+    advice = "set both to 2 (--n-in 2 --n-out 2) or choose csv_columns (--csv-columns)"
+    with pytest.raises(InputError, match=re.escape(advice + hint)):
         load_dataset(Config.from_dict(config, "t"))
     signed = write(tmp_path, "".join(f"{50 + t},{-t}\n" for t in range(40)))  # not decimals
-    with pytest.raises(InputError, match=r"choose csv_columns$"):
+    with pytest.raises(InputError, match=r"choose csv_columns \(--csv-columns\)$"):
         load_dataset(Config.from_dict({**config, "data": f"csv:{signed}"}, "t"))
     named = write(tmp_path, "units\n50,0\n53,3\n")  # with a header: a row too long
     with pytest.raises(InputError) as e:
@@ -744,8 +745,18 @@ def test_a_column_name_the_reader_cannot_take_says_how_to_give_it(tmp_path: Path
     with pytest.raises(InputError) as e:
         read_csv(path, ["units"], header=False)
     assert str(e.value).endswith(
-        "column 'units' given by name but the file has no header (csv_header = false reads "
-        "the first row as data; set it to true or auto, or use 0-based indices 0..1)"
+        "column 'units' given by name but the file has no header (header=False reads the "
+        "first row as data: pass True, or None to detect it, or use 0-based indices 0..1)"
+    )
+    # A Config's csv_header is named by its key and its flag: which was given is not known.
+    config = Config.from_dict(
+        {"data": f"csv:{path}", "csv_columns": ["units"], "csv_header": False}, "t"
+    )
+    with pytest.raises(InputError) as e:
+        load_dataset(config)
+    assert str(e.value).endswith(
+        "(csv_header = false (--csv-header false) reads the first row as data: set it to "
+        "true, or leave it out to detect the header, or use 0-based indices 0..1)"
     )
     # A header of years: the command line's 2021 is an index, which it did not say.
     years = write(tmp_path, "2020,2021\n50.5,51.5\n52.5,53.5\n")
@@ -929,5 +940,104 @@ def test_messages_show_numpy_numbers_as_numbers(tmp_path: Path) -> None:
         read_csv(path, [np.float64(1.0)])
     # A NumPy bool is a bool, as check_bool takes it (np.True_ was refused).
     assert read_csv(path, header=np.bool_(True))[""].tolist() == [[1, 2], [3, 4]]
-    with pytest.raises(InputError, match=r"'a' given by name but .*\(csv_header = false reads"):
+    with pytest.raises(InputError, match=r"'a' given by name but .*\(header=False reads"):
         read_csv(path, ["a"], header=np.False_)
+
+
+# The CSV errors of settings: a Config's are named by key and flag (where each was
+# given is not known once the Config is built), read_csv's by its arguments.
+
+
+def _train_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The one stderr line of ``nsteplstm train --out TMP/run ARGV``, which must fail
+    with exit code 2 and create no run."""
+    from nsteplstm.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--epochs", "1", *argv]) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nsteplstm train: error: ")
+    return err.strip()
+
+
+def test_a_column_count_error_names_the_flags_too(tmp_path: Path, capsys) -> None:
+    # It said "set both to 2 or choose csv_columns", keys a command line has no use for.
+    p = write(tmp_path, "a,b\n" + "".join(f"{t % 7}.5,{t % 5}\n" for t in range(60)))
+    assert _train_error(tmp_path, capsys, "--data", f"csv:{p}").endswith(
+        f"{p}: the data has 2 columns but n_in = 1 and n_out = 1; set both to 2 "
+        "(--n-in 2 --n-out 2) or choose csv_columns (--csv-columns)"
+    )
+
+
+def test_a_cell_error_says_every_column_is_read_only_where_columns_can_be_chosen(
+    tmp_path: Path, capsys
+) -> None:
+    rows = "".join(f"{t % 7},{t % 5}\n" for t in range(40))
+    two = write(tmp_path, "a,b\n" + rows + "1,x\n", "two.csv")
+    argv = ["--data", f"csv:{two}", "--n-in", "2", "--n-out", "2"]
+    assert _train_error(tmp_path, capsys, *argv).endswith(
+        f"{two}: line 42, column 'b': 'x' is not a number (expected a finite decimal "
+        "number; without csv_columns (--csv-columns) every column is read)"
+    )
+    with pytest.raises(InputError, match=r"; without columns every column is read\)$"):
+        read_csv(two)
+    # One data column (alone, or beside the series_id): choosing columns cannot help.
+    one = write(tmp_path, "a\n1\n2\nx\n", "one.csv")
+    assert _train_error(tmp_path, capsys, "--data", f"csv:{one}").endswith(
+        f"{one}: line 4, column 'a': 'x' is not a number (expected a finite decimal number)"
+    )
+    with pytest.raises(
+        InputError, match=r"'x' is not a number \(expected a finite decimal number\)$"
+    ):
+        read_csv(two, series_id="a")
+
+
+def test_a_column_both_data_and_series_id_is_named_as_given(tmp_path: Path, capsys) -> None:
+    # It said "column 0 is both a data column and the series_id": neither the name
+    # given nor the settings to change.
+    p = write(tmp_path, "shop,units\n" + "".join(f"s{t % 2},{t}\n" for t in range(40)))
+    both = "is both a data column and the series_id"
+    fix = (
+        "drop it from csv_columns (--csv-columns) or choose another csv_series_id (--csv-series-id)"
+    )
+    argv = ["--data", f"csv:{p}", "--csv-columns", "shop,units"]
+    assert _train_error(tmp_path, capsys, *argv, "--csv-series-id", "shop").endswith(
+        f"{p}: column 'shop' {both}: {fix}"
+    )
+    assert _train_error(tmp_path, capsys, *argv, "--csv-series-id", "0").endswith(
+        f"{p}: column 'shop' {both} (given as 0): {fix}"
+    )
+    with pytest.raises(InputError) as e:
+        read_csv(p, columns=[1, 0], series_id="shop")
+    assert str(e.value) == (
+        f"{p}: column 0 {both} (given as 'shop'): drop it from columns or choose another series_id"
+    )
+
+
+def test_a_header_read_as_data_is_suspected_only_where_it_looks_like_one(
+    tmp_path: Path, capsys
+) -> None:
+    # It said only "line 1, column 0: 'units' is not a number", and "without
+    # csv_columns every column is read", which does not help.
+    rows = "".join(f"{t % 3},{t % 5}\n" for t in range(40))
+    p = write(tmp_path, "shop,units\n" + rows)
+    looks = "line 1 looks like a header (text in every cell, where line 2 has numbers): "
+    argv = ["--data", f"csv:{p}", "--csv-header", "false", "--n-in", "2", "--n-out", "2"]
+    assert _train_error(tmp_path, capsys, *argv).endswith(
+        f"{p}: line 1, column 0: 'shop' is not a number (expected a finite decimal number; "
+        f"{looks}csv_header = false (--csv-header false) reads the first row as data: set "
+        "it to true, or leave it out to detect the header)"
+    )
+    with pytest.raises(InputError) as e:
+        read_csv(p, header=False)
+    assert str(e.value).endswith(
+        f"{looks}header=False reads the first row as data: pass True, or None to detect it)"
+    )
+    # Not where the first row holds a number or an empty cell, nor where the next row
+    # is not numbers in the columns read.
+    for first in ("shop,1\n", "shop,\n", "shop,units\nx,2\n"):
+        q = write(tmp_path, first + rows, "q.csv")
+        with pytest.raises(InputError, match=r"line 1, column 0: 'shop' is not a number") as e:
+            read_csv(q, header=False)
+        assert "looks like a header" not in str(e.value)

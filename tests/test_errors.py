@@ -268,6 +268,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "csv_utf16": _file("utf16.csv", "v\n1\n2\n".encode("utf-16")),
     "csv_text_cell": _file("text.csv", "a,b\n1,2\n3,x\n4,5\n"),
     "csv_excel_semicolon": _file("excel.csv", "sep=;\nv\n1\n2\n"),
+    "csv_two_columns": _file("two.csv", "a,b\n" + "".join(f"{t % 7},{t % 5}\n" for t in range(40))),
     "csv_thousands": _file("thousands.csv", 'v\n"1,000.5"\n"2,000.5"\n'),
     "csv_nan": _file("nan.csv", "v\n1\n2\nnan\n4\n"),
     "csv_gap": _file("gap.csv", "a,b\n1,2\n,\n4,5\n"),

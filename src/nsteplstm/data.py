@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .config import Config, train_points
+from .config import Config, flag_of, train_points
 from .errors import (
     MAX_DATA_SIZE,
     InputError,
@@ -143,13 +143,16 @@ class _Layout:
 
     path: the file; first_line, first: the first row's line number and cells; names:
     the header's names (the first row), None without a header; told: whether the
-    reader was told that the file has a header (None: detected)."""
+    reader was told that the file has a header (None: detected); config: whether the
+    reader's arguments are a Config's csv_* settings (:func:`load_series`), not
+    :func:`read_csv`'s own."""
 
     path: str
     first_line: int
     first: list[str]
     names: list[str] | None
     told: bool | None
+    config: bool = False
 
     @property
     def count(self) -> int:
@@ -166,6 +169,24 @@ class _Layout:
             return f"indices 0..{self.count - 1}"
         most = len(self.names) if len(self.names) <= 10 else 5
         return some(self.names, most, _show, "columns")
+
+    def called(self, argument: str) -> str:
+        """The reader's ``argument`` ("columns", "header", "series_id") as a message
+        names it: read_csv's argument, or a Config's setting by its key and its flag
+        (``csv_columns (--csv-columns)``), since which of them was given (a flag, a
+        TOML file, Python) is not known once the Config is built."""
+        key = f"csv_{argument}"
+        return f"{key} ({flag_of(key)})" if self.config else argument
+
+    def header_false(self) -> str:
+        """What a header told absent does, and how to undo it, in the words of
+        :meth:`called`."""
+        if not self.config:
+            return "header=False reads the first row as data: pass True, or None to detect it"
+        return (
+            f"csv_header = false ({flag_of('csv_header')} false) reads the first row as data: "
+            "set it to true, or leave it out to detect the header"
+        )
 
 
 def _resolve_column(col: str | int, key: str, layout: _Layout) -> int:
@@ -196,11 +217,7 @@ def _resolve_index(col: int, key: str, layout: _Layout) -> int:
 
 def _resolve_name(col: str, key: str, layout: _Layout) -> int:
     if layout.names is None:
-        fix = (
-            "csv_header = false reads the first row as data; set it to true or auto"
-            if layout.told is False
-            else "add the header row"
-        )
+        fix = layout.header_false() if layout.told is False else "add the header row"
         raise InputError(
             f"{layout.path}: {key} {_show(col)} given by name but the file has no header "
             f"({fix}, or use 0-based indices 0..{layout.count - 1})"
@@ -369,9 +386,11 @@ def _read_table(
     columns: Sequence[str | int] | None,
     header: bool | None,
     series_id: str | int | None,
+    config: bool = False,
 ) -> tuple[dict[str, np.ndarray], list[str] | None, str | None]:
     """:func:`read_csv`, the header's names of the columns read and of the series_id
-    column (None without a header, or without series_id)."""
+    column (None without a header, or without series_id). ``config``: the arguments are
+    a Config's csv_* settings, which messages then name so (:meth:`_Layout.called`)."""
     _check_arguments(path, columns, header)
     header = None if header is None else bool(header)  # np.False_ is not False
     rows = _read_rows(path)
@@ -379,14 +398,14 @@ def _read_table(
         raise InputError(f"{path}: empty file (no rows)")
     first_line, first = rows[0]
     has_header = _is_header(first, columns, series_id) if header is None else header
-    layout = _Layout(str(path), first_line, first, first if has_header else None, header)
+    layout = _Layout(str(path), first_line, first, first if has_header else None, header, config)
     body = rows[1:] if has_header else rows
     if not body:
         raise InputError(f"{path}: no data rows after the header (line {first_line})")
     id_index = None
     if series_id is not None:
         id_index = _resolve_column(series_id, "series_id column", layout)
-    use = _data_columns(columns, id_index, layout)
+    use = _data_columns(columns, series_id, id_index, layout)
     if columns is None:
         use = _without_empty_last(use, body, layout)
     series = _group_rows(body, use, id_index, layout, every_column=columns is None)
@@ -426,10 +445,14 @@ def _is_header(
 
 
 def _data_columns(
-    columns: Sequence[str | int] | None, id_index: int | None, layout: _Layout
+    columns: Sequence[str | int] | None,
+    series_id: str | int | None,
+    id_index: int | None,
+    layout: _Layout,
 ) -> list[int]:
     """0-based indices of the columns to read: ``columns`` (names or indices), each
-    once and not the series_id column at ``id_index``; by default every other one."""
+    once and not the series_id column (``series_id`` as given, at ``id_index``); by
+    default every other one."""
     if columns is None:
         use = [i for i in range(layout.count) if i != id_index]
         if not use:
@@ -440,13 +463,22 @@ def _data_columns(
     use = [_resolve_column(c, "column", layout) for c in columns]
     twice = [c for c, i in zip(columns, use, strict=True) if use.count(i) > 1]
     if twice:  # the model would get one column as two features
-        shown = ", ".join(_show(c) if isinstance(c, str) else str(c) for c in twice)
+        shown = ", ".join(_given(c) for c in twice)
         raise InputError(f"{layout.path}: columns {shown} name the same column; give it once")
     if id_index is not None and id_index in use:
+        column = _given(columns[use.index(id_index)])
+        as_id = "" if _given(series_id) == column else f" (given as {_given(series_id)})"
         raise InputError(
-            f"{layout.path}: column {id_index} is both a data column and the series_id"
+            f"{layout.path}: column {column} is both a data column and the series_id{as_id}: "
+            f"drop it from {layout.called('columns')} or choose another "
+            f"{layout.called('series_id')}"
         )
     return use
+
+
+def _given(column: str | int | None) -> str:
+    """A column as the reader's caller gave it, for a message: a name quoted, an index bare."""
+    return _show(column) if isinstance(column, str) else str(column)
 
 
 def _without_empty_last(
@@ -473,14 +505,37 @@ def _group_rows(
 ) -> dict[str, np.ndarray]:
     """The columns ``use`` of the rows ``body`` as float64 series (T_k, len(use)), by
     the text of the series_id column at ``id_index`` ("" for all rows without one).
-    ``every_column``: the columns were not chosen, which a cell's error then says."""
-    hint = "; without csv_columns every column is read" if every_column else ""
+    ``every_column``: the columns were not chosen, which a cell's error then says where
+    choosing them can leave a column out."""
+    hint = ""
+    if every_column and len(use) > 1:
+        hint = f"; without {layout.called('columns')} every column is read"
+    first_hint = _header_hint(body, use, layout) or hint  # a header read as data: no other
     groups: dict[str, list[list[float]]] = {}
     for line, cells in body:
         _check_row_length(line, cells, layout)
-        values = [_cell_value(line, i, cells[i], layout, hint) for i in use]
+        here = first_hint if line == layout.first_line else hint
+        values = [_cell_value(line, i, cells[i], layout, here) for i in use]
         groups.setdefault(_series_key(line, cells, id_index, layout), []).append(values)
     return {k: np.asarray(g, dtype=np.float64).reshape(len(g), len(use)) for k, g in groups.items()}
+
+
+def _header_hint(body: list[tuple[int, list[str]]], use: list[int], layout: _Layout) -> str:
+    """A hint for a cell of the first row of ``body`` that is not a number, where the
+    reader was told that the file has no header but that row looks like one: none of
+    its cells is a number or empty, and the next row's cells in the columns ``use``
+    are all numbers."""
+    if layout.told is not False or len(body) < 2:
+        return ""
+    if any(cell == "" or _is_number(cell) for cell in layout.first):
+        return ""
+    _, cells = body[1]
+    if len(cells) != layout.count or not all(_is_number(cells[i]) for i in use):
+        return ""
+    return (
+        f"; line {layout.first_line} looks like a header (text in every cell, where line "
+        f"{body[1][0]} has numbers): {layout.header_false()}"
+    )
 
 
 def _check_row_length(line: int, cells: list[str], layout: _Layout) -> None:
@@ -875,7 +930,7 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
         integer_features = [False]
     elif (path := config.csv_path) is not None:
         by_id, features, id_column = _read_table(
-            path, config.csv_columns, config.csv_header, config.csv_series_id
+            path, config.csv_columns, config.csv_header, config.csv_series_id, config=True
         )
         raw = list(by_id.values())
         if config.csv_series_id is not None:
@@ -916,9 +971,12 @@ def _check_column_count(
             "; if the commas are decimal commas (50,0 for 50.0), write the numbers "
             "with decimal points: commas separate columns"
         )
+    # which of them was given (a flag, a TOML file, Python) is not known here: both named
+    flags = f"{flag_of('n_in')} {n_features} {flag_of('n_out')} {n_features}"
     raise ColumnCountError(
         f"{path}: the data has {n_features} columns but n_in = {config.n_in} and "
-        f"n_out = {config.n_out}; set both to {n_features} or choose csv_columns{hint}",
+        f"n_out = {config.n_out}; set both to {n_features} ({flags}) or choose csv_columns "
+        f"({flag_of('csv_columns')}){hint}",
         n_features,
     )
 
