@@ -586,14 +586,18 @@ def test_other_nstep_links_are_named(tmp_path: Path, matrices: int, link: str) -
     assert f"0/ holds {matrices} weight matrices" in message and link in message
 
 
-def test_csv_columns_that_do_not_fit_the_model_name_both(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("cli", "named"), [(True, "--csv-columns"), (False, "csv_columns")])
+def test_csv_columns_that_do_not_fit_the_model_name_both(
+    tmp_path: Path, cli: bool, named: str
+) -> None:
     (tmp_path / "two.csv").write_text("a,b\n" + "".join(f"{i % 5},{i % 3}\n" for i in range(80)))
-    with pytest.raises(InputError, match=r"takes n_in = 1 features, but --csv-columns names 2 "):
+    with pytest.raises(InputError, match=rf"takes n_in = 1 features, but {named} names 2 "):
         import_chainer_run(
             fixture("article_nstep"),
             tmp_path / "run",
             data=f"csv:{tmp_path / 'two.csv'}",
             csv_columns=["a", "b"],
+            from_command_line=cli,
         )
     assert not (tmp_path / "run").exists()
 
@@ -637,7 +641,7 @@ def test_import_of_a_chain_with_other_names_says_what_a_run_needs(tmp_path: Path
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("data", ["adding", "bogus", "csv: "])
+@pytest.mark.parametrize("data", ["adding", "bogus", "csv: ", 5])
 def test_import_data_lists_only_what_an_import_takes(tmp_path: Path, data: str) -> None:
     # Config's list offered "adding", whose 2-in, 1-out model no import can have.
     with pytest.raises(InputError) as e:
@@ -769,14 +773,21 @@ def test_import_run_needs_one_window_of_data_not_a_split(tmp_path: Path) -> None
 
     assert forecast_run(run, horizon=15)["points"] == 10
     # Fewer points than one start window: the import went through, every forecast failed.
-    with pytest.raises(
-        InputError,
-        match=r"sequence_size \(--sequence-size\) = 41 is longer "
-        r"than the longest series of csv:.*short.csv \(40 points\)",
-    ):
-        import_chainer_run(
-            fixture("article_nstep"), tmp_path / "run2", data=f"csv:{csv}", sequence_size=41
-        )
+    for cli, named in [
+        (False, "import of .*: sequence_size = 41"),
+        (True, "command line: --sequence-size 41"),
+    ]:
+        with pytest.raises(
+            InputError,
+            match=rf"^{named} is longer than the longest series of csv:.*short.csv \(40 points\)",
+        ):
+            import_chainer_run(
+                fixture("article_nstep"),
+                tmp_path / "run2",
+                data=f"csv:{csv}",
+                sequence_size=41,
+                from_command_line=cli,
+            )
     assert not (tmp_path / "run2").exists()
 
 
@@ -865,24 +876,125 @@ def test_cli_import_prefix(
 
 
 @pytest.mark.parametrize(
-    ("size", "blamed"),
+    ("size", "cli", "message"),
     [
-        (5000, "sequence_size (--sequence-size) = 5000 does not fit the run's data settings"),
-        (200, "200 validation points; each part needs at least sequence_size + 1 = 201"),
-        (0, "sequence_size (--sequence-size) must be an integer >= 1, got 0"),
-        (True, "sequence_size (--sequence-size) must be an integer >= 1, got True"),
+        (
+            250,
+            True,
+            "command line: --sequence-size 250 is too long for the run's data (2000 points of "
+            "fibonacci, split 0.9: 200 validation points, which must hold --sequence-size + 1): "
+            "at most 199",
+        ),
+        (0, True, "command line: --sequence-size 0 is out of range (allowed: >= 1)"),
+        (
+            200,
+            False,
+            "config settings: split_rate = 0.9 of total_size = 2000 gives 1800 training and 200 "
+            "validation points; each part needs at least sequence_size + 1 = 201 (here "
+            "sequence_size <= 199)",
+        ),
+        (0, False, "config settings: sequence_size = 0 is out of range (allowed: >= 1)"),
+        (True, False, "config settings: sequence_size = true is a boolean, expected an integer"),
     ],
 )
-def test_import_run_names_sequence_size(tmp_path: Path, size: int, blamed: str) -> None:
-    """A window the article's 2000 points cannot hold named split_rate and total_size,
-    which import-chainer does not offer; the error names the flag the user gave."""
+def test_import_run_names_sequence_size(tmp_path: Path, size: int, cli: bool, message: str) -> None:
+    """A window the article's 2000 points cannot hold: from the command line, which has
+    no flags for split_rate and total_size, the error names --sequence-size and the
+    largest that fits (it named split_rate and total_size as a config file's, after
+    "sequence_size (--sequence-size)"); from Python, as train's settings."""
     path = fixture("article_nstep")
     with pytest.raises(InputError) as info:
-        import_chainer_run(path, tmp_path / "run", sequence_size=size)
-    assert blamed in str(info.value) and "sequence_size (--sequence-size)" in str(info.value)
+        import_chainer_run(path, tmp_path / "run", sequence_size=size, from_command_line=cli)
+    assert str(info.value) == message
     assert not (tmp_path / "run").exists()
-    out = import_chainer_run(path, tmp_path / "run", sequence_size=199)  # the largest that fits
-    assert runs.load_run(out).config.sequence_size == 199
+    out = import_chainer_run(path, tmp_path / "run", sequence_size=199, from_command_line=cli)
+    assert runs.load_run(out).config.sequence_size == 199  # the largest that fits
+
+
+@pytest.mark.parametrize(
+    ("settings", "flags", "keys"),
+    [
+        (
+            {"dropout": 2.0},
+            "command line: --dropout 2.0 is out of range (allowed: 0 <= dropout < 1)",
+            "config settings: dropout = 2.0 is out of range (allowed: 0 <= dropout < 1)",
+        ),
+        (
+            {"seed": -1},
+            "command line: --seed -1 is out of range (allowed: 0 <= seed < 2**63)",
+            "config settings: seed = -1 is out of range (allowed: 0 <= seed < 2**63)",
+        ),
+        (
+            {"csv_columns": ["units"]},
+            "command line: --csv-columns 'units' applies only to data = 'csv:PATH', not "
+            "data = 'fibonacci': drop --csv-columns",
+            "config settings: csv_columns = ['units'] applies only to data = 'csv:PATH', not "
+            "data = 'fibonacci': remove it",
+        ),
+        (
+            {"data": "sine", "csv_columns": ["a", "b"]},  # not "names 2 columns" first
+            "command line: --csv-columns 'a,b' applies only to data = 'csv:PATH', not "
+            "data = 'sine': drop --csv-columns",
+            "config settings: csv_columns = ['a', 'b'] applies only to data = 'csv:PATH', not "
+            "data = 'sine': remove it",
+        ),
+        (
+            {"data": "bogus"},
+            "command line: --data 'bogus' is out of range (allowed: fibonacci, sine, csv:PATH)",
+            "import of {path}: data = 'bogus' is out of range (allowed: fibonacci, sine, csv:PATH)",
+        ),
+    ],
+)
+def test_import_names_a_setting_as_it_was_given(
+    tmp_path: Path, settings: dict[str, object], flags: str, keys: str
+) -> None:
+    """import-chainer's flags are named as train names them; they were named by their
+    keys, after "config import of PATH", as if a config file had given them."""
+    path = fixture("article_nstep")
+    for cli, message in [(True, flags), (False, keys.format(path=path))]:
+        with pytest.raises(InputError) as info:
+            import_chainer_run(path, tmp_path / "run", from_command_line=cli, **settings)
+        assert str(info.value) == message
+    assert not (tmp_path / "run").exists()
+
+
+def two_feature_chain(tmp_path: Path) -> Path:
+    """The article's chain with n_in = n_out = 2 (random weights)."""
+    rng = np.random.default_rng(5)
+    arrays = {f"l1/0/{p}{j}": rng.random((4, 2 if j < 4 else 4) if p == "w" else (4,), np.float32)
+              for p in "wb" for j in range(8)}  # fmt: skip
+    path = tmp_path / "two.npz"
+    np.savez(path, **arrays, **{"l2/W": np.zeros((2, 4), np.float32)})
+    return path
+
+
+def test_import_of_a_two_feature_model_for_a_built_in_series_asks_for_its_data(
+    tmp_path: Path,
+) -> None:
+    # --data sine named n_in, which import-chainer has no flag for: "config import of
+    # PATH: n_in = 2 is out of range (allowed: 1 for data = 'sine')".
+    path = two_feature_chain(tmp_path)
+    with pytest.raises(InputError) as info:
+        import_chainer_run(path, tmp_path / "run", data="sine", from_command_line=True)
+    assert str(info.value) == (
+        f"Chainer checkpoint {path}: the model has n_in = 2 and n_out = 2, the built-in "
+        "series one feature; name the data it forecasts (--data csv:PATH, data= from Python)"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_import_names_its_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through main: cli.py passes from_command_line=True."""
+    argv = ["import-chainer", str(fixture("article_nstep")), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--dropout", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "nsteplstm import-chainer: error: command line: --dropout 2.0 is out of range "
+        "(allowed: 0 <= dropout < 1)\n"
+    )
+    assert main([*argv, "--sequence-size", "250"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "command line: --sequence-size 250 is too long" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_import_run_other_config_errors_are_not_blamed_on_sequence_size(tmp_path: Path) -> None:

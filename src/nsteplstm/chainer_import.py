@@ -40,13 +40,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, absolute_data, is_csv_data
+from .config import (
+    COMMAND_LINE,
+    Config,
+    absolute_data,
+    flag_of,
+    is_csv_data,
+    named_setting,
+    train_points,
+)
 from .data import ColumnCountError, load_series
 from .errors import (
     InputError,
     check_bool,
     check_int,
     is_finite_number,
+    is_int,
     one_line,
     plain,
     read_input,
@@ -570,6 +579,7 @@ def import_chainer_run(
     sequence_size: int = 30,
     prefix: str | None = None,
     force: bool = False,
+    from_command_line: bool = False,
     **config_overrides: Any,
 ) -> Path:
     """Turn the article's chain checkpoint (``l1`` LSTM + ``l2`` Linear) into a run directory.
@@ -589,6 +599,11 @@ def import_chainer_run(
     ``metrics.json`` naming the source, all written by :mod:`nsteplstm.runs`, so
     ``nsteplstm forecast`` reads it like a trained run.
 
+    ``from_command_line``: ``sequence_size`` and the overrides are ``import-chainer``'s
+    flags, which errors then name as ``train``'s are (``command line: --dropout 2.0 is
+    out of range``); otherwise by their keys, as for :func:`~nsteplstm.train.train`'s
+    settings (``config settings: dropout = 2.0 ...``).
+
     Returns:
         The run directory.
 
@@ -598,33 +613,39 @@ def import_chainer_run(
             ``out_dir`` without ``force``, a ``prefix`` that holds no chain.
     """
     force = check_bool("force", force)
+    cli = check_bool("from_command_line", from_command_line)
     overrides = {k: v for k, v in config_overrides.items() if v is not None}
     data = overrides.get("data")
-    if isinstance(data, str) and not (data in ("fibonacci", "sine") or is_csv_data(data)):
-        # Not "adding": its model maps 2 features to 1, and a run forecasts closed loop.
+    if data is not None and not (
+        isinstance(data, str) and (data in ("fibonacci", "sine") or is_csv_data(data))
+    ):  # Not "adding": its model maps 2 features to 1, and a run forecasts closed loop.
         raise InputError(
-            f"import of {path}: data = {data!r} is out of range (allowed: fibonacci, sine, "
+            f"{_given(path, 'data', data, cli)} is out of range (allowed: fibonacci, sine, "
             "csv:PATH)"
         )
     dropout = overrides.get("dropout", ARTICLE_DROPOUT)
     dropout = dropout if _is_ratio(dropout) else ARTICLE_DROPOUT  # Config names a bad one
     model = _chain(path, "" if prefix is None else prefix, dropout)
     found = {k: v for k, v in model.config.items() if k != "dropout"}
-    _check_found(path, found, overrides)
-    check_int(f"import of {path}: sequence_size (--sequence-size)", sequence_size)
-    if isinstance(data, str):
+    _check_found(path, found, overrides, cli)
+    if data is not None:
         overrides["data"] = absolute_data(data)  # as train stores it
-    settings = {"sequence_size": sequence_size, **overrides, **found}
-    if str(settings.get("data", "")).startswith("csv:"):  # scale is a CSV setting
-        settings = {"scale": "none", **settings}
-    config = _run_config(path, settings)
-    header = _forecastable(path, config)
+    config = _run_config(path, found, {"sequence_size": sequence_size, **overrides}, cli)
+    header = _forecastable(path, config, cli)
 
     def write(run_dir: Path) -> None:
         write_config(run_dir, config, model.config, None, data_header=header)
         write_results(run_dir, model, [], {"imported_from": str(Path(path).resolve())})
 
     return prepare_run_dir(out_dir, force, write)  # all of the run or none of it
+
+
+def _given(path: str | Path, key: str, value: Any, cli: bool) -> str:
+    """Where a setting of the import came from and the setting, as an error begins:
+    ``command line: --data 'bogus'`` (its flag), else ``import of PATH: data = 'bogus'``."""
+    if cli:
+        return f"{COMMAND_LINE}: {named_setting(key, value, COMMAND_LINE)}"
+    return f"import of {path}: {named_setting(key, value, None)}"
 
 
 def _chain(path: str | Path, prefix: str, dropout: float) -> Forecaster:
@@ -657,10 +678,12 @@ def _chain(path: str | Path, prefix: str, dropout: float) -> Forecaster:
     return model.eval()
 
 
-def _check_found(path: str | Path, found: dict[str, Any], overrides: dict[str, Any]) -> None:
+def _check_found(
+    path: str | Path, found: dict[str, Any], overrides: dict[str, Any], cli: bool
+) -> None:
     """InputError where the model ``found`` in the file cannot make a run with these
-    ``overrides``: one contradicts it, it cannot forecast closed loop, or the data
-    cannot feed it."""
+    ``overrides`` (flags when ``cli``): one contradicts it, it cannot forecast closed
+    loop, or the data cannot feed it."""
     for key, value in found.items():
         if key in overrides and overrides[key] != value:
             raise InputError(
@@ -674,26 +697,29 @@ def _check_found(path: str | Path, found: dict[str, Any], overrides: dict[str, A
             "as the next input, which needs n_in == n_out (nl.load_chainer_npz loads the "
             "model itself)"
         )
-    if "data" not in overrides and (found["n_in"], found["n_out"]) != (1, 1):
+    is_csv = is_csv_data(overrides.get("data", "fibonacci"))
+    if not is_csv and (found["n_in"], found["n_out"]) != (1, 1):
         raise InputError(
             f"Chainer checkpoint {path}: the model has n_in = {found['n_in']} and n_out = "
             f"{found['n_out']}, the built-in series one feature; name the data it forecasts "
             "(--data csv:PATH, data= from Python)"
         )
     columns = overrides.get("csv_columns")
-    if isinstance(columns, (list, tuple)) and len(columns) != found["n_in"]:
+    if is_csv and isinstance(columns, (list, tuple)) and len(columns) != found["n_in"]:
+        named = flag_of("csv_columns") if cli else "csv_columns"
         raise InputError(
             f"Chainer checkpoint {path}: the model takes n_in = {found['n_in']} features, but "
-            f"--csv-columns names {len(columns)} column{'s' * (len(columns) != 1)} "
+            f"{named} names {len(columns)} column{'s' * (len(columns) != 1)} "
             f"({', '.join(map(repr, columns))})"
         )
     if overrides.get("scale", "none") != "none":
         raise InputError("import-chainer: scale must be 'none' (a Chainer model has no scaler)")
 
 
-def _forecastable(path: str | Path, config: Config) -> dict[str, Any] | None:
+def _forecastable(path: str | Path, config: Config, cli: bool) -> dict[str, Any] | None:
     """The run's data header (:attr:`nsteplstm.data.Series.header`) once its data loads
-    and fits the model, with one start window in some series: a run must forecast."""
+    and fits the model, with one start window in some series: a run must forecast.
+    ``cli``: sequence_size came from the command line (an error names its flag)."""
     try:
         series = load_series(config)
     except ColumnCountError as e:  # its advice is for training: the model's sizes are fixed
@@ -709,30 +735,47 @@ def _forecastable(path: str | Path, config: Config) -> dict[str, Any] | None:
     longest = max(len(x) for x in series.series)
     if longest < config.sequence_size:
         raise InputError(
-            f"import of {path}: sequence_size (--sequence-size) = {config.sequence_size} "
-            f"is longer than the longest series of {config.data} ({longest} points): "
-            "the run could not forecast"
+            f"{_given(path, 'sequence_size', config.sequence_size, cli)} is longer than the "
+            f"longest series of {config.data} ({longest} points): the run could not forecast"
         )
     return series.header
 
 
-def _run_config(path: str | Path, settings: dict[str, Any]) -> Config:
-    """``settings`` over the article's defaults as a validated :class:`Config`.
+def _run_config(
+    path: str | Path, found: dict[str, Any], given: dict[str, Any], cli: bool
+) -> Config:
+    """The settings ``given`` (flags when ``cli``, else a Python call's settings) over
+    the model ``found`` in the file, over the article's defaults, as a validated
+    :class:`Config`; errors name each setting as it was given."""
+    _check_window(given, cli)
+    from_file = {**found, **({"scale": "none"} if is_csv_data(given.get("data", "")) else {})}
+    return Config.merged(
+        from_file,
+        given,
+        toml_source=f"Chainer checkpoint {path}",  # its settings match given's (_check_found)
+        overrides_source=COMMAND_LINE if cli else "settings",  # as train's
+    )
 
-    The run's data settings (``total_size``, ``split_rate``, ..) are the article's unless
-    overridden, and the CLI does not offer them; when only ``sequence_size`` makes them
-    fail, the error names it and its flag (Config's own message blames ``split_rate``).
-    """
-    source = f"import of {path}"
-    try:
-        return Config.merged(None, settings, overrides_source=source)
-    except InputError as e:
-        others = {k: v for k, v in settings.items() if k != "sequence_size"}
-        Config.merged(None, others, overrides_source=source)  # raises if they fail anyway
+
+def _check_window(given: dict[str, Any], cli: bool) -> None:
+    """From the command line, InputError for a ``--sequence-size`` that the article's
+    built-in series cannot hold, with the largest that fits: ``import-chainer`` has no
+    flags for ``total_size`` and ``split_rate``, which :class:`Config`'s message blames.
+    Each part of the split must hold a window of ``sequence_size + 1`` points."""
+    size, data = given["sequence_size"], given.get("data", "fibonacci")
+    if not cli or not is_int(size) or data not in ("fibonacci", "sine"):
+        return
+    if {"total_size", "split_rate"} & given.keys():  # not flags: Config's message says it
+        return
+    total, split = Config.total_size, Config.split_rate  # the defaults
+    n_train = train_points(split, total)
+    points, part = min((n_train, "training"), (total - n_train, "validation"))
+    if points - 1 >= 1 and size > points - 1:
         raise InputError(
-            f"import of {path}: sequence_size (--sequence-size) = {settings['sequence_size']!r} "
-            f"does not fit the run's data settings: {e}"
-        ) from None
+            f"{COMMAND_LINE}: {flag_of('sequence_size')} {size} is too long for the run's data "
+            f"({total} points of {data}, split {split}: {points} {part} points, which must "
+            f"hold {flag_of('sequence_size')} + 1): at most {points - 1}"
+        )
 
 
 def _not_a_chain(lstm: nn.Module, where: str, prefix: str) -> InputError:

@@ -64,7 +64,7 @@ def flag_of(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def _named(key: str, value: Any, source: str | None) -> str:
+def named_setting(key: str, value: Any, source: str | None) -> str:
     """A setting and its value as an error names them, in the words of ``source``:
     ``--epochs 0`` from the command line (its flag, as :func:`parse_cli_value` names
     it; a list as the flag takes it, ``--csv-columns 'a,b'``), else (a file, a Python
@@ -302,8 +302,8 @@ class Config:
             if key in given and self.data_kind not in kinds:
                 source = origin.get(key, "settings")
                 raise InputError(
-                    f"{_where(source)}: {_named(key, getattr(self, key), source)} applies only to "
-                    f"data = {' or '.join(kinds)}, not data = {_show(self.data)}: "
+                    f"{_where(source)}: {named_setting(key, getattr(self, key), source)} applies "
+                    f"only to data = {' or '.join(kinds)}, not data = {_show(self.data)}: "
                     f"{_how_to_drop(key, source, toml_source, fix)}"
                 )
 
@@ -706,7 +706,7 @@ _Check = tuple[str, bool, str]
 # Makes the error of a setting, from its key and what is wrong, naming where it came
 # from; a check of several settings names the others after it, for when it is a default.
 _Fail = Callable[..., InputError]
-# A setting's key and value as its error names them (:func:`_named`): ``--epochs 0``.
+# A setting's key and value as its error names them (:func:`named_setting`): ``--epochs 0``.
 _Named = Callable[[str], str]
 
 _FINITE = ("dropout", "split_rate", "lr", "period", "noise", "grad_clip")
@@ -743,7 +743,7 @@ def _build(
         return _how_to_drop(key, origin.get(key, default_source), toml_source)
 
     def named(key: str) -> str:  # a default is no flag's: named by its key
-        return _named(key, v[key], origin.get(key))
+        return named_setting(key, v[key], origin.get(key))
 
     def called(key: str) -> str:  # named without its value, in a formula
         return flag_of(key) if origin.get(key) == COMMAND_LINE else key
@@ -791,7 +791,7 @@ def _check_alone(config: Config, key: str, value: Any, source: str) -> None:
     _check(
         checks,
         lambda _, what: InputError(f"{_where(source)}: {what}"),
-        lambda k: _named(k, v[k], source),
+        lambda k: named_setting(k, v[k], source),
     )
 
 
