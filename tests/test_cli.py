@@ -23,6 +23,7 @@ import pytest
 from nsteplstm import __version__, cli
 from nsteplstm.cli import build_parser, main
 from nsteplstm.config import fields_help, flag_of
+from nsteplstm.errors import InputError
 from nsteplstm.plots import METRICS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -225,10 +226,16 @@ def test_a_flag_resets_what_the_toml_sets(toml_run, tmp_path):
     parse = build_parser().parse_args
     assert cli._config_from(parse(argv)).min_length == 10
     assert cli._config_from(parse([*argv, "--min-length", "none"])).min_length is None
-    # On resume: the run's value < TOML < flags, and the flag's reset wins over both.
+    # On resume: the run's value < TOML < flags, and the flag's reset wins over both;
+    # what then differs from the run's own settings is refused.
     resumed = ["train", "--resume", str(toml_run), "--config", str(toml)]
-    assert cli._config_from(parse(resumed)).min_length == 10
-    assert cli._config_from(parse([*resumed, "--min-length", "none"])).min_length is None
+    differ = r"these differ: epochs \(run: 2, given: 5\), n_hidden \(run: 8, given: 16\), min_"
+    with pytest.raises(InputError, match=differ):
+        cli._config_from(parse(resumed))
+    own = [*resumed, "--epochs", "2", "--n-hidden", "8"]
+    with pytest.raises(InputError, match=r"these differ: min_length \(run: None, given: 10\)$"):
+        cli._config_from(parse(own))
+    assert cli._config_from(parse([*own, "--min-length", "none"])).min_length is None
 
 
 def test_plot_overlays_runs(trained, toml_run, tmp_path, capsys):
@@ -883,3 +890,16 @@ def test_a_library_allocation_failure_is_out_of_memory_and_other_errors_stay_bug
     monkeypatch.setattr(training, "_run_batches", fail("CUDNN_STATUS_BAD_PARAM"))
     with pytest.raises(RuntimeError, match="BAD_PARAM"):
         main([*argv, "--out", str(tmp_path / "run2")])
+
+
+@pytest.mark.parametrize("command", [["forecast"], ["train", "--resume"]])
+def test_a_directory_without_a_run_says_to_name_one(tmp_path, capsys, command):
+    # forecast and train --resume said only "DIR/config.json: file not found".
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*command, str(empty)]) == 2
+    assert capsys.readouterr().err == (
+        f"nsteplstm {command[0]}: error: {empty / 'config.json'}: file not found; "
+        f"{empty} holds no run: name a run directory\n"
+    )
+    assert list(empty.iterdir()) == []

@@ -173,6 +173,21 @@ def _run_damaged_checkpoint(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_csv_units(tmp: Path, base: Path) -> Path:
+    """A CSV run trained on the column 'units' (--csv-columns units)."""
+    run = _copy_run(tmp, base, "run_csv_units")
+    data = tmp / "units.csv"
+    data.write_text("units\n" + "".join(f"{t % 5}\n" for t in range(300)))
+
+    def edit(doc: dict) -> None:
+        doc["config"]["data"] = f"csv:{data}"
+        doc["config"]["csv_columns"] = ["units"]
+        doc["data_header"] = {"columns": ["units"], "series_id": None}
+
+    _edit_config(run, edit)
+    return run
+
+
 def _run_damaged_metrics(tmp: Path, base: Path) -> Path:
     run = _copy_run(tmp, base, "run_damaged_metrics")
     (run / "forecast-window.csv").write_text("t,truth,prediction\n")
@@ -258,6 +273,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run_damaged_checkpoint": _run_damaged_checkpoint,
     "run_csv_moved": _run_csv_moved,
     "run_csv_columns": _run_csv_columns,
+    "run_csv_units": _run_csv_units,
     "bench_with_notes": _bench_with_notes,
     "existing_png": _file("mine.png", b"my picture"),
     "toml_unknown_key": _file("unknown.toml", "epochs = 2\nbogus = 1\n"),

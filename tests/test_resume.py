@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -558,8 +559,11 @@ def test_resume_needs_a_run(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         train(None, tmp_path / "nope", resume=True, quiet=True)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="config.json: file not found"):
+    no_run = "config.json: file not found; .*empty holds no run: name a run directory$"
+    with pytest.raises(InputError, match=no_run):
         train(None, tmp_path / "empty", resume=True, quiet=True)
+    with pytest.raises(InputError, match=no_run):
+        train({"epochs": 3}, tmp_path / "empty", resume=True, quiet=True)
 
 
 def test_resume_and_force_together_are_refused(interrupted: Path, capsys) -> None:
@@ -901,3 +905,87 @@ def test_a_run_another_process_trains_is_refused_whole(interrupted: Path) -> Non
         holder.kill()
         holder.wait()
     assert train(None, interrupted, resume=True, quiet=True).metrics["epochs"] == 6
+
+
+def _files(run: Path) -> list[tuple[str, bytes]]:
+    return sorted((p.name, p.read_bytes()) for p in run.iterdir())
+
+
+def test_resuming_a_csv_run_with_other_data_says_the_data_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The run's csv_columns were blamed instead: "config RUN/config.json: csv_columns =
+    # ['units'] applies only to data = 'csv:PATH', not data = 'fibonacci': remove it from
+    # RUN/config.json", which damages the run if followed.
+    from nsteplstm.cli import main
+
+    data = tmp_path / "d.csv"
+    data.write_text("units,other\n" + "".join(f"{t % 7},{t % 3}\n" for t in range(60)))
+    settings = {"data": f"csv:{data}", "csv_columns": ["units"], "sequence_size": 5}
+    run = tmp_path / "run"
+    train({**settings, "n_hidden": 4, "epochs": 1, "batch_size": 50}, run, quiet=True)
+    before = _files(run)
+    toml = tmp_path / "sine.toml"
+    toml.write_text('data = "sine"\n')
+
+    def error(*args: str) -> str:
+        assert main(["train", "--resume", str(run), *args]) == 2
+        return capsys.readouterr().err
+
+    differs = f"{run}: --resume continues the run with its own settings; these differ: "
+    for other in ("fibonacci", "sine", "adding"):
+        shown = f"data (run: 'csv:{data}', given: '{other}')"
+        with pytest.raises(InputError, match=f"^{re.escape(differs + shown)}$"):
+            train({"data": other}, run, resume=True, quiet=True)
+        assert error("--data", other) == f"nsteplstm train: error: {differs}{shown}\n"
+    assert error("--config", str(toml)).endswith("given: 'sine')\n")
+    assert error("--csv-columns", "other").endswith(
+        "these differ: csv_columns (run: ['units'], given: ['other'])\n"
+    )
+    assert _files(run) == before
+
+    moved = tmp_path / "elsewhere.csv"  # the run's own file in a new place: resumed
+    data.rename(moved)
+    assert main(["train", "--resume", str(run), "--data", f"csv:{moved}", "--quiet"]) == 0
+    assert runs.read_config(run)[0].data == f"csv:{moved}"
+
+
+def test_a_resumed_setting_that_does_not_go_with_the_runs_others_is_said_to_differ(
+    interrupted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The run's config.json was blamed for what the setting given changed: its split
+    # for --sequence-size 200, its n_in for --data adding.
+    from nsteplstm.cli import main
+
+    before = _files(interrupted)
+
+    def error(*args: str) -> str:
+        assert main(["train", "--resume", str(interrupted), *args]) == 2
+        return capsys.readouterr().err.strip()
+
+    assert error("--sequence-size", "200").endswith(
+        "these differ: sequence_size (run: 10, given: 200)"
+    )
+    assert error("--data", "adding").endswith(
+        "these differ: data (run: 'fibonacci', given: 'adding')"
+    )
+    assert error("--min-length", "400").endswith("these differ: min_length (run: 4, given: 400)")
+    with pytest.raises(InputError, match=r"these differ: sequence_size \(run: 10, given: 200\)$"):
+        train({"sequence_size": 200}, interrupted, resume=True, quiet=True)
+    # A value wrong alone is still named so, where it came from.
+    assert error("--sequence-size", "0").endswith(
+        "command line: --sequence-size 0 is out of range (allowed: >= 1)"
+    )
+    with pytest.raises(InputError, match=r"^config settings: sequence_size = 0 is out of range"):
+        train({"sequence_size": 0}, interrupted, resume=True, quiet=True)
+    with pytest.raises(InputError, match=r"^config settings: sequence_size = 'x' is a string"):
+        train({"sequence_size": "x"}, interrupted, resume=True, quiet=True)
+    assert _files(interrupted) == before
+
+
+def test_resume_refuses_a_config_that_is_no_config_nor_mapping(interrupted: Path) -> None:
+    # An AttributeError traceback ('list' object has no attribute 'to_dict').
+    with pytest.raises(
+        InputError, match=r"^train: config must be a Config or a mapping, got \[1\]$"
+    ):
+        train([1], interrupted, resume=True, quiet=True)

@@ -716,6 +716,22 @@ def test_read_config_names_the_files_a_killed_force_set_aside(tmp_path: Path) ->
     with pytest.raises(InputError, match=message):
         runs.load_run(tmp_path)
     (tmp_path / f".{runs.CONFIG_FILE}.4242.removed").unlink()
-    (tmp_path / f".{runs.MODEL_FILE}.4242.removed").unlink()
+    (tmp_path / f".{runs.MODEL_FILE}.4242.removed").rename(tmp_path / runs.MODEL_FILE)
     with pytest.raises(InputError, match=r"config.json: file not found$"):
         runs.read_config(tmp_path)
+
+
+def test_reading_a_directory_that_holds_no_run_says_so(tmp_path: Path) -> None:
+    # It said only "DIR/config.json: file not found", where plot said what to do.
+    (tmp_path / "notes.txt").write_text("mine")  # no file of a run
+    no_run = f"{tmp_path / runs.CONFIG_FILE}: file not found; {tmp_path} holds no run"
+    message = f"^{re.escape(no_run)}: name a run directory$"
+    for read in (runs.read_config, runs.load_run, runs.load_model):
+        with pytest.raises(InputError, match=message):
+            read(tmp_path)
+    # Other files of a run beside it: a damaged run, not none.
+    for name in (runs.MODEL_FILE, runs.HISTORY_FILE, "checkpoint-2.safetensors"):
+        (tmp_path / name).write_text("x")
+        with pytest.raises(InputError, match=r"config.json: file not found$"):
+            runs.read_config(tmp_path)
+        (tmp_path / name).unlink()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
-from .config import Config, fields_help, load_toml, parse_cli_value
+from .config import COMMAND_LINE, Config, fields_help, load_toml, parse_cli_value
 from .errors import InputError, one_line, some
 
 
@@ -84,9 +84,13 @@ def _config_from(args: argparse.Namespace) -> Config | None:
     if toml is None and not given:
         return None
     from . import runs
+    from .train import check_resume_settings
 
     saved, _, _ = runs.read_config(args.resume)
     run_file = str(runs.output_path(args.resume, runs.CONFIG_FILE))
+    named = [(source, toml)] if toml is not None else []
+    named.append((COMMAND_LINE, {**flags, **dict.fromkeys(resets)}))
+    check_resume_settings(saved, named, args.resume)
     if toml is not None:
         saved = Config.merged(
             saved.to_dict(), toml, toml_source=run_file, overrides_source=source, stored=True
@@ -244,6 +248,7 @@ def _cmd_import_chainer(args: argparse.Namespace) -> int:
         sequence_size=args.sequence_size,
         force=args.force,
         prefix=args.prefix,
+        from_command_line=True,
         **overrides,
     )
     print(f"imported {args.path} into {run}; next: nsteplstm forecast {run}")

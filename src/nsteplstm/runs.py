@@ -704,7 +704,10 @@ def _check_version(doc: dict[str, Any], path: Path) -> None:
 
 
 def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | None]:
-    """Read ``config.json``: the run's Config, the model's constructor arguments, the scaler."""
+    """Read ``config.json``: the run's Config, the model's constructor arguments, the scaler.
+
+    Where it is missing, the InputError says why when it can: a killed ``--force`` set
+    the run aside, or ``run_dir`` holds no run file at all (not a run directory)."""
     run_dir = _check_run_dir(run_dir)
     path = output_path(run_dir, CONFIG_FILE)
     aside = [p.name for p in leftover_files(run_dir) if p.name.endswith(".removed")]
@@ -714,6 +717,8 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
             f"the old run's files set aside ({some(aside, most=2)}): to train anew, "
             f"nsteplstm train --out {command_path(run_dir)} --force"
         )
+    if not os.path.lexists(path) and not holds_run(run_dir):  # else: a damaged run
+        raise InputError(f"{path}: file not found; {run_dir} holds no run: name a run directory")
     doc = _read_json(path, CONFIG_FILE)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object with format_version, config, model")

@@ -27,7 +27,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import runs
-from .config import Config, absolute_data
+from .config import COMMAND_LINE, DATA_SETTINGS, Config, absolute_data, is_csv_data
 from .data import (
     AddingDataset,
     Dataset,
@@ -848,25 +848,82 @@ def _resume_config(
     mapping holds only the settings the user named; the others are the run's own."""
     if given is None:
         return saved
-    a = saved.to_dict()
+    if not isinstance(given, (Config, Mapping)):
+        raise InputError(f"train: config must be a Config or a mapping, got {given!r:.60}")
     if isinstance(given, Mapping):
+        named = {key: value for key, value in given.items() if value is not None}  # as merged
+        check_resume_settings(saved, [("settings", named)], run_dir)
         given = Config.merged(
-            a,
+            saved.to_dict(),
             given,
             toml_source=str(run_dir / runs.CONFIG_FILE),
             overrides_source="settings",  # of a Python call: the command line gives a Config
             stored=True,
         )
-    b = given.to_dict()
+    _refuse_differences(saved, given.to_dict(), run_dir)
+    return dataclasses.replace(saved, device=given.device, data=absolute_data(given.data))
+
+
+def check_resume_settings(
+    saved: Config, given: Sequence[tuple[str, Mapping[str, Any]]], run_dir: Path
+) -> None:
+    """InputError unless the settings given to resume the run in ``run_dir`` (``saved``,
+    its config) are its own, but for the device and a CSV file's place: checked before
+    they are merged with the run's, whose checks of settings together would blame the
+    run's config.json for a setting the user changed (its CSV columns for ``--data sine``).
+
+    ``given``: (source, settings) pairs, later ones over earlier ones, each source named
+    in the errors as :meth:`Config.merged` names it (``"command line"``, a TOML file,
+    ``"settings"`` of a Python call). Each setting is first checked alone (a known key,
+    of its type and in its own range: ``--epochs 0`` says so, not that it differs), then
+    whether it applies to the data resumed with (``--period`` to a Fibonacci run).
+    """
+    for source, settings in given:
+        _check_alone(saved, settings, source, run_dir)
+    named = {key: value for _, settings in given for key, value in settings.items()}
+    resumed_with = dataclasses.replace(saved, **named)  # as given: for its data, as named
+    for source, settings in given:
+        file = "" if source in (COMMAND_LINE, "settings") else source  # "remove it from" it
+        resumed_with.check_data_settings(settings.keys(), dict.fromkeys(settings, source), file)
+    as_stored = {key: list(v) if isinstance(v, tuple) else v for key, v in named.items()}
+    _refuse_differences(saved, {**saved.to_dict(), **as_stored}, run_dir)
+
+
+def _check_alone(saved: Config, settings: Mapping[str, Any], source: str, run_dir: Path) -> None:
+    """InputError naming ``source`` for a key of ``settings`` that is no setting, or a
+    value not of its type or out of its own range; not how they go together.
+
+    :meth:`Config.merged` checks so each setting of its TOML file that an override
+    replaces: here ``settings`` play the file and the run's own settings replace them,
+    which builds the run's config (its settings go together). A setting for another kind
+    of data than the run's is not replaced: merged would refuse it as given, and no
+    check of settings together reads it."""
+    stored = saved.to_dict()
+    other_data = {key for key, kinds in DATA_SETTINGS.items() if saved.data_kind not in kinds}
+    Config.merged(
+        settings,
+        {k: v for k, v in stored.items() if v is not None and k not in other_data},
+        toml_source=source,
+        overrides_source=str(run_dir / runs.CONFIG_FILE),
+        resets=[key for key, value in stored.items() if value is None],
+        stored=True,
+    )
+
+
+def _refuse_differences(saved: Config, given: dict[str, Any], run_dir: Path) -> None:
+    """InputError naming the settings (up to three) in which ``given`` (a
+    :meth:`Config.to_dict`) differs from the run's ``saved`` config; the device and,
+    where both are CSV files, the data file's place may differ."""
+    a, b = saved.to_dict(), dict(given)
     a["data"], b["data"] = absolute_data(a["data"]), absolute_data(b["data"])  # as stored
-    may_differ = {"device"} | ({"data"} if saved.csv_path and given.csv_path else set())
+    moved = bool(saved.csv_path) and is_csv_data(b["data"])
+    may_differ = {"device"} | ({"data"} if moved else set())
     differ = [k for k in a if k not in may_differ and a[k] != b[k]]
     if differ:
         shown = ", ".join(f"{k} (run: {a[k]!r}, given: {b[k]!r})" for k in differ[:3])
         raise InputError(
             f"{run_dir}: --resume continues the run with its own settings; these differ: {shown}"
         )
-    return dataclasses.replace(saved, device=given.device, data=b["data"])
 
 
 def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
