@@ -359,8 +359,9 @@ def _add_forecast(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="csv:PATH",
         help="read this CSV file instead of the run's (a run trained on a CSV file): "
-        "the same file moved, or newer data with the same columns (the same header names, "
-        "in the same order, and series-id column), scaled as in training "
+        "the same file moved, or newer data with the columns the run was trained on (by "
+        "header name; in the same order where every column was read) and the same series-id "
+        "column, scaled as in training "
         "(default: the run's own file)",
     )
     p.set_defaults(func=_cmd_forecast, parser=p)
