@@ -33,16 +33,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-import chainer
-import chainer.functions as F
-import chainer.links as L
 import numpy as np
-from chainer import initializers, optimizers
+
+try:
+    import chainer
+    import chainer.functions as F
+    import chainer.links as L
+    from chainer import initializers, optimizers
+except ImportError as e:  # --help works without Chainer; a run stops in main
+    chainer, NO_CHAINER = None, " ".join(str(e).split())
+else:
+    NO_CHAINER = None
+
+# The models' base class; a stand-in without Chainer, where main stops before any model.
+_Chain = object if chainer is None else chainer.Chain
 
 
 def fibonacci_mod(total: int, mod: int) -> np.ndarray:
@@ -72,7 +82,7 @@ def make_windows(series: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]
     return w[:, :-1], w[:, 1:]
 
 
-class NStepModel(chainer.Chain):
+class NStepModel(_Chain):
     """NStepLSTM over a list of sequences, then Linear on every step of every sequence."""
 
     def __init__(self, n_layers: int, hidden: int, dropout: float) -> None:
@@ -87,7 +97,7 @@ class NStepModel(chainer.Chain):
         return self.out(F.concat(ys, axis=0))
 
 
-class StepModel(chainer.Chain):
+class StepModel(_Chain):
     """Stacked links.LSTM driven one time step per call, then Linear on every step."""
 
     def __init__(self, n_layers: int, hidden: int, dropout: float) -> None:
@@ -220,9 +230,22 @@ def timed_runs(run: Callable[[], Any], warmup: int, repeats: int) -> tuple[list[
     return seconds, result
 
 
+def require_chainer() -> None:
+    """Exit with code 2 and one line on stderr when Chainer could not be imported."""
+    if NO_CHAINER is not None:
+        print(
+            f"chainer_baseline.py: needs Chainer 7.8.1, which {sys.executable} cannot "
+            f"import ({NO_CHAINER}): run it with a Chainer venv's Python "
+            '(docs/performance.md, "Chainer\'s side")',
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train (or forecast) with the given flags and print the timings as one JSON object."""
     args = parse_args(argv)
+    require_chainer()
     np.random.seed(args.seed)  # Chainer's initializers and CPU dropout draw from here
     rng = np.random.RandomState(args.seed)
     chainer.config.train = True

@@ -293,7 +293,7 @@ def test_a_baseline_that_hangs_is_stopped_with_its_children(tmp_path: Path):
         "open(sys.argv[1], 'w').write(str(child.pid))\n"
         "time.sleep(60)\n"
     )
-    with pytest.raises(InputError, match="hang: no result within 2 s"):
+    with pytest.raises(bench.TimedOut, match="hang: no result within 2 s"):
         bench._run_python([sys.executable, "-c", spawn, str(pid_file)], "hang", 2)
     child = int(pid_file.read_text())
     for _ in range(50):  # the orphan is reaped by init shortly after the kill
@@ -338,7 +338,7 @@ def test_a_chainer_baseline_that_crashes_mid_race_is_a_failed_contender(tmp_path
     crashing = Contender("chainer-step", "cpu", 1, epoch, warm_up=False)
     race([crashing], 3, lambda line: None)
     said = f"--chainer-python {python}: the baseline run failed (exit code 1): chainer broke"
-    assert crashing.failure == {"round": 1, "reason": said}
+    assert crashing.failure == {"round": 1, "reason": said, "timed_out": False}
 
 
 def test_best_peak_keeps_each_kernels_best_reading() -> None:
@@ -484,9 +484,9 @@ def _epoch_failing_on(
 
 def test_race_drops_a_failing_contender_and_races_the_rest_to_the_end() -> None:
     # A Chainer subprocess that timed out in round 9 of 10 threw away the whole run.
-    from nsteplstm.bench import Contender, race
+    from nsteplstm.bench import Contender, TimedOut, race
 
-    timeout = InputError("--chainer-python /py: the baseline run failed: no result within 1200 s")
+    timeout = TimedOut("--chainer-python /py: the baseline run failed: no result within 1200 s")
     contenders = [
         Contender("chainer-step", "cpu", 1, _epoch_failing_on(2, timeout), warm_up=False),
         Contender("plain", "cpu", 1, _epoch_failing_on(1, RuntimeError("boom\nsecond line"))),
@@ -495,9 +495,13 @@ def test_race_drops_a_failing_contender_and_races_the_rest_to_the_end() -> None:
     lines: list[str] = []
     race(contenders, 3, lines.append)
     chainer, plain, nstep = contenders
-    assert chainer.failure == {"round": 2, "reason": str(timeout)}
+    assert chainer.failure == {"round": 2, "reason": str(timeout), "timed_out": True}
     assert (chainer.seconds, chainer.steps) == ([1.0], [100])  # its round 1 is kept
-    assert plain.failure == {"round": 0, "reason": "RuntimeError: boom second line"}
+    assert plain.failure == {
+        "round": 0,
+        "reason": "RuntimeError: boom second line",
+        "timed_out": False,
+    }
     assert plain.seconds == []
     assert nstep.failure is None and nstep.seconds == [1.0] * 3
     failures = [line for line in lines if "failed" in line]
@@ -644,6 +648,48 @@ def test_a_contender_that_fails_mid_run_is_recorded_and_the_rest_written(
     assert (tmp_path / "out" / CHART_FILE).stat().st_size > 0
 
 
+def test_chainers_forecast_is_not_started_once_a_chainer_contender_timed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Chainer's training timed out after its 1200 s, and then its forecast was started
+    # with the same --chainer-python, to wait out 1200 s more. A crash (chainer-nstep
+    # here) is no reason to skip it; a timeout (chainer-step) is.
+    from nsteplstm.bench import TimedOut
+
+    timeout = TimedOut("--chainer-python /py: the baseline run failed: no result within 1200 s")
+    started = AssertionError("Chainer's forecast was started")
+    doc = _made_up_bench(
+        tmp_path,
+        monkeypatch,
+        {
+            ("chainer-nstep", 1): (1, InputError("--chainer-python /py: exit code 1: broke")),
+            ("chainer-step", 2): (2, timeout),
+            ("chainer-forecast", 1): (1, started),  # raised if it is started
+        },
+    )
+    reason = "not run: chainer-step (cpu, 2 layers) timed out in round 2 of 3, with the same "
+    reason += "--chainer-python"
+    assert [(f["contender"], f["round"], f["reason"]) for f in doc["failed"]] == [
+        ("chainer-nstep", 1, "--chainer-python /py: exit code 1: broke"),
+        ("chainer-step", 2, str(timeout)),
+        ("chainer-forecast", None, reason),
+    ]
+    assert doc["chainer_forecast"] is None
+    assert all("vs_chainer" not in f for f in doc["forecast"])
+    assert f"bench: chainer-forecast (cpu, 1 layer) failed: {reason}" in capsys.readouterr().err
+    table = (tmp_path / "out" / TABLE_FILE).read_text()
+    assert f"Chainer NStepLSTM, closed-loop forecast (cpu, 1 layer): {reason}." in table
+
+
+def test_chainers_forecast_still_runs_after_a_chainer_contender_crashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crash = InputError("--chainer-python /py: the baseline run failed (exit code 1): broke")
+    doc = _made_up_bench(tmp_path, monkeypatch, {("chainer-step", 1): (1, crash)})
+    assert [f["contender"] for f in doc["failed"]] == ["chainer-step"]
+    assert doc["chainer_forecast"]["points_per_second"] == 121.0
+
+
 def test_bench_json_alone_recomputes_every_met(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -752,11 +798,21 @@ def test_chainers_baseline_is_told_the_training_points_ours_uses() -> None:
     assert cmd[cmd.index("--train-points") + 1] == "57"
 
 
+def _load_baseline_script():
+    """benchmarks/chainer_baseline.py as a module, with whatever chainer imports now."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "chainer_baseline.py"
+    spec = importlib.util.spec_from_file_location("chainer_baseline_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def baseline_script(monkeypatch: pytest.MonkeyPatch):
     """benchmarks/chainer_baseline.py as a module, over stand-in chainer modules (it
     runs in Chainer's venv; its argument parsing needs none of Chainer)."""
-    import importlib.util
     import types
 
     chainer = types.ModuleType("chainer")
@@ -768,11 +824,24 @@ def baseline_script(monkeypatch: pytest.MonkeyPatch):
         "chainer.links": types.ModuleType("chainer.links"),
     }.items():
         monkeypatch.setitem(sys.modules, name, module)
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "chainer_baseline.py"
-    spec = importlib.util.spec_from_file_location("chainer_baseline_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_baseline_script()
+
+
+def test_chainers_baseline_without_chainer_helps_and_then_says_what_it_needs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run by a Python without Chainer, even --help ended in an ImportError traceback.
+    monkeypatch.setitem(sys.modules, "chainer", None)  # import chainer: ImportError
+    script = _load_baseline_script()
+    with pytest.raises(SystemExit) as e:
+        script.main(["--help"])
+    assert e.value.code == 0 and "--forecast FORECAST" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        script.main(["--forecast", "5"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"chainer_baseline.py: needs Chainer 7.8.1, which {sys.executable} ")
+    assert '(docs/performance.md, "Chainer\'s side")' in err
 
 
 def test_chainers_baseline_by_hand_splits_as_nsteplstm_does(baseline_script) -> None:

@@ -261,7 +261,8 @@ class Contender:
     seconds: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     # Set by :func:`race` when ``epoch()`` raised: {"round": 1-based, 0 for the warm-up,
-    # "reason": one line}. The contender takes no further turns.
+    # "reason": one line, "timed_out": whether it was a :class:`TimedOut`}. The
+    # contender takes no further turns.
     failure: dict[str, Any] | None = None
 
 
@@ -416,14 +417,18 @@ def _env(malloc: bool, package: bool = True) -> dict[str, str]:
     return env | (MALLOC_ENV if malloc else {})
 
 
+class TimedOut(InputError):
+    """The InputError of a subprocess that ran past its timeout (:func:`_run_python`)."""
+
+
 def _run_python(
     cmd: list[str], who: str, timeout: float, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``subprocess.run(cmd)``, output captured as text; InputError starting with ``who``
-    (e.g. ``--chainer-python PATH``) when it cannot start, runs past ``timeout`` s or
-    prints more than :data:`MAX_OUTPUT` bytes (:func:`_bounded_output`). Runs in a
-    process group of its own, killed whole when it fails so or this process is
-    interrupted: a script's own children do not outlive it."""
+    (e.g. ``--chainer-python PATH``) when it cannot start, runs past ``timeout`` s
+    (:class:`TimedOut`) or prints more than :data:`MAX_OUTPUT` bytes
+    (:func:`_bounded_output`). Runs in a process group of its own, killed whole when it
+    fails so or this process is interrupted: a script's own children do not outlive it."""
     try:
         proc = subprocess.Popen(
             cmd,
@@ -442,7 +447,7 @@ def _run_python(
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         if isinstance(e, subprocess.TimeoutExpired):
-            raise InputError(f"{who}: no result within {timeout:g} s") from None
+            raise TimedOut(f"{who}: no result within {timeout:g} s") from None
         raise
     finally:
         for pipe in (proc.stdout, proc.stderr):
@@ -685,7 +690,7 @@ def _attempt(
     try:
         return c.epoch()
     except Exception as e:  # whatever a contender raises ends that contender only
-        c.failure = {"round": round_, "reason": _reason(e)}
+        c.failure = {"round": round_, "reason": _reason(e), "timed_out": isinstance(e, TimedOut)}
         when = _when(round_, repeats)
         who = _who(c.name, c.device, c.n_layers)
         log(f"{who} failed {when}, dropped from the rounds left: {c.failure['reason']}")
@@ -1511,12 +1516,26 @@ def _failed(
     }
 
 
+def _chainer_timed_out(contenders: list[Contender], repeats: int) -> str | None:
+    """Why Chainer's forecast is not worth starting: ``chainer-nstep (cpu, 1 layer) timed
+    out in round 2 of 3`` for the first Chainer contender whose subprocess ran past its
+    timeout (they all run the one ``--chainer-python``); None when none did. A crash
+    says nothing of how long the forecast would take."""
+    for c in contenders:
+        if c.name.startswith("chainer-") and c.failure is not None and c.failure["timed_out"]:
+            when = _when(c.failure["round"], repeats)
+            return f"{_who(c.name, c.device, c.n_layers)} timed out {when}"
+    return None
+
+
 def _time_forecasts(
-    s: _Setup,
+    s: _Setup, timed_out: str | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]]]:
     """:func:`forecast_speed` on each device, and :func:`chainer_forecast` (None without
-    ``chainer_python``, or when it failed), which adds ``vs_chainer`` to the CPU rows;
-    the :func:`_failed` entry of Chainer's forecast where it failed (logged)."""
+    ``chainer_python``, when it failed, or when not run because ``timed_out`` says a
+    Chainer contender timed out: :func:`_chainer_timed_out`), which adds ``vs_chainer``
+    to the CPU rows; the :func:`_failed` entry of Chainer's forecast where it failed or
+    was not run (logged)."""
     many = QUICK_FORECAST_MANY_STARTS if s.quick else FORECAST_MANY_STARTS
     forecasts = [
         row
@@ -1525,12 +1544,20 @@ def _time_forecasts(
     ]
     theirs, failed = None, []
     if s.script is not None:
-        try:
-            theirs = chainer_forecast(s.chainer_python, s.script, s.base, s.repeats, s.malloc_tuned)
-        except Exception as e:  # as a contender of the race: the rest is kept
-            failure = {"round": None, "reason": _reason(e)}
+        reason = None
+        if timed_out is not None:  # it would most likely wait out its timeout too
+            reason = f"not run: {timed_out}, with the same --chainer-python"
+        else:
+            try:
+                theirs = chainer_forecast(
+                    s.chainer_python, s.script, s.base, s.repeats, s.malloc_tuned
+                )
+            except Exception as e:  # as a contender of the race: the rest is kept
+                reason = _reason(e)
+        if reason is not None:
+            failure = {"round": None, "reason": reason}
             failed.append(_failed("chainer-forecast", "cpu", 1, failure, [], []))
-            _log(f"{_who('chainer-forecast', 'cpu', 1)} failed: {failure['reason']}")
+            _log(f"{_who('chainer-forecast', 'cpu', 1)} failed: {reason}")
         for row in forecasts:
             if row["device"] == "cpu" and theirs is not None:
                 row["vs_chainer"] = row["points_per_second"] / theirs["points_per_second"]
@@ -1640,14 +1667,17 @@ def run_bench(
     times out or crashes, in its warm-up or a later round; Chainer's forecast) does
     not end the run: it is left out of the rounds that remain, the ratios, the
     targets and the chart, and listed under ``failed`` in the document (and in one
-    line of bench.md); the rest is written in full. Callers tell such a run by a
-    non-empty ``doc["failed"]``.
+    line of bench.md); the rest is written in full. Once a Chainer contender has timed
+    out, Chainer's forecast is not started: it is listed under ``failed`` as not run.
+    Callers tell such a run by a non-empty ``doc["failed"]``.
     """
     out = Path(out)
     quick, force = check_bool("quick", quick), check_bool("force", force)
     s = _setup(out, quick, repeats, device, chainer_python, force)
-    peak, rows, failed = _time_training(s, _contenders(s))
-    forecasts, chainer_fc, forecast_failed = _time_forecasts(s)
+    contenders = _contenders(s)
+    peak, rows, failed = _time_training(s, contenders)
+    timed_out = _chainer_timed_out(contenders, s.repeats)
+    forecasts, chainer_fc, forecast_failed = _time_forecasts(s, timed_out)
     rss = peak_rss(s.base, s.devices[0], QUICK_RSS_EPOCHS if quick else RSS_EPOCHS)
     _log(f"peak RSS {rss['peak_rss_mib']:.0f} MiB")
     measured = {
