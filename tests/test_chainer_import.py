@@ -933,8 +933,8 @@ def test_import_run_names_sequence_size(tmp_path: Path, size: int, cli: bool, me
         ),
         (
             {"data": "sine", "csv_columns": ["a", "b"]},  # not "names 2 columns" first
-            "command line: --csv-columns 'a,b' applies only to data = 'csv:PATH', not "
-            "data = 'sine': drop --csv-columns",
+            "command line: --csv-columns 'a,b' applies only to --data 'csv:PATH', not "
+            "--data 'sine': drop --csv-columns",
             "config settings: csv_columns = ['a', 'b'] applies only to data = 'csv:PATH', not "
             "data = 'sine': remove it",
         ),

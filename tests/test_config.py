@@ -418,11 +418,11 @@ def test_a_setting_of_another_kind_of_data_is_refused_where_it_was_given(tmp_pat
     cases = [
         (
             {"data": "csv:d.csv", "total_size": 300},
-            "--total-size 300 applies only to data = fibonacci or sine, not data = 'csv:d.csv'",
+            "--total-size 300 applies only to --data fibonacci or sine, not --data 'csv:d.csv'",
         ),
-        ({"data": "sine", "value": 7}, "--value 7 applies only to data = fibonacci"),
+        ({"data": "sine", "value": 7}, "--value 7 applies only to --data fibonacci, not --data"),
         ({"scale": "none"}, "--scale 'none' applies only to data = csv, not data = 'fibonacci'"),
-        ({"data": "fibonacci", "period": 5.0}, "--period 5.0 applies only to data = sine"),
+        ({"data": "fibonacci", "period": 5.0}, "--period 5.0 applies only to --data sine"),
     ]
     for flags, message in cases:
         with pytest.raises(InputError, match=rf"^command line: {re.escape(message)}"):
@@ -431,9 +431,9 @@ def test_a_setting_of_another_kind_of_data_is_refused_where_it_was_given(tmp_pat
     with pytest.raises(InputError, match=r"^config run.toml: total_size = 3000 applies only"):
         Config.merged({"total_size": 3000}, {"data": "csv:d.csv"}, toml_source="run.toml")
     # Each message ends with the way out, where the setting came from.
-    with pytest.raises(InputError, match=r"not data = 'csv:d.csv': remove it from run.toml$"):
+    with pytest.raises(InputError, match=r"not --data 'csv:d.csv': remove it from run.toml$"):
         Config.merged({"total_size": 3000}, {"data": "csv:d.csv"}, toml_source="run.toml")
-    with pytest.raises(InputError, match=r"not data = 'sine': drop --value$"):
+    with pytest.raises(InputError, match=r"not --data 'sine': drop --value$"):
         Config.merged(None, {"data": "sine", "value": 7})
     # A run's stored settings hold every key: not "given".
     stored = Config(data="csv:d.csv").to_dict()
@@ -873,3 +873,55 @@ def test_an_integer_of_more_digits_than_python_reads_is_one_line(tmp_path: Path)
         load_toml(toml)
     with pytest.raises(InputError, match="epochs = an integer of about 5000 digits is out of"):
         Config.from_dict({"epochs": 10**5000}, "t")
+
+
+@pytest.mark.parametrize(
+    ("file", "flags", "message"),
+    [
+        # sequence_size by its flag where a flag gave it, else (a default, a file) its key
+        ({}, {"min_length": 40}, "--min-length 40 is out of range (allowed: 1 <= min_length <= "),
+        ({}, {"min_length": 40}, "(allowed: 1 <= min_length <= sequence_size = 30)"),
+        ({}, {"min_length": 40, "sequence_size": 20}, "min_length <= --sequence-size = 20)"),
+        ({"sequence_size": 20}, {"min_length": 40}, "min_length <= sequence_size = 20)"),
+        ({"min_length": 40}, {"sequence_size": 20}, "min_length <= --sequence-size = 20)"),
+        ({}, {"data": "adding", "min_length": 1}, "2 <= min_length <= sequence_size = 30)"),
+        # a file's value that a flag replaces is checked alone, with the merged settings
+        (
+            {"min_length": 0},
+            {"min_length": 5, "sequence_size": 50},
+            "config run.toml: min_length = 0 is out of range (allowed: 1 <= min_length <= "
+            "--sequence-size = 50)",
+        ),
+        # data by its flag where a flag gave it
+        ({}, {"data": "adding", "n_in": 3}, "--n-in 3 is out of range (allowed: 2 for --data 'add"),
+        ({"data": "adding"}, {"n_in": 3}, "(allowed: 2 for data = 'adding')"),
+        ({}, {"data": "sine", "n_out": 2}, "(allowed: 1 for --data 'sine')"),
+        ({}, {"n_out": 2}, "(allowed: 1 for data = 'fibonacci')"),
+        ({}, {"data": "adding", "sequence_size": 1}, "(allowed: >= 2 for --data 'adding')"),
+        ({"data": "adding"}, {"sequence_size": 1}, "(allowed: >= 2 for data = 'adding')"),
+        (
+            {},
+            {"data": "sine", "csv_header": True},
+            "--csv-header true applies only to --data 'csv:PATH', not --data 'sine': drop",
+        ),
+        (
+            {"data": "sine"},
+            {"csv_header": True},
+            "--csv-header true applies only to data = 'csv:PATH', not data = 'sine': drop",
+        ),
+        (
+            {"total_size": 300},
+            {"data": "csv:d.csv"},
+            "total_size = 300 applies only to --data fibonacci or sine, not --data 'csv:d.csv'",
+        ),
+    ],
+)
+def test_a_range_names_the_other_settings_as_they_were_given(
+    file: dict[str, Any], flags: dict[str, Any], message: str
+) -> None:
+    # "--min-length 40 is out of range (allowed: 1 <= min_length <= sequence_size = 30)"
+    # named sequence_size by its key after --sequence-size 20, as "for data = 'adding'"
+    # named data after --data adding, unlike the split's formula (--sequence-size + 1).
+    with pytest.raises(InputError) as e:
+        Config.merged(file, flags, toml_source="run.toml")
+    assert message in str(e.value)

@@ -21,6 +21,7 @@ from nsteplstm.data import (
     fibonacci_mod,
     load_adding,
     load_dataset,
+    load_series,
     make_windows,
     random_lengths,
     read_csv,
@@ -1041,3 +1042,48 @@ def test_a_header_read_as_data_is_suspected_only_where_it_looks_like_one(
         with pytest.raises(InputError, match=r"line 1, column 0: 'shop' is not a number") as e:
             read_csv(q, header=False)
         assert "looks like a header" not in str(e.value)
+
+
+def test_a_configs_csv_settings_are_named_as_settings_in_the_readers_checks(
+    tmp_path: Path,
+) -> None:
+    # load_series said "columns 'a', 'a' name the same column" of --csv-columns a,a:
+    # read_csv's argument, where every other message of a Config's CSV names the setting.
+    p = write(tmp_path, "id,a\nx,1\nx,2\n")
+    settings = {"data": f"csv:{p}", "sequence_size": 1, "split_rate": 0.5}
+    cases = [
+        ({"csv_columns": ["a", "a"]}, "csv_columns (--csv-columns) 'a', 'a' name the same column"),
+        ({"csv_columns": [1, "a"]}, "csv_columns (--csv-columns) 1, 'a' name the same column"),
+        (
+            {"csv_columns": None, "csv_series_id": "id", "n_in": 1, "n_out": 1},
+            "no data columns besides the csv_series_id (--csv-series-id) column",
+        ),
+    ]
+    one = write(tmp_path, "id\nx\ny\n", "one.csv")
+    for values, message in cases:
+        data = f"csv:{one}" if values.get("csv_series_id") else settings["data"]
+        config = Config.merged(None, {**settings, **values, "data": data})
+        with pytest.raises(InputError) as e:
+            load_series(config)
+        assert str(e.value).startswith(f"{data[4:]}: ") and message in str(e.value)
+    # A Config built directly is not checked before it is read.
+    direct = [
+        (Config(data=f"csv:{p}", csv_columns=()), "csv_columns (--csv-columns) is empty"),
+        (
+            Config(data=f"csv:{p}", csv_columns="a"),  # type: ignore[arg-type]
+            "csv_columns (--csv-columns) must be a list of column names or indices, got 'a'",
+        ),
+        (
+            Config(data=f"csv:{p}", csv_header="yes"),  # type: ignore[arg-type]
+            "csv_header (--csv-header) must be true, false or unset (detect), got 'yes'",
+        ),
+    ]
+    for config, message in direct:
+        with pytest.raises(InputError) as e:
+            load_series(config)
+        assert message in str(e.value)
+    # read_csv keeps its own arguments' names.
+    with pytest.raises(InputError, match=r"d\.csv: columns is empty"):
+        read_csv(p, [])
+    with pytest.raises(InputError, match=r"d\.csv: header must be None \(detect\), True or"):
+        read_csv(p, header="yes")  # type: ignore[arg-type]

@@ -64,6 +64,20 @@ def flag_of(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def called_setting(key: str, source: str | None) -> str:
+    """A setting without its value, in a formula or a range, in the words of ``source``:
+    ``--sequence-size`` from the command line, else (a file, a Python call, None for a
+    default) ``sequence_size``."""
+    return flag_of(key) if source == COMMAND_LINE else key
+
+
+def _data_kinds(kinds: Iterable[str], source: str | None) -> str:
+    """The kinds of data a setting applies to, with data named as ``source`` gave it:
+    ``--data fibonacci or sine`` from the command line, else ``data = fibonacci or sine``."""
+    prefix = f"{flag_of('data')} " if source == COMMAND_LINE else "data = "
+    return prefix + " or ".join(kinds)
+
+
 def named_setting(key: str, value: Any, source: str | None) -> str:
     """A setting and its value as an error names them, in the words of ``source``:
     ``--epochs 0`` from the command line (its flag, as :func:`parse_cli_value` names
@@ -280,7 +294,7 @@ class Config:
         else:
             config = _build(values, origin, toml_source, toml_source)
         for key, value in replaced.items():
-            _check_alone(config, key, value, toml_source)
+            _check_alone(config, key, value, toml_source, origin)
         given = set(flags)
         if toml_dict is not None and not stored:
             given |= set(toml_dict)
@@ -301,9 +315,11 @@ class Config:
         for key, kinds in DATA_SETTINGS.items():
             if key in given and self.data_kind not in kinds:
                 source = origin.get(key, "settings")
+                data_source = origin.get("data")
                 raise InputError(
                     f"{_where(source)}: {named_setting(key, getattr(self, key), source)} applies "
-                    f"only to data = {' or '.join(kinds)}, not data = {_show(self.data)}: "
+                    f"only to {_data_kinds(kinds, data_source)}, not "
+                    f"{named_setting('data', self.data, data_source)}: "
                     f"{_how_to_drop(key, source, toml_source, fix)}"
                 )
 
@@ -746,7 +762,7 @@ def _build(
         return named_setting(key, v[key], origin.get(key))
 
     def called(key: str) -> str:  # named without its value, in a formula
-        return flag_of(key) if origin.get(key) == COMMAND_LINE else key
+        return called_setting(key, origin.get(key))
 
     _check_keys(values, fail)
     v: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)}
@@ -754,9 +770,9 @@ def _build(
         v[key] = _converted(key, raw, origin.get(key, default_source))
     _check(_ranges(v), fail, named)
     v["device"] = device_name(v["device"])
-    _check_csv_settings_apply(v, fail, named, how_to_drop)
-    _check(_optional_ranges(v), fail, named)
-    _check_min_length(v, fail, named)
+    _check_csv_settings_apply(v, fail, named, how_to_drop, origin.get("data"))
+    _check(_optional_ranges(v, called), fail, named)
+    _check_min_length(v, fail, named, called)
     _set_features(v, values, fail, named)
     if v["data"] == "adding":
         _check_adding_split(v, fail, named)
@@ -782,12 +798,19 @@ def _check(checks: Iterable[_Check], fail: _Fail, named: _Named) -> None:
             raise fail(key, f"{named(key)} is out of range (allowed: {allowed})")
 
 
-def _check_alone(config: Config, key: str, value: Any, source: str) -> None:
+def _check_alone(
+    config: Config, key: str, value: Any, source: str, origin: Mapping[str, str]
+) -> None:
     """InputError naming `source` unless `value`, of `key`'s type, is in the setting's
     own range: the checks of it alone. `config` holds the other settings, whose checks
-    with it are that config's (min_length's message names its data and sequence_size)."""
+    with it are that config's (min_length's message names its data and sequence_size,
+    as `origin` says each was given)."""
     v = {**config.to_dict(), key: value}
-    checks = [check for check in _ranges(v) + _optional_ranges(v) if check[0] == key]
+
+    def called(other: str) -> str:
+        return called_setting(other, origin.get(other))
+
+    checks = [check for check in _ranges(v) + _optional_ranges(v, called) if check[0] == key]
     _check(
         checks,
         lambda _, what: InputError(f"{_where(source)}: {what}"),
@@ -830,8 +853,9 @@ def _ranges(v: Mapping[str, Any]) -> list[_Check]:
     ]
 
 
-def _optional_ranges(v: Mapping[str, Any]) -> list[_Check]:
-    """The checks of each optional setting alone (None passes), in the order they run."""
+def _optional_ranges(v: Mapping[str, Any], called: Callable[[str], str]) -> list[_Check]:
+    """The checks of each optional setting alone (None passes), in the order they run;
+    ``called`` names another setting in a range as it was given (:func:`called_setting`)."""
     columns = v["csv_columns"]
     series_id = v["csv_series_id"]
     min_length = v["min_length"]
@@ -850,7 +874,7 @@ def _optional_ranges(v: Mapping[str, Any]) -> list[_Check]:
         ),
         # >= 1 whatever the data; the message tells its range with the data's and
         # sequence_size's, as :func:`_check_min_length` does
-        ("min_length", min_length is None or min_length >= 1, _min_length_range(v)[1]),
+        ("min_length", min_length is None or min_length >= 1, _min_length_range(v, called)[1]),
     ]
 
 
@@ -860,34 +884,43 @@ def _is_column(column: str | int) -> bool:
 
 
 def _check_csv_settings_apply(
-    v: Mapping[str, Any], fail: _Fail, named: _Named, how_to_drop: Callable[[str], str]
+    v: Mapping[str, Any],
+    fail: _Fail,
+    named: _Named,
+    how_to_drop: Callable[[str], str],
+    data_source: str | None,
 ) -> None:
     """InputError for a CSV setting given for other data: accepted and ignored, it
     would be stored as if it applied. It ends with ``how_to_drop(key)``, the way out
-    that :meth:`Config.check_data_settings` gives too."""
+    that :meth:`Config.check_data_settings` gives too; ``data_source``: where data came
+    from, which names it (None: the default)."""
     if is_csv_data(v["data"]):
         return
     for key in ("csv_columns", "csv_header", "csv_series_id"):
         if v[key] is not None:
             raise fail(
                 key,
-                f"{named(key)} applies only to data = 'csv:PATH', not "
-                f"data = {_show(v['data'])}: {how_to_drop(key)}",
+                f"{named(key)} applies only to {named_setting('data', 'csv:PATH', data_source)}, "
+                f"not {named('data')}: {how_to_drop(key)}",
             )
 
 
-def _check_min_length(v: Mapping[str, Any], fail: _Fail, named: _Named) -> None:
-    """min_length, when given, within the window lengths of the data and sequence_size."""
+def _check_min_length(
+    v: Mapping[str, Any], fail: _Fail, named: _Named, called: Callable[[str], str]
+) -> None:
+    """min_length, when given, within the window lengths of the data and sequence_size
+    (named by ``called``, as it was given)."""
     min_length = v["min_length"]
     if min_length is not None:
-        lowest, allowed = _min_length_range(v)
+        lowest, allowed = _min_length_range(v, called)
         _check([("min_length", lowest <= min_length <= v["sequence_size"], allowed)], fail, named)
 
 
-def _min_length_range(v: Mapping[str, Any]) -> tuple[int, str]:
-    """The lowest min_length of `v`'s data, and min_length's range as an error says it."""
+def _min_length_range(v: Mapping[str, Any], called: Callable[[str], str]) -> tuple[int, str]:
+    """The lowest min_length of `v`'s data, and min_length's range as an error says it,
+    with sequence_size named by ``called`` (``--sequence-size = 30`` from a flag)."""
     lowest = 2 if v["data"] == "adding" else 1
-    return lowest, f"{lowest} <= min_length <= sequence_size = {v['sequence_size']}"
+    return lowest, f"{lowest} <= min_length <= {called('sequence_size')} = {v['sequence_size']}"
 
 
 def _data_features(data: str, columns: tuple[str | int, ...] | None) -> tuple[int, int] | None:
@@ -907,13 +940,13 @@ def _set_features(v: dict[str, Any], given: Collection[str], fail: _Fail, named:
         if key not in given:
             v[key] = expected
         ok = v[key] == expected
-        _check([(key, ok, f"{expected} for data = {_show(v['data'])}")], fail, named)
+        _check([(key, ok, f"{expected} for {named('data')}")], fail, named)
 
 
 def _check_adding_split(v: Mapping[str, Any], fail: _Fail, named: _Named) -> None:
     """An adding problem's sequence_size, and the training and validation samples that
     split_rate leaves (at least one each)."""
-    _check([("sequence_size", v["sequence_size"] >= 2, ">= 2 for data = 'adding'")], fail, named)
+    _check([("sequence_size", v["sequence_size"] >= 2, f">= 2 for {named('data')}")], fail, named)
     samples = v["adding_samples"]
     n_train = train_points(v["split_rate"], samples)
     if not 1 <= n_train < samples:

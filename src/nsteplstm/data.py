@@ -171,12 +171,8 @@ class _Layout:
         return some(self.names, most, _show, "columns")
 
     def called(self, argument: str) -> str:
-        """The reader's ``argument`` ("columns", "header", "series_id") as a message
-        names it: read_csv's argument, or a Config's setting by its key and its flag
-        (``csv_columns (--csv-columns)``), since which of them was given (a flag, a
-        TOML file, Python) is not known once the Config is built."""
-        key = f"csv_{argument}"
-        return f"{key} ({flag_of(key)})" if self.config else argument
+        """The reader's ``argument`` as a message names it (:func:`_called`)."""
+        return _called(argument, self.config)
 
     def header_false(self) -> str:
         """What a header told absent does, and how to undo it, in the words of
@@ -187,6 +183,15 @@ class _Layout:
             f"csv_header = false ({flag_of('csv_header')} false) reads the first row as data: "
             "set it to true, or leave it out to detect the header"
         )
+
+
+def _called(argument: str, config: bool) -> str:
+    """The reader's ``argument`` ("columns", "header", "series_id") as a message names
+    it: read_csv's argument, or where ``config``, a Config's setting by its key and its
+    flag (``csv_columns (--csv-columns)``), since which of them was given (a flag, a
+    TOML file, Python) is not known once the Config is built."""
+    key = f"csv_{argument}"
+    return f"{key} ({flag_of(key)})" if config else argument
 
 
 def _resolve_column(col: str | int, key: str, layout: _Layout) -> int:
@@ -391,7 +396,7 @@ def _read_table(
     """:func:`read_csv`, the header's names of the columns read and of the series_id
     column (None without a header, or without series_id). ``config``: the arguments are
     a Config's csv_* settings, which messages then name so (:meth:`_Layout.called`)."""
-    _check_arguments(path, columns, header)
+    _check_arguments(path, columns, header, config)
     header = None if header is None else bool(header)  # np.False_ is not False
     rows = _read_rows(path)
     if not rows:
@@ -416,21 +421,24 @@ def _read_table(
 
 
 def _check_arguments(
-    path: str | Path, columns: Sequence[str | int] | None, header: bool | None
+    path: str | Path, columns: Sequence[str | int] | None, header: bool | None, config: bool
 ) -> None:
     """InputError unless :func:`read_csv`'s arguments are of its types (the columns
-    themselves are checked against the file)."""
+    themselves are checked against the file); ``config``: they are a Config's csv_*
+    settings, which the messages then name so (:func:`_called`)."""
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"read_csv: path must be a file path, got {type(path).__name__}")
     if header is not None and not isinstance(header, (bool, np.bool_)):
+        allowed = "true, false or unset (detect)" if config else "None (detect), True or False"
         raise InputError(
-            f"{path}: header must be None (detect), True or False, got {plain(header)}"
+            f"{path}: {_called('header', config)} must be {allowed}, got {plain(header)}"
         )
     if columns is not None and (
         isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence)
     ):
         raise InputError(
-            f"{path}: columns must be a list of column names or indices, got {columns!r}"
+            f"{path}: {_called('columns', config)} must be a list of column names or "
+            f"indices, got {columns!r}"
         )
 
 
@@ -456,15 +464,21 @@ def _data_columns(
     if columns is None:
         use = [i for i in range(layout.count) if i != id_index]
         if not use:
-            raise InputError(f"{layout.path}: no data columns besides the series_id column")
+            raise InputError(
+                f"{layout.path}: no data columns besides the {layout.called('series_id')} column"
+            )
         return use
     if len(columns) == 0:
-        raise InputError(f"{layout.path}: columns is empty (give at least one column)")
+        raise InputError(
+            f"{layout.path}: {layout.called('columns')} is empty (give at least one column)"
+        )
     use = [_resolve_column(c, "column", layout) for c in columns]
     twice = [c for c, i in zip(columns, use, strict=True) if use.count(i) > 1]
     if twice:  # the model would get one column as two features
         shown = ", ".join(_given(c) for c in twice)
-        raise InputError(f"{layout.path}: columns {shown} name the same column; give it once")
+        raise InputError(
+            f"{layout.path}: {layout.called('columns')} {shown} name the same column; give it once"
+        )
     if id_index is not None and id_index in use:
         column = _given(columns[use.index(id_index)])
         as_id = "" if _given(series_id) == column else f" (given as {_given(series_id)})"
