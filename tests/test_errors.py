@@ -188,6 +188,12 @@ def _run_csv_units(tmp: Path, base: Path) -> Path:
     return run
 
 
+def _run_without_config(tmp: Path, base: Path) -> Path:
+    run = _copy_run(tmp, base, "run_without_config")
+    (run / "config.json").unlink()
+    return run
+
+
 def _run_damaged_metrics(tmp: Path, base: Path) -> Path:
     run = _copy_run(tmp, base, "run_damaged_metrics")
     (run / "forecast-window.csv").write_text("t,truth,prediction\n")
@@ -274,6 +280,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run_csv_moved": _run_csv_moved,
     "run_csv_columns": _run_csv_columns,
     "run_csv_units": _run_csv_units,
+    "run_without_config": _run_without_config,
     "bench_with_notes": _bench_with_notes,
     "existing_png": _file("mine.png", b"my picture"),
     "toml_unknown_key": _file("unknown.toml", "epochs = 2\nbogus = 1\n"),

@@ -566,6 +566,27 @@ def test_resume_needs_a_run(tmp_path: Path) -> None:
         train({"epochs": 3}, tmp_path / "empty", resume=True, quiet=True)
 
 
+def test_resume_without_config_json_says_what_to_do(interrupted: Path, capsys) -> None:
+    # It said only "RUN/config.json: file not found", though the run's other files
+    # (weights, history, checkpoint) were there.
+    from nsteplstm.cli import main
+
+    (interrupted / runs.CONFIG_FILE).unlink()
+    files = {p.name: p.read_bytes() for p in interrupted.iterdir()}
+    assert main(["train", "--resume", str(interrupted)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"nsteplstm train: error: {interrupted / runs.CONFIG_FILE}: file not found; "
+        f"{interrupted} holds the run's other files ("
+    )
+    advice = "but not its config.json, which says how to read them: restore it, or train anew "
+    assert err.endswith(f"{advice}with nsteplstm train --out {interrupted} --force\n")
+    assert {p.name: p.read_bytes() for p in interrupted.iterdir()} == files
+    # The advice works: --force trains anew in the directory.
+    train(Config.from_dict({**SETTINGS, "epochs": 1}, "test"), interrupted, force=True, quiet=True)
+    assert runs.read_config(interrupted)[0].epochs == 1
+
+
 def test_resume_and_force_together_are_refused(interrupted: Path, capsys) -> None:
     # train() ignored force and resumed; only the command line refused the pair.
     from nsteplstm.cli import main

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -181,8 +182,10 @@ def test_force_refuses_a_damaged_metrics_json_beside_forecasts(tmp_path: Path, d
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     message = (
         r"metrics.json: .*; it records which of the forecasts here \('shop9': forecast-NAME.csv "
-        r"and .png\) are the run's: --force removes only those it records: repair it, or "
-        "delete it and the forecast files you do not want kept$"
+        r"and .png\) are the run's: --force removes forecast-window.\* and forecast-stream.\* in "
+        r"any case, other forecasts only where it records them: repair it, or delete it and the "
+        r"other forecast files you do not want kept; move forecast-window.\* and "
+        r"forecast-stream.\* elsewhere to keep them$"
     )
     for call in (runs.check_run_dir_free, runs.prepare_run_dir):
         with pytest.raises(InputError, match=message):
@@ -717,7 +720,7 @@ def test_read_config_names_the_files_a_killed_force_set_aside(tmp_path: Path) ->
         runs.load_run(tmp_path)
     (tmp_path / f".{runs.CONFIG_FILE}.4242.removed").unlink()
     (tmp_path / f".{runs.MODEL_FILE}.4242.removed").rename(tmp_path / runs.MODEL_FILE)
-    with pytest.raises(InputError, match=r"config.json: file not found$"):
+    with pytest.raises(InputError, match=r"config.json: file not found; .* other files"):
         runs.read_config(tmp_path)
 
 
@@ -732,6 +735,47 @@ def test_reading_a_directory_that_holds_no_run_says_so(tmp_path: Path) -> None:
     # Other files of a run beside it: a damaged run, not none.
     for name in (runs.MODEL_FILE, runs.HISTORY_FILE, "checkpoint-2.safetensors"):
         (tmp_path / name).write_text("x")
-        with pytest.raises(InputError, match=r"config.json: file not found$"):
+        with pytest.raises(InputError, match=rf"config.json: file not found; .*\('{name}'\)"):
             runs.read_config(tmp_path)
         (tmp_path / name).unlink()
+
+
+def test_force_advice_on_a_damaged_metrics_json_says_which_forecasts_go(tmp_path: Path) -> None:
+    # It said "--force removes only those it records: ... delete it and the forecast
+    # files you do not want kept", but --force removes forecast-window.* and
+    # forecast-stream.* (run files) whatever metrics.json records: one kept on that
+    # advice was lost.
+    run = tmp_path / "run"
+    make_run(run)
+    (run / runs.METRICS_FILE).write_text("{damaged")
+    forecasts = ("forecast-window.csv", "forecast-stream.png", "forecast-mine.csv")
+    for name in forecasts:
+        (run / name).write_text("old")
+    with pytest.raises(InputError) as refused:
+        runs.check_run_dir_free(run, force=True)
+    advice = str(refused.value).split("are the run's: ", 1)[1]
+    assert advice.startswith(
+        "--force removes forecast-window.* and forecast-stream.* in any case, other "
+        "forecasts only where it records them: repair it, or delete it"
+    )
+    (run / runs.METRICS_FILE).unlink()  # the advice followed: what it says goes, goes
+    runs.prepare_run_dir(run, force=True)
+    assert sorted(p.name for p in run.iterdir()) == ["forecast-mine.csv"]
+
+
+@pytest.mark.parametrize("read", [runs.read_config, runs.load_run, runs.load_model])
+def test_a_run_without_its_config_json_says_what_to_do(tmp_path: Path, read) -> None:
+    # forecast and train --resume said only "RUN/config.json: file not found", though
+    # the run's other files were there.
+    run = tmp_path / "run"
+    make_run(run)
+    runs.write_history(run, [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "seconds": 1.0}])
+    (run / runs.CONFIG_FILE).unlink()
+    message = (
+        f"{run / runs.CONFIG_FILE}: file not found; {run} holds the run's other files "
+        f"('model.safetensors', 'history.csv') but not its config.json, which says how to "
+        f"read them: restore it, or train anew with nsteplstm train --out {shlex.quote(str(run))} "
+        "--force"
+    )
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        read(run)

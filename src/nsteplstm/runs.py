@@ -289,15 +289,20 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
     can check its output before the slow or failing part of its work."""
     path = check_dir_free(path, force, "run directory")
     if force and path.is_dir():  # which forecast files the old run's are: what goes
-        forecast_records(
-            path,
-            "--force removes only those it records: repair it, or delete it and the "
-            "forecast files you do not want kept",
-        )
+        forecast_records(path, _FORCE_ADVICE)
     for old in _old_run_files(path):
         if old.is_dir() and not old.is_symlink():
             raise InputError(f"cannot replace {old}: it is a directory")
     return path
+
+
+# What to do when --force meets a damaged metrics.json beside forecasts: the default-named
+# ones are RUN_FILES (they go whatever it records), the others go only where it records them.
+_FORCE_ADVICE = (
+    "--force removes forecast-window.* and forecast-stream.* in any case, other forecasts "
+    "only where it records them: repair it, or delete it and the other forecast files you "
+    "do not want kept; move forecast-window.* and forecast-stream.* elsewhere to keep them"
+)
 
 
 def holds_run(path: str | Path) -> bool:
@@ -706,8 +711,9 @@ def _check_version(doc: dict[str, Any], path: Path) -> None:
 def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | None]:
     """Read ``config.json``: the run's Config, the model's constructor arguments, the scaler.
 
-    Where it is missing, the InputError says why when it can: a killed ``--force`` set
-    the run aside, or ``run_dir`` holds no run file at all (not a run directory)."""
+    Where it is missing, the InputError says why when it can and what to do: a killed
+    ``--force`` set the run aside, ``run_dir`` holds no run file at all (not a run
+    directory), or the run's other files are there without it."""
     run_dir = _check_run_dir(run_dir)
     path = output_path(run_dir, CONFIG_FILE)
     aside = [p.name for p in leftover_files(run_dir) if p.name.endswith(".removed")]
@@ -717,8 +723,8 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
             f"the old run's files set aside ({some(aside, most=2)}): to train anew, "
             f"nsteplstm train --out {command_path(run_dir)} --force"
         )
-    if not os.path.lexists(path) and not holds_run(run_dir):  # else: a damaged run
-        raise InputError(f"{path}: file not found; {run_dir} holds no run: name a run directory")
+    if not os.path.lexists(path):
+        _refuse_missing_config(run_dir, path)
     doc = _read_json(path, CONFIG_FILE)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object with format_version, config, model")
@@ -745,6 +751,19 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
     if doc.get("scaler") is not None:
         scaler = Scaler.from_dict(doc["scaler"], f"{path}")
     return config, dict(doc["model"]), scaler
+
+
+def _refuse_missing_config(run_dir: Path, path: Path) -> None:
+    """The InputError for a ``run_dir`` without its ``config.json`` (``path``), which
+    says whether the directory holds a run at all."""
+    others = [p.name for p in _old_run_files(run_dir)]
+    if not others:
+        raise InputError(f"{path}: file not found; {run_dir} holds no run: name a run directory")
+    raise InputError(
+        f"{path}: file not found; {run_dir} holds the run's other files "
+        f"({some(others, most=3)}) but not its {CONFIG_FILE}, which says how to read them: "
+        f"restore it, or train anew with nsteplstm train --out {command_path(run_dir)} --force"
+    )
 
 
 def build_model(model_config: dict[str, Any], source: str | Path) -> Forecaster:
