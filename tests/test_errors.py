@@ -93,16 +93,19 @@ def _run(tmp: Path, base: Path) -> Path:
     return _copy_run(tmp, base, "run_given")
 
 
-def _run_without_weights(tmp: Path, base: Path) -> Path:
-    run = _copy_run(tmp, base, "run_without_weights")
-    (run / "model.safetensors").unlink()
-    return run
+def _run_where(name: str, file: str, text: str | None) -> Callable[[Path, Path], Path]:
+    """A maker of a copy of the finished run named ``name``, its ``file`` written as
+    ``text``, or removed where ``text`` is None."""
 
+    def make(tmp: Path, base: Path) -> Path:
+        run = _copy_run(tmp, base, name)
+        if text is None:
+            (run / file).unlink()
+        else:
+            (run / file).write_text(text)
+        return run
 
-def _run_without_checkpoint(tmp: Path, base: Path) -> Path:
-    run = _copy_run(tmp, base, "run_without_checkpoint")
-    (run / "checkpoint.json").unlink()
-    return run
+    return make
 
 
 def _run_truncated_weights(tmp: Path, base: Path) -> Path:
@@ -149,30 +152,6 @@ def _run_corrupt_config(tmp: Path, base: Path) -> Path:
     return run
 
 
-def _run_nan_metrics(tmp: Path, base: Path) -> Path:
-    run = _copy_run(tmp, base, "run_nan_metrics")
-    (run / "metrics.json").write_text('{"val_loss": NaN}')
-    return run
-
-
-def _run_forecast_done(tmp: Path, base: Path) -> Path:
-    run = _copy_run(tmp, base, "run_forecast_done")
-    (run / "forecast-window.csv").write_text("t,truth,prediction\n")
-    return run
-
-
-def _run_without_history(tmp: Path, base: Path) -> Path:
-    run = _copy_run(tmp, base, "run_without_history")
-    (run / "history.csv").unlink()
-    return run
-
-
-def _run_damaged_checkpoint(tmp: Path, base: Path) -> Path:
-    run = _copy_run(tmp, base, "run_damaged_checkpoint")
-    (run / "checkpoint.json").write_text('{"format')
-    return run
-
-
 def _run_csv_units(tmp: Path, base: Path) -> Path:
     """A CSV run trained on the column 'units' (--csv-columns units)."""
     run = _copy_run(tmp, base, "run_csv_units")
@@ -185,12 +164,6 @@ def _run_csv_units(tmp: Path, base: Path) -> Path:
         doc["data_header"] = {"columns": ["units"], "series_id": None}
 
     _edit_config(run, edit)
-    return run
-
-
-def _run_without_config(tmp: Path, base: Path) -> Path:
-    run = _copy_run(tmp, base, "run_without_config")
-    (run / "config.json").unlink()
     return run
 
 
@@ -265,22 +238,24 @@ def _file(name: str, content: bytes | str) -> Callable[[Path, Path], Path]:
 
 MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "run": _run,
-    "run_without_weights": _run_without_weights,
-    "run_without_checkpoint": _run_without_checkpoint,
+    "run_without_weights": _run_where("run_without_weights", "model.safetensors", None),
+    "run_without_checkpoint": _run_where("run_without_checkpoint", "checkpoint.json", None),
     "run_truncated_weights": _run_truncated_weights,
     "run_wrong_shape": _run_wrong_shape,
     "run_config_disagrees": _run_config_disagrees,
     "run_future_format": _run_future_format,
     "run_corrupt_config": _run_corrupt_config,
-    "run_nan_metrics": _run_nan_metrics,
-    "run_forecast_done": _run_forecast_done,
+    "run_nan_metrics": _run_where("run_nan_metrics", "metrics.json", '{"val_loss": NaN}'),
+    "run_forecast_done": _run_where(
+        "run_forecast_done", "forecast-window.csv", "t,truth,prediction\n"
+    ),
     "run_damaged_metrics": _run_damaged_metrics,
-    "run_without_history": _run_without_history,
-    "run_damaged_checkpoint": _run_damaged_checkpoint,
+    "run_without_history": _run_where("run_without_history", "history.csv", None),
+    "run_damaged_checkpoint": _run_where("run_damaged_checkpoint", "checkpoint.json", '{"format'),
     "run_csv_moved": _run_csv_moved,
     "run_csv_columns": _run_csv_columns,
     "run_csv_units": _run_csv_units,
-    "run_without_config": _run_without_config,
+    "run_without_config": _run_where("run_without_config", "config.json", None),
     "bench_with_notes": _bench_with_notes,
     "existing_png": _file("mine.png", b"my picture"),
     "toml_unknown_key": _file("unknown.toml", "epochs = 2\nbogus = 1\n"),

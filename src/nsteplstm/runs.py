@@ -716,13 +716,6 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
     directory), or the run's other files are there without it."""
     run_dir = _check_run_dir(run_dir)
     path = output_path(run_dir, CONFIG_FILE)
-    aside = [p.name for p in leftover_files(run_dir) if p.name.endswith(".removed")]
-    if aside and not os.path.lexists(path):
-        raise InputError(
-            f"{path}: file not found; a train --force killed while replacing the run left "
-            f"the old run's files set aside ({some(aside, most=2)}): to train anew, "
-            f"nsteplstm train --out {command_path(run_dir)} --force"
-        )
     if not os.path.lexists(path):
         _refuse_missing_config(run_dir, path)
     doc = _read_json(path, CONFIG_FILE)
@@ -755,7 +748,15 @@ def read_config(run_dir: str | Path) -> tuple[Config, dict[str, Any], Scaler | N
 
 def _refuse_missing_config(run_dir: Path, path: Path) -> None:
     """The InputError for a ``run_dir`` without its ``config.json`` (``path``), which
-    says whether the directory holds a run at all."""
+    says why when it can: a killed ``--force`` set the run aside, the directory holds no
+    run at all, or the run's other files are there without it."""
+    aside = [p.name for p in leftover_files(run_dir) if p.name.endswith(".removed")]
+    if aside:
+        raise InputError(
+            f"{path}: file not found; a train --force killed while replacing the run left "
+            f"the old run's files set aside ({some(aside, most=2)}): to train anew, "
+            f"nsteplstm train --out {command_path(run_dir)} --force"
+        )
     others = [p.name for p in _old_run_files(run_dir)]
     if not others:
         raise InputError(f"{path}: file not found; {run_dir} holds no run: name a run directory")
