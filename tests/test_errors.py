@@ -170,8 +170,15 @@ def _run_csv_units(tmp: Path, base: Path) -> Path:
 def _run_damaged_metrics(tmp: Path, base: Path) -> Path:
     run = _copy_run(tmp, base, "run_damaged_metrics")
     (run / "forecast-window.csv").write_text("t,truth,prediction\n")
+    (run / "forecast-mine.csv").write_text("t,truth,prediction\n")
     text = (run / "metrics.json").read_text()
     (run / "metrics.json").write_text(text[: len(text) // 2])
+    return run
+
+
+def _run_without_metrics(tmp: Path, base: Path) -> Path:
+    run = _run_where("run_without_metrics", "metrics.json", None)(tmp, base)
+    (run / "forecast-mine.csv").write_text("t,truth,prediction\n")
     return run
 
 
@@ -250,6 +257,7 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
         "run_forecast_done", "forecast-window.csv", "t,truth,prediction\n"
     ),
     "run_damaged_metrics": _run_damaged_metrics,
+    "run_without_metrics": _run_without_metrics,
     "run_without_history": _run_where("run_without_history", "history.csv", None),
     "run_damaged_checkpoint": _run_where("run_damaged_checkpoint", "checkpoint.json", '{"format'),
     "run_csv_moved": _run_csv_moved,

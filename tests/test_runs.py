@@ -124,6 +124,7 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     (run / "notes.txt").write_text("mine")
     (run / "checkpoint-3.safetensors").write_bytes(b"stale")
     (run / runs.CHECKPOINT_FILE).write_text("{}")
+    runs.write_metrics(run, {"val_loss": 1.0})  # which records no forecast
     (run / "forecast-window.csv").write_text("t,truth,prediction\n")  # of the old model
     (run / "forecast-stream.png").write_bytes(b"old")
     with pytest.raises(InputError, match="--force"):
@@ -131,14 +132,14 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--force"):
         runs.prepare_run_dir(run, force=False)
     assert runs.check_run_dir_free(run, force=True) == run
-    assert len(list(run.iterdir())) == 5  # checking changed nothing
-    (run / "forecast-mine.csv").write_text("the user's own")  # not a name a run writes
+    assert len(list(run.iterdir())) == 6  # checking changed nothing
+    (run / "forecast-mine.csv").write_text("the user's own")  # not recorded as the run's
     (run / "losses.png").write_bytes(b"the user's plot")
     (run / "checkpoint-backup.safetensors").write_bytes(b"the user's copy")  # not a run's name
     (run / runs.MODEL_FILE).mkdir()  # in the way: nothing may be removed
     with pytest.raises(InputError, match="cannot replace .*model.safetensors: it is a directory"):
         runs.prepare_run_dir(run, force=True)
-    assert len(list(run.iterdir())) == 9
+    assert len(list(run.iterdir())) == 10
     (run / runs.MODEL_FILE).rmdir()
     runs.prepare_run_dir(run, force=True)
     assert sorted(p.name for p in run.iterdir()) == [
@@ -181,19 +182,90 @@ def test_force_refuses_a_damaged_metrics_json_beside_forecasts(tmp_path: Path, d
         (run / name).write_text("old")
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     message = (
-        r"metrics.json: .*; it records which of the forecasts here \('shop9': forecast-NAME.csv "
-        r"and .png\) are the run's: --force removes forecast-window.\* and forecast-stream.\* in "
-        r"any case, other forecasts only where it records them: repair it, or delete it and the "
-        r"other forecast files you do not want kept; move forecast-window.\* and "
-        r"forecast-stream.\* elsewhere to keep them$"
+        r"metrics.json: .*; it records which of the forecast files here \('forecast-shop9.csv', "
+        r"'forecast-shop9.png'\) are the old run's, for --force to remove: repair it, or move "
+        r"them elsewhere or delete them, and run again \(forecast-window.\* and "
+        r"forecast-stream.\* go with the old run in any case\)$"
     )
     for call in (runs.check_run_dir_free, runs.prepare_run_dir):
         with pytest.raises(InputError, match=message):
             call(run, force=True)
         assert {p.name: p.read_bytes() for p in run.iterdir()} == before
-    (run / runs.METRICS_FILE).unlink()  # the user's choice, as the message offers
+    (run / "forecast-shop9.png").unlink()  # the user's choice, as the message offers
+    (run / "forecast-shop9.csv").rename(tmp_path / "forecast-shop9.csv")
     runs.prepare_run_dir(run, force=True)
-    assert sorted(p.name for p in run.iterdir()) == ["forecast-shop9.csv", "forecast-shop9.png"]
+    assert not list(run.iterdir())
+
+
+def test_force_refuses_a_run_without_metrics_json_beside_named_forecasts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With metrics.json deleted, --force kept the old run's named forecasts beside the
+    new weights, where they passed for the new model's."""
+    from nsteplstm.cli import main
+
+    run = tmp_path / "run"
+    make_run(run)
+    named = ["forecast-a.csv", "forecast-a.png", "forecast-b.csv", "forecast-c.png"]
+    for name in [*named, "forecast-window.csv", "forecast-stream.png"]:
+        (run / name).write_text("old")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    message = (
+        f"{run / runs.METRICS_FILE}: file not found; it records which of the forecast files "
+        "here ('forecast-a.csv', 'forecast-a.png', 'forecast-b.csv', ... (4 files in all)) are "
+        "the old run's, for --force to remove: move them elsewhere or delete them, and run "
+        "again (forecast-window.* and forecast-stream.* go with the old run in any case)"
+    )
+    for call in (runs.check_run_dir_free, runs.prepare_run_dir):
+        with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+            call(run, force=True)
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert main(["train", "--out", str(run), "--force", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith(f"error: {message}\n"), err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    for name in named:  # the advice followed
+        (run / name).rename(tmp_path / name)
+    runs.prepare_run_dir(run, force=True)
+    assert list(run.iterdir()) == []
+    # No run beside them: forecast files alone are the user's, and stay.
+    for name in named:
+        (tmp_path / name).rename(run / name)
+    runs.prepare_run_dir(run, force=True)
+    assert sorted(p.name for p in run.iterdir()) == sorted(named)
+
+
+@pytest.mark.parametrize("damage", ['{"forecast": {"shop9"', '{"forecast": 5}', "[]"])
+def test_force_replaces_a_run_whose_damaged_metrics_json_has_only_default_forecasts(
+    tmp_path: Path, damage: str
+) -> None:
+    """forecast-window.* and forecast-stream.* go with the old run whatever metrics.json
+    records, yet --force refused a damaged one beside them."""
+    run = tmp_path / "run"
+    make_run(run)
+    (run / runs.METRICS_FILE).write_text(damage)
+    for name in ("forecast-window.csv", "forecast-window.png", "forecast-stream.csv"):
+        (run / name).write_text("old")
+    (run / "notes.txt").write_text("mine")
+    assert runs.check_run_dir_free(run, force=True) == run
+    runs.prepare_run_dir(run, force=True)
+    assert [p.name for p in run.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_train_force_replaces_a_run_whose_damaged_metrics_json_has_only_default_forecasts(
+    tmp_path: Path,
+) -> None:
+    from nsteplstm.train import train
+
+    run = tmp_path / "run"
+    tiny = {"epochs": 1, "total_size": 300, "sequence_size": 10, "n_hidden": 8, "batch_size": 50}
+    train(tiny, run, quiet=True)
+    (run / runs.METRICS_FILE).write_text('{"forecast": {"window"')
+    (run / "forecast-window.csv").write_text("t,truth,prediction\n")
+    result = train(tiny, run, force=True, quiet=True)
+    assert runs.read_metrics(run) == result.metrics
+    assert not (run / "forecast-window.csv").exists()
 
 
 def test_force_removes_all_of_the_old_run_or_nothing(
@@ -753,14 +825,13 @@ def test_force_advice_on_a_damaged_metrics_json_says_which_forecasts_go(tmp_path
         (run / name).write_text("old")
     with pytest.raises(InputError) as refused:
         runs.check_run_dir_free(run, force=True)
-    advice = str(refused.value).split("are the run's: ", 1)[1]
-    assert advice.startswith(
-        "--force removes forecast-window.* and forecast-stream.* in any case, other "
-        "forecasts only where it records them: repair it, or delete it"
+    assert "('forecast-mine.csv') are the old run's" in str(refused.value)  # the only one
+    assert str(refused.value).endswith(
+        "(forecast-window.* and forecast-stream.* go with the old run in any case)"
     )
-    (run / runs.METRICS_FILE).unlink()  # the advice followed: what it says goes, goes
-    runs.prepare_run_dir(run, force=True)
-    assert sorted(p.name for p in run.iterdir()) == ["forecast-mine.csv"]
+    (run / "forecast-mine.csv").rename(tmp_path / "forecast-mine.csv")  # the advice followed
+    runs.prepare_run_dir(run, force=True)  # what it says goes, goes
+    assert list(run.iterdir()) == []
 
 
 @pytest.mark.parametrize("read", [runs.read_config, runs.load_run, runs.load_model])

@@ -289,20 +289,40 @@ def check_run_dir_free(path: str | Path, force: bool) -> Path:
     can check its output before the slow or failing part of its work."""
     path = check_dir_free(path, force, "run directory")
     if force and path.is_dir():  # which forecast files the old run's are: what goes
-        forecast_records(path, _FORCE_ADVICE)
+        _check_forecasts_known(path)
     for old in _old_run_files(path):
         if old.is_dir() and not old.is_symlink():
             raise InputError(f"cannot replace {old}: it is a directory")
     return path
 
 
-# What to do when --force meets a damaged metrics.json beside forecasts: the default-named
-# ones are RUN_FILES (they go whatever it records), the others go only where it records them.
-_FORCE_ADVICE = (
-    "--force removes forecast-window.* and forecast-stream.* in any case, other forecasts "
-    "only where it records them: repair it, or delete it and the other forecast files you "
-    "do not want kept; move forecast-window.* and forecast-stream.* elsewhere to keep them"
-)
+def _check_forecasts_known(run_dir: Path) -> None:
+    """InputError where ``--force`` cannot tell which named forecasts in ``run_dir`` are
+    the old run's, to remove, and which the user's, to keep: its metrics.json, which
+    records them, is damaged, or missing though other files of a run are there (kept,
+    they would pass for the new model's). The error names those forecast files; nothing
+    is refused for ``forecast-window.*`` and ``forecast-stream.*``, which go in any case
+    (:data:`RUN_FILES`)."""
+    named = [p.name for p in forecast_files(run_dir) if p.name not in RUN_FILES]
+    if not named:
+        return
+    path = run_dir / METRICS_FILE
+    if os.path.lexists(path):
+        try:
+            _read_records(run_dir)
+            return
+        except InputError as e:
+            why, fix = str(e), "repair it, or move them elsewhere"
+    elif holds_run(run_dir):
+        why, fix = f"{path}: file not found", "move them elsewhere"
+    else:  # no run here: they are the user's
+        return
+    raise InputError(
+        f"{why}; it records which of the forecast files here "
+        f"({some(named, most=3, noun='files')}) are the old run's, for --force to remove: "
+        f"{fix} or delete them, and run again (forecast-window.* and forecast-stream.* go "
+        "with the old run in any case)"
+    )
 
 
 def holds_run(path: str | Path) -> bool:
