@@ -761,13 +761,20 @@ def test_a_column_name_the_reader_cannot_take_says_how_to_give_it(tmp_path: Path
     )
     # A header of years: the command line's 2021 is an index, which it did not say.
     years = write(tmp_path, "2020,2021\n50.5,51.5\n52.5,53.5\n")
+    said = "; the first row has a cell '2021', but a number here is an index: to name it, "
     for header in (None, True):
+        config = Config.from_dict({"data": f"csv:{years}", "csv_columns": [2021]}, "t")
+        if header:
+            config = dataclasses.replace(config, csv_header=True)
+        with pytest.raises(InputError) as e:
+            load_dataset(config)
+        assert str(e.value).endswith(
+            said + 'set csv_columns = ["2021"] and csv_header = true in a TOML file'
+        )
+        # read_csv's caller has no TOML file: it was told so, and of csv_columns.
         with pytest.raises(InputError) as e:
             read_csv(years, [2021], header=header)
-        assert str(e.value).endswith(
-            "; the first row has a cell '2021', but a number here is an index: to name it, "
-            'set csv_columns = ["2021"] and csv_header = true in a TOML file'
-        )
+        assert str(e.value).endswith(said + 'pass columns=["2021"] and header=True')
     assert read_csv(years, ["2021"], header=True)[""].tolist() == [[51.5], [53.5]]
 
 
@@ -814,6 +821,10 @@ GROUPED = (
     "it looks like a number with thousands separators: write numbers without them and with "
     "a decimal point: 1234.5, not 1,234.5 or 1 234,5"
 )
+DECIMAL_COMMA = (
+    "it looks like a number with a decimal comma: write numbers with a decimal point: "
+    "1234.5, not 1234,5"
+)
 
 
 @pytest.mark.parametrize(
@@ -847,6 +858,131 @@ def test_a_cell_with_thousands_separators_or_a_decimal_comma_is_named_and_explai
         path = write(tmp_path, f'date,sales\nx,1.5\ny,"{other}"\n')
         with pytest.raises(InputError, match=r"a number \(expected a finite decimal number\)$"):
             read_csv(path, ["sales"])
+
+
+@pytest.mark.parametrize(
+    ("row", "said"),
+    [
+        ("y,1,000.5", "if 1,000.5 in column 'sales' is one number with thousands separators, "
+                      "write it without them, 1000.5: commas separate columns"),
+        ("y,-12,345,678.25", "if -12,345,678.25 in column 'sales' is one number with "
+                             "thousands separators, write it without them, -12345678.25: "
+                             "commas separate columns"),
+        ("y,1,234", "if 1,234 in column 'sales' is one number, write it 1234 (a thousands "
+                    "separator) or 1.234 (a decimal comma): commas separate columns"),
+    ],
+)  # fmt: skip
+def test_a_number_split_at_its_thousands_separators_is_suspected(
+    tmp_path: Path, row: str, said: str
+) -> None:
+    # Unquoted, 1,000.5 is two cells, 1 and 000.5: the row was only "too long".
+    path = write(tmp_path, f"date,sales\nx,1.5\n{row}\n")
+    with pytest.raises(InputError) as e:
+        read_csv(path, ["sales"])
+    n = row.count(",") + 1
+    assert str(e.value) == f"{path}: line 3 has {n} cells, expected 2 (as in line 1); {said}"
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "y,0,500",  # a leading zero: a decimal comma (its own hint), not a thousand
+        "y,1,0005",  # a group of 4 digits
+        "y,1,50",  # a group of 2 digits
+        "y,1234,567",  # a first group of 4 digits
+        "y,$1,000",  # a currency sign before it: not guessed
+    ],
+)
+def test_a_row_too_long_without_a_split_thousand_gets_no_thousands_hint(
+    tmp_path: Path, row: str
+) -> None:
+    path = write(tmp_path, f"date,sales\nx,1.5\n{row}\n")
+    with pytest.raises(InputError, match=r"line 3 has \d cells, expected 2") as e:
+        read_csv(path, ["sales"])
+    assert "thousands separator" not in str(e.value)
+
+
+def test_a_split_thousand_is_named_only_where_the_row_has_cells_enough_to_spare(
+    tmp_path: Path,
+) -> None:
+    # 1,234,567 would join three cells where the row has one too many (and a group
+    # inside it, 234,567, is not tried): only the hint for rows of whole numbers.
+    path = write(tmp_path, "a,b,c\n1,234,567,8\n")
+    with pytest.raises(InputError) as e:
+        read_csv(path)
+    assert str(e.value).endswith(
+        "line 2 has 4 cells, expected 3 (as in line 1); if 1,234 is one number with a "
+        "decimal comma, write it with a decimal point: commas separate columns"
+    )
+    # Without a header the column is its index.
+    path = write(tmp_path, "1.5,2\n3,1,000.5\n")
+    with pytest.raises(InputError, match=r"; if 1,000\.5 in column 1 is one number with"):
+        read_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("cell", "said"),
+    [
+        ("€12.5", "remove the currency sign: numbers must be plain, write 12.5"),
+        ("$12", "remove the currency sign: numbers must be plain, write 12"),
+        ("-$3", "remove the currency sign: numbers must be plain, write -3"),
+        ("12.5 €", "remove the currency sign: numbers must be plain, write 12.5"),
+        ("12,5\u00a0€", "remove the currency sign: numbers must be plain; " + DECIMAL_COMMA),
+        ("£3", "remove the currency sign: numbers must be plain, write 3"),
+        ("¥1,234,567", "remove the currency sign: numbers must be plain; " + GROUPED),
+        ("12%", "remove the percent sign: numbers must be plain, write 12 or 0.12"),
+        ("-5 %", "remove the percent sign: numbers must be plain, write -5 or -0.05"),
+        ("2.5e1%", "remove the percent sign: numbers must be plain, write 2.5e1"),
+    ],
+)
+def test_a_currency_or_percent_sign_is_named_and_explained(
+    tmp_path: Path, cell: str, said: str
+) -> None:
+    # Such a cell was only "not a number".
+    path = write(tmp_path, f'date,sales\nx,1.5\ny,"{cell}"\n')
+    with pytest.raises(InputError) as e:
+        read_csv(path, ["sales"])
+    assert str(e.value) == (
+        f"{path}: line 3, column 'sales': {cell!r} is not a number (expected a finite "
+        f"decimal number; {said})"
+    )
+
+
+@pytest.mark.parametrize("cell", ["%", "€", "nan%", "inf €", "x%", "12 USD", "12%%", "1\n2%"])
+def test_a_sign_beside_what_is_no_number_gets_no_hint(tmp_path: Path, cell: str) -> None:
+    path = write(tmp_path, f'date,sales\nx,1.5\ny,"{cell}"\n')
+    with pytest.raises(InputError, match=r"a number \(expected a finite decimal number\)$"):
+        read_csv(path, ["sales"])
+
+
+def test_series_id_errors_name_the_setting_of_a_config_and_the_argument_of_read_csv(
+    tmp_path: Path,
+) -> None:
+    # A Config's said "series_id column", read_csv's argument; a header of years told
+    # a series_id to set csv_columns, and read_csv's caller to write a TOML file.
+    shops = write(tmp_path, "shop,v\na,1\nb,2\n", "shops.csv")
+    years = write(tmp_path, "2020,2021\n1,2\n3,4\n", "years.csv")
+    index = "; the first row has a cell '2021', but a number here is an index: to name it, "
+    cases = [
+        (shops, "zz", "column 'zz' not present (available: 'shop', 'v')", "", ""),
+        (shops, 5, "column index 5 is not present (the file has 2 columns: 'shop', 'v')", "", ""),
+        (
+            years,
+            2021,
+            "column index 2021 is not present (the file has 2 columns: indices 0..1)" + index,
+            'set csv_series_id = "2021" and csv_header = true in a TOML file',
+            'pass series_id="2021" and header=True',
+        ),
+    ]
+    for path, series_id, message, in_config, in_python in cases:
+        with pytest.raises(InputError) as e:
+            load_series(Config.merged(None, {"data": f"csv:{path}", "csv_series_id": series_id}))
+        assert str(e.value) == f"{path}: csv_series_id (--csv-series-id) {message}{in_config}"
+        with pytest.raises(InputError) as e:
+            read_csv(path, series_id=series_id)
+        assert str(e.value) == f"{path}: series_id {message}{in_python}"
+    by_id = read_csv(years, series_id="2021", header=True)  # as the hint says
+    assert {k: v.tolist() for k, v in by_id.items()} == {"2": [[1.0]], "4": [[3.0]]}
 
 
 def test_excel_separator_line_sep_comma_is_read_and_another_is_refused(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ import io
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -194,30 +196,43 @@ def _called(argument: str, config: bool) -> str:
     return f"{key} ({flag_of(key)})" if config else argument
 
 
-def _resolve_column(col: str | int, key: str, layout: _Layout) -> int:
-    """0-based index of ``col``, a header name or an index; ``key`` names the setting
-    in errors ("column", "series_id column")."""
+def _resolve_column(col: str | int, argument: str, layout: _Layout) -> int:
+    """0-based index of ``col``, a header name or an index, given by the reader's
+    ``argument`` ("columns" or "series_id"), which errors name (:meth:`_Layout.called`)."""
+    key = "column" if argument == "columns" else f"{layout.called(argument)} column"
     if is_int(col):
-        return _resolve_index(int(col), key, layout)
+        return _resolve_index(int(col), key, layout, argument)
     if isinstance(col, str):
         return _resolve_name(col, key, layout)
     raise InputError(f"{layout.path}: {key} {plain(col)} must be a column name or a 0-based index")
 
 
-def _resolve_index(col: int, key: str, layout: _Layout) -> int:
+def _resolve_index(col: int, key: str, layout: _Layout, argument: str) -> int:
+    """``col`` once it is an index of the file's columns; ``key`` names it in errors,
+    ``argument`` is the reader's argument that gave it ("columns" or "series_id")."""
     if 0 <= col < layout.count:
         return col
     hint = _separator_hint(layout.first)
     if str(col) in layout.first:  # a header of numbers, such as years
         hint = (
             f"; the first row has a cell {str(col)!r}, but a number here is an index: to "
-            f'name it, set csv_columns = ["{col}"] and csv_header = true in a TOML file'
+            f"name it, {_by_name(str(col), argument, layout.config)}"
         )
     n = layout.count
     raise InputError(
         f"{layout.path}: {key} index {col} is not present (the file has {n} "
         f"column{'s' * (n != 1)}: {layout.available()}){hint}"
     )
+
+
+def _by_name(name: str, argument: str, config: bool) -> str:
+    """How to give the column ``name``, which is a number, by name to the reader's
+    ``argument`` ("columns" or "series_id"): a flag takes a number as an index, so for a
+    Config (``config``) only a TOML file can."""
+    value = f'["{name}"]' if argument == "columns" else f'"{name}"'
+    if config:
+        return f"set csv_{argument} = {value} and csv_header = true in a TOML file"
+    return f"pass {argument}={value} and header=True"
 
 
 def _resolve_name(col: str, key: str, layout: _Layout) -> int:
@@ -286,6 +301,36 @@ def _number_format_hint(cell: str) -> str:
             "point: 1234.5, not 1234,5"
         )
     return ""
+
+
+# A number as the hints below take it: decimal digits, perhaps a point and an exponent
+# (not "inf" or "nan", which ascii_float also reads).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _symbol_hint(cell: str) -> str:
+    """A hint for a cell that is a number with a currency sign (``€12.5``, ``-$3``,
+    ``12.5 €``) or a percent sign (``12%``) before or after it, then the hint of
+    :func:`_number_format_hint` for the number left (``$1,000``)."""
+    spaces = " \u00a0\u202f"  # French Excel puts a no-break space before € and %
+    sign = cell[:1] if cell[:1] in ("+", "-") else ""
+    rest = cell[len(sign) :].strip(spaces)
+    if rest[:1] and unicodedata.category(rest[0]) == "Sc":
+        symbol, number = rest[0], sign + rest[1:].strip(spaces)
+    elif rest[-1:] == "%" or (rest[-1:] and unicodedata.category(rest[-1]) == "Sc"):
+        symbol, number = rest[-1], sign + rest[:-1].strip(spaces)
+    else:
+        return ""
+    what = "percent" if symbol == "%" else "currency"
+    said = f"; remove the {what} sign: numbers must be plain"
+    if not _DECIMAL.fullmatch(number):
+        format_hint = _number_format_hint(number)  # $1,000.5: the separators too
+        return said + format_hint if format_hint else ""
+    if len(number) > 40:
+        return said
+    if symbol == "%" and "e" not in number.lower():  # 1e999999999 / 100 has 1e9 digits
+        return f"{said}, write {number} or {Decimal(number).scaleb(-2):f}"
+    return f"{said}, write {number}"
 
 
 def _decimal_comma_hint(cells: Sequence[str]) -> str:
@@ -409,7 +454,7 @@ def _read_table(
         raise InputError(f"{path}: no data rows after the header (line {first_line})")
     id_index = None
     if series_id is not None:
-        id_index = _resolve_column(series_id, "series_id column", layout)
+        id_index = _resolve_column(series_id, "series_id", layout)
     use = _data_columns(columns, series_id, id_index, layout)
     if columns is None:
         use = _without_empty_last(use, body, layout)
@@ -472,7 +517,7 @@ def _data_columns(
         raise InputError(
             f"{layout.path}: {layout.called('columns')} is empty (give at least one column)"
         )
-    use = [_resolve_column(c, "column", layout) for c in columns]
+    use = [_resolve_column(c, "columns", layout) for c in columns]
     twice = [c for c, i in zip(columns, use, strict=True) if use.count(i) > 1]
     if twice:  # the model would get one column as two features
         shown = ", ".join(_given(c) for c in twice)
@@ -560,6 +605,7 @@ def _check_row_length(line: int, cells: list[str], layout: _Layout) -> None:
         _separator_hint(cells)
         or _separator_hint(layout.first)
         or _trailing_comma_hint(line, cells, layout)
+        or _split_thousands_hint(cells, layout)
         or _decimal_comma_hint(cells)
     )
     raise InputError(
@@ -579,6 +625,40 @@ def _trailing_comma_hint(line: int, cells: list[str], layout: _Layout) -> str:
     return ""
 
 
+def _split_thousands_hint(cells: list[str], layout: _Layout) -> str:
+    """A hint for a row longer than the first row, where some of its adjacent cells
+    joined at their commas are a number with thousands separators (``1,000.5`` read as
+    1 and 000.5): a first cell of 1 to 3 digits, then cells of 3 digits, the last of
+    them perhaps with a decimal part; no more cells joined than the row has too many.
+    One group without a decimal part (``1,234``) may be a decimal comma: both are said."""
+    extra = len(cells) - layout.count
+    i = 0
+    while i < len(cells):
+        j = i + 1
+        if re.fullmatch(r"[+-]?[1-9][0-9]{0,2}", cells[i]):
+            while j < len(cells) and re.fullmatch(r"[0-9]{3}", cells[j]):
+                j += 1
+            if j < len(cells) and re.fullmatch(r"[0-9]{3}\.[0-9]*", cells[j]):
+                j += 1
+        if not 1 <= j - i - 1 <= extra:
+            i = j
+            continue
+        written = ",".join(cells[i:j])
+        if i < layout.count:  # the cells before it are in their columns
+            written += f" in column {layout.show(i)}"
+        joined = "".join(cells[i:j])
+        if j - i == 2 and "." not in cells[i + 1]:
+            return (
+                f"; if {written} is one number, write it {joined} (a thousands separator) "
+                f"or {cells[i]}.{cells[i + 1]} (a decimal comma): commas separate columns"
+            )
+        return (
+            f"; if {written} is one number with thousands separators, write it without "
+            f"them, {joined}: commas separate columns"
+        )
+    return ""
+
+
 def _cell_value(line: int, i: int, cell: str, layout: _Layout, hint: str) -> float:
     """The number in ``cell``, at ``line`` in column ``i``, once it is finite in
     float32; ``hint`` ends the error of a cell that is not a number."""
@@ -587,7 +667,8 @@ def _cell_value(line: int, i: int, cell: str, layout: _Layout, hint: str) -> flo
     except ValueError:
         raise InputError(
             f"{layout.path}: line {line}, column {layout.show(i)}: {_show(cell)} is not a "
-            f"number (expected a finite decimal number{_number_format_hint(cell)}{hint}"
+            f"number (expected a finite decimal number"
+            f"{_number_format_hint(cell) or _symbol_hint(cell)}{hint}"
             f"{_separator_hint([cell])})"
         ) from None
     if not abs(x) <= _FLOAT32_MAX:
@@ -604,7 +685,8 @@ def _series_key(line: int, cells: list[str], id_index: int | None, layout: _Layo
         return ""
     if not cells[id_index]:
         raise InputError(
-            f"{layout.path}: line {line}, series_id column {layout.show(id_index)}: empty "
+            f"{layout.path}: line {line}, {layout.called('series_id')} column "
+            f"{layout.show(id_index)}: empty "
             "(every row needs the id of its series)"
         )
     return cells[id_index]
