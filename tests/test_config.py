@@ -303,7 +303,7 @@ def test_parse_cli_value() -> None:
     assert parse_cli_value("n_layers", "3") == 3
     assert parse_cli_value("dropout", "0.5") == 0.5
     assert parse_cli_value("keep_best", "false") is False
-    assert parse_cli_value("csv_header", "yes") is True
+    assert parse_cli_value("csv_header", "true") is True
     assert parse_cli_value("csv_columns", "a, 2,b") == ["a", 2, "b"]
     assert parse_cli_value("csv_series_id", "0") == 0
     # A negative index is an index (refused by Config's range), not a column name.
@@ -323,6 +323,30 @@ def test_parse_cli_value() -> None:
         InputError, match=r"--csv-header 'maybe' is not a boolean \(true or false, or auto\)"
     ):
         parse_cli_value("csv_header", "maybe")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("true", True), (" FALSE ", False), ("True", True)])
+def test_a_boolean_flag_takes_true_or_false_in_any_case(text: str, expected: bool) -> None:
+    assert parse_cli_value("keep_best", text) is expected
+    assert parse_cli_value("csv_header", text) is expected
+
+
+@pytest.mark.parametrize("text", ["yes", "no", "on", "off", "1", "0", "y", ""])
+def test_a_boolean_flag_refuses_what_its_message_does_not_list(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --keep-best yes (no, on, off, 1, 0) was taken, though the error of a bad value
+    # said "(true or false)": the words TOML takes and the docs and --help write.
+    from nsteplstm.cli import main
+
+    with pytest.raises(InputError) as e:
+        parse_cli_value("keep_best", text)
+    assert str(e.value) == f"command line: --keep-best {text!r} is not a boolean (true or false)"
+    with pytest.raises(InputError, match=r"is not a boolean \(true or false, or auto\)$"):
+        parse_cli_value("csv_header", text)
+    assert main(["train", "--out", str(tmp_path / "run"), "--keep-best", text]) == 2
+    assert f"--keep-best {text!r} is not a boolean" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_flag_sets_an_optional_setting_back_to_its_default(tmp_path: Path) -> None:
@@ -813,6 +837,45 @@ def test_from_dict_refuses_a_setting_for_another_kind_of_data_as_merged_does() -
     ):
         assert Config.from_dict(stored, "run/config.json").to_dict() == stored
         assert Config.from_json(json.dumps(stored), "run/config.json").to_dict() == stored
+
+
+def test_a_built_configs_csv_setting_for_other_data_is_to_be_left_at_its_default(
+    tmp_path: Path,
+) -> None:
+    # It said "remove it", as for a key of a mapping; a Config's DATA_SETTINGS field
+    # already said to leave it at its default.
+    from nsteplstm.train import train
+
+    for config, said in [
+        (Config(csv_columns=("a",)), "csv_columns = ['a'] applies only to data = 'csv:PATH'"),
+        (Config(data="sine", csv_header=True), "csv_header = true applies only to data = 'csv"),
+    ]:
+        with pytest.raises(InputError, match=rf"^config settings: {re.escape(said)}.*default$"):
+            train(config, tmp_path / "run", quiet=True)
+        assert not (tmp_path / "run").exists()
+
+
+def test_check_alone_checks_each_setting_by_itself() -> None:
+    from nsteplstm.config import COMMAND_LINE
+
+    config = Config.from_dict({"sequence_size": 20}, "t")
+    # Each valid alone, though they go neither together nor with the config's others.
+    config.check_alone({"min_length": 40, "data": "adding", "n_in": 3, "value": 7}, "t")
+    config.check_alone({"csv_header": None, "csv_columns": ["a"]}, COMMAND_LINE)
+    for values, source, said in [
+        ({"epochs": 3, "bogus": 1}, "t", "config t: unknown key 'bogus' (known: n_layers,"),
+        ({"epochs": "x"}, "t", "config t: epochs = 'x' is a string, expected an integer"),
+        ({"epochs": 0}, COMMAND_LINE, "command line: --epochs 0 is out of range (allowed: >= 1)"),
+        ({"epochs": 2, "period": -1.0}, "t", "config t: period = -1.0 is out of range (allowed: "),
+        ({"csv_columns": []}, "t", "config t: csv_columns = [] is out of range (allowed: a non"),
+        ({"min_length": 0}, "t", "(allowed: 1 <= min_length <= sequence_size = 20)"),
+    ]:
+        with pytest.raises(InputError) as e:
+            config.check_alone(values, source)
+        assert said in str(e.value)
+    # A range that names another setting names it as origin says it was given.
+    with pytest.raises(InputError, match=r"1 <= min_length <= --sequence-size = 20\)$"):
+        config.check_alone({"min_length": 0}, "t", {"sequence_size": COMMAND_LINE})
 
 
 @pytest.mark.slow

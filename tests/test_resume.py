@@ -1010,3 +1010,46 @@ def test_resume_refuses_a_config_that_is_no_config_nor_mapping(interrupted: Path
         InputError, match=r"^train: config must be a Config or a mapping, got \[1\]$"
     ):
         train([1], interrupted, resume=True, quiet=True)
+
+
+def test_a_csv_setting_to_resume_generated_data_is_refused_as_train_refuses_it(
+    interrupted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "these differ: csv_columns (run: None, given: ['a'])", where train without
+    # --resume says the setting applies only to CSV data.
+    from nsteplstm.cli import main
+    from nsteplstm.config import COMMAND_LINE
+    from nsteplstm.train import check_resume_settings
+
+    before = _files(interrupted)
+
+    def error(*args: str) -> str:
+        assert main(["train", "--resume", str(interrupted), *args]) == 2
+        return capsys.readouterr().err.strip()
+
+    fibonacci = "not data = 'fibonacci'"
+    assert error("--csv-columns", "a").endswith(
+        f"command line: --csv-columns 'a' applies only to data = 'csv:PATH', {fibonacci}: "
+        "drop --csv-columns"
+    )
+    assert error("--csv-header", "true").endswith(
+        f"command line: --csv-header true applies only to data = 'csv:PATH', {fibonacci}: "
+        "drop --csv-header"
+    )
+    assert error("--data", "sine", "--csv-series-id", "0").endswith(
+        "command line: --csv-series-id 0 applies only to --data 'csv:PATH', not --data 'sine': "
+        "drop --csv-series-id"
+    )
+    toml = tmp_path / "run.toml"
+    toml.write_text('csv_columns = ["a"]\n')
+    assert error("--config", str(toml)).endswith(
+        f"config {toml}: csv_columns = ['a'] applies only to data = 'csv:PATH', {fibonacci}: "
+        f"remove it from {toml}"
+    )
+    with pytest.raises(InputError, match=r"^config settings: csv_columns = \['a'\] applies only"):
+        train({"csv_columns": ["a"]}, interrupted, resume=True, quiet=True)
+    assert _files(interrupted) == before
+    # Set back to its default (--csv-columns all), it is the run's own None: accepted.
+    saved = runs.read_config(interrupted)[0]
+    resets = {"csv_columns": None, "csv_header": None, "csv_series_id": None}
+    check_resume_settings(saved, [(COMMAND_LINE, resets)], interrupted)

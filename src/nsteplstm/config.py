@@ -281,11 +281,7 @@ class Config:
             origin.update({key: toml_source for key in toml_dict})
         flags = {key: value for key, value in overrides.items() if value is not None}
         # A bad file stays refused: it would fail the next time it is used alone.
-        replaced = {
-            key: _converted(key, toml_dict[key], toml_source)
-            for key in (*flags, *resets)
-            if toml_dict is not None and key in toml_dict and key in _KINDS
-        }
+        replaced = {key: values[key] for key in (*flags, *resets) if key in values}
         values.update(flags)
         values.update(dict.fromkeys(resets))
         origin.update(dict.fromkeys([*flags, *resets], overrides_source))
@@ -293,8 +289,7 @@ class Config:
             config = _build(values, origin, overrides_source)
         else:
             config = _build(values, origin, toml_source, toml_source)
-        for key, value in replaced.items():
-            _check_alone(config, key, value, toml_source, origin)
+        config.check_alone(replaced, toml_source, origin)
         given = set(flags)
         if toml_dict is not None and not stored:
             given |= set(toml_dict)
@@ -308,20 +303,52 @@ class Config:
         toml_source: str = "",
         fix: str = "remove it",
     ) -> None:
-        """InputError for a setting of :data:`DATA_SETTINGS` among those ``given`` that
-        does not apply to this data (stored, it would look as if it applied); ``origin``
-        names where each came from (the command line, the TOML file ``toml_source``, else
-        the settings of a Python call, for which ``fix`` says what to do)."""
+        """InputError for a setting among those ``given`` that does not apply to this data
+        (stored, it would look as if it applied): one of :data:`DATA_SETTINGS` for another
+        kind of data, or a CSV setting (but None) for generated data. ``origin`` names
+        where each came from (the command line, the TOML file ``toml_source``, else the
+        settings of a Python call, for which ``fix`` says what to do)."""
+        v = self.to_dict()
+
+        def fail(key: str, what: str) -> InputError:
+            return InputError(f"{_where(origin.get(key, 'settings'))}: {what}")
+
+        def named(key: str) -> str:
+            return named_setting(key, v[key], origin.get(key))
+
+        def how_to_drop(key: str) -> str:
+            return _how_to_drop(key, origin.get(key, "settings"), toml_source, fix)
+
+        _check_csv_settings_apply(v, given, fail, named, how_to_drop, origin.get("data"))
         for key, kinds in DATA_SETTINGS.items():
             if key in given and self.data_kind not in kinds:
-                source = origin.get(key, "settings")
-                data_source = origin.get("data")
-                raise InputError(
-                    f"{_where(source)}: {named_setting(key, getattr(self, key), source)} applies "
-                    f"only to {_data_kinds(kinds, data_source)}, not "
-                    f"{named_setting('data', self.data, data_source)}: "
-                    f"{_how_to_drop(key, source, toml_source, fix)}"
+                raise fail(
+                    key,
+                    f"{named(key)} applies only to {_data_kinds(kinds, origin.get('data'))}, "
+                    f"not {named('data')}: {how_to_drop(key)}",
                 )
+
+    def check_alone(
+        self, settings: Mapping[str, Any], source: str, origin: Mapping[str, str] = {}
+    ) -> None:
+        """InputError naming ``source`` for the first of ``settings`` (key: value) that is
+        no setting, or whose value is not of its type or out of its own range; how it goes
+        with the other settings is not checked. A range that names others (min_length's:
+        data and sequence_size) takes them from this config, named as ``origin`` says each
+        was given (:func:`called_setting`; by its key where ``origin`` does not say)."""
+
+        def fail(_: str, what: str) -> InputError:
+            return InputError(f"{_where(source)}: {what}")
+
+        def called(other: str) -> str:
+            return called_setting(other, origin.get(other))
+
+        _check_keys(settings, fail)
+        values = {key: _converted(key, raw, source) for key, raw in settings.items()}
+        for key, value in values.items():
+            v = {**self.to_dict(), key: value}
+            checks = [c for c in _ranges(v) + _optional_ranges(v, called) if c[0] == key]
+            _check(checks, fail, lambda k, v=v: named_setting(k, v[k], source))
 
     def changed(self) -> dict[str, Any]:
         """:meth:`to_dict`'s settings that differ from the defaults: what a Config built
@@ -459,11 +486,8 @@ def parse_cli_value(key: str, text: str) -> Any:
             raise InputError(f"command line: {flag} {text!r} is {lost}")
         return number
     if kind in ("bool", "bool?"):
-        lowered = token.lower()
-        if lowered in ("true", "yes", "on", "1"):
-            return True
-        if lowered in ("false", "no", "off", "0"):
-            return False
+        if token.lower() in ("true", "false"):  # TOML's words; any case
+            return token.lower() == "true"
         allowed = "true or false" + (", or auto" if kind == "bool?" else "")
         raise InputError(f"command line: {flag} {text!r} is not a boolean ({allowed})")
     if kind == "columns?":
@@ -770,7 +794,7 @@ def _build(
         v[key] = _converted(key, raw, origin.get(key, default_source))
     _check(_ranges(v), fail, named)
     v["device"] = device_name(v["device"])
-    _check_csv_settings_apply(v, fail, named, how_to_drop, origin.get("data"))
+    _check_csv_settings_apply(v, values, fail, named, how_to_drop, origin.get("data"))
     _check(_optional_ranges(v, called), fail, named)
     _check_min_length(v, fail, named, called)
     _set_features(v, values, fail, named)
@@ -796,26 +820,6 @@ def _check(checks: Iterable[_Check], fail: _Fail, named: _Named) -> None:
     for key, ok, allowed in checks:
         if not ok:
             raise fail(key, f"{named(key)} is out of range (allowed: {allowed})")
-
-
-def _check_alone(
-    config: Config, key: str, value: Any, source: str, origin: Mapping[str, str]
-) -> None:
-    """InputError naming `source` unless `value`, of `key`'s type, is in the setting's
-    own range: the checks of it alone. `config` holds the other settings, whose checks
-    with it are that config's (min_length's message names its data and sequence_size,
-    as `origin` says each was given)."""
-    v = {**config.to_dict(), key: value}
-
-    def called(other: str) -> str:
-        return called_setting(other, origin.get(other))
-
-    checks = [check for check in _ranges(v) + _optional_ranges(v, called) if check[0] == key]
-    _check(
-        checks,
-        lambda _, what: InputError(f"{_where(source)}: {what}"),
-        lambda k: named_setting(k, v[k], source),
-    )
 
 
 def _ranges(v: Mapping[str, Any]) -> list[_Check]:
@@ -885,19 +889,20 @@ def _is_column(column: str | int) -> bool:
 
 def _check_csv_settings_apply(
     v: Mapping[str, Any],
+    given: Collection[str],
     fail: _Fail,
     named: _Named,
     how_to_drop: Callable[[str], str],
     data_source: str | None,
 ) -> None:
-    """InputError for a CSV setting given for other data: accepted and ignored, it
-    would be stored as if it applied. It ends with ``how_to_drop(key)``, the way out
-    that :meth:`Config.check_data_settings` gives too; ``data_source``: where data came
-    from, which names it (None: the default)."""
+    """InputError for a CSV setting among those ``given`` (but None) for other data:
+    accepted and ignored, it would be stored as if it applied. It ends with
+    ``how_to_drop(key)``; ``data_source``: where data came from, which names it (None:
+    the default)."""
     if is_csv_data(v["data"]):
         return
     for key in ("csv_columns", "csv_header", "csv_series_id"):
-        if v[key] is not None:
+        if key in given and v[key] is not None:
             raise fail(
                 key,
                 f"{named(key)} applies only to {named_setting('data', 'csv:PATH', data_source)}, "

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import runs
-from .config import COMMAND_LINE, DATA_SETTINGS, Config, absolute_data, is_csv_data
+from .config import COMMAND_LINE, Config, absolute_data, is_csv_data
 from .data import (
     AddingDataset,
     Dataset,
@@ -876,10 +876,11 @@ def check_resume_settings(
     in the errors as :meth:`Config.merged` names it (``"command line"``, a TOML file,
     ``"settings"`` of a Python call). Each setting is first checked alone (a known key,
     of its type and in its own range: ``--epochs 0`` says so, not that it differs), then
-    whether it applies to the data resumed with (``--period`` to a Fibonacci run).
+    whether it applies to the data resumed with (``--period`` or ``--csv-columns`` to a
+    Fibonacci run).
     """
     for source, settings in given:
-        _check_alone(saved, settings, source, run_dir)
+        saved.check_alone(settings, source)
     named = {key: value for _, settings in given for key, value in settings.items()}
     resumed_with = dataclasses.replace(saved, **named)  # as given: for its data, as named
     for source, settings in given:
@@ -887,27 +888,6 @@ def check_resume_settings(
         resumed_with.check_data_settings(settings.keys(), dict.fromkeys(settings, source), file)
     as_stored = {key: list(v) if isinstance(v, tuple) else v for key, v in named.items()}
     _refuse_differences(saved, {**saved.to_dict(), **as_stored}, run_dir)
-
-
-def _check_alone(saved: Config, settings: Mapping[str, Any], source: str, run_dir: Path) -> None:
-    """InputError naming ``source`` for a key of ``settings`` that is no setting, or a
-    value not of its type or out of its own range; not how they go together.
-
-    :meth:`Config.merged` checks so each setting of its TOML file that an override
-    replaces: here ``settings`` play the file and the run's own settings replace them,
-    which builds the run's config (its settings go together). A setting for another kind
-    of data than the run's is not replaced: merged would refuse it as given, and no
-    check of settings together reads it."""
-    stored = saved.to_dict()
-    other_data = {key for key, kinds in DATA_SETTINGS.items() if saved.data_kind not in kinds}
-    Config.merged(
-        settings,
-        {k: v for k, v in stored.items() if v is not None and k not in other_data},
-        toml_source=source,
-        overrides_source=str(run_dir / runs.CONFIG_FILE),
-        resets=[key for key, value in stored.items() if value is None],
-        stored=True,
-    )
 
 
 def _refuse_differences(saved: Config, given: dict[str, Any], run_dir: Path) -> None:
