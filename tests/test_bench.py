@@ -316,15 +316,25 @@ def test_chainer_facts_that_bench_json_cannot_hold_are_refused(tmp_path: Path):
 
 
 def test_a_failed_bench_leaves_no_out_directory(tmp_path: Path, monkeypatch):
-    # A failure that is no contender's (here the memory probe's) still ends the run
-    # before anything is written. (A failing Chainer baseline ended it too; it is now
-    # a failed contender: test_a_contender_that_fails_mid_run_is_recorded_...)
-    def broken(*args):
-        raise RuntimeError("nsteplstm train ... failed: broke")
+    # A failure that is no contender's nor a measurement's (here the float32 peak's,
+    # measured again after the race) still ends the run before anything is written.
+    # (A failing Chainer baseline or memory probe ended it too; each is now recorded
+    # under 'failed': test_a_contender_that_fails_mid_run_..., test_a_memory_probe_...)
+    from nsteplstm import bench
+
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:  # the one after the race
+            raise RuntimeError("peak broke")
+        return bench._peak([{"name": "mm", "gflops": 100.0}])
 
     (tmp_path / "new").mkdir()
-    with pytest.raises(RuntimeError, match="broke"):
-        _made_up_bench(tmp_path / "new", monkeypatch, {}, peak_rss=broken)
+    _make_up_timings(tmp_path / "new", monkeypatch, {})
+    monkeypatch.setattr(bench, "measure_peak", broken)
+    with pytest.raises(RuntimeError, match="peak broke"):
+        bench.run_bench(out=tmp_path / "new" / "out", device="cpu", repeats=3)
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["python"]  # no out
 
 
@@ -526,6 +536,10 @@ SECONDS = {"chainer-step": 3.0, "chainer-nstep": 6.0, "plain-default": 1.5, "pla
            "step": 2.0, "nstep": 0.8, "plain-var": 0.9, "nstep-var": 0.6}  # fmt: skip
 
 
+RSS = {"command": "nsteplstm train", "device": "cpu", "epochs": 3, "seconds": 1.0,
+       "source": "VmHWM", "peak_rss_mib": 500.0, "cuda_peak_mib": None}  # fmt: skip
+
+
 def _made_up_bench(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -533,12 +547,27 @@ def _made_up_bench(
     peak_rss=None,
 ) -> dict:
     """``run_bench`` at the article's settings (3 layers, 3 rounds, Chainer given) with
-    every timing made up: each contender's epoch (:data:`SECONDS` times its layers),
-    the peak, the forecasts and the memory probe are stand-ins; a stand-in Chainer
-    Python answers the probe. ``failing[(name, layers)] = (call, error)`` makes that
-    contender raise ``error`` on its ``call``-th epoch; ``("chainer-forecast", 1)``,
-    Chainer's forecast; ``peak_rss`` replaces the memory probe's stand-in. Returns
-    bench.json as written into ``tmp_path / "out"``."""
+    every timing made up (:func:`_make_up_timings`). Returns bench.json as written
+    into ``tmp_path / "out"``."""
+    from nsteplstm import bench
+
+    python = _make_up_timings(tmp_path, monkeypatch, failing, peak_rss)
+    bench.run_bench(out=tmp_path / "out", device="cpu", repeats=3, chainer_python=python)
+    return json.loads((tmp_path / "out" / JSON_FILE).read_text())
+
+
+def _make_up_timings(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: dict[tuple[str, int], tuple[int, Exception]],
+    peak_rss=None,
+) -> Path:
+    """Every timing of the bench made up: each contender's epoch (:data:`SECONDS` times
+    its layers), the peak, the forecasts and the memory probe (:data:`RSS`) are
+    stand-ins. ``failing[(name, layers)] = (call, error)`` makes that contender raise
+    ``error`` on its ``call``-th epoch; ``("chainer-forecast", 1)``, Chainer's
+    forecast; ``("forecast", 1)``, ours; ``peak_rss`` replaces the memory probe's
+    stand-in. Returns a stand-in Chainer Python (in ``tmp_path``) that answers the probe."""
     from nsteplstm import bench
 
     def epochs(s, dev, layers):
@@ -549,6 +578,8 @@ def _made_up_bench(
         return made_up
 
     def forecast_speed(config, dataset, device, many, repeats, trials=3):
+        if ("forecast", 1) in failing:
+            raise failing[("forecast", 1)][1]
         return [
             {"device": "cpu", "mode": mode, "starts": starts, "horizon": 120, "points": 120,
              "seconds": [0.01], "best_seconds": 0.01, "points_per_second": 12_000.0,
@@ -566,17 +597,13 @@ def _made_up_bench(
     def peak(*args, **kwargs):
         return bench._peak([{"name": "mm", "gflops": 100.0}])
 
-    rss = {"command": "nsteplstm train", "device": "cpu", "epochs": 3, "seconds": 1.0,
-           "source": "VmHWM", "peak_rss_mib": 500.0, "cuda_peak_mib": None}  # fmt: skip
     monkeypatch.setattr(bench, "_epochs", epochs)
     monkeypatch.setattr(bench, "measure_peak", peak)
     monkeypatch.setattr(bench, "forecast_speed", forecast_speed)
     monkeypatch.setattr(bench, "chainer_forecast", chainer_forecast)
-    monkeypatch.setattr(bench, "peak_rss", peak_rss or (lambda *args: rss))
+    monkeypatch.setattr(bench, "peak_rss", peak_rss or (lambda *args: RSS))
     monkeypatch.setattr(bench, "tune_malloc", lambda: True)  # as on glibc
-    python = fake_python(tmp_path / "python", "exit 1")  # its epochs are never run
-    bench.run_bench(out=tmp_path / "out", device="cpu", repeats=3, chainer_python=python)
-    return json.loads((tmp_path / "out" / JSON_FILE).read_text())
+    return fake_python(tmp_path / "python", "exit 1")  # its epochs are never run
 
 
 def test_a_contender_that_fails_mid_run_is_recorded_and_the_rest_written(
@@ -688,6 +715,171 @@ def test_chainers_forecast_still_runs_after_a_chainer_contender_crashed(
     doc = _made_up_bench(tmp_path, monkeypatch, {("chainer-step", 1): (1, crash)})
     assert [f["contender"] for f in doc["failed"]] == ["chainer-step"]
     assert doc["chainer_forecast"]["points_per_second"] == 121.0
+
+
+def test_a_memory_probe_that_fails_after_the_race_is_recorded_and_the_rest_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The memory probe runs after the 20-minute race; when it crashed or hung, the
+    # whole finished race was thrown away, nothing written.
+    from nsteplstm import cli
+    from nsteplstm.bench import TimedOut
+
+    timeout = TimedOut("nsteplstm train --quiet --out RUN: no result within 1200 s")
+
+    def hung(*args):
+        raise timeout
+
+    python = _make_up_timings(tmp_path, monkeypatch, {}, peak_rss=hung)
+    out = tmp_path / "out"
+    argv = ["bench", "--out", str(out), "--device", "cpu", "--chainer-python", str(python)]
+    assert cli.main(argv) == 1  # written in full, but a measurement is missing
+    err = capsys.readouterr().err
+    assert f"\nbench: peak-rss (cpu, 1 layer) failed: {timeout}\n" in err
+    assert f"{CHART_FILE} (1 failed: see bench.md)\n" in err
+    doc = json.loads((out / JSON_FILE).read_text())
+    assert doc["peak_rss"] is None
+    assert [(f["contender"], f["device"], f["round"], f["reason"]) for f in doc["failed"]] == [
+        ("peak-rss", "cpu", None, str(timeout))
+    ]
+    assert doc["targets"]["peak_rss_mib"] == {
+        "met": None,
+        "not_measured": "peak-rss (cpu, 1 layer) failed",
+        "goal": "peak_rss_mib",
+    }
+    # Everything else is there, whole and graded.
+    assert len(doc["training"]) == 8 * 3 and len(doc["forecast"]) == 4
+    assert doc["chainer_forecast"]["points_per_second"] == 121.0
+    assert doc["targets"]["forecast_window_speedup"]["met"] is True
+    table = (out / TABLE_FILE).read_text()
+    assert table.count("**Failed:**") == 1
+    assert (
+        f"- **Failed:** peak resident memory of nsteplstm train (cpu, 1 layer): {timeout}. "
+        "The report gives no peak resident memory.\n" in table
+    )
+    assert "Peak resident memory of" not in table
+    assert "peak_rss_mib not measured (peak-rss (cpu, 1 layer) failed)\n" in table
+    assert (out / CHART_FILE).stat().st_size > 0
+
+
+def test_our_forecast_that_fails_after_the_race_is_recorded_and_the_rest_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An exception in our forecast timing, after the race, threw the whole run away.
+    crash = RuntimeError("forecast broke")
+    doc = _made_up_bench(tmp_path, monkeypatch, {("forecast", 1): (1, crash)})
+    reason = "RuntimeError: forecast broke"
+    assert [(f["contender"], f["device"], f["round"], f["reason"]) for f in doc["failed"]] == [
+        ("forecast", "cpu", None, reason)
+    ]
+    assert f"bench: forecast (cpu, 1 layer) failed: {reason}\n" in capsys.readouterr().err
+    assert doc["forecast"] == []
+    assert doc["chainer_forecast"]["points_per_second"] == 121.0  # Chainer's still runs
+    targets = doc["targets"]
+    assert list(targets)[-3:] == [
+        "forecast_window_speedup",
+        "forecast_stream_speedup",
+        "peak_rss_mib",
+    ]
+    for mode in ("window", "stream"):
+        assert targets[f"forecast_{mode}_speedup"] == {
+            "met": None,
+            "not_measured": "forecast (cpu, 1 layer) failed",
+            "goal": f"forecast_{mode}_speedup",
+        }
+    assert targets["peak_rss_mib"]["met"] is True and len(doc["training"]) == 8 * 3
+    table = (tmp_path / "out" / TABLE_FILE).read_text()
+    assert (
+        f"- **Failed:** ours, forecast throughput (cpu, 1 layer): {reason}. The forecast "
+        "table has no rows of this device.\n" in table
+    )
+    assert "forecast_stream_speedup not measured (forecast (cpu, 1 layer) failed)" in table
+    assert "Peak resident memory of `nsteplstm train`: **500 MiB**" in table
+
+
+def test_a_memory_probe_that_hangs_is_stopped_at_the_subprocess_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It waited for the training subprocess without a limit: a hung one hung the bench.
+    from nsteplstm import bench
+
+    pid_file = tmp_path / "pid"
+    hang = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(30)"
+    monkeypatch.setattr(bench, "_RSS_PROBE", hang)
+    monkeypatch.setattr(bench, "SUBPROCESS_TIMEOUT", 1)
+    told = r"^nsteplstm train --quiet --out RUN --epochs 1 .*: no result within 1 s$"
+    with pytest.raises(bench.TimedOut, match=told):
+        bench.peak_rss(Config(device="cpu", total_size=500), torch.device("cpu"), 1)
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_a_baseline_run_is_stopped_at_the_subprocess_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nsteplstm import bench
+
+    monkeypatch.setattr(bench, "SUBPROCESS_TIMEOUT", 1)
+    python, _ = check_chainer_python(fake_python(tmp_path / "python", "sleep 5"))
+    epoch = chainer(python, tmp_path / "script.py", "step", Config(), 10, malloc=False)
+    with pytest.raises(
+        bench.TimedOut, match=r"python: the baseline run failed: no result within 1 s$"
+    ):
+        epoch()
+
+
+def test_results_go_beside_an_out_that_changed_while_the_bench_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bench.md written into --out during the bench's 20 minutes: the final check
+    # refused it, rightly, and the whole finished run was lost.
+    from nsteplstm import cli
+
+    out = tmp_path / "out"
+    (tmp_path / "out.1").mkdir()  # someone's: kept as it is
+    (tmp_path / "out.1" / TABLE_FILE).write_text("theirs")
+
+    def meanwhile(*args):
+        out.mkdir()
+        (out / TABLE_FILE).write_text("mine")
+        return RSS
+
+    python = _make_up_timings(tmp_path, monkeypatch, {}, peak_rss=meanwhile)
+    argv = ["bench", "--out", str(out), "--device", "cpu", "--chainer-python", str(python)]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"nsteplstm bench: error: the results are in {out}.2, not in --out {out}, found "
+        f"changed once the bench had run: {out / TABLE_FILE} already exists; use --force to "
+        "overwrite it (force=True from Python)"
+    )
+    assert os.listdir(out) == [TABLE_FILE] and (out / TABLE_FILE).read_text() == "mine"
+    assert os.listdir(tmp_path / "out.1") == [TABLE_FILE]
+    assert (tmp_path / "out.1" / TABLE_FILE).read_text() == "theirs"
+    written = tmp_path / "out.2"
+    assert sorted(os.listdir(written)) == sorted([JSON_FILE, TABLE_FILE, CHART_FILE])
+    doc = json.loads((written / JSON_FILE).read_text())
+    assert len(doc["training"]) == 8 * 3 and doc["failed"] == []
+    assert (written / TABLE_FILE).read_text().startswith("Machine:")
+
+
+def test_results_beside_out_are_written_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nsteplstm import bench
+
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert bench._write_beside(Path("."), {"a.txt": "x"}) == tmp_path / "here.1"
+    assert (tmp_path / "here.1" / "a.txt").read_text() == "x"
+    (tmp_path / "file").write_text("")
+    assert bench._write_beside(tmp_path / "file" / "out", {"a.txt": "x"}) is None
+
+    def full(files):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bench, "write_files", full)
+    assert bench._write_beside(tmp_path / "here", {"a.txt": "x"}) is None
+    assert not (tmp_path / "here.2").exists()  # made, then removed again
 
 
 def test_bench_json_alone_recomputes_every_met(

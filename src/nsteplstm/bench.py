@@ -36,13 +36,15 @@ What is timed, and how:
   against the original's 10.2 s for 121 points (the issue's figure, which the
   targets use) and, with ``chainer_python``, against Chainer's NStepLSTM doing the
   article's closed loop in the same run (:func:`chainer_forecast`); and the **peak
-  resident memory** of a ``nsteplstm train`` subprocess.
+  resident memory** of a ``nsteplstm train`` subprocess. Where either of ours fails,
+  it is recorded under ``failed`` as a contender is, and the rest kept.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import operator
 import os
@@ -85,6 +87,8 @@ FORECAST_HORIZON = 120
 FORECAST_MANY_STARTS, QUICK_FORECAST_MANY_STARTS = 100, 16
 RSS_EPOCHS, QUICK_RSS_EPOCHS = 3, 1
 MAX_OUTPUT = 16 * 2**20  # bytes a baseline subprocess may print: its JSON line and warnings
+# s a bench subprocess may run: ~60x Chainer's 3-layer warm-up + epoch; a hang costs a race (20 min)
+SUBPROCESS_TIMEOUT = 1200
 CHAINER_REFERENCE = {("step", 1): 0.85, ("nstep", 1): 1.49, ("nstep", 3): 5.14}  # s/epoch
 TARGETS = {
     "nstep_vs_plain": 1.0,  # time ratio ours / plain torch, at most
@@ -119,7 +123,16 @@ LABELS = {
     "nstep": "ours, nstep",
     "plain-var": "plain loop, variable lengths (padded, masked loss)",
     "nstep-var": "ours, nstep, variable lengths",
-    "chainer-forecast": "Chainer NStepLSTM, closed-loop forecast",  # named only if it fails
+    # Measurements that run no rounds, named only where they fail (round None in ``failed``).
+    "chainer-forecast": "Chainer NStepLSTM, closed-loop forecast",
+    "forecast": "ours, forecast throughput",
+    "peak-rss": "peak resident memory of nsteplstm train",
+}
+# What bench.md lacks when one of these failed; the targets that needed it read not measured.
+_ROUNDLESS = {
+    "chainer-forecast": "The forecast table has no 'x Chainer' column.",
+    "forecast": "The forecast table has no rows of this device.",
+    "peak-rss": "The report gives no peak resident memory.",
 }
 COLORS = {
     "chainer-step": "#bdbdbd",
@@ -496,7 +509,7 @@ def _subprocess_seconds(
     InputError naming ``who`` and saying that the baseline run failed when it cannot
     run, exits non-zero (with the last line of its stderr) or prints no positive times.
     """
-    done = _run_python(cmd, f"{who}: the baseline run failed", 1200, env=env)
+    done = _run_python(cmd, f"{who}: the baseline run failed", SUBPROCESS_TIMEOUT, env=env)
     if done.returncode != 0:
         last = _last_line(done.stderr, "nothing on stderr")
         raise InputError(f"{who}: the baseline run failed (exit code {done.returncode}): {last}")
@@ -780,11 +793,26 @@ sys.exit(code)
 """
 
 
+def _wait4(proc: subprocess.Popen[bytes], timeout: float, who: str) -> tuple[int, Any]:
+    """``os.wait4``'s wait status and resource usage of ``proc`` once it has ended;
+    :class:`TimedOut` naming ``who`` past ``timeout`` s, ``proc`` left running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid != 0:
+            return status, usage
+        if time.monotonic() >= deadline:
+            raise TimedOut(f"{who}: no result within {timeout:g} s")
+        time.sleep(0.05)  # as Popen.wait polls with a timeout
+
+
 def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any]:
     """Peak resident memory of ``nsteplstm train`` (``epochs`` epochs, otherwise
     ``config``'s settings) in a subprocess: its ``VmHWM`` where ``/proc`` has one,
     else its ``ru_maxrss``; on CUDA also the device memory its tensors held at most
-    (``cuda_peak_mib``, from the run's ``metrics.json``; None on the CPU)."""
+    (``cuda_peak_mib``, from the run's ``metrics.json``; None on the CPU).
+    RuntimeError when the run fails, :class:`TimedOut` (the run killed) when it takes
+    more than :data:`SUBPROCESS_TIMEOUT` s."""
     env = _env(malloc=False)  # nsteplstm train tunes malloc itself
     with tempfile.TemporaryDirectory(prefix="nsteplstm-bench-") as tmp:
         run = Path(tmp) / "run"
@@ -793,14 +821,15 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
             *("--epochs", str(epochs), "--device", str(device)),
             *("--total-size", str(config.total_size), "--seed", str(config.seed)),
         ]
+        shown = [a if a != str(run) else "RUN" for a in args]  # tmp is gone afterwards
         peak_file = Path(tmp) / "peak_mib.txt"
         cmd = [sys.executable, "-c", _RSS_PROBE, str(peak_file), *args]
         with open(Path(tmp) / "stderr.txt", "w+") as err:
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
             try:
-                _, code, usage = os.wait4(proc.pid, 0)
-            except BaseException:  # interrupted: the run must not outlive the bench
+                code, usage = _wait4(proc, SUBPROCESS_TIMEOUT, f"nsteplstm {' '.join(shown)}")
+            except BaseException:  # interrupted or timed out: the run must not outlive the bench
                 proc.kill()
                 proc.wait()
                 raise
@@ -811,10 +840,9 @@ def peak_rss(config: Config, device: torch.device, epochs: int) -> dict[str, Any
         hwm = float(peak_file.read_text()) if peak_file.exists() else None  # MiB
         cuda_peak = read_metrics(run).get("cuda_peak_mib") if proc.returncode == 0 else None
     if proc.returncode != 0:
-        raise RuntimeError(f"nsteplstm {' '.join(args)} failed: {tail[-1] if tail else code}")
+        raise RuntimeError(f"nsteplstm {' '.join(shown)} failed: {tail[-1] if tail else code}")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     peak = hwm if hwm is not None else usage.ru_maxrss * scale / 2**20
-    shown = [a if a != str(run) else "RUN" for a in args]  # tmp is gone
     return {
         "command": "nsteplstm " + " ".join(shown),
         "device": str(device),
@@ -1005,15 +1033,15 @@ def _targets(doc: dict[str, Any]) -> dict[str, Any]:
     """Each target of issue 4 on the CPU: the measured value (from the best epochs),
     whether it is met and the target's ``goal`` (its line of :data:`TARGETS`), with
     the median of the rounds' ratios beside it (``paired``: see :func:`_paired`). A
-    target whose contender failed (``doc["failed"]``) is not measured: ``met`` None,
-    ``not_measured`` saying which failed. Empty for ``--quick``: a smoke test on other
-    settings (a 500-point series)."""
+    target whose contender, forecast or memory probe failed (``doc["failed"]``) is not
+    measured: ``met`` None, ``not_measured`` saying which failed. Empty for
+    ``--quick``: a smoke test on other settings (a 500-point series)."""
     if doc["arguments"]["quick"]:
         return {}
     rows = {(r["contender"], r["n_layers"]): r for r in doc["training"] if r["device"] == "cpu"}
-    lost = {
-        (f["contender"], f["n_layers"]): f for f in doc.get("failed", []) if f["device"] == "cpu"
-    }
+    cpu_failed = [f for f in doc.get("failed", []) if f["device"] == "cpu"]
+    lost = {(f["contender"], f["n_layers"]): f for f in cpu_failed if f["round"] is not None}
+    roundless = {f["contender"]: f for f in cpu_failed if f["round"] is None}
     out: dict[str, Any] = {}
     for n_layers in sorted({n for _, n in [*rows, *lost]}):
         for name, goal, ours, theirs in _target_lines(n_layers):
@@ -1021,17 +1049,28 @@ def _targets(doc: dict[str, Any]) -> dict[str, Any]:
             if theirs != "chainer-step" and not any(keys[1] in ran for ran in (rows, lost)):
                 continue  # not in this run (no Chainer, no glibc), and no reference time
             if failed := [lost[k] for k in keys if k in lost]:
-                why = "; ".join(map(_failure_words, failed))
-                out[name] = {"met": None, "not_measured": why, "goal": goal}
+                out[name] = _unmeasured(goal, failed)
             elif keys[0] in rows:
                 out[name] = _training_target(goal, rows[keys[0]], rows.get(keys[1]), theirs)
     for f in doc["forecast"]:
         if f["starts"] == 1 and f["device"] == "cpu":
             goal = f"forecast_{f['mode']}_speedup"
             out[goal] = _graded(goal, f["speedup"])
-    if doc["peak_rss"]["device"] == "cpu":  # a CUDA process's host memory is another matter
-        out["peak_rss_mib"] = _graded("peak_rss_mib", doc["peak_rss"]["peak_rss_mib"])
+    if "forecast" in roundless:  # ours raised on the CPU: no rows
+        for mode in MODES:
+            goal = f"forecast_{mode}_speedup"
+            out[goal] = _unmeasured(goal, [roundless["forecast"]])
+    rss = doc["peak_rss"]
+    if rss is not None and rss["device"] == "cpu":  # a CUDA process's host memory differs
+        out["peak_rss_mib"] = _graded("peak_rss_mib", rss["peak_rss_mib"])
+    elif "peak-rss" in roundless:
+        out["peak_rss_mib"] = _unmeasured("peak_rss_mib", [roundless["peak-rss"]])
     return out
+
+
+def _unmeasured(goal: str, failed: list[dict[str, Any]]) -> dict[str, Any]:
+    """A target's entry when ``failed`` (entries of ``doc["failed"]``) left it unmeasured."""
+    return {"met": None, "not_measured": "; ".join(map(_failure_words, failed)), "goal": goal}
 
 
 def _percent(share: float) -> str:
@@ -1083,8 +1122,7 @@ def markdown(doc: dict[str, Any]) -> str:
         *_variable_table(doc),
         *_forecast_table(doc),
         *_peak_list(doc["peak"]),
-        "",
-        _memory_words(doc["peak_rss"]),
+        *([] if doc["peak_rss"] is None else ["", _memory_words(doc["peak_rss"])]),
         "",
         "Targets: " + _targets_words(doc),
     ]
@@ -1099,11 +1137,10 @@ def _failure_lines(doc: dict[str, Any]) -> list[str]:
         when = _when(f["round"], doc["repeats"])
         epochs = len(f["seconds"])
         kept = f", after {epochs} timed epoch{'s' if epochs > 1 else ''}" if epochs else ""
-        left = (
-            "The forecast table has no 'x Chainer' column."
-            if f["round"] is None  # Chainer's forecast, which runs no rounds
-            else "Left out of the tables, the ratios, the targets and the chart (bench.json "
-            "keeps the epochs it timed, under 'failed')."
+        left = _ROUNDLESS.get(
+            f["contender"],
+            "Left out of the tables, the ratios, the targets and the chart (bench.json "
+            "keeps the epochs it timed, under 'failed').",
         )
         lines.append(
             f"- **Failed:** {f['label']} ({f['device']}, {f['n_layers']} layer"
@@ -1502,8 +1539,9 @@ def _failed(
     steps: list[int],
 ) -> dict[str, Any]:
     """bench.json's entry for a contender that failed: who, ``round`` (1-based, 0 for
-    its warm-up, None for Chainer's forecast, which runs no rounds), ``reason`` (one
-    line), and the epochs it timed before (``seconds``, ``steps``)."""
+    its warm-up, None for a measurement that runs no rounds: Chainer's forecast, ours
+    (``forecast``, per device), the memory probe (``peak-rss``); :data:`_ROUNDLESS`),
+    ``reason`` (one line), and the epochs it timed before (``seconds``, ``steps``)."""
     return {
         "device": device,
         "contender": name,
@@ -1528,21 +1566,32 @@ def _chainer_timed_out(contenders: list[Contender], repeats: int) -> str | None:
     return None
 
 
+def _roundless_failure(name: str, device: str, n_layers: int, reason: str) -> dict[str, Any]:
+    """The :func:`_failed` entry of a measurement that runs no rounds (one of
+    :data:`_ROUNDLESS`), logged in one line."""
+    _log(f"{_who(name, device, n_layers)} failed: {reason}")
+    return _failed(name, device, n_layers, {"round": None, "reason": reason}, [], [])
+
+
 def _time_forecasts(
     s: _Setup, timed_out: str | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]]]:
     """:func:`forecast_speed` on each device, and :func:`chainer_forecast` (None without
     ``chainer_python``, when it failed, or when not run because ``timed_out`` says a
     Chainer contender timed out: :func:`_chainer_timed_out`), which adds ``vs_chainer``
-    to the CPU rows; the :func:`_failed` entry of Chainer's forecast where it failed or
-    was not run (logged)."""
+    to the CPU rows; the :func:`_failed` entries (logged) of ours on a device where it
+    raised (``forecast``: that device has no rows) and of Chainer's forecast where it
+    failed or was not run."""
     many = QUICK_FORECAST_MANY_STARTS if s.quick else FORECAST_MANY_STARTS
-    forecasts = [
-        row
-        for dev in s.devices
-        for row in forecast_speed(s.base, s.dataset, dev, many, s.repeats, 2 if s.quick else 3)
-    ]
-    theirs, failed = None, []
+    forecasts, failed = [], []
+    for dev in s.devices:
+        try:
+            forecasts += forecast_speed(
+                s.base, s.dataset, dev, many, s.repeats, 2 if s.quick else 3
+            )
+        except Exception as e:  # as a contender of the race: the rest is kept
+            failed.append(_roundless_failure("forecast", str(dev), 1, _reason(e)))
+    theirs = None
     if s.script is not None:
         reason = None
         if timed_out is not None:  # it would most likely wait out its timeout too
@@ -1555,14 +1604,24 @@ def _time_forecasts(
             except Exception as e:  # as a contender of the race: the rest is kept
                 reason = _reason(e)
         if reason is not None:
-            failure = {"round": None, "reason": reason}
-            failed.append(_failed("chainer-forecast", "cpu", 1, failure, [], []))
-            _log(f"{_who('chainer-forecast', 'cpu', 1)} failed: {reason}")
+            failed.append(_roundless_failure("chainer-forecast", "cpu", 1, reason))
         for row in forecasts:
             if row["device"] == "cpu" and theirs is not None:
                 row["vs_chainer"] = row["points_per_second"] / theirs["points_per_second"]
     _log("forecast timed")
     return forecasts, theirs, failed
+
+
+def _time_memory(s: _Setup) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """:func:`peak_rss` on the first device, or None and its :func:`_failed` entry
+    (``peak-rss``, logged) where it raised or timed out."""
+    device = s.devices[0]
+    try:
+        rss = peak_rss(s.base, device, QUICK_RSS_EPOCHS if s.quick else RSS_EPOCHS)
+    except Exception as e:  # as a contender of the race: the rest is kept
+        return None, [_roundless_failure("peak-rss", str(device), s.base.n_layers, _reason(e))]
+    _log(f"peak RSS {rss['peak_rss_mib']:.0f} MiB")
+    return rss, []
 
 
 def _document(s: _Setup, out: Path, device: str | None, measured: dict[str, Any]) -> dict[str, Any]:
@@ -1629,7 +1688,12 @@ def reference_figures() -> dict[str, Any]:
 
 
 def _write_results(doc: dict[str, Any], out: Path, force: bool) -> None:
-    """Print the Markdown table; write bench.json, bench.md and bench.png into ``out``."""
+    """Print the Markdown table; write bench.json, bench.md and bench.png into ``out``.
+
+    InputError when ``out`` can no longer take them (one of them appeared there while
+    the bench ran, say): nothing is written into ``out``; the message names the new
+    directory beside it that holds them instead (:func:`_write_beside`), where one
+    could be made."""
     table = markdown(doc)
     print(table)
     files = {
@@ -1637,11 +1701,45 @@ def _write_results(doc: dict[str, Any], out: Path, force: bool) -> None:
         TABLE_FILE: table,
         CHART_FILE: png_bytes(chart(doc)),
     }
-    _check_out(out, force)  # again: files may have appeared while the bench ran
+    try:
+        _check_out(out, force)  # again: files may have appeared while the bench ran
+    except InputError as e:
+        if (instead := _write_beside(out, files)) is None:
+            raise
+        raise InputError(
+            f"the results are in {instead}, not in --out {out}, found changed once the "
+            f"bench had run: {e}"
+        ) from None
     with new_directory(out, "--out"):  # a failed write leaves no directory behind
         write_files({out / name: data for name, data in files.items()})
     failed = f" ({len(doc['failed'])} failed: see bench.md)" if doc["failed"] else ""
     _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}{failed}")
+
+
+def _write_beside(out: Path, files: dict[str, Any]) -> Path | None:
+    """``files`` (name: data) written into a new directory beside ``out``: ``OUT.1``,
+    or ``OUT.2``, ... where that exists. Made here, so nothing of anyone's is written
+    over; None, with nothing left behind, where it cannot be made or written."""
+    if out.name in ("", ".."):  # "." or "x/..": name the directory itself
+        out = Path(os.path.abspath(out))
+    if not out.name:  # the root
+        return None
+    for k in itertools.count(1):
+        sibling = out.with_name(f"{out.name}.{k}")
+        try:
+            sibling.mkdir()  # fails where anything is there already
+            break
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+    try:
+        write_files({sibling / name: data for name, data in files.items()})
+    except OSError:
+        with contextlib.suppress(OSError):
+            sibling.rmdir()  # write_files leaves it empty
+        return None
+    return sibling
 
 
 def run_bench(
@@ -1662,14 +1760,19 @@ def run_bench(
     Raises InputError for a bad device, ``repeats < 1``, an ``out`` that already
     holds one of the three files (unless ``force``) or cannot be created, or an
     unusable ``chainer_python``: all before the first timing. ``out`` is created
-    only when the results are written, so a failed run leaves nothing behind.
+    only when the results are written, so a failed run leaves nothing behind; where
+    ``out`` can no longer take them once the bench has run (a ``bench.md`` appeared
+    there meanwhile, say), InputError naming the new directory beside it, ``OUT.1``,
+    that holds them instead (:func:`_write_results`).
     A contender that fails once the timing has begun (a baseline subprocess that
     times out or crashes, in its warm-up or a later round; Chainer's forecast) does
     not end the run: it is left out of the rounds that remain, the ratios, the
     targets and the chart, and listed under ``failed`` in the document (and in one
-    line of bench.md); the rest is written in full. Once a Chainer contender has timed
-    out, Chainer's forecast is not started: it is listed under ``failed`` as not run.
-    Callers tell such a run by a non-empty ``doc["failed"]``.
+    line of bench.md); the rest is written in full. So are our forecast on a device
+    (``forecast``: no rows for that device) and the memory probe (``peak-rss``:
+    ``peak_rss`` None), where they raise or time out. Once a Chainer contender has
+    timed out, Chainer's forecast is not started: it is listed under ``failed`` as not
+    run. Callers tell such a run by a non-empty ``doc["failed"]``.
     """
     out = Path(out)
     quick, force = check_bool("quick", quick), check_bool("force", force)
@@ -1678,12 +1781,11 @@ def run_bench(
     peak, rows, failed = _time_training(s, contenders)
     timed_out = _chainer_timed_out(contenders, s.repeats)
     forecasts, chainer_fc, forecast_failed = _time_forecasts(s, timed_out)
-    rss = peak_rss(s.base, s.devices[0], QUICK_RSS_EPOCHS if quick else RSS_EPOCHS)
-    _log(f"peak RSS {rss['peak_rss_mib']:.0f} MiB")
+    rss, rss_failed = _time_memory(s)
     measured = {
         "peak": peak,
         "training": rows,
-        "failed": failed + forecast_failed,
+        "failed": failed + forecast_failed + rss_failed,
         "forecast": forecasts,
         "chainer_forecast": chainer_fc,
         "peak_rss": rss,
