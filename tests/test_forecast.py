@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -120,6 +121,54 @@ def test_default_horizon_mode_and_training_flag_restored() -> None:
     assert model.training
     # Dropout is off while forecasting: repeated calls agree.
     np.testing.assert_array_equal(out, forecast(model, make_series(), [0], S))
+
+
+BEYOND = r"horizon = 1000001 is out of range: at most 1,000,000 \(the model runs once per point"
+
+
+@pytest.mark.parametrize("mode", ["window", "stream"])
+def test_a_horizon_past_the_bound_is_refused_before_the_memory_check(monkeypatch, mode) -> None:
+    # Any horizon that fit in memory ran: 10**9 points from one start (4 GB) for days.
+    monkeypatch.setattr(nsteplstm.device, "physical_memory", lambda: 2**20)
+    with pytest.raises(InputError, match=BEYOND) as info:
+        forecast(make_model(), make_series(), [0], S, 1_000_001, mode)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match=r"horizon = 1000000000 is out of range: at most 1,"):
+        forecast(make_model(), make_series(), [0], S, 10**9, mode)
+    with pytest.raises(InputError, match=r"horizon = an integer of about 5000 digits is out"):
+        forecast(make_model(), make_series(), [0], S, 10**5000, mode)  # str() refuses it
+
+
+def test_the_horizon_bound_is_a_million_points() -> None:
+    # forecast_truth shares forecast's checks and is cheap at a million points (8 MB).
+    series = np.arange(10, dtype=np.float32)
+    assert forecast_truth(series, [0], 3, 10**6).shape == (1, 10**6, 1)
+    with pytest.raises(InputError, match=BEYOND):
+        forecast_truth(series, [0], 3, 10**6 + 1)
+
+
+def test_the_default_horizon_stays_within_the_bound(monkeypatch) -> None:
+    # 4 * sequence_size of a long window would be refused as a horizon the user never gave.
+    from nsteplstm import forecast as forecasting
+
+    monkeypatch.setattr(forecasting, "MAX_HORIZON", 10)
+    assert forecast(make_model(), make_series(), [0], S).shape == (1, 10, 1)  # not 4 * S
+    with pytest.raises(InputError, match="horizon = 11 is out of range: at most 10 "):
+        forecast(make_model(), make_series(), [0], S, 11)
+
+
+def test_forecast_command_refuses_a_horizon_past_the_bound(tmp_path, monkeypatch, capsys) -> None:
+    # On a machine that could hold it, --horizon 1000001 ran for up to an hour; here,
+    # with little memory, it was refused by the memory check.
+    from nsteplstm.cli import main
+
+    run_dir, _ = make_run(tmp_path)
+    before = sorted(p.name for p in run_dir.iterdir())
+    monkeypatch.setattr(nsteplstm.device, "physical_memory", lambda: 2**27)
+    assert main(["forecast", str(run_dir), "--horizon", "1000001"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(BEYOND, err), err
+    assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
 def test_one_dimensional_series_is_one_feature() -> None:
@@ -661,10 +710,11 @@ def test_forecast_run_refuses_a_horizon_its_outputs_cannot_hold(tmp_path, monkey
 
     run_dir, _ = make_run(tmp_path)
     before = sorted(p.name for p in run_dir.iterdir())
-    monkeypatch.setattr(nsteplstm.device, "physical_memory", lambda: 2**30)
-    # Both sizes were rounded to whole GiB: "about 1 GiB, more than this machine's 1 GiB".
-    with pytest.raises(InputError, match=r"horizon = 5000000: .* about 1.19 GiB, more .*'s 1 GiB"):
-        forecasting.forecast_run(run_dir, mode="stream", horizon=5_000_000)
+    monkeypatch.setattr(nsteplstm.device, "physical_memory", lambda: 2**27)
+    # Both sizes were rounded to whole GiB: "about 0 GiB, more than this machine's 0 GiB".
+    match = r"horizon = 600000: .* about 0.143 GiB, more .*'s 0.125 GiB"
+    with pytest.raises(InputError, match=match):
+        forecasting.forecast_run(run_dir, mode="stream", horizon=600_000)
     assert sorted(p.name for p in run_dir.iterdir()) == before
     assert forecasting.forecast_run(run_dir, mode="stream", horizon=1000)["points"] > 0
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import nsteplstm as nl
+from nsteplstm.packing import Segment
 
 LENGTHS = [7, 3, 12, 3, 9, 1, 12, 5, 10, 2, 8, 6]  # unsorted, ties, a length-1 sequence
 OVERHEAD = 3.0  # small enough to keep some segments apart, large enough to merge others
@@ -225,3 +226,35 @@ def _available(device: str) -> bool:
     except (RuntimeError, AssertionError):
         return False
     return True
+
+
+@pytest.mark.parametrize("overhead", [float("nan"), float("inf"), "32", None])
+def test_merged_segments_take_a_finite_overhead(overhead):
+    # NaN (and infinity) silently gave one segment for the whole batch: every cost compared
+    # false; a string or None ended in a TypeError.
+    with pytest.raises(nl.InputError, match="overhead must be a finite number, got"):
+        nl.PackedLayout(LENGTHS).merged_segments(overhead)
+
+
+def test_step_rows_are_packed_sequences_batch_sizes():
+    xs = [torch.zeros(n, 1) for n in LENGTHS]
+    want = torch.nn.utils.rnn.pack_sequence(xs, enforce_sorted=False).batch_sizes
+    layout = nl.PackedLayout(LENGTHS)
+    assert torch.equal(layout.batch_sizes, want) and layout.batch_sizes.dtype == torch.int64
+    assert layout.step_rows.tolist() == want.tolist()
+
+
+def test_a_layout_of_very_long_sequences_is_built_from_its_lengths_alone():
+    # It built a Python list of one entry per step of the longest: MemoryError for
+    # 10**12 steps, 11 s and 1.5 GB for 10**8, before any data was seen.
+    tracemalloc.start()
+    try:
+        layout = nl.PackedLayout([10**12, 5])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000
+    assert (layout.n_rows, layout.max_length) == (10**12 + 5, 10**12)
+    assert layout.segments == [Segment(0, 5, 2), Segment(5, 10**12, 1)]
+    with pytest.raises(nl.InputError, match=r"packed data must be a tensor of shape \(10+5, 1\)"):
+        nl.NStepLSTM(1, 1, 4).forward_packed(torch.zeros(5, 1), layout)

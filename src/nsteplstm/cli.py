@@ -327,7 +327,10 @@ def _add_forecast(sub: argparse._SubParsersAction) -> None:
         "stream: carry the LSTM state, one step per point",
     )
     p.add_argument(
-        "--horizon", type=int, default=None, help="points to forecast (default: 4 x sequence_size)"
+        "--horizon",
+        type=int,
+        default=None,
+        help="points to forecast, 1 to 1,000,000 (default: 4 x sequence_size)",
     )
     p.add_argument(
         "--start",

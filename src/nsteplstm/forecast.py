@@ -43,6 +43,15 @@ if TYPE_CHECKING:  # for the annotations; forecast_run imports these layers wher
 
 MODES = ("window", "stream")
 
+# The longest forecast, in points per start. The model runs once per point, so time
+# grows with the horizon while a closed loop's use does not: the article scores 120
+# points. A million points of its model (hidden 200, one start, 2-core CPU) took about
+# 1 (stream mode, 1 layer) to 5 minutes (3 layers), and 11 to 40 in window mode;
+# forecast_run's CSV of them is about 30 MB. Before this bound, forecast() took 10**9
+# points from one start (4 GB, within the memory check) and would have run 15 hours
+# (stream) to 4 weeks (window, 3 layers).
+MAX_HORIZON = 10**6
+
 
 def forecast(
     model: Forecaster,
@@ -65,7 +74,8 @@ def forecast(
             forecast covers indices ``s + sequence_size ...`` and may run past T.
         sequence_size: length S of the start window (and, in ``window`` mode, of
             every input the model sees).
-        horizon: number of points to predict, >= 1; default ``4 * sequence_size``.
+        horizon: number of points to predict, 1 to :data:`MAX_HORIZON`; default
+            ``4 * sequence_size``, at most :data:`MAX_HORIZON`.
         mode: ``"window"`` or ``"stream"`` (see the module docstring).
 
     Returns:
@@ -79,7 +89,7 @@ def forecast(
     (``torch.set_num_threads(1)``, restored afterwards; see :func:`_few_threads`).
     Raises :class:`InputError` for arguments out of range.
     """
-    horizon = 4 * sequence_size if horizon is None else horizon
+    horizon = _default_horizon(sequence_size) if horizon is None else horizon
     x = _check(model, series, starts, sequence_size, horizon, mode)  # (T, F)
     weight = model.head.weight
     modes = [(m, m.training) for m in model.modules()]  # a submodule may differ from model
@@ -178,6 +188,25 @@ def _stream(model: Forecaster, windows: Tensor, horizon: int) -> Tensor:
     return preds
 
 
+def _default_horizon(sequence_size: int) -> int | None:
+    """``4 * sequence_size``, at most :data:`MAX_HORIZON`; None for a ``sequence_size``
+    that is no integer (named by the checks)."""
+    return min(4 * sequence_size, MAX_HORIZON) if is_int(sequence_size) else None
+
+
+def _check_horizon(horizon: object) -> int:
+    """``horizon`` as an int; :class:`InputError` unless it is an integer in
+    ``[1, MAX_HORIZON]``."""
+    check_int("horizon", horizon)
+    if horizon > MAX_HORIZON:
+        raise InputError(
+            f"horizon = {plain(horizon)} is out of range: at most {MAX_HORIZON:,} (the model "
+            "runs once per point: a million points of the article's model take minutes in "
+            "stream mode, up to an hour in window mode)"
+        )
+    return int(horizon)
+
+
 def _check(
     model: Forecaster,
     series: np.ndarray,
@@ -236,11 +265,12 @@ def _series(series: np.ndarray, n_in: int | None = None, dtype: type = np.float3
 
 
 def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, horizon: int) -> None:
-    """Raise :class:`InputError` unless ``sequence_size`` and ``horizon`` are integers >= 1
-    and every start's window ``x[s : s + sequence_size]`` lies inside ``x`` ``(T, F)``."""
+    """Raise :class:`InputError` unless ``sequence_size`` is an integer >= 1, ``horizon``
+    one in ``[1, MAX_HORIZON]``, and every start's window ``x[s : s + sequence_size]``
+    lies inside ``x`` ``(T, F)``."""
     length = x.shape[0]
     check_int("sequence_size", sequence_size)
-    check_int("horizon", horizon)
+    _check_horizon(horizon)
     if sequence_size > length:
         raise InputError(
             f"sequence_size = {sequence_size} is longer than the series ({length} points)"
@@ -365,10 +395,11 @@ def forecast_run(
     CPU beats a GPU's per-step launches) and reads its series again as ``config.json``
     says, scaled with the run's own scaler (the CSV may have grown since training).
     For a CSV split by ``csv_series_id`` it takes the series with id ``series``, by
-    default the first in the file. It forecasts ``horizon`` points (default
-    ``4 * sequence_size``) from the start window at ``start`` (a negative start counts
-    from the series' end: ``-sequence_size`` starts at the last window and forecasts
-    past the data), and writes into ``run_dir``, under ``name`` (default: the mode):
+    default the first in the file. It forecasts ``horizon`` points (1 to
+    :data:`MAX_HORIZON`; default ``4 * sequence_size``, at most that) from the start
+    window at ``start`` (a negative start counts from the series' end:
+    ``-sequence_size`` starts at the last window and forecasts past the data), and
+    writes into ``run_dir``, under ``name`` (default: the mode):
 
     - ``forecast-<name>.csv``: ``t,truth,prediction`` (``t`` counts from the series
       start; a cell is empty where there is no truth or no prediction), in data
@@ -450,7 +481,7 @@ def _forecast_run(
             f"{run.path}: the adding problem is sequence-to-one; there is no series to forecast"
         )
     size = run.config.sequence_size
-    horizon = check_int("horizon", 4 * size if horizon is None else horizon)
+    horizon = _check_horizon(_default_horizon(size) if horizon is None else horizon)
     _check_run_memory(horizon, run.config.n_out)
     source, index = _series_to_forecast(config, run.scaler, series, run.data_header)
     x = source.series[index]  # (T, F), scaled like the training data

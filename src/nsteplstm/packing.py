@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from .errors import InputError, is_int, one_line
+from .errors import InputError, is_finite_number, is_int, one_line, plain
 
 
 def describe(t: object) -> str:
@@ -152,15 +152,13 @@ class PackedLayout:
                 reason = one_line(e)[:120]
                 raise InputError(f"device {device!r} is not available here ({reason})") from None
 
-        sizes, t, running = [], 0, self.batch
+        # One segment per distinct length: nothing here grows with the steps T, which
+        # only data of N >= T rows can use (PackedLayout([10**10]) took 80 GB at once).
+        t, running = 0, self.batch
         self.segments: list[Segment] = []
         for length, count in sorted(Counter(self.sorted_lengths).items()):
             self.segments.append(Segment(t, length, running))
-            sizes += [running] * (length - t)
             t, running = length, running - count
-        self.step_rows = np.array(sizes, dtype=np.int64)  # (T,) rows at each step, on the host
-        # PackedSequence wants batch_sizes as a CPU int64 tensor.
-        self.batch_sizes = torch.from_numpy(self.step_rows)
 
         if self._identity:
             self.sorted_indices = self.unsorted_indices = None
@@ -176,14 +174,29 @@ class PackedLayout:
         self._packed_to_seq: torch.Tensor | None = None
         self._reversed: torch.Tensor | None = None
 
+    @cached_property
+    def step_rows(self) -> np.ndarray:
+        """(T,) int64, on the host: how many sequences run at each step."""
+        steps = [seg.t1 - seg.t0 for seg in self.segments]
+        return np.repeat(np.array([seg.rows for seg in self.segments], dtype=np.int64), steps)
+
+    @cached_property
+    def batch_sizes(self) -> torch.Tensor:
+        """:attr:`step_rows` as PackedSequence wants it: a CPU int64 tensor (shared memory)."""
+        return torch.from_numpy(self.step_rows)
+
     def merged_segments(self, overhead: float) -> list[tuple[int, int, int]]:
         """Steps ``[t0, t1)`` and ``rows`` of a padded cover of the batch with few segments.
 
         Each segment runs the first ``rows`` sorted sequences (those alive at ``t0``)
         for all its steps, some of them past their end (padding). Chosen by dynamic
-        programming to minimise ``sum(overhead + rows * steps)``: ``overhead`` is the
-        cost of one kernel call in row-steps. Exact for outputs, not for final states.
+        programming to minimise ``sum(overhead + rows * steps)``: ``overhead`` (a finite
+        number) is the cost of one kernel call in row-steps; on a tie a segment starts
+        as early as it can. Exact for outputs, not for final states. O(K^2) for K
+        distinct lengths: 55 us for 21, about 100 s for 10,000.
         """
+        if not is_finite_number(overhead):
+            raise InputError(f"overhead must be a finite number, got {plain(overhead)}")
         bounds = [0] + [seg.t1 for seg in self.segments]  # every distinct length
         alive = [seg.rows for seg in self.segments]  # sequences alive at bounds[i]
         best = [0.0] + [float("inf")] * len(self.segments)
