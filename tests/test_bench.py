@@ -316,24 +316,20 @@ def test_chainer_facts_that_bench_json_cannot_hold_are_refused(tmp_path: Path):
 
 
 def test_a_failed_bench_leaves_no_out_directory(tmp_path: Path, monkeypatch):
-    # A failure that is no contender's nor a measurement's (here the float32 peak's,
-    # measured again after the race) still ends the run before anything is written.
-    # (A failing Chainer baseline or memory probe ended it too; each is now recorded
-    # under 'failed': test_a_contender_that_fails_mid_run_..., test_a_memory_probe_...)
+    # A failure that is no contender's nor a measurement's (here the chart's, drawn
+    # once everything is measured) still ends the run before anything is written.
+    # (A failing Chainer baseline, memory probe or float32 peak after the race ended it
+    # too; each is now recorded under 'failed': test_a_contender_that_fails_mid_run_...,
+    # test_a_memory_probe_..., test_a_peak_that_fails_after_the_race_...)
     from nsteplstm import bench
 
-    calls = []
-
-    def broken(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 1:  # the one after the race
-            raise RuntimeError("peak broke")
-        return bench._peak([{"name": "mm", "gflops": 100.0}])
+    def broken(doc):
+        raise RuntimeError("chart broke")
 
     (tmp_path / "new").mkdir()
     _make_up_timings(tmp_path / "new", monkeypatch, {})
-    monkeypatch.setattr(bench, "measure_peak", broken)
-    with pytest.raises(RuntimeError, match="peak broke"):
+    monkeypatch.setattr(bench, "chart", broken)
+    with pytest.raises(RuntimeError, match="chart broke"):
         bench.run_bench(out=tmp_path / "new" / "out", device="cpu", repeats=3)
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["python"]  # no out
 
@@ -762,6 +758,52 @@ def test_a_memory_probe_that_fails_after_the_race_is_recorded_and_the_rest_writt
     assert (out / CHART_FILE).stat().st_size > 0
 
 
+def test_a_peak_that_fails_after_the_race_keeps_the_reading_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The float32 peak is measured again after the 20-minute race; when that raised,
+    # the whole finished race was thrown away, nothing written.
+    from nsteplstm import bench, cli
+
+    python = _make_up_timings(tmp_path, monkeypatch, {})
+    calls = []
+
+    def peak(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) > 1:  # after the race
+            raise RuntimeError("out of memory")
+        return bench._peak([{"name": "mm", "gflops": 100.0}])
+
+    monkeypatch.setattr(bench, "measure_peak", peak)
+    out = tmp_path / "out"
+    argv = ["bench", "--out", str(out), "--device", "cpu", "--chainer-python", str(python)]
+    assert cli.main(argv) == 1  # written in full, but a measurement is missing
+    assert calls == [torch.device("cpu")] * 2
+    reason = "RuntimeError: out of memory"
+    assert f"\nbench: peak (cpu, 1 layer) failed: {reason}\n" in capsys.readouterr().err
+    doc = json.loads((out / JSON_FILE).read_text())
+    assert [(f["contender"], f["device"], f["round"], f["reason"]) for f in doc["failed"]] == [
+        ("peak", "cpu", None, reason)
+    ]
+    assert doc["peak"]["cpu"] == {
+        "kernels": [{"name": "mm", "gflops": 100.0}],
+        "best": "mm",
+        "gflops": 100.0,
+    }
+    # Everything else is there, whole and graded; the rooflines use the reading before.
+    rows = {(r["contender"], r["n_layers"]): r for r in doc["training"]}
+    assert len(rows) == 8 * 3 and len(doc["forecast"]) == 4
+    assert rows[("nstep", 1)]["roofline"] == pytest.approx(51.3 / 100.0 / 0.8, rel=1e-3)
+    assert all(t["met"] is not None for t in doc["targets"].values())
+    table = (out / TABLE_FILE).read_text()
+    assert (
+        f"- **Failed:** float32 peak, measured again after the race (cpu, 1 layer): {reason}. "
+        "The float32 peak of this device, and so its rooflines, are from the reading before "
+        "the race alone.\n" in table
+    )
+    assert "- cpu: **100 GFLOP/s** (mm). All: mm: 100\n" in table
+
+
 def test_our_forecast_that_fails_after_the_race_is_recorded_and_the_rest_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -828,6 +870,32 @@ def test_a_baseline_run_is_stopped_at_the_subprocess_timeout(
         epoch()
 
 
+def test_chainers_forecast_may_run_as_long_as_its_repeats_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chainer's forecast times --repeats forecasts of about 2.1 s each in one subprocess
+    # (docs/performance.md), which had the fixed 1200 s: from about 570 repeats on (up
+    # to 1000 allowed) it could only time out.
+    from nsteplstm import bench
+
+    timeouts = {}
+
+    def run_python(cmd, who, timeout, env=None):
+        timeouts[(cmd[cmd.index("--repeats") + 1], "--forecast" in cmd)] = timeout
+        out = json.dumps({"seconds_per_forecast": [2.1], "seconds_per_epoch": [2.0]})
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+    monkeypatch.setattr(bench, "_run_python", run_python)
+    python, script = tmp_path / "python", tmp_path / "script.py"
+    for repeats in (3, bench.MAX_REPEATS):
+        bench.chainer_forecast(python, script, Config(), repeats, malloc=False)
+    chainer(python, script, "nstep", Config(), 10, malloc=False)()  # a training epoch
+    took = (1 + bench.MAX_REPEATS) * 2.1  # a warm-up and the timed forecasts
+    assert timeouts[(str(bench.MAX_REPEATS), True)] > 2 * took
+    assert timeouts[("3", True)] >= bench.SUBPROCESS_TIMEOUT
+    assert timeouts[("1", False)] == bench.SUBPROCESS_TIMEOUT  # one epoch: as before
+
+
 def test_results_go_beside_an_out_that_changed_while_the_bench_ran(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -859,6 +927,8 @@ def test_results_go_beside_an_out_that_changed_while_the_bench_ran(
     assert sorted(os.listdir(written)) == sorted([JSON_FILE, TABLE_FILE, CHART_FILE])
     doc = json.loads((written / JSON_FILE).read_text())
     assert len(doc["training"]) == 8 * 3 and doc["failed"] == []
+    # It said --out OUT alone, read in OUT.2: the --out given, and where it went.
+    assert doc["arguments"]["out"] == str(out) and doc["written_to"] == f"{out}.2"
     assert (written / TABLE_FILE).read_text().startswith("Machine:")
 
 
@@ -869,16 +939,20 @@ def test_results_beside_out_are_written_whole_or_not_at_all(
 
     (tmp_path / "here").mkdir()
     monkeypatch.chdir(tmp_path / "here")
-    assert bench._write_beside(Path("."), {"a.txt": "x"}) == tmp_path / "here.1"
-    assert (tmp_path / "here.1" / "a.txt").read_text() == "x"
+
+    def files(where: Path) -> dict[str, str]:
+        return {"a.txt": where.name}
+
+    assert bench._write_beside(Path("."), files) == tmp_path / "here.1"
+    assert (tmp_path / "here.1" / "a.txt").read_text() == "here.1"  # told where it goes
     (tmp_path / "file").write_text("")
-    assert bench._write_beside(tmp_path / "file" / "out", {"a.txt": "x"}) is None
+    assert bench._write_beside(tmp_path / "file" / "out", files) is None
 
     def full(files):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(bench, "write_files", full)
-    assert bench._write_beside(tmp_path / "here", {"a.txt": "x"}) is None
+    assert bench._write_beside(tmp_path / "here", files) is None
     assert not (tmp_path / "here.2").exists()  # made, then removed again
 
 
@@ -927,6 +1001,7 @@ def test_bench_json_alone_recomputes_every_met(
     assert figures["targets"]["nstep_vs_plain"]["rule"] == "<="  # ours no slower than plain
     assert figures["targets"]["peak_rss_mib"]["rule"] == "<"  # under 1 GiB
     assert doc["failed"] == [] and "**Failed:**" not in (tmp_path / "out" / TABLE_FILE).read_text()
+    assert "written_to" not in doc  # written into --out itself
 
 
 def test_the_step_target_without_chainer_uses_the_reference_time() -> None:

@@ -30,7 +30,9 @@ What is timed, and how:
   left and recorded under ``failed``; the others run on (:func:`race`).
 - **Roofline.** :func:`epoch_flops` counts the floating-point operations of an
   epoch; :func:`measure_peak` measures the device's best float32 matrix-product
-  rate in the same run. ``roofline = (flops / peak) / seconds``: the share of the
+  rate in the same run, before the race and after it (each kernel's best reading;
+  where the one after raises, that is recorded under ``failed`` as ``peak`` and the
+  one before stands alone). ``roofline = (flops / peak) / seconds``: the share of the
   device's matrix-product limit that a contender reaches (1.0 = at the limit).
 - **Forecast throughput** of both modes of :func:`nsteplstm.forecast.forecast`
   against the original's 10.2 s for 121 points (the issue's figure, which the
@@ -89,6 +91,9 @@ RSS_EPOCHS, QUICK_RSS_EPOCHS = 3, 1
 MAX_OUTPUT = 16 * 2**20  # bytes a baseline subprocess may print: its JSON line and warnings
 # s a bench subprocess may run: ~60x Chainer's 3-layer warm-up + epoch; a hang costs a race (20 min)
 SUBPROCESS_TIMEOUT = 1200
+# s more that Chainer's forecast subprocess may run per forecast it times (--repeats of them,
+# ~2.1 s each: docs/performance.md), ~5x that; at --repeats 1000, 11,200 s in all (3.1 h)
+CHAINER_FORECAST_TIMEOUT_PER_REPEAT = 10
 CHAINER_REFERENCE = {("step", 1): 0.85, ("nstep", 1): 1.49, ("nstep", 3): 5.14}  # s/epoch
 TARGETS = {
     "nstep_vs_plain": 1.0,  # time ratio ours / plain torch, at most
@@ -127,12 +132,16 @@ LABELS = {
     "chainer-forecast": "Chainer NStepLSTM, closed-loop forecast",
     "forecast": "ours, forecast throughput",
     "peak-rss": "peak resident memory of nsteplstm train",
+    "peak": "float32 peak, measured again after the race",
 }
-# What bench.md lacks when one of these failed; the targets that needed it read not measured.
+# What bench.md lacks, or gives from less, when one of these failed; the targets that
+# needed it read not measured.
 _ROUNDLESS = {
     "chainer-forecast": "The forecast table has no 'x Chainer' column.",
     "forecast": "The forecast table has no rows of this device.",
     "peak-rss": "The report gives no peak resident memory.",
+    "peak": "The float32 peak of this device, and so its rooflines, are from the reading "
+    "before the race alone.",
 }
 COLORS = {
     "chainer-step": "#bdbdbd",
@@ -501,15 +510,21 @@ def _last_line(text: str, default: str) -> str:
 
 
 def _subprocess_seconds(
-    cmd: list[str], env: dict[str, str], who: str, key: str = "seconds_per_epoch"
+    cmd: list[str],
+    env: dict[str, str],
+    who: str,
+    key: str = "seconds_per_epoch",
+    timeout: float | None = None,
 ) -> list[float]:
     """Run a baseline script that prints JSON with ``key`` (a list of seconds) last;
     that list.
 
     InputError naming ``who`` and saying that the baseline run failed when it cannot
-    run, exits non-zero (with the last line of its stderr) or prints no positive times.
+    run, exits non-zero (with the last line of its stderr), prints no positive times
+    or runs past ``timeout`` s (:class:`TimedOut`; None: :data:`SUBPROCESS_TIMEOUT`).
     """
-    done = _run_python(cmd, f"{who}: the baseline run failed", SUBPROCESS_TIMEOUT, env=env)
+    timeout = SUBPROCESS_TIMEOUT if timeout is None else timeout
+    done = _run_python(cmd, f"{who}: the baseline run failed", timeout, env=env)
     if done.returncode != 0:
         last = _last_line(done.stderr, "nothing on stderr")
         raise InputError(f"{who}: the baseline run failed (exit code {done.returncode}): {last}")
@@ -655,14 +670,18 @@ def chainer_forecast(
 ) -> dict[str, Any]:
     """Chainer's NStepLSTM (one layer) forecasting the original's 121 points closed loop,
     one model call per point, as the article describes its prediction
-    (``chainer_baseline.py --forecast``): one warm-up forecast, then ``repeats`` timed."""
+    (``chainer_baseline.py --forecast``): one warm-up forecast, then ``repeats`` timed,
+    in one subprocess that may run :data:`SUBPROCESS_TIMEOUT` s plus
+    :data:`CHAINER_FORECAST_TIMEOUT_PER_REPEAT` s per timed forecast."""
     config = dataclasses.replace(config, n_layers=1)
     cmd = [
         *_chainer_cmd(python, script, "nstep", config),
         *("--forecast", str(ORIGINAL_FORECAST_POINTS), "--warmup", "1", "--repeats", str(repeats)),
     ]
     env = _env(malloc, package=False)
-    times = _subprocess_seconds(cmd, env, f"--chainer-python {python}", "seconds_per_forecast")
+    timeout = SUBPROCESS_TIMEOUT + repeats * CHAINER_FORECAST_TIMEOUT_PER_REPEAT
+    who = f"--chainer-python {python}"
+    times = _subprocess_seconds(cmd, env, who, "seconds_per_forecast", timeout)
     return {
         "model": "Chainer links.NStepLSTM, 1 layer",
         "points": ORIGINAL_FORECAST_POINTS,
@@ -1503,7 +1522,10 @@ def _time_training(
     """:func:`race` the contenders; the float32 peak of each device (:func:`best_peak`
     of one measurement before the race and one after), a summary row per contender
     that finished with its ratios (:func:`_ratios`), and a :func:`_failed` entry per
-    contender that failed."""
+    contender that failed, then one per device whose measurement after the race
+    raised (``peak``, logged): that device's peak, and so its rooflines, are the
+    reading before the race alone. One before the race that raises ends the run:
+    nothing has been timed yet."""
     trials = 3 if s.quick else 7
 
     def measure(dev: torch.device) -> dict[str, Any]:
@@ -1516,17 +1538,21 @@ def _time_training(
     _log(f"{len(contenders)} configurations x {s.repeats} timed epochs on {names}")
     race(contenders, s.repeats, _log)
 
-    peak = {}
-    for dev in s.devices:
-        peak[str(dev)] = best_peak(before[str(dev)], measure(dev))
-        _log(f"peak {dev}: {peak[str(dev)]['gflops']:.0f} GFLOP/s ({peak[str(dev)]['best']})")
-    rows = [_summary(c, s.base, peak[c.device]["gflops"]) for c in contenders if c.failure is None]
-    _ratios(rows)
     failed = [
         _failed(c.name, c.device, c.n_layers, c.failure, c.seconds, c.steps)
         for c in contenders
         if c.failure is not None
     ]
+    peak = {}
+    for dev in s.devices:
+        try:
+            peak[str(dev)] = best_peak(before[str(dev)], measure(dev))
+        except Exception as e:  # as a contender of the race: the race is kept
+            failed.append(_roundless_failure("peak", str(dev), 1, _reason(e)))
+            peak[str(dev)] = before[str(dev)]
+        _log(f"peak {dev}: {peak[str(dev)]['gflops']:.0f} GFLOP/s ({peak[str(dev)]['best']})")
+    rows = [_summary(c, s.base, peak[c.device]["gflops"]) for c in contenders if c.failure is None]
+    _ratios(rows)
     return peak, rows, failed
 
 
@@ -1540,7 +1566,8 @@ def _failed(
 ) -> dict[str, Any]:
     """bench.json's entry for a contender that failed: who, ``round`` (1-based, 0 for
     its warm-up, None for a measurement that runs no rounds: Chainer's forecast, ours
-    (``forecast``, per device), the memory probe (``peak-rss``); :data:`_ROUNDLESS`),
+    (``forecast``, per device), the memory probe (``peak-rss``), the float32 peak's
+    reading after the race (``peak``, per device); :data:`_ROUNDLESS`),
     ``reason`` (one line), and the epochs it timed before (``seconds``, ``steps``)."""
     return {
         "device": device,
@@ -1627,7 +1654,8 @@ def _time_memory(s: _Setup) -> tuple[dict[str, Any] | None, list[dict[str, Any]]
 def _document(s: _Setup, out: Path, device: str | None, measured: dict[str, Any]) -> dict[str, Any]:
     """bench.json: the arguments, machine and setup, then ``measured`` (peak, training,
     failed, forecast, chainer_forecast, peak_rss), then the fixed figures the report
-    compares with (:func:`reference_figures`) and the targets (:func:`_targets`)."""
+    compares with (:func:`reference_figures`) and the targets (:func:`_targets`).
+    One written beside ``out`` also says where (``written_to``: :func:`_write_results`)."""
     doc: dict[str, Any] = {
         "format": 1,
         "started": s.started,
@@ -1693,14 +1721,17 @@ def _write_results(doc: dict[str, Any], out: Path, force: bool) -> None:
     InputError when ``out`` can no longer take them (one of them appeared there while
     the bench ran, say): nothing is written into ``out``; the message names the new
     directory beside it that holds them instead (:func:`_write_beside`), where one
-    could be made."""
+    could be made. The bench.json there says so: ``written_to`` gives that directory
+    (``arguments.out`` stays the ``--out`` given); bench.md names no directory."""
     table = markdown(doc)
     print(table)
-    files = {
-        JSON_FILE: json.dumps(doc, indent=1, allow_nan=False) + "\n",
-        TABLE_FILE: table,
-        CHART_FILE: png_bytes(chart(doc)),
-    }
+    png = png_bytes(chart(doc))
+
+    def files(where: Path) -> dict[str, Any]:
+        shown = doc if where == out else doc | {"written_to": str(where)}
+        json_text = json.dumps(shown, indent=1, allow_nan=False) + "\n"
+        return {JSON_FILE: json_text, TABLE_FILE: table, CHART_FILE: png}
+
     try:
         _check_out(out, force)  # again: files may have appeared while the bench ran
     except InputError as e:
@@ -1711,15 +1742,15 @@ def _write_results(doc: dict[str, Any], out: Path, force: bool) -> None:
             f"bench had run: {e}"
         ) from None
     with new_directory(out, "--out"):  # a failed write leaves no directory behind
-        write_files({out / name: data for name, data in files.items()})
+        write_files({out / name: data for name, data in files(out).items()})
     failed = f" ({len(doc['failed'])} failed: see bench.md)" if doc["failed"] else ""
     _log(f"wrote {out / JSON_FILE}, {out / TABLE_FILE}, {out / CHART_FILE}{failed}")
 
 
-def _write_beside(out: Path, files: dict[str, Any]) -> Path | None:
-    """``files`` (name: data) written into a new directory beside ``out``: ``OUT.1``,
-    or ``OUT.2``, ... where that exists. Made here, so nothing of anyone's is written
-    over; None, with nothing left behind, where it cannot be made or written."""
+def _write_beside(out: Path, files: Callable[[Path], dict[str, Any]]) -> Path | None:
+    """``files(directory)`` (name: data) written into a new directory beside ``out``:
+    ``OUT.1``, or ``OUT.2``, ... where that exists. Made here, so nothing of anyone's is
+    written over; None, with nothing left behind, where it cannot be made or written."""
     if out.name in ("", ".."):  # "." or "x/..": name the directory itself
         out = Path(os.path.abspath(out))
     if not out.name:  # the root
@@ -1734,7 +1765,7 @@ def _write_beside(out: Path, files: dict[str, Any]) -> Path | None:
         except OSError:
             return None
     try:
-        write_files({sibling / name: data for name, data in files.items()})
+        write_files({sibling / name: data for name, data in files(sibling).items()})
     except OSError:
         with contextlib.suppress(OSError):
             sibling.rmdir()  # write_files leaves it empty
@@ -1763,16 +1794,19 @@ def run_bench(
     only when the results are written, so a failed run leaves nothing behind; where
     ``out`` can no longer take them once the bench has run (a ``bench.md`` appeared
     there meanwhile, say), InputError naming the new directory beside it, ``OUT.1``,
-    that holds them instead (:func:`_write_results`).
+    that holds them instead, its bench.json with ``written_to``: ``OUT.1``
+    (:func:`_write_results`).
     A contender that fails once the timing has begun (a baseline subprocess that
     times out or crashes, in its warm-up or a later round; Chainer's forecast) does
     not end the run: it is left out of the rounds that remain, the ratios, the
     targets and the chart, and listed under ``failed`` in the document (and in one
     line of bench.md); the rest is written in full. So are our forecast on a device
     (``forecast``: no rows for that device) and the memory probe (``peak-rss``:
-    ``peak_rss`` None), where they raise or time out. Once a Chainer contender has
-    timed out, Chainer's forecast is not started: it is listed under ``failed`` as not
-    run. Callers tell such a run by a non-empty ``doc["failed"]``.
+    ``peak_rss`` None), where they raise or time out, and the float32 peak's reading
+    after the race (``peak``: the device's peak is the reading before the race
+    alone). Once a Chainer contender has timed out, Chainer's forecast is not
+    started: it is listed under ``failed`` as not run. Callers tell such a run by a
+    non-empty ``doc["failed"]``.
     """
     out = Path(out)
     quick, force = check_bool("quick", quick), check_bool("force", force)
