@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from nsteplstm.config import Config
 from nsteplstm.data import (
+    ColumnCountError,
     Scaler,
     adding_problem,
     fibonacci_mod,
@@ -918,6 +919,110 @@ def test_a_split_thousand_is_named_only_where_the_row_has_cells_enough_to_spare(
     path = write(tmp_path, "1.5,2\n3,1,000.5\n")
     with pytest.raises(InputError, match=r"; if 1,000\.5 in column 1 is one number with"):
         read_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("first", "said"),
+    [
+        ("1,000.5", "if 1,000.5 on line 1 is one number with thousands separators, write it "
+                    "without them, 1000.5: commas separate columns"),
+        ("-12,345,678.25", "if -12,345,678.25 on line 1 is one number with thousands "
+                           "separators, write it without them, -12345678.25: commas "
+                           "separate columns"),
+        ("1,234", "if 1,234 on line 1 is one number, write it 1234 (a thousands separator) "
+                  "or 1.234 (a decimal comma): commas separate columns"),
+        ("50,3", "if 50,3 on line 1 is one number with a decimal comma, write it with a "
+                 "decimal point: commas separate columns"),
+    ],
+)  # fmt: skip
+def test_a_first_row_split_at_its_commas_is_suspected_beside_a_shorter_row(
+    tmp_path: Path, first: str, said: str
+) -> None:
+    # Without a header, line 1's 1,000.5 made the file two columns: every later row was
+    # "too short", without a word of the number.
+    path = write(tmp_path, f"{first}\n2.5\n3.5\n")
+    n = first.count(",") + 1
+    for header in (None, False):
+        with pytest.raises(InputError) as e:
+            read_csv(path, header=header)
+        assert str(e.value) == f"{path}: line 2 has 1 cell, expected {n} (as in line 1); {said}"
+    config = Config.from_dict({"data": f"csv:{path}", "csv_header": False}, "t")
+    with pytest.raises(InputError) as e:
+        load_dataset(config)
+    assert str(e.value).endswith(f"; {said}")
+
+
+def test_a_row_shorter_than_the_first_is_not_told_of_its_own_decimal_commas(
+    tmp_path: Path,
+) -> None:
+    # Joining 1,2 makes a row that is one cell short two cells short: the hint said it.
+    for text in ("a,b,c\n1,2\n", "x,1.5,2.5\n1,2\n"):
+        path = write(tmp_path, text)
+        with pytest.raises(InputError) as e:
+            read_csv(path)
+        assert str(e.value) == f"{path}: line 2 has 2 cells, expected 3 (as in line 1)"
+    # A header is no number: its names are not suspected of being one.
+    path = write(tmp_path, "1,000\n2.5\n")
+    with pytest.raises(InputError) as e:
+        read_csv(path, header=True)
+    assert str(e.value) == f"{path}: line 2 has 1 cell, expected 2 (as in line 1)"
+
+
+def test_a_number_split_at_its_thousands_separators_on_every_line_is_suspected(
+    tmp_path: Path,
+) -> None:
+    # 1,000.5 on every line of a file without a header reads as two columns, 1 and
+    # 000.5, with no row of another length: the column count's advice (both to 2, or
+    # choose csv_columns) trained on the halves of the numbers, without a word.
+    rows = [f"{1 + t % 9},{t:03d}.5" for t in range(40)]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    config = {"data": f"csv:{path}", "sequence_size": 3}
+    said = (
+        "; if the commas are thousands separators (1,000.5 on line 1 for 1000.5), write the "
+        "numbers without them: commas separate columns"
+    )
+    with pytest.raises(ColumnCountError) as e:
+        load_dataset(Config.from_dict(config, "t"))
+    assert str(e.value).endswith("choose csv_columns (--csv-columns)" + said)
+    assert e.value.hint == said  # for the messages of a model already trained
+    # An id column beside them is no part of the number; three groups are one number too.
+    ids = write(tmp_path, "".join(f"s,{r}\n" for r in rows), "ids.csv")
+    with pytest.raises(ColumnCountError, match=re.escape(said) + "$"):
+        load_dataset(Config.from_dict({**config, "data": f"csv:{ids}", "csv_series_id": 0}, "t"))
+    millions = "".join(f"-{1 + t % 9},{t:03d},500.25\n" for t in range(40))
+    with pytest.raises(ColumnCountError) as e:
+        load_dataset(Config.from_dict({**config, "data": f"csv:{write(tmp_path, millions)}"}, "t"))
+    assert e.value.hint == (
+        "; if the commas are thousands separators (-1,000,500.25 on line 1 for -1000500.25), "
+        "write the numbers without them: commas separate columns"
+    )
+    # 1,234 on every line may be a thousand or a decimal comma; it had only the latter.
+    whole = "".join(f"{1 + t % 9},{t:03d}\n" for t in range(40))
+    with pytest.raises(ColumnCountError) as e:
+        load_dataset(Config.from_dict({**config, "data": f"csv:{write(tmp_path, whole)}"}, "t"))
+    assert str(e.value).endswith(
+        "; if the commas are thousands separators or decimal commas (1,000 on line 1 for 1000 "
+        "or 1.000), write the numbers without thousands separators and with decimal points: "
+        "commas separate columns"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b\n" + "".join(f"{1 + t % 9},{t:03d}.5\n" for t in range(40)),  # a header: columns
+        "".join(f"{1 + t % 9},{t:03d}.5\n" for t in range(39)) + "2,50.5\n",  # one is not
+        "".join(f"{1 + t % 9},{t:03d}.5\n" for t in range(39)) + "0,500.5\n",
+        "".join(f"{1 + t % 9},s,{t:03d}.5\n" for t in range(40)),  # not adjacent
+    ],
+    ids=["header", "two-digit-group", "leading-zero", "not-adjacent"],
+)
+def test_numbers_not_split_on_every_line_are_not_suspected(tmp_path: Path, text: str) -> None:
+    series_id = 1 if ",s," in text else None
+    config = {"data": f"csv:{write(tmp_path, text)}", "sequence_size": 3}
+    with pytest.raises(ColumnCountError) as e:
+        load_dataset(Config.from_dict({**config, "csv_series_id": series_id}, "t"))
+    assert "thousands" not in str(e.value) and e.value.hint == ""
 
 
 @pytest.mark.parametrize(

@@ -277,6 +277,10 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
     "csv_two_columns": _file("two.csv", "a,b\n" + "".join(f"{t % 7},{t % 5}\n" for t in range(40))),
     "csv_thousands": _file("thousands.csv", 'v\n"1,000.5"\n"2,000.5"\n'),
     "csv_thousands_unquoted": _file("thousands2.csv", "v\n1.5\n1,000.5\n"),
+    "csv_thousands_first": _file("thousands3.csv", "1,000.5\n2.5\n3.5\n"),
+    "csv_thousands_every_line": _file(
+        "thousands4.csv", "".join(f"{1 + t % 9},{t:03d}.5\n" for t in range(40))
+    ),
     "csv_percent": _file("percent.csv", "v\n1.5\n12%\n"),
     "csv_currency": _file("currency.csv", "v\n1.5\n\u20ac12.5\n"),
     "csv_nan": _file("nan.csv", "v\n1\n2\nnan\n4\n"),

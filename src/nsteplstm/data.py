@@ -14,7 +14,7 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -333,17 +333,17 @@ def _symbol_hint(cell: str) -> str:
     return f"{said}, write {number}"
 
 
-def _decimal_comma_hint(cells: Sequence[str]) -> str:
+def _decimal_comma_hint(cells: Sequence[str], where: str = "") -> str:
     """A hint for a row that may be numbers written with decimal commas, read as
     several columns (``50,0`` as 50 and 0): every cell a whole number, unsigned past
-    the first."""
+    the first. ``where``: where the row is, for the message (`` on line 1``)."""
     # ASCII digits: \d also takes "٣", which is no number to the reader (ascii_float)
     whole = [re.fullmatch(r"[+-]?[0-9]+" if i == 0 else r"[0-9]+", c) for i, c in enumerate(cells)]
     if len(cells) < 2 or not all(whole):
         return ""
     return (
-        f"; if {','.join(cells[:2])} is one number with a decimal comma, write it with a "
-        "decimal point: commas separate columns"
+        f"; if {','.join(cells[:2])}{where} is one number with a decimal comma, write it "
+        "with a decimal point: commas separate columns"
     )
 
 
@@ -437,10 +437,12 @@ def _read_table(
     header: bool | None,
     series_id: str | int | None,
     config: bool = False,
-) -> tuple[dict[str, np.ndarray], list[str] | None, str | None]:
+) -> tuple[dict[str, np.ndarray], list[str] | None, str | None, str]:
     """:func:`read_csv`, the header's names of the columns read and of the series_id
-    column (None without a header, or without series_id). ``config``: the arguments are
-    a Config's csv_* settings, which messages then name so (:meth:`_Layout.called`)."""
+    column (None without a header, or without series_id), and a hint for the errors
+    that reading it well may yet lead to (:func:`_split_in_every_row_hint`, else "").
+    ``config``: the arguments are a Config's csv_* settings, which messages then name
+    so (:meth:`_Layout.called`)."""
     _check_arguments(path, columns, header, config)
     header = None if header is None else bool(header)  # np.False_ is not False
     rows = _read_rows(path)
@@ -460,9 +462,9 @@ def _read_table(
         use = _without_empty_last(use, body, layout)
     series = _group_rows(body, use, id_index, layout, every_column=columns is None)
     if layout.names is None:
-        return series, None, None
+        return series, None, None, _split_in_every_row_hint(body, use, layout)
     id_name = None if id_index is None else layout.names[id_index]
-    return series, [layout.names[i] for i in use], id_name
+    return series, [layout.names[i] for i in use], id_name, ""
 
 
 def _check_arguments(
@@ -605,8 +607,7 @@ def _check_row_length(line: int, cells: list[str], layout: _Layout) -> None:
         _separator_hint(cells)
         or _separator_hint(layout.first)
         or _trailing_comma_hint(line, cells, layout)
-        or _split_thousands_hint(cells, layout)
-        or _decimal_comma_hint(cells)
+        or _split_number_hint(cells, layout)
     )
     raise InputError(
         f"{layout.path}: line {line} has {n} cell{'s' * (n != 1)}, expected "
@@ -625,27 +626,61 @@ def _trailing_comma_hint(line: int, cells: list[str], layout: _Layout) -> str:
     return ""
 
 
-def _split_thousands_hint(cells: list[str], layout: _Layout) -> str:
-    """A hint for a row longer than the first row, where some of its adjacent cells
-    joined at their commas are a number with thousands separators (``1,000.5`` read as
-    1 and 000.5): a first cell of 1 to 3 digits, then cells of 3 digits, the last of
-    them perhaps with a decimal part; no more cells joined than the row has too many.
-    One group without a decimal part (``1,234``) may be a decimal comma: both are said."""
-    extra = len(cells) - layout.count
+def _split_number_hint(cells: list[str], layout: _Layout) -> str:
+    """A hint for a row ``cells`` whose length is not the first row's, where the longer
+    of the two holds a number split at its commas: thousands separators
+    (:func:`_split_thousands_hint`) or a decimal comma (:func:`_decimal_comma_hint`).
+    The first row is suspected only where it is data (no header): then it is line 1's
+    ``1,000.5`` that made the file's columns two, and the later rows seem short."""
+    if len(cells) > layout.count:
+        extra = len(cells) - layout.count
+        return _split_thousands_hint(cells, extra, lambda i: _in_column(i, layout)) or (
+            _decimal_comma_hint(cells)
+        )
+    if layout.names is not None:
+        return ""
+    extra = layout.count - len(cells)
+    place = f" on line {layout.first_line}"
+    return _split_thousands_hint(layout.first, extra, lambda _: place) or (
+        _decimal_comma_hint(layout.first, place)
+    )
+
+
+def _in_column(i: int, layout: _Layout) -> str:
+    """`` in column C`` for a number that begins at cell ``i`` of a row too long, where
+    the cells before it are in their columns; "" past the file's columns."""
+    return f" in column {layout.show(i)}" if i < layout.count else ""
+
+
+def _thousands_end(cells: Sequence[str], i: int) -> int:
+    """The index past the last of ``cells`` that, from ``cells[i]`` on, are one number
+    split at its thousands separators (``1``, ``000``, ``000.5`` of 1,000,000.5): a
+    cell of 1 to 3 digits, not 0, then cells of 3 digits, the last of them perhaps
+    with a decimal part; ``i + 1`` where ``cells[i]`` begins no such number."""
+    j = i + 1
+    if re.fullmatch(r"[+-]?[1-9][0-9]{0,2}", cells[i]):
+        while j < len(cells) and re.fullmatch(r"[0-9]{3}", cells[j]):
+            j += 1
+        if j < len(cells) and re.fullmatch(r"[0-9]{3}\.[0-9]*", cells[j]):
+            j += 1
+    return j
+
+
+def _split_thousands_hint(cells: list[str], extra: int, where: Callable[[int], str]) -> str:
+    """A hint for a row ``cells`` with ``extra`` cells too many (the row itself, or the
+    first row beside a shorter one), where some of its adjacent cells joined at their
+    commas are a number with thousands separators (``1,000.5`` read as 1 and 000.5,
+    :func:`_thousands_end`); no more cells joined than the row has too many.
+    ``where(i)``: where a number beginning at cell ``i`` is, for the message
+    (`` in column 'sales'``). One group without a decimal part (``1,234``) may be a
+    decimal comma: both are said."""
     i = 0
     while i < len(cells):
-        j = i + 1
-        if re.fullmatch(r"[+-]?[1-9][0-9]{0,2}", cells[i]):
-            while j < len(cells) and re.fullmatch(r"[0-9]{3}", cells[j]):
-                j += 1
-            if j < len(cells) and re.fullmatch(r"[0-9]{3}\.[0-9]*", cells[j]):
-                j += 1
+        j = _thousands_end(cells, i)
         if not 1 <= j - i - 1 <= extra:
             i = j
             continue
-        written = ",".join(cells[i:j])
-        if i < layout.count:  # the cells before it are in their columns
-            written += f" in column {layout.show(i)}"
+        written = ",".join(cells[i:j]) + where(i)
         joined = "".join(cells[i:j])
         if j - i == 2 and "." not in cells[i + 1]:
             return (
@@ -657,6 +692,34 @@ def _split_thousands_hint(cells: list[str], layout: _Layout) -> str:
             f"them, {joined}: commas separate columns"
         )
     return ""
+
+
+def _split_in_every_row_hint(
+    body: list[tuple[int, list[str]]], use: list[int], layout: _Layout
+) -> str:
+    """A hint for the errors that follow reading a file without a header whose columns
+    ``use``, adjacent, are in every row of ``body`` one number split at its thousands
+    separators (:func:`_thousands_end`: ``1,000.5`` on every line, read as the two
+    columns 1 and 000.5, which no row's length tells); "" otherwise. Numbers of one
+    group and no decimal part on every line (``1,234``) may have decimal commas: both
+    are said."""
+    if layout.names is not None or len(use) < 2 or use != list(range(use[0], use[-1] + 1)):
+        return ""  # only adjacent cells in their order were one number
+    split = [[cells[i] for i in use] for _, cells in body]
+    if not all(_thousands_end(cells, 0) == len(cells) for cells in split):
+        return ""
+    line, first = body[0][0], split[0]
+    written = f"{','.join(first)} on line {line}"
+    if len(use) == 2 and not any("." in cells[1] for cells in split):
+        return (
+            f"; if the commas are thousands separators or decimal commas ({written} for "
+            f"{''.join(first)} or {'.'.join(first)}), write the numbers without thousands "
+            "separators and with decimal points: commas separate columns"
+        )
+    return (
+        f"; if the commas are thousands separators ({written} for {''.join(first)}), "
+        "write the numbers without them: commas separate columns"
+    )
 
 
 def _cell_value(line: int, i: int, cell: str, layout: _Layout, hint: str) -> float:
@@ -998,11 +1061,14 @@ def training_rows(series: Series, split_rate: float) -> dict[str, dict[str, Any]
 
 class ColumnCountError(InputError):
     """A CSV file whose number of columns read is not the model's ``n_in``/``n_out``;
-    ``columns``: how many it has. Its message advises a run about to be trained."""
+    ``columns``: how many it has. Its message advises a run about to be trained and
+    ends in ``hint`` ("; if the commas are decimal commas ...", or ""), the file's own,
+    which a message for a model already trained can end in too."""
 
-    def __init__(self, message: str, columns: int) -> None:
+    def __init__(self, message: str, columns: int, hint: str = "") -> None:
         super().__init__(message)
         self.columns = columns
+        self.hint = hint
 
 
 def load_series(config: Config, scaler: Scaler | None = None) -> Series:
@@ -1025,14 +1091,14 @@ def load_series(config: Config, scaler: Scaler | None = None) -> Series:
         raw = [sine(config.total_size, config.period, config.noise, config.seed).reshape(-1, 1)]
         integer_features = [False]
     elif (path := config.csv_path) is not None:
-        by_id, features, id_column = _read_table(
+        by_id, features, id_column, split_hint = _read_table(
             path, config.csv_columns, config.csv_header, config.csv_series_id, config=True
         )
         raw = list(by_id.values())
         if config.csv_series_id is not None:
             series_ids = list(by_id)
         whole = _whole_numbers(raw)
-        _check_column_count(config, path, raw, whole, headed=features is not None)
+        _check_column_count(config, path, raw, whole, features is not None, split_hint)
         n_features = raw[0].shape[1]
         integer_features = [all(bool(w[:, k].all()) for w in whole) for k in range(n_features)]
     else:
@@ -1052,17 +1118,24 @@ def _whole_numbers(raw: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _check_column_count(
-    config: Config, path: str, raw: list[np.ndarray], whole: list[np.ndarray], headed: bool
+    config: Config,
+    path: str,
+    raw: list[np.ndarray],
+    whole: list[np.ndarray],
+    headed: bool,
+    split_hint: str,
 ) -> None:
     """:class:`ColumnCountError` unless the CSV data ``raw`` (:func:`_whole_numbers`:
-    ``whole``; ``headed``: read with a header) has config.n_in = config.n_out columns."""
+    ``whole``; ``headed``: read with a header) has config.n_in = config.n_out columns;
+    ``split_hint``: the reader's hint of numbers split at their thousands separators in
+    every row (:func:`_split_in_every_row_hint`), which ends the message."""
     n_features = raw[0].shape[1]
     if (config.n_in, config.n_out) == (n_features, n_features):
         return
-    hint = ""
+    hint = split_hint
     # 50,0 read as two columns: whole numbers, unsigned past the first column
-    split = all(w.all() and (a[:, 1:] >= 0).all() for w, a in zip(whole, raw, strict=True))
-    if not headed and split:
+    decimal = all(w.all() and (a[:, 1:] >= 0).all() for w, a in zip(whole, raw, strict=True))
+    if not headed and decimal and not hint:
         hint = (
             "; if the commas are decimal commas (50,0 for 50.0), write the numbers "
             "with decimal points: commas separate columns"
@@ -1074,6 +1147,7 @@ def _check_column_count(
         f"n_out = {config.n_out}; set both to {n_features} ({flags}) or choose csv_columns "
         f"({flag_of('csv_columns')}){hint}",
         n_features,
+        hint,
     )
 
 
