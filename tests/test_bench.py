@@ -837,6 +837,8 @@ def test_our_forecast_that_fails_after_the_race_is_recorded_and_the_rest_written
     )
     assert "forecast_stream_speedup not measured (forecast (cpu, 1 layer) failed)" in table
     assert "Peak resident memory of `nsteplstm train`: **500 MiB**" in table
+    assert "| device | mode | starts |" not in table  # no empty table
+    assert "Chainer in this run (" in table
 
 
 def test_a_memory_probe_that_hangs_is_stopped_at_the_subprocess_timeout(

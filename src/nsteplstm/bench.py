@@ -1272,7 +1272,7 @@ def _variable_table(doc: dict[str, Any]) -> list[str]:
 
 def _forecast_table(doc: dict[str, Any]) -> list[str]:
     """Forecast throughput against the original (and Chainer, when it ran), after a
-    blank line."""
+    blank line; no table where ours failed on every device (its failure lines say so)."""
     lines = [
         "",
         f"Forecast, {FORECAST_HORIZON} points per start, one-layer model (original: "
@@ -1290,6 +1290,8 @@ def _forecast_table(doc: dict[str, Any]) -> list[str]:
             f"{theirs['points']} points, {theirs['points_per_second']:,.0f} points/s.",
             "",
         ]
+    if not doc["forecast"]:
+        return lines[:-1] if theirs is not None else []  # Chainer's line alone, or nothing
     column, rule = (" x Chainer |", "---:|") if theirs is not None else ("", "")
     lines += [
         "| device | mode | starts | best s | points/s | x original |" + column,
@@ -1788,25 +1790,24 @@ def run_bench(
     ``quick``: one layer, a 500-point series (CI smoke test). ``repeats``: timed epochs
     per contender, by default 3, or 1 with ``quick``. Everything runs in float32 (no
     TF32 in cuDNN and cuBLAS: :func:`~nsteplstm.device.seed_everything`).
-    Raises InputError for a bad device, ``repeats < 1``, an ``out`` that already
-    holds one of the three files (unless ``force``) or cannot be created, or an
-    unusable ``chainer_python``: all before the first timing. ``out`` is created
-    only when the results are written, so a failed run leaves nothing behind; where
-    ``out`` can no longer take them once the bench has run (a ``bench.md`` appeared
-    there meanwhile, say), InputError naming the new directory beside it, ``OUT.1``,
-    that holds them instead, its bench.json with ``written_to``: ``OUT.1``
-    (:func:`_write_results`).
-    A contender that fails once the timing has begun (a baseline subprocess that
-    times out or crashes, in its warm-up or a later round; Chainer's forecast) does
-    not end the run: it is left out of the rounds that remain, the ratios, the
-    targets and the chart, and listed under ``failed`` in the document (and in one
-    line of bench.md); the rest is written in full. So are our forecast on a device
-    (``forecast``: no rows for that device) and the memory probe (``peak-rss``:
-    ``peak_rss`` None), where they raise or time out, and the float32 peak's reading
-    after the race (``peak``: the device's peak is the reading before the race
-    alone). Once a Chainer contender has timed out, Chainer's forecast is not
-    started: it is listed under ``failed`` as not run. Callers tell such a run by a
-    non-empty ``doc["failed"]``.
+    Raises InputError for a bad device, ``repeats`` outside 1 to :data:`MAX_REPEATS`, an
+    ``out`` that already holds one of the three files (unless ``force``) or cannot be
+    created, or an unusable ``chainer_python``: all before the first timing. ``out`` is
+    created only when the results are written, so a failed run leaves nothing behind;
+    where ``out`` can no longer take them once the bench has run (a ``bench.md``
+    appeared there meanwhile, say), InputError naming the new directory beside it,
+    ``OUT.1``, that holds them instead, its bench.json with ``written_to``: ``OUT.1``
+    (:func:`_write_results`). A contender that fails once the timing has begun (a
+    baseline subprocess that times out or crashes, in its warm-up or a later round;
+    Chainer's forecast) does not end the run: it is left out of the rounds that remain,
+    the ratios, the targets and the chart, and listed under ``failed`` in the document
+    (and in one line of bench.md); the rest is written in full. So are our forecast on a
+    device (``forecast``: no rows for that device) and the memory probe (``peak-rss``:
+    ``peak_rss`` None), where they raise (the probe also where it times out), and the
+    float32 peak's reading after the race (``peak``: the device's peak is the reading
+    before the race alone). Once a Chainer contender has timed out, Chainer's forecast
+    is not started: it is listed under ``failed`` as not run. Callers tell such a run by
+    a non-empty ``doc["failed"]``.
     """
     out = Path(out)
     quick, force = check_bool("quick", quick), check_bool("force", force)

@@ -330,7 +330,7 @@ def _add_forecast(sub: argparse._SubParsersAction) -> None:
         "--horizon",
         type=int,
         default=None,
-        help="points to forecast, 1 to 1,000,000 (default: 4 x sequence_size)",
+        help="points to forecast, 1 to 1,000,000 (default: 4 x sequence_size, at most 1,000,000)",
     )
     p.add_argument(
         "--start",

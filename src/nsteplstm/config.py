@@ -331,8 +331,9 @@ class Config:
     def check_alone(
         self, settings: Mapping[str, Any], source: str, origin: Mapping[str, str] = {}
     ) -> None:
-        """InputError naming ``source`` for the first of ``settings`` (key: value) that is
-        no setting, or whose value is not of its type or out of its own range; how it goes
+        """InputError naming ``source`` for a key of ``settings`` (key: value) that is no
+        setting (all keys checked first), else the first value not of its type, else the
+        first out of its own range; how it goes
         with the other settings is not checked. A range that names others (min_length's:
         data and sequence_size) takes them from this config, named as ``origin`` says each
         was given (:func:`called_setting`; by its key where ``origin`` does not say)."""

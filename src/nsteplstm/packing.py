@@ -193,7 +193,7 @@ class PackedLayout:
         programming to minimise ``sum(overhead + rows * steps)``: ``overhead`` (a finite
         number) is the cost of one kernel call in row-steps; on a tie a segment starts
         as early as it can. Exact for outputs, not for final states. O(K^2) for K
-        distinct lengths: 55 us for 21, about 100 s for 10,000.
+        distinct lengths: about 55 us for 21, 7 s for 10,000 (2-core Xeon).
         """
         if not is_finite_number(overhead):
             raise InputError(f"overhead must be a finite number, got {plain(overhead)}")

@@ -285,8 +285,11 @@ def check_dir_free(path: str | Path, force: bool, what: str) -> Path:
 def check_run_dir_free(path: str | Path, force: bool) -> Path:
     """Raise :class:`InputError` unless :func:`prepare_run_dir` may use ``path``: it does
     not exist, is an empty directory, or (with ``force``) any directory whose earlier
-    run's files can be replaced (:func:`check_dir_free`). Changes nothing, so a command
-    can check its output before the slow or failing part of its work."""
+    run's files can be replaced (:func:`check_dir_free`), none of them a directory, and,
+    where forecasts other than ``forecast-window.*``/``forecast-stream.*`` lie there, a
+    readable metrics.json to tell which are the old run's (:func:`_check_forecasts_known`).
+    Changes nothing, so a command can check its output before the slow or failing part
+    of its work."""
     path = check_dir_free(path, force, "run directory")
     if force and path.is_dir():  # which forecast files the old run's are: what goes
         _check_forecasts_known(path)
