@@ -626,6 +626,18 @@ def test_a_csv_with_another_column_count_gets_the_import_s_fix(tmp_path: Path) -
         "one.csv: 1 column read, but the checkpoint's model takes 2; name a file with 2 data "
         "columns"
     )
+    # 1,000.5 on every line of a headerless file: read as two columns, the file's hint
+    # says why (it was dropped with training's advice).
+    (tmp_path / "split.csv").write_text("".join(f"{1 + i % 9},{i:03d}.5\n" for i in range(80)))
+    with pytest.raises(InputError) as e:
+        import_chainer_run(
+            fixture("article_nstep"), tmp_path / "run", data=f"csv:{tmp_path / 'split.csv'}"
+        )
+    assert str(e.value).endswith(
+        "choose 1 of them with --csv-columns (csv_columns= from Python); if the commas are "
+        "thousands separators (1,000.5 on line 1 for 1000.5), write the numbers without "
+        "them: commas separate columns"
+    )
     assert not (tmp_path / "run").exists()
 
 

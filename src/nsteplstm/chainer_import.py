@@ -730,7 +730,7 @@ def _forecastable(path: str | Path, config: Config, cli: bool) -> dict[str, Any]
         )
         raise InputError(
             f"{config.csv_path}: {e.columns} column{'s' * (e.columns != 1)} read, but the "
-            f"checkpoint's model takes {config.n_in}; {fix}"
+            f"checkpoint's model takes {config.n_in}; {fix}{e.hint}"
         ) from None
     longest = max(len(x) for x in series.series)
     if longest < config.sequence_size:
