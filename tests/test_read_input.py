@@ -4,13 +4,26 @@ Chainer archives), and the one-line errors every caller shares."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nsteplstm.errors import InputError, read_input
+from nsteplstm.errors import (
+    InputError,
+    check_bool,
+    check_int,
+    check_ratio,
+    gib,
+    is_finite_number,
+    is_int,
+    plain,
+    read_input,
+)
 
 
 def test_reads_all_or_the_first_bytes(tmp_path: Path) -> None:
@@ -88,9 +101,136 @@ def test_checks_show_numpy_values_and_huge_integers_plainly() -> None:
         (lambda: check_ratio("dropout", np.float64(1.5)), "got 1.5"),
         (lambda: check_choice("mode", np.str_("x"), ("window",)), "got 'x'"),
         (lambda: check_bool("force", np.float32(1.0)), "got 1.0"),
-        (lambda: check_int("horizon", -(10**5000)), "got an integer of about 5000 digits"),
+        (lambda: check_int("horizon", -(10**5000)), "got a negative integer of about 5000 digits"),
         (lambda: check_int("horizon", "y" * 100), "got '" + "y" * 56 + "..."),
     ]:
         with pytest.raises(InputError) as e:
             check()
         assert str(e.value).endswith(said) and "\n" not in str(e.value)
+
+
+# Numbers of every kind a caller may pass: (value, is_int, is_finite_number, plain).
+# A Python int has no size limit: one past int64 broke np.isfinite (is_finite_number
+# raised TypeError), one past 1.8e308 is no float, and one of more than 4300 digits has
+# no str(); a bool is an int to Python; NumPy scalars print as np.float32(...) in NumPy 2.
+NUMBERS = [
+    (10**400, True, False, "an integer of 401 digits"),
+    (-(10**400), True, False, "a negative integer of 401 digits"),
+    (10**5000, True, False, "an integer of about 5000 digits"),
+    (10**59, True, True, "1" + "0" * 59),  # 60 characters: shown whole
+    (np.int64(3), True, True, "3"),
+    (np.uint64(2**64 - 1), True, True, str(2**64 - 1)),
+    (np.float32(0.5), False, True, "0.5"),
+    (np.float32("nan"), False, False, "nan"),
+    (np.float16(0.5), False, True, "0.5"),
+    (np.longdouble("inf"), False, False, "inf"),
+    (np.bool_(True), False, False, "True"),
+    (True, False, False, "True"),
+    (False, False, False, "False"),
+    (float("nan"), False, False, "nan"),
+    (float("-inf"), False, False, "-inf"),
+    (-0.0, False, True, "-0.0"),
+    (Decimal("0.5"), False, False, "Decimal('0.5')"),
+    (Fraction(1, 2), False, False, "Fraction(1, 2)"),
+    ("3", False, False, "'3'"),
+]
+
+
+@pytest.mark.parametrize(
+    "value, integer, finite, shown",
+    NUMBERS,
+    ids=[f"{type(v).__name__}-{shown}" for v, *_, shown in NUMBERS],
+)
+def test_number_helpers_answer_every_kind_of_number(
+    value: object, integer: bool, finite: bool, shown: str
+) -> None:
+    assert is_int(value) is integer
+    assert is_finite_number(value) is finite
+    assert plain(value) == shown
+
+
+def test_plain_describes_an_integer_by_its_size_also_without_a_digit_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With the limit off (0), every integer, 5 included, was "an integer of about 0 digits".
+    monkeypatch.setattr(sys, "get_int_max_str_digits", lambda: 0)
+    assert plain(5) == "5"
+    assert plain(-(10**400)) == "a negative integer of 401 digits"
+
+
+def test_plain_shows_an_integer_whole_up_to_most_characters() -> None:
+    assert plain(10**99, most=100) == "1" + "0" * 99
+    assert plain(-(10**99), most=100) == "a negative integer of 100 digits"
+    assert plain(10**4299, most=sys.maxsize) == "1" + "0" * 4299  # as many as str() writes
+
+
+RAISES = object()
+
+# (check, value, what it returns, or RAISES and the end of its one-line message)
+CHECKS = [
+    (check_int, 10**400, 10**400, ""),  # an integer >= 1: the caller bounds it
+    (
+        check_int,
+        -(10**400),
+        RAISES,
+        "n must be an integer >= 1, got a negative integer of 401 digits",
+    ),
+    (check_int, np.int64(3), 3, ""),
+    (check_int, True, RAISES, "n must be an integer >= 1, got True"),
+    (check_int, np.bool_(True), RAISES, "got True"),
+    (check_int, 3.0, RAISES, "got 3.0"),
+    (check_int, np.float32(2), RAISES, "got 2.0"),
+    (check_int, float("nan"), RAISES, "got nan"),
+    (check_int, Fraction(2), RAISES, "got Fraction(2, 1)"),
+    (check_ratio, 10**400, RAISES, "n must be a number in [0, 1), got an integer of 401 digits"),
+    (check_ratio, 10**5000, RAISES, "got an integer of about 5000 digits"),
+    (check_ratio, np.float32(0.5), 0.5, ""),
+    (check_ratio, np.int64(0), 0.0, ""),
+    (check_ratio, -0.0, 0.0, ""),
+    (check_ratio, True, RAISES, "got True"),
+    (check_ratio, False, RAISES, "got False"),
+    (check_ratio, float("nan"), RAISES, "got nan"),
+    (check_ratio, float("inf"), RAISES, "got inf"),
+    (check_ratio, np.float32("nan"), RAISES, "got nan"),
+    (check_ratio, Decimal("0.5"), RAISES, "got Decimal('0.5')"),
+    (check_ratio, Fraction(1, 2), RAISES, "got Fraction(1, 2)"),
+    (check_bool, np.bool_(False), False, ""),
+    (check_bool, 1, RAISES, "n must be True or False, got 1"),
+    (check_bool, 10**5000, RAISES, "got an integer of about 5000 digits"),
+    (check_bool, float("nan"), RAISES, "got nan"),
+]
+
+
+@pytest.mark.parametrize(
+    "check, value, returns, said", CHECKS, ids=[f"{c.__name__}-{plain(v)}" for c, v, *_ in CHECKS]
+)
+def test_checks_answer_or_name_the_setting_for_every_kind_of_number(
+    check: Callable[[str, object], object], value: object, returns: object, said: str
+) -> None:
+    if returns is RAISES:
+        with pytest.raises(InputError) as e:
+            check("n", value)
+        assert str(e.value).endswith(said) and "\n" not in str(e.value)
+    else:
+        got = check("n", value)
+        assert got == returns and type(got) is type(returns)
+
+
+def test_check_int_names_a_huge_integer_past_its_maximum() -> None:
+    with pytest.raises(
+        InputError, match=r"^n must be an integer >= 1 and <= 10, got an integer of 401 digits$"
+    ):
+        check_int("n", 10**400, maximum=10)
+
+
+@pytest.mark.parametrize(
+    "nbytes, shown",
+    [
+        pytest.param(10**400, "9.31e+390 GiB", id="1e400"),  # was OverflowError: past float's range
+        (np.float16(1024), "9.54e-07 GiB"),  # was "0 GiB": 2**30 is inf in float16
+        (np.int64(2**40), "1,024 GiB"),
+        (1.5 * 2**30, "1.5 GiB"),
+    ],
+)
+def test_gib_takes_any_size(nbytes: float, shown: str) -> None:
+    assert gib(nbytes) == shown

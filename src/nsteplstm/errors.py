@@ -3,10 +3,12 @@ and the checks every module uses: integers, numbers in text, input files, readin
 decoding an input file."""
 
 import codecs
+import math
 import os
 import stat
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 
 import numpy as np
 
@@ -58,20 +60,40 @@ def one_line(x: object) -> str:
 
 def plain(value: object, most: int = 60) -> str:
     """``repr(value)`` for a message: a NumPy scalar as the Python value it holds (``1.5``,
-    not NumPy 2's ``np.float64(1.5)``), on one line, cut to ``most`` characters, and an
-    integer too long for Python to write in decimal (``sys.get_int_max_str_digits``)
-    described by its size."""
+    not NumPy 2's ``np.float64(1.5)``), on one line, cut to ``most`` characters; an
+    integer longer than that, or than Python writes in decimal
+    (``sys.get_int_max_str_digits``), described by its sign and size instead."""
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, int) and value.bit_length() > 3.32 * sys.get_int_max_str_digits():
-        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
-    text = one_line(repr(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _plain_int(value, most)
+    # .item() of a long double is one still: its str is "inf", its repr np.longdouble('inf')
+    text = one_line(str(value) if isinstance(value, np.generic) else repr(value))
     return text if len(text) <= most else text[: most - 3] + "..."
 
 
+def _plain_int(n: int, most: int) -> str:
+    """``repr(n)``, or, past ``most`` characters or what Python writes in decimal, its
+    size: ``"a negative integer of 401 digits"``, ``"an integer of about 5000 digits"``."""
+    limit = sys.get_int_max_str_digits()  # 0: none
+    about = int(abs(n).bit_length() * 0.30103)  # the digits, or one fewer
+    if limit and about >= limit:
+        digits = f"about {about}"
+    else:
+        text = repr(n)
+        if len(text) <= most:
+            return text
+        digits = str(len(text.lstrip("-")))
+    return f"{'a negative' if n < 0 else 'an'} integer of {digits} digits"
+
+
 def gib(nbytes: float) -> str:
-    """``nbytes`` in GiB for a message: ``"23.5 GiB"``, ``"1,234 GiB"``, ``"8.94e+14 GiB"``."""
-    x = nbytes / 2**30
+    """``nbytes`` in GiB for a message: ``"23.5 GiB"``, ``"1,234 GiB"``, ``"8.94e+14 GiB"``,
+    ``"9.31e+390 GiB"`` (an int past float's range)."""
+    try:
+        x = float(nbytes) / 2**30  # float(): a NumPy float16 would overflow at 2**30
+    except OverflowError:  # an int of more than 308 digits
+        return f"{Decimal(nbytes) / 2**30:.3g} GiB"
     return f"{x:,.0f} GiB" if 1000 <= x < 1e9 else f"{x:.3g} GiB"
 
 
@@ -84,12 +106,15 @@ def ascii_float(text: str) -> float:
 
 
 def is_finite_number(value: object) -> bool:
-    """True for a finite Python or NumPy int or float; False for a bool."""
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and bool(np.isfinite(value))
-    )
+    """True for a Python or NumPy int or float that is finite as a float (an int past
+    1.8e308 is not: ``float()`` of it fails); False for a bool, and for anything else
+    (a Decimal, a Fraction, a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 # The most points or samples a generated data set may have: past it NumPy fails with
