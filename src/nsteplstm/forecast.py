@@ -87,10 +87,14 @@ def forecast(
     stream mode), so hooks on its modules and a ``module.compile()`` do not act here.
     On the CPU, fewer than :data:`ONE_THREAD_STARTS` starts run on one thread
     (``torch.set_num_threads(1)``, restored afterwards; see :func:`_few_threads`).
-    Raises :class:`InputError` for arguments out of range.
+    Raises :class:`InputError` for arguments out of range, and for forecasts whose
+    buffers and LSTM working memory would not fit in this machine's memory.
     """
     horizon = _default_horizon(sequence_size) if horizon is None else horizon
     x = _check(model, series, starts, sequence_size, horizon, mode)  # (T, F)
+    _check_forecast_memory(
+        _forecast_bytes(model, sequence_size, horizon, len(starts), mode), horizon, len(starts)
+    )
     weight = model.head.weight
     modes = [(m, m.training) for m in model.modules()]  # a submodule may differ from model
     model.eval()
@@ -142,12 +146,17 @@ def _window(model: Forecaster, windows: Tensor, horizon: int) -> Tensor:
     buf[:size] = windows
     for k in range(horizon):
         data = buf[k : k + size].reshape(size * batch, features)  # a view: buf is time-major
-        if isinstance(model.lstm, NStepLSTM):
-            hidden, _, _ = model.lstm.forward_packed(data, layout)  # (S * B, H)
-        else:
-            hidden = model.lstm.forward_packed(data, layout)
-        buf[size + k] = model.head(hidden[-batch:])  # last step of every sequence: (B, F)
+        # Last step of every sequence: (B, F). In one statement, so that one step's
+        # LSTM output (S * B, H) is freed before the next step's is made.
+        buf[size + k] = model.head(_lstm_outputs(model, data, layout)[-batch:])
     return buf[size:]
+
+
+def _lstm_outputs(model: Forecaster, data: Tensor, layout: PackedLayout) -> Tensor:
+    """The model's LSTM over packed ``data`` ``(N, F)`` from zero states: ``(N, H)``."""
+    if isinstance(model.lstm, NStepLSTM):
+        return model.lstm.forward_packed(data, layout)[0]
+    return model.lstm.forward_packed(data, layout)
 
 
 def _stream(model: Forecaster, windows: Tensor, horizon: int) -> Tensor:
@@ -287,8 +296,43 @@ def _check_windows(x: np.ndarray, starts: Sequence[int], sequence_size: int, hor
                 f"start {plain(s)} out of range: a start window of {sequence_size} points in a "
                 f"series of {length} must start in [0, {last}]"
             )
-    needed = 4 * (sequence_size + horizon) * len(starts) * x.shape[1]  # float32 (S + h, B, F)
-    what = f"horizon = {horizon}: {len(starts)} forecasts of {horizon} points take {gib(needed)}"
+
+
+# The working memory of one LSTM call over B sequences of S steps, in units of its
+# output (S * B, H): measured (peak RSS, torch 2.13's oneDNN LSTM on the CPU, S = 30,
+# hidden 100 to 400) at 2.25 for one layer and 3.4 (2 layers) to 3.9 (6 layers) for
+# more: the output, the layer below's output, and about 1.25 besides; plus 4 states
+# (B, H) per layer.
+LSTM_OUTPUTS = 2.25
+LSTM_OUTPUTS_STACKED = 3.25
+LSTM_STATES_PER_LAYER = 4
+
+
+def _forecast_bytes(
+    model: Forecaster, sequence_size: int, horizon: int, starts: int, mode: str
+) -> int:
+    """Bytes :func:`forecast` allocates for ``starts`` forecasts (B) of ``horizon``
+    points from windows of ``sequence_size`` (S) with F features, in the model's dtype:
+    the start windows ``(S, B, F)``; the predictions, ``(S + horizon, B, F)`` in window
+    mode (after the windows they slide over), ``(horizon, B, F)`` in stream mode; their
+    float32 copy where they are not float32 on the CPU; and one LSTM call over the
+    windows (:data:`LSTM_OUTPUTS`)."""
+    weight = model.head.weight
+    size = weight.element_size()
+    features, hidden, layers = (model.config[k] for k in ("n_in", "n_hidden", "n_layers"))
+    rows = sequence_size + horizon if mode == "window" else horizon
+    needed = size * (sequence_size + rows) * starts * features
+    if weight.dtype != torch.float32 or weight.device.type != "cpu":
+        needed += 4 * horizon * starts * features  # the float32 result, a copy
+    outputs = LSTM_OUTPUTS if layers == 1 else LSTM_OUTPUTS_STACKED
+    lstm = outputs * sequence_size + LSTM_STATES_PER_LAYER * layers
+    return needed + math.ceil(lstm * starts * hidden * size)
+
+
+def _check_forecast_memory(needed: int, horizon: int, starts: int) -> None:
+    """:class:`InputError` when ``needed`` bytes, for ``starts`` forecasts of ``horizon``
+    points, exceed this machine's memory."""
+    what = f"horizon = {horizon}: {starts} forecasts of {horizon} points take {gib(needed)}"
     check_memory(needed, what)
 
 
@@ -302,14 +346,17 @@ def forecast_truth(
     """
     x = _series(series, dtype=np.float64)
     _check_windows(x, starts, sequence_size, horizon)
+    needed = x.itemsize * len(starts) * horizon * x.shape[1]
+    _check_forecast_memory(needed, horizon, len(starts))
     return _truth(x, starts, sequence_size, horizon)
 
 
-def _truth(x: np.ndarray, starts: Sequence[int], sequence_size: int, horizon: int) -> np.ndarray:
-    """:func:`forecast_truth` of a checked ``x`` ``(T, F)``."""
-    out = np.full((len(starts), horizon, x.shape[1]), np.nan, dtype=x.dtype)
+def _truth(x: np.ndarray, starts: Sequence[int], offset: int, length: int) -> np.ndarray:
+    """``out[i] = x[starts[i] + offset :][:length]``, NaN past the end of ``x`` ``(T, F)``:
+    ``(len(starts), length, F)`` of ``x``'s dtype."""
+    out = np.full((len(starts), length, x.shape[1]), np.nan, dtype=x.dtype)
     for i, s in enumerate(starts):
-        part = x[s + sequence_size : s + sequence_size + horizon]
+        part = x[s + offset : s + offset + length]
         out[i, : len(part)] = part
     return out
 
@@ -338,12 +385,14 @@ def forecast_series(
         )
     n, horizon, features = pred.shape
     _check_windows(x, starts, sequence_size, horizon)
-    first = np.asarray(starts, dtype=np.int64)[:, None]  # (P, 1)
-    t = first + np.arange(sequence_size + horizon)  # (P, S + horizon)
-    window = x[first + np.arange(sequence_size)]  # (P, S, F)
-    truth = np.concatenate([window, _truth(x, starts, sequence_size, horizon)], axis=1)
-    gap = np.full((n, sequence_size, features), np.nan)
-    return t, truth, np.concatenate([gap, pred.astype(np.float64)], axis=1)
+    points = n * (sequence_size + horizon)
+    needed = x.itemsize * points * (1 + 2 * features)  # t int64, truth and prediction float64
+    _check_forecast_memory(needed, horizon, n)
+    t = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(sequence_size + horizon)
+    truth = _truth(x, starts, 0, sequence_size + horizon)  # the window, then what follows
+    prediction = np.full((n, sequence_size + horizon, features), np.nan)
+    prediction[:, sequence_size:] = pred
+    return t, truth, prediction
 
 
 def forecast_metrics(pred: np.ndarray, truth: np.ndarray, integer_valued: bool) -> dict[str, Any]:
@@ -551,7 +600,7 @@ def _series_to_forecast(
         raise InputError(
             f"{config.csv_path}: {e.columns} column{'s' * (e.columns != 1)} read, but the "
             f"run's model takes {config.n_in}; a forecast needs the columns it was "
-            "trained on"
+            f"trained on{e.hint}"
         ) from None
     _check_header(source, header, config.csv_path)
     index = _series_index(source.series_ids, series, config.data)
@@ -653,9 +702,10 @@ def _series_index(ids: list[str] | None, series: str | None, data: str) -> int:
     return ids.index(series)
 
 
-# Bytes forecast_run holds per forecast point and feature beyond the model's own
-# buffer: float64 columns, the CSV text, the plot's arrays. Measured about 195 (the
-# peak RSS of 400,000 points less that of 200,000, either mode).
+# Bytes forecast_run holds per forecast point and feature: the model's buffer, float64
+# columns, the CSV text, the plot's arrays. Measured about 195 (the peak RSS of 400,000
+# points less that of 200,000, either mode), and 170 to 250 (the peak RSS of 50,000 to
+# 200,000 points of 1 to 16 features, stream mode).
 RUN_BYTES_PER_POINT = 256
 
 
