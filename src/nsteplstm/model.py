@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import check_memory
-from .errors import InputError, check_choice, check_int, check_ratio, gib
+from .errors import InputError, check_choice, check_int, check_ratio, gib, plain
 from .functional import (
     autocast_alike,
     check_dense,
@@ -50,10 +50,11 @@ def _check_fits(n_layers: int, in_size: int, out_size: int, directions: int = 1)
     machine's memory (before torch tries, which takes minutes for a billion layers or
     fails with a bare allocation error)."""
     count = lstm_weight_count(n_layers, in_size, out_size, directions)
+    weights = f"{count:,}" if count < 10**40 else plain(count)  # 10**400 layers: its size
     check_memory(
         4 * count,
-        f"n_layers = {n_layers}, in_size = {in_size}, out_size (hidden units) = {out_size}: "
-        f"{count:,} weights take {gib(4 * count)} of float32",
+        f"n_layers = {plain(n_layers)}, in_size = {plain(in_size)}, out_size (hidden units) "
+        f"= {plain(out_size)}: {weights} weights take {gib(4 * count)} of float32",
     )
 
 
