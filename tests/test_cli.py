@@ -892,6 +892,25 @@ def test_a_library_allocation_failure_is_out_of_memory_and_other_errors_stay_bug
         main([*argv, "--out", str(tmp_path / "run2")])
 
 
+def test_out_of_memory_advice_names_what_the_command_can_change(tmp_path, monkeypatch, capsys):
+    # Every command was told "smaller sizes (n_hidden, ..., horizon) need less": bench
+    # and demo have no such flags, and forecast only --horizon.
+    from nsteplstm import bench, forecast
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(bench, "run_bench", out_of_memory)
+    monkeypatch.setattr(forecast, "forecast_run", out_of_memory)
+    for argv, advice in [
+        (["bench", "--out", str(tmp_path / "b")], "close what else holds memory, or use a machine"),
+        (["forecast", str(tmp_path)], "a shorter --horizon needs less"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and advice in err and "n_hidden" not in err, err
+
+
 @pytest.mark.parametrize("command", [["forecast"], ["train", "--resume"]])
 def test_a_directory_without_a_run_says_to_name_one(tmp_path, capsys, command):
     # forecast and train --resume said only "DIR/config.json: file not found".

@@ -615,10 +615,16 @@ def _run(name: str, call: Callable[[], int | None]) -> int:
     except (MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not _is_out_of_memory(e):
             raise
-        reason = one_line(e)[:200]
-        sizes = "n_hidden, n_layers, total_size, batch_size, horizon"
-        _error(name, f"out of memory ({reason}); smaller sizes ({sizes}) need less")
+        _error(name, f"out of memory ({one_line(e)[:200]}); {_LESS_MEMORY.get(name, _FREE_MEMORY)}")
         return 2
+
+
+# What needs less memory, by command; the others have no sizes to give (bench, demo).
+_LESS_MEMORY = {
+    "nsteplstm train": "smaller sizes (n_hidden, n_layers, total_size, batch_size) need less",
+    "nsteplstm forecast": "a shorter --horizon needs less",
+}
+_FREE_MEMORY = "close what else holds memory, or use a machine with more"
 
 
 def _error(name: str, message: str, kind: str = "error: ") -> None:
